@@ -19,26 +19,55 @@ fn info_reports_the_kernel_path_and_threads() {
     let (ok, stdout, stderr) = dinonat(&["info"]);
     assert!(ok, "dinonat info failed: {stderr}");
     let detected = dinonat_kernels::cpu::isa::detected().name();
-    assert!(stdout.contains(detected), "info does not name the detected ISA {detected}:\n{stdout}");
-    assert!(stdout.contains("threads"), "info does not report threads:\n{stdout}");
+    assert!(
+        stdout.contains(detected),
+        "info does not name the detected ISA {detected}:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("threads"),
+        "info does not report threads:\n{stdout}"
+    );
 }
 
 #[test]
 fn bench_gemm_json_reports_each_requested_shape() {
-    let (ok, stdout, stderr) =
-        dinonat(&["bench", "gemm", "--json", "--threads", "1", "--shape", "33x17x65", "--shape", "64x64x64"]);
+    let (ok, stdout, stderr) = dinonat(&[
+        "bench",
+        "gemm",
+        "--json",
+        "--threads",
+        "1",
+        "--shape",
+        "33x17x65",
+        "--shape",
+        "64x64x64",
+    ]);
     assert!(ok, "bench gemm failed: {stderr}");
     let rows: Vec<serde_json::Value> = stdout
         .lines()
         .filter(|l| l.trim_start().starts_with('{'))
         .map(|l| serde_json::from_str(l).expect("each --json line is a JSON object"))
         .collect();
-    assert_eq!(rows.len(), 2, "expected one JSON object per shape:\n{stdout}");
-    assert_eq!((rows[0]["m"].as_u64(), rows[0]["k"].as_u64(), rows[0]["n"].as_u64()), (Some(33), Some(17), Some(65)));
+    assert_eq!(
+        rows.len(),
+        2,
+        "expected one JSON object per shape:\n{stdout}"
+    );
+    assert_eq!(
+        (
+            rows[0]["m"].as_u64(),
+            rows[0]["k"].as_u64(),
+            rows[0]["n"].as_u64()
+        ),
+        (Some(33), Some(17), Some(65))
+    );
     assert_eq!(rows[1]["m"].as_u64(), Some(64));
     for row in &rows {
         let gflops = row["gflops"].as_f64().expect("gflops is a number");
-        assert!(gflops.is_finite() && gflops > 0.0, "gflops must be a positive measurement: {row}");
+        assert!(
+            gflops.is_finite() && gflops > 0.0,
+            "gflops must be a positive measurement: {row}"
+        );
     }
 }
 
@@ -46,6 +75,9 @@ fn bench_gemm_json_reports_each_requested_shape() {
 fn bench_gemm_rejects_a_malformed_shape_naming_the_flag() {
     let (ok, _stdout, stderr) = dinonat(&["bench", "gemm", "--shape", "12x3"]);
     assert!(!ok, "a malformed --shape must fail");
-    assert!(stderr.contains("--shape"), "the error must name the flag: {stderr}");
+    assert!(
+        stderr.contains("--shape"),
+        "the error must name the flag: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "must not panic: {stderr}");
 }
