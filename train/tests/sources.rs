@@ -68,6 +68,7 @@ fn procedural_contact_sheet_png() {
     // The first cell holds the first image exactly.
     assert_eq!(back.get_pixel(2 + 5, 2 + 9).0, images[0].pixel(5, 9));
     println!("contact sheet: {}", path.display());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
