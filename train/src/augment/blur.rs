@@ -31,16 +31,16 @@ pub fn gaussian_blur(img: &mut Planar, sigma: f32) {
     let r = (k.len() / 2) as isize;
     let (w, h) = (img.width, img.height);
     let mut tmp = vec![0f32; w * h];
+    let mut padded = vec![0f32; w + 2 * r as usize];
     for c in 0..3 {
         let p = img.plane_mut(c);
         for y in 0..h {
             let row = &p[y * w..(y + 1) * w];
-            for x in 0..w {
-                tmp[y * w + x] = k
-                    .iter()
-                    .enumerate()
-                    .map(|(t, &kt)| kt * row[reflect(x as isize + t as isize - r, w)])
-                    .sum();
+            for (i, v) in padded.iter_mut().enumerate() {
+                *v = row[reflect(i as isize - r, w)];
+            }
+            for (x, out) in tmp[y * w..(y + 1) * w].iter_mut().enumerate() {
+                *out = k.iter().zip(&padded[x..]).map(|(a, b)| a * b).sum();
             }
         }
         for y in 0..h {

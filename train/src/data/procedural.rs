@@ -68,39 +68,41 @@ pub fn inside(class: usize, u: f32, v: f32) -> bool {
     match class {
         0 => r2 <= 0.85 * 0.85,
         1 => u.abs().max(v.abs()) <= 0.75,
-        2 => in_polygon(&regular_polygon::<3>(1.0, 1.0), u, v),
         3 => (u.abs() <= 0.28 && v.abs() <= 0.95) || (v.abs() <= 0.28 && u.abs() <= 0.95),
         4 => (0.5 * 0.5..=0.9 * 0.9).contains(&r2),
-        5 => in_polygon(&regular_polygon::<10>(1.0, 0.42), u, v),
         6 => u.abs() <= 0.85 && v.abs() <= 0.85 && ((u + 0.85) / 0.34) as i32 % 2 == 0,
         7 => u * u + (v / 0.45) * (v / 0.45) <= 1.0,
-        8 => in_polygon(
-            &[
-                (-0.8, -0.8),
-                (-0.3, -0.8),
-                (-0.3, 0.3),
-                (0.8, 0.3),
-                (0.8, 0.8),
-                (-0.8, 0.8),
-            ],
-            u,
-            v,
-        ),
-        9 => in_polygon(
-            &[
-                (-0.9, -0.18),
-                (0.2, -0.18),
-                (0.2, -0.6),
-                (0.95, 0.0),
-                (0.2, 0.6),
-                (0.2, 0.18),
-                (-0.9, 0.18),
-            ],
-            u,
-            v,
-        ),
+        2 | 5 | 8 | 9 => in_polygon(&polygons()[class], u, v),
         _ => false,
     }
+}
+
+/// The polygonal classes' outlines (triangle, star, L, arrow), built once.
+fn polygons() -> &'static [Vec<(f32, f32)>; 10] {
+    static POLYGONS: std::sync::OnceLock<[Vec<(f32, f32)>; 10]> = std::sync::OnceLock::new();
+    POLYGONS.get_or_init(|| {
+        let mut p: [Vec<(f32, f32)>; 10] = Default::default();
+        p[2] = regular_polygon::<3>(1.0, 1.0).to_vec();
+        p[5] = regular_polygon::<10>(1.0, 0.42).to_vec();
+        p[8] = vec![
+            (-0.8, -0.8),
+            (-0.3, -0.8),
+            (-0.3, 0.3),
+            (0.8, 0.3),
+            (0.8, 0.8),
+            (-0.8, 0.8),
+        ];
+        p[9] = vec![
+            (-0.9, -0.18),
+            (0.2, -0.18),
+            (0.2, -0.6),
+            (0.95, 0.0),
+            (0.2, 0.6),
+            (0.2, 0.18),
+            (-0.9, 0.18),
+        ];
+        p
+    })
 }
 
 /// N vertices on a circle, alternating radii `r_even` / `r_odd` (a star when they differ), first vertex up.
@@ -201,8 +203,11 @@ impl Canvas {
     ) {
         let (ex, ey) = (p1.0 - p0.0, p1.1 - p0.1);
         let len2 = (ex * ex + ey * ey).max(1e-6);
-        for y in 0..self.size {
-            for x in 0..self.size {
+        let ext = half_width + 1.0;
+        let (mid_x, half_x) = ((p0.0 + p1.0) / 2.0, (p0.0 - p1.0).abs() / 2.0 + ext);
+        let (mid_y, half_y) = ((p0.1 + p1.1) / 2.0, (p0.1 - p1.1).abs() / 2.0 + ext);
+        for y in pixel_span(mid_y, half_y, self.size) {
+            for x in pixel_span(mid_x, half_x, self.size) {
                 let (px, py) = (x as f32 + 0.5 - p0.0, y as f32 + 0.5 - p0.1);
                 let t = ((px * ex + py * ey) / len2).clamp(0.0, 1.0);
                 let (dx, dy) = (px - t * ex, py - t * ey);
@@ -353,14 +358,23 @@ fn render(class: usize, size: usize, rng: &mut SplitMix64) -> RgbImage {
         canvas.line(p0, p1, 0.5, random_colour(rng), 0.8);
     }
 
-    // Pixel noise, then 8-bit quantisation.
-    let sigma = rng.uniform(0.01, 0.05);
+    // Pixel noise, then 8-bit quantisation (+0.5 then truncation = rounding, the value being non-negative).
+    let sigma = rng.uniform(0.01, 0.05) as f32;
     let pixels = canvas
         .rgb
         .iter()
-        .map(|&v| ((v + (sigma * rng.normal()) as f32).clamp(0.0, 1.0) * 255.0).round() as u8)
+        .map(|&v| ((v + sigma * approx_normal(rng)).clamp(0.0, 1.0) * 255.0 + 0.5) as u8)
         .collect();
     RgbImage::new(size, size, pixels)
+}
+
+/// A cheap standard-normal-like draw for pixel noise: the Irwin-Hall sum of four 16-bit uniforms from one
+/// 64-bit draw, centred and scaled to unit variance (Box-Muller's log and cosine per pixel cost more than the
+/// rest of the image).
+fn approx_normal(rng: &mut SplitMix64) -> f32 {
+    let r = rng.next_u64();
+    let sum: u64 = (0..4).map(|k| (r >> (16 * k)) & 0xFFFF).sum();
+    (sum as f32 / 65536.0 - 2.0) * 3f32.sqrt()
 }
 
 fn smooth(t: f32) -> f32 {
