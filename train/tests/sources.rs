@@ -5,11 +5,33 @@ use dinonat_train::grid::write_image_grid;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-fn temp_dir(name: &str) -> PathBuf {
+/// A fresh directory under the system temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(name: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("dinonat-train-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
 
 /// A small image whose pixel (x, y) is (x*20 + seed, y*30, 100 + seed) so values are checkable.
@@ -67,8 +89,6 @@ fn procedural_contact_sheet_png() {
     assert_eq!(back.dimensions(), (10 * 66 + 2, 4 * 66 + 2));
     // The first cell holds the first image exactly.
     assert_eq!(back.get_pixel(2 + 5, 2 + 9).0, images[0].pixel(5, 9));
-    println!("contact sheet: {}", path.display());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -288,4 +308,46 @@ fn shared_imagenette_and_roadscene_decode() {
     } else {
         println!("skipped RoadScene: {} not found", ir.display());
     }
+}
+
+#[test]
+fn open_dataset_recognises_layouts() {
+    let dir = temp_dir("open");
+    let idx = dir.join("fashion");
+    std::fs::create_dir_all(&idx).unwrap();
+    std::fs::write(
+        idx.join("t10k-images-idx3-ubyte.gz"),
+        gzip(&idx_bytes(&[2, 3, 3], &[7; 18])),
+    )
+    .unwrap();
+    std::fs::write(idx.join("t10k-labels-idx1-ubyte"), idx_bytes(&[2], &[1, 2])).unwrap();
+    assert_eq!(open_dataset(&idx, false).unwrap().len(), 2);
+    assert!(open_dataset(&idx, true)
+        .err()
+        .unwrap()
+        .source_name
+        .contains("train-images-idx3-ubyte"));
+    let cifar = dir.join("cifar");
+    std::fs::create_dir_all(&cifar).unwrap();
+    std::fs::write(cifar.join("test_batch.bin"), vec![1u8; 3073 * 3]).unwrap();
+    assert_eq!(open_dataset(&cifar, false).unwrap().len(), 3);
+    let folders = dir.join("imagenette");
+    for (split, n) in [("train", 2), ("val", 1)] {
+        std::fs::create_dir_all(folders.join(split).join("n01")).unwrap();
+        for k in 0..n {
+            pattern(3, 3, k)
+                .save(folders.join(split).join("n01").join(format!("{k}.png")))
+                .unwrap();
+        }
+    }
+    assert_eq!(open_dataset(&folders, true).unwrap().len(), 2);
+    assert_eq!(open_dataset(&folders, false).unwrap().len(), 1);
+    assert_eq!(
+        open_dataset(folders.join("val"), false)
+            .unwrap()
+            .class_names()
+            .unwrap(),
+        ["n01"]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -8,12 +8,14 @@ mod cache;
 mod cifar;
 mod idx;
 mod image_folder;
+mod open;
 pub mod procedural;
 
 pub use cache::CachedDataset;
-pub use cifar::Cifar10;
+pub use cifar::{Cifar10, CIFAR10_CLASSES};
 pub use idx::IdxDataset;
 pub use image_folder::ImageFolder;
+pub use open::open_dataset;
 pub use procedural::{Procedural, PROCEDURAL_CLASSES};
 
 use std::fmt;

@@ -27,10 +27,17 @@ pub struct Procedural {
 }
 
 impl Procedural {
+    pub const DEFAULT_SIZE: usize = 64;
+
     /// `len` images of `size` x `size` pixels; different seeds give different sets (use one seed for train and
     /// another for validation).
     pub fn new(seed: u64, len: usize, size: usize) -> Self {
         Self { seed, len, size }
+    }
+
+    /// `len` images of [`Procedural::DEFAULT_SIZE`] pixels.
+    pub fn with_default_size(seed: u64, len: usize) -> Self {
+        Self::new(seed, len, Self::DEFAULT_SIZE)
     }
 
     /// The class of sample i: classes cycle, so any 10 consecutive indices hold each class once.
