@@ -351,3 +351,25 @@ fn open_dataset_recognises_layouts() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn debian_fashion_mnist_test_split() {
+    let dir = Path::new("/usr/share/datasets/fashion-mnist");
+    if !dir.join("t10k-images-idx3-ubyte.gz").is_file() {
+        println!(
+            "skipped: {} not found (apt-get install dataset-fashion-mnist)",
+            dir.display()
+        );
+        return;
+    }
+    let d = IdxDataset::open_split(dir, "t10k").unwrap();
+    assert_eq!(d.len(), 10_000);
+    let mut counts = [0usize; 10];
+    for i in 0..d.len() {
+        counts[d.get(i).unwrap().label.unwrap()] += 1;
+    }
+    assert_eq!(counts, [1000; 10]);
+    let s = d.get(0).unwrap();
+    assert_eq!((s.image.width, s.image.height), (28, 28));
+    assert!(s.image.pixels.iter().any(|&v| v > 0));
+}
