@@ -185,6 +185,22 @@ fn photometric_transforms() {
         adjust_hue(&mut p, shift);
         assert_close(&p.data, &orig.data, 1e-5, "hue identity");
     }
+    // A third of a turn takes red to green and green to blue.
+    let mut rg = Planar::zeros(2, 1);
+    rg.data.copy_from_slice(&[1.0, 0.0, 0.0, 1.0, 0.0, 0.0]); // planar: R = (1, 0), G = (0, 1), B = (0, 0)
+    adjust_hue(&mut rg, 1.0 / 3.0);
+    assert_close(
+        &rg.data,
+        &[0.0, 0.0, 1.0, 0.0, 0.0, 1.0],
+        1e-5,
+        "hue rotation",
+    );
+    assert_close(
+        &rgb_to_hsv([0.0, 0.0, 0.5]),
+        &[2.0 / 3.0, 1.0, 0.5],
+        1e-6,
+        "rgb_to_hsv",
+    );
     // Factor 1 leaves brightness, contrast and saturation unchanged.
     let mut p = orig.clone();
     adjust_brightness(&mut p, 1.0);
