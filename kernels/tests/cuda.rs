@@ -5,7 +5,7 @@
 
 use dinonat_kernels::cpu::gelu::{gelu_backward_reference, gelu_forward_reference};
 use dinonat_kernels::cpu::gemm::{gemm_reference, BatchStrides, Layout};
-use dinonat_kernels::cuda::{elementwise, gemm, nvrtc, GemmPrecision, GpuDevice};
+use dinonat_kernels::cuda::{elementwise, gemm, nvrtc, GemmPrecision, GpuDevice, MmaTile};
 use half::bf16;
 
 fn device_or_skip() -> Option<&'static GpuDevice> {
@@ -79,6 +79,7 @@ fn check_gemm(
     dev: &GpuDevice,
     rng: &mut Rng,
     p: GemmPrecision,
+    tile: Option<MmaTile>,
     (m, k, n): (usize, usize, usize),
     opa: Op,
     opb: Op,
@@ -119,12 +120,22 @@ fn check_gemm(
     let da = dev.upload(&a).unwrap();
     let db = dev.upload(&b).unwrap();
     let mut dc = dev.upload(&c0).unwrap();
-    gemm::gemm(dev, p, m, k, n, alpha, &da, la, &db, lb, beta, &mut dc, lc).unwrap();
+    let one = BatchStrides {
+        count: 1,
+        a: 0,
+        b: 0,
+        c: 0,
+    };
+    gemm::gemm_batched_with(
+        dev, p, tile, one, m, k, n, alpha, &da, la, &db, lb, beta, &mut dc, lc,
+    )
+    .unwrap();
     let got = dev.download(&dc).unwrap();
     let err = rel_err(&got, &exact);
     println!(
-        "{:>4} {m:>4} x {k:>4} x {n:>4} {opa:?}{opb:?} C{} beta {beta}: rel err {err:.2e} (tol {:.0e})",
+        "{:>4} {:>7} {m:>4} x {k:>4} x {n:>4} {opa:?}{opb:?} C{} beta {beta}: rel err {err:.2e} (tol {:.0e})",
         p.name(),
+        tile.map_or("auto", |t| t.name()),
         if col_major_c { "col" } else { "row" },
         p.tolerance()
     );
@@ -146,47 +157,81 @@ const SHAPES: [(usize, usize, usize); 9] = [
 fn gemm_parity(p: GemmPrecision) {
     let Some(dev) = device_or_skip() else { return };
     let mut rng = Rng::fresh(p.name());
+    let tiles: Vec<Option<MmaTile>> = if p == GemmPrecision::Fp32Simt {
+        vec![None]
+    } else {
+        MmaTile::ALL.iter().map(|&t| Some(t)).collect()
+    };
     let mut worst = 0.0f64;
-    for &shape in &SHAPES {
-        worst = worst.max(check_gemm(
-            dev,
-            &mut rng,
-            p,
-            shape,
-            Op::N,
-            Op::N,
-            false,
-            0.0,
-        ));
-    }
-    for (opa, opb) in [(Op::T, Op::N), (Op::N, Op::T), (Op::T, Op::T)] {
-        for shape in [(33, 257, 7), (257, 129, 200), (64, 96, 128)] {
-            worst = worst.max(check_gemm(dev, &mut rng, p, shape, opa, opb, false, 0.0));
+    for &tile in &tiles {
+        for &shape in &SHAPES {
+            worst = worst.max(check_gemm(
+                dev,
+                &mut rng,
+                p,
+                tile,
+                shape,
+                Op::N,
+                Op::N,
+                false,
+                0.0,
+            ));
+        }
+        for (opa, opb) in [(Op::T, Op::N), (Op::N, Op::T), (Op::T, Op::T)] {
+            for shape in [(33, 257, 7), (257, 129, 200), (64, 96, 128)] {
+                worst = worst.max(check_gemm(
+                    dev, &mut rng, p, tile, shape, opa, opb, false, 0.0,
+                ));
+            }
+        }
+        for shape in [(7, 33, 3), (200, 100, 130)] {
+            worst = worst.max(check_gemm(
+                dev,
+                &mut rng,
+                p,
+                tile,
+                shape,
+                Op::N,
+                Op::N,
+                false,
+                0.5,
+            ));
+            worst = worst.max(check_gemm(
+                dev,
+                &mut rng,
+                p,
+                tile,
+                shape,
+                Op::N,
+                Op::T,
+                true,
+                0.0,
+            ));
+            worst = worst.max(check_gemm(
+                dev,
+                &mut rng,
+                p,
+                tile,
+                shape,
+                Op::T,
+                Op::N,
+                true,
+                -1.5,
+            ));
         }
     }
-    for shape in [(7, 33, 3), (200, 100, 130)] {
-        worst = worst.max(check_gemm(
-            dev,
-            &mut rng,
-            p,
-            shape,
-            Op::N,
-            Op::N,
-            false,
-            0.5,
-        ));
-        worst = worst.max(check_gemm(dev, &mut rng, p, shape, Op::N, Op::T, true, 0.0));
-        worst = worst.max(check_gemm(
-            dev,
-            &mut rng,
-            p,
-            shape,
-            Op::T,
-            Op::N,
-            true,
-            -1.5,
-        ));
-    }
+    // The default tile choice, once, on a shape large enough to pick the big tile.
+    worst = worst.max(check_gemm(
+        dev,
+        &mut rng,
+        p,
+        None,
+        (1000, 513, 777),
+        Op::N,
+        Op::N,
+        false,
+        0.0,
+    ));
     println!(
         "{}: worst rel err {worst:.2e}, tolerance {:.0e}",
         p.name(),
@@ -233,7 +278,14 @@ fn gemm_batched_matches_cpu() {
         Layout::row_major(n),
         Layout::row_major(n),
     );
-    for p in GemmPrecision::ALL {
+    let variants = [
+        (GemmPrecision::Fp32Simt, None),
+        (GemmPrecision::Tf32, Some(MmaTile::T128x128)),
+        (GemmPrecision::Tf32, Some(MmaTile::T128x256)),
+        (GemmPrecision::Bf16, Some(MmaTile::T128x128)),
+        (GemmPrecision::Bf16, Some(MmaTile::T128x256)),
+    ];
+    for (p, tile) in variants {
         let mut c = vec![f32::NAN; count * batch.c];
         let mut exact = vec![0.0f64; count * batch.c];
         let mut got_all = Vec::new();
@@ -264,7 +316,7 @@ fn gemm_batched_matches_cpu() {
             exact_all.extend_from_slice(&exact[t * batch.c..t * batch.c + m * n]);
         }
         let err = rel_err(&got_all, &exact_all);
-        println!("batched {}: rel err {err:.2e}", p.name());
+        println!("batched {} {tile:?}: rel err {err:.2e}", p.name());
         assert!(err < p.tolerance(), "batched {}: {err:.2e}", p.name());
     }
 }

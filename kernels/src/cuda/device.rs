@@ -142,6 +142,32 @@ impl GpuDevice {
             .map_err(|e| format!("alloc of {len} elements: {e}"))
     }
 
+    /// Milliseconds per call of `f`, run `reps` times between two CUDA events on the stream
+    /// (the caller warms up first and takes the median of several such samples).
+    pub fn time_ms(&self, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+        let flags = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
+        let new = || {
+            self.ctx
+                .new_event(flags)
+                .map_err(|e| format!("cuEventCreate: {e}"))
+        };
+        let (start, end) = (new()?, new()?);
+        start
+            .record(&self.stream)
+            .map_err(|e| format!("cuEventRecord: {e}"))?;
+        for _ in 0..reps {
+            f()?;
+        }
+        end.record(&self.stream)
+            .map_err(|e| format!("cuEventRecord: {e}"))?;
+        end.synchronize()
+            .map_err(|e| format!("waiting for the timed work: {e}"))?;
+        let ms = start
+            .elapsed_ms(&end)
+            .map_err(|e| format!("cuEventElapsedTime: {e}"))?;
+        Ok(ms as f64 / reps.max(1) as f64)
+    }
+
     /// A kernel of `source`, compiled with NVRTC for this device on first use and cached.
     pub fn function(&self, source: Source, name: &'static str) -> Result<CudaFunction> {
         let key = (source.name, name);

@@ -54,10 +54,58 @@ impl GemmPrecision {
     }
 }
 
-/// Tile and shared memory of the mma kernels (keep in sync with gemm_mma.cu).
-const MMA_TILE: usize = 128;
+/// Block tile of the tensor-core kernels (gemm_mma.cu): 128 x 128 (warp tile 64 x 32, 4 stages,
+/// two blocks per SM) or 128 x 256 (warp tile 64 x 64, 3 stages, one block per SM: twice the mma
+/// per fragment load, fewer blocks). [`MmaTile::choose`] takes the large tile when it still fills the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MmaTile {
+    T128x128,
+    T128x256,
+}
+
+impl MmaTile {
+    pub const ALL: [MmaTile; 2] = [MmaTile::T128x128, MmaTile::T128x256];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MmaTile::T128x128 => "128x128",
+            MmaTile::T128x256 => "128x256",
+        }
+    }
+    fn block_n(self) -> usize {
+        match self {
+            MmaTile::T128x128 => 128,
+            MmaTile::T128x256 => 256,
+        }
+    }
+    /// Dynamic shared memory (keep in sync with the table in gemm_mma.cu; the same for both types).
+    fn smem_bytes(self) -> u32 {
+        match self {
+            MmaTile::T128x128 => 75_776,
+            MmaTile::T128x256 => 81_408,
+        }
+    }
+    fn kernel(self, bf16: bool) -> &'static str {
+        match (bf16, self) {
+            (false, MmaTile::T128x128) => "gemm_tf32_mma_128x128",
+            (false, MmaTile::T128x256) => "gemm_tf32_mma_128x256",
+            (true, MmaTile::T128x128) => "gemm_bf16_mma_128x128",
+            (true, MmaTile::T128x256) => "gemm_bf16_mma_128x256",
+        }
+    }
+    /// The large tile when its blocks (times the batch) still make a full wave on the device.
+    pub fn choose(dev: &GpuDevice, m: usize, n: usize, count: usize) -> MmaTile {
+        let blocks = m.div_ceil(MMA_TILE_M) * n.div_ceil(256) * count;
+        if blocks >= dev.info().multiprocessors.max(1) as usize {
+            MmaTile::T128x256
+        } else {
+            MmaTile::T128x128
+        }
+    }
+}
+
+const MMA_TILE_M: usize = 128;
 const MMA_THREADS: u32 = 256;
-const MMA_SMEM_BYTES: u32 = 75_776;
 const SIMT_TILE: usize = 128;
 
 /// C = alpha * op(A) * op(B) + beta * C for one matrix.
@@ -132,6 +180,31 @@ pub fn gemm_batched(
     c: &mut CudaSlice<f32>,
     lc: Layout,
 ) -> Result<()> {
+    gemm_batched_with(
+        dev, precision, None, batch, m, k, n, alpha, a, la, b, lb, beta, c, lc,
+    )
+}
+
+/// [`gemm_batched`] with the tensor-core block tile forced (`None`: [`MmaTile::choose`]);
+/// the tile is ignored by `Fp32Simt`. For tests and benchmarks of each kernel variant.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_batched_with(
+    dev: &GpuDevice,
+    precision: GemmPrecision,
+    tile: Option<MmaTile>,
+    batch: BatchStrides,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &CudaSlice<f32>,
+    la: Layout,
+    b: &CudaSlice<f32>,
+    lb: Layout,
+    beta: f32,
+    c: &mut CudaSlice<f32>,
+    lc: Layout,
+) -> Result<()> {
     if m == 0 || n == 0 || batch.count == 0 {
         return Ok(());
     }
@@ -167,6 +240,7 @@ pub fn gemm_batched(
             if precision == GemmPrecision::Tf32 {
                 gemm_tf32(
                     dev,
+                    tile,
                     batch,
                     m,
                     k,
@@ -215,7 +289,7 @@ pub fn gemm_batched(
                 };
                 launch_mma(
                     dev,
-                    "gemm_bf16_mma",
+                    tile,
                     packed,
                     m,
                     n,
@@ -241,6 +315,29 @@ pub fn gemm_batched(
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_bf16(
     dev: &GpuDevice,
+    batch: BatchStrides,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &CudaSlice<bf16>,
+    lda: usize,
+    b: &CudaSlice<bf16>,
+    ldb: usize,
+    beta: f32,
+    c: &mut CudaSlice<f32>,
+    ldc: usize,
+) -> Result<()> {
+    gemm_bf16_with(
+        dev, None, batch, m, k, n, alpha, a, lda, b, ldb, beta, c, ldc,
+    )
+}
+
+/// [`gemm_bf16`] with the block tile forced (`None`: [`MmaTile::choose`]).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_bf16_with(
+    dev: &GpuDevice,
+    tile: Option<MmaTile>,
     batch: BatchStrides,
     m: usize,
     k: usize,
@@ -291,27 +388,14 @@ pub fn gemm_bf16(
         Layout::row_major(ldc).min_len(m, n),
     )?;
     launch_mma(
-        dev,
-        "gemm_bf16_mma",
-        batch,
-        m,
-        n,
-        k,
-        n,
-        alpha,
-        a,
-        lda,
-        b,
-        ldb,
-        beta,
-        c,
-        ldc,
+        dev, tile, batch, m, n, k, n, alpha, a, lda, b, ldb, beta, c, ldc,
     )
 }
 
 #[allow(clippy::too_many_arguments)]
 fn gemm_tf32(
     dev: &GpuDevice,
+    tile: Option<MmaTile>,
     batch: BatchStrides,
     m: usize,
     k: usize,
@@ -358,21 +442,7 @@ fn gemm_tf32(
         c: batch.c,
     };
     launch_mma(
-        dev,
-        "gemm_tf32_mma",
-        strides,
-        m,
-        n,
-        kp,
-        np,
-        alpha,
-        a_use,
-        lda,
-        b_use,
-        ldb,
-        beta,
-        c,
-        ldc,
+        dev, tile, strides, m, n, kp, np, alpha, a_use, lda, b_use, ldb, beta, c, ldc,
     )
 }
 
@@ -431,7 +501,7 @@ fn pack<T: DeviceRepr + ValidAsZeroBits>(
 #[allow(clippy::too_many_arguments)]
 fn launch_mma<T: DeviceRepr>(
     dev: &GpuDevice,
-    kernel: &'static str,
+    tile: Option<MmaTile>,
     batch: BatchStrides,
     m: usize,
     n: usize,
@@ -446,6 +516,9 @@ fn launch_mma<T: DeviceRepr>(
     c: &mut CudaSlice<f32>,
     ldc: usize,
 ) -> Result<()> {
+    let tile = tile.unwrap_or_else(|| MmaTile::choose(dev, m, n, batch.count));
+    let kernel = tile.kernel(std::mem::size_of::<T>() == 2);
+    let smem = tile.smem_bytes();
     let f = dev.function(GEMM_MMA, kernel)?;
     // Function attributes act on the calling thread's current context.
     dev.context()
@@ -453,12 +526,10 @@ fn launch_mma<T: DeviceRepr>(
         .map_err(|e| format!("{kernel}: binding the CUDA context: {e}"))?;
     f.set_attribute(
         CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-        MMA_SMEM_BYTES as i32,
+        smem as i32,
     )
-    .map_err(|e| {
-        format!("{kernel}: raising the shared-memory limit to {MMA_SMEM_BYTES} bytes: {e}")
-    })?;
-    let grid_y = m.div_ceil(MMA_TILE);
+    .map_err(|e| format!("{kernel}: raising the shared-memory limit to {smem} bytes: {e}"))?;
+    let grid_y = m.div_ceil(MMA_TILE_M);
     if grid_y > 65_535 {
         return Err(format!(
             "{kernel}: m = {m} needs {grid_y} row blocks (max 65535)"
@@ -466,12 +537,12 @@ fn launch_mma<T: DeviceRepr>(
     }
     let cfg = LaunchConfig {
         grid_dim: (
-            n.div_ceil(MMA_TILE) as u32,
+            n.div_ceil(tile.block_n()) as u32,
             grid_y as u32,
             batch.count as u32,
         ),
         block_dim: (MMA_THREADS, 1, 1),
-        shared_mem_bytes: MMA_SMEM_BYTES,
+        shared_mem_bytes: smem,
     };
     let (mi, ni, ki, nl) = (
         to_i32("m", m)?,

@@ -13,7 +13,11 @@ pub mod gemm;
 pub mod nvrtc;
 
 pub use device::{GpuDevice, GpuInfo};
-pub use gemm::GemmPrecision;
+pub use gemm::{GemmPrecision, MmaTile};
+
+/// Device buffers and the bf16 type, re-exported so callers need not depend on cudarc or half.
+pub use cudarc::driver::CudaSlice;
+pub use half::bf16;
 
 /// Errors of the CUDA side are plain messages (they name the kernel, the shape or the flag).
 pub type Result<T> = std::result::Result<T, String>;
