@@ -63,8 +63,8 @@ run_step() {
     echo "--- libraries"
     ldconfig -p | grep -E 'libcuda\.|libnvrtc' || true
 } >"$logdir/env.log" 2>&1
-if ! ldconfig -p | grep -q 'libnvrtc\.so'; then
-    nv=$(python3 -c 'import nvidia, os; print(os.path.dirname(nvidia.__path__[0]))' 2>/dev/null)
+if ! ldconfig -p | grep -q 'libnvrtc\.so\.13'; then
+    nv=$(python3 -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null)
     lib=$( (ls -d /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 2>/dev/null
         [ -n "$nv" ] && find "$nv/nvidia" -maxdepth 3 -name 'libnvrtc.so.13' -printf '%h\n' 2>/dev/null) |
         while read -r d; do [ -e "$d/libnvrtc.so.13" ] && echo "$d" && break; done)
