@@ -1,2 +1,34 @@
-//! CUDA kernels: CUDA C sources compiled at run time with NVRTC and launched through cudarc
-//! (dynamic loading: nothing here needs CUDA to build). See docs/gpu.md.
+//! CUDA kernels: CUDA C sources (`kernels/cuda/*.cu`) compiled at run time with NVRTC and launched
+//! through cudarc (dynamic loading: nothing here needs CUDA to build). See docs/gpu.md.
+//!
+//! - [`device`]: the guarded, process-wide [`GpuDevice`] (no libcuda or no GPU is an error value,
+//!   never a panic), upload/download helpers, and the per-process module cache.
+//! - [`nvrtc`]: the embedded sources and their NVRTC compilation, usable without a GPU.
+//! - [`elementwise`]: add, scale, axpy, GELU forward/backward, f32 -> bf16.
+//! - [`gemm`]: SIMT FP32, TF32 and BF16 tensor-core GEMMs ([`GemmPrecision`]).
+
+pub mod device;
+pub mod elementwise;
+pub mod gemm;
+pub mod nvrtc;
+
+pub use device::{GpuDevice, GpuInfo};
+pub use gemm::{GemmPrecision, MmaTile};
+
+/// Device buffers and the bf16 type, re-exported so callers need not depend on cudarc or half.
+pub use cudarc::driver::CudaSlice;
+pub use half::bf16;
+
+/// Errors of the CUDA side are plain messages (they name the kernel, the shape or the flag).
+pub type Result<T> = std::result::Result<T, String>;
+
+/// Turn a panic payload (cudarc panics when a library cannot be loaded) into a message.
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}

@@ -1,0 +1,123 @@
+//! The CUDA C sources, embedded in the binary, and their compilation to PTX with NVRTC.
+//!
+//! Compilation needs only libnvrtc (no driver, no GPU), so [`compile_all`] is the compile-check
+//! CI runs on CPU-only machines (scripts/nvrtc-check.sh). Loading libnvrtc is dynamic: when it is
+//! missing, cudarc panics; every entry point here catches that and returns an error instead.
+
+use super::{panic_message, Result};
+use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// One CUDA C source file: a kernel family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Source {
+    pub name: &'static str,
+    pub code: &'static str,
+}
+
+pub const ELEMENTWISE: Source = Source {
+    name: "elementwise.cu",
+    code: include_str!("../../cuda/elementwise.cu"),
+};
+pub const GEMM_SIMT: Source = Source {
+    name: "gemm_simt.cu",
+    code: include_str!("../../cuda/gemm_simt.cu"),
+};
+pub const GEMM_MMA: Source = Source {
+    name: "gemm_mma.cu",
+    code: include_str!("../../cuda/gemm_mma.cu"),
+};
+
+/// Every source, for the compile-check.
+pub const ALL_SOURCES: [Source; 3] = [ELEMENTWISE, GEMM_SIMT, GEMM_MMA];
+
+/// NVRTC's `--gpu-architecture` for a compute capability, e.g. (9, 0) -> "sm_90".
+/// Only the architectures the kernels support (mma.sync, cp.async, ldmatrix: sm_80 and later).
+pub fn arch_for(major: i32, minor: i32) -> Result<&'static str> {
+    Ok(match (major, minor) {
+        (8, 0) => "sm_80",
+        (8, 6) => "sm_86",
+        (8, 7) => "sm_87",
+        (8, 9) => "sm_89",
+        (9, 0) => "sm_90",
+        (10, 0) => "sm_100",
+        (12, 0) => "sm_120",
+        _ => {
+            return Err(format!(
+                "compute capability {major}.{minor} is not supported by the CUDA kernels \
+                 (need 8.0, 8.6, 8.7, 8.9, 9.0, 10.0 or 12.0)"
+            ))
+        }
+    })
+}
+
+/// True when libnvrtc can be loaded (LD_LIBRARY_PATH or the system's library path).
+pub fn nvrtc_present() -> bool {
+    catch_unwind(|| unsafe { cudarc::nvrtc::sys::is_culib_present() }).unwrap_or(false)
+}
+
+/// NVRTC's version (major, minor), or why it could not be read.
+pub fn nvrtc_version() -> Result<(i32, i32)> {
+    if !nvrtc_present() {
+        return Err("libnvrtc not found (set LD_LIBRARY_PATH)".into());
+    }
+    catch_unwind(|| {
+        let (mut major, mut minor) = (0, 0);
+        let status = unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) };
+        if status == cudarc::nvrtc::sys::nvrtcResult::NVRTC_SUCCESS {
+            Ok((major, minor))
+        } else {
+            Err(format!("nvrtcVersion failed: {status:?}"))
+        }
+    })
+    .unwrap_or_else(|p| {
+        Err(format!(
+            "libnvrtc could not be loaded: {}",
+            panic_message(p)
+        ))
+    })
+}
+
+/// Compile one source for `arch` ("sm_90", ...). Errors carry NVRTC's log.
+pub fn compile(source: Source, arch: &'static str) -> Result<Ptx> {
+    if !nvrtc_present() {
+        return Err("libnvrtc not found (set LD_LIBRARY_PATH)".into());
+    }
+    let opts = CompileOptions {
+        arch: Some(arch),
+        name: Some(source.name.to_string()),
+        options: vec!["--std=c++17".into()],
+        ..Default::default()
+    };
+    match catch_unwind(AssertUnwindSafe(|| {
+        compile_ptx_with_opts(source.code, opts)
+    })) {
+        Ok(Ok(ptx)) => Ok(ptx),
+        Ok(Err(e)) => Err(format!(
+            "NVRTC failed on {} for {arch}: {}",
+            source.name,
+            describe(&e)
+        )),
+        Err(p) => Err(format!(
+            "libnvrtc could not be loaded: {}",
+            panic_message(p)
+        )),
+    }
+}
+
+/// Compile every source for `arch`; no GPU needed. Returns each source's PTX size in bytes.
+pub fn compile_all(arch: &'static str) -> Result<Vec<(&'static str, usize)>> {
+    ALL_SOURCES
+        .iter()
+        .map(|&s| compile(s, arch).map(|ptx| (s.name, ptx.to_src().len())))
+        .collect()
+}
+
+fn describe(e: &cudarc::nvrtc::CompileError) -> String {
+    match e {
+        cudarc::nvrtc::CompileError::CompileError { nvrtc, log, .. } => {
+            format!("{nvrtc:?}\n{}", log.to_string_lossy())
+        }
+        other => format!("{other:?}"),
+    }
+}

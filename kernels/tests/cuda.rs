@@ -1,0 +1,472 @@
+//! GPU parity tests: every CUDA kernel against the CPU reference on fresh random inputs of awkward
+//! shapes, outputs poisoned with NaN first, relative Frobenius-norm error against the stated
+//! tolerance (GemmPrecision::tolerance). Without a GPU each test prints why and returns.
+//! `nvrtc_compiles_every_source` needs only libnvrtc (scripts/nvrtc-check.sh).
+
+use dinonat_kernels::cpu::gelu::{gelu_backward_reference, gelu_forward_reference};
+use dinonat_kernels::cpu::gemm::{gemm_reference, BatchStrides, Layout};
+use dinonat_kernels::cuda::{elementwise, gemm, nvrtc, GemmPrecision, GpuDevice, MmaTile};
+use half::bf16;
+
+fn device_or_skip() -> Option<&'static GpuDevice> {
+    match GpuDevice::get() {
+        Ok(d) => Some(d),
+        Err(e) => {
+            println!("skipped: no CUDA device ({e})");
+            None
+        }
+    }
+}
+
+/// xorshift64*, seeded from the clock (fresh inputs every run; the seed is printed).
+struct Rng(u64);
+impl Rng {
+    fn fresh(label: &str) -> Rng {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let seed = t | 1;
+        println!("{label}: seed {seed}");
+        Rng(seed)
+    }
+    fn uniform(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let bits = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40; // 24 bits
+        (bits as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.uniform()).collect()
+    }
+}
+
+/// ||got - exact|| / ||exact||; NaN anywhere gives infinity.
+fn rel_err(got: &[f32], exact: &[f64]) -> f64 {
+    assert_eq!(got.len(), exact.len());
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (&g, &e) in got.iter().zip(exact) {
+        if !g.is_finite() {
+            return f64::INFINITY;
+        }
+        num += (g as f64 - e) * (g as f64 - e);
+        den += e * e;
+    }
+    (num / den.max(1e-300)).sqrt()
+}
+
+fn to_f64(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| v as f64).collect()
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    N,
+    T,
+}
+
+fn layout(op: Op, rows: usize, cols: usize) -> Layout {
+    match op {
+        Op::N => Layout::row_major(cols),
+        Op::T => Layout::col_major(rows),
+    }
+}
+
+/// The tolerance for one case. The relative-norm bounds of [`GemmPrecision::tolerance`] rely on
+/// many products averaging their rounding errors; with a handful of outputs and short sums
+/// (1 x 1 x 1: C = a * b) one case can show the worst case of rounding both operands,
+/// 2 * 2^-11 ~ 9.8e-4 for TF32 (BF16: 2 * 2^-9 ~ 3.9e-3, under its 1e-2 already).
+fn tolerance_for(p: GemmPrecision, m: usize, k: usize, n: usize) -> f64 {
+    if p == GemmPrecision::Tf32 && m * n * k < 4096 {
+        1.1e-3
+    } else {
+        p.tolerance()
+    }
+}
+
+/// One GEMM on the GPU vs the f64 reference; returns the relative error over its tolerance.
+#[allow(clippy::too_many_arguments)]
+fn check_gemm(
+    dev: &GpuDevice,
+    rng: &mut Rng,
+    p: GemmPrecision,
+    tile: Option<MmaTile>,
+    (m, k, n): (usize, usize, usize),
+    opa: Op,
+    opb: Op,
+    col_major_c: bool,
+    beta: f32,
+) -> f64 {
+    let (la, lb) = (layout(opa, m, k), layout(opb, k, n));
+    let lc = if col_major_c {
+        Layout::col_major(m)
+    } else {
+        Layout::row_major(n)
+    };
+    let a = rng.vec(m * k);
+    let b = rng.vec(k * n);
+    let c0: Vec<f32> = if beta == 0.0 {
+        vec![f32::NAN; m * n]
+    } else {
+        rng.vec(m * n)
+    };
+    let alpha = 0.75f32;
+    let mut exact = to_f64(&c0);
+    if beta == 0.0 {
+        exact.iter_mut().for_each(|v| *v = 0.0);
+    }
+    gemm_reference::<f64>(
+        m,
+        k,
+        n,
+        alpha as f64,
+        &to_f64(&a),
+        la,
+        &to_f64(&b),
+        lb,
+        beta as f64,
+        &mut exact,
+        lc,
+    );
+    let da = dev.upload(&a).unwrap();
+    let db = dev.upload(&b).unwrap();
+    let mut dc = dev.upload(&c0).unwrap();
+    let one = BatchStrides {
+        count: 1,
+        a: 0,
+        b: 0,
+        c: 0,
+    };
+    gemm::gemm_batched_with(
+        dev, p, tile, one, m, k, n, alpha, &da, la, &db, lb, beta, &mut dc, lc,
+    )
+    .unwrap();
+    let got = dev.download(&dc).unwrap();
+    let err = rel_err(&got, &exact);
+    let tol = tolerance_for(p, m, k, n);
+    println!(
+        "{:>4} {:>7} {m:>4} x {k:>4} x {n:>4} {opa:?}{opb:?} C{} beta {beta}: rel err {err:.2e} (tol {tol:.1e})",
+        p.name(),
+        tile.map_or("auto", |t| t.name()),
+        if col_major_c { "col" } else { "row" },
+    );
+    err / tol
+}
+
+const SHAPES: [(usize, usize, usize); 9] = [
+    (1, 1, 1),
+    (3, 7, 33),
+    (7, 33, 3),
+    (33, 257, 7),
+    (257, 33, 257),
+    (1000, 513, 77),
+    (130, 1000, 129),
+    (128, 64, 256),
+    (256, 512, 384),
+];
+
+fn gemm_parity(p: GemmPrecision) {
+    let Some(dev) = device_or_skip() else { return };
+    let mut rng = Rng::fresh(p.name());
+    let tiles: Vec<Option<MmaTile>> = if p == GemmPrecision::Fp32Simt {
+        vec![None]
+    } else {
+        MmaTile::ALL.iter().map(|&t| Some(t)).collect()
+    };
+    let mut worst = 0.0f64; // max over cases of rel err / tolerance
+    for &tile in &tiles {
+        for &shape in &SHAPES {
+            worst = worst.max(check_gemm(
+                dev,
+                &mut rng,
+                p,
+                tile,
+                shape,
+                Op::N,
+                Op::N,
+                false,
+                0.0,
+            ));
+        }
+        for (opa, opb) in [(Op::T, Op::N), (Op::N, Op::T), (Op::T, Op::T)] {
+            for shape in [(33, 257, 7), (257, 129, 200), (64, 96, 128)] {
+                worst = worst.max(check_gemm(
+                    dev, &mut rng, p, tile, shape, opa, opb, false, 0.0,
+                ));
+            }
+        }
+        for shape in [(7, 33, 3), (200, 100, 130)] {
+            worst = worst.max(check_gemm(
+                dev,
+                &mut rng,
+                p,
+                tile,
+                shape,
+                Op::N,
+                Op::N,
+                false,
+                0.5,
+            ));
+            worst = worst.max(check_gemm(
+                dev,
+                &mut rng,
+                p,
+                tile,
+                shape,
+                Op::N,
+                Op::T,
+                true,
+                0.0,
+            ));
+            worst = worst.max(check_gemm(
+                dev,
+                &mut rng,
+                p,
+                tile,
+                shape,
+                Op::T,
+                Op::N,
+                true,
+                -1.5,
+            ));
+        }
+    }
+    // The default tile choice, once, on a shape large enough to pick the big tile.
+    worst = worst.max(check_gemm(
+        dev,
+        &mut rng,
+        p,
+        None,
+        (1000, 513, 777),
+        Op::N,
+        Op::N,
+        false,
+        0.0,
+    ));
+    println!(
+        "{}: worst rel err {worst:.2e}, tolerance {:.0e}",
+        p.name(),
+        p.tolerance()
+    );
+    assert!(
+        worst < p.tolerance(),
+        "{}: rel err {worst:.2e} >= {:.0e}",
+        p.name(),
+        p.tolerance()
+    );
+}
+
+#[test]
+fn gemm_fp32_simt_matches_cpu() {
+    gemm_parity(GemmPrecision::Fp32Simt);
+}
+
+#[test]
+fn gemm_tf32_matches_cpu() {
+    gemm_parity(GemmPrecision::Tf32);
+}
+
+#[test]
+fn gemm_bf16_matches_cpu() {
+    gemm_parity(GemmPrecision::Bf16);
+}
+
+#[test]
+fn gemm_batched_matches_cpu() {
+    let Some(dev) = device_or_skip() else { return };
+    let mut rng = Rng::fresh("batched");
+    let (m, k, n, count) = (65, 40, 33, 3);
+    let batch = BatchStrides {
+        count,
+        a: m * k + 5,
+        b: k * n + 3,
+        c: m * n + 1,
+    };
+    let a = rng.vec(count * batch.a);
+    let b = rng.vec(count * batch.b);
+    let (la, lb, lc) = (
+        Layout::row_major(k),
+        Layout::row_major(n),
+        Layout::row_major(n),
+    );
+    let variants = [
+        (GemmPrecision::Fp32Simt, None),
+        (GemmPrecision::Tf32, Some(MmaTile::T128x128)),
+        (GemmPrecision::Tf32, Some(MmaTile::T128x256)),
+        (GemmPrecision::Bf16, Some(MmaTile::T128x128)),
+        (GemmPrecision::Bf16, Some(MmaTile::T128x256)),
+    ];
+    for (p, tile) in variants {
+        let mut c = vec![f32::NAN; count * batch.c];
+        let mut exact = vec![0.0f64; count * batch.c];
+        let mut got_all = Vec::new();
+        let mut exact_all = Vec::new();
+        let (da, db) = (dev.upload(&a).unwrap(), dev.upload(&b).unwrap());
+        let mut dc = dev.upload(&c).unwrap();
+        gemm::gemm_batched(
+            dev, p, batch, m, k, n, 1.0, &da, la, &db, lb, 0.0, &mut dc, lc,
+        )
+        .unwrap();
+        c = dev.download(&dc).unwrap();
+        for t in 0..count {
+            let (a64, b64) = (to_f64(&a[t * batch.a..]), to_f64(&b[t * batch.b..]));
+            gemm_reference::<f64>(
+                m,
+                k,
+                n,
+                1.0,
+                &a64,
+                la,
+                &b64,
+                lb,
+                0.0,
+                &mut exact[t * batch.c..],
+                lc,
+            );
+            got_all.extend_from_slice(&c[t * batch.c..t * batch.c + m * n]);
+            exact_all.extend_from_slice(&exact[t * batch.c..t * batch.c + m * n]);
+        }
+        let err = rel_err(&got_all, &exact_all);
+        println!("batched {} {tile:?}: rel err {err:.2e}", p.name());
+        assert!(err < p.tolerance(), "batched {}: {err:.2e}", p.name());
+    }
+}
+
+#[test]
+fn gemm_bf16_direct_matches_cpu() {
+    let Some(dev) = device_or_skip() else { return };
+    let mut rng = Rng::fresh("bf16 direct");
+    let (m, k, n) = (300, 264, 136);
+    let a: Vec<bf16> = rng.vec(m * k).into_iter().map(bf16::from_f32).collect();
+    let b: Vec<bf16> = rng.vec(k * n).into_iter().map(bf16::from_f32).collect();
+    let a64: Vec<f64> = a.iter().map(|v| v.to_f64()).collect();
+    let b64: Vec<f64> = b.iter().map(|v| v.to_f64()).collect();
+    let mut exact = vec![0.0f64; m * n];
+    let (la, lb, lc) = (
+        Layout::row_major(k),
+        Layout::row_major(n),
+        Layout::row_major(n),
+    );
+    gemm_reference::<f64>(m, k, n, 1.0, &a64, la, &b64, lb, 0.0, &mut exact, lc);
+    let (da, db) = (dev.upload(&a).unwrap(), dev.upload(&b).unwrap());
+    let mut dc = dev.upload(&vec![f32::NAN; m * n]).unwrap();
+    let one = BatchStrides {
+        count: 1,
+        a: 0,
+        b: 0,
+        c: 0,
+    };
+    gemm::gemm_bf16(dev, one, m, k, n, 1.0, &da, k, &db, n, 0.0, &mut dc, n).unwrap();
+    let err = rel_err(&dev.download(&dc).unwrap(), &exact);
+    // Operands are exact in bf16, so only f32 accumulation error remains.
+    println!("bf16 direct {m} x {k} x {n}: rel err {err:.2e} (tol 1e-5)");
+    assert!(err < 1e-5, "bf16 direct: {err:.2e}");
+    let bad = gemm::gemm_bf16(dev, one, m, 7, n, 1.0, &da, 7, &db, n, 0.0, &mut dc, n);
+    assert!(bad.unwrap_err().contains("multiple of 8"));
+}
+
+#[test]
+fn elementwise_matches_cpu() {
+    let Some(dev) = device_or_skip() else { return };
+    let mut rng = Rng::fresh("elementwise");
+    for n in [1usize, 3, 7, 33, 257, 100_003] {
+        let x: Vec<f32> = rng.vec(n).into_iter().map(|v| 4.0 * v).collect();
+        let y = rng.vec(n);
+        let (dx, dy) = (dev.upload(&x).unwrap(), dev.upload(&y).unwrap());
+        let poison = vec![f32::NAN; n];
+
+        let mut out = dev.upload(&poison).unwrap();
+        elementwise::gelu_forward(dev, n, &dx, &mut out).unwrap();
+        let mut exact = vec![0.0f64; n];
+        gelu_forward_reference(&to_f64(&x), &mut exact);
+        let e1 = rel_err(&dev.download(&out).unwrap(), &exact);
+
+        let mut out = dev.upload(&poison).unwrap();
+        elementwise::gelu_backward(dev, n, &dx, &dy, &mut out).unwrap();
+        gelu_backward_reference(&to_f64(&x), &to_f64(&y), &mut exact);
+        let e2 = rel_err(&dev.download(&out).unwrap(), &exact);
+
+        let mut out = dev.upload(&poison).unwrap();
+        elementwise::add(dev, n, &dx, &dy, &mut out).unwrap();
+        let exact: Vec<f64> = x
+            .iter()
+            .zip(&y)
+            .map(|(&a, &b)| a as f64 + b as f64)
+            .collect();
+        let e3 = rel_err(&dev.download(&out).unwrap(), &exact);
+
+        let mut out = dev.upload(&poison).unwrap();
+        elementwise::scale(dev, n, -0.3, &dx, &mut out).unwrap();
+        let exact: Vec<f64> = x.iter().map(|&a| -0.3f32 as f64 * a as f64).collect();
+        let e4 = rel_err(&dev.download(&out).unwrap(), &exact);
+
+        let mut yy = dev.upload(&y).unwrap();
+        elementwise::axpy(dev, n, 1.7, &dx, &mut yy).unwrap();
+        let exact: Vec<f64> = x
+            .iter()
+            .zip(&y)
+            .map(|(&a, &b)| 1.7f32 as f64 * a as f64 + b as f64)
+            .collect();
+        let e5 = rel_err(&dev.download(&yy).unwrap(), &exact);
+
+        let mut h = dev.upload(&vec![bf16::NAN; n]).unwrap();
+        elementwise::f32_to_bf16(dev, n, &dx, &mut h).unwrap();
+        let got = dev.download(&h).unwrap();
+        let same = got
+            .iter()
+            .zip(&x)
+            .all(|(g, &v)| g.to_bits() == bf16::from_f32(v).to_bits());
+
+        println!("n={n}: gelu fwd {e1:.1e} bwd {e2:.1e} add {e3:.1e} scale {e4:.1e} axpy {e5:.1e} bf16 exact {same}");
+        for (what, e) in [
+            ("gelu fwd", e1),
+            ("gelu bwd", e2),
+            ("add", e3),
+            ("scale", e4),
+            ("axpy", e5),
+        ] {
+            assert!(e < 1e-6, "{what} n={n}: rel err {e:.2e} >= 1e-6");
+        }
+        assert!(
+            same,
+            "f32_to_bf16 n={n}: differs from round-to-nearest-even"
+        );
+    }
+}
+
+#[test]
+fn no_device_is_an_error_value() {
+    match GpuDevice::get() {
+        Ok(d) => println!("device present: {:?}", d.info()),
+        Err(e) => assert!(e.starts_with("no CUDA device: use --device cpu"), "{e}"),
+    }
+}
+
+#[test]
+fn nvrtc_compiles_every_source() {
+    let required = std::env::var("DINONAT_REQUIRE_NVRTC").as_deref() == Ok("1");
+    if !nvrtc::nvrtc_present() {
+        let msg = "libnvrtc cannot be loaded (run scripts/nvrtc-check.sh, or set LD_LIBRARY_PATH)";
+        assert!(!required, "DINONAT_REQUIRE_NVRTC=1 but {msg}");
+        println!("skipped: {msg}");
+        return;
+    }
+    match nvrtc::nvrtc_version() {
+        Ok(v) => println!("NVRTC {}.{}", v.0, v.1),
+        Err(e) => panic!("{e}"),
+    }
+    // DINONAT_PTX_DIR=<dir>: also write each PTX there (scripts/nvrtc-check.sh runs ptxas on them).
+    let ptx_dir = std::env::var("DINONAT_PTX_DIR").ok();
+    for arch in ["sm_80", "sm_90"] {
+        for source in nvrtc::ALL_SOURCES {
+            let ptx = nvrtc::compile(source, arch).unwrap_or_else(|e| panic!("{e}"));
+            let text = ptx.to_src();
+            println!("{arch} {}: {} bytes of PTX", source.name, text.len());
+            if let Some(dir) = &ptx_dir {
+                let path = format!("{dir}/{}.{arch}.ptx", source.name.trim_end_matches(".cu"));
+                std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {path}: {e}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The GPU check, in two halves (docs/gpu.md):
+#
+#   scripts/gpu-check.sh --pack <bindir>   on a development machine (Rust, no GPU): builds the
+#       release binaries, copies the stripped `dinonat`, the stripped GPU test binary (`cuda-tests`,
+#       kernels/tests/cuda.rs), this script and scripts/gemm_torch.py into <bindir>.
+#   <bindir>/gpu-check.sh <logdir>         on the GPU host (driver, NVRTC, PyTorch; no Rust):
+#       nvidia-smi, the GPU tests, `dinonat info`, `dinonat bench gemm --device cuda --json`, the same
+#       shapes through torch.matmul (cuBLAS), optionally compute-sanitizer on the tests; each step
+#       under its own timeout, all within ~4 minutes; full logs in <logdir>; a short table printed
+#       LAST (also written to <logdir>/table.md), whatever failed.
+set -u
+
+if [ "${1:-}" = "--pack" ]; then
+    dest=${2:?usage: gpu-check.sh --pack <bindir>}
+    root=$(cd "$(dirname "$0")/.." && pwd)
+    cd "$root" || exit 1
+    cargo build --release || exit 1
+    test_bin=$(cargo test -p dinonat-kernels --release --test cuda --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import sys,json
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="cuda": print(m["executable"])' | tail -n1)
+    [ -x "$test_bin" ] || { echo "GPU test binary not found"; exit 1; }
+    mkdir -p "$dest"
+    cp target/release/dinonat "$dest/dinonat"
+    cp "$test_bin" "$dest/cuda-tests"
+    strip "$dest/dinonat" "$dest/cuda-tests"
+    cp scripts/gpu-check.sh scripts/gemm_torch.py "$dest/"
+    ls -la "$dest"
+    exit 0
+fi
+
+logdir=${1:?usage: gpu-check.sh <logdir>   (or --pack <bindir>)}
+mkdir -p "$logdir"
+bin=$(cd "$(dirname "$0")" && pwd)
+t0=$(date +%s)
+deadline=$((t0 + 230)) # leave time for the table inside a 300 s lease call
+steps="$logdir/steps.log"
+: >"$steps"
+
+# run_step NAME CAP_SECONDS OUTFILE CMD...: stdout+stderr to OUTFILE, status to steps.log
+run_step() {
+    local name=$1 cap=$2 out=$3
+    shift 3
+    local left=$((deadline - $(date +%s)))
+    if [ "$left" -lt 5 ]; then
+        echo "$name: not run (time budget spent)" | tee -a "$steps"
+        return 99
+    fi
+    [ "$cap" -gt "$left" ] && cap=$left
+    local s=$(date +%s)
+    timeout -k 5 "$cap" "$@" >"$out" 2>&1
+    local rc=$?
+    echo "$name: rc=$rc in $(($(date +%s) - s)) s (cap $cap s)$([ $rc = 124 ] && echo ' TIMED OUT')" | tee -a "$steps"
+    return $rc
+}
+
+# --- environment: the card, the libraries
+{
+    date -u
+    nvidia-smi
+    echo "--- libraries"
+    ldconfig -p | grep -E 'libcuda\.|libnvrtc' || true
+} >"$logdir/env.log" 2>&1
+if ! ldconfig -p | grep -q 'libnvrtc\.so\.13'; then
+    nv=$(python3 -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null)
+    lib=$( (ls -d /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 2>/dev/null
+        [ -n "$nv" ] && find "$nv/nvidia" -maxdepth 3 -name 'libnvrtc.so.13' -printf '%h\n' 2>/dev/null) |
+        while read -r d; do [ -e "$d/libnvrtc.so.13" ] && echo "$d" && break; done)
+    [ -n "$lib" ] && export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}" >>"$logdir/env.log"
+card=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -n1)
+
+run_step tests 90 "$logdir/tests.log" "$bin/cuda-tests" --test-threads=1 --nocapture
+run_step info 20 "$logdir/info.log" "$bin/dinonat" info
+run_step bench 80 "$logdir/bench.jsonl" "$bin/dinonat" bench gemm --device cuda --json
+run_step torch 80 "$logdir/torch.jsonl" env PYTHONUNBUFFERED=1 python3 "$bin/gemm_torch.py"
+if command -v compute-sanitizer >/dev/null; then
+    run_step memcheck 60 "$logdir/memcheck.log" compute-sanitizer --tool memcheck --error-exitcode 3 \
+        "$bin/cuda-tests" --test-threads=1 gemm_ elementwise
+fi
+
+# --- the table, last
+python3 - "$logdir" "$card" "$t0" <<'PY' | tee "$logdir/table.md"
+import json, os, re, sys, time
+logdir, card, t0 = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def lines(name):
+    p = os.path.join(logdir, name)
+    return open(p, errors="replace").read().splitlines() if os.path.exists(p) else []
+def jsonl(name):
+    out = []
+    for l in lines(name):
+        try:
+            out.append(json.loads(l))
+        except ValueError:
+            pass
+    return out
+print(f"## GPU check: {card or 'no GPU seen'}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(t0))}")
+print()
+for l in lines("steps.log"):
+    print(f"- {l}")
+res = [l for l in lines("tests.log") if l.startswith("test result")]
+skips = [l for l in lines("tests.log") if l.startswith("skipped:")]
+if skips:
+    print(f"TESTS SKIPPED: {skips[0]}")
+print()
+print("Tests: " + ("; ".join(res[-1:]) if res else "no result (see tests.log)"))
+for l in lines("tests.log"):
+    if "worst rel err" in l or l.startswith("batched") or l.startswith("bf16 direct") or "FAILED" in l or "panicked" in l:
+        print(f"    {l}")
+mc = [l for l in lines("memcheck.log") if "ERROR SUMMARY" in l]
+if mc:
+    print(f"memcheck: {mc[-1].strip()}")
+info = [l for l in lines("info.log") if l.startswith(("gpu", "nvrtc", "cuda"))]
+for l in info:
+    print(f"    {l}")
+ours = jsonl("bench.jsonl")
+base = {(r["m"], r["k"], r["n"], r["precision"]): r for r in jsonl("torch.jsonl")}
+print()
+print("| m x k x n | precision | dinonat kernel | dinonat ms | dinonat TFLOP/s | cuBLAS TFLOP/s | % of cuBLAS | % of datasheet | spot-check err |")
+print("|---|---|---|---|---|---|---|---|---|")
+seen = set()
+for o in ours:
+    key = (o["m"], o["k"], o["n"], o["precision"])
+    seen.add(key)
+    b = base.get(key)
+    pct = f"{100 * o['tflops'] / b['tflops']:.0f}%" if b and b["tflops"] > 0 else "-"
+    print(f"| {key[0]}x{key[1]}x{key[2]} | {key[3]} | {o.get('variant', '-')} | {o['ms']} | {o['tflops']} | "
+          f"{b['tflops'] if b else '-'} | {pct} | {o['pct_roofline']}% of {o['roofline_tflops']} | {o['check_rel_err']} |")
+for key in sorted(set(base) - seen):
+    b = base[key]
+    print(f"| {key[0]}x{key[1]}x{key[2]} | {key[3]} | (not run) | - | - | {b['tflops']} | - | - | - |")
+if base:
+    print(f"\ncuBLAS via torch {next(iter(base.values())).get('torch', '?')}; whole check {int(time.time()) - t0} s")
+PY
