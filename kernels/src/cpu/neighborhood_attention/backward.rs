@@ -1,0 +1,326 @@
+//! Fast f32 2-D neighborhood attention backward, version 1: no atomics, bitwise deterministic.
+//!
+//! Phase 1, one task per (batch, head, tile of ROW_TILE query rows): dA = dO V^T over the window
+//! (the forward's vertical logits kernel with dO as queries and V as keys), D = sum A dA,
+//! dS = A (dA - D) kept in a buffer of the shape of `attn`, dQ = s dS K, and a partial d(rpb)
+//! table per task. Phase 2, one task per (batch, head, tile of key rows): dV and dK of each key
+//! gathered over its inverse neighbourhood (window.rs), a fixed order per key. d(rpb) = the task
+//! partials added in task order. Math: docs/neighborhood-attention.md, "Backward".
+
+use rayon::prelude::*;
+
+use super::blocks::{
+    chunk_logits, weighted_sum, ColumnPlan, RowInputs, SharedMut, Transposed, ROW_TILE,
+};
+use super::fused::{halo, lanes};
+use super::simd::{Portable, Simd};
+use super::{inverse_window, HeadsGradsMut, HeadsRef, HeadsView, Na2d};
+use crate::cpu::isa::{self, Isa};
+
+/// Fast f32 backward; same arguments and results as
+/// [`neighborhood_attention_2d_backward_reference`](super::neighborhood_attention_2d_backward_reference).
+#[allow(clippy::too_many_arguments)]
+pub fn neighborhood_attention_2d_backward(
+    p: &Na2d,
+    q: HeadsRef<f32>,
+    k: HeadsRef<f32>,
+    v: HeadsRef<f32>,
+    attn: &[f32],
+    d_out: &[f32],
+    grads: HeadsGradsMut<f32>,
+    d_rpb: Option<&mut [f32]>,
+) {
+    backward_with(isa::active(), p, q, k, v, attn, d_out, grads, d_rpb)
+}
+
+struct BwdCtx<'a> {
+    p: Na2d,
+    q: HeadsRef<'a, f32>,
+    k: HeadsRef<'a, f32>,
+    v: HeadsRef<'a, f32>,
+    attn: &'a [f32],
+    d_out: HeadsRef<'a, f32>,
+    /// dS, shape of attn; phase 1 writes it, phase 2 reads it.
+    ds: SharedMut,
+    g: SharedMut,
+    dq: HeadsView,
+    dk: HeadsView,
+    dv: HeadsView,
+    plan: ColumnPlan,
+    with_rpb: bool,
+}
+
+/// The backward on a chosen instruction set (tests run every available one).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward_with(
+    isa: Isa,
+    p: &Na2d,
+    q: HeadsRef<f32>,
+    k: HeadsRef<f32>,
+    v: HeadsRef<f32>,
+    attn: &[f32],
+    d_out: &[f32],
+    grads: HeadsGradsMut<f32>,
+    d_rpb: Option<&mut [f32]>,
+) {
+    p.assert_inputs(&q, &k, &v, None);
+    assert_eq!(
+        attn.len(),
+        p.attn_len(),
+        "neighborhood attention: attn length, {p:?}"
+    );
+    assert_eq!(
+        d_out.len(),
+        p.out_len(),
+        "neighborhood attention: d_out length, {p:?}"
+    );
+    grads.assert_disjoint(p.dims());
+    if let Some(t) = &d_rpb {
+        assert_eq!(
+            t.len(),
+            p.rpb_len(),
+            "neighborhood attention: d_rpb length, {p:?}"
+        );
+    }
+    let mut ds = vec![0.0f32; p.attn_len()];
+    let table = p.rpb_dims()[0] * p.rpb_dims()[1];
+    let ctx = BwdCtx {
+        p: *p,
+        q,
+        k,
+        v,
+        attn,
+        d_out: HeadsRef {
+            data: d_out,
+            view: HeadsView::contiguous(p.height, p.width, p.heads, p.head_dim),
+        },
+        ds: SharedMut(ds.as_mut_ptr()),
+        g: SharedMut(grads.data.as_mut_ptr()),
+        dq: grads.dq,
+        dk: grads.dk,
+        dv: grads.dv,
+        plan: ColumnPlan::new(p, lanes(isa)),
+        with_rpb: d_rpb.is_some(),
+    };
+    let tasks = p.batch * p.heads * p.height.div_ceil(ROW_TILE);
+    let part_len = if ctx.with_rpb { table } else { 1 };
+    let mut partials = vec![0.0f32; tasks * part_len];
+    partials
+        .par_chunks_mut(part_len)
+        .enumerate()
+        .for_each(|(t, part)| unsafe {
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => queries_avx512(&ctx, t, part),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2Fma => queries_avx2(&ctx, t, part),
+                _ => query_task::<Portable>(&ctx, t, part),
+            }
+        });
+    (0..tasks).into_par_iter().for_each(|t| unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => keys_avx512(&ctx, t),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => keys_avx2(&ctx, t),
+            _ => key_task::<Portable>(&ctx, t),
+        }
+    });
+    if let Some(t) = d_rpb {
+        // Fixed order: per head, batches then row tiles.
+        let tiles = p.height.div_ceil(ROW_TILE);
+        for (h, th) in t.chunks_mut(table).enumerate() {
+            th.fill(0.0);
+            for b in 0..p.batch {
+                for tile in 0..tiles {
+                    let part = &partials[((b * p.heads + h) * tiles + tile) * table..][..table];
+                    for (x, &y) in th.iter_mut().zip(part) {
+                        *x += y;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn queries_avx512(ctx: &BwdCtx, t: usize, part: &mut [f32]) {
+    query_task::<super::simd::Avx512>(ctx, t, part)
+}
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn queries_avx2(ctx: &BwdCtx, t: usize, part: &mut [f32]) {
+    query_task::<super::simd::Avx2>(ctx, t, part)
+}
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn keys_avx512(ctx: &BwdCtx, t: usize) {
+    key_task::<super::simd::Avx512>(ctx, t)
+}
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn keys_avx2(ctx: &BwdCtx, t: usize) {
+    key_task::<super::simd::Avx2>(ctx, t)
+}
+
+/// Phase 1 for query rows of one tile: dS (into ctx.ds), dQ, and this task's d(rpb) partial.
+#[inline(always)]
+unsafe fn query_task<S: Simd>(ctx: &BwdCtx, task: usize, part: &mut [f32]) {
+    let p = &ctx.p;
+    let plan = &ctx.plan;
+    let tiles = p.height.div_ceil(ROW_TILE);
+    let (bh, tile) = (task / tiles, task % tiles);
+    let (b, h) = (bh / p.heads, bh % p.heads);
+    let (i0, i1) = (tile * ROW_TILE, ((tile + 1) * ROW_TILE).min(p.height));
+    let (d, kw, slots, lanes) = (p.head_dim, p.kernel_size[1], p.window_slots(), S::LANES);
+    let bias_cols = p.rpb_dims()[1];
+    let (lo, hi) = halo(p, i0, i1);
+    let mut vt = Transposed::new(lo, hi, d, p.width, lanes);
+    let mut dot = Transposed::new(i0, i1 - 1, d, p.width, lanes);
+    let mut tile_buf = vec![0.0f32; slots * lanes];
+    let mut a_buf = vec![0.0f32; slots * lanes];
+    let mut w = Vec::with_capacity(slots);
+    let mut offs = Vec::with_capacity(slots);
+    let s = p.scale as f32;
+    part.fill(0.0);
+    for i in i0..i1 {
+        dot.fill(&ctx.d_out, b, i, h, &plan.order, 1.0);
+        let rw = p.row_window(i);
+        for tr in 0..rw.size {
+            vt.fill(&ctx.v, b, rw.first + tr * rw.step, h, &plan.order, 1.0);
+        }
+        let vrows: Vec<*const f32> = (0..rw.size)
+            .map(|tr| vt.row(rw.first + tr * rw.step))
+            .collect();
+        let inputs = RowInputs {
+            q: dot.row(i),
+            k: &vrows,
+            stride: vt.stride,
+            d,
+            bias: None,
+            kw,
+        };
+        let row_base = ((b * p.heads + h) * p.height + i) * p.width;
+        for ch in &plan.chunks {
+            let tp = tile_buf.as_mut_ptr();
+            chunk_logits::<S>(&inputs, plan, ch, tp);
+            let kwe = plan.windows[plan.order[ch.p0]].size;
+            // A into the [slot][lane] layout of dA (lanes past count: 0).
+            for u in 0..lanes {
+                let arow =
+                    (u < ch.count).then(|| &ctx.attn[(row_base + plan.order[ch.p0 + u]) * slots..]);
+                for tr in 0..rw.size {
+                    for tc in 0..kwe {
+                        a_buf[(tr * kw + tc) * lanes + u] = arow.map_or(0.0, |r| r[tr * kw + tc]);
+                    }
+                }
+            }
+            // D = sum A dA; dS = A (dA - D), vertical over lanes.
+            let ap = a_buf.as_ptr();
+            let mut big_d = S::zero();
+            for tr in 0..rw.size {
+                for tc in 0..kwe {
+                    let o = (tr * kw + tc) * lanes;
+                    big_d = S::fma(S::load(ap.add(o)), S::load(tp.add(o)), big_d);
+                }
+            }
+            for tr in 0..rw.size {
+                for tc in 0..kwe {
+                    let o = (tr * kw + tc) * lanes;
+                    S::store(
+                        tp.add(o),
+                        S::mul(S::load(ap.add(o)), S::sub(S::load(tp.add(o)), big_d)),
+                    );
+                }
+            }
+            for u in 0..ch.count {
+                let j = plan.order[ch.p0 + u];
+                let cw = plan.windows[j];
+                let dsr =
+                    std::slice::from_raw_parts_mut(ctx.ds.0.add((row_base + j) * slots), slots);
+                dsr.fill(0.0);
+                w.clear();
+                offs.clear();
+                for tr in 0..rw.size {
+                    let row = rw.first + tr * rw.step;
+                    for tc in 0..cw.size {
+                        let x = *tp.add((tr * kw + tc) * lanes + u);
+                        dsr[tr * kw + tc] = x;
+                        if ctx.with_rpb {
+                            part[(rw.bias_first + tr) * bias_cols + cw.bias_first + tc] += x;
+                        }
+                        w.push(s * x);
+                        offs.push(ctx.k.view.at(b, row, cw.first + tc * cw.step, h));
+                    }
+                }
+                weighted_sum::<S>(
+                    d,
+                    &w,
+                    &offs,
+                    ctx.k.data.as_ptr(),
+                    ctx.g.0.add(ctx.dq.at(b, i, j, h)),
+                );
+            }
+        }
+    }
+}
+
+/// Phase 2 for key rows of one tile: dV = sum A dO and dK = s sum dS Q over the queries that see
+/// each key (their window slot found from their window start).
+#[inline(always)]
+unsafe fn key_task<S: Simd>(ctx: &BwdCtx, task: usize) {
+    let p = &ctx.p;
+    let tiles = p.height.div_ceil(ROW_TILE);
+    let (bh, tile) = (task / tiles, task % tiles);
+    let (b, h) = (bh / p.heads, bh % p.heads);
+    let (a0, a1) = (tile * ROW_TILE, ((tile + 1) * ROW_TILE).min(p.height));
+    let (d, kw, slots) = (p.head_dim, p.kernel_size[1], p.window_slots());
+    let [kh_n, kw_n] = p.kernel_size;
+    let [dh, dw] = p.dilation;
+    let s = p.scale as f32;
+    let cap = p.height.min(4 * kh_n) * p.width.min(4 * kw_n);
+    let (mut wa, mut ws) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
+    let (mut off_do, mut off_q) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
+    let col_inv: Vec<_> = (0..p.width)
+        .map(|c| inverse_window(c, p.width, kw_n, dw))
+        .collect();
+    let ds = ctx.ds.0 as *const f32;
+    for a in a0..a1 {
+        let ir = inverse_window(a, p.height, kh_n, dh);
+        for (c, ic) in col_inv.iter().enumerate() {
+            wa.clear();
+            ws.clear();
+            off_do.clear();
+            off_q.clear();
+            for ui in 0..ir.count {
+                let i = ir.first + ui * ir.step;
+                let tr = (a - p.row_window(i).first) / dh;
+                let row_base = ((b * p.heads + h) * p.height + i) * p.width;
+                for uj in 0..ic.count {
+                    let j = ic.first + uj * ic.step;
+                    let tc = (c - ctx.plan.windows[j].first) / dw;
+                    let idx = (row_base + j) * slots + tr * kw + tc;
+                    wa.push(ctx.attn[idx]);
+                    ws.push(s * *ds.add(idx));
+                    off_do.push(ctx.d_out.view.at(b, i, j, h));
+                    off_q.push(ctx.q.view.at(b, i, j, h));
+                }
+            }
+            weighted_sum::<S>(
+                d,
+                &wa,
+                &off_do,
+                ctx.d_out.data.as_ptr(),
+                ctx.g.0.add(ctx.dv.at(b, a, c, h)),
+            );
+            weighted_sum::<S>(
+                d,
+                &ws,
+                &off_q,
+                ctx.q.data.as_ptr(),
+                ctx.g.0.add(ctx.dk.at(b, a, c, h)),
+            );
+        }
+    }
+}

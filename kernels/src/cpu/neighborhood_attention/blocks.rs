@@ -1,0 +1,402 @@
+//! Building blocks shared by the fast forward (fused.rs) and backward (backward.rs).
+//!
+//! Layout trick: the queries of one image row are processed in chunks of LANES consecutive
+//! members of one column dilation group. For an interior chunk (no clamping on the column axis)
+//! lane u's window column t is the group member m0 + u - left + t, so with a key row stored
+//! transposed (`[head_dim][column]`, columns sorted by dilation group) one unaligned vector load
+//! gives key column t for all LANES queries: the logits of LANES queries for one slot are LANES
+//! independent dot products accumulated with vertical FMAs, no horizontal sums. Border chunks
+//! (and leftovers) take the per-query path: the k' keys of one window row are consecutive in the
+//! transposed row, so one vector covers up to LANES of them. Logits land in a `[slot][lane]` tile,
+//! where the softmax is vertical too.
+
+use super::simd::Simd;
+use super::{window::group_len, AxisWindow, HeadsRef, Na2d};
+
+/// Query rows per task: fixed (never derived from the thread count), so fixed-chunk reductions
+/// over tasks are deterministic.
+pub(super) const ROW_TILE: usize = 8;
+
+/// A `*mut f32` that tasks share; each task writes a disjoint set of elements.
+#[derive(Clone, Copy)]
+pub(super) struct SharedMut(pub *mut f32);
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+/// A run of consecutive members of one column dilation group, at most LANES long.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Chunk {
+    /// Position of the first lane in group-sorted column order.
+    pub p0: usize,
+    pub count: usize,
+    /// Every lane's window is unclamped: window start = own group index - left.
+    pub interior: bool,
+    /// Position (group-sorted order) of the group's first member.
+    pub group_offset: usize,
+}
+
+/// The column axis, prepared once per call: group-sorted order, chunks and windows.
+pub(super) struct ColumnPlan {
+    /// `order[p]` = the column at group-sorted position p.
+    pub order: Vec<usize>,
+    pub chunks: Vec<Chunk>,
+    /// The window of every column.
+    pub windows: Vec<AxisWindow>,
+}
+
+impl ColumnPlan {
+    pub fn new(p: &Na2d, lanes: usize) -> ColumnPlan {
+        let (w, k, dil) = (p.width, p.kernel_size[1], p.dilation[1]);
+        let mut order = Vec::with_capacity(w);
+        let mut chunks = Vec::new();
+        for g in 0..dil.min(w) {
+            let n = group_len(w, dil, g);
+            let off = order.len();
+            order.extend((0..n).map(|m| g + m * dil));
+            let ke = k.min(n);
+            let (left, right) = (ke / 2, ke - 1 - ke / 2);
+            let fits = |m: usize| m >= left && m + lanes + right <= n;
+            let mut m = 0;
+            while m < n {
+                if fits(m) {
+                    chunks.push(Chunk {
+                        p0: off + m,
+                        count: lanes,
+                        interior: true,
+                        group_offset: off,
+                    });
+                    m += lanes;
+                } else {
+                    let start = m;
+                    while m < n && m - start < lanes && !fits(m) {
+                        m += 1;
+                    }
+                    chunks.push(Chunk {
+                        p0: off + start,
+                        count: m - start,
+                        interior: false,
+                        group_offset: off,
+                    });
+                }
+            }
+        }
+        let windows = (0..w).map(|j| p.col_window(j)).collect();
+        ColumnPlan {
+            order,
+            chunks,
+            windows,
+        }
+    }
+}
+
+/// Image rows of one (batch, head) stored transposed, `[head_dim][stride]` per row with columns in
+/// group-sorted order and `stride = width + LANES` (zero padding, so per-query vector loads past a
+/// window's end stay inside the buffer). Rows are transposed on first use.
+pub(super) struct Transposed {
+    data: Vec<f32>,
+    lo: usize,
+    ready: Vec<bool>,
+    pub stride: usize,
+    d: usize,
+}
+
+impl Transposed {
+    pub fn new(lo: usize, hi: usize, d: usize, width: usize, lanes: usize) -> Transposed {
+        let stride = width + lanes;
+        Transposed {
+            data: vec![0.0; (hi - lo + 1) * d * stride],
+            lo,
+            ready: vec![false; hi - lo + 1],
+            stride,
+            d,
+        }
+    }
+
+    /// Makes row `a` of `src` (batch b, head h), times `scale`, available.
+    pub fn fill(
+        &mut self,
+        src: &HeadsRef<f32>,
+        b: usize,
+        a: usize,
+        h: usize,
+        order: &[usize],
+        scale: f32,
+    ) {
+        let r = a - self.lo;
+        if self.ready[r] {
+            return;
+        }
+        self.ready[r] = true;
+        let (d, stride) = (self.d, self.stride);
+        let dst = &mut self.data[r * d * stride..][..d * stride];
+        for (pos, &j) in order.iter().enumerate() {
+            let s = &src.data[src.view.at(b, a, j, h)..][..d];
+            for (c, &x) in s.iter().enumerate() {
+                dst[c * stride + pos] = scale * x;
+            }
+        }
+    }
+
+    /// Row `a` (must have been filled).
+    #[inline(always)]
+    pub fn row(&self, a: usize) -> *const f32 {
+        debug_assert!(self.ready[a - self.lo]);
+        self.data[(a - self.lo) * self.d * self.stride..].as_ptr()
+    }
+}
+
+/// What one query row needs to compute the logits of a chunk.
+pub(super) struct RowInputs<'a> {
+    /// The query row, transposed (scale folded in).
+    pub q: *const f32,
+    /// The k'_h key rows of the window, transposed.
+    pub k: &'a [*const f32],
+    pub stride: usize,
+    pub d: usize,
+    /// This head's rpb table rows `[2kh-1][2kw-1]` starting at the row window's bias_first, and the
+    /// table's row length; None: no bias.
+    pub bias: Option<(&'a [f32], usize)>,
+    /// Nominal kw: the slot of (tr, tc) is tr * kw + tc.
+    pub kw: usize,
+}
+
+/// Logits of the chunk's queries into `tile[(tr*kw + tc) * LANES + u]` (valid slots only).
+#[inline(always)]
+pub(super) unsafe fn chunk_logits<S: Simd>(
+    r: &RowInputs,
+    plan: &ColumnPlan,
+    ch: &Chunk,
+    tile: *mut f32,
+) {
+    let lanes = S::LANES;
+    let cw0 = plan.windows[plan.order[ch.p0]];
+    let kwe = cw0.size;
+    if ch.interior {
+        // Lane u's key column t sits at transposed position p0 + u - left + t.
+        let left = (ch.p0 - ch.group_offset) - (cw0.first - cw0.first % cw0.step) / cw0.step;
+        let kbase = ch.p0 - left;
+        for (tr, &krow) in r.k.iter().enumerate() {
+            let mut tc0 = 0;
+            while tc0 < kwe {
+                let nt = (kwe - tc0).min(8);
+                let mut bias = [0.0f32; 8];
+                if let Some((tab, cols)) = r.bias {
+                    for (t, b) in bias.iter_mut().enumerate().take(nt) {
+                        *b = tab[tr * cols + cw0.bias_first + tc0 + t];
+                    }
+                }
+                let q = r.q.add(ch.p0);
+                let k = krow.add(kbase + tc0);
+                let out = tile.add((tr * r.kw + tc0) * lanes);
+                match nt {
+                    8 => qk_interior::<S, 8>(q, k, r.stride, r.d, &bias, out),
+                    7 => qk_interior::<S, 7>(q, k, r.stride, r.d, &bias, out),
+                    6 => qk_interior::<S, 6>(q, k, r.stride, r.d, &bias, out),
+                    5 => qk_interior::<S, 5>(q, k, r.stride, r.d, &bias, out),
+                    4 => qk_interior::<S, 4>(q, k, r.stride, r.d, &bias, out),
+                    3 => qk_interior::<S, 3>(q, k, r.stride, r.d, &bias, out),
+                    2 => qk_interior::<S, 2>(q, k, r.stride, r.d, &bias, out),
+                    _ => qk_interior::<S, 1>(q, k, r.stride, r.d, &bias, out),
+                }
+                tc0 += nt;
+            }
+        }
+    } else {
+        for u in 0..ch.count {
+            let pos = ch.p0 + u;
+            let cw = plan.windows[plan.order[pos]];
+            let kstart = ch.group_offset + (cw.first - cw.first % cw.step) / cw.step;
+            let mut tr0 = 0;
+            while tr0 < r.k.len() {
+                let nr = (r.k.len() - tr0).min(8);
+                let rows = &r.k[tr0..tr0 + nr];
+                let args = LaneArgs {
+                    r,
+                    pos,
+                    kstart,
+                    tr0,
+                    cw,
+                    u,
+                    tile,
+                };
+                match nr {
+                    8 => qk_lane::<S, 8>(&args, rows),
+                    7 => qk_lane::<S, 7>(&args, rows),
+                    6 => qk_lane::<S, 6>(&args, rows),
+                    5 => qk_lane::<S, 5>(&args, rows),
+                    4 => qk_lane::<S, 4>(&args, rows),
+                    3 => qk_lane::<S, 3>(&args, rows),
+                    2 => qk_lane::<S, 2>(&args, rows),
+                    _ => qk_lane::<S, 1>(&args, rows),
+                }
+                tr0 += nr;
+            }
+        }
+    }
+}
+
+/// NT slots of one window row for LANES interior queries: vertical dot products.
+#[inline(always)]
+unsafe fn qk_interior<S: Simd, const NT: usize>(
+    q: *const f32,
+    k: *const f32,
+    stride: usize,
+    d: usize,
+    bias: &[f32; 8],
+    out: *mut f32,
+) {
+    let mut acc = [S::zero(); NT];
+    for c in 0..d {
+        let qv = S::load(q.add(c * stride));
+        let kp = k.add(c * stride);
+        for (t, a) in acc.iter_mut().enumerate() {
+            *a = S::fma(qv, S::load(kp.add(t)), *a);
+        }
+    }
+    for (t, a) in acc.iter().enumerate() {
+        S::store(out.add(t * S::LANES), S::add(*a, S::splat(bias[t])));
+    }
+}
+
+struct LaneArgs<'a> {
+    r: &'a RowInputs<'a>,
+    pos: usize,
+    kstart: usize,
+    tr0: usize,
+    cw: AxisWindow,
+    u: usize,
+    tile: *mut f32,
+}
+
+/// NR window rows of one query: its k'_w keys per row are consecutive in the transposed row.
+#[inline(always)]
+unsafe fn qk_lane<S: Simd, const NR: usize>(a: &LaneArgs, rows: &[*const f32]) {
+    let r = a.r;
+    let lanes = S::LANES;
+    let mut buf = [0.0f32; 16];
+    let mut tc0 = 0;
+    while tc0 < a.cw.size {
+        let mut acc = [S::zero(); NR];
+        for c in 0..r.d {
+            let qv = S::splat(*r.q.add(c * r.stride + a.pos));
+            let off = c * r.stride + a.kstart + tc0;
+            for (x, &row) in acc.iter_mut().zip(rows) {
+                *x = S::fma(qv, S::load(row.add(off)), *x);
+            }
+        }
+        let n = (a.cw.size - tc0).min(lanes);
+        for (rr, x) in acc.iter().enumerate() {
+            S::store(buf.as_mut_ptr(), *x);
+            let tr = a.tr0 + rr;
+            for (t, &val) in buf.iter().enumerate().take(n) {
+                let tc = tc0 + t;
+                let bias = match r.bias {
+                    Some((tab, cols)) => tab[tr * cols + a.cw.bias_first + tc],
+                    None => 0.0,
+                };
+                *a.tile.add((tr * r.kw + tc) * lanes + a.u) = val + bias;
+            }
+        }
+        tc0 += lanes;
+    }
+}
+
+/// In-place softmax over the valid slots (kh_e x kw_e of nominal width kw), vertical over lanes.
+#[inline(always)]
+pub(super) unsafe fn softmax_lanes<S: Simd>(tile: *mut f32, kh_e: usize, kw_e: usize, kw: usize) {
+    let l = S::LANES;
+    let mut m = S::load(tile);
+    for tr in 0..kh_e {
+        for tc in 0..kw_e {
+            m = S::max(m, S::load(tile.add((tr * kw + tc) * l)));
+        }
+    }
+    let mut sum = S::zero();
+    for tr in 0..kh_e {
+        for tc in 0..kw_e {
+            let p = tile.add((tr * kw + tc) * l);
+            let e = S::exp(S::sub(S::load(p), m));
+            S::store(p, e);
+            sum = S::add(sum, e);
+        }
+    }
+    // 1/sum per lane (division once per query, not per slot).
+    let mut inv = [0.0f32; 16];
+    S::store(inv.as_mut_ptr(), sum);
+    for x in inv.iter_mut().take(l) {
+        *x = 1.0 / *x;
+    }
+    let inv = S::load(inv.as_ptr());
+    for tr in 0..kh_e {
+        for tc in 0..kw_e {
+            let p = tile.add((tr * kw + tc) * l);
+            S::store(p, S::mul(S::load(p), inv));
+        }
+    }
+}
+
+/// out[c] = sum_n w[n] * base[offs[n] + c] for c < d (written, not accumulated). Two accumulator
+/// sets (even and odd n) break the FMA dependency chain; the order is fixed.
+#[inline(always)]
+pub(super) unsafe fn weighted_sum<S: Simd>(
+    d: usize,
+    w: &[f32],
+    offs: &[usize],
+    base: *const f32,
+    out: *mut f32,
+) {
+    let l = S::LANES;
+    let mut c0 = 0;
+    while c0 + 4 * l <= d {
+        ws_block::<S, 4>(c0, w, offs, base, out);
+        c0 += 4 * l;
+    }
+    match (d - c0) / l {
+        3 => ws_block::<S, 3>(c0, w, offs, base, out),
+        2 => ws_block::<S, 2>(c0, w, offs, base, out),
+        1 => ws_block::<S, 1>(c0, w, offs, base, out),
+        _ => {}
+    }
+    c0 += (d - c0) / l * l;
+    for c in c0..d {
+        let mut acc = 0.0f32;
+        for (&wn, &o) in w.iter().zip(offs) {
+            acc += wn * *base.add(o + c);
+        }
+        *out.add(c) = acc;
+    }
+}
+
+#[inline(always)]
+unsafe fn ws_block<S: Simd, const NV: usize>(
+    c0: usize,
+    w: &[f32],
+    offs: &[usize],
+    base: *const f32,
+    out: *mut f32,
+) {
+    let l = S::LANES;
+    let mut even = [S::zero(); NV];
+    let mut odd = [S::zero(); NV];
+    let pairs = w.len() / 2;
+    for n in 0..pairs {
+        let (w0, w1) = (S::splat(w[2 * n]), S::splat(w[2 * n + 1]));
+        let p0 = base.add(offs[2 * n] + c0);
+        let p1 = base.add(offs[2 * n + 1] + c0);
+        for v in 0..NV {
+            even[v] = S::fma(w0, S::load(p0.add(v * l)), even[v]);
+            odd[v] = S::fma(w1, S::load(p1.add(v * l)), odd[v]);
+        }
+    }
+    if w.len() % 2 == 1 {
+        let n = w.len() - 1;
+        let w0 = S::splat(w[n]);
+        let p0 = base.add(offs[n] + c0);
+        for (v, e) in even.iter_mut().enumerate() {
+            *e = S::fma(w0, S::load(p0.add(v * l)), *e);
+        }
+    }
+    for v in 0..NV {
+        S::store(out.add(c0 + v * l), S::add(even[v], odd[v]));
+    }
+}

@@ -1,0 +1,306 @@
+//! A minimal vector abstraction so the attention kernels are written once and compiled three times
+//! (AVX-512, AVX2+FMA, portable). Every method is `#[inline(always)]`: a kernel body generic over
+//! [`Simd`] is inlined into a `#[target_feature]` entry point, where the intrinsics compile to the
+//! wanted instructions. Calling these methods outside such an entry point on a CPU without the
+//! feature is undefined behaviour, hence `unsafe`.
+//!
+//! `exp` is the Cephes single-precision polynomial (range reduction by ln 2, degree-6 polynomial,
+//! 2^n built in the exponent bits); relative error about 2e-7 on [-87, 88]. Inputs are clamped
+//! to that range, so exp(-inf) gives 1.2e-38 (not 0) and never NaN.
+
+/// One SIMD register type and the operations the kernels need.
+pub(crate) trait Simd: Copy {
+    const LANES: usize;
+    type V: Copy;
+    unsafe fn splat(x: f32) -> Self::V;
+    /// Unaligned load of LANES floats.
+    unsafe fn load(p: *const f32) -> Self::V;
+    /// Unaligned store of LANES floats.
+    unsafe fn store(p: *mut f32, v: Self::V);
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
+    /// a * b + c.
+    unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    unsafe fn exp(x: Self::V) -> Self::V;
+    #[allow(dead_code)]
+    /// Sum of the lanes (a fixed tree, so deterministic).
+    unsafe fn hsum(v: Self::V) -> f32;
+    #[inline(always)]
+    unsafe fn zero() -> Self::V {
+        Self::splat(0.0)
+    }
+}
+
+const EXP_LO: f32 = -87.336_54;
+const EXP_HI: f32 = 88.376_26;
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+const EXP_P: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    0.166_666_65,
+    0.5,
+];
+
+/// Portable path: 8 lanes as an array; plain loops the compiler auto-vectorises for the baseline.
+#[derive(Clone, Copy)]
+pub(crate) struct Portable;
+
+macro_rules! lanewise {
+    ($a:expr, $b:expr, $f:expr) => {{
+        let mut r = [0.0f32; 8];
+        for i in 0..8 {
+            r[i] = $f($a[i], $b[i]);
+        }
+        r
+    }};
+}
+
+impl Simd for Portable {
+    const LANES: usize = 8;
+    type V = [f32; 8];
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> [f32; 8] {
+        [x; 8]
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> [f32; 8] {
+        std::ptr::read_unaligned(p as *const [f32; 8])
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: [f32; 8]) {
+        std::ptr::write_unaligned(p as *mut [f32; 8], v)
+    }
+    #[inline(always)]
+    unsafe fn add(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        lanewise!(a, b, |x: f32, y: f32| x + y)
+    }
+    #[inline(always)]
+    unsafe fn sub(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        lanewise!(a, b, |x: f32, y: f32| x - y)
+    }
+    #[inline(always)]
+    unsafe fn mul(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        lanewise!(a, b, |x: f32, y: f32| x * y)
+    }
+    #[inline(always)]
+    unsafe fn max(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        lanewise!(a, b, |x: f32, y: f32| if x > y { x } else { y })
+    }
+    #[inline(always)]
+    unsafe fn fma(a: [f32; 8], b: [f32; 8], c: [f32; 8]) -> [f32; 8] {
+        let mut r = c;
+        for i in 0..8 {
+            r[i] += a[i] * b[i];
+        }
+        r
+    }
+    #[inline(always)]
+    unsafe fn exp(x: [f32; 8]) -> [f32; 8] {
+        let mut r = [0.0f32; 8];
+        for i in 0..8 {
+            r[i] = x[i].clamp(EXP_LO, EXP_HI).exp();
+        }
+        r
+    }
+    #[inline(always)]
+    unsafe fn hsum(v: [f32; 8]) -> f32 {
+        ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::{Avx2, Avx512};
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// AVX2 + FMA: 8 lanes.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx2;
+
+    impl Simd for Avx2 {
+        const LANES: usize = 8;
+        type V = __m256;
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> __m256 {
+            _mm256_set1_ps(x)
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m256 {
+            _mm256_loadu_ps(p)
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: __m256) {
+            _mm256_storeu_ps(p, v)
+        }
+        #[inline(always)]
+        unsafe fn add(a: __m256, b: __m256) -> __m256 {
+            _mm256_add_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn sub(a: __m256, b: __m256) -> __m256 {
+            _mm256_sub_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn mul(a: __m256, b: __m256) -> __m256 {
+            _mm256_mul_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn max(a: __m256, b: __m256) -> __m256 {
+            _mm256_max_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
+            _mm256_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        unsafe fn exp(x: __m256) -> __m256 {
+            let x = _mm256_min_ps(_mm256_max_ps(x, Self::splat(EXP_LO)), Self::splat(EXP_HI));
+            let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm256_mul_ps(x, Self::splat(LOG2E)),
+            );
+            let r = _mm256_fnmadd_ps(n, Self::splat(LN2_HI), x);
+            let r = _mm256_fnmadd_ps(n, Self::splat(LN2_LO), r);
+            let mut p = Self::splat(EXP_P[0]);
+            for &c in &EXP_P[1..] {
+                p = _mm256_fmadd_ps(p, r, Self::splat(c));
+            }
+            let y = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, Self::splat(1.0)));
+            let pow2 = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+                _mm256_cvtps_epi32(n),
+                _mm256_set1_epi32(127),
+            ));
+            _mm256_mul_ps(y, _mm256_castsi256_ps(pow2))
+        }
+        #[inline(always)]
+        unsafe fn hsum(v: __m256) -> f32 {
+            let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
+            _mm_cvtss_f32(s)
+        }
+    }
+
+    /// AVX-512F: 16 lanes.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx512;
+
+    impl Simd for Avx512 {
+        const LANES: usize = 16;
+        type V = __m512;
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> __m512 {
+            _mm512_set1_ps(x)
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m512 {
+            _mm512_loadu_ps(p)
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: __m512) {
+            _mm512_storeu_ps(p, v)
+        }
+        #[inline(always)]
+        unsafe fn add(a: __m512, b: __m512) -> __m512 {
+            _mm512_add_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn sub(a: __m512, b: __m512) -> __m512 {
+            _mm512_sub_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn mul(a: __m512, b: __m512) -> __m512 {
+            _mm512_mul_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn max(a: __m512, b: __m512) -> __m512 {
+            _mm512_max_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+            _mm512_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        unsafe fn exp(x: __m512) -> __m512 {
+            let x = _mm512_min_ps(_mm512_max_ps(x, Self::splat(EXP_LO)), Self::splat(EXP_HI));
+            let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm512_mul_ps(x, Self::splat(LOG2E)),
+            );
+            let r = _mm512_fnmadd_ps(n, Self::splat(LN2_HI), x);
+            let r = _mm512_fnmadd_ps(n, Self::splat(LN2_LO), r);
+            let mut p = Self::splat(EXP_P[0]);
+            for &c in &EXP_P[1..] {
+                p = _mm512_fmadd_ps(p, r, Self::splat(c));
+            }
+            let y = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, Self::splat(1.0)));
+            let pow2 = _mm512_slli_epi32::<23>(_mm512_add_epi32(
+                _mm512_cvtps_epi32(n),
+                _mm512_set1_epi32(127),
+            ));
+            _mm512_mul_ps(y, _mm512_castsi512_ps(pow2))
+        }
+        #[inline(always)]
+        unsafe fn hsum(v: __m512) -> f32 {
+            let lo = _mm512_castps512_ps256(v);
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+            Avx2::hsum(_mm256_add_ps(lo, hi))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::isa::Isa;
+
+    unsafe fn exp_err<S: Simd>() -> f64 {
+        let mut worst = 0.0f64;
+        let mut buf = [0.0f32; 16];
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            S::store(buf.as_mut_ptr(), S::exp(S::splat(x)));
+            let want = (x as f64).exp();
+            worst = worst.max(((buf[0] as f64) - want).abs() / want);
+            x += 0.0137;
+        }
+        S::store(buf.as_mut_ptr(), S::exp(S::splat(f32::NEG_INFINITY)));
+        assert!(buf[0] >= 0.0 && buf[0] < 1e-37);
+        worst
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn exp_err_avx512() -> f64 {
+        exp_err::<Avx512>()
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn exp_err_avx2() -> f64 {
+        exp_err::<Avx2>()
+    }
+
+    /// Tolerance: relative error < 1e-6 over the clamped range, for every available path.
+    #[test]
+    fn exp_matches_f64_on_each_path() {
+        for isa in Isa::available() {
+            let err = unsafe {
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 => exp_err_avx512(),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2Fma => exp_err_avx2(),
+                    _ => exp_err::<Portable>(),
+                }
+            };
+            assert!(err < 1e-6, "{}: exp relative error {err}", isa.name());
+        }
+    }
+}
