@@ -19,7 +19,7 @@ pub(super) const ROW_TILE: usize = 16;
 
 /// A `*mut f32` that tasks share; each task writes a disjoint set of elements.
 #[derive(Clone, Copy)]
-pub(super) struct SharedMut(pub *mut f32);
+pub(crate) struct SharedMut(pub *mut f32);
 unsafe impl Send for SharedMut {}
 unsafe impl Sync for SharedMut {}
 
@@ -92,7 +92,7 @@ impl ColumnPlan {
 /// Image rows of one (batch, head) stored transposed, `[head_dim][stride]` per row with columns in
 /// group-sorted order and `stride = width + LANES` (zero padding, so per-query vector loads past a
 /// window's end stay inside the buffer). Rows are transposed on first use.
-pub(super) struct Transposed {
+pub(crate) struct Transposed {
     data: Vec<f32>,
     lo: usize,
     ready: Vec<bool>,
@@ -130,9 +130,10 @@ impl Transposed {
         self.ready[r] = true;
         let (d, stride) = (self.d, self.stride);
         let dst = &mut self.data[r * d * stride..][..d * stride];
+        let last = order.iter().max().map_or(0, |&j| j + 1);
         assert!(
             order.len() <= stride
-                && src.view.min_len([b + 1, a + 1, order.len(), h + 1, d]) <= src.data.len()
+                && src.view.min_len([b + 1, a + 1, last, h + 1, d]) <= src.data.len()
         );
         // Blocks of 8 columns: 8 strided reads, contiguous 8-float writes per channel.
         let dp = dst.as_mut_ptr();
@@ -362,7 +363,7 @@ pub(super) unsafe fn softmax_lanes<S: Simd>(tile: *mut f32, kh_e: usize, kw_e: u
 
 /// A 2-D set of offsets: entry (r, c) is at `rows[r] + cols[c]`.
 #[derive(Clone, Copy)]
-pub(super) struct Pattern<'a> {
+pub(crate) struct Pattern<'a> {
     pub rows: &'a [usize],
     pub cols: &'a [usize],
 }
@@ -371,7 +372,7 @@ pub(super) struct Pattern<'a> {
 /// `wp` and `vp` have the same shape. Two accumulator sets (even and odd c) break the FMA
 /// dependency chain; the order is fixed.
 #[inline(always)]
-pub(super) unsafe fn weighted_sum<S: Simd>(
+pub(crate) unsafe fn weighted_sum<S: Simd>(
     d: usize,
     w: *const f32,
     wp: Pattern,

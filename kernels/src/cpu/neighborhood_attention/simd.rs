@@ -24,7 +24,6 @@ pub(crate) trait Simd: Copy {
     /// a * b + c.
     unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     unsafe fn exp(x: Self::V) -> Self::V;
-    #[allow(dead_code)]
     /// Sum of the lanes (a fixed tree, so deterministic).
     unsafe fn hsum(v: Self::V) -> f32;
     #[inline(always)]
