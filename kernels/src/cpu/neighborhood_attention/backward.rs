@@ -10,7 +10,7 @@
 use rayon::prelude::*;
 
 use super::blocks::{
-    chunk_logits, weighted_sum, ColumnPlan, RowInputs, SharedMut, Transposed, ROW_TILE,
+    chunk_logits, weighted_sum, ColumnPlan, Pattern, RowInputs, SharedMut, Transposed, ROW_TILE,
 };
 use super::fused::{halo, lanes};
 use super::simd::{Portable, Simd};
@@ -180,19 +180,23 @@ unsafe fn query_task<S: Simd>(ctx: &BwdCtx, task: usize, part: &mut [f32]) {
     let mut dot = Transposed::new(i0, i1 - 1, d, p.width, lanes);
     let mut tile_buf = vec![0.0f32; slots * lanes];
     let mut a_buf = vec![0.0f32; slots * lanes];
-    let mut w = Vec::with_capacity(slots);
-    let mut offs = Vec::with_capacity(slots);
+    let wrows: Vec<usize> = (0..p.kernel_size[0]).map(|tr| tr * kw * lanes).collect();
+    let wcols: Vec<usize> = (0..kw).map(|tc| tc * lanes).collect();
+    let (mut krows_off, mut kcols) = (Vec::with_capacity(p.kernel_size[0]), vec![0usize; kw]);
+    let kcol = ctx.k.view.col;
     let s = p.scale as f32;
     part.fill(0.0);
     for i in i0..i1 {
-        dot.fill(&ctx.d_out, b, i, h, &plan.order, 1.0);
+        dot.fill::<S>(&ctx.d_out, b, i, h, &plan.order, 1.0);
         let rw = p.row_window(i);
         for tr in 0..rw.size {
-            vt.fill(&ctx.v, b, rw.first + tr * rw.step, h, &plan.order, 1.0);
+            vt.fill::<S>(&ctx.v, b, rw.first + tr * rw.step, h, &plan.order, 1.0);
         }
         let vrows: Vec<*const f32> = (0..rw.size)
             .map(|tr| vt.row(rw.first + tr * rw.step))
             .collect();
+        krows_off.clear();
+        krows_off.extend((0..rw.size).map(|tr| ctx.k.view.at(b, rw.first + tr * rw.step, 0, h)));
         let inputs = RowInputs {
             q: dot.row(i),
             k: &vrows,
@@ -206,23 +210,27 @@ unsafe fn query_task<S: Simd>(ctx: &BwdCtx, task: usize, part: &mut [f32]) {
             let tp = tile_buf.as_mut_ptr();
             chunk_logits::<S>(&inputs, plan, ch, tp);
             let kwe = plan.windows[plan.order[ch.p0]].size;
-            // A into the [slot][lane] layout of dA (lanes past count: 0).
-            for u in 0..lanes {
-                let arow =
-                    (u < ch.count).then(|| &ctx.attn[(row_base + plan.order[ch.p0 + u]) * slots..]);
+            // A into the [slot][lane] layout of dA (lanes past count keep stale finite values:
+            // their results are never written out).
+            let ab = a_buf.as_mut_ptr();
+            for u in 0..ch.count {
+                let arow = ctx
+                    .attn
+                    .as_ptr()
+                    .add((row_base + plan.order[ch.p0 + u]) * slots);
                 for tr in 0..rw.size {
                     for tc in 0..kwe {
-                        a_buf[(tr * kw + tc) * lanes + u] = arow.map_or(0.0, |r| r[tr * kw + tc]);
+                        let n = tr * kw + tc;
+                        *ab.add(n * lanes + u) = *arow.add(n);
                     }
                 }
             }
             // D = sum A dA; dS = A (dA - D), vertical over lanes.
-            let ap = a_buf.as_ptr();
             let mut big_d = S::zero();
             for tr in 0..rw.size {
                 for tc in 0..kwe {
                     let o = (tr * kw + tc) * lanes;
-                    big_d = S::fma(S::load(ap.add(o)), S::load(tp.add(o)), big_d);
+                    big_d = S::fma(S::load(ab.add(o)), S::load(tp.add(o)), big_d);
                 }
             }
             for tr in 0..rw.size {
@@ -230,35 +238,48 @@ unsafe fn query_task<S: Simd>(ctx: &BwdCtx, task: usize, part: &mut [f32]) {
                     let o = (tr * kw + tc) * lanes;
                     S::store(
                         tp.add(o),
-                        S::mul(S::load(ap.add(o)), S::sub(S::load(tp.add(o)), big_d)),
+                        S::mul(S::load(ab.add(o)), S::sub(S::load(tp.add(o)), big_d)),
                     );
                 }
             }
             for u in 0..ch.count {
                 let j = plan.order[ch.p0 + u];
                 let cw = plan.windows[j];
-                let dsr =
-                    std::slice::from_raw_parts_mut(ctx.ds.0.add((row_base + j) * slots), slots);
-                dsr.fill(0.0);
-                w.clear();
-                offs.clear();
+                let dsr = ctx.ds.0.add((row_base + j) * slots);
+                if rw.size * cw.size < slots {
+                    std::ptr::write_bytes(dsr, 0, slots);
+                }
                 for tr in 0..rw.size {
-                    let row = rw.first + tr * rw.step;
+                    let prow = &mut part[if ctx.with_rpb {
+                        (rw.bias_first + tr) * bias_cols + cw.bias_first
+                    } else {
+                        0
+                    }..];
                     for tc in 0..cw.size {
-                        let x = *tp.add((tr * kw + tc) * lanes + u);
-                        dsr[tr * kw + tc] = x;
+                        let n = tr * kw + tc;
+                        let x = *tp.add(n * lanes + u);
+                        *dsr.add(n) = x;
                         if ctx.with_rpb {
-                            part[(rw.bias_first + tr) * bias_cols + cw.bias_first + tc] += x;
+                            *prow.get_unchecked_mut(tc) += x;
                         }
-                        w.push(s * x);
-                        offs.push(ctx.k.view.at(b, row, cw.first + tc * cw.step, h));
                     }
+                }
+                for (tc, x) in kcols.iter_mut().enumerate().take(cw.size) {
+                    *x = (cw.first + tc * cw.step) * kcol;
                 }
                 weighted_sum::<S>(
                     d,
-                    &w,
-                    &offs,
+                    tp.add(u),
+                    Pattern {
+                        rows: &wrows[..rw.size],
+                        cols: &wcols[..cw.size],
+                    },
                     ctx.k.data.as_ptr(),
+                    Pattern {
+                        rows: &krows_off,
+                        cols: &kcols[..cw.size],
+                    },
+                    s,
                     ctx.g.0.add(ctx.dq.at(b, i, j, h)),
                 );
             }
@@ -267,7 +288,8 @@ unsafe fn query_task<S: Simd>(ctx: &BwdCtx, task: usize, part: &mut [f32]) {
 }
 
 /// Phase 2 for key rows of one tile: dV = sum A dO and dK = s sum dS Q over the queries that see
-/// each key (their window slot found from their window start).
+/// each key (inverse neighbourhood; the key's slot in each query's window from its window start).
+/// Offsets split into a row part and a column part, so each key is two `weighted_sum` calls.
 #[inline(always)]
 unsafe fn key_task<S: Simd>(ctx: &BwdCtx, task: usize) {
     let p = &ctx.p;
@@ -279,46 +301,60 @@ unsafe fn key_task<S: Simd>(ctx: &BwdCtx, task: usize) {
     let [kh_n, kw_n] = p.kernel_size;
     let [dh, dw] = p.dilation;
     let s = p.scale as f32;
-    let cap = p.height.min(4 * kh_n) * p.width.min(4 * kw_n);
-    let (mut wa, mut ws) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
-    let (mut off_do, mut off_q) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
-    let col_inv: Vec<_> = (0..p.width)
-        .map(|c| inverse_window(c, p.width, kw_n, dw))
-        .collect();
+    // Per key column: the (query column j, slot column tc) pairs, as offsets.
+    let (mut wcol, mut docol, mut qcol, mut col_at) = (Vec::new(), Vec::new(), Vec::new(), vec![0]);
+    for c in 0..p.width {
+        let ic = inverse_window(c, p.width, kw_n, dw);
+        for uj in 0..ic.count {
+            let j = ic.first + uj * ic.step;
+            wcol.push(j * slots + (c - ctx.plan.windows[j].first) / dw);
+            docol.push(j * ctx.d_out.view.col);
+            qcol.push(j * ctx.q.view.col);
+        }
+        col_at.push(wcol.len());
+    }
+    let (mut wrow, mut dorow, mut qrow) = (Vec::new(), Vec::new(), Vec::new());
     let ds = ctx.ds.0 as *const f32;
     for a in a0..a1 {
         let ir = inverse_window(a, p.height, kh_n, dh);
-        for (c, ic) in col_inv.iter().enumerate() {
-            wa.clear();
-            ws.clear();
-            off_do.clear();
-            off_q.clear();
-            for ui in 0..ir.count {
-                let i = ir.first + ui * ir.step;
-                let tr = (a - p.row_window(i).first) / dh;
-                let row_base = ((b * p.heads + h) * p.height + i) * p.width;
-                for uj in 0..ic.count {
-                    let j = ic.first + uj * ic.step;
-                    let tc = (c - ctx.plan.windows[j].first) / dw;
-                    let idx = (row_base + j) * slots + tr * kw + tc;
-                    wa.push(ctx.attn[idx]);
-                    ws.push(s * *ds.add(idx));
-                    off_do.push(ctx.d_out.view.at(b, i, j, h));
-                    off_q.push(ctx.q.view.at(b, i, j, h));
-                }
-            }
+        wrow.clear();
+        dorow.clear();
+        qrow.clear();
+        for ui in 0..ir.count {
+            let i = ir.first + ui * ir.step;
+            let tr = (a - p.row_window(i).first) / dh;
+            wrow.push(((bh * p.height + i) * p.width) * slots + tr * kw);
+            dorow.push(ctx.d_out.view.at(b, i, 0, h));
+            qrow.push(ctx.q.view.at(b, i, 0, h));
+        }
+        for c in 0..p.width {
+            let cols = col_at[c]..col_at[c + 1];
+            let wp = Pattern {
+                rows: &wrow,
+                cols: &wcol[cols.clone()],
+            };
             weighted_sum::<S>(
                 d,
-                &wa,
-                &off_do,
+                ctx.attn.as_ptr(),
+                wp,
                 ctx.d_out.data.as_ptr(),
+                Pattern {
+                    rows: &dorow,
+                    cols: &docol[cols.clone()],
+                },
+                1.0,
                 ctx.g.0.add(ctx.dv.at(b, a, c, h)),
             );
             weighted_sum::<S>(
                 d,
-                &ws,
-                &off_q,
+                ds,
+                wp,
                 ctx.q.data.as_ptr(),
+                Pattern {
+                    rows: &qrow,
+                    cols: &qcol[cols],
+                },
+                s,
                 ctx.g.0.add(ctx.dk.at(b, a, c, h)),
             );
         }

@@ -15,11 +15,11 @@ use super::{window::group_len, AxisWindow, HeadsRef, Na2d};
 
 /// Query rows per task: fixed (never derived from the thread count), so fixed-chunk reductions
 /// over tasks are deterministic.
-pub(super) const ROW_TILE: usize = 8;
+pub(super) const ROW_TILE: usize = 16;
 
 /// A `*mut f32` that tasks share; each task writes a disjoint set of elements.
 #[derive(Clone, Copy)]
-pub(super) struct SharedMut(pub *mut f32);
+pub(crate) struct SharedMut(pub *mut f32);
 unsafe impl Send for SharedMut {}
 unsafe impl Sync for SharedMut {}
 
@@ -92,7 +92,7 @@ impl ColumnPlan {
 /// Image rows of one (batch, head) stored transposed, `[head_dim][stride]` per row with columns in
 /// group-sorted order and `stride = width + LANES` (zero padding, so per-query vector loads past a
 /// window's end stay inside the buffer). Rows are transposed on first use.
-pub(super) struct Transposed {
+pub(crate) struct Transposed {
     data: Vec<f32>,
     lo: usize,
     ready: Vec<bool>,
@@ -113,7 +113,8 @@ impl Transposed {
     }
 
     /// Makes row `a` of `src` (batch b, head h), times `scale`, available.
-    pub fn fill(
+    #[inline(always)]
+    pub unsafe fn fill<S: Simd>(
         &mut self,
         src: &HeadsRef<f32>,
         b: usize,
@@ -129,10 +130,35 @@ impl Transposed {
         self.ready[r] = true;
         let (d, stride) = (self.d, self.stride);
         let dst = &mut self.data[r * d * stride..][..d * stride];
-        for (pos, &j) in order.iter().enumerate() {
-            let s = &src.data[src.view.at(b, a, j, h)..][..d];
-            for (c, &x) in s.iter().enumerate() {
-                dst[c * stride + pos] = scale * x;
+        let last = order.iter().max().map_or(0, |&j| j + 1);
+        assert!(
+            order.len() <= stride
+                && src.view.min_len([b + 1, a + 1, last, h + 1, d]) <= src.data.len()
+        );
+        // Blocks of 8 columns: 8 strided reads, contiguous 8-float writes per channel.
+        let dp = dst.as_mut_ptr();
+        let sp = src.data.as_ptr();
+        let base = src.view.at(b, a, 0, h);
+        let col = src.view.col;
+        // Every source index is < min_len (asserted), every target < d * stride.
+        for (blk, cols) in order.chunks(8).enumerate() {
+            let mut srcs = [0usize; 8];
+            for (s, &j) in srcs.iter_mut().zip(cols) {
+                *s = base + j * col;
+            }
+            let p0 = blk * 8;
+            let mut c = 0;
+            if cols.len() == 8 {
+                while c + 8 <= d {
+                    let ptrs = srcs.map(|s| sp.add(s + c));
+                    S::transpose8(&ptrs, scale, dp.add(c * stride + p0), stride);
+                    c += 8;
+                }
+            }
+            for c in c..d {
+                for (t, &s) in srcs.iter().enumerate().take(cols.len()) {
+                    *dp.add(c * stride + p0 + t) = scale * *sp.add(s + c);
+                }
             }
         }
     }
@@ -335,68 +361,88 @@ pub(super) unsafe fn softmax_lanes<S: Simd>(tile: *mut f32, kh_e: usize, kw_e: u
     }
 }
 
-/// out[c] = sum_n w[n] * base[offs[n] + c] for c < d (written, not accumulated). Two accumulator
-/// sets (even and odd n) break the FMA dependency chain; the order is fixed.
+/// A 2-D set of offsets: entry (r, c) is at `rows[r] + cols[c]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Pattern<'a> {
+    pub rows: &'a [usize],
+    pub cols: &'a [usize],
+}
+
+/// out[e] = scale * sum_{r,c} w[wp(r,c)] * v[vp(r,c) + e] for e < d (written, not accumulated);
+/// `wp` and `vp` have the same shape. Two accumulator sets (even and odd c) break the FMA
+/// dependency chain; the order is fixed.
 #[inline(always)]
-pub(super) unsafe fn weighted_sum<S: Simd>(
+pub(crate) unsafe fn weighted_sum<S: Simd>(
     d: usize,
-    w: &[f32],
-    offs: &[usize],
-    base: *const f32,
+    w: *const f32,
+    wp: Pattern,
+    v: *const f32,
+    vp: Pattern,
+    scale: f32,
     out: *mut f32,
 ) {
     let l = S::LANES;
     let mut c0 = 0;
     while c0 + 4 * l <= d {
-        ws_block::<S, 4>(c0, w, offs, base, out);
+        ws_block::<S, 4>(c0, w, wp, v, vp, scale, out);
         c0 += 4 * l;
     }
     match (d - c0) / l {
-        3 => ws_block::<S, 3>(c0, w, offs, base, out),
-        2 => ws_block::<S, 2>(c0, w, offs, base, out),
-        1 => ws_block::<S, 1>(c0, w, offs, base, out),
+        3 => ws_block::<S, 3>(c0, w, wp, v, vp, scale, out),
+        2 => ws_block::<S, 2>(c0, w, wp, v, vp, scale, out),
+        1 => ws_block::<S, 1>(c0, w, wp, v, vp, scale, out),
         _ => {}
     }
     c0 += (d - c0) / l * l;
-    for c in c0..d {
+    for e in c0..d {
         let mut acc = 0.0f32;
-        for (&wn, &o) in w.iter().zip(offs) {
-            acc += wn * *base.add(o + c);
+        for (&wr, &vr) in wp.rows.iter().zip(vp.rows) {
+            for (&wc, &vc) in wp.cols.iter().zip(vp.cols) {
+                acc += *w.add(wr + wc) * *v.add(vr + vc + e);
+            }
         }
-        *out.add(c) = acc;
+        *out.add(e) = scale * acc;
     }
 }
 
 #[inline(always)]
 unsafe fn ws_block<S: Simd, const NV: usize>(
     c0: usize,
-    w: &[f32],
-    offs: &[usize],
-    base: *const f32,
+    w: *const f32,
+    wp: Pattern,
+    v: *const f32,
+    vp: Pattern,
+    scale: f32,
     out: *mut f32,
 ) {
     let l = S::LANES;
     let mut even = [S::zero(); NV];
     let mut odd = [S::zero(); NV];
-    let pairs = w.len() / 2;
-    for n in 0..pairs {
-        let (w0, w1) = (S::splat(w[2 * n]), S::splat(w[2 * n + 1]));
-        let p0 = base.add(offs[2 * n] + c0);
-        let p1 = base.add(offs[2 * n + 1] + c0);
-        for v in 0..NV {
-            even[v] = S::fma(w0, S::load(p0.add(v * l)), even[v]);
-            odd[v] = S::fma(w1, S::load(p1.add(v * l)), odd[v]);
+    let nc = wp.cols.len();
+    for (&wr, &vr) in wp.rows.iter().zip(vp.rows) {
+        let (wr, vr) = (w.add(wr), v.add(vr + c0));
+        let mut c = 0;
+        while c + 1 < nc {
+            let w0 = S::splat(*wr.add(*wp.cols.get_unchecked(c)));
+            let w1 = S::splat(*wr.add(*wp.cols.get_unchecked(c + 1)));
+            let p0 = vr.add(*vp.cols.get_unchecked(c));
+            let p1 = vr.add(*vp.cols.get_unchecked(c + 1));
+            for e in 0..NV {
+                even[e] = S::fma(w0, S::load(p0.add(e * l)), even[e]);
+                odd[e] = S::fma(w1, S::load(p1.add(e * l)), odd[e]);
+            }
+            c += 2;
+        }
+        if c < nc {
+            let w0 = S::splat(*wr.add(*wp.cols.get_unchecked(c)));
+            let p0 = vr.add(*vp.cols.get_unchecked(c));
+            for (e, acc) in even.iter_mut().enumerate() {
+                *acc = S::fma(w0, S::load(p0.add(e * l)), *acc);
+            }
         }
     }
-    if w.len() % 2 == 1 {
-        let n = w.len() - 1;
-        let w0 = S::splat(w[n]);
-        let p0 = base.add(offs[n] + c0);
-        for (v, e) in even.iter_mut().enumerate() {
-            *e = S::fma(w0, S::load(p0.add(v * l)), *e);
-        }
-    }
-    for v in 0..NV {
-        S::store(out.add(c0 + v * l), S::add(even[v], odd[v]));
+    let k = S::splat(scale);
+    for e in 0..NV {
+        S::store(out.add(c0 + e * l), S::mul(S::add(even[e], odd[e]), k));
     }
 }

@@ -7,8 +7,8 @@
 use rayon::prelude::*;
 
 use super::blocks::{
-    chunk_logits, softmax_lanes, weighted_sum, ColumnPlan, RowInputs, SharedMut, Transposed,
-    ROW_TILE,
+    chunk_logits, softmax_lanes, weighted_sum, ColumnPlan, Pattern, RowInputs, SharedMut,
+    Transposed, ROW_TILE,
 };
 use super::simd::{Portable, Simd};
 use super::{HeadsRef, HeadsView, Na2d};
@@ -145,19 +145,24 @@ unsafe fn forward_task<S: Simd>(ctx: &FwdCtx, task: usize) {
     let mut kt = Transposed::new(lo, hi, d, p.width, lanes);
     let mut qt = Transposed::new(i0, i1 - 1, d, p.width, lanes);
     let mut tile_buf = vec![0.0f32; slots * lanes];
-    let mut w = Vec::with_capacity(slots);
-    let mut offs = Vec::with_capacity(slots);
+    // Weight offsets in the [slot][lane] tile, and value offsets of the window's V rows/columns.
+    let wrows: Vec<usize> = (0..p.kernel_size[0]).map(|tr| tr * kw * lanes).collect();
+    let wcols: Vec<usize> = (0..kw).map(|tc| tc * lanes).collect();
+    let (mut vrows, mut vcols) = (Vec::with_capacity(p.kernel_size[0]), vec![0usize; kw]);
     let out_view = HeadsView::contiguous(p.height, p.width, p.heads, d);
     let scale = p.scale as f32;
+    let vcol = ctx.v.view.col;
     for i in i0..i1 {
-        qt.fill(&ctx.q, b, i, h, &plan.order, scale);
+        qt.fill::<S>(&ctx.q, b, i, h, &plan.order, scale);
         let rw = p.row_window(i);
         for tr in 0..rw.size {
-            kt.fill(&ctx.k, b, rw.first + tr * rw.step, h, &plan.order, 1.0);
+            kt.fill::<S>(&ctx.k, b, rw.first + tr * rw.step, h, &plan.order, 1.0);
         }
         let krows: Vec<*const f32> = (0..rw.size)
             .map(|tr| kt.row(rw.first + tr * rw.step))
             .collect();
+        vrows.clear();
+        vrows.extend((0..rw.size).map(|tr| ctx.v.view.at(b, rw.first + tr * rw.step, 0, h)));
         let inputs = RowInputs {
             q: qt.row(i),
             k: &krows,
@@ -175,25 +180,32 @@ unsafe fn forward_task<S: Simd>(ctx: &FwdCtx, task: usize) {
             for u in 0..ch.count {
                 let j = plan.order[ch.p0 + u];
                 let cw = plan.windows[j];
-                let a =
-                    std::slice::from_raw_parts_mut(ctx.attn.0.add((attn_row + j) * slots), slots);
-                a.fill(0.0);
-                w.clear();
-                offs.clear();
+                let a = ctx.attn.0.add((attn_row + j) * slots);
+                if rw.size * cw.size < slots {
+                    std::ptr::write_bytes(a, 0, slots);
+                }
                 for tr in 0..rw.size {
-                    let row = rw.first + tr * rw.step;
                     for tc in 0..cw.size {
-                        let x = *tp.add((tr * kw + tc) * lanes + u);
-                        a[tr * kw + tc] = x;
-                        w.push(x);
-                        offs.push(ctx.v.view.at(b, row, cw.first + tc * cw.step, h));
+                        let n = tr * kw + tc;
+                        *a.add(n) = *tp.add(n * lanes + u);
                     }
+                }
+                for (tc, x) in vcols.iter_mut().enumerate().take(cw.size) {
+                    *x = (cw.first + tc * cw.step) * vcol;
                 }
                 weighted_sum::<S>(
                     d,
-                    &w,
-                    &offs,
+                    tp.add(u),
+                    Pattern {
+                        rows: &wrows[..rw.size],
+                        cols: &wcols[..cw.size],
+                    },
                     ctx.v.data.as_ptr(),
+                    Pattern {
+                        rows: &vrows,
+                        cols: &vcols[..cw.size],
+                    },
+                    1.0,
                     ctx.out.0.add(out_view.at(b, i, j, h)),
                 );
             }

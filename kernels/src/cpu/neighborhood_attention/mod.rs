@@ -28,13 +28,13 @@
 //! Kernels assert (panic) on inconsistent sizes; call [`Na2d::check`] first to get an error value.
 
 mod backward;
-mod blocks;
+pub(crate) mod blocks;
 mod fused;
 mod one_d;
 mod reference;
 pub(crate) mod simd;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 pub mod window;
 
 pub use backward::neighborhood_attention_2d_backward;

@@ -24,12 +24,20 @@ pub(crate) trait Simd: Copy {
     /// a * b + c.
     unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     unsafe fn exp(x: Self::V) -> Self::V;
-    #[allow(dead_code)]
     /// Sum of the lanes (a fixed tree, so deterministic).
     unsafe fn hsum(v: Self::V) -> f32;
     #[inline(always)]
     unsafe fn zero() -> Self::V {
         Self::splat(0.0)
+    }
+    /// dst[c * dst_stride + t] = scale * src[t][c] for t, c < 8: an 8 x 8 transpose.
+    #[inline(always)]
+    unsafe fn transpose8(src: &[*const f32; 8], scale: f32, dst: *mut f32, dst_stride: usize) {
+        for c in 0..8 {
+            for (t, s) in src.iter().enumerate() {
+                *dst.add(c * dst_stride + t) = scale * *s.add(c);
+            }
+        }
     }
 }
 
@@ -122,6 +130,42 @@ mod x86 {
     use super::*;
     use std::arch::x86_64::*;
 
+    /// The classic AVX 8 x 8 transpose: unpack pairs, shuffle quads, swap 128-bit halves.
+    #[inline(always)]
+    unsafe fn avx_transpose8(src: &[*const f32; 8], scale: f32, dst: *mut f32, stride: usize) {
+        let r = src.map(|p| _mm256_loadu_ps(p));
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        let k = _mm256_set1_ps(scale);
+        let o = [
+            _mm256_permute2f128_ps::<0x20>(s0, s4),
+            _mm256_permute2f128_ps::<0x20>(s1, s5),
+            _mm256_permute2f128_ps::<0x20>(s2, s6),
+            _mm256_permute2f128_ps::<0x20>(s3, s7),
+            _mm256_permute2f128_ps::<0x31>(s0, s4),
+            _mm256_permute2f128_ps::<0x31>(s1, s5),
+            _mm256_permute2f128_ps::<0x31>(s2, s6),
+            _mm256_permute2f128_ps::<0x31>(s3, s7),
+        ];
+        for (c, v) in o.iter().enumerate() {
+            _mm256_storeu_ps(dst.add(c * stride), _mm256_mul_ps(*v, k));
+        }
+    }
+
     /// AVX2 + FMA: 8 lanes.
     #[derive(Clone, Copy)]
     pub(crate) struct Avx2;
@@ -179,6 +223,10 @@ mod x86 {
                 _mm256_set1_epi32(127),
             ));
             _mm256_mul_ps(y, _mm256_castsi256_ps(pow2))
+        }
+        #[inline(always)]
+        unsafe fn transpose8(src: &[*const f32; 8], scale: f32, dst: *mut f32, dst_stride: usize) {
+            avx_transpose8(src, scale, dst, dst_stride)
         }
         #[inline(always)]
         unsafe fn hsum(v: __m256) -> f32 {
@@ -246,6 +294,10 @@ mod x86 {
                 _mm512_set1_epi32(127),
             ));
             _mm512_mul_ps(y, _mm512_castsi512_ps(pow2))
+        }
+        #[inline(always)]
+        unsafe fn transpose8(src: &[*const f32; 8], scale: f32, dst: *mut f32, dst_stride: usize) {
+            avx_transpose8(src, scale, dst, dst_stride)
         }
         #[inline(always)]
         unsafe fn hsum(v: __m512) -> f32 {
