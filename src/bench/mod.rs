@@ -1,5 +1,7 @@
 //! `dinonat bench ...`: measured, side-by-side timings (never timed unit tests).
 
+pub mod attention;
+pub mod attention_cuda;
 pub mod gemm;
 pub mod gemm_cuda;
 
@@ -10,6 +12,57 @@ use clap::{Args, Subcommand};
 pub enum BenchCommand {
     /// SGEMM GFLOP/s over cubes 256..2048 and the NAT shapes.
     Gemm(GemmArgs),
+    /// Neighborhood attention against full self-attention: time, GFLOP/s and extra memory per grid size.
+    Attention(AttentionArgs),
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct AttentionArgs {
+    /// Batch size.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Attention heads.
+    #[arg(long, default_value_t = 2)]
+    pub heads: usize,
+    /// Head dim.
+    #[arg(long, default_value_t = 32)]
+    pub dim: usize,
+    /// Square grid sides to measure (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![14usize, 28, 56, 112, 224])]
+    pub sizes: Vec<usize>,
+    /// Neighborhood kernel sizes (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![3usize, 7, 13])]
+    pub kernels: Vec<usize>,
+    /// Dilation of the neighborhood (both axes).
+    #[arg(long, default_value_t = 1)]
+    pub dilation: usize,
+    /// Relative positional bias on (true) or off (false).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub rpb: bool,
+    /// Which passes to time: fwd, fwd+bwd, or both.
+    #[arg(long, default_value = "both")]
+    pub pass: String,
+    /// Skip full-attention cases above this many GFLOP per pass (listed as skipped).
+    #[arg(long, default_value_t = 20.0)]
+    pub flop_budget: f64,
+    /// Threads (CPU; default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print one JSON object per case instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write a CSV of all cases here.
+    #[arg(long)]
+    pub csv: Option<std::path::PathBuf>,
+    /// Draw time against tokens (log-log) into this PNG.
+    #[arg(long)]
+    pub png: Option<std::path::PathBuf>,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
+    /// Element type on the GPU: f32 or bf16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -33,6 +86,10 @@ pub fn run(which: BenchCommand) -> Result<(), String> {
         BenchCommand::Gemm(args) => match args.device {
             Device::Cpu => gemm::run(&args),
             Device::Cuda => gemm_cuda::run(&args),
+        },
+        BenchCommand::Attention(args) => match args.device {
+            Device::Cpu => attention::run(&args),
+            Device::Cuda => attention_cuda::run(&args),
         },
     }
 }
