@@ -1,0 +1,225 @@
+//! Matrix multiply (batched, broadcast over leading dims) and linear layers, on the kernels' GEMM
+//! with strided operands: a transposed view is passed as a column-major layout, never copied.
+//! Backward derivation: docs/matmul.md (dA = dC B^T, dB = A^T dC).
+
+use super::binary::broadcast_shape;
+use crate::kernels::cpu::gemm::{BatchStrides, Layout as Mat};
+use crate::kernels::Float;
+use crate::layout::Layout;
+use crate::{with_dtype, Element, EngineError, Result, Tensor};
+
+/// The GEMM layout of the last two dims of `l`.
+fn matrix_layout(l: &Layout) -> Mat {
+    let r = l.shape.len();
+    Mat {
+        row_stride: l.strides[r - 2],
+        col_stride: l.strides[r - 1],
+    }
+}
+
+/// `t` broadcast to `batch + [rows, cols]`, with its batch dims merged into one stride (copying
+/// only when a partial broadcast makes that impossible). Returns the tensor, its layout and the
+/// batch stride.
+fn batched_operand(t: &Tensor, batch: &[usize]) -> Result<(Tensor, Layout, usize)> {
+    let mut full = batch.to_vec();
+    full.extend_from_slice(&t.shape()[t.rank() - 2..]);
+    let nb = batch.len();
+    let l = t.layout().broadcast_to(&full).expect("batch shape checked");
+    if l.dims_merge(0, nb) {
+        let stride = if nb == 0 { 0 } else { l.strides[nb - 1] };
+        return Ok((t.clone(), l, stride));
+    }
+    let copy = t.detach().broadcast_to(&full)?.contiguous();
+    let l = copy.layout().clone();
+    let stride = full[nb..].iter().product();
+    Ok((copy, l, stride))
+}
+
+fn matmul_forward<T: Element>(
+    a: &Tensor,
+    b: &Tensor,
+    batch: &[usize],
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Result<Vec<T>> {
+    let count: usize = batch.iter().product();
+    let mut c = T::alloc(count * m * n);
+    if c.is_empty() {
+        return Ok(c);
+    }
+    // [.., m, k] @ [k, n] with mergeable leading dims: one GEMM of (count * m) rows.
+    if b.rank() == 2 && a.layout().dims_merge(0, a.rank() - 1) {
+        a.with_strided(|sa: &[T], la| {
+            b.with_strided(|sb: &[T], lb| {
+                T::gemm(
+                    count * m,
+                    k,
+                    n,
+                    T::ONE,
+                    &sa[la.offset..],
+                    matrix_layout(la),
+                    &sb[lb.offset..],
+                    matrix_layout(lb),
+                    T::ZERO,
+                    &mut c,
+                    Mat::row_major(n),
+                )
+            })
+        });
+        return Ok(c);
+    }
+    let (ta, la, sa_batch) = batched_operand(a, batch)?;
+    let (tb, lb, sb_batch) = batched_operand(b, batch)?;
+    let strides = BatchStrides {
+        count,
+        a: sa_batch,
+        b: sb_batch,
+        c: m * n,
+    };
+    ta.with_strided(|sa: &[T], _| {
+        tb.with_strided(|sb: &[T], _| {
+            T::gemm_batched(
+                strides,
+                m,
+                k,
+                n,
+                &sa[la.offset..],
+                matrix_layout(&la),
+                &sb[lb.offset..],
+                matrix_layout(&lb),
+                &mut c,
+                Mat::row_major(n),
+            )
+        })
+    });
+    Ok(c)
+}
+
+impl Tensor {
+    /// C = A B.  a [.., m, k], b [.., k, n] -> c [batch.., m, n], batch dims broadcast.
+    pub fn matmul(&self, b: &Tensor) -> Result<Tensor> {
+        let a = self;
+        a.check_dtype("matmul", b)?;
+        if a.rank() < 2 || b.rank() < 2 || a.shape()[a.rank() - 1] != b.shape()[b.rank() - 2] {
+            return Err(EngineError::shape("matmul", a.shape(), b.shape()));
+        }
+        let (m, k, n) = (
+            a.shape()[a.rank() - 2],
+            a.shape()[a.rank() - 1],
+            b.shape()[b.rank() - 1],
+        );
+        let batch = broadcast_shape(
+            "matmul",
+            &a.shape()[..a.rank() - 2],
+            &b.shape()[..b.rank() - 2],
+        )
+        .map_err(|_| EngineError::shape("matmul", a.shape(), b.shape()))?;
+        let mut shape = batch.clone();
+        shape.extend([m, n]);
+        let data =
+            with_dtype!(a.dtype(), T => T::wrap(matmul_forward::<T>(a, b, &batch, m, k, n)?));
+        let (ad, bd) = (a.detach(), b.detach());
+        let (need_a, need_b) = (a.requires_grad(), b.requires_grad());
+        Ok(Tensor::from_storage_op(
+            data,
+            &shape,
+            "matmul",
+            &[a, b],
+            Box::new(move |g| {
+                // dA = dC B^T, summed over the batch dims A was broadcast along
+                let ga = need_a
+                    .then(|| g.matmul(&bd.t()?)?.sum_to(ad.shape()))
+                    .transpose()?;
+                // dB = A^T dC; for a shared 2-d B, all rows of the batch in one GEMM
+                let gb = need_b
+                    .then(|| {
+                        if bd.rank() == 2 && ad.rank() > 2 {
+                            let rows = ad.numel() / k;
+                            ad.reshape(&[rows, k])?.t()?.matmul(&g.reshape(&[rows, n])?)
+                        } else {
+                            ad.t()?.matmul(g)?.sum_to(bd.shape())
+                        }
+                    })
+                    .transpose()?;
+                Ok(vec![ga, gb])
+            }),
+        ))
+    }
+
+    /// y = x W^T + b.  x [.., in], weight [out, in], bias [out] -> y [.., out]. The bias is
+    /// written into y first and the GEMM adds to it (beta = 1), one pass over y.
+    pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        let x = self;
+        x.check_dtype("linear", weight)?;
+        if x.rank() < 1 || weight.rank() != 2 || x.shape()[x.rank() - 1] != weight.shape()[1] {
+            return Err(EngineError::shape("linear", x.shape(), weight.shape()));
+        }
+        let (out_f, in_f) = (weight.shape()[0], weight.shape()[1]);
+        if let Some(b) = bias {
+            x.check_dtype("linear", b)?;
+            if b.shape() != [out_f] {
+                return Err(EngineError::shape(
+                    "linear (bias)",
+                    weight.shape(),
+                    b.shape(),
+                ));
+            }
+        }
+        let rows = x.numel() / in_f.max(1);
+        let mut shape = x.shape().to_vec();
+        *shape.last_mut().expect("rank >= 1") = out_f;
+        let xm = if x.layout().dims_merge(0, x.rank() - 1) {
+            x.clone()
+        } else {
+            x.detach().contiguous()
+        };
+        let data = with_dtype!(x.dtype(), T => {
+            let mut y = T::alloc(rows * out_f);
+            let beta = match bias {
+                Some(b) => {
+                    b.with_contiguous(|bs: &[T]| y.chunks_mut(out_f.max(1)).for_each(|r| r.copy_from_slice(bs)));
+                    T::ONE
+                }
+                None => T::ZERO,
+            };
+            if !y.is_empty() {
+                xm.with_strided(|sx: &[T], lx| {
+                    weight.with_strided(|sw: &[T], lw| {
+                        let la = Mat { row_stride: if x.rank() >= 2 { lx.strides[x.rank() - 2] } else { in_f }, col_stride: lx.strides[x.rank() - 1] };
+                        // W^T [in, out]: element (p, j) = W[j, p]
+                        let lwt = Mat { row_stride: lw.strides[1], col_stride: lw.strides[0] };
+                        T::gemm(rows, in_f, out_f, T::ONE, &sx[lx.offset..], la, &sw[lw.offset..], lwt, beta, &mut y, Mat::row_major(out_f))
+                    })
+                });
+            }
+            T::wrap(y)
+        });
+        let (xd, wd) = (x.detach(), weight.detach());
+        let (need_x, need_w) = (x.requires_grad(), weight.requires_grad());
+        let mut inputs = vec![x, weight];
+        inputs.extend(bias);
+        let has_bias = bias.is_some();
+        Ok(Tensor::from_storage_op(
+            data,
+            &shape,
+            "linear",
+            &inputs,
+            Box::new(move |g| {
+                let g2 = g.reshape(&[rows, out_f])?;
+                // dx = dy W;  dW = dy^T x;  db = sum of dy over rows
+                let gx = need_x
+                    .then(|| g2.matmul(&wd)?.reshape(xd.shape()))
+                    .transpose()?;
+                let gw = need_w
+                    .then(|| g2.t()?.matmul(&xd.reshape(&[rows, in_f])?))
+                    .transpose()?;
+                let mut grads = vec![gx, gw];
+                if has_bias {
+                    grads.push(Some(g2.sum(0, false)?));
+                }
+                Ok(grads)
+            }),
+        ))
+    }
+}
