@@ -26,6 +26,22 @@ struct Node {
     op: Option<Op>,
 }
 
+/// Frees a dropped graph iteratively: a long chain of ops would otherwise drop recursively, one
+/// stack frame per op.
+impl Drop for Node {
+    fn drop(&mut self) {
+        let Some(op) = self.op.take() else { return };
+        let mut stack = op.inputs;
+        while let Some(t) = stack.pop() {
+            if let Ok(mut node) = Arc::try_unwrap(t.0) {
+                if let Some(op) = node.op.take() {
+                    stack.extend(op.inputs);
+                }
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

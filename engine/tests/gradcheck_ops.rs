@@ -112,6 +112,13 @@ fn matmul_cases() {
         |x| x[0].t()?.matmul(&x[1].t()?),
         &[a, b],
     );
+    // batch dims that cannot merge into one stride (a permuted batch) take the copy path
+    let (a, b) = (randn(37, &[3, 2, 4, 5]), randn(38, &[2, 3, 5, 2]));
+    check(
+        "matmul of a permuted batch",
+        |x| x[0].permute(&[1, 0, 2, 3])?.matmul(&x[1]),
+        &[a, b],
+    );
     let q = randn(10, &[2, 3, 4]);
     check("q k^T batched", |x| x[0].matmul(&x[0].t()?), &[q]);
 }

@@ -335,3 +335,45 @@ fn f32_and_f64_agree_on_a_composite_graph() {
         );
     }
 }
+
+#[test]
+fn large_inputs_take_the_parallel_paths() {
+    // 2 x 128 x 160 = 40960 elements, above the parallel threshold of the elementwise loops
+    let mut rng = Rng::new(3);
+    let a = rng.normal(&[2, 128, 160], 0.0, 1.0, DType::F32);
+    let bias = rng.normal(&[160], 0.0, 1.0, DType::F32);
+    let (av, bv) = (a.to_vec::<f32>().unwrap(), bias.to_vec::<f32>().unwrap());
+    let sum = a.add(&bias).unwrap().to_vec::<f32>().unwrap();
+    assert!(sum
+        .iter()
+        .enumerate()
+        .all(|(i, &v)| v == av[i] + bv[i % 160]));
+    let prod = a.mul(&a).unwrap().to_vec::<f32>().unwrap();
+    assert!(prod.iter().zip(&av).all(|(&p, &x)| p == x * x));
+    let rows = a.sum(2, false).unwrap().to_vec::<f32>().unwrap();
+    let expected: f32 = av[..160].iter().sum();
+    assert!((rows[0] - expected).abs() < 1e-4);
+}
+
+#[test]
+fn a_long_graph_drops_without_deep_recursion() {
+    let x = Tensor::from_vec(vec![1.0f32], &[1]).unwrap().with_grad();
+    let mut y = x.clone();
+    for _ in 0..100_000 {
+        y = y.mul_scalar(1.0).unwrap();
+    }
+    let g = y.sum_all().unwrap().backward().unwrap();
+    assert_eq!(g.get(&x).unwrap().to_vec::<f32>().unwrap(), vec![1.0]);
+    drop(y);
+}
+
+#[test]
+fn pooled_buffers_are_reused() {
+    let x = Tensor::ones(&[64, 64], DType::F32);
+    drop(x.mul_scalar(2.0).unwrap());
+    let (hits_before, _) = dinonat_engine::pool::stats();
+    let y = x.mul_scalar(3.0).unwrap();
+    let (hits_after, _) = dinonat_engine::pool::stats();
+    assert!(hits_after > hits_before);
+    assert_eq!(y.to_vec::<f32>().unwrap(), vec![3.0; 4096]);
+}

@@ -55,6 +55,20 @@ fn map2<T: Element>(out: &mut [T], a: &[T], b: &[T], f: impl Fn(T, T) -> T + Syn
     }
 }
 
+/// Calls `f(out_row, x_row)` for consecutive rows of length `m`, rows in parallel when large.
+fn for_each_row<T: Element>(out: &mut [T], x: &[T], m: usize, f: impl Fn(&mut [T], &[T]) + Sync) {
+    if out.len() >= PARALLEL_MIN {
+        out.par_chunks_mut(m)
+            .zip(x.par_chunks(m))
+            .with_min_len(PARALLEL_MIN / m + 1)
+            .for_each(|(o, xr)| f(o, xr));
+    } else {
+        out.chunks_mut(m)
+            .zip(x.chunks(m))
+            .for_each(|(o, xr)| f(o, xr));
+    }
+}
+
 /// Elements of `t` broadcast to `shape`, row-major (a gather, for the general case).
 fn expanded<T: Element>(t: &Tensor, shape: &[usize]) -> Vec<T> {
     t.with_strided(|s: &[T], l| {
@@ -83,22 +97,15 @@ fn zip_map<T: Element>(
     if a.shape() == shape && b.shape() == shape {
         a.with_contiguous(|x: &[T]| b.with_contiguous(|y: &[T]| map2(&mut out, x, y, &f)));
     } else if a.shape() == shape && is_suffix(b.shape(), shape) && b.numel() > 0 {
+        // b repeats over the leading dims of a (a bias, a per-channel scale)
         let m = b.numel();
         a.with_contiguous(|x: &[T]| {
-            b.with_contiguous(|y: &[T]| {
-                for (o, xr) in out.chunks_mut(m).zip(x.chunks(m)) {
-                    map2(o, xr, y, &f);
-                }
-            })
+            b.with_contiguous(|y: &[T]| for_each_row(&mut out, x, m, |o, xr| map2(o, xr, y, &f)))
         });
     } else if b.shape() == shape && is_suffix(a.shape(), shape) && a.numel() > 0 {
         let m = a.numel();
         a.with_contiguous(|x: &[T]| {
-            b.with_contiguous(|y: &[T]| {
-                for (o, yr) in out.chunks_mut(m).zip(y.chunks(m)) {
-                    map2(o, x, yr, &f);
-                }
-            })
+            b.with_contiguous(|y: &[T]| for_each_row(&mut out, y, m, |o, yr| map2(o, x, yr, &f)))
         });
     } else {
         let (x, y) = (expanded::<T>(a, shape), expanded::<T>(b, shape));

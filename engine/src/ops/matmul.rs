@@ -134,7 +134,9 @@ impl Tensor {
                 // dB = A^T dC; for a shared 2-d B, all rows of the batch in one GEMM
                 let gb = need_b
                     .then(|| {
-                        if bd.rank() == 2 && ad.rank() > 2 {
+                        if k == 0 {
+                            Ok(Tensor::zeros(bd.shape(), bd.dtype()))
+                        } else if bd.rank() == 2 && ad.rank() > 2 {
                             let rows = ad.numel() / k;
                             ad.reshape(&[rows, k])?.t()?.matmul(&g.reshape(&[rows, n])?)
                         } else {
@@ -166,7 +168,7 @@ impl Tensor {
                 ));
             }
         }
-        let rows = x.numel() / in_f.max(1);
+        let rows: usize = x.shape()[..x.rank() - 1].iter().product();
         let mut shape = x.shape().to_vec();
         *shape.last_mut().expect("rank >= 1") = out_f;
         let xm = if x.layout().dims_merge(0, x.rank() - 1) {
