@@ -24,6 +24,24 @@ fn reduce_axis<T: Element>(
     f: impl Fn(T, T) -> T + Sync,
 ) -> Vec<T> {
     let mut out = T::alloc(outer * inner);
+    if inner == 0 || n == 0 {
+        out.fill(init);
+        return out;
+    }
+    let parallel = x.len() >= 1 << 16;
+    if inner == 1 {
+        // the last axis: each output folds one contiguous row
+        let fold = |(o, row): (&mut T, &[T])| *o = row.iter().fold(init, |a, &v| f(a, v));
+        if parallel {
+            out.par_iter_mut()
+                .zip(x.par_chunks(n))
+                .with_min_len(256)
+                .for_each(fold);
+        } else {
+            out.iter_mut().zip(x.chunks(n)).for_each(fold);
+        }
+        return out;
+    }
     let row = |(o, dst): (usize, &mut [T])| {
         dst.fill(init);
         for j in 0..n {
@@ -33,10 +51,7 @@ fn reduce_axis<T: Element>(
             }
         }
     };
-    if inner == 0 {
-        return out;
-    }
-    if x.len() >= 1 << 16 {
+    if parallel {
         out.par_chunks_mut(inner).enumerate().for_each(row);
     } else {
         out.chunks_mut(inner).enumerate().for_each(row);
