@@ -119,6 +119,20 @@ fn matmul_cases() {
         |x| x[0].permute(&[1, 0, 2, 3])?.matmul(&x[1]),
         &[a, b],
     );
+    // attention on a fused QKV projection: q, k are strided views whose batch dims (B, H) do not
+    // merge; the matmul loops over B instead of copying
+    let qkv = randn(39, &[2, 5, 3 * 3 * 2]); // [B, N, 3 * H * d], H = 3, d = 2
+    check(
+        "q k^T from a fused qkv",
+        |x| {
+            let heads = x[0].reshape(&[2, 5, 3, 3, 2])?.permute(&[2, 0, 3, 1, 4])?; // [3, B, H, N, d]
+            let q = heads.narrow(0, 0, 1)?.squeeze(0)?;
+            let k = heads.narrow(0, 1, 1)?.squeeze(0)?;
+            let v = heads.narrow(0, 2, 1)?.squeeze(0)?;
+            q.matmul(&k.t()?)?.softmax()?.matmul(&v)
+        },
+        &[qkv],
+    );
     let q = randn(10, &[2, 3, 4]);
     check("q k^T batched", |x| x[0].matmul(&x[0].t()?), &[q]);
 }

@@ -377,3 +377,23 @@ fn pooled_buffers_are_reused() {
     assert!(hits_after > hits_before);
     assert_eq!(y.to_vec::<f32>().unwrap(), vec![3.0; 4096]);
 }
+
+#[test]
+fn to_dtype_passes_gradients_back() {
+    let x = Tensor::from_vec(vec![0.5f64, -1.5, 2.0], &[3])
+        .unwrap()
+        .with_grad();
+    let y = x.to_dtype(DType::F32).mul_scalar(2.0).unwrap();
+    assert_eq!(y.dtype(), DType::F32);
+    let g = y.sum_all().unwrap().backward().unwrap();
+    let gx = g.get(&x).unwrap();
+    assert_eq!(gx.dtype(), DType::F64);
+    assert_eq!(gx.to_vec::<f64>().unwrap(), vec![2.0; 3]);
+}
+
+#[test]
+fn tensors_can_cross_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tensor>();
+    assert_send_sync::<dinonat_engine::Gradients>();
+}

@@ -17,22 +17,23 @@ fn matrix_layout(l: &Layout) -> Mat {
     }
 }
 
-/// `t` broadcast to `batch + [rows, cols]`, with its batch dims merged into one stride (copying
-/// only when a partial broadcast makes that impossible). Returns the tensor, its layout and the
-/// batch stride.
-fn batched_operand(t: &Tensor, batch: &[usize]) -> Result<(Tensor, Layout, usize)> {
+/// `t`'s layout broadcast to `batch + [rows, cols]`.
+fn batched_layout(t: &Tensor, batch: &[usize]) -> Layout {
     let mut full = batch.to_vec();
     full.extend_from_slice(&t.shape()[t.rank() - 2..]);
-    let nb = batch.len();
-    let l = t.layout().broadcast_to(&full).expect("batch shape checked");
-    if l.dims_merge(0, nb) {
-        let stride = if nb == 0 { 0 } else { l.strides[nb - 1] };
-        return Ok((t.clone(), l, stride));
-    }
-    let copy = t.detach().broadcast_to(&full)?.contiguous();
-    let l = copy.layout().clone();
-    let stride = full[nb..].iter().product();
-    Ok((copy, l, stride))
+    t.layout().broadcast_to(&full).expect("batch shape checked")
+}
+
+/// Storage offsets of the matrices of `l` over its first `dims` batch dims, in row-major order.
+fn outer_offsets(l: &Layout, dims: usize) -> Vec<usize> {
+    let outer = Layout {
+        shape: l.shape[..dims].to_vec(),
+        strides: l.strides[..dims].to_vec(),
+        offset: l.offset,
+    };
+    let mut offsets = Vec::with_capacity(outer.numel());
+    outer.for_each_offset(|o| offsets.push(o));
+    offsets
 }
 
 fn matmul_forward<T: Element>(
@@ -42,11 +43,11 @@ fn matmul_forward<T: Element>(
     m: usize,
     k: usize,
     n: usize,
-) -> Result<Vec<T>> {
+) -> Vec<T> {
     let count: usize = batch.iter().product();
     let mut c = T::alloc(count * m * n);
     if c.is_empty() {
-        return Ok(c);
+        return c;
     }
     // [.., m, k] @ [k, n] with mergeable leading dims: one GEMM of (count * m) rows.
     if b.rank() == 2 && a.layout().dims_merge(0, a.rank() - 1) {
@@ -67,33 +68,48 @@ fn matmul_forward<T: Element>(
                 )
             })
         });
-        return Ok(c);
+        return c;
     }
-    let (ta, la, sa_batch) = batched_operand(a, batch)?;
-    let (tb, lb, sb_batch) = batched_operand(b, batch)?;
+    // The trailing batch dims that merge into one stride in both operands go to one batched GEMM
+    // call; the remaining leading batch dims are looped over (no copies, even for the permuted
+    // heads of a fused QKV projection).
+    let (la, lb) = (batched_layout(a, batch), batched_layout(b, batch));
+    let nb = batch.len();
+    let split = (0..=nb)
+        .find(|&s| la.dims_merge(s, nb) && lb.dims_merge(s, nb))
+        .unwrap_or(nb);
+    let inner: usize = batch[split..].iter().product();
+    let stride = |l: &Layout| if split == nb { 0 } else { l.strides[nb - 1] };
     let strides = BatchStrides {
-        count,
-        a: sa_batch,
-        b: sb_batch,
+        count: inner,
+        a: stride(&la),
+        b: stride(&lb),
         c: m * n,
     };
-    ta.with_strided(|sa: &[T], _| {
-        tb.with_strided(|sb: &[T], _| {
-            T::gemm_batched(
-                strides,
-                m,
-                k,
-                n,
-                &sa[la.offset..],
-                matrix_layout(&la),
-                &sb[lb.offset..],
-                matrix_layout(&lb),
-                &mut c,
-                Mat::row_major(n),
-            )
+    let (offsets_a, offsets_b) = (outer_offsets(&la, split), outer_offsets(&lb, split));
+    a.with_strided(|sa: &[T], _| {
+        b.with_strided(|sb: &[T], _| {
+            for ((oa, ob), cc) in offsets_a
+                .iter()
+                .zip(&offsets_b)
+                .zip(c.chunks_mut(inner * m * n))
+            {
+                T::gemm_batched(
+                    strides,
+                    m,
+                    k,
+                    n,
+                    &sa[*oa..],
+                    matrix_layout(&la),
+                    &sb[*ob..],
+                    matrix_layout(&lb),
+                    cc,
+                    Mat::row_major(n),
+                );
+            }
         })
     });
-    Ok(c)
+    c
 }
 
 impl Tensor {
@@ -117,8 +133,7 @@ impl Tensor {
         .map_err(|_| EngineError::shape("matmul", a.shape(), b.shape()))?;
         let mut shape = batch.clone();
         shape.extend([m, n]);
-        let data =
-            with_dtype!(a.dtype(), T => T::wrap(matmul_forward::<T>(a, b, &batch, m, k, n)?));
+        let data = with_dtype!(a.dtype(), T => T::wrap(matmul_forward::<T>(a, b, &batch, m, k, n)));
         let (ad, bd) = (a.detach(), b.detach());
         let (need_a, need_b) = (a.requires_grad(), b.requires_grad());
         Ok(Tensor::from_storage_op(
