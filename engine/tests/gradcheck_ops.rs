@@ -29,6 +29,7 @@ fn binary_ops_with_broadcasting() {
         (vec![4], "suffix"),
         (vec![3, 1], "size-1"),
         (vec![2, 1, 1], "row"),
+        (vec![2, 3, 1], "per-row"),
     ] {
         let b = positive(2, &shape_b);
         check(

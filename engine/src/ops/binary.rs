@@ -43,6 +43,20 @@ fn is_suffix(small: &[usize], shape: &[usize]) -> bool {
     small.len() <= shape.len() && shape[shape.len() - small.len()..] == *small
 }
 
+/// If `small` equals `shape` on some leading dims and is 1 on all the others, the number of
+/// elements of `shape` each value of `small` covers.
+fn per_row_block(small: &[usize], shape: &[usize]) -> Option<usize> {
+    if small.len() != shape.len() {
+        return None;
+    }
+    let j = small.iter().zip(shape).take_while(|(a, b)| a == b).count();
+    small[j..]
+        .iter()
+        .all(|&d| d == 1)
+        .then(|| shape[j..].iter().product::<usize>())
+        .filter(|&block| block > 0)
+}
+
 fn map2<T: Element>(out: &mut [T], a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) {
     if out.len() >= PARALLEL_MIN {
         out.par_iter_mut()
@@ -106,6 +120,16 @@ fn zip_map<T: Element>(
         let m = a.numel();
         a.with_contiguous(|x: &[T]| {
             b.with_contiguous(|y: &[T]| for_each_row(&mut out, y, m, |o, yr| map2(o, x, yr, &f)))
+        });
+    } else if let (true, Some(block)) = (a.shape() == shape, per_row_block(b.shape(), shape)) {
+        // one b value per block of a (a per-sample scale such as the drop-path mask [B, 1, 1])
+        a.with_contiguous(|x: &[T]| {
+            b.with_contiguous(|y: &[T]| {
+                let rows = out.chunks_mut(block).zip(x.chunks(block)).zip(y);
+                for ((o, xr), &v) in rows {
+                    o.iter_mut().zip(xr).for_each(|(o, &u)| *o = f(u, v));
+                }
+            })
         });
     } else {
         let (x, y) = (expanded::<T>(a, shape), expanded::<T>(b, shape));
