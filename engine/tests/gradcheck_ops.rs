@@ -61,6 +61,19 @@ fn binary_ops_with_broadcasting() {
     }
     check("affine", |x| x[0].affine(1.5, -0.25), &[a.clone()]);
     check("neg", |x| x[0].neg(), &[a.clone()]);
+    check(
+        "scalars",
+        |x| {
+            x[0].add_scalar(0.5)?
+                .sub_scalar(2.0)?
+                .mul_scalar(3.0)?
+                .div_scalar(4.0)
+        },
+        &[a.clone()],
+    );
+    // a constant operand (no grad) on either side
+    let c = Tensor::full(&[4], 2.0, DType::F64);
+    check("sub constant", |x| c.sub(&x[0])?.div(&c), &[a.clone()]);
 }
 
 #[test]
@@ -189,6 +202,16 @@ fn shape_ops() {
         &[x.clone()],
     );
     check("narrow", |t| t[0].narrow(2, 1, 2), &[x.clone()]);
+    check("transpose", |t| t[0].transpose(0, 2), &[x.clone()]);
+    check("flatten_all", |t| t[0].flatten_all(), &[x.clone()]);
+    check(
+        "chunk",
+        |t| {
+            let parts = t[0].chunk(2, 2)?;
+            parts[0].div(&parts[1].exp()?)
+        },
+        &[x.clone()],
+    );
     check(
         "split (fused qkv)",
         |t| {

@@ -172,8 +172,11 @@ fn binary(a: &Tensor, b: &Tensor, kind: BinaryOp) -> Result<Tensor> {
     let backward = Box::new(move |g: &Tensor| {
         let (ga, gb) = match kind {
             // d(a+b) = da + db;  d(a-b) = da - db
-            BinaryOp::Add => (Some(g.clone()), Some(g.clone())),
-            BinaryOp::Sub => (Some(g.clone()), Some(g.neg()?)),
+            BinaryOp::Add => (need_a.then(|| g.clone()), need_b.then(|| g.clone())),
+            BinaryOp::Sub => (
+                need_a.then(|| g.clone()),
+                need_b.then(|| g.neg()).transpose()?,
+            ),
             // d(ab) = b da + a db
             BinaryOp::Mul => (
                 need_a.then(|| g.mul(&bc)).transpose()?,
@@ -238,6 +241,12 @@ impl Tensor {
     }
     pub fn mul_scalar(&self, s: f64) -> Result<Tensor> {
         self.affine(s, 0.0)
+    }
+    pub fn sub_scalar(&self, s: f64) -> Result<Tensor> {
+        self.affine(1.0, -s)
+    }
+    pub fn div_scalar(&self, s: f64) -> Result<Tensor> {
+        self.affine(1.0 / s, 0.0)
     }
     pub fn neg(&self) -> Result<Tensor> {
         self.affine(-1.0, 0.0)
