@@ -362,7 +362,8 @@ impl Tensor {
     }
 
     /// Mutates the elements in place (optimizer steps, EMA). Needs a contiguous tensor of dtype T;
-    /// every view of the storage sees the change. Not recorded in the graph.
+    /// every view of the storage sees the change. Not recorded in the graph. `f` holds the
+    /// storage's write lock: it must not read this tensor (or a view of it) itself.
     pub fn update_in_place<T: Element, R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
         if self.dtype() != T::DTYPE {
             return Err(EngineError::DTypeMismatch {
