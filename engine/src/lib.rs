@@ -1,4 +1,28 @@
 //! DinoNAT's tensor engine: tensors with views, reverse-mode autodiff, and ops built on
 //! `dinonat-kernels`.
+//!
+//! Reading order: [`autograd`] (the whole autodiff in one short file), [`tensor`] (the handle,
+//! views and storage), then `ops/` (one file per op family, forward and backward together).
+//! f32 tensors run the kernels' fast paths; f64 tensors run their plain references, which is what
+//! the gradient checks ([`gradcheck`]) use.
 
 pub use dinonat_kernels as kernels;
+
+pub mod autograd;
+pub mod dtype;
+pub mod error;
+pub mod gradcheck;
+pub mod layout;
+mod ops;
+pub mod pool;
+pub mod rng;
+pub mod storage;
+pub mod tensor;
+
+pub use autograd::{is_grad_enabled, no_grad, Gradients, NoGradGuard};
+pub use dtype::{DType, Element};
+pub use error::{EngineError, Result};
+pub use layout::Layout;
+pub use rng::Rng;
+pub use storage::Device;
+pub use tensor::Tensor;

@@ -1,0 +1,11 @@
+//! Ops, one file per family; each file holds forward and backward side by side with the shapes.
+
+pub(crate) mod binary;
+mod conv;
+mod drop_path;
+mod matmul;
+mod norm;
+mod reduce;
+pub(crate) mod shape;
+mod softmax;
+mod unary;

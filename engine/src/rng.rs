@@ -1,0 +1,197 @@
+//! Seeded, counter-based random numbers: element i of a draw is a pure function of
+//! (seed, stream, i) — SplitMix64's output function applied to a counter — so results do not
+//! depend on the thread count or on how the work is split.
+//!
+//! Each draw from an [`Rng`] takes the next stream, so two draws differ but a program that makes
+//! the same draws in the same order gets the same numbers.
+
+use crate::kernels::Float;
+use crate::{with_dtype, DType, EngineError, Result, Tensor};
+use rayon::prelude::*;
+
+const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// SplitMix64's finaliser (Steele, Lea, Flood 2014): a bijective mix of 64 bits.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The `i`-th 64 random bits of stream `key`.
+fn bits_at(key: u64, i: u64) -> u64 {
+    mix64(key.wrapping_add(i.wrapping_add(1).wrapping_mul(GOLDEN_GAMMA)))
+}
+
+/// Uniform in [0, 1) with 53 random bits.
+fn unit_at(key: u64, i: u64) -> f64 {
+    (bits_at(key, i) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// Standard normal by Box-Muller; elements 2j and 2j+1 share one pair of uniforms.
+fn normal_at(key: u64, i: u64) -> f64 {
+    let pair = i & !1;
+    let u1 = 1.0 - unit_at(key, pair); // (0, 1], so ln is finite
+    let u2 = unit_at(key, pair + 1);
+    let r = (-2.0 * u1.ln()).sqrt();
+    let theta = 2.0 * std::f64::consts::PI * u2;
+    if i & 1 == 0 {
+        r * theta.cos()
+    } else {
+        r * theta.sin()
+    }
+}
+
+/// The standard normal CDF.
+fn normal_cdf(x: f64) -> f64 {
+    0.5 * (1.0 + Float::erf(x / std::f64::consts::SQRT_2))
+}
+
+/// Inverse error function: Giles' single-precision approximation ("Approximating the erfinv
+/// function", GPU Computing Gems, 2011) polished by two Newton steps on erf.
+pub fn erfinv(y: f64) -> f64 {
+    if y <= -1.0 {
+        return f64::NEG_INFINITY;
+    }
+    if y >= 1.0 {
+        return f64::INFINITY;
+    }
+    let mut w = -((1.0 - y) * (1.0 + y)).ln();
+    let mut x = if w < 5.0 {
+        w -= 2.5;
+        let mut p = 2.810_226_36e-08;
+        for c in [
+            3.432_739_39e-07,
+            -3.523_387_7e-06,
+            -4.391_506_54e-06,
+            0.000_218_580_87,
+            -0.001_253_725_03,
+            -0.004_177_681_64,
+            0.246_640_727,
+            1.501_409_41,
+        ] {
+            p = c + p * w;
+        }
+        p * y
+    } else {
+        w = w.sqrt() - 3.0;
+        let mut p = -0.000_200_214_257;
+        for c in [
+            0.000_100_950_558,
+            0.001_349_343_22,
+            -0.003_673_428_44,
+            0.005_739_507_73,
+            -0.007_622_461_3,
+            0.009_438_870_47,
+            1.001_674_06,
+            2.832_976_82,
+        ] {
+            p = c + p * w;
+        }
+        p * y
+    };
+    for _ in 0..2 {
+        let err = Float::erf(x) - y;
+        x -= err / (std::f64::consts::FRAC_2_SQRT_PI * (-x * x).exp());
+    }
+    x
+}
+
+/// A seeded source of random tensors.
+#[derive(Clone, Debug)]
+pub struct Rng {
+    seed: u64,
+    stream: u64,
+}
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng { seed, stream: 0 }
+    }
+
+    /// The key of the next stream.
+    fn next_key(&mut self) -> u64 {
+        self.stream += 1;
+        mix64(self.seed ^ mix64(self.stream.wrapping_mul(GOLDEN_GAMMA)))
+    }
+
+    /// A new generator seeded from this one (e.g. one per data-loader worker).
+    pub fn fork(&mut self) -> Rng {
+        Rng::new(self.next_key())
+    }
+
+    /// `n` values `f(key, i)` for i in 0..n, in parallel by index.
+    fn generate(&mut self, n: usize, f: impl Fn(u64, u64) -> f64 + Sync) -> Vec<f64> {
+        let key = self.next_key();
+        let mut v = vec![0.0; n];
+        v.par_chunks_mut(4096).enumerate().for_each(|(c, chunk)| {
+            for (j, x) in chunk.iter_mut().enumerate() {
+                *x = f(key, (c * 4096 + j) as u64);
+            }
+        });
+        v
+    }
+
+    fn tensor(values: Vec<f64>, shape: &[usize], dtype: DType) -> Tensor {
+        with_dtype!(dtype, T => Tensor::from_data(values.into_iter().map(T::from_f64).collect::<Vec<T>>(), shape))
+    }
+
+    /// `n` uniform numbers in [0, 1) as f64.
+    pub fn uniform_vec(&mut self, n: usize) -> Vec<f64> {
+        self.generate(n, unit_at)
+    }
+
+    /// `n` standard normal numbers as f64.
+    pub fn normal_vec(&mut self, n: usize) -> Vec<f64> {
+        self.generate(n, normal_at)
+    }
+
+    /// A random integer in 0..n (n > 0), e.g. for shuffles and crop positions.
+    pub fn below(&mut self, n: u64) -> u64 {
+        let key = self.next_key();
+        ((bits_at(key, 0) as u128 * n as u128) >> 64) as u64
+    }
+
+    /// Uniform in [lo, hi).
+    pub fn uniform(&mut self, shape: &[usize], lo: f64, hi: f64, dtype: DType) -> Tensor {
+        let n = shape.iter().product();
+        let v = self.generate(n, |k, i| lo + (hi - lo) * unit_at(k, i));
+        Rng::tensor(v, shape, dtype)
+    }
+
+    /// Normal with the given mean and standard deviation.
+    pub fn normal(&mut self, shape: &[usize], mean: f64, std: f64, dtype: DType) -> Tensor {
+        let n = shape.iter().product();
+        let v = self.generate(n, |k, i| mean + std * normal_at(k, i));
+        Rng::tensor(v, shape, dtype)
+    }
+
+    /// Normal(mean, std) truncated to [a, b], by inverse-CDF sampling as timm's `trunc_normal_`:
+    /// u uniform in [cdf(a'), cdf(b')], x = mean + std * sqrt(2) * erfinv(2u - 1), clamped.
+    pub fn trunc_normal(
+        &mut self,
+        shape: &[usize],
+        mean: f64,
+        std: f64,
+        a: f64,
+        b: f64,
+        dtype: DType,
+    ) -> Result<Tensor> {
+        let valid = a < b && std > 0.0; // false for NaN too
+        if !valid {
+            return Err(EngineError::arg(
+                "trunc_normal",
+                shape,
+                format!("needs a < b and std > 0 (a={a}, b={b}, std={std})"),
+            ));
+        }
+        let lo = normal_cdf((a - mean) / std);
+        let hi = normal_cdf((b - mean) / std);
+        let n = shape.iter().product();
+        let v = self.generate(n, |k, i| {
+            let u = lo + (hi - lo) * unit_at(k, i);
+            (mean + std * std::f64::consts::SQRT_2 * erfinv(2.0 * u - 1.0)).clamp(a, b)
+        });
+        Ok(Rng::tensor(v, shape, dtype))
+    }
+}
