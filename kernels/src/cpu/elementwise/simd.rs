@@ -1,0 +1,428 @@
+//! A small f32 vector abstraction so each kernel is written once and compiled three times:
+//! AVX-512F (16 lanes), AVX2+FMA (8 lanes) and a portable 8-lane array the compiler
+//! auto-vectorises for the baseline target. Kernels are `#[inline(always)] unsafe fn k<V: SimdF32>`;
+//! [`isa_dispatch!`] wraps each in `#[target_feature]` entry points chosen at run time, so the
+//! intrinsics inline into a function compiled for the right instruction set.
+//!
+//! Semantics shared by every implementation (tests rely on them):
+//! - `max(a, b)` / `min(a, b)` return `b` when either is NaN (the x86 `maxps` rule), so
+//!   `splat(lo).max(x)` lets a NaN `x` through;
+//! - horizontal reductions combine lanes in a fixed order (deterministic for a given ISA).
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// The f32 vector operations the CPU kernels use. All methods are `unsafe`: the caller guarantees
+/// the instruction set is available (see [`isa_dispatch!`]) and pointers are valid for `LANES`.
+pub(crate) trait SimdF32: Copy {
+    const LANES: usize;
+    unsafe fn splat(v: f32) -> Self;
+    unsafe fn load(p: *const f32) -> Self;
+    unsafe fn store(self, p: *mut f32);
+    unsafe fn add(self, o: Self) -> Self;
+    unsafe fn sub(self, o: Self) -> Self;
+    unsafe fn mul(self, o: Self) -> Self;
+    unsafe fn div(self, o: Self) -> Self;
+    /// self * b + c, fused (one rounding) where the ISA has FMA.
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self;
+    /// self * b - p exactly, for p = fl(self * b) (the rounding error of a product).
+    unsafe fn mul_residual(self, b: Self, p: Self) -> Self;
+    unsafe fn max(self, o: Self) -> Self;
+    unsafe fn min(self, o: Self) -> Self;
+    unsafe fn abs(self) -> Self;
+    unsafe fn sqrt(self) -> Self;
+    /// Round to the nearest integer (ties to even); valid for |x| < 2^22.
+    unsafe fn round(self) -> Self;
+    /// 2^n for integral n in [-126, 127] held as f32.
+    unsafe fn pow2i(self) -> Self;
+    /// Lane-wise `if self < b { x } else { y }` (false for NaN).
+    unsafe fn select_lt(self, b: Self, x: Self, y: Self) -> Self;
+    unsafe fn reduce_add(self) -> f32;
+    unsafe fn reduce_max(self) -> f32;
+
+    /// Loads `n < LANES` elements, filling the other lanes with `fill`.
+    #[inline(always)]
+    unsafe fn load_partial(p: *const f32, n: usize, fill: f32) -> Self {
+        let mut buf = [fill; 16];
+        std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n);
+        Self::load(buf.as_ptr())
+    }
+    /// Stores the first `n < LANES` lanes.
+    #[inline(always)]
+    unsafe fn store_partial(self, p: *mut f32, n: usize) {
+        let mut buf = [0.0f32; 16];
+        self.store(buf.as_mut_ptr());
+        std::ptr::copy_nonoverlapping(buf.as_ptr(), p, n);
+    }
+}
+
+/// Portable path: 8 lanes as a plain array; loops the compiler vectorises for any target.
+#[derive(Clone, Copy)]
+pub(crate) struct Portable([f32; 8]);
+
+macro_rules! portable_map {
+    ($a:expr, |$x:ident| $e:expr) => {{
+        let mut r = [0.0f32; 8];
+        for (o, &$x) in r.iter_mut().zip(&$a.0) {
+            *o = $e;
+        }
+        Portable(r)
+    }};
+    ($a:expr, $b:expr, |$x:ident, $y:ident| $e:expr) => {{
+        let mut r = [0.0f32; 8];
+        for ((o, &$x), &$y) in r.iter_mut().zip(&$a.0).zip(&$b.0) {
+            *o = $e;
+        }
+        Portable(r)
+    }};
+}
+
+impl SimdF32 for Portable {
+    const LANES: usize = 8;
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> Self {
+        Portable([v; 8])
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        Portable(std::ptr::read_unaligned(p as *const [f32; 8]))
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        std::ptr::write_unaligned(p as *mut [f32; 8], self.0)
+    }
+    #[inline(always)]
+    unsafe fn add(self, o: Self) -> Self {
+        portable_map!(self, o, |a, b| a + b)
+    }
+    #[inline(always)]
+    unsafe fn sub(self, o: Self) -> Self {
+        portable_map!(self, o, |a, b| a - b)
+    }
+    #[inline(always)]
+    unsafe fn mul(self, o: Self) -> Self {
+        portable_map!(self, o, |a, b| a * b)
+    }
+    #[inline(always)]
+    unsafe fn div(self, o: Self) -> Self {
+        portable_map!(self, o, |a, b| a / b)
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+        // Unfused: a software fma would be far slower than the rounding it saves.
+        self.mul(b).add(c)
+    }
+    #[inline(always)]
+    unsafe fn mul_residual(self, b: Self, p: Self) -> Self {
+        // The product of two f32 is exact in f64, and so is its difference from p.
+        let mut r = [0.0f32; 8];
+        for (i, o) in r.iter_mut().enumerate() {
+            *o = (self.0[i] as f64 * b.0[i] as f64 - p.0[i] as f64) as f32;
+        }
+        Portable(r)
+    }
+    #[inline(always)]
+    unsafe fn max(self, o: Self) -> Self {
+        portable_map!(self, o, |a, b| if a > b { a } else { b })
+    }
+    #[inline(always)]
+    unsafe fn min(self, o: Self) -> Self {
+        portable_map!(self, o, |a, b| if a < b { a } else { b })
+    }
+    #[inline(always)]
+    unsafe fn abs(self) -> Self {
+        portable_map!(self, |a| f32::from_bits(a.to_bits() & 0x7fff_ffff))
+    }
+    #[inline(always)]
+    unsafe fn sqrt(self) -> Self {
+        portable_map!(self, |a| a.sqrt())
+    }
+    #[inline(always)]
+    unsafe fn round(self) -> Self {
+        // Adding and removing 1.5 * 2^23 rounds to nearest-even without SSE4.1.
+        const MAGIC: f32 = 12_582_912.0;
+        portable_map!(self, |a| (a + MAGIC) - MAGIC)
+    }
+    #[inline(always)]
+    unsafe fn pow2i(self) -> Self {
+        portable_map!(self, |a| f32::from_bits((((a as i32) + 127) as u32) << 23))
+    }
+    #[inline(always)]
+    unsafe fn select_lt(self, b: Self, x: Self, y: Self) -> Self {
+        let mut r = [0.0f32; 8];
+        for (i, o) in r.iter_mut().enumerate() {
+            *o = if self.0[i] < b.0[i] { x.0[i] } else { y.0[i] };
+        }
+        Portable(r)
+    }
+    #[inline(always)]
+    unsafe fn reduce_add(self) -> f32 {
+        let a = self.0;
+        ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
+    }
+    #[inline(always)]
+    unsafe fn reduce_max(self) -> f32 {
+        self.0
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &v| if m > v { m } else { v })
+    }
+}
+
+/// AVX2 + FMA: 8 lanes of `__m256`.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub(crate) struct Avx2(__m256);
+
+#[cfg(target_arch = "x86_64")]
+impl SimdF32 for Avx2 {
+    const LANES: usize = 8;
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> Self {
+        Avx2(_mm256_set1_ps(v))
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        Avx2(_mm256_loadu_ps(p))
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        _mm256_storeu_ps(p, self.0)
+    }
+    #[inline(always)]
+    unsafe fn add(self, o: Self) -> Self {
+        Avx2(_mm256_add_ps(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn sub(self, o: Self) -> Self {
+        Avx2(_mm256_sub_ps(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn mul(self, o: Self) -> Self {
+        Avx2(_mm256_mul_ps(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn div(self, o: Self) -> Self {
+        Avx2(_mm256_div_ps(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+        Avx2(_mm256_fmadd_ps(self.0, b.0, c.0))
+    }
+    #[inline(always)]
+    unsafe fn mul_residual(self, b: Self, p: Self) -> Self {
+        Avx2(_mm256_fmsub_ps(self.0, b.0, p.0))
+    }
+    #[inline(always)]
+    unsafe fn max(self, o: Self) -> Self {
+        Avx2(_mm256_max_ps(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn min(self, o: Self) -> Self {
+        Avx2(_mm256_min_ps(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn abs(self) -> Self {
+        Avx2(_mm256_andnot_ps(_mm256_set1_ps(-0.0), self.0))
+    }
+    #[inline(always)]
+    unsafe fn sqrt(self) -> Self {
+        Avx2(_mm256_sqrt_ps(self.0))
+    }
+    #[inline(always)]
+    unsafe fn round(self) -> Self {
+        Avx2(_mm256_round_ps::<
+            { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+        >(self.0))
+    }
+    #[inline(always)]
+    unsafe fn pow2i(self) -> Self {
+        let n = _mm256_add_epi32(_mm256_cvtps_epi32(self.0), _mm256_set1_epi32(127));
+        Avx2(_mm256_castsi256_ps(_mm256_slli_epi32::<23>(n)))
+    }
+    #[inline(always)]
+    unsafe fn select_lt(self, b: Self, x: Self, y: Self) -> Self {
+        let m = _mm256_cmp_ps::<_CMP_LT_OQ>(self.0, b.0);
+        Avx2(_mm256_blendv_ps(y.0, x.0, m))
+    }
+    #[inline(always)]
+    unsafe fn reduce_add(self) -> f32 {
+        let h = _mm_add_ps(
+            _mm256_castps256_ps128(self.0),
+            _mm256_extractf128_ps::<1>(self.0),
+        );
+        let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps::<1>(h, h)))
+    }
+    #[inline(always)]
+    unsafe fn reduce_max(self) -> f32 {
+        let h = _mm_max_ps(
+            _mm256_castps256_ps128(self.0),
+            _mm256_extractf128_ps::<1>(self.0),
+        );
+        let h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        _mm_cvtss_f32(_mm_max_ss(h, _mm_shuffle_ps::<1>(h, h)))
+    }
+}
+
+/// AVX-512F: 16 lanes of `__m512`.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub(crate) struct Avx512(__m512);
+
+#[cfg(target_arch = "x86_64")]
+impl SimdF32 for Avx512 {
+    const LANES: usize = 16;
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> Self {
+        Avx512(_mm512_set1_ps(v))
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        Avx512(_mm512_loadu_ps(p))
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        _mm512_storeu_ps(p, self.0)
+    }
+    #[inline(always)]
+    unsafe fn add(self, o: Self) -> Self {
+        Avx512(_mm512_add_ps(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn sub(self, o: Self) -> Self {
+        Avx512(_mm512_sub_ps(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn mul(self, o: Self) -> Self {
+        Avx512(_mm512_mul_ps(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn div(self, o: Self) -> Self {
+        Avx512(_mm512_div_ps(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+        Avx512(_mm512_fmadd_ps(self.0, b.0, c.0))
+    }
+    #[inline(always)]
+    unsafe fn mul_residual(self, b: Self, p: Self) -> Self {
+        Avx512(_mm512_fmsub_ps(self.0, b.0, p.0))
+    }
+    #[inline(always)]
+    unsafe fn max(self, o: Self) -> Self {
+        Avx512(_mm512_max_ps(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn min(self, o: Self) -> Self {
+        Avx512(_mm512_min_ps(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn abs(self) -> Self {
+        Avx512(_mm512_abs_ps(self.0))
+    }
+    #[inline(always)]
+    unsafe fn sqrt(self) -> Self {
+        Avx512(_mm512_sqrt_ps(self.0))
+    }
+    #[inline(always)]
+    unsafe fn round(self) -> Self {
+        Avx512(_mm512_roundscale_ps::<
+            { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+        >(self.0))
+    }
+    #[inline(always)]
+    unsafe fn pow2i(self) -> Self {
+        let n = _mm512_add_epi32(_mm512_cvtps_epi32(self.0), _mm512_set1_epi32(127));
+        Avx512(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(n)))
+    }
+    #[inline(always)]
+    unsafe fn select_lt(self, b: Self, x: Self, y: Self) -> Self {
+        let m = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(self.0, b.0);
+        Avx512(_mm512_mask_blend_ps(m, y.0, x.0))
+    }
+    #[inline(always)]
+    unsafe fn reduce_add(self) -> f32 {
+        _mm512_reduce_add_ps(self.0)
+    }
+    #[inline(always)]
+    unsafe fn reduce_max(self) -> f32 {
+        _mm512_reduce_max_ps(self.0)
+    }
+    #[inline(always)]
+    unsafe fn load_partial(p: *const f32, n: usize, fill: f32) -> Self {
+        let m: __mmask16 = (1u32 << n) as u16 - 1;
+        Avx512(_mm512_mask_loadu_ps(_mm512_set1_ps(fill), m, p))
+    }
+    #[inline(always)]
+    unsafe fn store_partial(self, p: *mut f32, n: usize) {
+        let m: __mmask16 = (1u32 << n) as u16 - 1;
+        _mm512_mask_storeu_ps(p, m, self.0)
+    }
+}
+
+/// exp(x) to about 1 ulp for every f32 (exp(-inf) = 0, exp(+inf) = inf, NaN -> NaN;
+/// results below the normal range flush towards 0 gracefully through the split 2^n).
+#[inline(always)]
+pub(crate) unsafe fn exp<V: SimdF32>(x: V) -> V {
+    exp_with_tail(x, V::splat(0.0))
+}
+
+/// exp(x + tail) for a small `tail` (|tail| <= ulp(x)): the tail enters after the Cody-Waite
+/// reduction, so an argument known to more than f32 precision keeps its extra bits.
+#[inline(always)]
+pub(crate) unsafe fn exp_with_tail<V: SimdF32>(x: V, tail: V) -> V {
+    // e^x = 2^n * e^r with n = round(x / ln2), r = x - n ln2 in [-ln2/2, ln2/2].
+    const LN2_HI: f32 = 355.0 / 512.0; // 355/512: n * LN2_HI is exact for |n| < 2^15
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = V::splat(89.0).min(V::splat(-104.0).max(x));
+    let n = x.mul(V::splat(std::f32::consts::LOG2_E)).round();
+    let r = n.mul_add(V::splat(-LN2_HI), x);
+    let r = n.mul_add(V::splat(-LN2_LO), r).add(tail);
+    // e^r = 1 + r + r^2 P(r), P a degree-4 Chebyshev fit of (e^r - 1 - r) / r^2 (rel. err 1e-8).
+    let mut p = V::splat(1.392_617_6e-3);
+    p = p.mul_add(r, V::splat(8.363_173e-3));
+    p = p.mul_add(r, V::splat(4.166_655_6e-2));
+    p = p.mul_add(r, V::splat(1.666_657_8e-1));
+    p = p.mul_add(r, V::splat(0.5));
+    let p = p.mul(r.mul(r)).add(r).add(V::splat(1.0));
+    // 2^n as two factors so n in [-150, 128] never leaves the normal exponent range.
+    let n1 = n.mul(V::splat(0.5)).round();
+    let n2 = n.sub(n1);
+    p.mul(n1.pow2i()).mul(n2.pow2i())
+}
+
+/// Generates `fn name(isa, args..) -> ret` that runs `generic::<V>(args..)` compiled for `isa`
+/// (AVX-512F, AVX2+FMA in `#[target_feature]` functions, or portable). Panics if `isa` is
+/// better than the processor supports (an internal invariant: callers pass `isa::active()` or
+/// one of `Isa::available()`).
+macro_rules! isa_dispatch {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)?
+        = $generic:ident $(:: <$($extra:ty),*>)?;) => {
+        $(#[$m])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name(isa: $crate::cpu::isa::Isa, $($arg: $ty),*) $(-> $ret)? {
+            use $crate::cpu::elementwise::simd as s;
+            assert!(isa <= $crate::cpu::isa::detected(), "{} path not supported here", isa.name());
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                unsafe { $generic::<s::Avx512 $($(, $extra)*)?>($($arg),*) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                unsafe { $generic::<s::Avx2 $($(, $extra)*)?>($($arg),*) }
+            }
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                $crate::cpu::isa::Isa::Avx512 => unsafe { avx512($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                $crate::cpu::isa::Isa::Avx2Fma => unsafe { avx2($($arg),*) },
+                _ => unsafe { $generic::<s::Portable $($(, $extra)*)?>($($arg),*) },
+            }
+        }
+    };
+}
+pub(crate) use isa_dispatch;
