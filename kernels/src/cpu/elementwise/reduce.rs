@@ -98,8 +98,9 @@ pub(crate) fn sum_with(isa: Isa, x: &[f32]) -> f32 {
     partials.iter().fold(0.0f64, |a, &b| a + b as f64) as f32
 }
 
+/// Sum of a slice in f32 vector lanes (4 accumulators), lanes combined in a fixed order.
 #[inline(always)]
-unsafe fn chunk_sum_generic<V: SimdF32>(x: &[f32]) -> f32 {
+pub(crate) unsafe fn sum_lanes<V: SimdF32>(x: &[f32]) -> f32 {
     let (n, l) = (x.len(), V::LANES);
     let p = x.as_ptr();
     let mut acc = [V::splat(0.0); 4];
@@ -120,8 +121,9 @@ unsafe fn chunk_sum_generic<V: SimdF32>(x: &[f32]) -> f32 {
     acc[0].add(acc[1]).add(acc[2].add(acc[3])).reduce_add()
 }
 
+/// Maximum of a slice (-inf if empty).
 #[inline(always)]
-unsafe fn chunk_max_generic<V: SimdF32>(x: &[f32]) -> f32 {
+pub(crate) unsafe fn max_lanes<V: SimdF32>(x: &[f32]) -> f32 {
     let (n, l) = (x.len(), V::LANES);
     let p = x.as_ptr();
     let mut acc = [V::splat(f32::NEG_INFINITY); 4];
@@ -144,11 +146,11 @@ unsafe fn chunk_max_generic<V: SimdF32>(x: &[f32]) -> f32 {
 
 isa_dispatch! {
     /// Sum of a slice in f32 vector lanes (4 accumulators), lanes combined in a fixed order.
-    pub(crate) fn chunk_sum(x: &[f32]) -> f32 = chunk_sum_generic;
+    pub(crate) fn chunk_sum(x: &[f32]) -> f32 = sum_lanes;
 }
 isa_dispatch! {
     /// Maximum of a slice (-inf if empty).
-    pub(crate) fn chunk_max(x: &[f32]) -> f32 = chunk_max_generic;
+    pub(crate) fn chunk_max(x: &[f32]) -> f32 = max_lanes;
 }
 
 /// Fast f32 row sums (each row summed in vector lanes; rows in parallel, deterministic).

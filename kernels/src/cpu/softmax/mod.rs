@@ -1,7 +1,24 @@
 //! Row-wise softmax and log-softmax (numerically stable), forward and backward.
 //! Math: docs/softmax.md.
+//!
+//! Shapes: x, y, dy, dx are [rows, cols] row-major; every op works on one row at a time.
+//!
+//! The fast kernels (version 2; version 1 was the reference, scalar exp per element) make two
+//! passes over each row: the max, then `y = exp(x - max)` stored while the sum accumulates in
+//! vector lanes, then `y *= 1/sum` over the row just written, still in L1 for rows up to a few
+//! thousand floats. Memory traffic is one read of x and one write of y, the same as a copy.
+//! Rows run in parallel (rayon) above `PAR_MIN_ELEMS` elements; no cross-row reduction, so the
+//! result does not depend on the thread count.
 
+use crate::cpu::elementwise::reduce::{max_lanes, sum_lanes};
+use crate::cpu::elementwise::simd::{self, isa_dispatch, SimdF32};
+use crate::cpu::elementwise::{rows_per_task, PAR_MIN_ELEMS};
+use crate::cpu::isa::{self, Isa};
 use crate::Float;
+use rayon::prelude::*;
+
+#[cfg(test)]
+mod tests;
 
 /// y = softmax(x) per row of length `cols`.
 pub fn softmax_forward_reference<T: Float>(x: &[T], y: &mut [T], cols: usize) {
@@ -59,19 +76,168 @@ pub fn log_softmax_backward_reference<T: Float>(y: &[T], dy: &[T], dx: &mut [T],
     }
 }
 
-/// Fast f32 softmax (placeholder: the reference).
+/// Fast f32 softmax: y = softmax(x) per row of `cols`.
 pub fn softmax_forward(x: &[f32], y: &mut [f32], cols: usize) {
-    softmax_forward_reference(x, y, cols)
+    forward_with(isa::active(), false, x, y, cols)
 }
-/// Fast f32 softmax backward (placeholder: the reference).
+/// Fast f32 softmax backward: dx = y * (dy - sum(dy * y)) per row.
 pub fn softmax_backward(y: &[f32], dy: &[f32], dx: &mut [f32], cols: usize) {
-    softmax_backward_reference(y, dy, dx, cols)
+    backward_with(isa::active(), false, y, dy, dx, cols)
 }
-/// Fast f32 log-softmax (placeholder: the reference).
+/// Fast f32 log-softmax: y = x - logsumexp(x) per row.
 pub fn log_softmax_forward(x: &[f32], y: &mut [f32], cols: usize) {
-    log_softmax_forward_reference(x, y, cols)
+    forward_with(isa::active(), true, x, y, cols)
 }
-/// Fast f32 log-softmax backward (placeholder: the reference).
+/// Fast f32 log-softmax backward: dx = dy - exp(y) * sum(dy) per row.
 pub fn log_softmax_backward(y: &[f32], dy: &[f32], dx: &mut [f32], cols: usize) {
-    log_softmax_backward_reference(y, dy, dx, cols)
+    backward_with(isa::active(), true, y, dy, dx, cols)
+}
+
+fn check(what: &str, lens: &[usize], cols: usize) {
+    let n = lens[0];
+    assert!(cols > 0 || n == 0, "{what}: cols = 0 for {n} elements");
+    assert!(
+        n.is_multiple_of(cols.max(1)),
+        "{what}: {n} elements is not a whole number of rows of {cols}"
+    );
+    assert!(
+        lens.iter().all(|&l| l == n),
+        "{what}: buffers of different lengths {lens:?}"
+    );
+}
+
+pub(crate) fn forward_with(isa: Isa, log: bool, x: &[f32], y: &mut [f32], cols: usize) {
+    check(
+        if log {
+            "log_softmax_forward"
+        } else {
+            "softmax_forward"
+        },
+        &[x.len(), y.len()],
+        cols,
+    );
+    if x.len() < PAR_MIN_ELEMS {
+        forward_rows(isa, log, x, y, cols);
+    } else {
+        let task = rows_per_task(cols) * cols;
+        x.par_chunks(task)
+            .zip(y.par_chunks_mut(task))
+            .for_each(|(xc, yc)| forward_rows(isa, log, xc, yc, cols));
+    }
+}
+
+pub(crate) fn backward_with(
+    isa: Isa,
+    log: bool,
+    y: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    cols: usize,
+) {
+    let what = if log {
+        "log_softmax_backward"
+    } else {
+        "softmax_backward"
+    };
+    check(what, &[y.len(), dy.len(), dx.len()], cols);
+    if y.len() < PAR_MIN_ELEMS {
+        backward_rows(isa, log, y, dy, dx, cols);
+    } else {
+        let task = rows_per_task(cols) * cols;
+        y.par_chunks(task)
+            .zip(dy.par_chunks(task))
+            .zip(dx.par_chunks_mut(task))
+            .for_each(|((yc, gc), dc)| backward_rows(isa, log, yc, gc, dc, cols));
+    }
+}
+
+/// Runs `$body` over a row of `$len` in vector steps at offset `$i`: `$load(p, fill)` reads the
+/// lanes at p + i (the tail padded with `fill`), `$store(v, p)` writes only the valid lanes.
+macro_rules! row_loop {
+    ($V:ty, $len:expr, |$i:ident, $load:ident, $store:ident| $body:block) => {{
+        let len: usize = $len;
+        let l = <$V>::LANES;
+        let mut $i = 0;
+        while $i + l <= len {
+            let $load = |p: *const f32, _fill: f32| <$V>::load(p.add($i));
+            let $store = |v: $V, p: *mut f32| v.store(p.add($i));
+            $body
+            $i += l;
+        }
+        if $i < len {
+            let n = len - $i;
+            let $load = |p: *const f32, fill: f32| <$V>::load_partial(p.add($i), n, fill);
+            let $store = |v: $V, p: *mut f32| v.store_partial(p.add($i), n);
+            $body
+        }
+    }};
+}
+
+#[inline(always)]
+unsafe fn forward_rows_generic<V: SimdF32>(log: bool, x: &[f32], y: &mut [f32], cols: usize) {
+    for (xr, yr) in x.chunks(cols).zip(y.chunks_mut(cols)) {
+        let m = V::splat(max_lanes::<V>(xr));
+        let (px, py) = (xr.as_ptr(), yr.as_mut_ptr());
+        let mut acc = V::splat(0.0);
+        if log {
+            // sum exp(x - m); y = x - (m + ln sum)
+            row_loop!(V, cols, |i, load, _store| {
+                acc = acc.add(simd::exp(load(px, f32::NEG_INFINITY).sub(m)));
+            });
+            // (x - m) - ln(sum) rather than x - (m + ln sum): x - m is exact for the entries
+            // that matter, so the error is ulp(ln sum), not ulp(m) (the reference's).
+            let ln_sum = V::splat(acc.reduce_add().ln());
+            row_loop!(V, cols, |i, load, store| {
+                store(load(px, 0.0).sub(m).sub(ln_sum), py);
+            });
+        } else {
+            row_loop!(V, cols, |i, load, store| {
+                let e = simd::exp(load(px, f32::NEG_INFINITY).sub(m));
+                acc = acc.add(e);
+                store(e, py);
+            });
+            let inv = V::splat(1.0 / acc.reduce_add());
+            row_loop!(V, cols, |i, load, store| {
+                store(load(py, 0.0).mul(inv), py);
+            });
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn backward_rows_generic<V: SimdF32>(
+    log: bool,
+    y: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    cols: usize,
+) {
+    for ((yr, gr), dr) in y.chunks(cols).zip(dy.chunks(cols)).zip(dx.chunks_mut(cols)) {
+        let (py, pg, pd) = (yr.as_ptr(), gr.as_ptr(), dr.as_mut_ptr());
+        if log {
+            // dx = dy - exp(y) * sum(dy)
+            let s = V::splat(sum_lanes::<V>(gr));
+            row_loop!(V, cols, |i, load, store| {
+                let e = simd::exp(load(py, 0.0));
+                store(load(pg, 0.0).sub(e.mul(s)), pd);
+            });
+        } else {
+            // dx = y * (dy - sum(dy * y))
+            let mut acc = V::splat(0.0);
+            row_loop!(V, cols, |i, load, _store| {
+                acc = load(py, 0.0).mul_add(load(pg, 0.0), acc);
+            });
+            let dot = V::splat(acc.reduce_add());
+            row_loop!(V, cols, |i, load, store| {
+                store(load(py, 0.0).mul(load(pg, 0.0).sub(dot)), pd);
+            });
+        }
+    }
+}
+
+isa_dispatch! {
+    fn forward_rows(log: bool, x: &[f32], y: &mut [f32], cols: usize) = forward_rows_generic;
+}
+isa_dispatch! {
+    fn backward_rows(log: bool, y: &[f32], dy: &[f32], dx: &mut [f32], cols: usize) = backward_rows_generic;
 }
