@@ -426,3 +426,26 @@ macro_rules! isa_dispatch {
     };
 }
 pub(crate) use isa_dispatch;
+
+/// Runs `$body` over `$len` elements in vector steps at offset `$i`: `$load(p, fill)` reads the
+/// lanes at p + i (the tail padded with `fill`), `$store(v, p)` writes only the valid lanes.
+macro_rules! lanes_loop {
+    ($V:ty, $len:expr, |$i:ident, $load:ident, $store:ident| $body:block) => {{
+        let len: usize = $len;
+        let l = <$V>::LANES;
+        let mut $i = 0;
+        while $i + l <= len {
+            let $load = |p: *const f32, _fill: f32| <$V>::load(p.add($i));
+            let $store = |v: $V, p: *mut f32| v.store(p.add($i));
+            $body
+            $i += l;
+        }
+        if $i < len {
+            let n = len - $i;
+            let $load = |p: *const f32, fill: f32| <$V>::load_partial(p.add($i), n, fill);
+            let $store = |v: $V, p: *mut f32| v.store_partial(p.add($i), n);
+            $body
+        }
+    }};
+}
+pub(crate) use lanes_loop;

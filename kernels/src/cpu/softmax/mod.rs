@@ -11,7 +11,7 @@
 //! result does not depend on the thread count.
 
 use crate::cpu::elementwise::reduce::{max_lanes, sum_lanes};
-use crate::cpu::elementwise::simd::{self, isa_dispatch, SimdF32};
+use crate::cpu::elementwise::simd::{self, isa_dispatch, lanes_loop, SimdF32};
 use crate::cpu::elementwise::{rows_per_task, PAR_MIN_ELEMS};
 use crate::cpu::isa::{self, Isa};
 use crate::Float;
@@ -151,28 +151,6 @@ pub(crate) fn backward_with(
     }
 }
 
-/// Runs `$body` over a row of `$len` in vector steps at offset `$i`: `$load(p, fill)` reads the
-/// lanes at p + i (the tail padded with `fill`), `$store(v, p)` writes only the valid lanes.
-macro_rules! row_loop {
-    ($V:ty, $len:expr, |$i:ident, $load:ident, $store:ident| $body:block) => {{
-        let len: usize = $len;
-        let l = <$V>::LANES;
-        let mut $i = 0;
-        while $i + l <= len {
-            let $load = |p: *const f32, _fill: f32| <$V>::load(p.add($i));
-            let $store = |v: $V, p: *mut f32| v.store(p.add($i));
-            $body
-            $i += l;
-        }
-        if $i < len {
-            let n = len - $i;
-            let $load = |p: *const f32, fill: f32| <$V>::load_partial(p.add($i), n, fill);
-            let $store = |v: $V, p: *mut f32| v.store_partial(p.add($i), n);
-            $body
-        }
-    }};
-}
-
 #[inline(always)]
 unsafe fn forward_rows_generic<V: SimdF32>(log: bool, x: &[f32], y: &mut [f32], cols: usize) {
     for (xr, yr) in x.chunks(cols).zip(y.chunks_mut(cols)) {
@@ -181,23 +159,23 @@ unsafe fn forward_rows_generic<V: SimdF32>(log: bool, x: &[f32], y: &mut [f32], 
         let mut acc = V::splat(0.0);
         if log {
             // sum exp(x - m); y = x - (m + ln sum)
-            row_loop!(V, cols, |i, load, _store| {
+            lanes_loop!(V, cols, |i, load, _store| {
                 acc = acc.add(simd::exp(load(px, f32::NEG_INFINITY).sub(m)));
             });
             // (x - m) - ln(sum) rather than x - (m + ln sum): x - m is exact for the entries
             // that matter, so the error is ulp(ln sum), not ulp(m) (the reference's).
             let ln_sum = V::splat(acc.reduce_add().ln());
-            row_loop!(V, cols, |i, load, store| {
+            lanes_loop!(V, cols, |i, load, store| {
                 store(load(px, 0.0).sub(m).sub(ln_sum), py);
             });
         } else {
-            row_loop!(V, cols, |i, load, store| {
+            lanes_loop!(V, cols, |i, load, store| {
                 let e = simd::exp(load(px, f32::NEG_INFINITY).sub(m));
                 acc = acc.add(e);
                 store(e, py);
             });
             let inv = V::splat(1.0 / acc.reduce_add());
-            row_loop!(V, cols, |i, load, store| {
+            lanes_loop!(V, cols, |i, load, store| {
                 store(load(py, 0.0).mul(inv), py);
             });
         }
@@ -217,18 +195,18 @@ unsafe fn backward_rows_generic<V: SimdF32>(
         if log {
             // dx = dy - exp(y) * sum(dy)
             let s = V::splat(sum_lanes::<V>(gr));
-            row_loop!(V, cols, |i, load, store| {
+            lanes_loop!(V, cols, |i, load, store| {
                 let e = simd::exp(load(py, 0.0));
                 store(load(pg, 0.0).sub(e.mul(s)), pd);
             });
         } else {
             // dx = y * (dy - sum(dy * y))
             let mut acc = V::splat(0.0);
-            row_loop!(V, cols, |i, load, _store| {
+            lanes_loop!(V, cols, |i, load, _store| {
                 acc = load(py, 0.0).mul_add(load(pg, 0.0), acc);
             });
             let dot = V::splat(acc.reduce_add());
-            row_loop!(V, cols, |i, load, store| {
+            lanes_loop!(V, cols, |i, load, store| {
                 store(load(py, 0.0).mul(load(pg, 0.0).sub(dot)), pd);
             });
         }
