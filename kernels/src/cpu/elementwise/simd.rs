@@ -427,23 +427,57 @@ macro_rules! isa_dispatch {
 }
 pub(crate) use isa_dispatch;
 
-/// Runs `$body` over `$len` elements in vector steps at offset `$i`: `$load(p, fill)` reads the
-/// lanes at p + i (the tail padded with `fill`), `$store(v, p)` writes only the valid lanes.
+/// One vector step of [`lanes_loop!`]: offset `i`, and `n < LANES` valid lanes for the tail.
+/// (A struct with `#[inline(always)]` methods rather than closures: a closure is inlined only by
+/// the cost model, and if it is not, every intrinsic in it becomes an out-of-line call.)
+#[derive(Clone, Copy)]
+pub(crate) struct At<V> {
+    pub(crate) i: usize,
+    pub(crate) tail: Option<usize>,
+    pub(crate) _v: std::marker::PhantomData<V>,
+}
+
+impl<V: SimdF32> At<V> {
+    /// The lanes at p + i; the tail is padded with `fill`.
+    #[inline(always)]
+    pub(crate) unsafe fn load(self, p: *const f32, fill: f32) -> V {
+        match self.tail {
+            None => V::load(p.add(self.i)),
+            Some(n) => V::load_partial(p.add(self.i), n, fill),
+        }
+    }
+    /// Writes the valid lanes at p + i.
+    #[inline(always)]
+    pub(crate) unsafe fn store(self, v: V, p: *mut f32) {
+        match self.tail {
+            None => v.store(p.add(self.i)),
+            Some(n) => v.store_partial(p.add(self.i), n),
+        }
+    }
+}
+
+/// Runs `$body` over `$len` elements in vector steps; `$at` ([`At`]) loads and stores the lanes
+/// of the current step, full vectors first and then one padded tail.
 macro_rules! lanes_loop {
-    ($V:ty, $len:expr, |$i:ident, $load:ident, $store:ident| $body:block) => {{
+    ($V:ty, $len:expr, |$at:ident| $body:block) => {{
         let len: usize = $len;
         let l = <$V>::LANES;
-        let mut $i = 0;
-        while $i + l <= len {
-            let $load = |p: *const f32, _fill: f32| <$V>::load(p.add($i));
-            let $store = |v: $V, p: *mut f32| v.store(p.add($i));
+        let mut i = 0;
+        while i + l <= len {
+            let $at = $crate::cpu::elementwise::simd::At::<$V> {
+                i,
+                tail: None,
+                _v: std::marker::PhantomData,
+            };
             $body
-            $i += l;
+            i += l;
         }
-        if $i < len {
-            let n = len - $i;
-            let $load = |p: *const f32, fill: f32| <$V>::load_partial(p.add($i), n, fill);
-            let $store = |v: $V, p: *mut f32| v.store_partial(p.add($i), n);
+        if i < len {
+            let $at = $crate::cpu::elementwise::simd::At::<$V> {
+                i,
+                tail: Some(len - i),
+                _v: std::marker::PhantomData,
+            };
             $body
         }
     }};

@@ -13,7 +13,7 @@
 //! Measured error against the f64 reference over x in [-10, 10] (test `gelu_dense_sweep`):
 //! forward 2.2 eps relative (eps = 2^-23), backward 1.8 eps of |Phi| + |x phi|; tests assert 4 eps.
 
-use crate::cpu::elementwise::simd::{self, isa_dispatch, SimdF32};
+use crate::cpu::elementwise::simd::{self, isa_dispatch, lanes_loop, SimdF32};
 use crate::cpu::elementwise::{PAR_MIN_ELEMS, PAR_TASK_ELEMS};
 use crate::cpu::isa::{self, Isa};
 use crate::Float;
@@ -98,8 +98,8 @@ unsafe fn normal_cdf<V: SimdF32>(x: V) -> (V, V) {
     // Beyond |x| = 16 exp(-x^2/2) is 0 in f32; clamping keeps q finite for x = +-inf.
     let a = V::splat(16.0).min(x.abs());
     let q = a.sub(V::splat(4.0)).div(a.add(V::splat(4.0)));
-    let mut k = V::splat(-2.149_907_8e-4);
-    for c in [
+    const K: [f32; 11] = [
+        -2.149_907_8e-4,
         -1.392_456_5e-4,
         2.099_216_2e-3,
         -1.387_525_8e-3,
@@ -110,9 +110,18 @@ unsafe fn normal_cdf<V: SimdF32>(x: V) -> (V, V) {
         -6.344_221e-2,
         -1.323_566_1e-1,
         1.256_955_7,
-    ] {
-        k = k.mul_add(q, V::splat(c));
-    }
+    ];
+    let mut k = V::splat(K[0]);
+    k = k.mul_add(q, V::splat(K[1]));
+    k = k.mul_add(q, V::splat(K[2]));
+    k = k.mul_add(q, V::splat(K[3]));
+    k = k.mul_add(q, V::splat(K[4]));
+    k = k.mul_add(q, V::splat(K[5]));
+    k = k.mul_add(q, V::splat(K[6]));
+    k = k.mul_add(q, V::splat(K[7]));
+    k = k.mul_add(q, V::splat(K[8]));
+    k = k.mul_add(q, V::splat(K[9]));
+    k = k.mul_add(q, V::splat(K[10]));
     let d = a.mul_add(V::splat(std::f32::consts::SQRT_2), V::splat(1.0));
     // exp(-(a^2 + e)/2) with e the rounding error of a^2: the exponent carries no rounding.
     let s = a.mul(a);
@@ -125,46 +134,27 @@ unsafe fn normal_cdf<V: SimdF32>(x: V) -> (V, V) {
 
 #[inline(always)]
 unsafe fn forward_block_generic<V: SimdF32>(x: &[f32], y: &mut [f32]) {
-    let (n, l) = (x.len(), V::LANES);
     let (px, py) = (x.as_ptr(), y.as_mut_ptr());
-    let f = |v: V| {
+    lanes_loop!(V, x.len(), |at| {
+        let v = at.load(px, 0.0);
         let (cdf, _) = normal_cdf(v);
         // max(-20, x) sends -inf to a finite factor of Phi = 0 (NaN passes through).
-        V::splat(-20.0).max(v).mul(cdf)
-    };
-    let mut i = 0;
-    while i + l <= n {
-        f(V::load(px.add(i))).store(py.add(i));
-        i += l;
-    }
-    if i < n {
-        f(V::load_partial(px.add(i), n - i, 0.0)).store_partial(py.add(i), n - i);
-    }
+        at.store(V::splat(-20.0).max(v).mul(cdf), py);
+    });
 }
 
 #[inline(always)]
 unsafe fn backward_block_generic<V: SimdF32>(x: &[f32], dy: &[f32], dx: &mut [f32]) {
     const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
-    let (n, l) = (x.len(), V::LANES);
     let (px, pg, pd) = (x.as_ptr(), dy.as_ptr(), dx.as_mut_ptr());
-    let f = |v: V, g: V| {
+    lanes_loop!(V, x.len(), |at| {
+        let v = at.load(px, 0.0);
         let (cdf, e) = normal_cdf(v);
         let pdf = e.mul(V::splat(FRAC_1_SQRT_2PI));
+        // x clamped to +-20 so that x phi(x) = 0, not NaN, at x = +-inf.
         let v = V::splat(20.0).min(V::splat(-20.0).max(v));
-        g.mul(v.mul_add(pdf, cdf))
-    };
-    let mut i = 0;
-    while i + l <= n {
-        f(V::load(px.add(i)), V::load(pg.add(i))).store(pd.add(i));
-        i += l;
-    }
-    if i < n {
-        let (v, g) = (
-            V::load_partial(px.add(i), n - i, 0.0),
-            V::load_partial(pg.add(i), n - i, 0.0),
-        );
-        f(v, g).store_partial(pd.add(i), n - i);
-    }
+        at.store(at.load(pg, 0.0).mul(v.mul_add(pdf, cdf)), pd);
+    });
 }
 
 isa_dispatch! {

@@ -276,22 +276,22 @@ unsafe fn forward_rows_generic<V: SimdF32>(
     for (r, (xr, yr)) in x.chunks(cols).zip(y.chunks_mut(cols)).enumerate() {
         let (px, py) = (xr.as_ptr(), yr.as_mut_ptr());
         let mut s = V::splat(0.0);
-        lanes_loop!(V, cols, |j, load, _store| {
-            s = s.add(load(px, 0.0));
+        lanes_loop!(V, cols, |at| {
+            s = s.add(at.load(px, 0.0));
         });
         let mu = s.reduce_add() / cols as f32;
         let (vmu, mut ss) = (V::splat(mu), V::splat(0.0));
-        lanes_loop!(V, cols, |j, load, _store| {
+        lanes_loop!(V, cols, |at| {
             // The tail is padded with mu, so padded lanes add 0.
-            let d = load(px, mu).sub(vmu);
+            let d = at.load(px, mu).sub(vmu);
             ss = d.mul_add(d, ss);
         });
         let var = ss.reduce_add() / cols as f32;
         let rs = 1.0 / (var + eps).sqrt();
         let vrs = V::splat(rs);
-        lanes_loop!(V, cols, |j, load, store| {
-            let xhat = load(px, 0.0).sub(vmu).mul(vrs);
-            store(xhat.mul_add(load(pg, 0.0), load(pb, 0.0)), py);
+        lanes_loop!(V, cols, |at| {
+            let xhat = at.load(px, 0.0).sub(vmu).mul(vrs);
+            at.store(xhat.mul_add(at.load(pg, 0.0), at.load(pb, 0.0)), py);
         });
         mean[r] = mu;
         rstd[r] = rs;
@@ -318,23 +318,23 @@ unsafe fn backward_rows_generic<V: SimdF32>(
         let (px, pdy, pdx) = (xr.as_ptr(), dyr.as_ptr(), dxr.as_mut_ptr());
         let (mu, rs) = (V::splat(mean[r]), V::splat(rstd[r]));
         let (mut sg, mut sgx) = (V::splat(0.0), V::splat(0.0));
-        lanes_loop!(V, cols, |j, load, store| {
-            let xhat = load(px, 0.0).sub(mu).mul(rs);
-            let d = load(pdy, 0.0);
-            let g = d.mul(load(pgam, 0.0));
+        lanes_loop!(V, cols, |at| {
+            let xhat = at.load(px, 0.0).sub(mu).mul(rs);
+            let d = at.load(pdy, 0.0);
+            let g = d.mul(at.load(pgam, 0.0));
             sg = sg.add(g);
             sgx = g.mul_add(xhat, sgx);
-            store(d.mul_add(xhat, load(pdg, 0.0)), pdg);
-            store(load(pdb, 0.0).add(d), pdb);
+            at.store(d.mul_add(xhat, at.load(pdg, 0.0)), pdg);
+            at.store(at.load(pdb, 0.0).add(d), pdb);
         });
         let inv_n = 1.0 / cols as f32;
         let mean_g = V::splat(sg.reduce_add() * inv_n);
         let mean_gx = V::splat(sgx.reduce_add() * inv_n);
         // dx = rstd * (g - mean(g) - xhat * mean(g xhat))
-        lanes_loop!(V, cols, |j, load, store| {
-            let xhat = load(px, 0.0).sub(mu).mul(rs);
-            let g = load(pdy, 0.0).mul(load(pgam, 0.0));
-            store(rs.mul(g.sub(mean_g).sub(xhat.mul(mean_gx))), pdx);
+        lanes_loop!(V, cols, |at| {
+            let xhat = at.load(px, 0.0).sub(mu).mul(rs);
+            let g = at.load(pdy, 0.0).mul(at.load(pgam, 0.0));
+            at.store(rs.mul(g.sub(mean_g).sub(xhat.mul(mean_gx))), pdx);
         });
     }
 }

@@ -159,24 +159,24 @@ unsafe fn forward_rows_generic<V: SimdF32>(log: bool, x: &[f32], y: &mut [f32], 
         let mut acc = V::splat(0.0);
         if log {
             // sum exp(x - m); y = x - (m + ln sum)
-            lanes_loop!(V, cols, |i, load, _store| {
-                acc = acc.add(simd::exp(load(px, f32::NEG_INFINITY).sub(m)));
+            lanes_loop!(V, cols, |at| {
+                acc = acc.add(simd::exp(at.load(px, f32::NEG_INFINITY).sub(m)));
             });
             // (x - m) - ln(sum) rather than x - (m + ln sum): x - m is exact for the entries
             // that matter, so the error is ulp(ln sum), not ulp(m) (the reference's).
             let ln_sum = V::splat(acc.reduce_add().ln());
-            lanes_loop!(V, cols, |i, load, store| {
-                store(load(px, 0.0).sub(m).sub(ln_sum), py);
+            lanes_loop!(V, cols, |at| {
+                at.store(at.load(px, 0.0).sub(m).sub(ln_sum), py);
             });
         } else {
-            lanes_loop!(V, cols, |i, load, store| {
-                let e = simd::exp(load(px, f32::NEG_INFINITY).sub(m));
+            lanes_loop!(V, cols, |at| {
+                let e = simd::exp(at.load(px, f32::NEG_INFINITY).sub(m));
                 acc = acc.add(e);
-                store(e, py);
+                at.store(e, py);
             });
             let inv = V::splat(1.0 / acc.reduce_add());
-            lanes_loop!(V, cols, |i, load, store| {
-                store(load(py, 0.0).mul(inv), py);
+            lanes_loop!(V, cols, |at| {
+                at.store(at.load(py, 0.0).mul(inv), py);
             });
         }
     }
@@ -195,19 +195,19 @@ unsafe fn backward_rows_generic<V: SimdF32>(
         if log {
             // dx = dy - exp(y) * sum(dy)
             let s = V::splat(sum_lanes::<V>(gr));
-            lanes_loop!(V, cols, |i, load, store| {
-                let e = simd::exp(load(py, 0.0));
-                store(load(pg, 0.0).sub(e.mul(s)), pd);
+            lanes_loop!(V, cols, |at| {
+                let e = simd::exp(at.load(py, 0.0));
+                at.store(at.load(pg, 0.0).sub(e.mul(s)), pd);
             });
         } else {
             // dx = y * (dy - sum(dy * y))
             let mut acc = V::splat(0.0);
-            lanes_loop!(V, cols, |i, load, _store| {
-                acc = load(py, 0.0).mul_add(load(pg, 0.0), acc);
+            lanes_loop!(V, cols, |at| {
+                acc = at.load(py, 0.0).mul_add(at.load(pg, 0.0), acc);
             });
             let dot = V::splat(acc.reduce_add());
-            lanes_loop!(V, cols, |i, load, store| {
-                store(load(py, 0.0).mul(load(pg, 0.0).sub(dot)), pd);
+            lanes_loop!(V, cols, |at| {
+                at.store(at.load(py, 0.0).mul(at.load(pg, 0.0).sub(dot)), pd);
             });
         }
     }
