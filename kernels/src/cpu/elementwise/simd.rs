@@ -40,6 +40,14 @@ pub(crate) trait SimdF32: Copy {
     unsafe fn reduce_add(self) -> f32;
     unsafe fn reduce_max(self) -> f32;
 
+    /// self * 2^n for integral n in [-150, 128]: as two factors 2^(n/2) 2^(n - n/2) so each
+    /// stays in the normal exponent range (AVX-512 does it in one `vscalefps`).
+    #[inline(always)]
+    unsafe fn mul_pow2(self, n: Self) -> Self {
+        let n1 = n.mul(Self::splat(0.5)).round();
+        self.mul(n1.pow2i()).mul(n.sub(n1).pow2i())
+    }
+
     /// Loads `n < LANES` elements, filling the other lanes with `fill`.
     #[inline(always)]
     unsafe fn load_partial(p: *const f32, n: usize, fill: f32) -> Self {
@@ -349,6 +357,10 @@ impl SimdF32 for Avx512 {
         _mm512_reduce_max_ps(self.0)
     }
     #[inline(always)]
+    unsafe fn mul_pow2(self, n: Self) -> Self {
+        Avx512(_mm512_scalef_ps(self.0, n.0))
+    }
+    #[inline(always)]
     unsafe fn load_partial(p: *const f32, n: usize, fill: f32) -> Self {
         let m: __mmask16 = (1u32 << n) as u16 - 1;
         Avx512(_mm512_mask_loadu_ps(_mm512_set1_ps(fill), m, p))
@@ -385,10 +397,7 @@ pub(crate) unsafe fn exp_with_tail<V: SimdF32>(x: V, tail: V) -> V {
     p = p.mul_add(r, V::splat(1.666_657_8e-1));
     p = p.mul_add(r, V::splat(0.5));
     let p = p.mul(r.mul(r)).add(r).add(V::splat(1.0));
-    // 2^n as two factors so n in [-150, 128] never leaves the normal exponent range.
-    let n1 = n.mul(V::splat(0.5)).round();
-    let n2 = n.sub(n1);
-    p.mul(n1.pow2i()).mul(n2.pow2i())
+    p.mul_pow2(n)
 }
 
 /// Generates `fn name(isa, args..) -> ret` that runs `generic::<V>(args..)` compiled for `isa`
