@@ -62,12 +62,14 @@ unsafe fn exp_core<V: SimdF32>(x: V, tail: Option<V>) -> V {
     if let Some(t) = tail {
         r = r.add(t);
     }
-    // e^r = 1 + r + r^2 P(r), P a degree-4 Chebyshev fit of (e^r - 1 - r) / r^2 (rel. err 1e-8).
+    // e^r = 1 + r + r^2 P(r), P a degree-4 Chebyshev fit of (e^r - 1 - r) / r^2 (rel. err 1e-8),
+    // evaluated as one degree-6 Horner chain (7 fused steps).
     let mut p = V::splat(1.392_617_6e-3);
     p = p.mul_add(r, V::splat(8.363_173e-3));
     p = p.mul_add(r, V::splat(4.166_655_6e-2));
     p = p.mul_add(r, V::splat(1.666_657_8e-1));
     p = p.mul_add(r, V::splat(0.5));
-    let p = p.mul(r.mul(r)).add(r).add(V::splat(1.0));
+    p = p.mul_add(r, V::splat(1.0));
+    p = p.mul_add(r, V::splat(1.0));
     p.mul_pow2(n)
 }
