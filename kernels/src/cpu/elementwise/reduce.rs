@@ -171,6 +171,9 @@ pub(crate) fn rows_with(isa: Isa, max: bool, x: &[f32], out: &mut [f32], cols: u
         "{what}: out has {} elements for {rows} rows",
         out.len()
     );
+    if x.is_empty() {
+        return;
+    }
     let run = |x: &[f32], out: &mut [f32]| {
         for (o, xr) in out.iter_mut().zip(x.chunks(cols)) {
             *o = if max {

@@ -240,3 +240,17 @@ fn reductions_are_deterministic_across_thread_counts() {
     assert_bitwise("max_rows", &one.2, &two.2);
     assert_bitwise("sum_cols", &one.3, &two.3);
 }
+
+#[test]
+fn empty_inputs_are_no_ops() {
+    let (mut out, mut none) = ([f32::NAN; 2], [0.0f32; 0]);
+    assert_eq!(sum(&[]), 0.0);
+    sum_rows(&[], &mut none, 0);
+    max_rows(&[], &mut none, 3);
+    sum_cols(&[], &mut out, 2);
+    assert_eq!(out, [0.0, 0.0], "sum over zero rows");
+    crate::cpu::softmax::softmax_forward(&[], &mut none, 0);
+    crate::cpu::softmax::log_softmax_backward(&[], &[], &mut none, 0);
+    binary(BinaryOp::Add, &[], &[], &mut none);
+    exp(&[], &mut none);
+}

@@ -116,6 +116,9 @@ pub(crate) fn forward_with(isa: Isa, log: bool, x: &[f32], y: &mut [f32], cols: 
         &[x.len(), y.len()],
         cols,
     );
+    if x.is_empty() {
+        return;
+    }
     if x.len() < PAR_MIN_ELEMS {
         forward_rows(isa, log, x, y, cols);
     } else {
@@ -140,6 +143,9 @@ pub(crate) fn backward_with(
         "softmax_backward"
     };
     check(what, &[y.len(), dy.len(), dx.len()], cols);
+    if y.is_empty() {
+        return;
+    }
     if y.len() < PAR_MIN_ELEMS {
         backward_rows(isa, log, y, dy, dx, cols);
     } else {
@@ -158,7 +164,7 @@ unsafe fn forward_rows_generic<V: SimdF32>(log: bool, x: &[f32], y: &mut [f32], 
         let (px, py) = (xr.as_ptr(), yr.as_mut_ptr());
         let mut acc = V::splat(0.0);
         if log {
-            // sum exp(x - m); y = x - (m + ln sum)
+            // sum exp(x - m), then y = (x - m) - ln(sum)
             lanes_loop!(V, cols, |at| {
                 acc = acc.add(simd::exp(at.load(px, f32::NEG_INFINITY).sub(m)));
             });
