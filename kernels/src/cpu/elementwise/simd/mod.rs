@@ -161,7 +161,9 @@ impl SimdF32 for Portable {
     }
     #[inline(always)]
     unsafe fn pow2i(self) -> Self {
-        portable_map!(self, |a| f32::from_bits((((a as i32) + 127) as u32) << 23))
+        // a + 127 + 2^23 has exactly the bits of the integer a + 127 in its mantissa; shifting
+        // them into the exponent field gives 2^a with no (saturating, unvectorisable) cast.
+        portable_map!(self, |a| f32::from_bits((a + 8_388_735.0).to_bits() << 23))
     }
     #[inline(always)]
     unsafe fn select_lt(self, b: Self, x: Self, y: Self) -> Self {
