@@ -1,8 +1,10 @@
 //! Elementwise maps: binary ops with the second operand broadcast by repetition, their scalar
 //! form, and unary maps. Every output element is written (`=`) except in [`axpy`] (`+=`).
 //!
-//! Broadcast by repetition covers the engine's common cases with one rule: a bias [C] added to
-//! [N, C] rows (`b.len() == C`), a per-row scale is a different op (see the engine).
+//! Broadcast by repetition covers the common case with one rule: a bias [C] added to every row
+//! of [N, C] is `b.len() == C`; a scalar is `b.len() == 1`. (A per-row operand [N] against
+//! [N, C] is not a repetition.) The gradient of the repeated operand is a column sum:
+//! `db = sum_cols(dout viewed as [N, C])`, see `reduce`.
 
 use super::simd::{self, isa_dispatch, SimdF32};
 use super::{PAR_MIN_ELEMS, PAR_TASK_ELEMS};
