@@ -16,6 +16,7 @@ pub mod io;
 pub mod layout;
 pub mod nn;
 mod ops;
+pub mod optim;
 pub mod pool;
 pub mod rng;
 pub mod storage;

@@ -1,0 +1,164 @@
+//! The DINO loss with centring and sharpening (docs/dino-loss.md).
+//!
+//! Shapes (B images, K prototypes, V student views of which the first 2 are the global ones,
+//! view-major like the batch buffers):
+//!   student logits s [V*B, K]  (with gradient),  teacher logits t [2*B, K]  (no gradient).
+//!   Pt = softmax((t - c) / τt),  log Ps = log_softmax(s / τs),
+//!   L  = 1 / (B * n_pairs) * sum over pairs (i teacher view, j student view, j != i) and images
+//!        of  - sum_K Pt_i * log Ps_j,   n_pairs = 2 (V - 1).
+//! The pair sum is computed as  sum_i Pt_i . (sum_j log Ps_j)  -  sum_i Pt_i . log Ps_i, which is the
+//! same number with two products instead of 2 (V - 1); the autodiff of those ops gives the
+//! gradient dL/ds_j = (softmax(s_j / τs) * n_j - sum_{i != j} Pt_i) / (τs B n_pairs), derived in the doc.
+
+use dinonat_engine::{no_grad, DType, EngineError, Result, Tensor};
+
+/// The loss, its centre c (length K) and the constants of the recipe.
+#[derive(Clone, Debug)]
+pub struct DinoLoss {
+    pub out_dim: usize,
+    /// Student views per image (2 global + the locals).
+    pub ncrops: usize,
+    /// τs (0.1).
+    pub student_temp: f64,
+    /// m of c <- m c + (1 - m) mean(t) (0.9).
+    pub center_momentum: f64,
+    /// c, kept in f64 (saved with checkpoints, so a resumed run sees the same centre).
+    pub center: Vec<f64>,
+}
+
+/// The loss tensor (backward reaches the student) and the diagnostics of the paper.
+#[derive(Clone, Debug)]
+pub struct LossOutput {
+    pub loss: Tensor,
+    /// Mean over teacher rows of H(Pt) = - sum_K Pt log Pt (collapse: -> 0 or -> ln K).
+    pub teacher_entropy: f64,
+    /// Mean over pairs of KL(Pt_i || Ps_j) = loss - teacher_entropy.
+    pub kl: f64,
+}
+
+impl DinoLoss {
+    /// τs 0.1, centre momentum 0.9, c = 0.
+    pub fn new(out_dim: usize, ncrops: usize) -> DinoLoss {
+        DinoLoss {
+            out_dim,
+            ncrops,
+            student_temp: 0.1,
+            center_momentum: 0.9,
+            center: vec![0.0; out_dim],
+        }
+    }
+
+    /// Pt = softmax((t - c) / τt) [2B, K], without gradient.
+    pub fn teacher_probs(&self, teacher: &Tensor, teacher_temp: f64) -> Result<Tensor> {
+        let _guard = no_grad();
+        let c = self.center_tensor(teacher.dtype())?;
+        teacher
+            .detach()
+            .sub(&c)?
+            .mul_scalar(1.0 / teacher_temp)?
+            .softmax()
+    }
+
+    fn center_tensor(&self, dtype: DType) -> Result<Tensor> {
+        Ok(Tensor::from_slice(&self.center, &[1, self.out_dim])?.to_dtype(dtype))
+    }
+
+    fn check(&self, student: &Tensor, teacher: &Tensor) -> Result<usize> {
+        let k = self.out_dim;
+        let bad = |what: String| EngineError::InvalidArgument {
+            op: "DinoLoss::forward",
+            shape: student.shape().to_vec(),
+            message: what,
+        };
+        if self.ncrops < 2 {
+            return Err(bad(format!("needs at least 2 views, got {}", self.ncrops)));
+        }
+        if teacher.rank() != 2 || teacher.shape()[1] != k || !teacher.shape()[0].is_multiple_of(2) {
+            return Err(bad(format!(
+                "teacher logits must be [2*B, {k}], got {:?}",
+                teacher.shape()
+            )));
+        }
+        let b = teacher.shape()[0] / 2;
+        if student.shape() != [self.ncrops * b, k] {
+            return Err(bad(format!(
+                "student logits must be [{} views * {b}, {k}]",
+                self.ncrops
+            )));
+        }
+        Ok(b)
+    }
+
+    /// The loss for one batch and its diagnostics. The centre is not changed (see
+    /// [`DinoLoss::update_center`]).
+    pub fn forward(
+        &self,
+        student: &Tensor,
+        teacher: &Tensor,
+        teacher_temp: f64,
+    ) -> Result<LossOutput> {
+        let b = self.check(student, teacher)?;
+        let k = self.out_dim;
+        let pairs = 2 * (self.ncrops - 1);
+        let pt = self.teacher_probs(teacher, teacher_temp)?; // [2B, K]
+        let log_ps = student.mul_scalar(1.0 / self.student_temp)?.log_softmax()?; // [V B, K]
+                                                                                  // sum_j log Ps_j per image: [B, K]
+        let sum_views = log_ps.reshape(&[self.ncrops, b, k])?.sum(0, false)?;
+        let pt_sum = {
+            let _guard = no_grad();
+            pt.reshape(&[2, b, k])?.sum(0, false)?
+        };
+        let all_pairs = pt_sum.mul(&sum_views)?.sum_all()?;
+        let same_view = pt.mul(&log_ps.narrow(0, 0, 2 * b)?)?.sum_all()?;
+        let loss = same_view
+            .sub(&all_pairs)?
+            .mul_scalar(1.0 / (b * pairs) as f64)?;
+        let teacher_entropy = mean_entropy(&pt.to_vec_f64(), k);
+        let kl = loss.item()? - teacher_entropy;
+        Ok(LossOutput {
+            loss,
+            teacher_entropy,
+            kl,
+        })
+    }
+
+    /// c <- m c + (1 - m) * (mean over the rows of the teacher's raw logits t [2B, K]).
+    pub fn update_center(&mut self, teacher: &Tensor) -> Result<()> {
+        let k = self.out_dim;
+        if teacher.rank() != 2 || teacher.shape()[1] != k || teacher.shape()[0] == 0 {
+            return Err(EngineError::InvalidArgument {
+                op: "DinoLoss::update_center",
+                shape: teacher.shape().to_vec(),
+                message: format!("teacher logits must be [rows, {k}]"),
+            });
+        }
+        let rows = teacher.shape()[0];
+        let t = teacher.to_vec_f64();
+        let mut mean = vec![0.0; k];
+        for row in t.chunks_exact(k) {
+            for (m, x) in mean.iter_mut().zip(row) {
+                *m += x;
+            }
+        }
+        let m = self.center_momentum;
+        for (c, s) in self.center.iter_mut().zip(&mean) {
+            *c = m * *c + (1.0 - m) * (s / rows as f64);
+        }
+        Ok(())
+    }
+}
+
+/// Mean over rows of - sum p log p (0 log 0 = 0).
+pub fn mean_entropy(p: &[f64], k: usize) -> f64 {
+    let rows = p.len() / k.max(1);
+    let total: f64 = p
+        .chunks_exact(k)
+        .map(|row| {
+            -row.iter()
+                .filter(|&&x| x > 0.0)
+                .map(|&x| x * x.ln())
+                .sum::<f64>()
+        })
+        .sum();
+    total / rows.max(1) as f64
+}
