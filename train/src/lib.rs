@@ -8,3 +8,4 @@ pub mod data;
 pub mod dino;
 pub mod grid;
 pub mod rng;
+pub mod trainer;

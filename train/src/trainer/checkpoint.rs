@@ -1,0 +1,128 @@
+//! Training checkpoints: one safetensors file, written atomically (temporary file, fsync, rename;
+//! engine::io), holding everything `--resume` needs to continue bit for bit:
+//!   student.{backbone,head}.*, teacher.{backbone,head}.*   the two networks (f32)
+//!   center                                                 DINO's centre c (f64)
+//!   adamw.{m,v,step}.*                                     the optimiser state (f64)
+//! and in the metadata: `format`, `step` (the next step to run) and `config` (TrainConfig as JSON).
+//! The data order and augmentations are functions of (seed, epoch, index) and drop path's
+//! generator of (seed, step), so the step is the whole RNG/data position.
+
+use super::config::TrainConfig;
+use super::network::{DinoNetwork, PARTS};
+use super::{Result, TrainError};
+use dinonat_engine::io::{load_safetensors, save_safetensors, TensorFile};
+use dinonat_engine::optim::AdamW;
+use dinonat_engine::Tensor;
+use std::collections::HashMap;
+use std::path::Path;
+
+pub const FORMAT: &str = "dinonat-dino-checkpoint";
+
+/// What a checkpoint holds besides the tensors of the networks.
+pub struct Checkpoint {
+    pub file: TensorFile,
+    pub config: TrainConfig,
+    pub step: usize,
+}
+
+pub fn save(
+    path: &Path,
+    config: &TrainConfig,
+    step: usize,
+    student: &DinoNetwork,
+    teacher: &DinoNetwork,
+    center: &[f64],
+    optimizer: &AdamW,
+) -> Result<()> {
+    let mut tensors = student.named_tensors("student");
+    tensors.extend(teacher.named_tensors("teacher"));
+    tensors.push((
+        "center".into(),
+        Tensor::from_slice(center, &[center.len()])?,
+    ));
+    tensors.extend(optimizer.state_tensors()?);
+    let config_json = serde_json::to_string(config)
+        .map_err(|e| TrainError(format!("cannot serialise the config: {e}")))?;
+    let meta = HashMap::from([
+        ("format".to_string(), FORMAT.to_string()),
+        ("step".to_string(), step.to_string()),
+        ("config".to_string(), config_json),
+    ]);
+    Ok(save_safetensors(path, &tensors, Some(&meta))?)
+}
+
+/// Reads a checkpoint and its metadata; errors name the file and what is wrong.
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let file = load_safetensors(path)?;
+    let bad = |m: String| TrainError(format!("{}: {m}", path.display()));
+    if file.metadata.get("format").map(String::as_str) != Some(FORMAT) {
+        return Err(bad(format!(
+            "not a DinoNAT training checkpoint (format is not '{FORMAT}')"
+        )));
+    }
+    let step = file
+        .metadata
+        .get("step")
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no valid 'step' in the metadata".into()))?;
+    let config: TrainConfig = file
+        .metadata
+        .get("config")
+        .ok_or_else(|| bad("no 'config' in the metadata".into()))
+        .and_then(|s| serde_json::from_str(s).map_err(|e| bad(format!("bad 'config': {e}"))))?;
+    Ok(Checkpoint { file, config, step })
+}
+
+impl Checkpoint {
+    fn tensor(&self, name: &str, path: &Path) -> Result<&Tensor> {
+        self.file
+            .get(name)
+            .ok_or_else(|| TrainError(format!("{}: tensor '{name}' missing", path.display())))
+    }
+
+    /// Copies `<prefix>.backbone.*` and `<prefix>.head.*` into `net`; every entry must be present
+    /// with its shape.
+    pub fn restore_network(&self, net: &DinoNetwork, prefix: &str, path: &Path) -> Result<()> {
+        for part in PARTS {
+            let store = net.store(part);
+            for name in store.names() {
+                let key = format!("{prefix}.{part}.{name}");
+                let t = self.tensor(&key, path)?;
+                store
+                    .assign(name, t)
+                    .map_err(|e| TrainError(format!("{}: tensor '{key}': {e}", path.display())))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn center(&self, out_dim: usize, path: &Path) -> Result<Vec<f64>> {
+        let c = self.tensor("center", path)?;
+        if c.shape() != [out_dim] {
+            return Err(TrainError(format!(
+                "{}: 'center' has shape {:?}, expected [{out_dim}]",
+                path.display(),
+                c.shape()
+            )));
+        }
+        Ok(c.to_vec_f64())
+    }
+}
+
+/// Writes the teacher's backbone of checkpoint `checkpoint` as a backbone file (nat.md names).
+pub fn export_teacher_backbone(checkpoint: &Path, out: &Path) -> Result<()> {
+    let ck = load(checkpoint)?;
+    let backbone = ck.backbone_config()?;
+    let nat = dinonat_model::Nat::new(&backbone, dinonat_engine::DType::F32, 0)?;
+    for name in nat.params.names() {
+        let key = format!("teacher.backbone.{name}");
+        nat.params.assign(name, ck.tensor(&key, checkpoint)?)?;
+    }
+    Ok(dinonat_model::save_backbone(&nat, out)?)
+}
+
+impl Checkpoint {
+    fn backbone_config(&self) -> Result<dinonat_model::NatConfig> {
+        self.config.backbone()
+    }
+}

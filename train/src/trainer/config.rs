@@ -1,0 +1,175 @@
+//! What a run is: every choice that changes the numbers, saved in each checkpoint as JSON so that
+//! `--resume` rebuilds the same run.
+
+use super::{Result, TrainError};
+use crate::augment::MultiCropConfig;
+use crate::data::{open_dataset, Dataset, Procedural};
+use crate::dino::schedule::WarmupFractions;
+use dinonat_model::{DinoHeadConfig, NatConfig};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Backbone config name (`nat_pico`, `nat_nano`, ...; model::NatConfig::from_name).
+    pub arch: String,
+    /// K, the DINO head's output dimension.
+    pub out_dim: usize,
+    pub head_hidden_dim: usize,
+    pub head_bottleneck_dim: usize,
+    /// Image folder / IDX / CIFAR directory; None: the built-in procedural set.
+    pub data: Option<PathBuf>,
+    /// Size and image side of the procedural set.
+    pub procedural_len: usize,
+    pub procedural_size: usize,
+    pub global_size: usize,
+    pub local_size: usize,
+    pub n_local: usize,
+    pub batch_size: usize,
+    /// Total optimiser steps of the run (the schedules span exactly these).
+    pub steps: usize,
+    pub seed: u64,
+    /// lr before the batch scaling: peak lr = base_lr * batch / 256.
+    pub base_lr: f64,
+    pub warmups: WarmupFractions,
+    pub drop_path: f64,
+    /// Per-tensor gradient clipping threshold (0: off).
+    pub clip_grad: f64,
+    pub checkpoint_every: usize,
+    pub log_every: usize,
+    pub out_dir: PathBuf,
+}
+
+impl Default for TrainConfig {
+    /// nat_pico on 2 x 32 + 6 x 16 crops of the procedural set, K = 1024: trains in minutes on 2 cores.
+    fn default() -> Self {
+        TrainConfig {
+            arch: "nat_pico".into(),
+            out_dim: 1024,
+            head_hidden_dim: 512,
+            head_bottleneck_dim: 128,
+            data: None,
+            procedural_len: 4096,
+            procedural_size: 64,
+            global_size: 32,
+            local_size: 16,
+            n_local: 6,
+            batch_size: 32,
+            steps: 300,
+            seed: 0,
+            base_lr: 0.0005,
+            warmups: WarmupFractions::default(),
+            drop_path: 0.1,
+            clip_grad: 3.0,
+            checkpoint_every: 100,
+            log_every: 10,
+            out_dir: PathBuf::from("runs/dino"),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Peak lr = base_lr * batch / 256 (DINO's linear scaling rule).
+    pub fn peak_lr(&self) -> f64 {
+        self.base_lr * self.batch_size as f64 / 256.0
+    }
+
+    /// Student views per image.
+    pub fn ncrops(&self) -> usize {
+        2 + self.n_local
+    }
+
+    pub fn multi_crop(&self) -> MultiCropConfig {
+        MultiCropConfig::scaled(self.global_size, self.local_size, self.n_local)
+    }
+
+    /// The student's backbone config (drop path as configured).
+    pub fn backbone(&self) -> Result<NatConfig> {
+        let mut c = NatConfig::from_name(&self.arch).map_err(|e| TrainError::flag("--arch", e))?;
+        c.drop_path = self.drop_path;
+        c.num_classes = 0;
+        Ok(c)
+    }
+
+    pub fn head(&self, in_dim: usize) -> DinoHeadConfig {
+        DinoHeadConfig {
+            hidden_dim: self.head_hidden_dim,
+            bottleneck_dim: self.head_bottleneck_dim,
+            ..DinoHeadConfig::new(in_dim, self.out_dim)
+        }
+    }
+
+    /// Every value checked before anything is built; the message names the flag.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("--out-dim", self.out_dim),
+            ("--head-hidden", self.head_hidden_dim),
+            ("--head-bottleneck", self.head_bottleneck_dim),
+            ("--batch-size", self.batch_size),
+            ("--steps", self.steps),
+            ("--global-size", self.global_size),
+            ("--local-size", self.local_size),
+            ("--procedural-len", self.procedural_len),
+            ("--procedural-size", self.procedural_size),
+        ];
+        for (flag, v) in positive {
+            if v == 0 {
+                return Err(TrainError::flag(flag, "must be positive"));
+            }
+        }
+        if !(self.base_lr.is_finite() && self.base_lr > 0.0) {
+            return Err(TrainError::flag(
+                "--lr",
+                format!("{} must be positive", self.base_lr),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.drop_path) {
+            return Err(TrainError::flag(
+                "--drop-path",
+                format!("{} must be in [0, 1)", self.drop_path),
+            ));
+        }
+        if self.clip_grad.is_nan() || self.clip_grad < 0.0 {
+            return Err(TrainError::flag("--clip-grad", "must be >= 0"));
+        }
+        let w = self.warmups;
+        for (flag, f) in [
+            ("--lr-warmup", w.lr),
+            ("--temp-warmup", w.teacher_temp),
+            ("--freeze-last-layer", w.freeze_last_layer),
+        ] {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(TrainError::flag(
+                    flag,
+                    format!("{f} must be a fraction in [0, 1]"),
+                ));
+            }
+        }
+        self.backbone()?
+            .validate()
+            .map_err(|e| TrainError::flag("--arch", e))?;
+        Ok(())
+    }
+
+    /// The training images.
+    pub fn dataset(&self) -> Result<Arc<dyn Dataset>> {
+        match &self.data {
+            Some(path) => {
+                let d = open_dataset(path, true).map_err(|e| TrainError::flag("--data", e))?;
+                if d.is_empty() {
+                    return Err(TrainError::flag(
+                        "--data",
+                        format!("{} holds no images", path.display()),
+                    ));
+                }
+                Ok(Arc::from(d))
+            }
+            None => Ok(Arc::new(Procedural::new(
+                self.seed,
+                self.procedural_len,
+                self.procedural_size,
+            ))),
+        }
+    }
+}

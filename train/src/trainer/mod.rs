@@ -1,0 +1,290 @@
+//! The DINO training loop (`dinonat train`; docs/training.md). One step reads like Algorithm 1 of
+//! the paper (../shared/docs/dino.md):
+//!
+//!   crops -> teacher(global views), student(all views) -> loss -> backward -> clip per tensor ->
+//!   drop the last layer's gradient while frozen -> AdamW -> teacher EMA -> centre update -> log.
+//!
+//! [`config`] says what a run is, [`network`] builds student and teacher, [`checkpoint`] saves and
+//! restores everything a resumed run needs, [`log`] writes the per-step diagnostics.
+
+pub mod checkpoint;
+pub mod config;
+pub mod log;
+pub mod network;
+
+use crate::batch::{BatchBuilder, MultiCropBatch, Prefetcher};
+use crate::dino::{ema_update, DinoLoss, Schedules};
+use crate::rng::mix64;
+use config::TrainConfig;
+use dinonat_engine::optim::{all_params, clip_grad_norms, AdamW};
+use dinonat_engine::{no_grad, Rng, Tensor};
+use log::{CsvLog, StepLog};
+use network::{batch_tensors, DinoNetwork};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A training error; the message names the flag, file or shape at fault.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainError(pub String);
+
+impl TrainError {
+    pub fn flag(flag: &str, e: impl fmt::Display) -> TrainError {
+        TrainError(format!("{flag}: {e}"))
+    }
+}
+impl fmt::Display for TrainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for TrainError {}
+
+macro_rules! from_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for TrainError {
+            fn from(e: $t) -> Self {
+                TrainError(e.to_string())
+            }
+        }
+    )*};
+}
+from_error!(
+    dinonat_engine::EngineError,
+    dinonat_engine::io::IoError,
+    dinonat_model::ModelError,
+    crate::data::DataError
+);
+
+pub type Result<T> = std::result::Result<T, TrainError>;
+
+/// The file a run's checkpoint lives in.
+pub fn checkpoint_path(out_dir: &Path) -> PathBuf {
+    out_dir.join("checkpoint.safetensors")
+}
+
+pub struct Trainer {
+    pub config: TrainConfig,
+    pub schedules: Schedules,
+    pub student: DinoNetwork,
+    pub teacher: DinoNetwork,
+    pub loss: DinoLoss,
+    pub optimizer: AdamW,
+    /// The next step to run (0-based).
+    pub step: usize,
+    pub steps_per_epoch: usize,
+    builder: Arc<BatchBuilder>,
+    /// The student's trained tensors (clipping walks them).
+    params: Vec<(String, Tensor)>,
+    /// The head's last layer (its gradient is dropped while frozen).
+    last_layer: Vec<Tensor>,
+}
+
+impl Trainer {
+    /// A fresh run: student initialised from the seed, teacher an exact copy of it.
+    pub fn new(config: TrainConfig) -> Result<Trainer> {
+        config.validate()?;
+        let backbone = config.backbone()?;
+        let head = config.head(backbone.num_features());
+        let student = DinoNetwork::new(&backbone, &head, config.seed)?;
+        let mut teacher_backbone = backbone.clone();
+        teacher_backbone.drop_path = 0.0;
+        let teacher = DinoNetwork::new(&teacher_backbone, &head, config.seed)?;
+        teacher.copy_from(&student)?;
+        let dataset = config.dataset()?;
+        let steps_per_epoch = dataset.len() / config.batch_size;
+        if steps_per_epoch == 0 {
+            return Err(TrainError::flag(
+                "--batch-size",
+                format!(
+                    "{} is larger than the data set ({} images)",
+                    config.batch_size,
+                    dataset.len()
+                ),
+            ));
+        }
+        let builder = Arc::new(BatchBuilder::new(dataset, config.multi_crop(), config.seed));
+        let optimizer = AdamW::new(student.param_groups());
+        let params = all_params(&optimizer.groups);
+        let last_layer = student
+            .head
+            .params
+            .trainable()
+            .filter(|(n, _)| n.starts_with("last_layer."))
+            .map(|(_, t)| t.clone())
+            .collect();
+        Ok(Trainer {
+            schedules: Schedules::for_run(config.steps, config.peak_lr(), config.warmups),
+            loss: DinoLoss::new(config.out_dim, config.ncrops()),
+            config,
+            student,
+            teacher,
+            optimizer,
+            step: 0,
+            steps_per_epoch,
+            builder,
+            params,
+            last_layer,
+        })
+    }
+
+    /// Continues the run saved in `path` (its config, networks, centre, optimiser and step).
+    /// `out_dir` replaces the run directory when given.
+    pub fn resume(path: &Path, out_dir: Option<PathBuf>) -> Result<Trainer> {
+        let ck = checkpoint::load(path)?;
+        let mut config = ck.config.clone();
+        if let Some(d) = out_dir {
+            config.out_dir = d;
+        }
+        let mut t = Trainer::new(config)?;
+        ck.restore_network(&t.student, "student", path)?;
+        ck.restore_network(&t.teacher, "teacher", path)?;
+        t.loss.center = ck.center(t.config.out_dim, path)?;
+        t.optimizer
+            .load_state(|name| ck.file.get(name).cloned())
+            .map_err(|e| TrainError(format!("{}: {e}", path.display())))?;
+        t.step = ck.step;
+        Ok(t)
+    }
+
+    /// One DINO iteration on `batch` (Algorithm 1).
+    pub fn train_step(&mut self, batch: &MultiCropBatch) -> Result<StepLog> {
+        let start = Instant::now();
+        let step = self.step;
+        let s = &self.schedules;
+        let (lr, wd, momentum, teacher_temp) = (
+            s.lr(step),
+            s.weight_decay(step),
+            s.teacher_momentum(step),
+            s.teacher_temp(step),
+        );
+        let frozen = s.last_layer_frozen(step);
+        let (crops, global) = batch_tensors(batch)?;
+        // drop path's generator is a function of (seed, step): a resumed run draws the same masks
+        let mut rng = Rng::new(mix64(self.config.seed ^ mix64(step as u64 + 1)));
+
+        let teacher_out = {
+            let _guard = no_grad();
+            self.teacher.forward(&[global], false, &mut rng)?
+        };
+        let student_out = self.student.forward(&crops, true, &mut rng)?;
+        let out = self
+            .loss
+            .forward(&student_out, &teacher_out, teacher_temp)?;
+        let loss = out.loss.item()?;
+        if !loss.is_finite() {
+            return Err(TrainError(format!(
+                "step {step}: the loss is {loss}; stopping"
+            )));
+        }
+        let (teacher_entropy, kl) = (out.teacher_entropy, out.kl);
+        let mut grads = out.loss.backward()?;
+        drop(out);
+        if self.config.clip_grad > 0.0 {
+            clip_grad_norms(&mut grads, &self.params, self.config.clip_grad)?;
+        }
+        if frozen {
+            for p in &self.last_layer {
+                grads.remove(p);
+            }
+        }
+        self.optimizer.step(&grads, lr, wd)?;
+        drop(grads);
+        ema_update(
+            &self.teacher.backbone.params,
+            &self.student.backbone.params,
+            momentum,
+        )?;
+        ema_update(
+            &self.teacher.head.params,
+            &self.student.head.params,
+            momentum,
+        )?;
+        self.loss.update_center(&teacher_out)?;
+
+        let seconds = start.elapsed().as_secs_f64();
+        let log = StepLog {
+            step,
+            epoch: step / self.steps_per_epoch,
+            loss,
+            teacher_entropy,
+            kl,
+            lr,
+            weight_decay: wd,
+            teacher_momentum: momentum,
+            teacher_temp,
+            last_layer_frozen: frozen,
+            img_per_s: batch.indices.len() as f64 / seconds.max(1e-9),
+            seconds,
+        };
+        self.step += 1;
+        Ok(log)
+    }
+
+    /// Runs until `config.steps` (or `stop_at`, for tests and time-boxed sessions), writing the
+    /// CSV log and checkpoints; `on_step` sees every step's numbers.
+    pub fn run(
+        &mut self,
+        stop_at: Option<usize>,
+        mut on_step: impl FnMut(&StepLog),
+    ) -> Result<Vec<StepLog>> {
+        let out = self.config.out_dir.clone();
+        std::fs::create_dir_all(&out).map_err(|e| {
+            TrainError(format!(
+                "{}: cannot create the run directory: {e}",
+                out.display()
+            ))
+        })?;
+        let config_json = serde_json::to_string_pretty(&self.config)
+            .map_err(|e| TrainError(format!("cannot serialise the config: {e}")))?;
+        std::fs::write(out.join("config.json"), config_json)
+            .map_err(|e| TrainError(format!("{}: {e}", out.join("config.json").display())))?;
+        let mut csv = CsvLog::open(&out.join("log.csv"), self.step > 0)?;
+        let end = stop_at.unwrap_or(self.config.steps).min(self.config.steps);
+        let mut logs = Vec::new();
+        while self.step < end {
+            let epoch = self.step / self.steps_per_epoch;
+            let first = self.step % self.steps_per_epoch;
+            let count = (self.steps_per_epoch - first).min(end - self.step);
+            let batches = self
+                .builder
+                .epoch_batches(epoch as u64, self.config.batch_size, true)[first..first + count]
+                .to_vec();
+            let mut data_wait = Instant::now();
+            for batch in Prefetcher::new(self.builder.clone(), epoch as u64, batches, 2) {
+                let batch = batch?;
+                let waited = data_wait.elapsed().as_secs_f64();
+                let mut log = self.train_step(&batch)?;
+                log.seconds += waited;
+                log.img_per_s = batch.indices.len() as f64 / log.seconds.max(1e-9);
+                csv.line(&log.csv_row())?;
+                on_step(&log);
+                if self.config.checkpoint_every > 0
+                    && self.step.is_multiple_of(self.config.checkpoint_every)
+                {
+                    self.save_checkpoint()?;
+                }
+                logs.push(log);
+                data_wait = Instant::now();
+            }
+        }
+        self.save_checkpoint()?;
+        Ok(logs)
+    }
+
+    /// Writes the run's checkpoint atomically; returns its path.
+    pub fn save_checkpoint(&self) -> Result<PathBuf> {
+        let path = checkpoint_path(&self.config.out_dir);
+        checkpoint::save(
+            &path,
+            &self.config,
+            self.step,
+            &self.student,
+            &self.teacher,
+            &self.loss.center,
+            &self.optimizer,
+        )?;
+        Ok(path)
+    }
+}

@@ -1,0 +1,207 @@
+//! The training loop end to end on a tiny config: the loss moves, resume is bitwise, checkpoints
+//! are atomic, bad input gives errors naming the flag or file.
+
+use dinonat_engine::Tensor;
+use dinonat_train::trainer::config::TrainConfig;
+use dinonat_train::trainer::{checkpoint, checkpoint_path, Trainer};
+use std::path::{Path, PathBuf};
+
+fn tmp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("dinonat-trainer-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// nat_pico on 16 / 8 px crops, K = 32, a 16-image procedural set, 4 steps of batch 4.
+fn tiny(out_dir: &Path) -> TrainConfig {
+    TrainConfig {
+        arch: "nat_pico".into(),
+        out_dim: 32,
+        head_hidden_dim: 32,
+        head_bottleneck_dim: 16,
+        procedural_len: 16,
+        procedural_size: 24,
+        global_size: 16,
+        local_size: 8,
+        n_local: 2,
+        batch_size: 4,
+        steps: 4,
+        base_lr: 0.05,
+        checkpoint_every: 0,
+        out_dir: out_dir.to_path_buf(),
+        ..TrainConfig::default()
+    }
+}
+
+fn teacher_values(t: &Trainer) -> Vec<Vec<f32>> {
+    t.teacher
+        .named_tensors("teacher")
+        .iter()
+        .map(|(_, x)| x.to_vec::<f32>().unwrap())
+        .collect()
+}
+
+#[test]
+fn tiny_run_has_finite_changing_loss_and_writes_log_and_checkpoint() {
+    let dir = tmp_dir("e2e");
+    let mut t = Trainer::new(tiny(&dir)).unwrap();
+    let before = teacher_values(&t);
+    let logs = t.run(None, |_| {}).unwrap();
+    assert_eq!(logs.len(), 4);
+    assert!(logs
+        .iter()
+        .all(|l| l.loss.is_finite() && l.teacher_entropy.is_finite()));
+    assert!(logs[0].loss != logs[3].loss);
+    assert!(logs.iter().all(|l| l.kl >= -1e-6));
+    assert!(logs[0].teacher_temp < logs[3].teacher_temp);
+    assert_ne!(before, teacher_values(&t)); // the EMA moved the teacher
+    let csv = std::fs::read_to_string(dir.join("log.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5);
+    assert!(csv.starts_with("step,epoch,loss,teacher_entropy,kl,lr"));
+    assert_eq!(checkpoint::load(&checkpoint_path(&dir)).unwrap().step, 4);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn teacher_starts_as_an_exact_copy_of_the_student() {
+    let dir = tmp_dir("copy");
+    let t = Trainer::new(tiny(&dir)).unwrap();
+    let s = t.student.named_tensors("x");
+    let te = t.teacher.named_tensors("x");
+    assert_eq!(s.len(), te.len());
+    for ((a, x), (b, y)) in s.iter().zip(&te) {
+        assert_eq!(a, b);
+        assert_eq!(
+            x.to_vec::<f32>().unwrap(),
+            y.to_vec::<f32>().unwrap(),
+            "{a}"
+        );
+    }
+}
+
+#[test]
+fn resume_is_bitwise_identical_to_an_uninterrupted_run() {
+    let (a, b) = (tmp_dir("full"), tmp_dir("split"));
+    let mut full = Trainer::new(tiny(&a)).unwrap();
+    let full_logs = full.run(None, |_| {}).unwrap();
+
+    let mut first = Trainer::new(tiny(&b)).unwrap();
+    let first_logs = first.run(Some(2), |_| {}).unwrap();
+    drop(first);
+    let mut second = Trainer::resume(&checkpoint_path(&b), None).unwrap();
+    assert_eq!(second.step, 2);
+    let second_logs = second.run(None, |_| {}).unwrap();
+
+    let losses = |l: &[dinonat_train::trainer::log::StepLog]| -> Vec<u64> {
+        l.iter().map(|x| x.loss.to_bits()).collect()
+    };
+    let mut split = losses(&first_logs);
+    split.extend(losses(&second_logs));
+    assert_eq!(losses(&full_logs), split);
+    assert_eq!(teacher_values(&full), teacher_values(&second));
+    assert_eq!(full.loss.center, second.loss.center);
+    let _ = std::fs::remove_dir_all(&a);
+    let _ = std::fs::remove_dir_all(&b);
+}
+
+#[test]
+fn checkpoint_write_is_atomic() {
+    let dir = tmp_dir("atomic");
+    let mut t = Trainer::new(tiny(&dir)).unwrap();
+    t.run(Some(1), |_| {}).unwrap();
+    let path = checkpoint_path(&dir);
+    let before = std::fs::read(&path).unwrap();
+    // make the temporary file impossible to create: a directory stands at its name
+    let tmp = dir.join(format!(".checkpoint.safetensors.tmp{}", std::process::id()));
+    std::fs::create_dir_all(tmp.join("blocker")).unwrap();
+    t.step = 3;
+    let err = t.save_checkpoint().unwrap_err().to_string();
+    assert!(err.contains("checkpoint.safetensors"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert_eq!(checkpoint::load(&path).unwrap().step, 1);
+    // a leftover temporary file from a crash does not hurt the next save
+    std::fs::remove_dir_all(&tmp).unwrap();
+    std::fs::write(&tmp, b"half a file").unwrap();
+    t.save_checkpoint().unwrap();
+    assert_eq!(checkpoint::load(&path).unwrap().step, 3);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn corrupt_or_foreign_checkpoints_are_clear_errors() {
+    let dir = tmp_dir("corrupt");
+    let bad = dir.join("bad.safetensors");
+    std::fs::write(&bad, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json").unwrap();
+    let e = Trainer::resume(&bad, None).err().unwrap().to_string();
+    assert!(e.contains("bad.safetensors"), "{e}");
+    let e = Trainer::resume(&dir.join("missing.safetensors"), None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("missing.safetensors"), "{e}");
+    // a valid safetensors file that is not a training checkpoint
+    let other = dir.join("other.safetensors");
+    dinonat_engine::io::save_safetensors(
+        &other,
+        &[("x".into(), Tensor::from_slice(&[1f32], &[1]).unwrap())],
+        None,
+    )
+    .unwrap();
+    let e = Trainer::resume(&other, None).err().unwrap().to_string();
+    assert!(
+        e.contains("other.safetensors") && e.contains("not a DinoNAT training checkpoint"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_flags_name_the_flag() {
+    let dir = tmp_dir("flags");
+    let err = |c: TrainConfig| Trainer::new(c).err().unwrap().to_string();
+    let e = err(TrainConfig {
+        batch_size: 100,
+        ..tiny(&dir)
+    });
+    assert!(e.contains("--batch-size"), "{e}");
+    let e = err(TrainConfig {
+        data: Some(dir.join("no-such-folder")),
+        ..tiny(&dir)
+    });
+    assert!(e.contains("--data") && e.contains("no-such-folder"), "{e}");
+    let e = err(TrainConfig {
+        arch: "nat_huge".into(),
+        ..tiny(&dir)
+    });
+    assert!(e.contains("--arch") && e.contains("nat_huge"), "{e}");
+    let e = err(TrainConfig {
+        drop_path: 1.5,
+        ..tiny(&dir)
+    });
+    assert!(e.contains("--drop-path"), "{e}");
+    let e = err(TrainConfig {
+        steps: 0,
+        ..tiny(&dir)
+    });
+    assert!(e.contains("--steps"), "{e}");
+}
+
+#[test]
+fn export_writes_the_teacher_backbone() {
+    let dir = tmp_dir("export");
+    let mut t = Trainer::new(tiny(&dir)).unwrap();
+    t.run(Some(1), |_| {}).unwrap();
+    let out = dir.join("backbone.safetensors");
+    checkpoint::export_teacher_backbone(&checkpoint_path(&dir), &out).unwrap();
+    let (nat, _) = dinonat_model::load_backbone(&out, &t.config.backbone().unwrap()).unwrap();
+    for (name, p) in nat.params.iter() {
+        let want = t.teacher.backbone.params.get(name).unwrap();
+        assert_eq!(
+            p.tensor.to_vec::<f32>().unwrap(),
+            want.to_vec::<f32>().unwrap(),
+            "{name}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
