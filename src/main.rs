@@ -1,6 +1,7 @@
 //! The `dinonat` command line: subcommands that call the library crates, nothing else.
 
 mod bench;
+mod cmd_train;
 mod info;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -26,6 +27,10 @@ enum Command {
         #[command(subcommand)]
         which: bench::BenchCommand,
     },
+    /// DINO self-supervised training of a NAT (docs/training.md).
+    Train(cmd_train::TrainArgs),
+    /// Writes the teacher backbone of a training checkpoint as a backbone file.
+    Export(cmd_train::ExportArgs),
 }
 
 /// Where a command computes.
@@ -40,6 +45,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info => info::run(),
         Command::Bench { which } => bench::run(which),
+        Command::Train(args) => cmd_train::train(args),
+        Command::Export(args) => cmd_train::export(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
