@@ -155,7 +155,7 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
 pub fn train(a: TrainArgs) -> Result<(), String> {
     let mut t = match &a.resume {
         Some(path) => {
-            let out = (a.out != PathBuf::from("runs/dino")).then(|| a.out.clone());
+            let out = (a.out.as_path() != std::path::Path::new("runs/dino")).then(|| a.out.clone());
             Trainer::resume(path, out).map_err(|e| format!("--resume: {e}"))?
         }
         None => Trainer::new(config(&a)?).map_err(|e| e.to_string())?,
