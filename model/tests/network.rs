@@ -40,6 +40,27 @@ fn multi_crop_forward_groups_resolutions_and_matches_single_crops() {
 }
 
 #[test]
+fn gradients_reach_backbone_and_head_through_the_crop_groups() {
+    let net = network(7);
+    let mut rng = Rng::new(8);
+    let crops: Vec<Tensor> = [32, 16, 16]
+        .iter()
+        .map(|&s| rng.normal(&[2, 3, s, s], 0.0, 1.0, DType::F32))
+        .collect();
+    let loss = net
+        .forward_crops(&crops, true, &mut rng)
+        .unwrap()
+        .log_softmax()
+        .unwrap()
+        .mean_all()
+        .unwrap();
+    let grads = loss.backward().unwrap();
+    for (name, p) in net.named_parameters() {
+        assert_eq!(grads.get(&p.tensor).is_some(), p.requires_grad, "{name}");
+    }
+}
+
+#[test]
 fn names_save_load_and_copy() {
     let student = network(3);
     let teacher = network(4);
