@@ -3,6 +3,7 @@
 
 use dinonat_engine::Tensor;
 use dinonat_train::trainer::config::TrainConfig;
+use dinonat_train::trainer::network::named_tensors;
 use dinonat_train::trainer::{checkpoint, checkpoint_path, Trainer};
 use std::path::{Path, PathBuf};
 
@@ -35,8 +36,7 @@ fn tiny(out_dir: &Path) -> TrainConfig {
 }
 
 fn teacher_values(t: &Trainer) -> Vec<Vec<f32>> {
-    t.teacher
-        .named_tensors("teacher")
+    named_tensors(&t.teacher, "teacher")
         .iter()
         .map(|(_, x)| x.to_vec::<f32>().unwrap())
         .collect()
@@ -67,8 +67,8 @@ fn tiny_run_has_finite_changing_loss_and_writes_log_and_checkpoint() {
 fn teacher_starts_as_an_exact_copy_of_the_student() {
     let dir = tmp_dir("copy");
     let t = Trainer::new(tiny(&dir)).unwrap();
-    let s = t.student.named_tensors("x");
-    let te = t.teacher.named_tensors("x");
+    let s = named_tensors(&t.student, "x");
+    let te = named_tensors(&t.teacher, "x");
     assert_eq!(s.len(), te.len());
     for ((a, x), (b, y)) in s.iter().zip(&te) {
         assert_eq!(a, b);

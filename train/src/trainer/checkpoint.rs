@@ -8,7 +8,7 @@
 //! generator of (seed, step), so the step is the whole RNG/data position.
 
 use super::config::TrainConfig;
-use super::network::{DinoNetwork, PARTS};
+use super::network::{named_tensors, store, DinoNetwork, PARTS};
 use super::{Result, TrainError};
 use dinonat_engine::io::{load_safetensors, save_safetensors, TensorFile};
 use dinonat_engine::optim::AdamW;
@@ -34,8 +34,8 @@ pub fn save(
     center: &[f64],
     optimizer: &AdamW,
 ) -> Result<()> {
-    let mut tensors = student.named_tensors("student");
-    tensors.extend(teacher.named_tensors("teacher"));
+    let mut tensors = named_tensors(student, "student");
+    tensors.extend(named_tensors(teacher, "teacher"));
     tensors.push((
         "center".into(),
         Tensor::from_slice(center, &[center.len()])?,
@@ -84,7 +84,7 @@ impl Checkpoint {
     /// with its shape.
     pub fn restore_network(&self, net: &DinoNetwork, prefix: &str, path: &Path) -> Result<()> {
         for part in PARTS {
-            let store = net.store(part);
+            let store = store(net, part);
             for name in store.names() {
                 let key = format!("{prefix}.{part}.{name}");
                 let t = self.tensor(&key, path)?;

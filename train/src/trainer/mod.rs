@@ -17,9 +17,10 @@ use crate::dino::{ema_update, DinoLoss, Schedules};
 use crate::rng::mix64;
 use config::TrainConfig;
 use dinonat_engine::optim::{all_params, clip_grad_norms, AdamW};
+use dinonat_engine::DType;
 use dinonat_engine::{no_grad, Rng, Tensor};
 use log::{CsvLog, StepLog};
-use network::{batch_tensors, DinoNetwork};
+use network::{batch_tensors, param_groups, DinoNetwork};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -87,10 +88,10 @@ impl Trainer {
         config.validate()?;
         let backbone = config.backbone()?;
         let head = config.head(backbone.num_features());
-        let student = DinoNetwork::new(&backbone, &head, config.seed)?;
+        let student = DinoNetwork::new(&backbone, &head, DType::F32, config.seed)?;
         let mut teacher_backbone = backbone.clone();
         teacher_backbone.drop_path = 0.0;
-        let teacher = DinoNetwork::new(&teacher_backbone, &head, config.seed)?;
+        let teacher = DinoNetwork::new(&teacher_backbone, &head, DType::F32, config.seed)?;
         teacher.copy_from(&student)?;
         let dataset = config.dataset()?;
         let steps_per_epoch = dataset.len() / config.batch_size;
@@ -105,7 +106,7 @@ impl Trainer {
             ));
         }
         let builder = Arc::new(BatchBuilder::new(dataset, config.multi_crop(), config.seed));
-        let optimizer = AdamW::new(student.param_groups());
+        let optimizer = AdamW::new(param_groups(&student));
         let params = all_params(&optimizer.groups);
         let last_layer = student
             .head
@@ -166,9 +167,9 @@ impl Trainer {
 
         let teacher_out = {
             let _guard = no_grad();
-            self.teacher.forward(&[global], false, &mut rng)?
+            self.teacher.forward_crops(&[global], false, &mut rng)?
         };
-        let student_out = self.student.forward(&crops, true, &mut rng)?;
+        let student_out = self.student.forward_crops(&crops, true, &mut rng)?;
         let out = self
             .loss
             .forward(&student_out, &teacher_out, teacher_temp)?;
