@@ -74,6 +74,9 @@ pub struct TrainArgs {
     /// Fraction of the steps during which the last layer's gradient is dropped.
     #[arg(long, default_value_t = 0.05)]
     freeze_last_layer: f64,
+    /// Teacher temperature after the warm-up (from 0.04).
+    #[arg(long, default_value_t = 0.07)]
+    teacher_temp: f64,
     /// Drop-path rate of the student (the teacher has none).
     #[arg(long, default_value_t = 0.1)]
     drop_path: f64,
@@ -133,6 +136,7 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
             teacher_temp: a.temp_warmup,
             freeze_last_layer: a.freeze_last_layer,
         },
+        teacher_temp: a.teacher_temp,
         drop_path: a.drop_path,
         clip_grad: a.clip_grad,
         checkpoint_every: a.checkpoint_every,

@@ -116,7 +116,10 @@ impl Trainer {
             .map(|(_, t)| t.clone())
             .collect();
         Ok(Trainer {
-            schedules: Schedules::for_run(config.steps, config.peak_lr(), config.warmups),
+            schedules: Schedules {
+                teacher_temp: config.teacher_temp,
+                ..Schedules::for_run(config.steps, config.peak_lr(), config.warmups)
+            },
             loss: DinoLoss::new(config.out_dim, config.ncrops()),
             config,
             student,
