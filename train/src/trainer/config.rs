@@ -34,6 +34,7 @@ pub struct TrainConfig {
     pub base_lr: f64,
     pub warmups: WarmupFractions,
     /// τt after its warm-up (DINO: 0.04 -> 0.07; 0.04 fixed is the reference code's default).
+    #[serde(default = "default_teacher_temp")]
     pub teacher_temp: f64,
     pub drop_path: f64,
     /// Per-tensor gradient clipping threshold (0: off).
@@ -41,6 +42,10 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     pub log_every: usize,
     pub out_dir: PathBuf,
+}
+
+fn default_teacher_temp() -> f64 {
+    0.07
 }
 
 impl Default for TrainConfig {
