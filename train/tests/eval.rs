@@ -113,6 +113,23 @@ fn knn_is_independent_of_thread_count() {
 }
 
 #[test]
+fn knn_ties_go_to_the_lower_index() {
+    // Three identical bank items (labels 0, 1, 1) and a query equal to them: every similarity ties.
+    let bank = [0.6f32, 0.8].repeat(3);
+    let query = [3.0f32, 4.0];
+    let predict = |k| {
+        let mut config = KnnConfig::new(2);
+        config.k = k;
+        knn_classify(&bank, &[0, 1, 1], &query, &[1], 2, &config)
+            .unwrap()
+            .predictions[0]
+    };
+    assert_eq!(predict(1), 0, "the lower bank index is the nearest");
+    assert_eq!(predict(2), 0, "one vote each: the lower class wins");
+    assert_eq!(predict(3), 1, "two votes beat one");
+}
+
+#[test]
 fn knn_rejects_bad_input() {
     let bank = vec![1.0f32; 6];
     assert!(knn_classify(&bank, &[0, 1], &bank, &[0, 1], 4, &KnnConfig::new(2)).is_err());
@@ -191,7 +208,9 @@ fn outliers_are_the_planted_far_points() {
     sorted.sort();
     assert_eq!(sorted, vec![17, 58, 93]);
     assert!(density[flagged[2]] <= density[0]);
+    assert!(outliers(&x, dim, 5, 0.0).unwrap().1.is_empty());
     assert!(outliers(&x, dim, 100, 3.0).is_err());
+    assert!(outliers(&x, dim, 5, 101.0).is_err());
 }
 
 #[test]
