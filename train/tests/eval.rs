@@ -398,6 +398,8 @@ fn linear_probe_separates_separable_data() {
             report.val_top1
         );
         assert!(report.best_val_top1 >= report.val_top1);
+        assert_eq!(report.probe.top1(val_x, val_y).unwrap(), report.val_top1);
+        assert!(report.probe.predict(&[1.0; 3]).is_err());
         let losses = &report.train_loss_per_epoch;
         assert!(
             losses[losses.len() - 1] < losses[0],

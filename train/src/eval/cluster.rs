@@ -60,7 +60,10 @@ pub struct KMeans {
 /// probability proportional to D(x)^2, the squared distance to the nearest centre chosen so far. Returns row
 /// indices of `x` (l2-normalised, `[n, dim]`).
 pub fn kmeans_plus_plus(x: &[f32], dim: usize, k: usize, rng: &mut SplitMix64) -> Vec<usize> {
-    let n = x.len() / dim;
+    let n = x.len() / dim.max(1);
+    if n == 0 || k == 0 {
+        return Vec::new();
+    }
     let mut chosen = vec![rng.range(0, n as i64) as usize];
     let mut d2 = vec![f64::INFINITY; n];
     while chosen.len() < k {

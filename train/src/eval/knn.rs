@@ -113,7 +113,7 @@ pub fn knn_class_scores(
 }
 
 /// Top-1 / top-5 accuracy (percent) and predictions from class scores [queries, classes] (ties: lower class).
-pub fn accuracy_from_scores(
+fn accuracy_from_scores(
     scores: &[f64],
     labels: &[usize],
     num_classes: usize,
@@ -165,6 +165,15 @@ pub fn knn_classify_reference(
     config: &KnnConfig,
 ) -> Result<KnnReport> {
     check_config(config)?;
+    let bank_rows = rows_of(bank, dim, "k-NN memory bank")?;
+    let query_rows = rows_of(queries, dim, "k-NN queries")?;
+    check_labels(
+        bank_labels,
+        bank_rows,
+        config.num_classes,
+        "k-NN memory bank",
+    )?;
+    check_labels(query_labels, query_rows, config.num_classes, "k-NN queries")?;
     let normalise = |row: &[f32]| -> Vec<f64> {
         let norm = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
         row.iter().map(|&v| v as f64 / norm.max(1e-12)).collect()

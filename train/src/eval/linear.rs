@@ -110,18 +110,34 @@ impl LinearProbe {
         z
     }
 
-    /// The predicted class of each row of raw features (ties: lower class).
-    pub fn predict(&self, features: &[f32]) -> Vec<usize> {
+    /// The predicted class of each row of raw features `[rows, dim]` (ties: lower class).
+    pub fn predict(&self, features: &[f32]) -> Result<Vec<usize>> {
+        rows_of(features, self.dim, "linear probe input")?;
+        Ok(self.predict_checked(features))
+    }
+
+    fn predict_checked(&self, features: &[f32]) -> Vec<usize> {
         let z = self.logits(&self.prepare(features));
         z.chunks(self.num_classes)
             .map(|row| (1..row.len()).fold(0, |b, j| if row[j] > row[b] { j } else { b }))
             .collect()
     }
 
-    /// Top-1 accuracy in percent on raw features.
-    pub fn top1(&self, features: &[f32], labels: &[usize]) -> f64 {
+    /// Top-1 accuracy in percent on raw features and their labels.
+    pub fn top1(&self, features: &[f32], labels: &[usize]) -> Result<f64> {
+        check(
+            features,
+            labels,
+            self.dim,
+            self.num_classes,
+            "linear probe input",
+        )?;
+        Ok(self.top1_checked(features, labels))
+    }
+
+    fn top1_checked(&self, features: &[f32], labels: &[usize]) -> f64 {
         let hits = self
-            .predict(features)
+            .predict_checked(features)
             .iter()
             .zip(labels)
             .filter(|(p, l)| p == l)
@@ -241,12 +257,12 @@ pub fn train_linear_probe(
             step += 1;
         }
         train_loss_per_epoch.push(loss_sum / n as f64);
-        val_top1_per_epoch.push(probe.top1(val.0, val.1));
+        val_top1_per_epoch.push(probe.top1_checked(val.0, val.1));
     }
     let best_val_top1 = val_top1_per_epoch.iter().fold(0.0f64, |m, &v| m.max(v));
     Ok(LinearProbeReport {
-        train_top1: probe.top1(train.0, train.1),
-        val_top1: probe.top1(val.0, val.1),
+        train_top1: probe.top1_checked(train.0, train.1),
+        val_top1: probe.top1_checked(val.0, val.1),
         probe,
         val_top1_per_epoch,
         best_val_top1,

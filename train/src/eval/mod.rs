@@ -97,6 +97,9 @@ pub fn map_similarity_chunks<R: Send>(
     dim: usize,
     visit: impl Fn(usize, &[f32]) -> R + Sync,
 ) -> Vec<R> {
+    if dim == 0 {
+        return Vec::new();
+    }
     let bank_rows = bank.len() / dim;
     let query_rows = queries.len() / dim;
     let chunk = query_chunk_rows(bank_rows);

@@ -30,7 +30,10 @@ fn normalised_f64(x: &[f32], dim: usize) -> Vec<f64> {
 /// The 0-based rank of each query's true partner: for query i (a row of `queries`), the number of `keys` rows
 /// j != i with cos(q_i, k_j) >= cos(q_i, k_i). Both inputs l2-normalised f64 `[n, dim]`.
 pub fn partner_ranks(queries: &[f64], keys: &[f64], dim: usize) -> Vec<usize> {
-    let n = queries.len() / dim;
+    if dim == 0 {
+        return Vec::new();
+    }
+    let n = queries.len().min(keys.len()) / dim;
     let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
     (0..n)
         .into_par_iter()
