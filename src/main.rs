@@ -1,6 +1,10 @@
 //! The `dinonat` command line: subcommands that call the library crates, nothing else.
 
 mod bench;
+mod cmd_attention;
+mod cmd_crossmodal;
+mod cmd_embed;
+mod cmd_filter;
 mod info;
 #[allow(dead_code)] // used by `dinonat bench attention` and training reports once they land
 mod plot;
@@ -28,6 +32,14 @@ enum Command {
         #[command(subcommand)]
         which: bench::BenchCommand,
     },
+    /// Embeddings of a folder of images (safetensors + CSV of paths).
+    Embed(cmd_embed::EmbedArgs),
+    /// Near-duplicates, outliers, clusters and exemplar matches of a folder (report + contact sheets).
+    Filter(cmd_filter::FilterArgs),
+    /// RGB <-> IR retrieval and attention-mask IoU of image pairs with the same file name.
+    Crossmodal(cmd_crossmodal::CrossModalArgs),
+    /// Attention maps of NAT (pooled query, neighbourhood, PCA) as PNGs.
+    Attention(cmd_attention::AttentionArgs),
 }
 
 /// Where a command computes.
@@ -42,6 +54,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info => info::run(),
         Command::Bench { which } => bench::run(which),
+        Command::Embed(args) => cmd_embed::run(args),
+        Command::Filter(args) => cmd_filter::run(args),
+        Command::Crossmodal(args) => cmd_crossmodal::run(args),
+        Command::Attention(args) => cmd_attention::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,7 +4,9 @@
 
 pub mod augment;
 pub mod batch;
+pub mod curate;
 pub mod data;
 pub mod eval;
 pub mod grid;
+pub mod maps;
 pub mod rng;
