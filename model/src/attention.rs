@@ -83,21 +83,34 @@ impl Attention {
     }
 }
 
-/// Neighbourhood attention on the fused QKV output: qkv [B, H, W, 3D] -> [B, H, W, D].
+/// Neighbourhood attention on the fused QKV output (the engine's fused op):
+/// qkv [B, H, W, 3D] -> [B, H, W, D]; `dilation` per axis (rows, columns).
 pub fn neighborhood_attention_qkv(
     qkv: &Tensor,
     heads: usize,
     rpb: Option<&Tensor>,
     kernel: usize,
-    dilation: usize,
+    dilation: [usize; 2],
     scale: f64,
 ) -> Result<Tensor> {
-    neighborhood_attention_qkv_reference(qkv, heads, rpb, kernel, dilation, scale)
+    Ok(qkv.neighborhood_attention_2d_qkv(heads, rpb, [kernel, kernel], dilation, scale)?)
 }
 
-/// Full self-attention over all H*W tokens: qkv [B, H, W, 3D] -> [B, H, W, D].
+/// Full self-attention over all H*W tokens (the engine's flash-style op):
+/// qkv [B, H, W, 3D] -> [B, H, W, D].
 pub fn full_attention_qkv(qkv: &Tensor, heads: usize, scale: f64) -> Result<Tensor> {
-    full_attention_qkv_reference(qkv, heads, scale)
+    if qkv.rank() != 4 {
+        return Err(EngineError::InvalidArgument {
+            op: "full_attention_qkv",
+            shape: qkv.shape().to_vec(),
+            message: "qkv must be [B, H, W, 3 * heads * head_dim]".into(),
+        }
+        .into());
+    }
+    let s = qkv.shape();
+    let (b, h, w, c) = (s[0], s[1], s[2], s[3]);
+    let y = qkv.reshape(&[b, h * w, c])?.attention_qkv(heads, scale)?;
+    Ok(y.reshape(&[b, h, w, c / 3])?)
 }
 
 /// Splits qkv [B, H, W, 3D] into q, k, v, each [B, heads, H*W, head_dim].
@@ -147,7 +160,8 @@ pub fn window_1d(len: usize, kernel: usize, dilation: usize) -> Vec<Vec<(usize, 
         .collect()
 }
 
-/// Neighbourhood attention as a composition of engine ops (the oracle of the fused op): gathers
+/// Neighbourhood attention as a composition of engine ops (the oracle of the fused op; dilation
+/// per axis): gathers
 /// the neighbours of every query into [B, heads, H*W, slots, head_dim]; slots beyond a query's
 /// window (only where dilation groups differ in length) are masked with -1e30 before softmax.
 pub fn neighborhood_attention_qkv_reference(
@@ -155,14 +169,14 @@ pub fn neighborhood_attention_qkv_reference(
     heads: usize,
     rpb: Option<&Tensor>,
     kernel: usize,
-    dilation: usize,
+    dilation: [usize; 2],
     scale: f64,
 ) -> Result<Tensor> {
     let [q, k, v] = split_qkv(qkv, heads)?;
     let (b, h, w) = (qkv.shape()[0], qkv.shape()[1], qkv.shape()[2]);
     let (n, hd) = (h * w, q.shape()[3]);
-    let rows = window_1d(h, kernel, dilation);
-    let cols = window_1d(w, kernel, dilation);
+    let rows = window_1d(h, kernel, dilation[0]);
+    let cols = window_1d(w, kernel, dilation[1]);
     let sr = rows.iter().map(Vec::len).max().unwrap_or(0);
     let sc = cols.iter().map(Vec::len).max().unwrap_or(0);
     let slots = sr * sc;

@@ -23,18 +23,21 @@ pub enum AttentionKind {
 pub enum DilationSchedule {
     /// Every block uses this dilation (1 = NAT).
     Constant(usize),
-    /// DiNAT (Hassani & Shi, 2022): blocks alternate dilation 1 and max(1, L / k), where L is the
-    /// smaller side of the level's map at run time, so k * dilation covers the level.
+    /// DiNAT (Hassani & Shi, 2022): blocks alternate dilation 1 and max(1, L / k) per axis,
+    /// where L is that side of the level's map at run time, so k * dilation covers the level
+    /// (at 224 px: 8, 4, 2, 1 on the four levels, as DiNAT's configs).
     DiNat,
 }
 
 impl DilationSchedule {
-    /// Dilation of block `j` on an `h` x `w` map with window `kernel`.
-    pub fn dilation(self, block: usize, kernel: usize, h: usize, w: usize) -> usize {
+    /// Dilation (rows, columns) of block `block` of a level on an `h` x `w` map.
+    pub fn dilation(self, block: usize, kernel: usize, h: usize, w: usize) -> [usize; 2] {
         match self {
-            DilationSchedule::Constant(d) => d.max(1),
-            DilationSchedule::DiNat if block % 2 == 1 => (h.min(w) / kernel.max(1)).max(1),
-            DilationSchedule::DiNat => 1,
+            DilationSchedule::Constant(d) => [d.max(1); 2],
+            DilationSchedule::DiNat if block % 2 == 1 => {
+                [(h / kernel.max(1)).max(1), (w / kernel.max(1)).max(1)]
+            }
+            DilationSchedule::DiNat => [1, 1],
         }
     }
 }

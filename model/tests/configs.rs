@@ -2,7 +2,7 @@
 //! head), and the built network against the config's list of names and shapes.
 
 use dinonat_engine::DType;
-use dinonat_model::{Nat, NatConfig};
+use dinonat_model::{DilationSchedule, Nat, NatConfig};
 
 /// Rounds to the precision the paper reports: params in M with one decimal, GMACs with two.
 fn millions(n: usize) -> String {
@@ -71,10 +71,18 @@ fn names_and_validation_errors() {
     assert!(matches!(
         d.attention,
         dinonat_model::AttentionKind::Neighborhood {
-            dilation: dinonat_model::DilationSchedule::DiNat,
+            dilation: DilationSchedule::DiNat,
             ..
         }
     ));
+    // DiNAT at 224: dilations 8, 4, 2, 1 on the odd blocks of the four levels, 1 on the even ones
+    let dil: Vec<[usize; 2]> = NatConfig::nat_mini()
+        .level_sizes(224, 224)
+        .iter()
+        .map(|&(h, w)| DilationSchedule::DiNat.dilation(1, 7, h, w))
+        .collect();
+    assert_eq!(dil, [[8, 8], [4, 4], [2, 2], [1, 1]]);
+    assert_eq!(DilationSchedule::DiNat.dilation(2, 7, 56, 56), [1, 1]);
     let f = NatConfig::from_name("nat_pico_full").unwrap();
     assert_eq!(f.attention, dinonat_model::AttentionKind::Full);
     assert!(!f.parameter_shapes().iter().any(|(n, _)| n.ends_with("rpb")));

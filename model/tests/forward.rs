@@ -2,8 +2,8 @@
 
 use dinonat_engine::{no_grad, DType, Rng, Tensor};
 use dinonat_model::attention::{
-    full_attention_qkv_reference, neighborhood_attention_qkv, neighborhood_attention_qkv_reference,
-    window_1d,
+    full_attention_qkv, full_attention_qkv_reference, neighborhood_attention_qkv,
+    neighborhood_attention_qkv_reference, window_1d,
 };
 use dinonat_model::{AttentionKind, DilationSchedule, Nat, NatConfig};
 
@@ -178,8 +178,9 @@ fn neighborhood_attention_matches_the_definition() {
         let scale = (hd as f64).powf(-0.5);
         let want = naive_na(&qkv.to_vec_f64(), b, h, w, heads, &rpb.to_vec_f64(), k, dil);
         for got in [
-            neighborhood_attention_qkv_reference(&qkv, heads, Some(&rpb), k, dil, scale).unwrap(),
-            neighborhood_attention_qkv(&qkv, heads, Some(&rpb), k, dil, scale).unwrap(),
+            neighborhood_attention_qkv_reference(&qkv, heads, Some(&rpb), k, [dil, dil], scale)
+                .unwrap(),
+            neighborhood_attention_qkv(&qkv, heads, Some(&rpb), k, [dil, dil], scale).unwrap(),
         ] {
             assert_eq!(got.shape(), [b, h, w, heads * hd]);
             for (x, y) in got.to_vec_f64().iter().zip(&want) {
@@ -198,10 +199,17 @@ fn full_attention_equals_na_with_a_window_covering_the_map() {
     let _g = no_grad();
     let mut rng = Rng::new(8);
     let qkv = rng.normal(&[2, 4, 5, 3 * 2 * 3], 0.0, 1.0, DType::F64);
-    let na = neighborhood_attention_qkv_reference(&qkv, 2, None, 5, 1, 0.4).unwrap();
+    let na = neighborhood_attention_qkv_reference(&qkv, 2, None, 5, [1, 1], 0.4).unwrap();
     let full = full_attention_qkv_reference(&qkv, 2, 0.4).unwrap();
-    for (x, y) in na.to_vec_f64().iter().zip(full.to_vec_f64()) {
-        assert!((x - y).abs() < 1e-12);
+    let fused = full_attention_qkv(&qkv, 2, 0.4).unwrap();
+    assert_eq!(fused.shape(), [2, 4, 5, 6]);
+    for ((x, y), z) in na
+        .to_vec_f64()
+        .iter()
+        .zip(full.to_vec_f64())
+        .zip(fused.to_vec_f64())
+    {
+        assert!((x - y).abs() < 1e-12 && (x - z).abs() < 1e-12);
     }
     // the whole network: pico with k = 16 covers every level at 32 px; rpb zeroed
     for dtype in [DType::F64, DType::F32] {
