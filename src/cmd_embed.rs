@@ -8,7 +8,8 @@ use dinonat_train::curate::embed::{csv_beside, embed_paths, write_embeddings};
 use dinonat_train::curate::{list_images, BackboneSource};
 use std::path::PathBuf;
 
-/// Where the backbone comes from: --weights FILE [--arch NAME] or --random-init [--arch NAME].
+/// Where the backbone comes from: --checkpoint FILE, --weights FILE [--arch NAME] or
+/// --random-init [--arch NAME].
 #[derive(Args, Clone, Debug)]
 pub struct WeightArgs {
     /// Backbone weights (safetensors with the reference NAT names; DINO's `backbone.` prefix is
@@ -16,10 +17,13 @@ pub struct WeightArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "random_init")]
     pub weights: Option<PathBuf>,
     /// Architecture (nat_mini, nat_tiny, nat_small, nat_base, nat_nano, nat_pico; dinat_ prefix,
-    /// _full suffix). With --weights: default = the file's `arch` metadata; with --random-init:
-    /// nat_mini.
+    /// _full suffix). Default: the file's `arch` metadata (--weights), the training config
+    /// (--checkpoint), nat_mini (--random-init).
     #[arg(long, value_name = "NAME")]
     pub arch: Option<String>,
+    /// A DINO training checkpoint (`dinonat train`): its teacher backbone is used.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["weights", "random_init"])]
+    pub checkpoint: Option<PathBuf>,
     /// Fresh NAT initialisation (an untrained baseline).
     #[arg(long)]
     pub random_init: bool,
@@ -30,6 +34,12 @@ pub struct WeightArgs {
 
 impl WeightArgs {
     pub fn source(&self) -> Result<BackboneSource, String> {
+        if let Some(path) = &self.checkpoint {
+            return Ok(BackboneSource::Checkpoint {
+                path: path.clone(),
+                arch: self.arch.clone(),
+            });
+        }
         match (&self.weights, self.random_init) {
             (Some(path), false) => Ok(BackboneSource::Weights {
                 path: path.clone(),
@@ -41,7 +51,7 @@ impl WeightArgs {
             }),
             (Some(_), true) => Err("--weights and --random-init exclude each other".into()),
             (None, false) => Err(
-                "no backbone: pass --weights FILE [--arch NAME] or --random-init [--arch NAME]"
+                "no backbone: pass --checkpoint FILE, --weights FILE [--arch NAME] or --random-init [--arch NAME]"
                     .into(),
             ),
         }

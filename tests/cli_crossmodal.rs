@@ -501,3 +501,66 @@ fn crossmodal_on_roadscene_pairs() {
     assert!((0.0..=1.0).contains(&v["attention_iou"].as_f64().unwrap()));
     let _ = std::fs::remove_dir_all(&t);
 }
+
+#[test]
+fn embed_from_a_training_checkpoint_uses_the_teacher_backbone() {
+    // A checkpoint in the trainer's format: teacher.backbone.* = `teacher`, student.backbone.* =
+    // another network; embedding it must equal embedding the teacher's backbone file.
+    let t = temp("ckpt");
+    let images = t.join("images");
+    write_pictures(&images, &["a.png", "b.png"], 60, |i| i);
+    let cfg = NatConfig::from_name("nat_pico").unwrap();
+    let teacher = Nat::new(&cfg, DType::F32, 11).unwrap();
+    let student = Nat::new(&cfg, DType::F32, 12).unwrap();
+    let mut tensors = Vec::new();
+    for (prefix, net) in [("teacher", &teacher), ("student", &student)] {
+        for (n, tensor) in net.params.named_tensors() {
+            tensors.push((format!("{prefix}.backbone.{n}"), tensor));
+        }
+    }
+    let meta = std::collections::HashMap::from([
+        ("format".to_string(), "dinonat-dino-checkpoint".to_string()),
+        ("step".to_string(), "5".to_string()),
+        ("config".to_string(), r#"{"arch":"nat_pico"}"#.to_string()),
+    ]);
+    let ckpt = t.join("ckpt.safetensors");
+    dinonat_engine::io::save_safetensors(&ckpt, &tensors, Some(&meta)).unwrap();
+    let weights = t.join("teacher.safetensors");
+    save_backbone(&teacher, &weights).unwrap();
+    let run = |flag: &str, file: &Path, out: &str| {
+        let out = t.join(out);
+        let (ok, _, err) = dinonat(&[
+            "embed",
+            flag,
+            s(file),
+            "--images",
+            s(&images),
+            "--size",
+            "32",
+            "--out",
+            s(&out),
+        ]);
+        assert!(ok, "embed {flag} failed: {err}");
+        let f = dinonat_engine::io::load_safetensors(&out).unwrap();
+        f.get("embeddings").unwrap().to_vec::<f32>().unwrap()
+    };
+    assert_eq!(
+        run("--checkpoint", &ckpt, "c.safetensors"),
+        run("--weights", &weights, "w.safetensors")
+    );
+    // A backbone file is not a checkpoint.
+    let (ok, _, err) = dinonat(&[
+        "embed",
+        "--checkpoint",
+        s(&weights),
+        "--images",
+        s(&images),
+        "--out",
+        s(&t.join("x")),
+    ]);
+    assert!(
+        !ok && err.contains("--checkpoint") && err.contains("--weights"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&t);
+}

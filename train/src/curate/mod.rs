@@ -54,6 +54,62 @@ pub enum BackboneSource {
     Weights { path: PathBuf, arch: Option<String> },
     /// Fresh NAT init from `seed` (a baseline: features of an untrained network).
     RandomInit { arch: String, seed: u64 },
+    /// A DINO training checkpoint (format `dinonat-dino-checkpoint`): its teacher backbone
+    /// (`teacher.backbone.*`), the network DINO evaluates; `arch` None = the checkpoint's config.
+    Checkpoint { path: PathBuf, arch: Option<String> },
+}
+
+/// The `format` metadata of the trainer's checkpoints.
+pub const CHECKPOINT_FORMAT: &str = "dinonat-dino-checkpoint";
+
+/// The teacher backbone of a training checkpoint.
+fn load_checkpoint_teacher(path: &Path, arch: Option<&str>) -> Result<Nat> {
+    let shown = path.display();
+    if !path.is_file() {
+        return err(format!("--checkpoint {shown}: no such file"));
+    }
+    let file =
+        dinonat_engine::io::load_safetensors(path).map_err(|e| CurateError(e.to_string()))?;
+    if file.metadata.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
+        return err(format!(
+            "--checkpoint {shown}: not a DinoNAT training checkpoint (format is not '{CHECKPOINT_FORMAT}'); a backbone file goes to --weights"
+        ));
+    }
+    let arch = match arch {
+        Some(a) => a.to_string(),
+        None => file
+            .metadata
+            .get("config")
+            .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+            .and_then(|c| c.get("arch").and_then(|a| a.as_str().map(str::to_string)))
+            .ok_or_else(|| {
+                CurateError(format!(
+                    "--checkpoint {shown}: no arch in its config; pass --arch"
+                ))
+            })?,
+    };
+    let nat = Nat::new(&NatConfig::from_name(&arch)?, DType::F32, 0)?;
+    let mut missing = Vec::new();
+    for (name, param) in nat.params.iter() {
+        let key = format!("teacher.backbone.{name}");
+        match file.get(&key) {
+            Some(t) if t.shape() == param.tensor.shape() => nat.params.assign(name, t)?,
+            Some(t) => missing.push(format!(
+                "{key} (shape {:?}, {arch} needs {:?})",
+                t.shape(),
+                param.tensor.shape()
+            )),
+            None => missing.push(key),
+        }
+    }
+    if !missing.is_empty() {
+        return err(format!(
+            "--checkpoint {shown}: {} teacher backbone tensor(s) missing or mis-shaped for {arch}: {}",
+            missing.len(),
+            missing.join(", ")
+        ));
+    }
+    Ok(nat)
 }
 
 impl BackboneSource {
@@ -62,6 +118,9 @@ impl BackboneSource {
         match self {
             BackboneSource::RandomInit { arch, seed } => {
                 Ok(Nat::new(&NatConfig::from_name(arch)?, DType::F32, *seed)?)
+            }
+            BackboneSource::Checkpoint { path, arch } => {
+                load_checkpoint_teacher(path, arch.as_deref())
             }
             BackboneSource::Weights { path, arch } => {
                 if !path.is_file() {

@@ -16,7 +16,8 @@ use dinonat_model::{AttentionKind, ModelError, Nat};
 #[derive(Clone, Debug)]
 pub struct BlockNeighbourhood {
     pub block: usize,
-    pub dilation: usize,
+    /// Dilation (rows, columns) of the block's window.
+    pub dilation: [usize; 2],
     /// Keys of the window as token indices r * w + c (row-major over the window).
     pub keys: Vec<usize>,
     /// `[heads, keys.len()]` weights, each row summing to 1.
@@ -77,8 +78,8 @@ pub fn neighbourhood_attention(
         let (keys, offsets, dilation, table) = match block.attn.kind {
             AttentionKind::Neighborhood { kernel, dilation } => {
                 let d = dilation.dilation(bi, kernel, h, w);
-                let rows = &window_1d(h, kernel, d)[r];
-                let cols = &window_1d(w, kernel, d)[c];
+                let rows = &window_1d(h, kernel, d[0])[r];
+                let cols = &window_1d(w, kernel, d[1])[c];
                 let mut keys = Vec::new();
                 let mut offsets = Vec::new();
                 for &(a, oa) in rows {
@@ -89,7 +90,7 @@ pub fn neighbourhood_attention(
                 }
                 (keys, offsets, d, 2 * kernel - 1)
             }
-            AttentionKind::Full => ((0..n).collect(), Vec::new(), 1, 0),
+            AttentionKind::Full => ((0..n).collect(), Vec::new(), [1, 1], 0),
         };
         let rpb = match &block.attn.rpb {
             Some(t) if !offsets.is_empty() => Some(t.to_dtype(DType::F32).to_vec::<f32>()?),

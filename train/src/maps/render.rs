@@ -47,13 +47,19 @@ pub fn colour(t: f32) -> [u8; 3] {
     px
 }
 
-/// A grid of non-negative weights as a heat map of `out_w` x `out_h` pixels, scaled by its maximum.
+/// A grid of weights as a heat map of `out_w` x `out_h` pixels, min-max scaled (as matplotlib's
+/// `imshow` in DINO's script): an almost uniform map still shows its ordering.
 pub fn heatmap(map: &[f32], grid: (usize, usize), out_w: usize, out_h: usize) -> RgbImage {
-    let max = map.iter().copied().fold(0f32, f32::max);
+    let max = map.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let min = map.iter().copied().fold(f32::INFINITY, f32::min);
     let up = upsample_nearest(map, grid, out_w, out_h);
     let mut pixels = Vec::with_capacity(out_w * out_h * 3);
     for v in up {
-        let t = if max > 0.0 { v / max } else { 0.0 };
+        let t = if max > min {
+            (v - min) / (max - min)
+        } else {
+            0.0
+        };
         pixels.extend_from_slice(&colour(t));
     }
     RgbImage::new(out_w, out_h, pixels)
