@@ -232,3 +232,26 @@ pub fn run_crossmodal(
         skipped_ir_only: ir_only,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::pair_by_name;
+    use std::path::PathBuf;
+
+    #[test]
+    fn pairs_follow_relative_names() {
+        let p = |s: &str| PathBuf::from(s);
+        let rgb = [p("/r/a.jpg"), p("/r/sub/b.jpg"), p("/r/c.jpg")];
+        let ir = [p("/i/sub/b.jpg"), p("/i/a.jpg"), p("/i/d.jpg")];
+        let (pairs, rgb_only, ir_only) = pair_by_name(&p("/r"), &rgb, &p("/i"), &ir);
+        assert_eq!(
+            pairs,
+            vec![
+                (p("/r/a.jpg"), p("/i/a.jpg")),
+                (p("/r/sub/b.jpg"), p("/i/sub/b.jpg"))
+            ]
+        );
+        assert_eq!(rgb_only, ["c.jpg"]);
+        assert_eq!(ir_only, ["d.jpg"]);
+    }
+}

@@ -199,3 +199,20 @@ pub fn refuse_inside(out: &Path, input: &Path, out_flag: &str, in_flag: &str) ->
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::refuse_inside;
+    use std::path::Path;
+
+    #[test]
+    fn outputs_inside_the_input_are_refused() {
+        let input = std::env::temp_dir();
+        assert!(refuse_inside(&input.join("a/b/report"), &input, "--out", "--images").is_err());
+        assert!(refuse_inside(&input, &input, "--out", "--images").is_err());
+        let e = refuse_inside(&input.join("x/../y"), &input, "--out", "--images").unwrap_err();
+        assert!(e.0.contains("--out") && e.0.contains("--images"), "{e}");
+        let outside = Path::new("/dinonat-nonexistent-root/out");
+        assert!(refuse_inside(outside, &input, "--out", "--images").is_ok());
+    }
+}
