@@ -1,9 +1,11 @@
 //! Ops, one file per family; each file holds forward and backward side by side with the shapes.
 
+mod attention;
 pub(crate) mod binary;
 mod conv;
 mod drop_path;
 mod matmul;
+mod neighborhood_attention;
 mod norm;
 mod reduce;
 pub(crate) mod shape;

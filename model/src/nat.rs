@@ -1,0 +1,265 @@
+//! The NAT backbone (docs/nat.md), channels-last inside: images [B, in, H, W] ->
+//! tokenizer [B, H/4, W/4, C] -> levels of NA blocks (width C * 2^i, halved maps between levels)
+//! -> final LayerNorm -> mean over tokens -> features [B, C * 2^(levels-1)].
+
+use crate::attention::Attention;
+use crate::config::NatConfig;
+use crate::{ModelError, Result};
+use dinonat_engine::nn::{join, Conv2d, Init, LayerNorm, Linear, ParamStore};
+use dinonat_engine::{DType, Rng, Tensor};
+
+/// Overlapping tokenizer: Conv 3x3 s2 (in -> C/2) then Conv 3x3 s2 (C/2 -> C), no activation
+/// between, then LayerNorm(C) on channels-last.  [B, in, H, W] -> [B, H/4, W/4, C].
+/// With `patch_stride` 2 the second conv has stride 1 ([B, H/2, W/2, C]).
+#[derive(Clone, Debug)]
+pub struct Tokenizer {
+    pub proj0: Conv2d,
+    pub proj1: Conv2d,
+    pub norm: LayerNorm,
+}
+
+impl Tokenizer {
+    fn new(s: &mut ParamStore, cfg: &NatConfig) -> Result<Tokenizer> {
+        let c = cfg.embed_dim;
+        let second_stride = if cfg.patch_stride == 4 { 2 } else { 1 };
+        Ok(Tokenizer {
+            proj0: Conv2d::new(
+                s,
+                "patch_embed.proj.0",
+                cfg.in_channels,
+                c / 2,
+                3,
+                2,
+                1,
+                true,
+            )?,
+            proj1: Conv2d::new(s, "patch_embed.proj.1", c / 2, c, 3, second_stride, 1, true)?,
+            norm: LayerNorm::new(s, "patch_embed.norm", c, cfg.layer_norm_eps)?,
+        })
+    }
+
+    pub fn forward(&self, images: &Tensor) -> Result<Tensor> {
+        let x = self.proj1.forward(&self.proj0.forward(images)?)?;
+        Ok(self.norm.forward(&x.permute(&[0, 2, 3, 1])?)?)
+    }
+}
+
+/// Linear(D -> rD) -> GELU (erf) -> Linear(rD -> D).
+#[derive(Clone, Debug)]
+pub struct Mlp {
+    pub fc1: Linear,
+    pub fc2: Linear,
+}
+
+impl Mlp {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.fc2.forward(&self.fc1.forward(x)?.gelu()?)?)
+    }
+}
+
+/// Pre-norm NA block:
+///   x = x + DropPath(gamma1 * Attn(LN1(x)));   x = x + DropPath(gamma2 * MLP(LN2(x))).
+#[derive(Clone, Debug)]
+pub struct NatBlock {
+    pub norm1: LayerNorm,
+    pub attn: Attention,
+    pub norm2: LayerNorm,
+    pub mlp: Mlp,
+    pub gamma1: Option<Tensor>,
+    pub gamma2: Option<Tensor>,
+    pub drop_path: f64,
+}
+
+impl NatBlock {
+    fn new(
+        s: &mut ParamStore,
+        cfg: &NatConfig,
+        level: usize,
+        block: usize,
+        drop_path: f64,
+    ) -> Result<NatBlock> {
+        let p = format!("levels.{level}.blocks.{block}");
+        let d = cfg.width(level);
+        let eps = cfg.layer_norm_eps;
+        let norm1 = LayerNorm::new(s, &join(&p, "norm1"), d, eps)?;
+        let attn = Attention::new(
+            s,
+            &join(&p, "attn"),
+            d,
+            cfg.heads[level],
+            cfg.attention,
+            block,
+        )?;
+        let norm2 = LayerNorm::new(s, &join(&p, "norm2"), d, eps)?;
+        let hid = cfg.mlp_hidden(level);
+        let mlp = Mlp {
+            fc1: Linear::new(s, &join(&p, "mlp.fc1"), d, hid, true)?,
+            fc2: Linear::new(s, &join(&p, "mlp.fc2"), hid, d, true)?,
+        };
+        let (gamma1, gamma2) = match cfg.layer_scale {
+            Some(v) => (
+                Some(s.add(&join(&p, "gamma1"), &[d], Init::Constant(v))?),
+                Some(s.add(&join(&p, "gamma2"), &[d], Init::Constant(v))?),
+            ),
+            None => (None, None),
+        };
+        Ok(NatBlock {
+            norm1,
+            attn,
+            norm2,
+            mlp,
+            gamma1,
+            gamma2,
+            drop_path,
+        })
+    }
+
+    /// x [B, H, W, D] -> [B, H, W, D]. Drop path only when `training`.
+    pub fn forward(&self, x: &Tensor, training: bool, rng: &mut Rng) -> Result<Tensor> {
+        let branch = |y: Tensor, gamma: &Option<Tensor>, rng: &mut Rng| -> Result<Tensor> {
+            let y = match gamma {
+                Some(g) => y.mul(g)?,
+                None => y,
+            };
+            Ok(y.drop_path(self.drop_path, training, rng)?)
+        };
+        let y = self.attn.forward(&self.norm1.forward(x)?)?;
+        let x = x.add(&branch(y, &self.gamma1, rng)?)?;
+        let y = self.mlp.forward(&self.norm2.forward(&x)?)?;
+        Ok(x.add(&branch(y, &self.gamma2, rng)?)?)
+    }
+}
+
+/// Conv 3x3 s2 p1 (D -> 2D, no bias) on channels-first, then LayerNorm(2D).
+/// [B, H, W, D] -> [B, ceil(H/2), ceil(W/2), 2D].
+#[derive(Clone, Debug)]
+pub struct Downsampler {
+    pub reduction: Conv2d,
+    pub norm: LayerNorm,
+}
+
+impl Downsampler {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.reduction.forward(&x.permute(&[0, 3, 1, 2])?)?;
+        Ok(self.norm.forward(&y.permute(&[0, 2, 3, 1])?)?)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Level {
+    pub blocks: Vec<NatBlock>,
+    pub downsample: Option<Downsampler>,
+}
+
+/// The whole backbone with its parameters. A clone shares the parameter storage.
+#[derive(Clone, Debug)]
+pub struct Nat {
+    pub config: NatConfig,
+    pub params: ParamStore,
+    pub patch_embed: Tokenizer,
+    pub levels: Vec<Level>,
+    pub norm: LayerNorm,
+    /// Linear classifier on the pooled features (`head.*`), when `num_classes` > 0.
+    pub head: Option<Linear>,
+}
+
+impl Nat {
+    /// Builds the network with fresh weights (NAT's init) from `seed`.
+    pub fn new(config: &NatConfig, dtype: DType, seed: u64) -> Result<Nat> {
+        config.validate()?;
+        let cfg = config;
+        let mut s = ParamStore::new(dtype, seed);
+        let patch_embed = Tokenizer::new(&mut s, cfg)?;
+        let mut levels = Vec::with_capacity(cfg.num_levels());
+        let mut index = 0;
+        for level in 0..cfg.num_levels() {
+            let mut blocks = Vec::with_capacity(cfg.depths[level]);
+            for j in 0..cfg.depths[level] {
+                blocks.push(NatBlock::new(
+                    &mut s,
+                    cfg,
+                    level,
+                    j,
+                    cfg.drop_path_rate(index),
+                )?);
+                index += 1;
+            }
+            let downsample = if level + 1 < cfg.num_levels() {
+                let d = cfg.width(level);
+                let p = format!("levels.{level}.downsample");
+                Some(Downsampler {
+                    reduction: Conv2d::new(
+                        &mut s,
+                        &join(&p, "reduction"),
+                        d,
+                        2 * d,
+                        3,
+                        2,
+                        1,
+                        false,
+                    )?,
+                    norm: LayerNorm::new(&mut s, &join(&p, "norm"), 2 * d, cfg.layer_norm_eps)?,
+                })
+            } else {
+                None
+            };
+            levels.push(Level { blocks, downsample });
+        }
+        let f = cfg.num_features();
+        let norm = LayerNorm::new(&mut s, "norm", f, cfg.layer_norm_eps)?;
+        let head = (cfg.num_classes > 0)
+            .then(|| Linear::new(&mut s, "head", f, cfg.num_classes, true))
+            .transpose()?;
+        Ok(Nat {
+            config: cfg.clone(),
+            params: s,
+            patch_embed,
+            levels,
+            norm,
+            head,
+        })
+    }
+
+    /// images [B, in, H, W] -> token map after the final LayerNorm [B, h, w, F].
+    pub fn forward_tokens(&self, images: &Tensor, training: bool, rng: &mut Rng) -> Result<Tensor> {
+        if images.rank() != 4 || images.shape()[1] != self.config.in_channels {
+            return Err(ModelError::Config(format!(
+                "{}: images must be [batch, {}, height, width], got {:?}",
+                self.config.name,
+                self.config.in_channels,
+                images.shape()
+            )));
+        }
+        let mut x = self.patch_embed.forward(images)?;
+        for level in &self.levels {
+            for block in &level.blocks {
+                x = block.forward(&x, training, rng)?;
+            }
+            if let Some(down) = &level.downsample {
+                x = down.forward(&x)?;
+            }
+        }
+        Ok(self.norm.forward(&x)?)
+    }
+
+    /// images [B, in, H, W] -> pooled features [B, F] (mean over tokens of the final map).
+    pub fn forward_features(
+        &self,
+        images: &Tensor,
+        training: bool,
+        rng: &mut Rng,
+    ) -> Result<Tensor> {
+        let x = self.forward_tokens(images, training, rng)?;
+        let (b, h, w, f) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+        Ok(x.reshape(&[b, h * w, f])?.mean_tokens()?)
+    }
+
+    /// Features, then the classifier when there is one: [B, F] or [B, classes].
+    pub fn forward(&self, images: &Tensor, training: bool, rng: &mut Rng) -> Result<Tensor> {
+        let f = self.forward_features(images, training, rng)?;
+        match &self.head {
+            Some(head) => Ok(head.forward(&f)?),
+            None => Ok(f),
+        }
+    }
+}
