@@ -12,6 +12,10 @@
 //! (transposed, strided, leading dimension or k/n not a multiple of the chunk) is first packed into
 //! a zero-padded row-major scratch buffer. A column-major C is handled as C^T = B^T A^T.
 
+#[path = "gemm_wgmma.rs"]
+mod wgmma;
+pub use wgmma::{available as wgmma_available, WgmmaTile};
+
 use super::device::GpuDevice;
 use super::nvrtc::{GEMM_MMA, GEMM_SIMT};
 use super::Result;
@@ -104,6 +108,40 @@ impl MmaTile {
     }
 }
 
+/// Which tensor-core kernel runs a TF32/BF16 GEMM. `Auto`: wgmma ([`WgmmaTile::choose`]) on
+/// compute capability 9.0, otherwise mma.sync ([`MmaTile::choose`]). Forcing `Wgmma` elsewhere is
+/// an error value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GemmKernel {
+    Auto,
+    Mma(MmaTile),
+    Wgmma(WgmmaTile),
+}
+
+impl GemmKernel {
+    pub fn name(self) -> &'static str {
+        match self {
+            GemmKernel::Auto => "auto",
+            GemmKernel::Mma(t) => t.name(),
+            GemmKernel::Wgmma(t) => t.name(),
+        }
+    }
+    /// The wgmma tile to use (`Some(None)`: its automatic choice), or `None` for mma.sync.
+    fn wgmma(self, dev: &GpuDevice, k: usize) -> Option<Option<WgmmaTile>> {
+        match self {
+            GemmKernel::Wgmma(t) if k > 0 => Some(Some(t)),
+            GemmKernel::Auto if k > 0 && wgmma::available(dev) => Some(None),
+            _ => None,
+        }
+    }
+    fn mma_tile(self) -> Option<MmaTile> {
+        match self {
+            GemmKernel::Mma(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
 const MMA_TILE_M: usize = 128;
 const MMA_THREADS: u32 = 256;
 const SIMT_TILE: usize = 128;
@@ -185,13 +223,38 @@ pub fn gemm_batched(
     )
 }
 
-/// [`gemm_batched`] with the tensor-core block tile forced (`None`: [`MmaTile::choose`]);
+/// [`gemm_batched`] with the mma.sync block tile forced (`None`: [`GemmKernel::Auto`]);
 /// the tile is ignored by `Fp32Simt`. For tests and benchmarks of each kernel variant.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_batched_with(
     dev: &GpuDevice,
     precision: GemmPrecision,
     tile: Option<MmaTile>,
+    batch: BatchStrides,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &CudaSlice<f32>,
+    la: Layout,
+    b: &CudaSlice<f32>,
+    lb: Layout,
+    beta: f32,
+    c: &mut CudaSlice<f32>,
+    lc: Layout,
+) -> Result<()> {
+    let kernel = tile.map_or(GemmKernel::Auto, GemmKernel::Mma);
+    gemm_batched_kernel(
+        dev, precision, kernel, batch, m, k, n, alpha, a, la, b, lb, beta, c, lc,
+    )
+}
+
+/// [`gemm_batched`] with the tensor-core kernel chosen ([`GemmKernel`]); ignored by `Fp32Simt`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_batched_kernel(
+    dev: &GpuDevice,
+    precision: GemmPrecision,
+    kernel: GemmKernel,
     batch: BatchStrides,
     m: usize,
     k: usize,
@@ -227,8 +290,8 @@ pub fn gemm_batched_with(
                         c: batch.c,
                     };
                     let (ta, tb, tc) = (transposed(lb), transposed(la), transposed(lc));
-                    return gemm_batched(
-                        dev, precision, swapped, n, k, m, alpha, b, ta, a, tb, beta, c, tc,
+                    return gemm_batched_kernel(
+                        dev, precision, kernel, swapped, n, k, m, alpha, b, ta, a, tb, beta, c, tc,
                     );
                 }
                 return Err(format!(
@@ -237,6 +300,26 @@ pub fn gemm_batched_with(
                     lc
                 ));
             }
+            if let Some(wtile) = kernel.wgmma(dev, k) {
+                return wgmma::gemm_f32(
+                    dev,
+                    precision == GemmPrecision::Bf16,
+                    wtile,
+                    batch,
+                    m,
+                    k,
+                    n,
+                    alpha,
+                    a,
+                    la,
+                    b,
+                    lb,
+                    beta,
+                    c,
+                    lc.row_stride,
+                );
+            }
+            let tile = kernel.mma_tile();
             if precision == GemmPrecision::Tf32 {
                 gemm_tf32(
                     dev,
@@ -333,11 +416,36 @@ pub fn gemm_bf16(
     )
 }
 
-/// [`gemm_bf16`] with the block tile forced (`None`: [`MmaTile::choose`]).
+/// [`gemm_bf16`] with the mma.sync block tile forced (`None`: [`GemmKernel::Auto`]).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_bf16_with(
     dev: &GpuDevice,
     tile: Option<MmaTile>,
+    batch: BatchStrides,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &CudaSlice<bf16>,
+    lda: usize,
+    b: &CudaSlice<bf16>,
+    ldb: usize,
+    beta: f32,
+    c: &mut CudaSlice<f32>,
+    ldc: usize,
+) -> Result<()> {
+    let kernel = tile.map_or(GemmKernel::Auto, GemmKernel::Mma);
+    gemm_bf16_kernel(
+        dev, kernel, batch, m, k, n, alpha, a, lda, b, ldb, beta, c, ldc,
+    )
+}
+
+/// [`gemm_bf16`] with the tensor-core kernel chosen. The wgmma path transposes B to K-major
+/// first (one pass over B); [`gemm_bf16_bt`] takes B already K-major.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_bf16_kernel(
+    dev: &GpuDevice,
+    kernel: GemmKernel,
     batch: BatchStrides,
     m: usize,
     k: usize,
@@ -387,8 +495,101 @@ pub fn gemm_bf16_with(
         batch.c,
         Layout::row_major(ldc).min_len(m, n),
     )?;
+    if let Some(wtile) = kernel.wgmma(dev, k) {
+        if wgmma::direct_ok(k, m, lda, batch.a, batch.count) {
+            return wgmma::gemm_bf16_b_row_major(
+                dev, wtile, batch, m, k, n, alpha, a, lda, b, ldb, beta, c, ldc,
+            );
+        }
+        if let GemmKernel::Wgmma(_) = kernel {
+            return Err(format!(
+                "gemm_bf16 (wgmma): A must not overlap between batch matrices (lda {lda}, batch stride {})",
+                batch.a
+            ));
+        }
+    }
     launch_mma(
-        dev, tile, batch, m, n, k, n, alpha, a, lda, b, ldb, beta, c, ldc,
+        dev,
+        kernel.mma_tile(),
+        batch,
+        m,
+        n,
+        k,
+        n,
+        alpha,
+        a,
+        lda,
+        b,
+        ldb,
+        beta,
+        c,
+        ldc,
+    )
+}
+
+/// BF16 GEMM with B given K-major, as B^T (n x k row-major, ldbt; the layout of a linear layer's
+/// weight): the wgmma kernel reads both operands in place. A m x k row-major (lda), C f32
+/// row-major (ldc). Needs compute capability 9.0; k, lda, ldbt and the A/B batch strides multiples of
+/// 8, matrices of a batch not overlapping.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_bf16_bt(
+    dev: &GpuDevice,
+    tile: Option<WgmmaTile>,
+    batch: BatchStrides,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &CudaSlice<bf16>,
+    lda: usize,
+    bt: &CudaSlice<bf16>,
+    ldbt: usize,
+    beta: f32,
+    c: &mut CudaSlice<f32>,
+    ldc: usize,
+) -> Result<()> {
+    if m == 0 || n == 0 || batch.count == 0 {
+        return Ok(());
+    }
+    if batch.count > 65_535 {
+        return Err(format!(
+            "gemm_bf16_bt: batch count {} exceeds 65535",
+            batch.count
+        ));
+    }
+    if k == 0
+        || !wgmma::direct_ok(k, m, lda, batch.a, batch.count)
+        || !wgmma::direct_ok(k, n, ldbt, batch.b, batch.count)
+    {
+        return Err(format!(
+            "gemm_bf16_bt: need k > 0 and k, lda, ldbt and batch strides multiples of 8 with \
+             non-overlapping matrices (k {k}, lda {lda}, ldbt {ldbt}, batch strides {} / {})",
+            batch.a, batch.b
+        ));
+    }
+    check_operand(
+        "A",
+        a.len(),
+        batch.count,
+        batch.a,
+        Layout::row_major(lda).min_len(m, k),
+    )?;
+    check_operand(
+        "B^T",
+        bt.len(),
+        batch.count,
+        batch.b,
+        Layout::row_major(ldbt).min_len(n, k),
+    )?;
+    check_operand(
+        "C",
+        c.len(),
+        batch.count,
+        batch.c,
+        Layout::row_major(ldc).min_len(m, n),
+    )?;
+    wgmma::gemm_bf16_bt(
+        dev, tile, batch, m, k, n, alpha, a, lda, bt, ldbt, beta, c, ldc,
     )
 }
 
