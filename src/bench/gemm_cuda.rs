@@ -49,14 +49,16 @@ fn variants(dev: &GpuDevice) -> Vec<Variant> {
         for t in MmaTile::ALL {
             out.push(v(p, GemmKernel::Mma(t), false));
         }
-        if gemm::wgmma_available(dev) {
+    }
+    // wgmma last: a fault there (sticky for the context) cannot cost the other figures.
+    if gemm::wgmma_available(dev) {
+        for (p, b_k_major) in [
+            (GemmPrecision::Tf32, false),
+            (GemmPrecision::Bf16, false),
+            (GemmPrecision::Bf16, true),
+        ] {
             for t in WgmmaTile::ALL {
-                out.push(v(p, GemmKernel::Wgmma(t), false));
-            }
-            if p == GemmPrecision::Bf16 {
-                for t in WgmmaTile::ALL {
-                    out.push(v(p, GemmKernel::Wgmma(t), true));
-                }
+                out.push(v(p, GemmKernel::Wgmma(t), b_k_major));
             }
         }
     }
@@ -269,8 +271,16 @@ pub fn run(args: &GemmArgs) -> Result<(), String> {
                 continue;
             }
             o.c = dev.upload(&vec![f32::NAN; m * n])?; // poisoned: each variant must write all of C
-            let ms = time_ms(dev, var, (m, k, n), &mut o)?;
-            let err = spot_check(dev, (m, k, n), &o)?;
+            let timed = time_ms(dev, var, (m, k, n), &mut o)
+                .and_then(|ms| spot_check(dev, (m, k, n), &o).map(|err| (ms, err)));
+            let (ms, err) = match timed {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("bench gemm {} {variant} {m}x{k}x{n}: {e}", p.name());
+                    failures.push(format!("{} {variant} {m}x{k}x{n}: {e}", p.name()));
+                    continue;
+                }
+            };
             let tflops = 2.0 * m as f64 * k as f64 * n as f64 / (ms * 1e-3) / 1e12;
             let roof = roofline_tflops(p);
             if args.json {

@@ -67,9 +67,10 @@ impl WgmmaTile {
 const BM: usize = 128;
 const THREADS: u32 = 384;
 
-/// True on the devices the wgmma kernels run on (compute capability 9.0: H100, H200).
+/// True on the devices the wgmma kernels run on (compute capability 9.0: H100, H200), unless the
+/// environment sets `DINONAT_NO_WGMMA` (then `GemmKernel::Auto` takes mma.sync, as elsewhere).
 pub fn available(dev: &GpuDevice) -> bool {
-    dev.info().compute_capability == (9, 0)
+    dev.info().compute_capability == (9, 0) && std::env::var_os("DINONAT_NO_WGMMA").is_none()
 }
 
 /// A `CUtensorMap` passed by value (`__grid_constant__`) to the kernel.
