@@ -82,6 +82,14 @@ if [ "$smoke" -ne 0 ]; then
     echo "wgmma smoke test failed (rc=$smoke): DINONAT_NO_WGMMA=1 for the remaining steps" | tee -a "$steps"
     export DINONAT_NO_WGMMA=1
 fi
+# The bf16 kernel reading a row-major B in place (N-major): on failure, gemm_bf16 transposes B
+# first (DINONAT_NO_NMAJOR) for the remaining steps.
+run_step nmajor 20 "$logdir/nmajor.log" "$bin/cuda-tests" --test-threads=1 --nocapture gemm_wgmma_bf16_n_major
+nm=$?
+if [ "$nm" -ne 0 ] && [ "$smoke" -eq 0 ]; then
+    echo "N-major test failed (rc=$nm): DINONAT_NO_NMAJOR=1 for the remaining steps" | tee -a "$steps"
+    export DINONAT_NO_NMAJOR=1
+fi
 run_step tests 50 "$logdir/tests.log" "$bin/cuda-tests" --test-threads=1 --nocapture
 run_step info 15 "$logdir/info.log" "$bin/dinonat" info
 run_step bench 60 "$logdir/bench.jsonl" "$bin/dinonat" bench gemm --device cuda --json
@@ -117,12 +125,13 @@ if skips:
 print()
 print("Tests: " + ("; ".join(res[-1:]) if res else "no result (see tests.log)"))
 for l in lines("tests.log"):
-    if ("worst rel err" in l or l.startswith(("batched", "bf16 direct", "bf16 bt", "wgmma large"))
+    if ("worst rel err" in l or l.startswith(("batched", "bf16 direct", "bf16 bt", "tf32 bt", "bf16 n-major", "wgmma large"))
             or "FAILED" in l or "panicked" in l or l.startswith("skipped")):
         print(f"    {l}")
-for l in lines("smoke.log"):
-    if "FAILED" in l or "panicked" in l or l.startswith("test result"):
-        print(f"    smoke: {l}")
+for name in ("smoke", "nmajor"):
+    for l in lines(f"{name}.log"):
+        if "FAILED" in l or "panicked" in l or l.startswith(("test result", "bf16 n-major")):
+            print(f"    {name}: {l}")
 mc = [l for l in lines("memcheck.log") if "ERROR SUMMARY" in l]
 if mc:
     print(f"memcheck: {mc[-1].strip()}")

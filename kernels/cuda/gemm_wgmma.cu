@@ -2,8 +2,8 @@
 // brought into shared memory by the tensor-memory accelerator (TMA, cp.async.bulk.tensor), an
 // mbarrier pipeline, and warp specialisation. Math and layouts: docs/gpu.md ("wgmma path").
 //
-// C[z] = alpha * A[z] * B[z] + beta * C[z] with both operands K-major in global memory:
-//   A: m x k row-major (pitch multiple of 16 bytes), B given as B^T: n x k row-major.
+// C[z] = alpha * A[z] * B[z] + beta * C[z]; A m x k row-major (K-major), pitch a multiple of 16 bytes;
+// B K-major, given as B^T: n x k row-major, or (bf16 only, gemm_bf16n_*) N-major: k x n row-major.
 // The Rust side (kernels/src/cuda/gemm_wgmma.rs) makes the 3-d tensor maps (k, rows, batch) with
 // cuTensorMapEncodeTiled, box (128 bytes of k) x (BM or BN rows) x 1, 128-byte swizzle; TMA fills
 // everything outside the tensor with zeros, so edges in m, n and k need no code here; stores are
@@ -87,6 +87,7 @@ static __device__ __forceinline__ void fence_acc(float (&d)[R]) {
 }
 
 // ---- wgmma instructions (generated: one register per accumulator, BN / 2 per thread)
+template <int TRANS_B>
 static __device__ __forceinline__ void wgmma_bf16_n128(float (&d)[64], unsigned long long da, unsigned long long db, int scale_d) {
     asm volatile(
         "{ .reg .pred p; setp.ne.b32 p, %66, 0;\n"
@@ -96,7 +97,7 @@ static __device__ __forceinline__ void wgmma_bf16_n128(float (&d)[64], unsigned 
         "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
         "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
         "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
-        "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+        "}, %64, %65, p, 1, 1, 0, %67;\n}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
           "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
           "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
@@ -105,9 +106,10 @@ static __device__ __forceinline__ void wgmma_bf16_n128(float (&d)[64], unsigned 
           "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
           "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
           "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-        : "l"(da), "l"(db), "r"(scale_d));
+        : "l"(da), "l"(db), "r"(scale_d), "n"(TRANS_B));
 }
 
+template <int TRANS_B>
 static __device__ __forceinline__ void wgmma_bf16_n256(float (&d)[128], unsigned long long da, unsigned long long db, int scale_d) {
     asm volatile(
         "{ .reg .pred p; setp.ne.b32 p, %130, 0;\n"
@@ -121,7 +123,7 @@ static __device__ __forceinline__ void wgmma_bf16_n256(float (&d)[128], unsigned
         "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
         "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
         "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
-        "}, %128, %129, p, 1, 1, 0, 0;\n}\n"
+        "}, %128, %129, p, 1, 1, 0, %131;\n}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
           "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
           "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
@@ -138,7 +140,7 @@ static __device__ __forceinline__ void wgmma_bf16_n256(float (&d)[128], unsigned
           "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
           "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
           "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-        : "l"(da), "l"(db), "r"(scale_d));
+        : "l"(da), "l"(db), "r"(scale_d), "n"(TRANS_B));
 }
 
 static __device__ __forceinline__ void wgmma_tf32_n128(float (&d)[64], unsigned long long da, unsigned long long db, int scale_d) {
@@ -195,7 +197,7 @@ static __device__ __forceinline__ void wgmma_tf32_n256(float (&d)[128], unsigned
         : "l"(da), "l"(db), "r"(scale_d));
 }
 
-template <bool TF32, int BN>
+template <bool TF32, int BN, bool B_MN>
 static __device__ __forceinline__ void wgmma_mma(float (&d)[BN / 2], unsigned long long da, unsigned long long db) {
     if constexpr (TF32) {
         if constexpr (BN == 256)
@@ -204,13 +206,22 @@ static __device__ __forceinline__ void wgmma_mma(float (&d)[BN / 2], unsigned lo
             wgmma_tf32_n128(d, da, db, 1);
     } else {
         if constexpr (BN == 256)
-            wgmma_bf16_n256(d, da, db, 1);
+            wgmma_bf16_n256<B_MN ? 1 : 0>(d, da, db, 1);
         else
-            wgmma_bf16_n128(d, da, db, 1);
+            wgmma_bf16_n128<B_MN ? 1 : 0>(d, da, db, 1);
     }
 }
 
-template <bool TF32, int BN, int STAGES>
+// N-major B (bf16 only, imm-trans-b = 1): the B stage is BN / 64 TMA boxes of 64 n (128 bytes) x 64 k,
+// 8 KB apart; in each, k-row r holds 64 consecutive n. Descriptor: leading byte offset = 8192 (from
+// one 64-wide n chunk to the next), stride byte offset = 1024 (from 8 k-rows to the next 8), 128-byte
+// swizzle; a k16 step advances the start by 16 rows = 2048 bytes.
+static __device__ __forceinline__ unsigned long long smem_desc_mn(unsigned addr) {
+    return (unsigned long long)((addr & 0x3FFFF) >> 4) | ((unsigned long long)(8192 >> 4) << 16) |
+           ((unsigned long long)(1024 >> 4) << 32) | (1ull << 62);
+}
+
+template <bool TF32, int BN, int STAGES, bool B_MN>
 static __device__ __forceinline__ void wgmma_body(const TmaDesc* map_a, const TmaDesc* map_b, int m, int n, int k,
                                                   float alpha, float beta, float* __restrict__ c, long long ldc,
                                                   long long c_batch) {
@@ -241,7 +252,13 @@ static __device__ __forceinline__ void wgmma_body(const TmaDesc* map_a, const Tm
                 const unsigned full = bars + 8 * s;
                 mbar_expect_tx(full, STAGE_BYTES);
                 tma_load_3d(base + s * STAGE_BYTES, map_a, full, kt * BK, bm, z);
-                tma_load_3d(base + s * STAGE_BYTES + A_BYTES, map_b, full, kt * BK, bn, z);
+                if constexpr (B_MN) {
+#pragma unroll
+                    for (int j = 0; j < BN / 64; j++)
+                        tma_load_3d(base + s * STAGE_BYTES + A_BYTES + j * 8192, map_b, full, bn + 64 * j, kt * BK, z);
+                } else {
+                    tma_load_3d(base + s * STAGE_BYTES + A_BYTES, map_b, full, kt * BK, bn, z);
+                }
             }
         }
         return;
@@ -262,7 +279,10 @@ static __device__ __forceinline__ void wgmma_body(const TmaDesc* map_a, const Tm
         fence_acc(acc);
         wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < 4; kk++) wgmma_mma<TF32, BN>(acc, smem_desc(a0 + 32 * kk), smem_desc(b0 + 32 * kk));
+        for (int kk = 0; kk < 4; kk++) {
+            const unsigned long long db = B_MN ? smem_desc_mn(b0 + 2048 * kk) : smem_desc(b0 + 32 * kk);
+            wgmma_mma<TF32, BN, B_MN>(acc, smem_desc(a0 + 32 * kk), db);
+        }
         wgmma_commit();
         wgmma_wait<1>();  // the previous k-tile's wgmma are done: free its stage
         fence_acc(acc);
@@ -309,15 +329,18 @@ static __device__ __forceinline__ void wgmma_body(const TmaDesc* map_a, const Tm
     const __grid_constant__ TmaDesc map_a, const __grid_constant__ TmaDesc map_b, int m, int n, int k,    \
         float alpha, float beta, float *__restrict__ c, long long ldc, long long c_batch
 #ifdef DINONAT_WGMMA
-#define WG_BODY(TF, BN, ST) wgmma_body<TF, BN, ST>(&map_a, &map_b, m, n, k, alpha, beta, c, ldc, c_batch)
+#define WG_BODY(TF, BN, ST, BMN) wgmma_body<TF, BN, ST, BMN>(&map_a, &map_b, m, n, k, alpha, beta, c, ldc, c_batch)
 #else
-#define WG_BODY(TF, BN, ST) __trap()
+#define WG_BODY(TF, BN, ST, BMN) __trap()
 #endif
 
-extern "C" __global__ void __launch_bounds__(WG_THREADS, 1) gemm_tf32_wgmma_128x256(WG_PARAMS) { WG_BODY(true, 256, 4); }
-extern "C" __global__ void __launch_bounds__(WG_THREADS, 1) gemm_tf32_wgmma_128x128(WG_PARAMS) { WG_BODY(true, 128, 6); }
-extern "C" __global__ void __launch_bounds__(WG_THREADS, 1) gemm_bf16_wgmma_128x256(WG_PARAMS) { WG_BODY(false, 256, 4); }
-extern "C" __global__ void __launch_bounds__(WG_THREADS, 1) gemm_bf16_wgmma_128x128(WG_PARAMS) { WG_BODY(false, 128, 6); }
+// gemm_bf16n_*: B read N-major (row-major k x n in global memory, map_b over (n, k, batch)).
+extern "C" __global__ void __launch_bounds__(WG_THREADS, 1) gemm_tf32_wgmma_128x256(WG_PARAMS) { WG_BODY(true, 256, 4, false); }
+extern "C" __global__ void __launch_bounds__(WG_THREADS, 1) gemm_tf32_wgmma_128x128(WG_PARAMS) { WG_BODY(true, 128, 6, false); }
+extern "C" __global__ void __launch_bounds__(WG_THREADS, 1) gemm_bf16_wgmma_128x256(WG_PARAMS) { WG_BODY(false, 256, 4, false); }
+extern "C" __global__ void __launch_bounds__(WG_THREADS, 1) gemm_bf16_wgmma_128x128(WG_PARAMS) { WG_BODY(false, 128, 6, false); }
+extern "C" __global__ void __launch_bounds__(WG_THREADS, 1) gemm_bf16n_wgmma_128x256(WG_PARAMS) { WG_BODY(false, 256, 4, true); }
+extern "C" __global__ void __launch_bounds__(WG_THREADS, 1) gemm_bf16n_wgmma_128x128(WG_PARAMS) { WG_BODY(false, 128, 6, true); }
 
 // ---------------------------------------------------------------- operand layout
 // dst[z] (rows x cols_pad, row-major, pitch cols_pad) = src[z] (rows x cols, element (i, j) at

@@ -30,6 +30,7 @@ impl Variant {
     fn name(self) -> String {
         match (self.precision, self.b_k_major) {
             (GemmPrecision::Fp32Simt, _) => "simt 128x128".into(),
+            (GemmPrecision::Tf32, true) => format!("{} B^T rounded", self.kernel.name()),
             (_, true) => format!("{} B^T", self.kernel.name()),
             _ => self.kernel.name().into(),
         }
@@ -54,11 +55,17 @@ fn variants(dev: &GpuDevice) -> Vec<Variant> {
     if gemm::wgmma_available(dev) {
         for (p, b_k_major) in [
             (GemmPrecision::Tf32, false),
+            (GemmPrecision::Tf32, true),
             (GemmPrecision::Bf16, false),
             (GemmPrecision::Bf16, true),
         ] {
             for t in WgmmaTile::ALL {
                 out.push(v(p, GemmKernel::Wgmma(t), b_k_major));
+            }
+        }
+        if std::env::var_os("DINONAT_NO_NMAJOR").is_none() {
+            for t in WgmmaTile::ALL {
+                out.push(v(GemmPrecision::Bf16, GemmKernel::WgmmaNMajorB(t), false));
             }
         }
     }
@@ -109,6 +116,9 @@ struct Operands {
     b16: CudaSlice<bf16>,
     /// B^T (n x k) in bf16, for the K-major variant (only on wgmma devices; else empty).
     bt16: CudaSlice<bf16>,
+    /// A and B^T rounded to TF32 (f32), for the in-place TF32 variant (wgmma devices only).
+    a32r: CudaSlice<f32>,
+    bt32r: CudaSlice<f32>,
     c: CudaSlice<f32>,
     host_a: Vec<f32>,
     host_b: Vec<f32>,
@@ -127,6 +137,15 @@ fn launch(
         c: 0,
     };
     match var.precision {
+        GemmPrecision::Tf32 if var.b_k_major => {
+            let tile = match var.kernel {
+                GemmKernel::Wgmma(t) => Some(t),
+                _ => None,
+            };
+            gemm::gemm_tf32_bt(
+                dev, tile, one, m, k, n, 1.0, &o.a32r, k, &o.bt32r, k, 0.0, &mut o.c, n,
+            )
+        }
         GemmPrecision::Bf16 if var.b_k_major => {
             let tile = match var.kernel {
                 GemmKernel::Wgmma(t) => Some(t),
@@ -241,16 +260,25 @@ pub fn run(args: &GemmArgs) -> Result<(), String> {
         let mut b16 = dev.zeros::<bf16>(k * n)?;
         elementwise::f32_to_bf16(dev, m * k, &a, &mut a16)?;
         elementwise::f32_to_bf16(dev, k * n, &b, &mut b16)?;
-        let bt16 = if gemm::wgmma_available(dev) {
-            let mut t = vec![bf16::ZERO; k * n];
+        let (bt16, a32r, bt32r) = if gemm::wgmma_available(dev) {
+            // TF32 rounding to nearest, ties away (cvt.rna), for finite values
+            let rna = |x: f32| f32::from_bits((x.to_bits() + 0x1000) & !0x1fff);
+            let mut t16 = vec![bf16::ZERO; k * n];
+            let mut t32 = vec![0.0f32; k * n];
             for p in 0..k {
                 for j in 0..n {
-                    t[j * k + p] = bf16::from_f32(host_b[p * n + j]);
+                    t16[j * k + p] = bf16::from_f32(host_b[p * n + j]);
+                    t32[j * k + p] = rna(host_b[p * n + j]);
                 }
             }
-            dev.upload(&t)?
+            let a32: Vec<f32> = host_a.iter().map(|&x| rna(x)).collect();
+            (dev.upload(&t16)?, dev.upload(&a32)?, dev.upload(&t32)?)
         } else {
-            dev.zeros::<bf16>(1)?
+            (
+                dev.zeros::<bf16>(1)?,
+                dev.zeros::<f32>(1)?,
+                dev.zeros::<f32>(1)?,
+            )
         };
         let c = dev.upload(&vec![f32::NAN; m * n])?;
         let mut o = Operands {
@@ -259,6 +287,8 @@ pub fn run(args: &GemmArgs) -> Result<(), String> {
             a16,
             b16,
             bt16,
+            a32r,
+            bt32r,
             c,
             host_a,
             host_b,
@@ -266,6 +296,10 @@ pub fn run(args: &GemmArgs) -> Result<(), String> {
         for var in variants(dev) {
             let p = var.precision;
             let variant = var.name();
+            if var.b_k_major && p == GemmPrecision::Tf32 && k % 4 != 0 {
+                eprintln!("bench gemm tf32 B^T {m}x{k}x{n}: skipped (k must be a multiple of 4)");
+                continue;
+            }
             if p == GemmPrecision::Bf16 && (k % 8 != 0 || n % 8 != 0) {
                 eprintln!("bench gemm bf16 {m}x{k}x{n}: skipped (k and n must be multiples of 8)");
                 continue;

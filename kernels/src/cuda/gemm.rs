@@ -109,13 +109,16 @@ impl MmaTile {
 }
 
 /// Which tensor-core kernel runs a TF32/BF16 GEMM. `Auto`: wgmma ([`WgmmaTile::choose`]) on
-/// compute capability 9.0, otherwise mma.sync ([`MmaTile::choose`]). Forcing `Wgmma` elsewhere is
-/// an error value.
+/// compute capability 9.0 (for bf16 operands, B read N-major in place), otherwise mma.sync
+/// ([`MmaTile::choose`]). Forcing a wgmma kernel elsewhere is an error value.
+/// `Wgmma` reads B K-major (a row-major B is transposed first: one pass); `WgmmaNMajorB` reads a
+/// row-major bf16 B in place ([`gemm_bf16_kernel`]; with f32 operands it is the same as `Wgmma`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GemmKernel {
     Auto,
     Mma(MmaTile),
     Wgmma(WgmmaTile),
+    WgmmaNMajorB(WgmmaTile),
 }
 
 impl GemmKernel {
@@ -124,14 +127,24 @@ impl GemmKernel {
             GemmKernel::Auto => "auto",
             GemmKernel::Mma(t) => t.name(),
             GemmKernel::Wgmma(t) => t.name(),
+            GemmKernel::WgmmaNMajorB(t) => t.name_n_major(),
         }
     }
     /// The wgmma tile to use (`Some(None)`: its automatic choice), or `None` for mma.sync.
     fn wgmma(self, dev: &GpuDevice, k: usize) -> Option<Option<WgmmaTile>> {
         match self {
-            GemmKernel::Wgmma(t) if k > 0 => Some(Some(t)),
+            GemmKernel::Wgmma(t) | GemmKernel::WgmmaNMajorB(t) if k > 0 => Some(Some(t)),
             GemmKernel::Auto if k > 0 && wgmma::available(dev) => Some(None),
             _ => None,
+        }
+    }
+    /// Whether a row-major bf16 B is read in place (N-major) rather than transposed first.
+    /// `Auto` does unless the environment sets `DINONAT_NO_NMAJOR`.
+    fn b_n_major(self) -> bool {
+        match self {
+            GemmKernel::WgmmaNMajorB(_) => true,
+            GemmKernel::Auto => std::env::var_os("DINONAT_NO_NMAJOR").is_none(),
+            _ => false,
         }
     }
     fn mma_tile(self) -> Option<MmaTile> {
@@ -496,12 +509,18 @@ pub fn gemm_bf16_kernel(
         Layout::row_major(ldc).min_len(m, n),
     )?;
     if let Some(wtile) = kernel.wgmma(dev, k) {
-        if wgmma::direct_ok(k, m, lda, batch.a, batch.count) {
+        let a_ok = wgmma::direct_ok(k, m, lda, batch.a, batch.count);
+        if a_ok && kernel.b_n_major() && wgmma::direct_ok(n, k, ldb, batch.b, batch.count) {
+            return wgmma::gemm_bf16_b_n_major(
+                dev, wtile, batch, m, k, n, alpha, a, lda, b, ldb, beta, c, ldc,
+            );
+        }
+        if a_ok {
             return wgmma::gemm_bf16_b_row_major(
                 dev, wtile, batch, m, k, n, alpha, a, lda, b, ldb, beta, c, ldc,
             );
         }
-        if let GemmKernel::Wgmma(_) = kernel {
+        if kernel != GemmKernel::Auto {
             return Err(format!(
                 "gemm_bf16 (wgmma): A must not overlap between batch matrices (lda {lda}, batch stride {})",
                 batch.a
@@ -524,6 +543,74 @@ pub fn gemm_bf16_kernel(
         beta,
         c,
         ldc,
+    )
+}
+
+/// TF32 GEMM on f32 operands used in place by the wgmma kernel: A m x k row-major (lda), B given
+/// K-major as B^T, n x k row-major (ldbt); C f32 row-major (ldc). No layout pass and no rounding:
+/// the tensor cores truncate each operand to TF32 (10 mantissa bits), so round operands to TF32
+/// beforehand (e.g. weights once) to get the accuracy of [`GemmPrecision::Tf32`]. Needs compute
+/// capability 9.0; k, lda, ldbt and the A/B batch strides multiples of 4, matrices of a batch not
+/// overlapping.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_tf32_bt(
+    dev: &GpuDevice,
+    tile: Option<WgmmaTile>,
+    batch: BatchStrides,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &CudaSlice<f32>,
+    lda: usize,
+    bt: &CudaSlice<f32>,
+    ldbt: usize,
+    beta: f32,
+    c: &mut CudaSlice<f32>,
+    ldc: usize,
+) -> Result<()> {
+    if m == 0 || n == 0 || batch.count == 0 {
+        return Ok(());
+    }
+    if batch.count > 65_535 {
+        return Err(format!(
+            "gemm_tf32_bt: batch count {} exceeds 65535",
+            batch.count
+        ));
+    }
+    if k == 0
+        || !wgmma::direct_ok_chunk(4, k, m, lda, batch.a, batch.count)
+        || !wgmma::direct_ok_chunk(4, k, n, ldbt, batch.b, batch.count)
+    {
+        return Err(format!(
+            "gemm_tf32_bt: need k > 0 and k, lda, ldbt and batch strides multiples of 4 with \
+             non-overlapping matrices (k {k}, lda {lda}, ldbt {ldbt}, batch strides {} / {})",
+            batch.a, batch.b
+        ));
+    }
+    check_operand(
+        "A",
+        a.len(),
+        batch.count,
+        batch.a,
+        Layout::row_major(lda).min_len(m, k),
+    )?;
+    check_operand(
+        "B^T",
+        bt.len(),
+        batch.count,
+        batch.b,
+        Layout::row_major(ldbt).min_len(n, k),
+    )?;
+    check_operand(
+        "C",
+        c.len(),
+        batch.count,
+        batch.c,
+        Layout::row_major(ldc).min_len(m, n),
+    )?;
+    wgmma::gemm_tf32_bt(
+        dev, tile, batch, m, k, n, alpha, a, lda, bt, ldbt, beta, c, ldc,
     )
 }
 
