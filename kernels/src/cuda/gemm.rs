@@ -8,7 +8,11 @@
 //! - `Bf16`: mma.sync m16n8k16 on operands rounded to BF16 (7-bit mantissa); f32 inputs are
 //!   converted by the pack kernel first, bf16 inputs go straight in with [`gemm_bf16`].
 //!
-//! The tensor-core kernels read row-major A and B in 16-byte chunks; an operand that is not
+//! On compute capability 9.0, `Tf32` and `Bf16` run the Hopper kernels of gemm_wgmma.cu by default
+//! (wgmma + TMA, host side in gemm_wgmma.rs; [`GemmKernel`] picks a kernel explicitly, and
+//! [`gemm_bf16_bt`] / [`gemm_tf32_bt`] take B as B^T, n x k, with no layout pass).
+//!
+//! The mma.sync kernels read row-major A and B in 16-byte chunks; an operand that is not
 //! (transposed, strided, leading dimension or k/n not a multiple of the chunk) is first packed into
 //! a zero-padded row-major scratch buffer. A column-major C is handled as C^T = B^T A^T.
 
