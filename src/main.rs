@@ -2,6 +2,8 @@
 
 mod bench;
 mod info;
+#[allow(dead_code)] // used by `dinonat bench attention` and training reports once they land
+mod plot;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;

@@ -5,5 +5,6 @@
 pub mod augment;
 pub mod batch;
 pub mod data;
+pub mod eval;
 pub mod grid;
 pub mod rng;
