@@ -569,12 +569,10 @@ fn draw(path: &std::path::Path, args: &AttentionArgs, cases: &[Case]) -> Result<
 
 fn plot_png(
     path: &std::path::Path,
-    _title: &str,
-    _series: &[(String, Vec<(f64, f64)>)],
-    _markers: &[(String, f64)],
+    title: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    markers: &[(String, f64)],
 ) -> Result<(), String> {
-    Err(format!(
-        "--png {}: the plotting module (src/plot.rs) is not in this build yet",
-        path.display()
-    ))
+    crate::plot::line_chart_loglog(path, title, "tokens (H x W)", "median ms", series, markers)
+        .map_err(|e| format!("--png {}: {e}", path.display()))
 }
