@@ -50,8 +50,8 @@ struct Case {
     gflop: f64,
     extra_mem_bytes: usize,
     naive_mem_bytes: usize,
-    /// Median milliseconds and the number of timed repeats; None when skipped.
-    timing: Option<(f64, usize)>,
+    /// None when skipped.
+    timing: Option<Timing>,
 }
 
 impl Case {
@@ -128,7 +128,7 @@ pub fn run(args: &AttentionArgs) -> Result<(), String> {
         .build()
         .map_err(|e| format!("--threads: cannot build a thread pool: {e}"))?;
     let threads = pool.current_num_threads();
-    let cases = pool.install(|| measure_all(args, &passes));
+    let cases = pool.install(|| measure_all(args, &passes, threads));
 
     if args.json {
         for c in cases.iter().filter(|c| c.timing.is_some()) {
@@ -150,7 +150,7 @@ pub fn run(args: &AttentionArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn measure_all(args: &AttentionArgs, passes: &[Pass]) -> Vec<Case> {
+fn measure_all(args: &AttentionArgs, passes: &[Pass], threads: usize) -> Vec<Case> {
     let mut cases = Vec::new();
     for &size in &args.sizes {
         let mut bench = Buffers::new(args, size);
@@ -162,7 +162,7 @@ fn measure_all(args: &AttentionArgs, passes: &[Pass]) -> Vec<Case> {
                     Pass::Forward => fwd,
                     Pass::ForwardBackward => 3.0 * fwd,
                 };
-                let timing = Some(time(|| bench.na(&p, pass)));
+                let timing = Some(time(threads, || bench.na(&p, pass)));
                 cases.push(Case {
                     size,
                     kernel: Some(kernel),
@@ -181,7 +181,7 @@ fn measure_all(args: &AttentionArgs, passes: &[Pass]) -> Vec<Case> {
                 Pass::Forward => fwd,
                 Pass::ForwardBackward => 3.5 * fwd,
             };
-            let timing = (fwd <= args.flop_budget).then(|| time(|| bench.full(&p, pass)));
+            let timing = (fwd <= args.flop_budget).then(|| time(threads, || bench.full(&p, pass)));
             cases.push(Case {
                 size,
                 kernel: None,
@@ -214,12 +214,26 @@ fn na_forward_gflop(p: &Na2d) -> f64 {
 }
 
 /// One warm-up call, then repeats adapted to its cost; the median in ms and the repeat count.
-fn time(mut f: impl FnMut()) -> (f64, usize) {
+#[derive(Clone, Copy, Debug)]
+struct Timing {
+    /// Median wall-clock milliseconds per call.
+    ms: f64,
+    repeats: usize,
+    /// Process CPU time per call (mean over the repeats) divided by the thread count: the wall
+    /// time the call would take with the cores to itself and perfect scaling. On a machine shared
+    /// with other work the wall time is inflated and this is the better estimate of the kernel's
+    /// own cost. None off Linux.
+    cpu_ms: Option<f64>,
+}
+
+/// One warm-up call, then repeats adapted to its cost.
+fn time(threads: usize, mut f: impl FnMut()) -> Timing {
     let start = Instant::now();
     f();
     let first = start.elapsed().max(Duration::from_micros(1));
     let repeats = ((CASE_BUDGET.as_secs_f64() / first.as_secs_f64()) as usize)
         .clamp(MIN_REPEATS, MAX_REPEATS);
+    let cpu_start = process_cpu_seconds();
     let mut ms: Vec<f64> = (0..repeats)
         .map(|_| {
             let t = Instant::now();
@@ -227,8 +241,42 @@ fn time(mut f: impl FnMut()) -> (f64, usize) {
             t.elapsed().as_secs_f64() * 1e3
         })
         .collect();
+    let cpu_ms = cpu_start
+        .zip(process_cpu_seconds())
+        .map(|(a, b)| (b - a) * 1e3 / (repeats * threads) as f64);
     ms.sort_by(f64::total_cmp);
-    (ms[ms.len() / 2], repeats)
+    Timing {
+        ms: ms[ms.len() / 2],
+        repeats,
+        cpu_ms,
+    }
+}
+
+/// CPU time of this process, all threads, from `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)`
+/// (nanosecond resolution: the scheduler's own run-time accounting).
+#[cfg(target_os = "linux")]
+fn process_cpu_seconds() -> Option<f64> {
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: i64,
+        tv_nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+    }
+    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+    let mut t = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec (two 64-bit fields on 64-bit Linux) into `t`.
+    let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    (rc == 0).then(|| t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn process_cpu_seconds() -> Option<f64> {
+    None
 }
 
 /// Fused QKV input, output, saved statistics and gradients of one grid size.
@@ -372,13 +420,15 @@ fn table(args: &AttentionArgs, threads: usize, cases: &[Case]) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<5} {:>5} {:>7} {:>6} {:>8} {:>10} {:>8} {:>8} {:>12} {:>12}",
+        "{:<5} {:>5} {:>7} {:>6} {:>8} {:>10} {:>8} {:>10} {:>8} {:>8} {:>12} {:>12}",
         "op",
         "size",
         "tokens",
         "kernel",
         "pass",
         "ms",
+        "GFLOP/s",
+        "cpu ms",
         "GFLOP/s",
         "repeats",
         "extra MiB",
@@ -391,17 +441,21 @@ fn table(args: &AttentionArgs, threads: usize, cases: &[Case]) -> String {
         } else {
             "-".into()
         };
-        let (ms, gflops, reps) = match c.timing {
-            Some((ms, reps)) => (
-                format!("{ms:.3}"),
-                format!("{:.1}", c.gflop / ms * 1e3),
-                reps.to_string(),
+        let dash = || "-".to_string();
+        let rate = |ms: f64| format!("{:.1}", c.gflop / ms * 1e3);
+        let (ms, gflops, cpu, cpu_gflops, reps) = match c.timing {
+            Some(t) => (
+                format!("{:.3}", t.ms),
+                rate(t.ms),
+                t.cpu_ms.map_or_else(dash, |v| format!("{v:.3}")),
+                t.cpu_ms.map_or_else(dash, rate),
+                t.repeats.to_string(),
             ),
-            None => ("skipped".into(), "-".into(), "-".into()),
+            None => ("skipped".into(), dash(), dash(), dash(), dash()),
         };
         let _ = writeln!(
             s,
-            "{:<5} {:>5} {:>7} {:>6} {:>8} {:>10} {:>8} {:>8} {:>12.3} {:>12}",
+            "{:<5} {:>5} {:>7} {:>6} {:>8} {:>10} {:>8} {:>10} {:>8} {:>8} {:>12.3} {:>12}",
             c.op(),
             c.size,
             c.tokens(),
@@ -409,6 +463,8 @@ fn table(args: &AttentionArgs, threads: usize, cases: &[Case]) -> String {
             c.pass.name(),
             ms,
             gflops,
+            cpu,
+            cpu_gflops,
             reps,
             mib(c.extra_mem_bytes),
             naive
@@ -444,7 +500,8 @@ fn skipped_line(args: &AttentionArgs, c: &Case) -> String {
 }
 
 fn json_line(args: &AttentionArgs, threads: usize, c: &Case) -> String {
-    let (ms, reps) = c.timing.unwrap_or((f64::NAN, 0));
+    let t = c.timing.expect("json lines are written for measured cases");
+    let ms = t.ms;
     serde_json::json!({
         "op": c.op(),
         "size": c.size,
@@ -459,7 +516,9 @@ fn json_line(args: &AttentionArgs, threads: usize, c: &Case) -> String {
         "ms": ms,
         "gflops": c.gflop / ms * 1e3,
         "gflop": c.gflop,
-        "repeats": reps,
+        "repeats": t.repeats,
+        "cpu_ms": t.cpu_ms,
+        "cpu_gflops": t.cpu_ms.map(|v| c.gflop / v * 1e3),
         "threads": threads,
         "extra_mem_bytes": c.extra_mem_bytes,
         "naive_mem_bytes": c.naive_mem_bytes,
@@ -469,21 +528,22 @@ fn json_line(args: &AttentionArgs, threads: usize, c: &Case) -> String {
 
 fn csv(args: &AttentionArgs, threads: usize, cases: &[Case]) -> String {
     let mut s = String::from(
-        "op,size,tokens,kernel,dilation,rpb,batch,heads,dim,pass,ms,gflops,repeats,threads,\
+        "op,size,tokens,kernel,dilation,rpb,batch,heads,dim,pass,ms,gflops,cpu_ms,repeats,threads,\
          extra_mem_bytes,naive_mem_bytes,skipped\n",
     );
     for c in cases {
-        let (ms, gflops, reps) = match c.timing {
-            Some((ms, reps)) => (
-                format!("{ms:.4}"),
-                format!("{:.2}", c.gflop / ms * 1e3),
-                reps.to_string(),
+        let (ms, gflops, cpu, reps) = match c.timing {
+            Some(t) => (
+                format!("{:.4}", t.ms),
+                format!("{:.2}", c.gflop / t.ms * 1e3),
+                t.cpu_ms.map_or(String::new(), |v| format!("{v:.4}")),
+                t.repeats.to_string(),
             ),
-            None => (String::new(), String::new(), String::new()),
+            None => (String::new(), String::new(), String::new(), String::new()),
         };
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             c.op(),
             c.size,
             c.tokens(),
@@ -496,6 +556,7 @@ fn csv(args: &AttentionArgs, threads: usize, cases: &[Case]) -> String {
             c.pass.name(),
             ms,
             gflops,
+            cpu,
             reps,
             threads,
             c.extra_mem_bytes,
@@ -513,7 +574,7 @@ fn crossover(cases: &[Case], kernel: usize, pass: Pass) -> Option<f64> {
         cases
             .iter()
             .filter(|c| c.kernel == k && c.pass == pass)
-            .filter_map(|c| c.timing.map(|(ms, _)| (c.tokens() as f64, ms)))
+            .filter_map(|c| c.timing.map(|t| (c.tokens() as f64, t.ms)))
             .collect()
     };
     let (na, fl) = (series(Some(kernel)), series(None));
@@ -544,7 +605,7 @@ fn draw(path: &std::path::Path, args: &AttentionArgs, cases: &[Case]) -> Result<
             let points: Vec<(f64, f64)> = cases
                 .iter()
                 .filter(|c| c.kernel == kernel && c.pass == pass)
-                .filter_map(|c| c.timing.map(|(ms, _)| (c.tokens() as f64, ms)))
+                .filter_map(|c| c.timing.map(|t| (c.tokens() as f64, t.ms)))
                 .collect();
             let name = match kernel {
                 Some(k) => format!("NA k={k} {}", pass.name()),
