@@ -226,6 +226,15 @@ struct Timing {
     cpu_ms: Option<f64>,
 }
 
+impl Timing {
+    fn plotted(&self, cpu: bool) -> f64 {
+        match (cpu, self.cpu_ms) {
+            (true, Some(v)) => v,
+            _ => self.ms,
+        }
+    }
+}
+
 /// One warm-up call, then repeats adapted to its cost.
 fn time(threads: usize, mut f: impl FnMut()) -> Timing {
     let start = Instant::now();
@@ -569,12 +578,12 @@ fn csv(args: &AttentionArgs, threads: usize, cases: &[Case]) -> String {
 
 /// The token count where full attention becomes slower than NA with `kernel` (log-log
 /// interpolation between the two measured sizes around the sign change of log(full / na)).
-fn crossover(cases: &[Case], kernel: usize, pass: Pass) -> Option<f64> {
+fn crossover(cases: &[Case], kernel: usize, pass: Pass, cpu: bool) -> Option<f64> {
     let series = |k: Option<usize>| -> Vec<(f64, f64)> {
         cases
             .iter()
             .filter(|c| c.kernel == k && c.pass == pass)
-            .filter_map(|c| c.timing.map(|t| (c.tokens() as f64, t.ms)))
+            .filter_map(|c| c.timing.map(|t| (c.tokens() as f64, t.plotted(cpu))))
             .collect()
     };
     let (na, fl) = (series(Some(kernel)), series(None));
@@ -592,7 +601,13 @@ fn crossover(cases: &[Case], kernel: usize, pass: Pass) -> Option<f64> {
     })
 }
 
+/// Plots the CPU-time estimate when every case has one (it is the wall time on an idle machine,
+/// and stays meaningful on a shared one), else the median wall time.
 fn draw(path: &std::path::Path, args: &AttentionArgs, cases: &[Case]) -> Result<(), String> {
+    let cpu = cases
+        .iter()
+        .filter_map(|c| c.timing)
+        .all(|t| t.cpu_ms.is_some());
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     let mut markers: Vec<(String, f64)> = Vec::new();
     let passes: Vec<Pass> = [Pass::Forward, Pass::ForwardBackward]
@@ -605,7 +620,7 @@ fn draw(path: &std::path::Path, args: &AttentionArgs, cases: &[Case]) -> Result<
             let points: Vec<(f64, f64)> = cases
                 .iter()
                 .filter(|c| c.kernel == kernel && c.pass == pass)
-                .filter_map(|c| c.timing.map(|t| (c.tokens() as f64, t.ms)))
+                .filter_map(|c| c.timing.map(|t| (c.tokens() as f64, t.plotted(cpu))))
                 .collect();
             let name = match kernel {
                 Some(k) => format!("NA k={k} {}", pass.name()),
@@ -615,7 +630,7 @@ fn draw(path: &std::path::Path, args: &AttentionArgs, cases: &[Case]) -> Result<
                 series.push((name, points));
             }
             if let Some(k) = kernel {
-                if let Some(x) = crossover(cases, k, pass) {
+                if let Some(x) = crossover(cases, k, pass, cpu) {
                     markers.push((format!("full = NA k={k} {}", pass.name()), x));
                 }
             }
@@ -625,15 +640,21 @@ fn draw(path: &std::path::Path, args: &AttentionArgs, cases: &[Case]) -> Result<
         "attention on the CPU: batch {} heads {} dim {} dilation {} rpb {}",
         args.batch, args.heads, args.dim, args.dilation, args.rpb
     );
-    plot_png(path, &title, &series, &markers)
+    let y_label = if cpu {
+        "ms (process CPU time / threads)"
+    } else {
+        "median ms"
+    };
+    plot_png(path, &title, y_label, &series, &markers)
 }
 
 fn plot_png(
     path: &std::path::Path,
     title: &str,
+    y_label: &str,
     series: &[(String, Vec<(f64, f64)>)],
     markers: &[(String, f64)],
 ) -> Result<(), String> {
-    crate::plot::line_chart_loglog(path, title, "tokens (H x W)", "median ms", series, markers)
+    crate::plot::line_chart_loglog(path, title, "tokens (H x W)", y_label, series, markers)
         .map_err(|e| format!("--png {}: {e}", path.display()))
 }
