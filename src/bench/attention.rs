@@ -658,3 +658,93 @@ fn plot_png(
     crate::plot::line_chart_loglog(path, title, "tokens (H x W)", y_label, series, markers)
         .map_err(|e| format!("--png {}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> AttentionArgs {
+        AttentionArgs {
+            batch: 1,
+            heads: 1,
+            dim: 4,
+            sizes: vec![3, 5],
+            kernels: vec![3],
+            dilation: 1,
+            rpb: true,
+            pass: "both".into(),
+            flop_budget: 1e-6,
+            threads: Some(1),
+            json: false,
+            csv: None,
+            png: None,
+            device: crate::Device::Cpu,
+            dtype: "f32".into(),
+        }
+    }
+
+    #[test]
+    fn bad_flags_are_named() {
+        let cases: [(fn(&mut AttentionArgs), &str); 5] = [
+            (
+                |a| a.pass = "back".into(),
+                "--pass must be fwd, fwd+bwd or both",
+            ),
+            (|a| a.kernels = vec![0], "--kernels must all be >= 1"),
+            (|a| a.sizes = vec![], "--sizes must be a non-empty list"),
+            (|a| a.dilation = 0, "--dilation must be >= 1"),
+            (
+                |a| a.flop_budget = f64::NAN,
+                "--flop-budget must be a number >= 0",
+            ),
+        ];
+        for (change, expected) in cases {
+            let mut a = args();
+            change(&mut a);
+            let err = check_args(&a).unwrap_err();
+            assert!(err.contains(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn small_run_measures_na_and_skips_full_over_budget() {
+        let a = args();
+        let cases = measure_all(&a, &check_args(&a).unwrap(), 1);
+        assert_eq!(cases.len(), 8);
+        for c in &cases {
+            assert_eq!(c.timing.is_some(), c.kernel.is_some(), "{c:?}");
+        }
+        // 3 x 3 grid, k 3: every query sees 9 keys; 4 * 9 * 9 * 4 FLOPs forward
+        assert_eq!(cases[0].gflop, 4.0 * 81.0 * 4.0 / 1e9);
+        let text = table(&a, 1, &cases);
+        assert!(text.contains("full 5x5 fwd+bwd"), "{text}");
+        assert!(csv(&a, 1, &cases).lines().count() == 9);
+    }
+
+    #[test]
+    fn crossover_is_interpolated_in_log_log() {
+        let case = |size, kernel, ms| Case {
+            size,
+            kernel,
+            pass: Pass::Forward,
+            gflop: 1.0,
+            extra_mem_bytes: 0,
+            naive_mem_bytes: 0,
+            timing: Some(Timing {
+                ms,
+                repeats: 3,
+                cpu_ms: None,
+            }),
+        };
+        // full / na = 1/2 at 100 tokens, 2 at 400: equal at 200 tokens
+        let cases = [
+            case(10, Some(7), 2.0),
+            case(10, None, 1.0),
+            case(20, Some(7), 2.0),
+            case(20, None, 4.0),
+        ];
+        let x = crossover(&cases, 7, Pass::Forward, false).unwrap();
+        assert!((x - 200.0).abs() < 1e-9, "{x}");
+        assert_eq!(crossover(&cases, 3, Pass::Forward, false), None);
+    }
+}
