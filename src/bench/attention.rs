@@ -683,9 +683,11 @@ mod tests {
         }
     }
 
+    type Change = fn(&mut AttentionArgs);
+
     #[test]
     fn bad_flags_are_named() {
-        let cases: [(fn(&mut AttentionArgs), &str); 5] = [
+        let cases: [(Change, &str); 5] = [
             (
                 |a| a.pass = "back".into(),
                 "--pass must be fwd, fwd+bwd or both",
