@@ -28,8 +28,23 @@ pub const GEMM_MMA: Source = Source {
     code: include_str!("../../cuda/gemm_mma.cu"),
 };
 
+pub const NEIGHBORHOOD_ATTENTION: Source = Source {
+    name: "neighborhood_attention.cu",
+    code: include_str!("../../cuda/neighborhood_attention.cu"),
+};
+pub const ATTENTION: Source = Source {
+    name: "attention.cu",
+    code: include_str!("../../cuda/attention.cu"),
+};
+
 /// Every source, for the compile-check.
-pub const ALL_SOURCES: [Source; 3] = [ELEMENTWISE, GEMM_SIMT, GEMM_MMA];
+pub const ALL_SOURCES: [Source; 5] = [
+    ELEMENTWISE,
+    GEMM_SIMT,
+    GEMM_MMA,
+    NEIGHBORHOOD_ATTENTION,
+    ATTENTION,
+];
 
 /// NVRTC's `--gpu-architecture` for a compute capability, e.g. (9, 0) -> "sm_90".
 /// Only the architectures the kernels support (mma.sync, cp.async, ldmatrix: sm_80 and later).
