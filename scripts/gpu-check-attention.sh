@@ -42,7 +42,7 @@ logdir=${1:?usage: gpu-check-attention.sh <logdir>   (or --pack <bindir>)}
 mkdir -p "$logdir"
 bin=$(cd "$(dirname "$0")" && pwd)
 t0=$(date +%s)
-deadline=$((t0 + ${BUDGET_S:-180}))
+deadline=$((t0 + ${BUDGET_S:-165}))
 steps="$logdir/steps.log"
 : >"$steps"
 
@@ -79,14 +79,14 @@ echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}" >>"$logdir/env.log"
 card=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -n1)
 
 shape=(--batch 8 --heads 4 --dim 32 --sizes 56,112 --kernels 7 --dilation 1 --rpb true --pass both --flop-budget 100000 --json)
-run_step tests 50 "$logdir/tests.log" "$bin/cuda-attention-tests" --test-threads=1 --nocapture
-run_step bench-f32 35 "$logdir/bench-f32.jsonl" "$bin/dinonat" bench attention --device cuda "${shape[@]}" --dtype f32
-run_step bench-bf16 35 "$logdir/bench-bf16.jsonl" "$bin/dinonat" bench attention --device cuda "${shape[@]}" --dtype bf16
+run_step tests 70 "$logdir/tests.log" "$bin/cuda-attention-tests" --test-threads=1 --nocapture
+run_step bench-f32 25 "$logdir/bench-f32.jsonl" "$bin/dinonat" bench attention --device cuda "${shape[@]}" --dtype f32
+run_step bench-bf16 25 "$logdir/bench-bf16.jsonl" "$bin/dinonat" bench attention --device cuda "${shape[@]}" --dtype bf16
 site=/tmp/natten-site
 if ls "$bin"/natten-*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-deps --no-index --target "$site" "$bin"/natten-*.whl >"$logdir/pip.log" 2>&1 || echo "pip install of NATTEN failed" >>"$logdir/pip.log"
 fi
-run_step torch 100 "$logdir/torch.log" env PYTHONUNBUFFERED=1 PYTHONPATH="$site" python3 "$bin/attention_gpu_torch.py"
+run_step torch 60 "$logdir/torch.log" env PYTHONUNBUFFERED=1 PYTHONPATH="$site" python3 "$bin/attention_gpu_torch.py"
 
 # --- the table, last
 python3 - "$logdir" "$card" "$t0" <<'PY' | tee "$logdir/table.md"
@@ -149,6 +149,11 @@ for dt in ("f32", "bf16"):
             n = base.get(("natten", dt, size, p))
             s = base.get(("sdpa", dt, size, p))
             print(f"| {dt} | {size}x{size} | {p} | {ms(o)} | {ms(f)} | {ms(g)} | {ms(n)} | {ms(s)} | {ratio(g, o)} | {ratio(n, o)} | {ratio(s, o)} |")
+print("\nNA breakdown (ours): forward without attn / backward alone / backward without d(rpb), ms")
+for dt in ("f32", "bf16"):
+    for size in (56, 112):
+        f = [ours.get(("na", dt, size, p), {}).get("ms") for p in ("fwd", "bwd", "bwd-no-drpb")]
+        print(f"- {dt} {size}x{size}: " + " / ".join(ms(x) for x in f))
 for k in base:
     if k[3] == "failed":
         print(f"baseline {k[0]} failed for {k[1]} {k[2]}x{k[2]} (see torch.log)")

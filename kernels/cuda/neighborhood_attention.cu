@@ -5,7 +5,8 @@
 // Tiling is in DILATION-GROUP units: a block owns tile_r x tile_c queries (or keys) of one row
 // group gr and one column group gc (positions g, g+dil, g+2 dil, ...), so the windows of its
 // queries are contiguous ranges of the same group and their union (the halo) is a small rectangle.
-// One thread per query (per key in the dK/dV pass); the head dim lives in registers (DMAX >= d).
+// G = 4 lanes per query (per key in the dK/dV pass), each holding DMAX/4 dims of the head in
+// registers (DMAX >= d); dot products are finished with two warp shuffles.
 // SMEM = true: the halo is staged in shared memory as f32 (row stride d|1: odd, no bank conflicts);
 // false: the same loops read global memory (for windows too large for shared memory).
 //
@@ -13,8 +14,8 @@
 //   na2d_fwd_*      out, and attn (probabilities, f32) when write_attn
 //   na2d_bwd_q_*    dA = dO V^T, D = sum A dA, dS = A (dA - D) into the ds buffer, dQ = s dS K
 //   na2d_bwd_kv_*   dV = sum A^T dO, dK = s sum dS^T Q over each key's inverse neighbourhood
-//   na2d_rpb_partial  d(rpb) partial sums per (batch, row chunk), fixed order
-//   na2d_rpb_reduce   the partials added in chunk order: deterministic, no atomics anywhere.
+//                   and, when asked, the tile's d(rpb) partial table (fixed order)
+//   na2d_rpb_reduce   the partials added in (batch, tile) order: deterministic, no atomics anywhere.
 
 typedef unsigned short bf16_t;
 
@@ -45,8 +46,8 @@ struct NaParams {
     int tile_r, tile_c;  // queries (keys) per block along each axis, group units
     int tiles_r, tiles_c;  // tiles per dilation group along each axis
     int has_rpb, write_attn;
-    int rows_per_chunk;  // d(rpb) partials: absolute rows per chunk
-    int chunks;          // ceil(height / rows_per_chunk)
+    int want_drpb;  // backward: write d(rpb) partials (one table per block of na2d_bwd_q)
+    int blocks_x;   // gridDim.x of the query-tile passes
     float scale;
 };
 
@@ -106,19 +107,61 @@ static __device__ __forceinline__ void stage2(float* s1, float* s2, const T* x1,
     }
 }
 
-template <int DMAX, typename P>
-static __device__ __forceinline__ float dot(const float* a, const P* b, int d) {
+// G lanes share one query (key): lane `part` holds dims part*DPT .. part*DPT+DPT-1 (DPT = DMAX/G)
+// in registers; a dot product is DPT FMAs then two butterfly shuffles (fixed order: the sum is
+// bitwise identical on all G lanes and across runs).
+#define G 4
+
+template <int DPT, typename P>
+static __device__ __forceinline__ float dot_part(const float* a, const P* row, int c0, int d) {
     float s = 0.f;
 #pragma unroll
-    for (int c = 0; c < DMAX; ++c)
-        if (c < d) s = fmaf(a[c], ld(b + c), s);
+    for (int i = 0; i < DPT; ++i)
+        if (c0 + i < d) s = fmaf(a[i], ld(row + c0 + i), s);
     return s;
 }
-template <int DMAX, typename P>
-static __device__ __forceinline__ void axpy(float* acc, float w, const P* x, int d) {
+static __device__ __forceinline__ float group_sum(float s) {
+    s += __shfl_xor_sync(0xffffffffu, s, 1);
+    s += __shfl_xor_sync(0xffffffffu, s, 2);
+    return s;
+}
+template <int DPT, typename P>
+static __device__ __forceinline__ void axpy_part(float* acc, float w, const P* row, int c0, int d) {
 #pragma unroll
-    for (int c = 0; c < DMAX; ++c)
-        if (c < d) acc[c] = fmaf(w, ld(x + c), acc[c]);
+    for (int i = 0; i < DPT; ++i)
+        if (c0 + i < d) acc[i] = fmaf(w, ld(row + c0 + i), acc[i]);
+}
+
+// The block's halo (group units) for its queries' windows.
+struct Halo {
+    int r0, rn, c0, cn;
+};
+static __device__ __forceinline__ Halo window_halo(const NaParams& P, const Tile& t) {
+    int kr = min(P.kh, t.nr), kc = min(P.kw, t.nc);
+    Halo o;
+    o.r0 = start_g(t.t0r, t.nr, P.kh);
+    o.rn = start_g(t.t1r - 1, t.nr, P.kh) + kr - o.r0;
+    o.c0 = start_g(t.t0c, t.nc, P.kw);
+    o.cn = start_g(t.t1c - 1, t.nc, P.kw) + kc - o.c0;
+    return o;
+}
+
+// This thread's row (query or key) of the tile, clamped into the tile so that every lane of a
+// warp runs the same loops (shuffles need all lanes); `live` says whether it writes.
+struct Row {
+    int i, j, part, c0;
+    bool live;
+};
+static __device__ __forceinline__ Row row_of(const NaParams& P, const Tile& t, int dpt) {
+    Row r;
+    int q = threadIdx.x / G;
+    r.part = threadIdx.x % G;
+    r.c0 = r.part * dpt;
+    int i = t.t0r + q / P.tile_c, j = t.t0c + q % P.tile_c;
+    r.live = i < t.t1r && j < t.t1c;
+    r.i = min(i, t.t1r - 1);
+    r.j = min(j, t.t1c - 1);
+    return r;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -126,35 +169,35 @@ static __device__ __forceinline__ void axpy(float* acc, float w, const P* x, int
 template <typename T, int DMAX, bool SMEM>
 static __device__ void na_fwd(const NaParams& P, const T* q, const T* k, const T* v, const float* rpb,
                               T* out, float* attn) {
+    constexpr int DPT = DMAX / G;
     extern __shared__ float smem[];
     Tile t = tile_of(P);
     if (t.t0r >= t.nr || t.t0c >= t.nc) return;  // uniform over the block
     int kr = min(P.kh, t.nr), kc = min(P.kw, t.nc);
-    int hr0 = start_g(t.t0r, t.nr, P.kh), hrn = start_g(t.t1r - 1, t.nr, P.kh) + kr - hr0;
-    int hc0 = start_g(t.t0c, t.nc, P.kw), hcn = start_g(t.t1c - 1, t.nc, P.kw) + kc - hc0;
+    Halo hl = window_halo(P, t);
     int d = P.dim, stride = d | 1;
     float* ks = smem;
-    float* vs = smem + hrn * hcn * stride;
+    float* vs = smem + hl.rn * hl.cn * stride;
     if (SMEM) {
-        stage2(ks, vs, k, P.k, v, P.v, P, t, hr0, hrn, hc0, hcn);
+        stage2(ks, vs, k, P.k, v, P.v, P, t, hl.r0, hl.rn, hl.c0, hl.cn);
         __syncthreads();
     }
-    int qi = t.t0r + threadIdx.x / P.tile_c, qj = t.t0c + threadIdx.x % P.tile_c;
-    if (threadIdx.x >= P.tile_r * P.tile_c || qi >= t.t1r || qj >= t.t1c) return;
-    int y = qi * P.dil_h + t.gr, x = qj * P.dil_w + t.gc;
-    float qr[DMAX], o[DMAX];
+    Row r = row_of(P, t, DPT);
+    int y = r.i * P.dil_h + t.gr, x = r.j * P.dil_w + t.gc;
+    float qr[DPT], o[DPT];
     const T* qp = q + at(P.q, t.b, y, x, t.h);
 #pragma unroll
-    for (int c = 0; c < DMAX; ++c) {
-        qr[c] = c < d ? ld(qp + c) * P.scale : 0.f;
+    for (int c = 0; c < DPT; ++c) {
+        qr[c] = r.c0 + c < d ? ld(qp + r.c0 + c) * P.scale : 0.f;
         o[c] = 0.f;
     }
-    int sr = start_g(qi, t.nr, P.kh), sc = start_g(qj, t.nc, P.kw);
+    int sr = start_g(r.i, t.nr, P.kh), sc = start_g(r.j, t.nc, P.kw);
     int bw = 2 * P.kw - 1;
-    const float* tb = rpb + (long long)t.h * (2 * P.kh - 1) * bw + (sr + P.kh - 1 - qi) * bw +
-                      (sc + P.kw - 1 - qj);
+    const float* tb = rpb + (long long)t.h * (2 * P.kh - 1) * bw + (sr + P.kh - 1 - r.i) * bw +
+                      (sc + P.kw - 1 - r.j);
     int slots = P.kh * P.kw;
     float* ap = attn + ((((long long)t.b * P.heads + t.h) * P.height + y) * P.width + x) * slots;
+    bool writer = r.live && r.part == 0 && P.write_attn;
     float m = -__int_as_float(0x7f800000), l = 0.f;
     for (int a = 0; a < kr; ++a) {
         for (int c2 = 0; c2 < kc; ++c2) {
@@ -162,40 +205,42 @@ static __device__ void na_fwd(const NaParams& P, const T* q, const T* k, const T
             const float* vrow_s = nullptr;
             const T* vrow_g = nullptr;
             if (SMEM) {
-                int key = (sr + a - hr0) * hcn + (sc + c2 - hc0);
-                s = dot<DMAX>(qr, ks + key * stride, d);
+                int key = (sr + a - hl.r0) * hl.cn + (sc + c2 - hl.c0);
+                s = dot_part<DPT>(qr, ks + key * stride, r.c0, d);
                 vrow_s = vs + key * stride;
             } else {
                 int ky = (sr + a) * P.dil_h + t.gr, kx = (sc + c2) * P.dil_w + t.gc;
-                s = dot<DMAX>(qr, k + at(P.k, t.b, ky, kx, t.h), d);
+                s = dot_part<DPT>(qr, k + at(P.k, t.b, ky, kx, t.h), r.c0, d);
                 vrow_g = v + at(P.v, t.b, ky, kx, t.h);
             }
+            s = group_sum(s);
             if (P.has_rpb) s += tb[a * bw + c2];
-            if (P.write_attn) ap[a * P.kw + c2] = s;
+            if (writer) ap[a * P.kw + c2] = s;
             if (s > m) {  // rescale only when the max moves (alpha = 0 on the first key)
                 float alpha = expf(m - s);
                 l *= alpha;
 #pragma unroll
-                for (int c = 0; c < DMAX; ++c) o[c] *= alpha;
+                for (int c = 0; c < DPT; ++c) o[c] *= alpha;
                 m = s;
             }
             float p = expf(s - m);
             l += p;
-            if (SMEM) axpy<DMAX>(o, p, vrow_s, d);
-            else axpy<DMAX>(o, p, vrow_g, d);
+            if (SMEM) axpy_part<DPT>(o, p, vrow_s, r.c0, d);
+            else axpy_part<DPT>(o, p, vrow_g, r.c0, d);
         }
     }
+    __syncwarp();  // lane 0's logits visible to the group
+    if (!r.live) return;
     float inv = 1.f / l;
     T* op = out + ((((long long)t.b * P.height + y) * P.width + x) * P.heads + t.h) * d;
 #pragma unroll
-    for (int c = 0; c < DMAX; ++c)
-        if (c < d) st(op + c, o[c] * inv);
+    for (int c = 0; c < DPT; ++c)
+        if (r.c0 + c < d) st(op + r.c0 + c, o[c] * inv);
     if (P.write_attn) {
-        for (int a = 0; a < P.kh; ++a)
-            for (int c2 = 0; c2 < P.kw; ++c2) {
-                float* s = ap + a * P.kw + c2;
-                *s = (a < kr && c2 < kc) ? expf(*s - m) * inv : 0.f;
-            }
+        for (int slot = r.part; slot < slots; slot += G) {
+            int a = slot / P.kw, c2 = slot % P.kw;
+            ap[slot] = (a < kr && c2 < kc) ? expf(ap[slot] - m) * inv : 0.f;
+        }
     }
 }
 
@@ -203,68 +248,103 @@ static __device__ void na_fwd(const NaParams& P, const T* q, const T* k, const T
 // Backward 1, per query: ds (shape of attn) and dQ.
 template <typename T, int DMAX, bool SMEM>
 static __device__ void na_bwd_q(const NaParams& P, const T* k, const T* v, const float* attn,
-                                const T* d_out, float* ds, T* grads) {
+                                const T* d_out, float* ds, T* grads, float* partial) {
+    constexpr int DPT = DMAX / G;
     extern __shared__ float smem[];
     Tile t = tile_of(P);
-    if (t.t0r >= t.nr || t.t0c >= t.nc) return;
+    int table = (2 * P.kh - 1) * (2 * P.kw - 1);
+    float* part = partial + ((long long)blockIdx.y * gridDim.x + blockIdx.x) * table;
+    if (t.t0r >= t.nr || t.t0c >= t.nc) {  // an empty tile of a short dilation group
+        if (P.want_drpb)
+            for (int e = threadIdx.x; e < table; e += blockDim.x) part[e] = 0.f;
+        return;
+    }
     int kr = min(P.kh, t.nr), kc = min(P.kw, t.nc);
-    int hr0 = start_g(t.t0r, t.nr, P.kh), hrn = start_g(t.t1r - 1, t.nr, P.kh) + kr - hr0;
-    int hc0 = start_g(t.t0c, t.nc, P.kw), hcn = start_g(t.t1c - 1, t.nc, P.kw) + kc - hc0;
+    Halo hl = window_halo(P, t);
     int d = P.dim, stride = d | 1;
     float* ks = smem;
-    float* vs = smem + hrn * hcn * stride;
+    float* vs = smem + hl.rn * hl.cn * stride;
     if (SMEM) {
-        stage2(ks, vs, k, P.k, v, P.v, P, t, hr0, hrn, hc0, hcn);
+        stage2(ks, vs, k, P.k, v, P.v, P, t, hl.r0, hl.rn, hl.c0, hl.cn);
         __syncthreads();
     }
-    int qi = t.t0r + threadIdx.x / P.tile_c, qj = t.t0c + threadIdx.x % P.tile_c;
-    if (threadIdx.x >= P.tile_r * P.tile_c || qi >= t.t1r || qj >= t.t1c) return;
-    int y = qi * P.dil_h + t.gr, x = qj * P.dil_w + t.gc;
-    float go[DMAX], dq[DMAX];
+    Row r = row_of(P, t, DPT);
+    int y = r.i * P.dil_h + t.gr, x = r.j * P.dil_w + t.gc;
+    float go[DPT], dq[DPT];
     const T* gp = d_out + ((((long long)t.b * P.height + y) * P.width + x) * P.heads + t.h) * d;
 #pragma unroll
-    for (int c = 0; c < DMAX; ++c) {
-        go[c] = c < d ? ld(gp + c) : 0.f;
+    for (int c = 0; c < DPT; ++c) {
+        go[c] = r.c0 + c < d ? ld(gp + r.c0 + c) : 0.f;
         dq[c] = 0.f;
     }
-    int sr = start_g(qi, t.nr, P.kh), sc = start_g(qj, t.nc, P.kw);
+    int sr = start_g(r.i, t.nr, P.kh), sc = start_g(r.j, t.nc, P.kw);
     int slots = P.kh * P.kw;
     long long qa = ((((long long)t.b * P.heads + t.h) * P.height + y) * P.width + x) * slots;
     const float* ap = attn + qa;
     float* dsp = ds + qa;
+    bool writer = r.live && r.part == 0;
     float dsum = 0.f;
+    // dA = <dO, V_n> for the window, parked in ds by lane 0 of the group; D = sum A dA.
     for (int a = 0; a < kr; ++a)
         for (int c2 = 0; c2 < kc; ++c2) {
             float da;
             if (SMEM) {
-                da = dot<DMAX>(go, vs + ((sr + a - hr0) * hcn + (sc + c2 - hc0)) * stride, d);
+                int key = (sr + a - hl.r0) * hl.cn + (sc + c2 - hl.c0);
+                da = dot_part<DPT>(go, vs + key * stride, r.c0, d);
             } else {
                 int ky = (sr + a) * P.dil_h + t.gr, kx = (sc + c2) * P.dil_w + t.gc;
-                da = dot<DMAX>(go, v + at(P.v, t.b, ky, kx, t.h), d);
+                da = dot_part<DPT>(go, v + at(P.v, t.b, ky, kx, t.h), r.c0, d);
             }
-            dsp[a * P.kw + c2] = da;
+            da = group_sum(da);
+            if (writer) dsp[a * P.kw + c2] = da;
             dsum = fmaf(ap[a * P.kw + c2], da, dsum);
         }
-    for (int a = 0; a < P.kh; ++a)
-        for (int c2 = 0; c2 < P.kw; ++c2) {
+    __syncwarp();  // lane 0's dA visible to the group
+    // dS = A (dA - D); dQ = s sum dS K.
+    for (int a = 0; a < kr; ++a)
+        for (int c2 = 0; c2 < kc; ++c2) {
             int slot = a * P.kw + c2;
-            if (a >= kr || c2 >= kc) {
-                dsp[slot] = 0.f;
-                continue;
-            }
             float g = ap[slot] * (dsp[slot] - dsum);
-            dsp[slot] = g;
             if (SMEM) {
-                axpy<DMAX>(dq, g, ks + ((sr + a - hr0) * hcn + (sc + c2 - hc0)) * stride, d);
+                int key = (sr + a - hl.r0) * hl.cn + (sc + c2 - hl.c0);
+                axpy_part<DPT>(dq, g, ks + key * stride, r.c0, d);
             } else {
                 int ky = (sr + a) * P.dil_h + t.gr, kx = (sc + c2) * P.dil_w + t.gc;
-                axpy<DMAX>(dq, g, k + at(P.k, t.b, ky, kx, t.h), d);
+                axpy_part<DPT>(dq, g, k + at(P.k, t.b, ky, kx, t.h), r.c0, d);
             }
         }
-    T* out = grads + at(P.dq, t.b, y, x, t.h);
+    __syncwarp();  // every lane has read dA before it is overwritten by dS
+    if (r.live) {
+        for (int slot = r.part; slot < slots; slot += G) {
+            int a = slot / P.kw, c2 = slot % P.kw;
+            dsp[slot] = (a < kr && c2 < kc) ? ap[slot] * (dsp[slot] - dsum) : 0.f;
+        }
+        T* out = grads + at(P.dq, t.b, y, x, t.h);
 #pragma unroll
-    for (int c = 0; c < DMAX; ++c)
-        if (c < d) st(out + c, dq[c] * P.scale);
+        for (int c = 0; c < DPT; ++c)
+            if (r.c0 + c < d) st(out + r.c0 + c, dq[c] * P.scale);
+    }
+    if (!P.want_drpb) return;
+    // d(rpb) partial of this tile: one thread per table entry, the tile's queries in row-major
+    // order (fixed), reading the dS this block just wrote (visible after the barrier).
+    __syncthreads();
+    int tw = 2 * P.kw - 1;
+    long long plane = ((long long)t.b * P.heads + t.h) * P.height;
+    for (int e = threadIdx.x; e < table; e += blockDim.x) {
+        int er = e / tw, ec = e % tw;
+        float acc = 0.f;
+        for (int qi = t.t0r; qi < t.t1r; ++qi) {
+            int tr = er - (start_g(qi, t.nr, P.kh) + P.kh - 1 - qi);
+            if (tr < 0 || tr >= kr) continue;
+            long long rowbase = (plane + qi * P.dil_h + t.gr) * P.width;
+            for (int qj = t.t0c; qj < t.t1c; ++qj) {
+                int tc = ec - (start_g(qj, t.nc, P.kw) + P.kw - 1 - qj);
+                if (tc < 0 || tc >= kc) continue;
+                acc += ds[(rowbase + qj * P.dil_w + t.gc) * slots + tr * P.kw + tc];
+            }
+        }
+        part[e] = acc;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -272,6 +352,7 @@ static __device__ void na_bwd_q(const NaParams& P, const T* k, const T* v, const
 template <typename T, int DMAX, bool SMEM>
 static __device__ void na_bwd_kv(const NaParams& P, const T* q, const float* attn, const T* d_out,
                                  const float* ds, T* grads) {
+    constexpr int DPT = DMAX / G;
     extern __shared__ float smem[];
     Tile t = tile_of(P);
     if (t.t0r >= t.nr || t.t0c >= t.nc) return;
@@ -290,11 +371,12 @@ static __device__ void na_bwd_kv(const NaParams& P, const T* q, const float* att
         stage2(qs, gs, q, P.q, d_out, ov, P, t, hr0, hrn, hc0, hcn);
         __syncthreads();
     }
-    int ai = t.t0r + threadIdx.x / P.tile_c, aj = t.t0c + threadIdx.x % P.tile_c;
-    if (threadIdx.x >= P.tile_r * P.tile_c || ai >= t.t1r || aj >= t.t1c) return;
-    float dk[DMAX], dv[DMAX];
+    Row r = row_of(P, t, DPT);
+    if (!r.live) return;  // no shuffles below
+    int ai = r.i, aj = r.j;
+    float dk[DPT], dv[DPT];
 #pragma unroll
-    for (int c = 0; c < DMAX; ++c) {
+    for (int c = 0; c < DPT; ++c) {
         dk[c] = 0.f;
         dv[c] = 0.f;
     }
@@ -312,11 +394,11 @@ static __device__ void na_bwd_kv(const NaParams& P, const T* q, const float* att
             float pa = attn[qa], g = ds[qa];
             if (SMEM) {
                 int key = (qi - hr0) * hcn + (qj - hc0);
-                axpy<DMAX>(dv, pa, gs + key * stride, d);
-                axpy<DMAX>(dk, g, qs + key * stride, d);
+                axpy_part<DPT>(dv, pa, gs + key * stride, r.c0, d);
+                axpy_part<DPT>(dk, g, qs + key * stride, r.c0, d);
             } else {
-                axpy<DMAX>(dv, pa, d_out + at(ov, t.b, y, x, t.h), d);
-                axpy<DMAX>(dk, g, q + at(P.q, t.b, y, x, t.h), d);
+                axpy_part<DPT>(dv, pa, d_out + at(ov, t.b, y, x, t.h), r.c0, d);
+                axpy_part<DPT>(dk, g, q + at(P.q, t.b, y, x, t.h), r.c0, d);
             }
         }
     }
@@ -324,48 +406,25 @@ static __device__ void na_bwd_kv(const NaParams& P, const T* q, const float* att
     T* pk = grads + at(P.dk, t.b, ky, kx, t.h);
     T* pv = grads + at(P.dv, t.b, ky, kx, t.h);
 #pragma unroll
-    for (int c = 0; c < DMAX; ++c)
-        if (c < d) {
-            st(pk + c, dk[c] * P.scale);
-            st(pv + c, dv[c]);
+    for (int c = 0; c < DPT; ++c)
+        if (r.c0 + c < d) {
+            st(pk + r.c0 + c, dk[c] * P.scale);
+            st(pv + r.c0 + c, dv[c]);
         }
 }
 
 // ---------------------------------------------------------------------------------------------
-// d(rpb): block (chunk, batch * heads); thread per table entry; queries of the chunk in row-major
-// order. partial[(b * chunks + chunk) * heads + h][entry].
-extern "C" __global__ void na2d_rpb_partial(NaParams P, const float* ds, float* partial) {
-    int chunk = blockIdx.x, b = blockIdx.y / P.heads, h = blockIdx.y % P.heads;
-    int th = 2 * P.kh - 1, tw = 2 * P.kw - 1, slots = P.kh * P.kw;
-    int y0 = chunk * P.rows_per_chunk, y1 = min(y0 + P.rows_per_chunk, P.height);
-    float* dst = partial + (((long long)b * P.chunks + chunk) * P.heads + h) * th * tw;
-    for (int e = threadIdx.x; e < th * tw; e += blockDim.x) {
-        int er = e / tw, ec = e % tw;
-        float acc = 0.f;
-        for (int y = y0; y < y1; ++y) {
-            int gr = y % P.dil_h, nr = group_len(P.height, P.dil_h, gr), iy = y / P.dil_h;
-            int tr = er - (start_g(iy, nr, P.kh) + P.kh - 1 - iy);
-            if (tr < 0 || tr >= min(P.kh, nr)) continue;
-            const float* row = ds + (((long long)b * P.heads + h) * P.height + y) * P.width * slots;
-            for (int x = 0; x < P.width; ++x) {
-                int gc = x % P.dil_w, nc = group_len(P.width, P.dil_w, gc), ix = x / P.dil_w;
-                int tc = ec - (start_g(ix, nc, P.kw) + P.kw - 1 - ix);
-                if (tc < 0 || tc >= min(P.kw, nc)) continue;
-                acc += row[(long long)x * slots + tr * P.kw + tc];
-            }
-        }
-        dst[e] = acc;
-    }
-}
-
-// d_rpb[h][entry] = sum over (b, chunk) in order of the partials.
+// d_rpb[h][entry] = sum over (b, tile) in order of the per-block partials of na2d_bwd_q.
 extern "C" __global__ void na2d_rpb_reduce(NaParams P, const float* partial, float* d_rpb) {
     int table = (2 * P.kh - 1) * (2 * P.kw - 1);
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= P.heads * table) return;
     int h = i / table, e = i % table;
     float acc = 0.f;
-    for (int p = 0; p < P.batch * P.chunks; ++p) acc += partial[((long long)p * P.heads + h) * table + e];
+    for (int b = 0; b < P.batch; ++b) {
+        const float* src = partial + ((long long)b * P.heads + h) * P.blocks_x * table + e;
+        for (int x = 0; x < P.blocks_x; ++x) acc += src[(long long)x * table];
+    }
     d_rpb[i] = acc;
 }
 
@@ -376,8 +435,9 @@ extern "C" __global__ void na2d_rpb_reduce(NaParams P, const float* partial, flo
         na_fwd<T, DMAX, SMEM>(P, q, k, v, rpb, out, attn);                                          \
     }                                                                                                \
     extern "C" __global__ void na2d_bwd_q_##TN##_d##DMAX##_##SN(                                     \
-        NaParams P, const T* k, const T* v, const float* attn, const T* d_out, float* ds, T* grads) { \
-        na_bwd_q<T, DMAX, SMEM>(P, k, v, attn, d_out, ds, grads);                                   \
+        NaParams P, const T* k, const T* v, const float* attn, const T* d_out, float* ds, T* grads,    \
+        float* partial) {                                                                            \
+        na_bwd_q<T, DMAX, SMEM>(P, k, v, attn, d_out, ds, grads, partial);                          \
     }                                                                                                \
     extern "C" __global__ void na2d_bwd_kv_##TN##_d##DMAX##_##SN(                                    \
         NaParams P, const T* q, const float* attn, const T* d_out, const float* ds, T* grads) {      \

@@ -9,7 +9,8 @@
 //! forward's two), so fwd+bwd = 3.5 x forward. Softmax, bias and exp are not counted.
 //! Inputs: q, k, v separate contiguous `[B, H, W, heads, d]` blocks of one buffer, random in
 //! [-1, 1); rpb (if on) f32. The forward of "fwd" writes no probabilities (inference); the
-//! forward of "fwd+bwd" writes them for the backward, which also computes d(rpb).
+//! forward of "fwd+bwd" writes them for the backward, which also computes d(rpb). With fwd+bwd,
+//! two breakdown rows follow for NA: "bwd" (the backward alone) and "bwd-no-drpb" (without d(rpb)).
 
 use super::AttentionArgs;
 use dinonat_kernels::cpu::attention::Attention;
@@ -150,6 +151,38 @@ fn na_case<T: GpuFloat>(
             ms,
             gflop,
         });
+    }
+    if passes.contains(&"fwd+bwd") {
+        // Breakdown: the backward alone (attn from the last forward), with and without d(rpb).
+        let variants: &[(&'static str, bool)] = if args.rpb {
+            &[("bwd", true), ("bwd-no-drpb", false)]
+        } else {
+            &[("bwd", false)]
+        };
+        for &(pass, with_drpb) in variants {
+            let ms = time_ms(dev, || {
+                na2d_backward(
+                    dev,
+                    &p,
+                    h(0),
+                    h(1),
+                    h(2),
+                    &attn,
+                    &g,
+                    &mut grads,
+                    views,
+                    if with_drpb { Some(&mut d_rpb) } else { None },
+                )
+            })?;
+            rows.push(Row {
+                op: "na",
+                size,
+                kernel,
+                pass,
+                ms,
+                gflop: 2.5 * fwd_gflop,
+            });
+        }
     }
     Ok(rows)
 }

@@ -95,8 +95,8 @@ struct NaParams {
     tiles_c: i32,
     has_rpb: i32,
     write_attn: i32,
-    rows_per_chunk: i32,
-    chunks: i32,
+    want_drpb: i32,
+    blocks_x: i32,
     scale: f32,
 }
 // SAFETY: plain-old-data with the C layout of the kernel's parameter struct.
@@ -104,8 +104,8 @@ unsafe impl DeviceRepr for NaParams {}
 
 /// Queries (keys) per block along each axis, in dilation-group units.
 const TILE: usize = 8;
-/// d(rpb) partial sums: absolute rows per chunk.
-const RPB_ROWS: usize = 8;
+/// Threads per query (key): each holds a quarter of the head dim (`G` in the CUDA source).
+const LANES: usize = 4;
 /// Largest dynamic shared memory a block asks for (H100/H200 allow 227 KiB).
 const SMEM_LIMIT: usize = 160 * 1024;
 
@@ -214,8 +214,11 @@ fn params(
         tiles_c: to_i32("column tiles", pl.tiles[1])?,
         has_rpb: has_rpb as i32,
         write_attn: write_attn as i32,
-        rows_per_chunk: RPB_ROWS as i32,
-        chunks: to_i32("rpb chunks", p.height.div_ceil(RPB_ROWS))?,
+        want_drpb: 0,
+        blocks_x: to_i32(
+            "blocks",
+            p.dilation[0] * pl.tiles[0] * p.dilation[1] * pl.tiles[1],
+        )?,
         scale: p.scale as f32,
     })
 }
@@ -230,7 +233,7 @@ fn grid(p: &Na2d, pl: &Plan) -> Result<LaunchConfig> {
     }
     Ok(LaunchConfig {
         grid_dim: (x as u32, y as u32, 1),
-        block_dim: ((pl.tile[0] * pl.tile[1]) as u32, 1, 1),
+        block_dim: ((pl.tile[0] * pl.tile[1] * LANES) as u32, 1, 1),
         shared_mem_bytes: pl.smem as u32,
     })
 }
@@ -273,6 +276,13 @@ pub(crate) fn intern(name: &str) -> &'static str {
     let s: &'static str = Box::leak(name.to_string().into_boxed_str());
     set.insert(s);
     s
+}
+
+/// A scratch buffer every element of which the next kernel writes (no memset).
+fn uninit(dev: &GpuDevice, len: usize) -> Result<CudaSlice<f32>> {
+    // SAFETY: f32 has no invalid bit patterns and the kernels write every element before reading.
+    unsafe { dev.stream().alloc::<f32>(len) }
+        .map_err(|e| format!("neighborhood attention (cuda): alloc of {len} floats: {e}"))
 }
 
 fn check_view<T>(what: &str, x: &GpuHeads<T>, dims: [usize; 5]) -> Result<()> {
@@ -382,21 +392,27 @@ pub fn na2d_backward<T: GpuFloat>(
     }
     let dm = dmax(p.head_dim, "neighborhood attention")?;
     let views = [q.view, k.view, v.view, dq, dk, dv];
-    let mut ds = dev.zeros::<f32>(p.attn_len())?;
+    // Every element of ds is written by pass 1 (0 outside the effective window).
+    let mut ds = uninit(dev, p.attn_len())?;
 
-    // Pass 1: per query tile, K and V halo.
+    // Pass 1: per query tile, K and V halo; the tile's d(rpb) partial when asked.
     let pq = plan(p, false);
-    let prm = params(p, &pq, views, false, true)?;
+    let mut prm_q = params(p, &pq, views, false, true)?;
+    prm_q.want_drpb = d_rpb.is_some() as i32;
+    let table = p.rpb_len() / p.heads;
+    let tiles = prm_q.blocks_x as usize * p.batch * p.heads;
+    let mut partial = uninit(dev, if d_rpb.is_some() { tiles * table } else { 1 })?;
     let name = kernel_name("bwd_q", T::NAME, dm, pq.use_smem);
     let f = function(dev, &name, pq.smem)?;
     let mut b = dev.stream().launch_builder(&f);
-    b.arg(&prm)
+    b.arg(&prm_q)
         .arg(k.data)
         .arg(v.data)
         .arg(attn)
         .arg(d_out)
         .arg(&mut ds)
-        .arg(&mut *grads);
+        .arg(&mut *grads)
+        .arg(&mut partial);
     unsafe { b.launch(grid(p, &pq)?) }.map_err(|e| format!("launch {name} for {p:?}: {e}"))?;
 
     // Pass 2: per key tile, Q and dO over the inverse neighbourhood.
@@ -413,23 +429,11 @@ pub fn na2d_backward<T: GpuFloat>(
         .arg(&mut *grads);
     unsafe { b.launch(grid(p, &pk)?) }.map_err(|e| format!("launch {name} for {p:?}: {e}"))?;
 
-    // d(rpb): partials per (batch, row chunk, head), then a fixed-order sum.
+    // d(rpb): the per-tile partials of pass 1 added in a fixed order.
     if let Some(d_rpb) = d_rpb {
-        let chunks = p.height.div_ceil(RPB_ROWS);
-        let table = p.rpb_len() / p.heads;
-        let mut partial = dev.zeros::<f32>(p.batch * chunks * p.heads * table)?;
-        let f = dev.function(NEIGHBORHOOD_ATTENTION, "na2d_rpb_partial")?;
-        let mut b = dev.stream().launch_builder(&f);
-        b.arg(&prm).arg(&ds).arg(&mut partial);
-        let cfg = LaunchConfig {
-            grid_dim: (chunks as u32, (p.batch * p.heads) as u32, 1),
-            block_dim: (table.next_multiple_of(32).min(256) as u32, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        unsafe { b.launch(cfg) }.map_err(|e| format!("launch na2d_rpb_partial for {p:?}: {e}"))?;
         let f = dev.function(NEIGHBORHOOD_ATTENTION, "na2d_rpb_reduce")?;
         let mut b = dev.stream().launch_builder(&f);
-        b.arg(&prm).arg(&partial).arg(d_rpb);
+        b.arg(&prm_q).arg(&partial).arg(d_rpb);
         let cfg = LaunchConfig {
             grid_dim: ((p.heads * table).div_ceil(128) as u32, 1, 1),
             block_dim: (128, 1, 1),
