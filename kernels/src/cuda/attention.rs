@@ -142,7 +142,8 @@ pub fn attention_forward<T: GpuFloat>(
     Ok(())
 }
 
-/// Backward: dQ, dK, dV into `grads` through the views `[dq, dk, dv]` (must not overlap).
+/// Backward: dQ, dK, dV into `grads` through the views `[dq, dk, dv]` (must not overlap; not
+/// checked here, unlike the CPU kernel).
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward<T: GpuFloat>(
     dev: &GpuDevice,

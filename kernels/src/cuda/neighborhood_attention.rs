@@ -362,7 +362,8 @@ pub fn na2d_forward<T: GpuFloat>(
 }
 
 /// Backward from the saved `attn` and `d_out` (layout of `out`): dQ, dK, dV written into `grads`
-/// through the views `dq`, `dk`, `dv` (fused dQKV or three blocks; must not overlap), `d_rpb`
+/// through the views `dq`, `dk`, `dv` (fused dQKV or three blocks; must not overlap: unlike the
+/// CPU kernel this is not checked here), `d_rpb`
 /// written (not accumulated) when given. Deterministic: no atomics, fixed summation orders.
 #[allow(clippy::too_many_arguments)]
 pub fn na2d_backward<T: GpuFloat>(
