@@ -34,8 +34,24 @@ pub const GEMM_WGMMA: Source = Source {
     code: include_str!("../../cuda/gemm_wgmma.cu"),
 };
 
+pub const NEIGHBORHOOD_ATTENTION: Source = Source {
+    name: "neighborhood_attention.cu",
+    code: include_str!("../../cuda/neighborhood_attention.cu"),
+};
+pub const ATTENTION: Source = Source {
+    name: "attention.cu",
+    code: include_str!("../../cuda/attention.cu"),
+};
+
 /// Every source, for the compile-check.
-pub const ALL_SOURCES: [Source; 4] = [ELEMENTWISE, GEMM_SIMT, GEMM_MMA, GEMM_WGMMA];
+pub const ALL_SOURCES: [Source; 6] = [
+    ELEMENTWISE,
+    GEMM_SIMT,
+    GEMM_MMA,
+    GEMM_WGMMA,
+    NEIGHBORHOOD_ATTENTION,
+    ATTENTION,
+];
 
 /// The target a source is compiled for on a device of `arch`: gemm_wgmma.cu needs the
 /// architecture-specific sm_90a (wgmma) on sm_90; everything else the device's own arch.
