@@ -1,0 +1,335 @@
+//! The blocked SGEMM driver (Goto/BLIS loop nest), generic over a register-tile microkernel.
+//!
+//! Loops, outermost first (block sizes come from the microkernel, see docs/gemm.md):
+//!
+//! ```text
+//! pack all of op(B) once, shared:   [pc block of KC rows][NR-column panel][KC][NR]
+//! parallel over tasks (m-range x n-range of C, whole MR/NR tiles; never split k)
+//!   for ic  in task rows,  step MC          A block
+//!     for pc in 0..k,      step KC          (C = alpha*AB + beta*C on the first, += after)
+//!       pack A[ic.., pc..] into MR-row panels  -> thread-local buffer
+//!       for jc in task cols, step NC        B block, stays in L2
+//!         for ir in 0..mc,  step MR         A micro-panel MR x KC, stays in L1
+//!           for jr in jc.., step NR         B micro-panel KC x NR streamed from L2
+//!             microkernel: MR x NR tile of C in registers, k-loop of rank-1 updates
+//! ```
+//!
+//! Every element of C is the same sequence of fused multiply-adds over p = 0..k (in KC blocks),
+//! whatever the task split or packing choice, so results do not depend on the thread count.
+
+use rayon::prelude::*;
+use std::cell::Cell;
+
+use super::pack::{pack_a, pack_b_panel};
+
+/// One call of a microkernel: C[0..mr, 0..nr] = alpha * sum_p A[i, p] B[p, j] + beta * C
+/// (C is not read when beta == 0). The kernel always reads MR rows of A and NR columns of B
+/// (padding is zero), and writes only the mr x nr corner of C (unit column stride).
+pub(crate) struct Tile {
+    pub kc: usize,
+    /// Packed A: element (i, p) at `a[p * MR + i]`. Row A: element (i, p) at `a[i * a_rs + p]`.
+    pub a: *const f32,
+    pub a_rs: usize,
+    /// Element (p, j) at `b[p * b_rs + j]`.
+    pub b: *const f32,
+    pub b_rs: usize,
+    pub c: *mut f32,
+    pub c_rs: usize,
+    pub mr: usize,
+    pub nr: usize,
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+/// A register-tile microkernel and the cache blocking that suits it.
+pub(crate) trait MicroKernel {
+    const MR: usize;
+    const NR: usize;
+    /// Depth of one rank-KC update: an MR x KC panel of A should sit in L1.
+    const KC: usize;
+    /// Rows of A packed at a time.
+    const MC: usize;
+    /// Columns of B per block: a KC x NC block of packed B should sit in L2.
+    const NC: usize;
+    /// # Safety
+    /// `t` must describe readable MR x kc (packed) A and kc x NR B, and a writable mr x nr C.
+    unsafe fn tile_packed_a(t: &Tile);
+    /// # Safety
+    /// As [`MicroKernel::tile_packed_a`], with A read in place: MR rows of kc values, `a_rs` apart.
+    unsafe fn tile_rows_a(t: &Tile);
+}
+
+/// A read-only strided matrix (raw, so tasks can share it across threads).
+#[derive(Clone, Copy)]
+pub(crate) struct View {
+    pub ptr: *const f32,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+/// A writable matrix with unit column stride; tasks write disjoint tiles.
+#[derive(Clone, Copy)]
+pub(crate) struct ViewMut {
+    pub ptr: *mut f32,
+    pub rs: usize,
+}
+
+impl View {
+    /// The view moved by `off` elements (a method, so closures capture the whole Sync view).
+    pub fn offset(self, off: usize) -> View {
+        View {
+            ptr: self.ptr.wrapping_add(off),
+            ..self
+        }
+    }
+}
+
+impl ViewMut {
+    pub fn offset(self, off: usize) -> *mut f32 {
+        self.ptr.wrapping_add(off)
+    }
+}
+
+// SAFETY: the driver hands each task a disjoint set of C tiles and only reads A and B.
+unsafe impl Send for View {}
+unsafe impl Sync for View {}
+unsafe impl Send for ViewMut {}
+unsafe impl Sync for ViewMut {}
+
+/// Above this n, A is packed even when it is row-major: each A micro-panel then serves many B panels,
+/// which pays for the copy (and packing avoids L1 set conflicts of power-of-two row strides).
+const ROWS_A_MAX_N: usize = 512;
+
+/// Below this many multiply-adds a GEMM runs on the calling thread only.
+const SERIAL_MAX_FMAS: usize = 1 << 18;
+
+/// Roughly this many multiply-adds per parallel task (finer tasks balance better on a busy machine).
+const TASK_FMAS: usize = 1 << 22;
+
+thread_local! {
+    static A_BUF: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    static B_BUF: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// Buffers above this many floats are not kept after a call.
+const KEEP_MAX: usize = 1 << 22;
+
+/// Runs `f` on a 64-byte aligned scratch slice of `len` floats taken from the thread-local `key`
+/// (taken, not borrowed, so a nested call on the same thread allocates instead of panicking).
+fn with_scratch<R>(
+    key: &'static std::thread::LocalKey<Cell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    let mut v = key.with(|c| c.take());
+    if v.len() < len + 16 {
+        v = vec![0.0; len + 16];
+    }
+    let off = v.as_ptr().align_offset(64).min(15);
+    let r = f(&mut v[off..off + len]);
+    if v.len() <= KEEP_MAX {
+        key.with(|c| c.set(v));
+    }
+    r
+}
+
+/// C = alpha * A * B + beta * C for an m x k A, k x n B and m x n C (unit column stride),
+/// k >= 1 and m, n >= 1. `parallel = false` keeps everything on the calling thread.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm<K: MicroKernel>(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: View,
+    b: View,
+    beta: f32,
+    c: ViewMut,
+    parallel: bool,
+) {
+    let parallel = parallel && m * n * k > SERIAL_MAX_FMAS && rayon::current_num_threads() > 1;
+    // Tiny m: every B panel is used by one or two A panels, so read B in place when rows are unit-stride.
+    let pack_b = b.cs != 1 || m > 2 * K::MR;
+    let pack_a = a.cs != 1 || n > ROWS_A_MAX_N;
+    let n_panels = n.div_ceil(K::NR);
+    let n_pad = n_panels * K::NR;
+
+    let run = |bp: &[f32]| {
+        let bpack = View {
+            ptr: bp.as_ptr(),
+            rs: 0,
+            cs: 0,
+        };
+        if pack_b {
+            pack_all_b::<K>(k, n, b, bp.as_ptr() as *mut f32, parallel);
+        }
+        let plan = Plan {
+            k,
+            n,
+            alpha,
+            beta,
+            a,
+            b,
+            bpack,
+            pack_a,
+            pack_b,
+            n_pad,
+            c,
+        };
+        if !parallel {
+            plan.task::<K>(0, m, 0, n);
+            return;
+        }
+        let (m_step, n_step) = split::<K>(m, k, n, rayon::current_num_threads());
+        let mt = m.div_ceil(m_step);
+        let nt = n.div_ceil(n_step);
+        (0..mt * nt).into_par_iter().for_each(|t| {
+            let (ti, tj) = (t / nt, t % nt);
+            let i0 = ti * m_step;
+            let j0 = tj * n_step;
+            plan.task::<K>(i0, (i0 + m_step).min(m), j0, (j0 + n_step).min(n));
+        });
+    };
+    if pack_b {
+        with_scratch(&B_BUF, k * n_pad, |bp| run(bp));
+    } else {
+        run(&[]);
+    }
+}
+
+/// Task shape: (rows, cols) of C per task, whole tiles; more tasks than threads so a busy core
+/// does not hold the others up. Splits m first (A packing is then never duplicated).
+fn split<K: MicroKernel>(m: usize, k: usize, n: usize, threads: usize) -> (usize, usize) {
+    let m_tiles = m.div_ceil(K::MR);
+    let n_tiles = n.div_ceil(K::NR);
+    let want = (m * n * k / TASK_FMAS).clamp(threads, 4 * threads);
+    let mt = m_tiles.min(want);
+    let nt = n_tiles.min(want.div_ceil(mt));
+    let m_step = m_tiles.div_ceil(mt) * K::MR;
+    let n_step = n_tiles.div_ceil(nt) * K::NR;
+    (m_step, n_step)
+}
+
+/// Packs all of B: block of rows pc..pc+kc starts at `pc * n_pad`, panel jp of it at `jp * kc * NR`.
+fn pack_all_b<K: MicroKernel>(k: usize, n: usize, b: View, dst: *mut f32, parallel: bool) {
+    let n_panels = n.div_ceil(K::NR);
+    let k_blocks = k.div_ceil(K::KC);
+    let dst = ViewMut { ptr: dst, rs: 0 };
+    let one = |idx: usize| {
+        let (kb, jp) = (idx / n_panels, idx % n_panels);
+        let pc = kb * K::KC;
+        let kc = K::KC.min(k - pc);
+        let j = jp * K::NR;
+        let nr = K::NR.min(n - j);
+        // SAFETY: panel (kb, jp) owns dst[pc*n_pad + jp*kc*NR ..][..kc*NR], disjoint from the others.
+        unsafe {
+            let out = std::slice::from_raw_parts_mut(
+                dst.offset(pc * n_panels * K::NR + jp * kc * K::NR),
+                kc * K::NR,
+            );
+            pack_b_panel(b, pc, kc, j, nr, K::NR, out);
+        }
+    };
+    let total = k_blocks * n_panels;
+    if parallel && k * n >= 1 << 16 {
+        (0..total).into_par_iter().with_min_len(4).for_each(one);
+    } else {
+        (0..total).for_each(one);
+    }
+}
+
+/// Everything a task needs; shared read-only between tasks.
+struct Plan {
+    k: usize,
+    n: usize,
+    alpha: f32,
+    beta: f32,
+    a: View,
+    b: View,
+    bpack: View,
+    pack_a: bool,
+    pack_b: bool,
+    n_pad: usize,
+    c: ViewMut,
+}
+
+impl Plan {
+    /// C[i0..i1, j0..j1] (i0 and j0 on tile boundaries).
+    fn task<K: MicroKernel>(&self, i0: usize, i1: usize, j0: usize, j1: usize) {
+        let (mr_, nr_, kc_) = (K::MR, K::NR, K::KC);
+        // Scratch: packed A block | one padded A micro-panel | one padded B micro-panel.
+        let a_len = if self.pack_a { K::MC * kc_ } else { 0 };
+        let len = a_len + mr_ * kc_ + kc_ * nr_;
+        with_scratch(&A_BUF, len, |buf| {
+            let (ablock, rest) = buf.split_at_mut(a_len);
+            let (aedge, bedge) = rest.split_at_mut(mr_ * kc_);
+            for ic in (i0..i1).step_by(K::MC) {
+                let mc = K::MC.min(i1 - ic);
+                for pc in (0..self.k).step_by(kc_) {
+                    let kc = kc_.min(self.k - pc);
+                    let beta = if pc == 0 { self.beta } else { 1.0 };
+                    if self.pack_a {
+                        pack_a(self.a, ic, mc, pc, kc, mr_, ablock);
+                    }
+                    // With B read in place, its last partial panel is padded once per pc block.
+                    let last = (self.n - 1) / nr_ * nr_;
+                    if !self.pack_b && !self.n.is_multiple_of(nr_) && j1 > last {
+                        pack_b_panel(self.b, pc, kc, last, self.n - last, nr_, bedge);
+                    }
+                    for jc in (j0..j1).step_by(K::NC) {
+                        let jc_end = (jc + K::NC).min(j1);
+                        for ir in (0..mc).step_by(mr_) {
+                            let mr = mr_.min(mc - ir);
+                            let i = ic + ir;
+                            let (a_ptr, a_rs, packed) = if self.pack_a {
+                                (ablock[ir * kc..].as_ptr(), 0, true)
+                            } else if mr == mr_ {
+                                // SAFETY: rows i..i+MR, columns pc..pc+kc are inside A.
+                                let p = unsafe { self.a.ptr.add(i * self.a.rs + pc) };
+                                (p, self.a.rs, false)
+                            } else {
+                                pack_a(self.a, i, mr, pc, kc, mr_, aedge);
+                                (aedge.as_ptr(), 0, true)
+                            };
+                            for jr in (jc..jc_end).step_by(nr_) {
+                                let nr = nr_.min(self.n - jr);
+                                let (b_ptr, b_rs) = if self.pack_b {
+                                    let off = pc * self.n_pad + jr / nr_ * kc * nr_;
+                                    // SAFETY: inside the packed-B buffer of k * n_pad floats.
+                                    (unsafe { self.bpack.ptr.add(off) }, nr_)
+                                } else if nr == nr_ {
+                                    // SAFETY: rows pc..pc+kc, columns jr..jr+NR are inside B.
+                                    (unsafe { self.b.ptr.add(pc * self.b.rs + jr) }, self.b.rs)
+                                } else {
+                                    (bedge.as_ptr(), nr_)
+                                };
+                                let t = Tile {
+                                    kc,
+                                    a: a_ptr,
+                                    a_rs,
+                                    b: b_ptr,
+                                    b_rs,
+                                    // SAFETY: tile (i, jr) lies inside C.
+                                    c: unsafe { self.c.ptr.add(i * self.c.rs + jr) },
+                                    c_rs: self.c.rs,
+                                    mr,
+                                    nr,
+                                    alpha: self.alpha,
+                                    beta,
+                                };
+                                // SAFETY: the pointers above satisfy the microkernel's contract.
+                                unsafe {
+                                    if packed {
+                                        K::tile_packed_a(&t)
+                                    } else {
+                                        K::tile_rows_a(&t)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
