@@ -9,7 +9,7 @@
 //! Version 2 of the kernel (version 1 is [`gemm_reference`], the triple loop): Goto/BLIS blocking
 //! with packed panels ([`pack`]), a blocked loop nest parallel over tiles of C ([`driver`]) and a
 //! register-tile microkernel per instruction set, chosen at run time ([`crate::cpu::isa::active`]):
-//! AVX-512 14 x 32, AVX2+FMA 6 x 16, portable 4 x 16. The blocking and the measured speed are in
+//! AVX-512 14 x 32, AVX2+FMA 6 x 16, portable 4 x 8. The blocking and the measured speed are in
 //! docs/gemm.md. k is never split between threads, so every element of C is the same sequence of
 //! operations for any thread count: results are bitwise identical for 1 and N threads.
 
