@@ -30,6 +30,8 @@ pub(crate) struct Tile {
     /// Packed A: element (i, p) at `a[p * MR + i]`. Row A: element (i, p) at `a[i * a_rs + p]`.
     pub a: *const f32,
     pub a_rs: usize,
+    /// The next A micro-panel (same layout), prefetched during this tile's k-loop; null for none.
+    pub a_next: *const f32,
     /// Element (p, j) at `b[p * b_rs + j]`.
     pub b: *const f32,
     pub b_rs: usize,
@@ -100,6 +102,17 @@ unsafe impl Sync for ViewMut {}
 /// which pays for the copy (and packing avoids L1 set conflicts of power-of-two row strides).
 const ROWS_A_MAX_N: usize = 512;
 
+/// Up to this m, a row-major B is read in place instead of being packed first.
+const B_IN_PLACE_MAX_M: usize = 256;
+
+/// Whether to read B where it lies: its rows must be unit-stride, and each B panel serves few A
+/// panels (small m), so a copy of all of B costs more than it saves; for tiny m always, otherwise
+/// only when rows are not a multiple of 1 KiB apart (such strides pile a panel's rows onto a few
+/// cache sets).
+fn b_in_place<K: MicroKernel>(m: usize, b: View) -> bool {
+    b.cs == 1 && (m <= 2 * K::MR || (m <= B_IN_PLACE_MAX_M && !b.rs.is_multiple_of(256)))
+}
+
 /// Below this many multiply-adds a GEMM runs on the calling thread only.
 const SERIAL_MAX_FMAS: usize = 1 << 18;
 
@@ -111,8 +124,9 @@ thread_local! {
     static B_BUF: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
-/// Buffers above this many floats are not kept after a call.
-const KEEP_MAX: usize = 1 << 22;
+/// Buffers above this many floats (64 MiB) are not kept after a call; below, keeping them saves
+/// re-faulting fresh pages on every call (measurable for a 19 MB packed B of a weight gradient).
+const KEEP_MAX: usize = 1 << 24;
 
 /// Runs `f` on a 64-byte aligned scratch slice of `len` floats taken from the thread-local `key`
 /// (taken, not borrowed, so a nested call on the same thread allocates instead of panicking).
@@ -148,8 +162,7 @@ pub(crate) fn gemm<K: MicroKernel>(
     parallel: bool,
 ) {
     let parallel = parallel && m * n * k > SERIAL_MAX_FMAS && rayon::current_num_threads() > 1;
-    // Tiny m: every B panel is used by one or two A panels, so read B in place when rows are unit-stride.
-    let pack_b = b.cs != 1 || m > 2 * K::MR;
+    let pack_b = !b_in_place::<K>(m, b);
     let pack_a = a.cs != 1 || n > ROWS_A_MAX_N;
     let n_panels = n.div_ceil(K::NR);
     let n_pad = n_panels * K::NR;
@@ -197,17 +210,33 @@ pub(crate) fn gemm<K: MicroKernel>(
     }
 }
 
-/// Task shape: (rows, cols) of C per task, whole tiles; more tasks than threads so a busy core
-/// does not hold the others up. Splits m first (A packing is then never duplicated).
+/// Task shape: (rows, cols) of C per task, in whole tiles. Picks the grid of mt x nt tasks with
+/// the least estimated time per thread: the largest task's multiply-adds times the rounds of tasks,
+/// plus re-reading (and packing) A once per column of tasks and B once per row of tasks, at about 8
+/// multiply-adds per element moved. At least 2 tasks per thread when there is enough work, so a
+/// core slowed by another process does not hold the others up.
 fn split<K: MicroKernel>(m: usize, k: usize, n: usize, threads: usize) -> (usize, usize) {
     let m_tiles = m.div_ceil(K::MR);
     let n_tiles = n.div_ceil(K::NR);
-    let want = (m * n * k / TASK_FMAS).clamp(threads, 4 * threads);
-    let mt = m_tiles.min(want);
-    let nt = n_tiles.min(want.div_ceil(mt));
-    let m_step = m_tiles.div_ceil(mt) * K::MR;
-    let n_step = n_tiles.div_ceil(nt) * K::NR;
-    (m_step, n_step)
+    let min_tasks = (m * n * k / TASK_FMAS).clamp(threads, 2 * threads);
+    let mut best = (usize::MAX, 0, (m_tiles * K::MR, n_tiles * K::NR));
+    for mt in 1..=m_tiles.min(4 * threads) {
+        for nt in 1..=n_tiles.min(4 * threads) {
+            let (m_step, n_step) = (m_tiles.div_ceil(mt), n_tiles.div_ceil(nt));
+            // Tasks actually produced once steps are rounded up to whole tiles.
+            let tasks = m_tiles.div_ceil(m_step) * n_tiles.div_ceil(n_step);
+            if tasks < min_tasks.min(m_tiles * n_tiles) {
+                continue;
+            }
+            let largest = m_step * K::MR * n_step * K::NR * k;
+            let moved = 8 * (nt * m * k + mt * k * n) / threads;
+            let time = tasks.div_ceil(threads) * largest + moved;
+            if time < best.0 || (time == best.0 && tasks > best.1) {
+                best = (time, tasks, (m_step * K::MR, n_step * K::NR));
+            }
+        }
+    }
+    best.2
 }
 
 /// Packs all of B: block of rows pc..pc+kc starts at `pc * n_pad`, panel jp of it at `jp * kc * NR`.
@@ -291,6 +320,14 @@ impl Plan {
                                 pack_a(self.a, i, mr, pc, kc, mr_, aedge);
                                 (aedge.as_ptr(), 0, true)
                             };
+                            // The next full A micro-panel, for the kernel to prefetch.
+                            let a_next = if ir + 2 * mr_ > mc {
+                                std::ptr::null()
+                            } else if packed {
+                                ablock[(ir + mr_) * kc..].as_ptr()
+                            } else {
+                                a_ptr.wrapping_add(mr_ * self.a.rs)
+                            };
                             for jr in (jc..jc_end).step_by(nr_) {
                                 let nr = nr_.min(self.n - jr);
                                 let (b_ptr, b_rs) = if self.pack_b {
@@ -307,6 +344,7 @@ impl Plan {
                                     kc,
                                     a: a_ptr,
                                     a_rs,
+                                    a_next: if jr == jc { a_next } else { std::ptr::null() },
                                     b: b_ptr,
                                     b_rs,
                                     // SAFETY: tile (i, jr) lies inside C.

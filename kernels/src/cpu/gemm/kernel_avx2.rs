@@ -42,6 +42,10 @@ unsafe fn tile<const PACKED: bool>(t: &Tile) {
     let a_step = if PACKED { MR } else { 1 };
     let mut a = t.a;
     let mut b = t.b;
+    // One cache line of the next A micro-panel per step: packed, line after line; in place,
+    // row after row, then the next 16 columns.
+    let mut pf = t.a_next;
+    let mut pf_row = 0;
     for _ in 0..t.kc {
         let b0 = _mm256_loadu_ps(b);
         let b1 = _mm256_loadu_ps(b.add(8));
@@ -49,6 +53,19 @@ unsafe fn tile<const PACKED: bool>(t: &Tile) {
             let ai = _mm256_broadcast_ss(&*a.add(i * a_rs));
             row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
             row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
+        }
+        if !t.a_next.is_null() {
+            _mm_prefetch::<_MM_HINT_T0>(pf as *const i8);
+            if PACKED {
+                pf = pf.wrapping_add(16);
+            } else {
+                pf_row += 1;
+                pf = pf.wrapping_add(a_rs);
+                if pf_row == MR {
+                    pf_row = 0;
+                    pf = pf.wrapping_sub(MR * a_rs).wrapping_add(16);
+                }
+            }
         }
         a = a.add(a_step);
         b = b.add(t.b_rs);

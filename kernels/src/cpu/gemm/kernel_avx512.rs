@@ -47,6 +47,10 @@ unsafe fn tile<const PACKED: bool>(t: &Tile) {
     let a_step = if PACKED { MR } else { 1 };
     let mut a = t.a;
     let mut b = t.b;
+    // One cache line of the next A micro-panel per step: packed, line after line; in place,
+    // row after row, then the next 16 columns.
+    let mut pf = t.a_next;
+    let mut pf_row = 0;
     for i in 0..MR {
         if i < t.mr {
             _mm_prefetch::<_MM_HINT_T0>(t.c.add(i * t.c_rs) as *const i8);
@@ -60,6 +64,19 @@ unsafe fn tile<const PACKED: bool>(t: &Tile) {
             let ai = _mm512_set1_ps(*a.add(i * a_rs));
             row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
             row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+        }
+        if !t.a_next.is_null() {
+            _mm_prefetch::<_MM_HINT_T0>(pf as *const i8);
+            if PACKED {
+                pf = pf.wrapping_add(16);
+            } else {
+                pf_row += 1;
+                pf = pf.wrapping_add(a_rs);
+                if pf_row == MR {
+                    pf_row = 0;
+                    pf = pf.wrapping_sub(MR * a_rs).wrapping_add(16);
+                }
+            }
         }
         a = a.add(a_step);
         b = b.add(t.b_rs);
