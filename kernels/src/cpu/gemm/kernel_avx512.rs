@@ -78,8 +78,8 @@ unsafe fn tile<const PACKED: bool>(t: &Tile) {
                 }
             }
         }
-        a = a.add(a_step);
-        b = b.add(t.b_rs);
+        a = a.wrapping_add(a_step);
+        b = b.wrapping_add(t.b_rs);
     }
     let m0 = lanes(t.nr);
     let m1 = lanes(t.nr.saturating_sub(16));

@@ -39,8 +39,8 @@ unsafe fn tile<const PACKED: bool>(t: &Tile) {
             *x = *a.add(i * a_rs);
         }
         rank1(&mut acc, &ap, &brow);
-        a = a.add(a_step);
-        b = b.add(t.b_rs);
+        a = a.wrapping_add(a_step);
+        b = b.wrapping_add(t.b_rs);
     }
     for (i, row) in acc.iter().enumerate() {
         if i < t.mr {
