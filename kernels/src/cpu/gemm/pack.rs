@@ -26,16 +26,19 @@ pub(crate) fn pack_a(
         // SAFETY: rows i..i+rows and columns p0..p0+kc lie inside A (checked by the caller).
         unsafe {
             if a.cs == 1 {
-                // Row-major A: read each row contiguously, write it strided into the panel.
-                for r in 0..rows {
-                    let src = std::slice::from_raw_parts(a.ptr.add((i + r) * a.rs + p0), kc);
-                    for (p, &v) in src.iter().enumerate() {
-                        *out.get_unchecked_mut(p * mr + r) = v;
-                    }
-                }
-                if rows < mr {
-                    for p in 0..kc {
-                        out[p * mr + rows..p * mr + mr].fill(0.0);
+                // Row-major A: a transpose. Walk p outer so the panel is written contiguously
+                // while the rows are read as `rows` parallel streams (each stays in L1).
+                let row = |r: usize| a.ptr.add((i + r) * a.rs + p0);
+                match (mr, rows) {
+                    (14, 14) => transpose_rows::<14>(std::array::from_fn(row), kc, out),
+                    (6, 6) => transpose_rows::<6>(std::array::from_fn(row), kc, out),
+                    (4, 4) => transpose_rows::<4>(std::array::from_fn(row), kc, out),
+                    _ => {
+                        for p in 0..kc {
+                            for r in 0..mr {
+                                out[p * mr + r] = if r < rows { *row(r).add(p) } else { 0.0 };
+                            }
+                        }
                     }
                 }
             } else if a.rs == 1 {
@@ -57,6 +60,19 @@ pub(crate) fn pack_a(
                     }
                 }
             }
+        }
+    }
+}
+
+/// `out[p * R + r] = rows[r][p]` for p < kc: one full MR-row panel of a row-major A.
+///
+/// # Safety
+/// Each `rows[r]` must point at `kc` readable floats; `out` holds at least `R * kc`.
+#[inline(always)]
+unsafe fn transpose_rows<const R: usize>(rows: [*const f32; R], kc: usize, out: &mut [f32]) {
+    for (p, o) in out.chunks_exact_mut(R).take(kc).enumerate() {
+        for (r, x) in o.iter_mut().enumerate() {
+            *x = *rows[r].add(p);
         }
     }
 }
