@@ -194,7 +194,8 @@ fn sgemm_matches_reference_on_awkward_sizes_all_transposes() {
 #[test]
 fn sgemm_matches_reference_on_bigger_blocked_sizes() {
     // 100x300x129: k spans two KC blocks; 350x520x530: several MC / NC blocks and n large enough
-    // that row-major A is packed; 25088-like tall-skinny shape scaled down.
+    // that row-major A is packed, B packed once and shared; 25088-like tall-skinny shape scaled
+    // down; 120x300x512: B packed by each task.
     let mut rng = Rng(2);
     for isa in Isa::available() {
         check(
@@ -241,6 +242,17 @@ fn sgemm_matches_reference_on_bigger_blocked_sizes() {
             isa,
             &mut rng,
             (1500, 64, 192),
+            Store::Rows(0),
+            Store::Rows(0),
+            Store::Rows(0),
+            1.0,
+            0.0,
+        );
+        // Small m with B rows 512 apart: B packed per task (one task per column range).
+        check(
+            isa,
+            &mut rng,
+            (120, 300, 512),
             Store::Rows(0),
             Store::Rows(0),
             Store::Rows(0),
@@ -374,6 +386,7 @@ fn sgemm_bitwise_identical_for_1_and_2_threads() {
         (300, 200, 100, false),
         (1000, 64, 192, false),
         (130, 513, 700, true),
+        (120, 300, 512, false),
     ] {
         let (a, la) = matrix(
             &mut rng,
