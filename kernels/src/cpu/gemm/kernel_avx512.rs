@@ -1,10 +1,11 @@
 //! AVX-512F microkernel: a 14 x 32 tile of C in 28 zmm accumulators (2 vectors of 16 per row).
 //!
 //! Per step p of the k-loop: load one row of the B micro-panel (2 zmm), broadcast each of the 14
-//! values A[i, p] (a memory-operand broadcast, no register) and issue 28 FMAs. 28 accumulators +
-//! 2 B vectors = 30 of the 32 zmm registers; 28 independent FMA chains hide the FMA latency
-//! (4 cycles x 2 pipes needs >= 8). Edges: full tiles are always computed (padding is zero);
-//! stores to C are masked to the valid nr columns and only the valid mr rows are written.
+//! values A[i, p] in turn into one register and issue 28 FMAs. 28 accumulators + 2 B vectors + 1
+//! broadcast = 31 of the 32 zmm registers; 28 independent FMA chains hide the FMA latency
+//! (4 cycles x 2 pipes needs >= 8). Edges: stores to C are masked to the valid nr columns and only
+//! the valid mr rows are written; a partial last row panel (mr < 14) runs a copy of the kernel with
+//! only 2, 4 or 8 rows of accumulators, so m = 128 does not pay for 140 rows.
 
 use std::arch::x86_64::*;
 
@@ -23,10 +24,15 @@ impl MicroKernel for Avx512 {
     const NC: usize = 512;
 
     unsafe fn tile_packed_a(t: &Tile) {
-        tile::<true>(t)
+        match t.mr {
+            0..=2 => tile::<2, true>(t),
+            3..=4 => tile::<4, true>(t),
+            5..=8 => tile::<8, true>(t),
+            _ => tile::<MR, true>(t),
+        }
     }
     unsafe fn tile_rows_a(t: &Tile) {
-        tile::<false>(t)
+        tile::<MR, false>(t)
     }
 }
 
@@ -41,8 +47,9 @@ fn lanes(n: usize) -> __mmask16 {
 }
 
 #[target_feature(enable = "avx512f")]
-unsafe fn tile<const PACKED: bool>(t: &Tile) {
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+unsafe fn tile<const ROWS: usize, const PACKED: bool>(t: &Tile) {
+    // ROWS accumulator rows; packed A keeps its MR-row layout whatever ROWS is.
+    let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
     let a_rs = if PACKED { 1 } else { t.a_rs };
     let a_step = if PACKED { MR } else { 1 };
     let mut a = t.a;
@@ -51,7 +58,7 @@ unsafe fn tile<const PACKED: bool>(t: &Tile) {
     // row after row, then the next 16 columns.
     let mut pf = t.a_next;
     let mut pf_row = 0;
-    for i in 0..MR {
+    for i in 0..ROWS {
         if i < t.mr {
             _mm_prefetch::<_MM_HINT_T0>(t.c.add(i * t.c_rs) as *const i8);
             _mm_prefetch::<_MM_HINT_T0>(t.c.wrapping_add(i * t.c_rs + 16) as *const i8);
