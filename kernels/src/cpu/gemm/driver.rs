@@ -4,13 +4,13 @@
 //!
 //! ```text
 //! pack all of op(B) once, shared:   [pc block of KC rows][NR-column panel][KC][NR]
-//!                                    (skipped when B is read in place, see b_in_place)
+//!                                   (BMode::Shared; or Local / InPlace, see BMode)
 //! parallel over tasks (m-range x n-range of C, whole MR/NR tiles; never split k)
 //!   for ic  in task rows,  step MC          A block
 //!     for pc in 0..k,      step KC          (C = alpha*AB + beta*C on the first, += after)
 //!       pack A[ic.., pc..] into MR-row panels  -> thread-local buffer
-//!                                    (skipped for a row-major A when n <= ROWS_A_MAX_N)
-//!       for jc in task cols, step NC        B block, stays in L2
+//!                                   (skipped for a row-major A when n <= ROWS_A_MAX_N)
+//!       for jc in task cols, step NC        B block, stays in L2 (BMode::Local: packed here)
 //!         for ir in 0..mc,  step MR         A micro-panel MR x KC, stays in L1
 //!           for jr in jc.., step NR         B micro-panel KC x NR streamed from L2
 //!             microkernel: MR x NR tile of C in registers, k-loop of rank-1 updates
