@@ -43,11 +43,19 @@ pub(crate) fn pack_a(
                 }
             } else if a.rs == 1 {
                 // Column-major A (a transposed operand): each panel column is contiguous.
-                for p in 0..kc {
-                    let src = std::slice::from_raw_parts(a.ptr.add((p0 + p) * a.cs + i), rows);
-                    let o = &mut out[p * mr..p * mr + mr];
-                    o[..rows].copy_from_slice(src);
-                    o[rows..].fill(0.0);
+                let col = |p: usize| a.ptr.add((p0 + p) * a.cs + i);
+                match (mr, rows) {
+                    // Fixed-size copies: a memcpy call per 56 bytes cost 11 % of 64 x 25088 x 192.
+                    (14, 14) => copy_rows::<14>(col, kc, out),
+                    (6, 6) => copy_rows::<6>(col, kc, out),
+                    (4, 4) => copy_rows::<4>(col, kc, out),
+                    _ => {
+                        for p in 0..kc {
+                            let o = &mut out[p * mr..p * mr + mr];
+                            o[..rows].copy_from_slice(std::slice::from_raw_parts(col(p), rows));
+                            o[rows..].fill(0.0);
+                        }
+                    }
                 }
             } else {
                 for p in 0..kc {
