@@ -7,7 +7,7 @@
 //! (C = beta * C), as in BLAS.
 //!
 //! Version 2 of the kernel (version 1 is [`gemm_reference`], the triple loop): Goto/BLIS blocking
-//! with packed panels ([`pack`]), a blocked loop nest parallel over tiles of C ([`driver`]) and a
+//! with packed panels (`pack.rs`), a blocked loop nest parallel over tiles of C (`driver.rs`) and a
 //! register-tile microkernel per instruction set, chosen at run time ([`crate::cpu::isa::active`]):
 //! AVX-512 14 x 32, AVX2+FMA 6 x 16, portable 4 x 8. The blocking and the measured speed are in
 //! docs/gemm.md. k is never split between threads, so every element of C is the same sequence of
@@ -262,6 +262,10 @@ fn check_lengths(
         need(lc.min_len(m, n), sc),
     );
     assert!(
+        distinct_elements(m, n, lc),
+        "sgemm {m}x{k}x{n}: the C layout {lc:?} maps two elements to one place"
+    );
+    assert!(
         a.len() >= na && b.len() >= nb && c.len() >= nc,
         "sgemm {m}x{k}x{n} (batch {count}): buffers A {} B {} C {} elements, layouts \
          {la:?} {lb:?} {lc:?} need {na} {nb} {nc}",
@@ -269,6 +273,18 @@ fn check_lengths(
         b.len(),
         c.len()
     );
+}
+
+/// Whether every element of a rows x cols view has its own place (so C can be written in
+/// parallel): a sufficient test, the larger stride steps over the whole extent of the smaller.
+fn distinct_elements(rows: usize, cols: usize, l: Layout) -> bool {
+    let (small, large) = if l.row_stride <= l.col_stride {
+        ((l.row_stride, rows), (l.col_stride, cols))
+    } else {
+        ((l.col_stride, cols), (l.row_stride, rows))
+    };
+    rows <= 1 && cols <= 1
+        || (small.1 <= 1 || small.0 >= 1) && (large.1 <= 1 || large.0 >= (small.0 * small.1).max(1))
 }
 
 fn view(x: &[f32], l: Layout) -> View {

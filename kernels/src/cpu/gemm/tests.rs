@@ -507,3 +507,49 @@ fn sgemm_batched_matches_reference_contiguous_and_interleaved() {
         }
     }
 }
+
+#[test]
+fn distinct_elements_accepts_real_layouts_and_rejects_aliasing() {
+    assert!(distinct_elements(5, 7, Layout::row_major(7)));
+    assert!(distinct_elements(5, 7, Layout::col_major(5)));
+    assert!(distinct_elements(
+        5,
+        7,
+        Layout {
+            row_stride: 32,
+            col_stride: 1
+        }
+    ));
+    assert!(distinct_elements(
+        1,
+        7,
+        Layout {
+            row_stride: 0,
+            col_stride: 1
+        }
+    ));
+    assert!(!distinct_elements(
+        5,
+        7,
+        Layout {
+            row_stride: 0,
+            col_stride: 1
+        }
+    ));
+    assert!(!distinct_elements(
+        5,
+        7,
+        Layout {
+            row_stride: 3,
+            col_stride: 1
+        }
+    ));
+    assert!(!distinct_elements(
+        1,
+        5,
+        Layout {
+            row_stride: 0,
+            col_stride: 0
+        }
+    ));
+}
