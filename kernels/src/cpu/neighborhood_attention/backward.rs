@@ -10,7 +10,8 @@
 use rayon::prelude::*;
 
 use super::blocks::{
-    chunk_logits, weighted_sum, ColumnPlan, Pattern, RowInputs, SharedMut, Transposed, ROW_TILE,
+    chunk_logits, weighted_sum, weighted_sum_strided, ColumnPlan, Pattern, RowInputs, SharedMut,
+    Strided, Transposed, ROW_TILE,
 };
 use super::fused::{halo, lanes};
 use super::simd::{Portable, Simd};
@@ -181,8 +182,7 @@ unsafe fn query_task<S: Simd>(ctx: &BwdCtx, task: usize, part: &mut [f32]) {
     let mut tile_buf = vec![0.0f32; slots * lanes];
     let mut a_buf = vec![0.0f32; slots * lanes];
     let wrows: Vec<usize> = (0..p.kernel_size[0]).map(|tr| tr * kw * lanes).collect();
-    let wcols: Vec<usize> = (0..kw).map(|tc| tc * lanes).collect();
-    let (mut krows_off, mut kcols) = (Vec::with_capacity(p.kernel_size[0]), vec![0usize; kw]);
+    let mut krows_off = Vec::with_capacity(p.kernel_size[0]);
     let kcol = ctx.k.view.col;
     let s = p.scale as f32;
     part.fill(0.0);
@@ -264,21 +264,19 @@ unsafe fn query_task<S: Simd>(ctx: &BwdCtx, task: usize, part: &mut [f32]) {
                         }
                     }
                 }
-                for (tc, x) in kcols.iter_mut().enumerate().take(cw.size) {
-                    *x = (cw.first + tc * cw.step) * kcol;
-                }
-                weighted_sum::<S>(
+                weighted_sum_strided::<S>(
                     d,
                     tp.add(u),
-                    Pattern {
+                    Strided {
                         rows: &wrows[..rw.size],
-                        cols: &wcols[..cw.size],
+                        step: lanes,
                     },
-                    ctx.k.data.as_ptr(),
-                    Pattern {
+                    ctx.k.data.as_ptr().add(cw.first * kcol),
+                    Strided {
                         rows: &krows_off,
-                        cols: &kcols[..cw.size],
+                        step: cw.step * kcol,
                     },
+                    cw.size,
                     s,
                     ctx.g.0.add(ctx.dq.at(b, i, j, h)),
                 );

@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use super::blocks::{
-    chunk_logits, softmax_lanes, weighted_sum, ColumnPlan, Pattern, RowInputs, SharedMut,
+    chunk_logits, softmax_lanes, weighted_sum_strided, ColumnPlan, RowInputs, SharedMut, Strided,
     Transposed, ROW_TILE,
 };
 use super::simd::{Portable, Simd};
@@ -147,8 +147,7 @@ unsafe fn forward_task<S: Simd>(ctx: &FwdCtx, task: usize) {
     let mut tile_buf = vec![0.0f32; slots * lanes];
     // Weight offsets in the [slot][lane] tile, and value offsets of the window's V rows/columns.
     let wrows: Vec<usize> = (0..p.kernel_size[0]).map(|tr| tr * kw * lanes).collect();
-    let wcols: Vec<usize> = (0..kw).map(|tc| tc * lanes).collect();
-    let (mut vrows, mut vcols) = (Vec::with_capacity(p.kernel_size[0]), vec![0usize; kw]);
+    let mut vrows = Vec::with_capacity(p.kernel_size[0]);
     let out_view = HeadsView::contiguous(p.height, p.width, p.heads, d);
     let scale = p.scale as f32;
     let vcol = ctx.v.view.col;
@@ -190,21 +189,19 @@ unsafe fn forward_task<S: Simd>(ctx: &FwdCtx, task: usize) {
                         *a.add(n) = *tp.add(n * lanes + u);
                     }
                 }
-                for (tc, x) in vcols.iter_mut().enumerate().take(cw.size) {
-                    *x = (cw.first + tc * cw.step) * vcol;
-                }
-                weighted_sum::<S>(
+                weighted_sum_strided::<S>(
                     d,
                     tp.add(u),
-                    Pattern {
+                    Strided {
                         rows: &wrows[..rw.size],
-                        cols: &wcols[..cw.size],
+                        step: lanes,
                     },
-                    ctx.v.data.as_ptr(),
-                    Pattern {
+                    ctx.v.data.as_ptr().add(cw.first * vcol),
+                    Strided {
                         rows: &vrows,
-                        cols: &vcols[..cw.size],
+                        step: cw.step * vcol,
                     },
+                    cw.size,
                     1.0,
                     ctx.out.0.add(out_view.at(b, i, j, h)),
                 );
