@@ -301,6 +301,7 @@ unsafe fn key_task<S: Simd>(ctx: &BwdCtx, task: usize) {
     let s = p.scale as f32;
     // Per key column: the (query column j, slot column tc) pairs, as offsets.
     let (mut wcol, mut docol, mut qcol, mut col_at) = (Vec::new(), Vec::new(), Vec::new(), vec![0]);
+    let mut col_step = Vec::with_capacity(p.width);
     for c in 0..p.width {
         let ic = inverse_window(c, p.width, kw_n, dw);
         for uj in 0..ic.count {
@@ -310,6 +311,17 @@ unsafe fn key_task<S: Simd>(ctx: &BwdCtx, task: usize) {
             qcol.push(j * ctx.q.view.col);
         }
         col_at.push(wcol.len());
+        // Unclamped query columns: the slot column falls by one as j grows by dw, so the weight
+        // offsets are an arithmetic progression too and the strided kernel applies.
+        let w = &wcol[col_at[c]..];
+        let step = if w.len() > 1 {
+            w[1].wrapping_sub(w[0])
+        } else {
+            0
+        };
+        let arithmetic =
+            w.windows(2).all(|x| x[1].wrapping_sub(x[0]) == step) && step < usize::MAX / 2;
+        col_step.push(arithmetic.then_some(step));
     }
     let (mut wrow, mut dorow, mut qrow) = (Vec::new(), Vec::new(), Vec::new());
     let ds = ctx.ds.0 as *const f32;
@@ -327,6 +339,41 @@ unsafe fn key_task<S: Simd>(ctx: &BwdCtx, task: usize) {
         }
         for c in 0..p.width {
             let cols = col_at[c]..col_at[c + 1];
+            if let Some(wstep) = col_step[c] {
+                let (n, c0) = (cols.len(), cols.start);
+                let (vstep_do, vstep_q) = (dw * ctx.d_out.view.col, dw * ctx.q.view.col);
+                let wp = Strided {
+                    rows: &wrow,
+                    step: wstep,
+                };
+                weighted_sum_strided::<S>(
+                    d,
+                    ctx.attn.as_ptr().add(wcol[c0]),
+                    wp,
+                    ctx.d_out.data.as_ptr().add(docol[c0]),
+                    Strided {
+                        rows: &dorow,
+                        step: vstep_do,
+                    },
+                    n,
+                    1.0,
+                    ctx.g.0.add(ctx.dv.at(b, a, c, h)),
+                );
+                weighted_sum_strided::<S>(
+                    d,
+                    ds.add(wcol[c0]),
+                    wp,
+                    ctx.q.data.as_ptr().add(qcol[c0]),
+                    Strided {
+                        rows: &qrow,
+                        step: vstep_q,
+                    },
+                    n,
+                    s,
+                    ctx.g.0.add(ctx.dk.at(b, a, c, h)),
+                );
+                continue;
+            }
             let wp = Pattern {
                 rows: &wrow,
                 cols: &wcol[cols.clone()],
