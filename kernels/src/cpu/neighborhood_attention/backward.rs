@@ -10,8 +10,8 @@
 use rayon::prelude::*;
 
 use super::blocks::{
-    chunk_logits, weighted_sum, weighted_sum_strided, ColumnPlan, Pattern, RowInputs, SharedMut,
-    Strided, Transposed, ROW_TILE,
+    chunk_logits, load_tile, store_tile, weighted_sum, weighted_sum_strided, ColumnPlan, Pattern,
+    RowInputs, SharedMut, Strided, Transposed, ROW_TILE,
 };
 use super::fused::{halo, lanes};
 use super::simd::{Portable, Simd};
@@ -205,7 +205,8 @@ unsafe fn query_task<S: Simd>(ctx: &BwdCtx, task: usize, part: &mut [f32]) {
             bias: None,
             kw,
         };
-        let row_base = ((b * p.heads + h) * p.height + i) * p.width;
+        let plane = p.width;
+        let row_at = p.attn_index(b, h, 0, i, 0);
         for ch in &plan.chunks {
             let tp = tile_buf.as_mut_ptr();
             chunk_logits::<S>(&inputs, plan, ch, tp);
@@ -213,18 +214,15 @@ unsafe fn query_task<S: Simd>(ctx: &BwdCtx, task: usize, part: &mut [f32]) {
             // A into the [slot][lane] layout of dA (lanes past count keep stale finite values:
             // their results are never written out).
             let ab = a_buf.as_mut_ptr();
-            for u in 0..ch.count {
-                let arow = ctx
-                    .attn
-                    .as_ptr()
-                    .add((row_base + plan.order[ch.p0 + u]) * slots);
-                for tr in 0..rw.size {
-                    for tc in 0..kwe {
-                        let n = tr * kw + tc;
-                        *ab.add(n * lanes + u) = *arow.add(n);
-                    }
-                }
-            }
+            load_tile::<S>(
+                ctx.attn.as_ptr().add(row_at),
+                plane,
+                plan,
+                ch,
+                rw.size,
+                kw,
+                ab,
+            );
             // D = sum A dA; dS = A (dA - D), vertical over lanes.
             let mut big_d = S::zero();
             for tr in 0..rw.size {
@@ -242,25 +240,35 @@ unsafe fn query_task<S: Simd>(ctx: &BwdCtx, task: usize, part: &mut [f32]) {
                     );
                 }
             }
+            store_tile::<S>(
+                tp,
+                ctx.ds.0.add(row_at),
+                plane,
+                plan,
+                ch,
+                rw.size,
+                kw,
+                slots,
+            );
+            // d(rpb) partial. Interior lanes share every relative offset: one lane sum per slot
+            // (adding lane by lane would chain every add through the same table entry).
+            if ctx.with_rpb && ch.interior {
+                let cb = plan.windows[plan.order[ch.p0]].bias_first;
+                for tr in 0..rw.size {
+                    let prow = (rw.bias_first + tr) * bias_cols + cb;
+                    for tc in 0..kwe {
+                        part[prow + tc] += S::hsum(S::load(tp.add((tr * kw + tc) * lanes)));
+                    }
+                }
+            }
             for u in 0..ch.count {
                 let j = plan.order[ch.p0 + u];
                 let cw = plan.windows[j];
-                let dsr = ctx.ds.0.add((row_base + j) * slots);
-                if rw.size * cw.size < slots {
-                    std::ptr::write_bytes(dsr, 0, slots);
-                }
-                for tr in 0..rw.size {
-                    let prow = &mut part[if ctx.with_rpb {
-                        (rw.bias_first + tr) * bias_cols + cw.bias_first
-                    } else {
-                        0
-                    }..];
-                    for tc in 0..cw.size {
-                        let n = tr * kw + tc;
-                        let x = *tp.add(n * lanes + u);
-                        *dsr.add(n) = x;
-                        if ctx.with_rpb {
-                            *prow.get_unchecked_mut(tc) += x;
+                if ctx.with_rpb && !ch.interior {
+                    for tr in 0..rw.size {
+                        let prow = (rw.bias_first + tr) * bias_cols + cw.bias_first;
+                        for tc in 0..cw.size {
+                            part[prow + tc] += *tp.add((tr * kw + tc) * lanes + u);
                         }
                     }
                 }
@@ -269,12 +277,12 @@ unsafe fn query_task<S: Simd>(ctx: &BwdCtx, task: usize, part: &mut [f32]) {
                     tp.add(u),
                     Strided {
                         rows: &wrows[..rw.size],
-                        step: lanes,
+                        step: lanes as isize,
                     },
                     ctx.k.data.as_ptr().add(cw.first * kcol),
                     Strided {
                         rows: &krows_off,
-                        step: cw.step * kcol,
+                        step: (cw.step * kcol) as isize,
                     },
                     cw.size,
                     s,
@@ -295,7 +303,8 @@ unsafe fn key_task<S: Simd>(ctx: &BwdCtx, task: usize) {
     let (bh, tile) = (task / tiles, task % tiles);
     let (b, h) = (bh / p.heads, bh % p.heads);
     let (a0, a1) = (tile * ROW_TILE, ((tile + 1) * ROW_TILE).min(p.height));
-    let (d, kw, slots) = (p.head_dim, p.kernel_size[1], p.window_slots());
+    let (d, kw) = (p.head_dim, p.kernel_size[1]);
+    let plane = p.width;
     let [kh_n, kw_n] = p.kernel_size;
     let [dh, dw] = p.dilation;
     let s = p.scale as f32;
@@ -306,21 +315,20 @@ unsafe fn key_task<S: Simd>(ctx: &BwdCtx, task: usize) {
         let ic = inverse_window(c, p.width, kw_n, dw);
         for uj in 0..ic.count {
             let j = ic.first + uj * ic.step;
-            wcol.push(j * slots + (c - ctx.plan.windows[j].first) / dw);
+            wcol.push((c - ctx.plan.windows[j].first) / dw * plane + j);
             docol.push(j * ctx.d_out.view.col);
             qcol.push(j * ctx.q.view.col);
         }
         col_at.push(wcol.len());
         // Unclamped query columns: the slot column falls by one as j grows by dw, so the weight
-        // offsets are an arithmetic progression too and the strided kernel applies.
+        // offsets are an arithmetic progression (step dw - W) and the strided kernel applies.
         let w = &wcol[col_at[c]..];
         let step = if w.len() > 1 {
-            w[1].wrapping_sub(w[0])
+            w[1] as isize - w[0] as isize
         } else {
             0
         };
-        let arithmetic =
-            w.windows(2).all(|x| x[1].wrapping_sub(x[0]) == step) && step < usize::MAX / 2;
+        let arithmetic = w.windows(2).all(|x| x[1] as isize - x[0] as isize == step);
         col_step.push(arithmetic.then_some(step));
     }
     let (mut wrow, mut dorow, mut qrow) = (Vec::new(), Vec::new(), Vec::new());
@@ -333,7 +341,7 @@ unsafe fn key_task<S: Simd>(ctx: &BwdCtx, task: usize) {
         for ui in 0..ir.count {
             let i = ir.first + ui * ir.step;
             let tr = (a - p.row_window(i).first) / dh;
-            wrow.push(((bh * p.height + i) * p.width) * slots + tr * kw);
+            wrow.push(p.attn_index(b, h, tr * kw, i, 0));
             dorow.push(ctx.d_out.view.at(b, i, 0, h));
             qrow.push(ctx.q.view.at(b, i, 0, h));
         }
@@ -341,7 +349,10 @@ unsafe fn key_task<S: Simd>(ctx: &BwdCtx, task: usize) {
             let cols = col_at[c]..col_at[c + 1];
             if let Some(wstep) = col_step[c] {
                 let (n, c0) = (cols.len(), cols.start);
-                let (vstep_do, vstep_q) = (dw * ctx.d_out.view.col, dw * ctx.q.view.col);
+                let (vstep_do, vstep_q) = (
+                    (dw * ctx.d_out.view.col) as isize,
+                    (dw * ctx.q.view.col) as isize,
+                );
                 let wp = Strided {
                     rows: &wrow,
                     step: wstep,

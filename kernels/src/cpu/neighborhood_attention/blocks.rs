@@ -327,6 +327,79 @@ unsafe fn qk_lane<S: Simd, const NR: usize>(a: &LaneArgs, rows: &[*const f32]) {
     }
 }
 
+/// Writes a chunk's `[slot][lane]` tile into a buffer laid out like attn (or dS): `dst` points at
+/// (this query row, slot 0, column 0), `plane` = W, the distance between slots. Slots beyond the window get 0. With column
+/// dilation 1 and a full chunk the lanes are consecutive columns: one vector store per slot.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) unsafe fn store_tile<S: Simd>(
+    tile: *const f32,
+    dst: *mut f32,
+    plane: usize,
+    plan: &ColumnPlan,
+    ch: &Chunk,
+    kh_e: usize,
+    kw: usize,
+    slots: usize,
+) {
+    let l = S::LANES;
+    let kw_e = plan.windows[plan.order[ch.p0]].size;
+    let valid = |n: usize| n / kw < kh_e && n % kw < kw_e;
+    if ch.count == l && plan.windows[plan.order[ch.p0]].step == 1 {
+        let j0 = plan.order[ch.p0];
+        for n in 0..slots {
+            let x = if valid(n) {
+                S::load(tile.add(n * l))
+            } else {
+                S::zero()
+            };
+            S::store(dst.add(n * plane + j0), x);
+        }
+    } else {
+        for u in 0..ch.count {
+            let j = plan.order[ch.p0 + u];
+            for n in 0..slots {
+                *dst.add(n * plane + j) = if valid(n) { *tile.add(n * l + u) } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// The inverse of [`store_tile`] for the valid slots (other tile entries are left as they are).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) unsafe fn load_tile<S: Simd>(
+    src: *const f32,
+    plane: usize,
+    plan: &ColumnPlan,
+    ch: &Chunk,
+    kh_e: usize,
+    kw: usize,
+    tile: *mut f32,
+) {
+    let l = S::LANES;
+    let kw_e = plan.windows[plan.order[ch.p0]].size;
+    if ch.count == l && plan.windows[plan.order[ch.p0]].step == 1 {
+        let j0 = plan.order[ch.p0];
+        for tr in 0..kh_e {
+            for tc in 0..kw_e {
+                let n = tr * kw + tc;
+                S::store(tile.add(n * l), S::load(src.add(n * plane + j0)));
+            }
+        }
+    } else {
+        for u in 0..ch.count {
+            let j = plan.order[ch.p0 + u];
+            for tr in 0..kh_e {
+                for tc in 0..kw_e {
+                    let n = tr * kw + tc;
+                    *tile.add(n * l + u) = *src.add(n * plane + j);
+                }
+            }
+        }
+    }
+}
+
 /// In-place softmax over the valid slots (kh_e x kw_e of nominal width kw), vertical over lanes.
 #[inline(always)]
 pub(super) unsafe fn softmax_lanes<S: Simd>(tile: *mut f32, kh_e: usize, kw_e: usize, kw: usize) {
@@ -447,11 +520,12 @@ unsafe fn ws_block<S: Simd, const NV: usize>(
     }
 }
 
-/// Rows given by offsets, columns an arithmetic progression: entry (r, c) at `rows[r] + c * step`.
+/// Rows given by offsets, columns an arithmetic progression: entry (r, c) at `rows[r] + c * step`
+/// (step may be negative; every entry is inside the buffer).
 #[derive(Clone, Copy)]
 pub(crate) struct Strided<'a> {
     pub rows: &'a [usize],
-    pub step: usize,
+    pub step: isize,
 }
 
 /// [`weighted_sum`] for `ncols` columns in arithmetic progression in both the weights and the
@@ -484,8 +558,8 @@ pub(crate) unsafe fn weighted_sum_strided<S: Simd>(
     for e in c0..d {
         let mut acc = 0.0f32;
         for (&wr, &vr) in wp.rows.iter().zip(vp.rows) {
-            for c in 0..ncols {
-                acc += *w.add(wr + c * wp.step) * *v.add(vr + c * vp.step + e);
+            for c in 0..ncols as isize {
+                acc += *w.add(wr).offset(c * wp.step) * *v.add(vr + e).offset(c * vp.step);
             }
         }
         *out.add(e) = scale * acc;
@@ -512,14 +586,14 @@ unsafe fn wss_block<S: Simd, const NV: usize>(
         let mut c = 0;
         while c + 1 < nc {
             let w0 = S::splat(*wr);
-            let w1 = S::splat(*wr.add(wp.step));
-            let p1 = vr.add(vp.step);
+            let w1 = S::splat(*wr.offset(wp.step));
+            let p1 = vr.offset(vp.step);
             for e in 0..NV {
                 even[e] = S::fma(w0, S::load(vr.add(e * l)), even[e]);
                 odd[e] = S::fma(w1, S::load(p1.add(e * l)), odd[e]);
             }
-            wr = wr.add(2 * wp.step);
-            vr = vr.add(2 * vp.step);
+            wr = wr.offset(2 * wp.step);
+            vr = vr.offset(2 * vp.step);
             c += 2;
         }
         if c < nc {

@@ -7,8 +7,8 @@
 use rayon::prelude::*;
 
 use super::blocks::{
-    chunk_logits, softmax_lanes, weighted_sum_strided, ColumnPlan, RowInputs, SharedMut, Strided,
-    Transposed, ROW_TILE,
+    chunk_logits, softmax_lanes, store_tile, weighted_sum_strided, ColumnPlan, RowInputs,
+    SharedMut, Strided, Transposed, ROW_TILE,
 };
 use super::simd::{Portable, Simd};
 use super::{HeadsRef, HeadsView, Na2d};
@@ -170,36 +170,28 @@ unsafe fn forward_task<S: Simd>(ctx: &FwdCtx, task: usize) {
             bias: bias_rows(p, ctx.rpb, h, rw.bias_first),
             kw,
         };
-        let attn_row = ((b * p.heads + h) * p.height + i) * p.width;
+        let attn_row = ctx.attn.0.add(p.attn_index(b, h, 0, i, 0));
+        let plane = p.width;
         for ch in &plan.chunks {
             let tp = tile_buf.as_mut_ptr();
             chunk_logits::<S>(&inputs, plan, ch, tp);
             let kwe = plan.windows[plan.order[ch.p0]].size;
             softmax_lanes::<S>(tp, rw.size, kwe, kw);
+            store_tile::<S>(tp, attn_row, plane, plan, ch, rw.size, kw, slots);
             for u in 0..ch.count {
                 let j = plan.order[ch.p0 + u];
                 let cw = plan.windows[j];
-                let a = ctx.attn.0.add((attn_row + j) * slots);
-                if rw.size * cw.size < slots {
-                    std::ptr::write_bytes(a, 0, slots);
-                }
-                for tr in 0..rw.size {
-                    for tc in 0..cw.size {
-                        let n = tr * kw + tc;
-                        *a.add(n) = *tp.add(n * lanes + u);
-                    }
-                }
                 weighted_sum_strided::<S>(
                     d,
                     tp.add(u),
                     Strided {
                         rows: &wrows[..rw.size],
-                        step: lanes,
+                        step: lanes as isize,
                     },
                     ctx.v.data.as_ptr().add(cw.first * vcol),
                     Strided {
                         rows: &vrows,
-                        step: cw.step * vcol,
+                        step: (cw.step * vcol) as isize,
                     },
                     cw.size,
                     1.0,

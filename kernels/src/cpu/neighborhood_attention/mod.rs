@@ -11,10 +11,13 @@
 //! ([`HeadsView::contiguous`]), without copies.
 //!
 //! - [`neighborhood_attention_2d_forward`] writes `out` `[batch, H, W, heads, head_dim]`
-//!   (contiguous) and the attention probabilities `attn` `[batch, heads, H, W, kh * kw]`
-//!   ([`Na2d::attn_len`]): slot `tr * kw + tc` is the key `tr`-th row, `tc`-th column of the
-//!   query's window; slots beyond the effective window (k' = min(k, L) < k) hold 0. `attn` is what
-//!   backward needs (k^2 floats per query; no log-sum-exp, no logits).
+//!   (contiguous) and the attention probabilities `attn` `[batch, heads, H, kh * kw, W]`
+//!   ([`Na2d::attn_len`], [`Na2d::attn_index`]): slot `tr * kw + tc` is the key in the `tr`-th
+//!   row, `tc`-th column of the query's window; slots beyond the effective window
+//!   (k' = min(k, L) < k) hold 0. Slots before columns keeps the probabilities that backward
+//!   gathers for one key (one slot, neighbouring queries) in few cache lines and pages, and lets
+//!   the kernels move a slot for 16 queries with one vector. `attn` is all backward needs
+//!   (k^2 floats per query; no log-sum-exp, no logits).
 //! - [`neighborhood_attention_2d_backward`] takes `attn` and `d_out` (layout of `out`) and writes
 //!   dQ, dK, dV into one buffer through three views ([`HeadsGradsMut`]): the fused dQKV gradient
 //!   (`HeadsView::fused_qkv(.., 0/1/2)`) or three contiguous blocks (`HeadsView::contiguous(..)`
@@ -288,7 +291,14 @@ impl Na2d {
     pub fn window_slots(&self) -> usize {
         self.kernel_size[0] * self.kernel_size[1]
     }
-    /// Length of `attn`: batch * heads * H * W * kh * kw.
+    /// Index of (batch b, head h, query row i, window slot n = tr * kw + tc, query column j) in
+    /// `attn`, laid out `[batch, heads, H, kh * kw, W]`: per image row, one line of W queries per
+    /// window slot, so neighbouring queries' probabilities for the same slot are adjacent.
+    #[inline(always)]
+    pub fn attn_index(&self, b: usize, h: usize, n: usize, i: usize, j: usize) -> usize {
+        (((b * self.heads + h) * self.height + i) * self.window_slots() + n) * self.width + j
+    }
+    /// Length of `attn`: batch * heads * kh * kw * H * W.
     pub fn attn_len(&self) -> usize {
         self.batch * self.heads * self.height * self.width * self.window_slots()
     }
