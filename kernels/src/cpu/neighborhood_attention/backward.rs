@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::blocks::{
     chunk_logits, load_tile, store_tile, weighted_sum, weighted_sum_strided, ColumnPlan, Pattern,
-    RowInputs, SharedMut, Strided, Transposed, ROW_TILE,
+    RowInputs, Scratch, SharedMut, Strided, Transposed, ROW_TILE,
 };
 use super::fused::{halo, lanes};
 use super::simd::{Portable, Simd};
@@ -83,7 +83,8 @@ pub(crate) fn backward_with(
             "neighborhood attention: d_rpb length, {p:?}"
         );
     }
-    let mut ds = vec![0.0f32; p.attn_len()];
+    // Every slot of every query is written in phase 1 before phase 2 reads it.
+    let mut ds = Scratch::new(p.attn_len());
     let table = p.rpb_dims()[0] * p.rpb_dims()[1];
     let ctx = BwdCtx {
         p: *p,

@@ -89,11 +89,51 @@ impl ColumnPlan {
     }
 }
 
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A scratch buffer of `len` f32 from a per-thread pool, returned to it on drop. Contents are
+/// unspecified (left from an earlier use): callers write before they read. Large fresh `Vec`s
+/// are mmapped and page-fault on first touch on every call; reused ones do not.
+pub(crate) struct Scratch(Vec<f32>, usize);
+
+impl Scratch {
+    pub fn new(len: usize) -> Scratch {
+        let mut v = POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+        if v.len() < len {
+            v.resize(len, 0.0);
+        }
+        Scratch(v, len)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0[..self.1]
+    }
+}
+
+impl std::ops::DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0[..self.1]
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        POOL.with(|p| p.borrow_mut().push(v));
+    }
+}
+
 /// Image rows of one (batch, head) stored transposed, `[head_dim][stride]` per row with columns in
-/// group-sorted order and `stride = width + LANES` (zero padding, so per-query vector loads past a
-/// window's end stay inside the buffer). Rows are transposed on first use.
+/// group-sorted order and `stride = width + LANES` (padding, so per-query vector loads past a
+/// window's end stay inside the buffer; the padding holds stale finite-or-not values that only
+/// reach discarded lanes). Rows are transposed on first use.
 pub(crate) struct Transposed {
-    data: Vec<f32>,
+    data: Scratch,
     lo: usize,
     ready: Vec<bool>,
     pub stride: usize,
@@ -104,7 +144,7 @@ impl Transposed {
     pub fn new(lo: usize, hi: usize, d: usize, width: usize, lanes: usize) -> Transposed {
         let stride = width + lanes;
         Transposed {
-            data: vec![0.0; (hi - lo + 1) * d * stride],
+            data: Scratch::new((hi - lo + 1) * d * stride),
             lo,
             ready: vec![false; hi - lo + 1],
             stride,
