@@ -284,16 +284,14 @@ pub(super) unsafe fn chunk_logits<S: Simd>(
                     cw,
                     u,
                     tile,
+                    tile_lanes: lanes,
                 };
-                match nr {
-                    8 => qk_lane::<S, 8>(&args, rows),
-                    7 => qk_lane::<S, 7>(&args, rows),
-                    6 => qk_lane::<S, 6>(&args, rows),
-                    5 => qk_lane::<S, 5>(&args, rows),
-                    4 => qk_lane::<S, 4>(&args, rows),
-                    3 => qk_lane::<S, 3>(&args, rows),
-                    2 => qk_lane::<S, 2>(&args, rows),
-                    _ => qk_lane::<S, 1>(&args, rows),
+                // Windows of at most half a vector: half-width vectors (AVX-512 runs as two
+                // 256-bit halves on some cores, so this halves the cost of the border path).
+                if cw.size <= S::Half::LANES {
+                    qk_lane_rows::<S::Half>(&args, rows);
+                } else {
+                    qk_lane_rows::<S>(&args, rows);
                 }
                 tr0 += nr;
             }
@@ -332,6 +330,22 @@ struct LaneArgs<'a> {
     cw: AxisWindow,
     u: usize,
     tile: *mut f32,
+    /// Lanes of the tile (the chunk's vector width, which `qk_lane`'s may be half of).
+    tile_lanes: usize,
+}
+
+#[inline(always)]
+unsafe fn qk_lane_rows<S: Simd>(args: &LaneArgs, rows: &[*const f32]) {
+    match rows.len() {
+        8 => qk_lane::<S, 8>(args, rows),
+        7 => qk_lane::<S, 7>(args, rows),
+        6 => qk_lane::<S, 6>(args, rows),
+        5 => qk_lane::<S, 5>(args, rows),
+        4 => qk_lane::<S, 4>(args, rows),
+        3 => qk_lane::<S, 3>(args, rows),
+        2 => qk_lane::<S, 2>(args, rows),
+        _ => qk_lane::<S, 1>(args, rows),
+    }
 }
 
 /// NR window rows of one query: its k'_w keys per row are consecutive in the transposed row.
@@ -360,7 +374,7 @@ unsafe fn qk_lane<S: Simd, const NR: usize>(a: &LaneArgs, rows: &[*const f32]) {
                     Some((tab, cols)) => tab[tr * cols + a.cw.bias_first + tc],
                     None => 0.0,
                 };
-                *a.tile.add((tr * r.kw + tc) * lanes + a.u) = val + bias;
+                *a.tile.add((tr * r.kw + tc) * a.tile_lanes + a.u) = val + bias;
             }
         }
         tc0 += lanes;

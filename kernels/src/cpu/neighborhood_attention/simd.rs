@@ -12,6 +12,8 @@
 pub(crate) trait Simd: Copy {
     const LANES: usize;
     type V: Copy;
+    /// The half-width (or same) vector type usable in the same target-feature context.
+    type Half: Simd;
     unsafe fn splat(x: f32) -> Self::V;
     /// Unaligned load of LANES floats.
     unsafe fn load(p: *const f32) -> Self::V;
@@ -72,6 +74,7 @@ macro_rules! lanewise {
 impl Simd for Portable {
     const LANES: usize = 8;
     type V = [f32; 8];
+    type Half = Portable;
     #[inline(always)]
     unsafe fn splat(x: f32) -> [f32; 8] {
         [x; 8]
@@ -173,6 +176,7 @@ mod x86 {
     impl Simd for Avx2 {
         const LANES: usize = 8;
         type V = __m256;
+        type Half = Avx2;
         #[inline(always)]
         unsafe fn splat(x: f32) -> __m256 {
             _mm256_set1_ps(x)
@@ -244,6 +248,7 @@ mod x86 {
     impl Simd for Avx512 {
         const LANES: usize = 16;
         type V = __m512;
+        type Half = Avx2;
         #[inline(always)]
         unsafe fn splat(x: f32) -> __m512 {
             _mm512_set1_ps(x)
