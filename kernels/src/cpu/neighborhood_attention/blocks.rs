@@ -186,6 +186,15 @@ impl Transposed {
             for (s, &j) in srcs.iter_mut().zip(cols) {
                 *s = base + j * col;
             }
+            // The source is strided (one head's d floats per pixel): fetch the next block early.
+            for &j in order.iter().skip((blk + 1) * 8).take(8) {
+                let p = sp.add(base + j * col);
+                let mut off = 0;
+                while off < d {
+                    S::prefetch(p.add(off));
+                    off += 16;
+                }
+            }
             let p0 = blk * 8;
             let mut c = 0;
             if cols.len() == 8 {

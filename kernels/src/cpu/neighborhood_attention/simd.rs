@@ -32,6 +32,9 @@ pub(crate) trait Simd: Copy {
     unsafe fn zero() -> Self::V {
         Self::splat(0.0)
     }
+    /// A hint to bring the cache line holding `p` closer (no-op on the portable path).
+    #[inline(always)]
+    unsafe fn prefetch(_p: *const f32) {}
     /// dst[c * dst_stride + t] = scale * src[t][c] for t, c < 8: an 8 x 8 transpose.
     #[inline(always)]
     unsafe fn transpose8(src: &[*const f32; 8], scale: f32, dst: *mut f32, dst_stride: usize) {
@@ -233,6 +236,10 @@ mod x86 {
             avx_transpose8(src, scale, dst, dst_stride)
         }
         #[inline(always)]
+        unsafe fn prefetch(p: *const f32) {
+            _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
+        }
+        #[inline(always)]
         unsafe fn hsum(v: __m256) -> f32 {
             let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
             let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -303,6 +310,10 @@ mod x86 {
         #[inline(always)]
         unsafe fn transpose8(src: &[*const f32; 8], scale: f32, dst: *mut f32, dst_stride: usize) {
             avx_transpose8(src, scale, dst, dst_stride)
+        }
+        #[inline(always)]
+        unsafe fn prefetch(p: *const f32) {
+            _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
         }
         #[inline(always)]
         unsafe fn hsum(v: __m512) -> f32 {
