@@ -33,11 +33,13 @@
 mod backward;
 pub(crate) mod blocks;
 mod fused;
+mod logits;
 mod one_d;
 mod reference;
 pub(crate) mod simd;
 #[cfg(test)]
 pub(crate) mod tests;
+mod weighted_sum;
 pub mod window;
 
 pub use backward::neighborhood_attention_2d_backward;
