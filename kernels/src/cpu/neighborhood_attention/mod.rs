@@ -323,6 +323,39 @@ impl Na2d {
     }
 
     /// Asserts the sizes of the forward arguments (invariants: callers check shapes first).
+    /// The problem ([`Na2d::check`]), the q/k/v views against their slices and the rpb length, as
+    /// an error value (the kernels assert the same).
+    pub fn check_inputs<T>(
+        &self,
+        q: &HeadsRef<T>,
+        k: &HeadsRef<T>,
+        v: &HeadsRef<T>,
+        rpb: Option<&[T]>,
+    ) -> Result<(), String> {
+        self.check()?;
+        let dims = self.dims();
+        for (name, x) in [("q", q), ("k", k), ("v", v)] {
+            let need = x.view.min_len(dims);
+            if need > x.data.len() {
+                return Err(format!(
+                    "neighborhood attention: {name} view {:?} needs {need} elements for {dims:?}, \
+                     slice has {}",
+                    x.view,
+                    x.data.len()
+                ));
+            }
+        }
+        match rpb {
+            Some(t) if t.len() != self.rpb_len() => Err(format!(
+                "neighborhood attention: rpb has {} elements, expected heads x (2kh-1) x (2kw-1) = {} \
+                 for {self:?}",
+                t.len(),
+                self.rpb_len()
+            )),
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn assert_inputs<T>(
         &self,
         q: &HeadsRef<T>,
@@ -330,25 +363,8 @@ impl Na2d {
         v: &HeadsRef<T>,
         rpb: Option<&[T]>,
     ) {
-        if let Err(e) = self.check() {
+        if let Err(e) = self.check_inputs(q, k, v, rpb) {
             panic!("{e}");
-        }
-        let dims = self.dims();
-        for (name, x) in [("q", q), ("k", k), ("v", v)] {
-            assert!(
-                x.view.min_len(dims) <= x.data.len(),
-                "neighborhood attention: {name} view {:?} needs {} elements for {dims:?}, slice has {}",
-                x.view,
-                x.view.min_len(dims),
-                x.data.len()
-            );
-        }
-        if let Some(t) = rpb {
-            assert_eq!(
-                t.len(),
-                self.rpb_len(),
-                "neighborhood attention: rpb length, {self:?}"
-            );
         }
     }
 }
