@@ -114,10 +114,16 @@ impl std::ops::DerefMut for Scratch {
     }
 }
 
+/// Buffers above this many floats (64 MiB) are freed instead of pooled, so a thread does not hold
+/// the scratch of one huge call for ever.
+const POOL_MAX_LEN: usize = 1 << 24;
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         let v = std::mem::take(&mut self.0);
-        POOL.with(|p| p.borrow_mut().push(v));
+        if v.len() <= POOL_MAX_LEN {
+            POOL.with(|p| p.borrow_mut().push(v));
+        }
     }
 }
 
