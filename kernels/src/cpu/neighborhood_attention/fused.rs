@@ -145,7 +145,7 @@ unsafe fn forward_task<S: Simd>(ctx: &FwdCtx, task: usize) {
     let mut kt = Transposed::new(lo, hi, d, p.width, lanes);
     let mut qt = Transposed::new(i0, i1 - 1, d, p.width, lanes);
     let mut tile_buf = vec![0.0f32; slots * lanes];
-    // Weight offsets in the [slot][lane] tile, and value offsets of the window's V rows/columns.
+    // Offsets of the window rows in the [slot][lane] tile and in V (columns advance by strides).
     let wrows: Vec<usize> = (0..p.kernel_size[0]).map(|tr| tr * kw * lanes).collect();
     let mut vrows = Vec::with_capacity(p.kernel_size[0]);
     let out_view = HeadsView::contiguous(p.height, p.width, p.heads, d);
