@@ -189,6 +189,8 @@ fn shapes() -> Vec<Na2d> {
     v.push(mk(1, 9, 17, 4, 8, [2, 5], [4, 1])); // dilation > k'
     v.push(mk(2, 1, 1, 1, 8, [3, 3], [1, 1])); // single pixel
     v.push(mk(1, 13, 40, 2, 33, [7, 9], [1, 2])); // head dim not a multiple of lanes
+    v.push(mk(1, 6, 5, 2, 16, [1, 2], [1, 1])); // kernel 1 on an axis
+    v.push(mk(1, 3, 70, 1, 8, [3, 1], [1, 7])); // width-1 windows with dilation
     v
 }
 
