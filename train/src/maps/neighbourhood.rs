@@ -1,7 +1,9 @@
 //! The neighbourhood map (docs/attention-maps.md, §2): for one token t = (r, c) of a level, its
 //! real attention weights in each block of the level, per head,
 //!
-//!     a_h(j) = softmax_{j ∈ N(t)}( q_{t,h} · k_{j,h} / sqrt(head_dim) + B_h[off(t, j)] ),
+//! ```text
+//! a_h(j) = softmax_{j ∈ N(t)}( q_{t,h} · k_{j,h} / sqrt(head_dim) + B_h[off(t, j)] ),
+//! ```
 //!
 //! over the k x k window N(t) of that block (its dilation, the min(k, L) rule on small maps and
 //! the relative positional bias B, exactly as in the forward pass); with full attention, N(t)

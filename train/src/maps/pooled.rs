@@ -2,7 +2,9 @@
 //! the block's queries q̄_h = (1/n) Σ_i q_{i,h} acts as one query per head h, and its attention
 //! over every token j of the level is
 //!
-//!     a_h(j) = softmax_j( q̄_h · k_{j,h} / sqrt(head_dim) ),
+//! ```text
+//! a_h(j) = softmax_j( q̄_h · k_{j,h} / sqrt(head_dim) ),
+//! ```
 //!
 //! with q, k after LN1 and the QKV projection of the block, and no positional bias (a pooled
 //! query has no position). Each a_h sums to 1 over the n = h * w tokens.
