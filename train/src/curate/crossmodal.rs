@@ -8,7 +8,7 @@
 //!   pair's RGB mask (what alignment by chance or a centre bias alone gives).
 
 use super::embed::{batch_tensor, load_views};
-use super::{err, list_images, Result};
+use super::{err, list_images, refuse_inside, Result};
 use crate::augment::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD};
 use crate::data::RgbImage;
 use crate::eval::retrieval::{cross_modal_retrieval, mask_iou};
@@ -128,6 +128,10 @@ pub fn run_crossmodal(
             config.rgb.display(),
             config.ir.display()
         ));
+    }
+    if let Some(f) = &config.figure {
+        refuse_inside(f, &config.rgb, "--figure", "--rgb")?;
+        refuse_inside(f, &config.ir, "--figure", "--ir")?;
     }
     if config.size < 8 {
         return err(format!("--size {}: must be at least 8 pixels", config.size));
