@@ -1,7 +1,115 @@
 //! Criterion: our SGEMM on cubes and the NAT shapes (see `--features compare` for third-party GEMMs).
-use criterion::{criterion_group, criterion_main, Criterion};
+//!
+//! `cargo bench --bench gemm` times `dinonat_kernels::cpu::gemm::sgemm` (row-major C = A B, all
+//! rayon threads); `cargo bench --bench gemm --features compare` adds, on the same shapes and
+//! buffers, `matrixmultiply::sgemm` (single-threaded unless its `threading` feature is on) and
+//! `gemm::gemm` (rayon, all threads). Throughput is reported as elements = flops (2 m k n).
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use dinonat_kernels::cpu::gemm::{sgemm, Layout};
+use std::hint::black_box;
+use std::time::Duration;
 
-fn gemm(_c: &mut Criterion) {}
+/// Cubes, then the NAT shapes (qkv, proj, fc2 of a 56x56 stage at batch 8; a 28x28 stage; an MLP).
+const SHAPES: [(usize, usize, usize); 9] = [
+    (256, 256, 256),
+    (512, 512, 512),
+    (1024, 1024, 1024),
+    (2048, 2048, 2048),
+    (25088, 64, 192),
+    (25088, 64, 64),
+    (25088, 192, 64),
+    (6272, 128, 384),
+    (128, 512, 2048),
+];
+
+fn filled(len: usize, seed: u32) -> Vec<f32> {
+    (0..len as u32)
+        .map(|i| ((i.wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 1000.0 - 0.5)
+        .collect()
+}
+
+fn gemm(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sgemm");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    for &(m, k, n) in &SHAPES {
+        let name = format!("{m}x{k}x{n}");
+        let a = filled(m * k, 1);
+        let b = filled(k * n, 2);
+        let mut out = vec![0.0f32; m * n];
+        group.throughput(Throughput::Elements(2 * (m * k * n) as u64));
+        group.bench_function(BenchmarkId::new("dinonat", &name), |bch| {
+            bch.iter(|| {
+                sgemm(
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    black_box(&a),
+                    Layout::row_major(k),
+                    black_box(&b),
+                    Layout::row_major(n),
+                    0.0,
+                    &mut out,
+                    Layout::row_major(n),
+                )
+            })
+        });
+        #[cfg(feature = "compare")]
+        {
+            group.bench_function(BenchmarkId::new("matrixmultiply", &name), |bch| {
+                // SAFETY: a, b, out hold m x k, k x n and m x n row-major matrices.
+                bch.iter(|| unsafe {
+                    matrixmultiply::sgemm(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        black_box(a.as_ptr()),
+                        k as isize,
+                        1,
+                        black_box(b.as_ptr()),
+                        n as isize,
+                        1,
+                        0.0,
+                        out.as_mut_ptr(),
+                        n as isize,
+                        1,
+                    )
+                })
+            });
+            group.bench_function(BenchmarkId::new("gemm", &name), |bch| {
+                // SAFETY: as above; gemm's dst := alpha dst + beta lhs rhs, read_dst = false.
+                bch.iter(|| unsafe {
+                    gemm::gemm(
+                        m,
+                        n,
+                        k,
+                        out.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        false,
+                        black_box(a.as_ptr()),
+                        1,
+                        k as isize,
+                        black_box(b.as_ptr()),
+                        1,
+                        n as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::Rayon(rayon::current_num_threads()),
+                    )
+                })
+            });
+        }
+    }
+    group.finish();
+}
 
 criterion_group!(benches, gemm);
 criterion_main!(benches);

@@ -33,9 +33,12 @@ if [ ! -x "$ptxas" ]; then
         echo "nvrtc-check: ptxas not available (nvidia-cuda-nvcc wheel did not install); skipping the register report"
 fi
 if [ -x "$ptxas" ]; then
-    echo "--- ptxas -arch=sm_90 (registers, spills)"
-    for f in "$ptx_dir"/*.sm_90.ptx; do
-        "$ptxas" -arch=sm_90 -v "$f" -o /dev/null 2>&1 |
+    echo "--- ptxas -arch=sm_90 / sm_90a (registers, spills)"
+    for f in "$ptx_dir"/*.sm_90.ptx "$ptx_dir"/*.sm_90a.ptx; do
+        [ -e "$f" ] || continue
+        arch=${f%.ptx}
+        arch=${arch##*.}
+        "$ptxas" -arch="$arch" -v "$f" -o /dev/null 2>&1 |
             awk '/Compiling entry/ {gsub(/\x27/, "", $7); name=$7} /spill/ {spill=$0} /Used/ {print "  " name ": " $5 " registers," spill}'
     done
 fi

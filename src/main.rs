@@ -1,8 +1,14 @@
 //! The `dinonat` command line: subcommands that call the library crates, nothing else.
 
 mod bench;
+mod cmd_attention;
+mod cmd_crossmodal;
+mod cmd_embed;
+mod cmd_filter;
 mod cmd_train;
 mod info;
+#[allow(dead_code)] // used by `dinonat bench attention` and training reports once they land
+mod plot;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
@@ -18,6 +24,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: boxing the larger argument structs would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// CPU features, the kernel path chosen for each kernel, threads, and the GPU if any.
@@ -31,6 +39,14 @@ enum Command {
     Train(cmd_train::TrainArgs),
     /// Writes the teacher backbone of a training checkpoint as a backbone file.
     Export(cmd_train::ExportArgs),
+    /// Embeddings of a folder of images (safetensors + CSV of paths).
+    Embed(cmd_embed::EmbedArgs),
+    /// Near-duplicates, outliers, clusters and exemplar matches of a folder (report + contact sheets).
+    Filter(cmd_filter::FilterArgs),
+    /// RGB <-> IR retrieval and attention-mask IoU of image pairs with the same file name.
+    Crossmodal(cmd_crossmodal::CrossModalArgs),
+    /// Attention maps of NAT (pooled query, neighbourhood, PCA) as PNGs.
+    Attention(cmd_attention::AttentionArgs),
 }
 
 /// Where a command computes.
@@ -47,6 +63,10 @@ fn main() -> ExitCode {
         Command::Bench { which } => bench::run(which),
         Command::Train(args) => cmd_train::train(args),
         Command::Export(args) => cmd_train::export(args),
+        Command::Embed(args) => cmd_embed::run(args),
+        Command::Filter(args) => cmd_filter::run(args),
+        Command::Crossmodal(args) => cmd_crossmodal::run(args),
+        Command::Attention(args) => cmd_attention::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

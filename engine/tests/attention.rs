@@ -334,3 +334,50 @@ fn results_are_bitwise_identical_for_1_and_2_threads() {
         assert!(same, "result {i} differs between 1 and 2 threads");
     }
 }
+
+#[test]
+fn fast_kernels_read_any_strided_view() {
+    // f32: narrow views of a fused buffer, and spatially transposed views (row stride < col
+    // stride), give the same bits as contiguous copies, forward and backward.
+    let (b, h, w, heads, d) = (2, 9, 7, 2, 16);
+    let kernel = [5, 3];
+    let rpb = randn(8, &rpb_shape(heads, kernel), DType::F32);
+    let qkv = randn(7, &[b, w, h, 3, heads, d], DType::F32);
+    let part = |i| {
+        qkv.narrow(3, i, 1)
+            .unwrap()
+            .squeeze(3)
+            .unwrap()
+            .permute(&[0, 2, 1, 3, 4])
+            .unwrap()
+    };
+    let (q, k, v) = (part(0), part(1), part(2));
+    assert!(!q.is_contiguous());
+    let na = |q: &Tensor, k: &Tensor, v: &Tensor| {
+        q.neighborhood_attention_2d(k, v, Some(&rpb), kernel, [1, 2], 0.3)
+    };
+    let (o1, g1) = value_and_grads(na, [&q, &k, &v]);
+    let copies = [q.contiguous(), k.contiguous(), v.contiguous()];
+    let (o2, g2) = value_and_grads(na, [&copies[0], &copies[1], &copies[2]]);
+    assert_eq!(o1.to_vec::<f32>().unwrap(), o2.to_vec::<f32>().unwrap());
+    for (a, c) in g1.iter().zip(&g2) {
+        assert_eq!(a.to_vec::<f32>().unwrap(), c.to_vec::<f32>().unwrap());
+    }
+    // full attention on [B, N, heads, d] views of the same buffer against the fused variant
+    let parts = qkv.reshape(&[b, w * h, 3, heads, d]).unwrap();
+    let view = |i| parts.narrow(2, i, 1).unwrap().squeeze(2).unwrap();
+    let split = view(0).attention(&view(1), &view(2), 0.3).unwrap();
+    let fused = qkv
+        .reshape(&[b, w * h, 3 * heads * d])
+        .unwrap()
+        .attention_qkv(heads, 0.3)
+        .unwrap();
+    assert_eq!(
+        split
+            .reshape(&[b, w * h, heads * d])
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap(),
+        fused.to_vec::<f32>().unwrap()
+    );
+}

@@ -1,7 +1,117 @@
-//! `dinonat bench gemm` on the CPU.
+//! `dinonat bench gemm` on the CPU: SGEMM GFLOP/s (2 m k n flops / median time) over the cubes
+//! and the NAT shapes, row-major C = A B. Compare with OpenBLAS through numpy in the same run
+//! (/work/shared/bench-ref/gemm_numpy_torch.py); absolute numbers on a shared machine drift.
 
 use super::GemmArgs;
+use dinonat_kernels::cpu::gemm::{sgemm, Layout};
+use dinonat_kernels::cpu::isa;
+use std::time::Instant;
 
-pub fn run(_args: &GemmArgs) -> Result<(), String> {
-    Err("bench gemm: not built yet".into())
+/// Cubes, then the NAT shapes: qkv, proj, fc2 of a 56x56 stage at batch 8, a 28x28 stage, and an MLP.
+const SHAPES: [(usize, usize, usize); 9] = [
+    (256, 256, 256),
+    (512, 512, 512),
+    (1024, 1024, 1024),
+    (2048, 2048, 2048),
+    (25088, 64, 192),
+    (25088, 64, 64),
+    (25088, 192, 64),
+    (6272, 128, 384),
+    (128, 512, 2048),
+];
+
+pub fn run(args: &GemmArgs) -> Result<(), String> {
+    let shapes = if args.shapes.is_empty() {
+        SHAPES.to_vec()
+    } else {
+        args.shapes
+            .iter()
+            .map(|s| parse_shape(s))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    match args.threads {
+        None => measure_all(&shapes, args.json),
+        Some(0) => Err("--threads: must be at least 1".into()),
+        Some(t) => rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build()
+            .map_err(|e| format!("--threads {t}: cannot build a thread pool: {e}"))?
+            .install(|| measure_all(&shapes, args.json)),
+    }
+}
+
+/// "MxKxN" -> (m, k, n).
+fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
+    let bad =
+        || format!("--shape {s:?}: expected MxKxN with positive integers, e.g. 1024x1024x1024");
+    let dims: Vec<usize> = s
+        .split(['x', 'X'])
+        .map(|d| d.trim().parse::<usize>().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    match dims[..] {
+        [m, k, n] if m > 0 && k > 0 && n > 0 => Ok((m, k, n)),
+        _ => Err(bad()),
+    }
+}
+
+fn measure_all(shapes: &[(usize, usize, usize)], json: bool) -> Result<(), String> {
+    let threads = rayon::current_num_threads();
+    let isa = isa::active().name();
+    if !json {
+        println!("sgemm, {threads} threads, isa {isa}; median of repeated runs after a warm-up");
+        println!("{:>20} {:>10} {:>10}", "m x k x n", "ms", "GFLOP/s");
+    }
+    for &(m, k, n) in shapes {
+        let ms = median_ms(m, k, n);
+        let gflops = 2.0 * (m * k * n) as f64 / (ms * 1e6);
+        if json {
+            let row = serde_json::json!({
+                "m": m, "k": k, "n": n, "gflops": gflops, "ms": ms, "threads": threads, "isa": isa,
+            });
+            println!("{row}");
+        } else {
+            println!("{:>20} {ms:>10.3} {gflops:>10.1}", format!("{m}x{k}x{n}"));
+        }
+    }
+    Ok(())
+}
+
+/// Median wall time of C = A B in milliseconds; about half a second of runs, at least 5.
+fn median_ms(m: usize, k: usize, n: usize) -> f64 {
+    let mut seed = 0x2545f4914f6cdd1du64;
+    let mut fill = |len: usize| -> Vec<f32> {
+        (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    };
+    let a = fill(m * k);
+    let b = fill(k * n);
+    let mut c = vec![0.0f32; m * n];
+    let mut once = || {
+        let t = Instant::now();
+        sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            &a,
+            Layout::row_major(k),
+            &b,
+            Layout::row_major(n),
+            0.0,
+            &mut c,
+            Layout::row_major(n),
+        );
+        t.elapsed().as_secs_f64() * 1e3
+    };
+    let first = once().max(once());
+    let reps = ((500.0 / first.max(1e-3)) as usize).clamp(5, 200);
+    let mut times: Vec<f64> = (0..reps).map(|_| once()).collect();
+    times.sort_by(f64::total_cmp);
+    times[reps / 2]
 }

@@ -4,9 +4,13 @@
 //! Each result is also spot-checked against f64 dot products on the CPU (check_rel_err), so a
 //! fast but wrong kernel cannot report a figure unnoticed. Operands are random in [-1, 1), row-major;
 //! the bf16 GEMM reads bf16 operands (as torch.matmul on bf16 tensors does) and writes f32.
+//! On compute capability 9.0 the wgmma kernels are timed too: TF32 and BF16 calls as above (the
+//! TF32 call includes laying out and rounding A and B, the BF16 call transposing B to K-major),
+//! and `gemm_bf16_bt` with B already K-major (B^T n x k, as a linear layer's weight is stored).
 
 use super::GemmArgs;
 use dinonat_kernels::cpu::gemm::{BatchStrides, Layout};
+use dinonat_kernels::cuda::gemm::{GemmKernel, WgmmaTile};
 use dinonat_kernels::cuda::{
     bf16, elementwise, gemm, CudaSlice, GemmPrecision, GpuDevice, MmaTile,
 };
@@ -14,14 +18,59 @@ use dinonat_kernels::cuda::{
 const DEFAULT_SHAPES: [(usize, usize, usize); 3] =
     [(1024, 1024, 1024), (2048, 2048, 2048), (4096, 4096, 4096)];
 
-/// Every kernel variant timed: SIMT FP32, and each tensor-core precision with each block tile.
-const VARIANTS: [(GemmPrecision, Option<MmaTile>); 5] = [
-    (GemmPrecision::Fp32Simt, None),
-    (GemmPrecision::Tf32, Some(MmaTile::T128x128)),
-    (GemmPrecision::Tf32, Some(MmaTile::T128x256)),
-    (GemmPrecision::Bf16, Some(MmaTile::T128x128)),
-    (GemmPrecision::Bf16, Some(MmaTile::T128x256)),
-];
+/// One timed kernel: the precision, the tensor-core kernel, and (bf16) whether B is given K-major.
+#[derive(Clone, Copy)]
+struct Variant {
+    precision: GemmPrecision,
+    kernel: GemmKernel,
+    b_k_major: bool,
+}
+
+impl Variant {
+    fn name(self) -> String {
+        match (self.precision, self.b_k_major) {
+            (GemmPrecision::Fp32Simt, _) => "simt 128x128".into(),
+            (GemmPrecision::Tf32, true) => format!("{} B^T rounded", self.kernel.name()),
+            (_, true) => format!("{} B^T", self.kernel.name()),
+            _ => self.kernel.name().into(),
+        }
+    }
+}
+
+/// Every kernel variant timed: SIMT FP32, and each tensor-core precision with each block tile of
+/// mma.sync and (on compute capability 9.0) of wgmma.
+fn variants(dev: &GpuDevice) -> Vec<Variant> {
+    let v = |precision, kernel, b_k_major| Variant {
+        precision,
+        kernel,
+        b_k_major,
+    };
+    let mut out = vec![v(GemmPrecision::Fp32Simt, GemmKernel::Auto, false)];
+    for p in [GemmPrecision::Tf32, GemmPrecision::Bf16] {
+        for t in MmaTile::ALL {
+            out.push(v(p, GemmKernel::Mma(t), false));
+        }
+    }
+    // wgmma last: a fault there (sticky for the context) cannot cost the other figures.
+    if gemm::wgmma_available(dev) {
+        for (p, b_k_major) in [
+            (GemmPrecision::Tf32, false),
+            (GemmPrecision::Tf32, true),
+            (GemmPrecision::Bf16, false),
+            (GemmPrecision::Bf16, true),
+        ] {
+            for t in WgmmaTile::ALL {
+                out.push(v(p, GemmKernel::Wgmma(t), b_k_major));
+            }
+        }
+        if std::env::var_os("DINONAT_NO_NMAJOR").is_none() {
+            for t in WgmmaTile::ALL {
+                out.push(v(GemmPrecision::Bf16, GemmKernel::WgmmaNMajorB(t), false));
+            }
+        }
+    }
+    out
+}
 
 /// H100/H200 SXM datasheet peaks, dense, TFLOP/s.
 pub fn roofline_tflops(p: GemmPrecision) -> f64 {
@@ -65,6 +114,11 @@ struct Operands {
     b: CudaSlice<f32>,
     a16: CudaSlice<bf16>,
     b16: CudaSlice<bf16>,
+    /// B^T (n x k) in bf16, for the K-major variant (only on wgmma devices; else empty).
+    bt16: CudaSlice<bf16>,
+    /// A and B^T rounded to TF32 (f32), for the in-place TF32 variant (wgmma devices only).
+    a32r: CudaSlice<f32>,
+    bt32r: CudaSlice<f32>,
     c: CudaSlice<f32>,
     host_a: Vec<f32>,
     host_b: Vec<f32>,
@@ -72,27 +126,42 @@ struct Operands {
 
 fn launch(
     dev: &GpuDevice,
-    p: GemmPrecision,
-    tile: Option<MmaTile>,
+    var: Variant,
     (m, k, n): (usize, usize, usize),
     o: &mut Operands,
 ) -> Result<(), String> {
-    match p {
-        GemmPrecision::Bf16 => {
-            let one = BatchStrides {
-                count: 1,
-                a: 0,
-                b: 0,
-                c: 0,
+    let one = BatchStrides {
+        count: 1,
+        a: 0,
+        b: 0,
+        c: 0,
+    };
+    match var.precision {
+        GemmPrecision::Tf32 if var.b_k_major => {
+            let tile = match var.kernel {
+                GemmKernel::Wgmma(t) => Some(t),
+                _ => None,
             };
-            gemm::gemm_bf16(
-                dev, one, m, k, n, 1.0, &o.a16, k, &o.b16, n, 0.0, &mut o.c, n,
+            gemm::gemm_tf32_bt(
+                dev, tile, one, m, k, n, 1.0, &o.a32r, k, &o.bt32r, k, 0.0, &mut o.c, n,
             )
         }
-        _ => gemm::gemm_batched_with(
+        GemmPrecision::Bf16 if var.b_k_major => {
+            let tile = match var.kernel {
+                GemmKernel::Wgmma(t) => Some(t),
+                _ => None,
+            };
+            gemm::gemm_bf16_bt(
+                dev, tile, one, m, k, n, 1.0, &o.a16, k, &o.bt16, k, 0.0, &mut o.c, n,
+            )
+        }
+        GemmPrecision::Bf16 => gemm::gemm_bf16_kernel(
+            dev, var.kernel, one, m, k, n, 1.0, &o.a16, k, &o.b16, n, 0.0, &mut o.c, n,
+        ),
+        p => gemm::gemm_batched_kernel(
             dev,
             p,
-            tile,
+            var.kernel,
             BatchStrides {
                 count: 1,
                 a: 0,
@@ -118,17 +187,16 @@ fn launch(
 /// CUDA events, after a warm-up.
 fn time_ms(
     dev: &GpuDevice,
-    p: GemmPrecision,
-    tile: Option<MmaTile>,
+    var: Variant,
     shape: (usize, usize, usize),
     o: &mut Operands,
 ) -> Result<f64, String> {
-    dev.time_ms(3, || launch(dev, p, tile, shape, o))?; // module load, clocks up
-    let estimate = dev.time_ms(1, || launch(dev, p, tile, shape, o))?.max(1e-4);
+    dev.time_ms(3, || launch(dev, var, shape, o))?; // module load, clocks up
+    let estimate = dev.time_ms(1, || launch(dev, var, shape, o))?.max(1e-4);
     let reps = ((2.0 / estimate).ceil() as usize).clamp(1, 200);
     let mut samples = Vec::new();
     for _ in 0..15 {
-        samples.push(dev.time_ms(reps, || launch(dev, p, tile, shape, o))?);
+        samples.push(dev.time_ms(reps, || launch(dev, var, shape, o))?);
     }
     samples.sort_by(|x, y| x.total_cmp(y));
     Ok(samples[samples.len() / 2])
@@ -178,7 +246,7 @@ pub fn run(args: &GemmArgs) -> Result<(), String> {
             info.name, info.compute_capability.0, info.compute_capability.1, info.multiprocessors
         );
         println!(
-            "{:>16} {:>5} {:>12} {:>10} {:>9} {:>9} {:>7} {:>10}",
+            "{:>16} {:>5} {:>17} {:>10} {:>9} {:>9} {:>7} {:>10}",
             "m x k x n", "prec", "variant", "ms", "TFLOP/s", "roofline", "% roof", "check err"
         );
     }
@@ -192,24 +260,61 @@ pub fn run(args: &GemmArgs) -> Result<(), String> {
         let mut b16 = dev.zeros::<bf16>(k * n)?;
         elementwise::f32_to_bf16(dev, m * k, &a, &mut a16)?;
         elementwise::f32_to_bf16(dev, k * n, &b, &mut b16)?;
+        let (bt16, a32r, bt32r) = if gemm::wgmma_available(dev) {
+            // TF32 rounding to nearest, ties away (cvt.rna), for finite values
+            let rna = |x: f32| f32::from_bits((x.to_bits() + 0x1000) & !0x1fff);
+            let mut t16 = vec![bf16::ZERO; k * n];
+            let mut t32 = vec![0.0f32; k * n];
+            for p in 0..k {
+                for j in 0..n {
+                    t16[j * k + p] = bf16::from_f32(host_b[p * n + j]);
+                    t32[j * k + p] = rna(host_b[p * n + j]);
+                }
+            }
+            let a32: Vec<f32> = host_a.iter().map(|&x| rna(x)).collect();
+            (dev.upload(&t16)?, dev.upload(&a32)?, dev.upload(&t32)?)
+        } else {
+            (
+                dev.zeros::<bf16>(1)?,
+                dev.zeros::<f32>(1)?,
+                dev.zeros::<f32>(1)?,
+            )
+        };
         let c = dev.upload(&vec![f32::NAN; m * n])?;
         let mut o = Operands {
             a,
             b,
             a16,
             b16,
+            bt16,
+            a32r,
+            bt32r,
             c,
             host_a,
             host_b,
         };
-        for (p, tile) in VARIANTS {
-            let variant = tile.map_or("simt 128x128", |t| t.name());
+        for var in variants(dev) {
+            let p = var.precision;
+            let variant = var.name();
+            if var.b_k_major && p == GemmPrecision::Tf32 && k % 4 != 0 {
+                eprintln!("bench gemm tf32 B^T {m}x{k}x{n}: skipped (k must be a multiple of 4)");
+                continue;
+            }
             if p == GemmPrecision::Bf16 && (k % 8 != 0 || n % 8 != 0) {
                 eprintln!("bench gemm bf16 {m}x{k}x{n}: skipped (k and n must be multiples of 8)");
                 continue;
             }
-            let ms = time_ms(dev, p, tile, (m, k, n), &mut o)?;
-            let err = spot_check(dev, (m, k, n), &o)?;
+            o.c = dev.upload(&vec![f32::NAN; m * n])?; // poisoned: each variant must write all of C
+            let timed = time_ms(dev, var, (m, k, n), &mut o)
+                .and_then(|ms| spot_check(dev, (m, k, n), &o).map(|err| (ms, err)));
+            let (ms, err) = match timed {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("bench gemm {} {variant} {m}x{k}x{n}: {e}", p.name());
+                    failures.push(format!("{} {variant} {m}x{k}x{n}: {e}", p.name()));
+                    continue;
+                }
+            };
             let tflops = 2.0 * m as f64 * k as f64 * n as f64 / (ms * 1e-3) / 1e12;
             let roof = roofline_tflops(p);
             if args.json {
@@ -221,7 +326,7 @@ pub fn run(args: &GemmArgs) -> Result<(), String> {
                 );
             } else {
                 println!(
-                    "{:>16} {:>5} {variant:>12} {ms:>10.4} {tflops:>9.1} {roof:>9.0} {:>6.1}% {err:>10.1e}",
+                    "{:>16} {:>5} {variant:>17} {ms:>10.4} {tflops:>9.1} {roof:>9.0} {:>6.1}% {err:>10.1e}",
                     format!("{m}x{k}x{n}"),
                     p.name(),
                     100.0 * tflops / roof

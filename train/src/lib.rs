@@ -4,8 +4,11 @@
 
 pub mod augment;
 pub mod batch;
+pub mod curate;
 pub mod data;
 pub mod dino;
+pub mod eval;
 pub mod grid;
+pub mod maps;
 pub mod rng;
 pub mod trainer;

@@ -8,9 +8,17 @@
 //! - `Bf16`: mma.sync m16n8k16 on operands rounded to BF16 (7-bit mantissa); f32 inputs are
 //!   converted by the pack kernel first, bf16 inputs go straight in with [`gemm_bf16`].
 //!
-//! The tensor-core kernels read row-major A and B in 16-byte chunks; an operand that is not
+//! On compute capability 9.0, `Tf32` and `Bf16` run the Hopper kernels of gemm_wgmma.cu by default
+//! (wgmma + TMA, host side in gemm_wgmma.rs; [`GemmKernel`] picks a kernel explicitly, and
+//! [`gemm_bf16_bt`] / [`gemm_tf32_bt`] take B as B^T, n x k, with no layout pass).
+//!
+//! The mma.sync kernels read row-major A and B in 16-byte chunks; an operand that is not
 //! (transposed, strided, leading dimension or k/n not a multiple of the chunk) is first packed into
 //! a zero-padded row-major scratch buffer. A column-major C is handled as C^T = B^T A^T.
+
+#[path = "gemm_wgmma.rs"]
+mod wgmma;
+pub use wgmma::{available as wgmma_available, WgmmaTile};
 
 use super::device::GpuDevice;
 use super::nvrtc::{GEMM_MMA, GEMM_SIMT};
@@ -104,6 +112,53 @@ impl MmaTile {
     }
 }
 
+/// Which tensor-core kernel runs a TF32/BF16 GEMM. `Auto`: wgmma ([`WgmmaTile::choose`]) on
+/// compute capability 9.0 (for bf16 operands, B read N-major in place), otherwise mma.sync
+/// ([`MmaTile::choose`]). Forcing a wgmma kernel elsewhere is an error value.
+/// `Wgmma` reads B K-major (a row-major B is transposed first: one pass); `WgmmaNMajorB` reads a
+/// row-major bf16 B in place ([`gemm_bf16_kernel`]; with f32 operands it is the same as `Wgmma`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GemmKernel {
+    Auto,
+    Mma(MmaTile),
+    Wgmma(WgmmaTile),
+    WgmmaNMajorB(WgmmaTile),
+}
+
+impl GemmKernel {
+    pub fn name(self) -> &'static str {
+        match self {
+            GemmKernel::Auto => "auto",
+            GemmKernel::Mma(t) => t.name(),
+            GemmKernel::Wgmma(t) => t.name(),
+            GemmKernel::WgmmaNMajorB(t) => t.name_n_major(),
+        }
+    }
+    /// The wgmma tile to use (`Some(None)`: its automatic choice), or `None` for mma.sync.
+    fn wgmma(self, dev: &GpuDevice, k: usize) -> Option<Option<WgmmaTile>> {
+        match self {
+            GemmKernel::Wgmma(t) | GemmKernel::WgmmaNMajorB(t) if k > 0 => Some(Some(t)),
+            GemmKernel::Auto if k > 0 && wgmma::available(dev) => Some(None),
+            _ => None,
+        }
+    }
+    /// Whether a row-major bf16 B is read in place (N-major) rather than transposed first.
+    /// `Auto` does unless the environment sets `DINONAT_NO_NMAJOR`.
+    fn b_n_major(self) -> bool {
+        match self {
+            GemmKernel::WgmmaNMajorB(_) => true,
+            GemmKernel::Auto => std::env::var_os("DINONAT_NO_NMAJOR").is_none(),
+            _ => false,
+        }
+    }
+    fn mma_tile(self) -> Option<MmaTile> {
+        match self {
+            GemmKernel::Mma(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
 const MMA_TILE_M: usize = 128;
 const MMA_THREADS: u32 = 256;
 const SIMT_TILE: usize = 128;
@@ -185,13 +240,38 @@ pub fn gemm_batched(
     )
 }
 
-/// [`gemm_batched`] with the tensor-core block tile forced (`None`: [`MmaTile::choose`]);
+/// [`gemm_batched`] with the mma.sync block tile forced (`None`: [`GemmKernel::Auto`]);
 /// the tile is ignored by `Fp32Simt`. For tests and benchmarks of each kernel variant.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_batched_with(
     dev: &GpuDevice,
     precision: GemmPrecision,
     tile: Option<MmaTile>,
+    batch: BatchStrides,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &CudaSlice<f32>,
+    la: Layout,
+    b: &CudaSlice<f32>,
+    lb: Layout,
+    beta: f32,
+    c: &mut CudaSlice<f32>,
+    lc: Layout,
+) -> Result<()> {
+    let kernel = tile.map_or(GemmKernel::Auto, GemmKernel::Mma);
+    gemm_batched_kernel(
+        dev, precision, kernel, batch, m, k, n, alpha, a, la, b, lb, beta, c, lc,
+    )
+}
+
+/// [`gemm_batched`] with the tensor-core kernel chosen ([`GemmKernel`]); ignored by `Fp32Simt`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_batched_kernel(
+    dev: &GpuDevice,
+    precision: GemmPrecision,
+    kernel: GemmKernel,
     batch: BatchStrides,
     m: usize,
     k: usize,
@@ -227,8 +307,8 @@ pub fn gemm_batched_with(
                         c: batch.c,
                     };
                     let (ta, tb, tc) = (transposed(lb), transposed(la), transposed(lc));
-                    return gemm_batched(
-                        dev, precision, swapped, n, k, m, alpha, b, ta, a, tb, beta, c, tc,
+                    return gemm_batched_kernel(
+                        dev, precision, kernel, swapped, n, k, m, alpha, b, ta, a, tb, beta, c, tc,
                     );
                 }
                 return Err(format!(
@@ -237,6 +317,26 @@ pub fn gemm_batched_with(
                     lc
                 ));
             }
+            if let Some(wtile) = kernel.wgmma(dev, k) {
+                return wgmma::gemm_f32(
+                    dev,
+                    precision == GemmPrecision::Bf16,
+                    wtile,
+                    batch,
+                    m,
+                    k,
+                    n,
+                    alpha,
+                    a,
+                    la,
+                    b,
+                    lb,
+                    beta,
+                    c,
+                    lc.row_stride,
+                );
+            }
+            let tile = kernel.mma_tile();
             if precision == GemmPrecision::Tf32 {
                 gemm_tf32(
                     dev,
@@ -333,11 +433,36 @@ pub fn gemm_bf16(
     )
 }
 
-/// [`gemm_bf16`] with the block tile forced (`None`: [`MmaTile::choose`]).
+/// [`gemm_bf16`] with the mma.sync block tile forced (`None`: [`GemmKernel::Auto`]).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_bf16_with(
     dev: &GpuDevice,
     tile: Option<MmaTile>,
+    batch: BatchStrides,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &CudaSlice<bf16>,
+    lda: usize,
+    b: &CudaSlice<bf16>,
+    ldb: usize,
+    beta: f32,
+    c: &mut CudaSlice<f32>,
+    ldc: usize,
+) -> Result<()> {
+    let kernel = tile.map_or(GemmKernel::Auto, GemmKernel::Mma);
+    gemm_bf16_kernel(
+        dev, kernel, batch, m, k, n, alpha, a, lda, b, ldb, beta, c, ldc,
+    )
+}
+
+/// [`gemm_bf16`] with the tensor-core kernel chosen. The wgmma path transposes B to K-major
+/// first (one pass over B); [`gemm_bf16_bt`] takes B already K-major.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_bf16_kernel(
+    dev: &GpuDevice,
+    kernel: GemmKernel,
     batch: BatchStrides,
     m: usize,
     k: usize,
@@ -387,8 +512,175 @@ pub fn gemm_bf16_with(
         batch.c,
         Layout::row_major(ldc).min_len(m, n),
     )?;
+    if let Some(wtile) = kernel.wgmma(dev, k) {
+        let a_ok = wgmma::direct_ok(k, m, lda, batch.a, batch.count);
+        if a_ok && kernel.b_n_major() && wgmma::direct_ok(n, k, ldb, batch.b, batch.count) {
+            return wgmma::gemm_bf16_b_n_major(
+                dev, wtile, batch, m, k, n, alpha, a, lda, b, ldb, beta, c, ldc,
+            );
+        }
+        if a_ok {
+            return wgmma::gemm_bf16_b_row_major(
+                dev, wtile, batch, m, k, n, alpha, a, lda, b, ldb, beta, c, ldc,
+            );
+        }
+        if kernel != GemmKernel::Auto {
+            return Err(format!(
+                "gemm_bf16 (wgmma): A must not overlap between batch matrices (lda {lda}, batch stride {})",
+                batch.a
+            ));
+        }
+    }
     launch_mma(
-        dev, tile, batch, m, n, k, n, alpha, a, lda, b, ldb, beta, c, ldc,
+        dev,
+        kernel.mma_tile(),
+        batch,
+        m,
+        n,
+        k,
+        n,
+        alpha,
+        a,
+        lda,
+        b,
+        ldb,
+        beta,
+        c,
+        ldc,
+    )
+}
+
+/// TF32 GEMM on f32 operands used in place by the wgmma kernel: A m x k row-major (lda), B given
+/// K-major as B^T, n x k row-major (ldbt); C f32 row-major (ldc). No layout pass and no rounding:
+/// the tensor cores truncate each operand to TF32 (10 mantissa bits), so round operands to TF32
+/// beforehand (e.g. weights once) to get the accuracy of [`GemmPrecision::Tf32`]. Needs compute
+/// capability 9.0; k, lda, ldbt and the A/B batch strides multiples of 4, matrices of a batch not
+/// overlapping.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_tf32_bt(
+    dev: &GpuDevice,
+    tile: Option<WgmmaTile>,
+    batch: BatchStrides,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &CudaSlice<f32>,
+    lda: usize,
+    bt: &CudaSlice<f32>,
+    ldbt: usize,
+    beta: f32,
+    c: &mut CudaSlice<f32>,
+    ldc: usize,
+) -> Result<()> {
+    if m == 0 || n == 0 || batch.count == 0 {
+        return Ok(());
+    }
+    if batch.count > 65_535 {
+        return Err(format!(
+            "gemm_tf32_bt: batch count {} exceeds 65535",
+            batch.count
+        ));
+    }
+    if k == 0
+        || !wgmma::direct_ok_chunk(4, k, m, lda, batch.a, batch.count)
+        || !wgmma::direct_ok_chunk(4, k, n, ldbt, batch.b, batch.count)
+    {
+        return Err(format!(
+            "gemm_tf32_bt: need k > 0 and k, lda, ldbt and batch strides multiples of 4 with \
+             non-overlapping matrices (k {k}, lda {lda}, ldbt {ldbt}, batch strides {} / {})",
+            batch.a, batch.b
+        ));
+    }
+    check_operand(
+        "A",
+        a.len(),
+        batch.count,
+        batch.a,
+        Layout::row_major(lda).min_len(m, k),
+    )?;
+    check_operand(
+        "B^T",
+        bt.len(),
+        batch.count,
+        batch.b,
+        Layout::row_major(ldbt).min_len(n, k),
+    )?;
+    check_operand(
+        "C",
+        c.len(),
+        batch.count,
+        batch.c,
+        Layout::row_major(ldc).min_len(m, n),
+    )?;
+    wgmma::gemm_tf32_bt(
+        dev, tile, batch, m, k, n, alpha, a, lda, bt, ldbt, beta, c, ldc,
+    )
+}
+
+/// BF16 GEMM with B given K-major, as B^T (n x k row-major, ldbt; the layout of a linear layer's
+/// weight): the wgmma kernel reads both operands in place. A m x k row-major (lda), C f32
+/// row-major (ldc). Needs compute capability 9.0; k, lda, ldbt and the A/B batch strides multiples of
+/// 8, matrices of a batch not overlapping.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_bf16_bt(
+    dev: &GpuDevice,
+    tile: Option<WgmmaTile>,
+    batch: BatchStrides,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &CudaSlice<bf16>,
+    lda: usize,
+    bt: &CudaSlice<bf16>,
+    ldbt: usize,
+    beta: f32,
+    c: &mut CudaSlice<f32>,
+    ldc: usize,
+) -> Result<()> {
+    if m == 0 || n == 0 || batch.count == 0 {
+        return Ok(());
+    }
+    if batch.count > 65_535 {
+        return Err(format!(
+            "gemm_bf16_bt: batch count {} exceeds 65535",
+            batch.count
+        ));
+    }
+    if k == 0
+        || !wgmma::direct_ok(k, m, lda, batch.a, batch.count)
+        || !wgmma::direct_ok(k, n, ldbt, batch.b, batch.count)
+    {
+        return Err(format!(
+            "gemm_bf16_bt: need k > 0 and k, lda, ldbt and batch strides multiples of 8 with \
+             non-overlapping matrices (k {k}, lda {lda}, ldbt {ldbt}, batch strides {} / {})",
+            batch.a, batch.b
+        ));
+    }
+    check_operand(
+        "A",
+        a.len(),
+        batch.count,
+        batch.a,
+        Layout::row_major(lda).min_len(m, k),
+    )?;
+    check_operand(
+        "B^T",
+        bt.len(),
+        batch.count,
+        batch.b,
+        Layout::row_major(ldbt).min_len(n, k),
+    )?;
+    check_operand(
+        "C",
+        c.len(),
+        batch.count,
+        batch.c,
+        Layout::row_major(ldc).min_len(m, n),
+    )?;
+    wgmma::gemm_bf16_bt(
+        dev, tile, batch, m, k, n, alpha, a, lda, bt, ldbt, beta, c, ldc,
     )
 }
 

@@ -7,9 +7,11 @@
 //! - [`elementwise`]: add, scale, axpy, GELU forward/backward, f32 -> bf16.
 //! - [`gemm`]: SIMT FP32, TF32 and BF16 tensor-core GEMMs ([`GemmPrecision`]).
 
+pub mod attention;
 pub mod device;
 pub mod elementwise;
 pub mod gemm;
+pub mod neighborhood_attention;
 pub mod nvrtc;
 
 pub use device::{GpuDevice, GpuInfo};

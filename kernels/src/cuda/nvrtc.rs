@@ -28,8 +28,40 @@ pub const GEMM_MMA: Source = Source {
     code: include_str!("../../cuda/gemm_mma.cu"),
 };
 
+/// Hopper-only (wgmma, TMA): compiled for sm_90a where the device is sm_90 ([`arch_for_source`]).
+pub const GEMM_WGMMA: Source = Source {
+    name: "gemm_wgmma.cu",
+    code: include_str!("../../cuda/gemm_wgmma.cu"),
+};
+
+pub const NEIGHBORHOOD_ATTENTION: Source = Source {
+    name: "neighborhood_attention.cu",
+    code: include_str!("../../cuda/neighborhood_attention.cu"),
+};
+pub const ATTENTION: Source = Source {
+    name: "attention.cu",
+    code: include_str!("../../cuda/attention.cu"),
+};
+
 /// Every source, for the compile-check.
-pub const ALL_SOURCES: [Source; 3] = [ELEMENTWISE, GEMM_SIMT, GEMM_MMA];
+pub const ALL_SOURCES: [Source; 6] = [
+    ELEMENTWISE,
+    GEMM_SIMT,
+    GEMM_MMA,
+    GEMM_WGMMA,
+    NEIGHBORHOOD_ATTENTION,
+    ATTENTION,
+];
+
+/// The target a source is compiled for on a device of `arch`: gemm_wgmma.cu needs the
+/// architecture-specific sm_90a (wgmma) on sm_90; everything else the device's own arch.
+pub fn arch_for_source(source: Source, arch: &'static str) -> &'static str {
+    if source.name == GEMM_WGMMA.name && arch == "sm_90" {
+        "sm_90a"
+    } else {
+        arch
+    }
+}
 
 /// NVRTC's `--gpu-architecture` for a compute capability, e.g. (9, 0) -> "sm_90".
 /// Only the architectures the kernels support (mma.sync, cp.async, ldmatrix: sm_80 and later).
@@ -78,8 +110,9 @@ pub fn nvrtc_version() -> Result<(i32, i32)> {
     })
 }
 
-/// Compile one source for `arch` ("sm_90", ...). Errors carry NVRTC's log.
+/// Compile one source for `arch` ("sm_90", ...; see [`arch_for_source`]). Errors carry NVRTC's log.
 pub fn compile(source: Source, arch: &'static str) -> Result<Ptx> {
+    let arch = arch_for_source(source, arch);
     if !nvrtc_present() {
         return Err("libnvrtc not found (set LD_LIBRARY_PATH)".into());
     }

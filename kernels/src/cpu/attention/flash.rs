@@ -11,7 +11,9 @@ use rayon::prelude::*;
 
 use super::{Attention, HeadsRef};
 use crate::cpu::isa::{self, Isa};
-use crate::cpu::neighborhood_attention::blocks::{weighted_sum, Pattern, SharedMut, Transposed};
+use crate::cpu::neighborhood_attention::blocks::{
+    weighted_sum_strided, SharedMut, Strided, Transposed,
+};
 use crate::cpu::neighborhood_attention::simd::{Portable, Simd};
 
 /// Queries per task (forward and dQ pass).
@@ -177,6 +179,46 @@ unsafe fn mk<S: Simd, const NR: usize, const NV: usize>(
     }
 }
 
+/// out[r * d + c] = sum_t w[r * ldw + t] * x[t * ldx + c] for r < rows, c < d (written): a
+/// (rows x inner) by (inner x d) product, the P V / dS K / P^T dO / dS^T Q of the flash kernels.
+/// With d a multiple of LANES it is the register-blocked `logits_block` (4 rows share each load of
+/// x); otherwise one weighted sum per row (no reads past a row's d values).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) unsafe fn rows_times_matrix<S: Simd>(
+    w: *const f32,
+    ldw: usize,
+    rows: usize,
+    inner: usize,
+    x: *const f32,
+    ldx: usize,
+    d: usize,
+    out: *mut f32,
+) {
+    if d.is_multiple_of(S::LANES) {
+        logits_block::<S>(w, ldw, rows, x, ldx, d, inner, 1.0, out, d);
+    } else {
+        for r in 0..rows {
+            weighted_sum_strided::<S>(
+                d,
+                w.add(r * ldw),
+                Strided {
+                    rows: &[0],
+                    step: 1,
+                },
+                x,
+                Strided {
+                    rows: &[0],
+                    step: ldx as isize,
+                },
+                inner,
+                1.0,
+                out.add(r * d),
+            );
+        }
+    }
+}
+
 /// max of x[0..n] (n >= 1).
 #[inline(always)]
 pub(super) unsafe fn row_max<S: Simd>(x: *const f32, n: usize) -> f32 {
@@ -239,11 +281,8 @@ unsafe fn forward_task<S: Simd>(ctx: &FwdCtx, task: usize) {
     let kt = transpose_tokens::<S>(&ctx.k, b, h, 0, n, d);
     let mut s_buf = vec![0.0f32; QUERY_TILE * KEY_TILE];
     let mut o_acc = vec![0.0f32; qn * d];
-    let mut tmp = vec![0.0f32; d];
+    let mut pv = vec![0.0f32; qn * d];
     let (mut m, mut l) = (vec![f32::NEG_INFINITY; qn], vec![0.0f32; qn]);
-    let iota: Vec<usize> = (0..KEY_TILE).collect();
-    let vcols: Vec<usize> = (0..n).map(|t| t * ctx.v.view.col).collect();
-    let vbase = [ctx.v.view.at(b, 0, 0, h)];
     let qp = ctx.q.data.as_ptr().add(ctx.q.view.at(b, 0, q0, h));
     let mut k0 = 0;
     while k0 < n {
@@ -261,35 +300,25 @@ unsafe fn forward_task<S: Simd>(ctx: &FwdCtx, task: usize) {
             sp,
             KEY_TILE,
         );
+        let mut alpha = [0.0f32; QUERY_TILE];
         for r in 0..qn {
             let row = sp.add(r * KEY_TILE);
             let m_new = m[r].max(row_max::<S>(row, kn));
             // First tile: nothing accumulated yet (alpha would be exp(-inf) = 0; avoid -inf - -inf).
-            let alpha = if m[r] == f32::NEG_INFINITY {
+            alpha[r] = if m[r] == f32::NEG_INFINITY {
                 0.0
             } else {
                 (m[r] - m_new).exp()
             };
             let sum = row_exp::<S>(row, kn, m_new);
-            l[r] = l[r] * alpha + sum;
+            l[r] = l[r] * alpha[r] + sum;
             m[r] = m_new;
-            weighted_sum::<S>(
-                d,
-                row,
-                Pattern {
-                    rows: &[0],
-                    cols: &iota[..kn],
-                },
-                ctx.v.data.as_ptr(),
-                Pattern {
-                    rows: &vbase,
-                    cols: &vcols[k0..k0 + kn],
-                },
-                1.0,
-                tmp.as_mut_ptr(),
-            );
-            for (o, &t) in o_acc[r * d..][..d].iter_mut().zip(&tmp) {
-                *o = *o * alpha + t;
+        }
+        let vp = ctx.v.data.as_ptr().add(ctx.v.view.at(b, 0, k0, h));
+        rows_times_matrix::<S>(sp, KEY_TILE, qn, kn, vp, ctx.v.view.col, d, pv.as_mut_ptr());
+        for r in 0..qn {
+            for (o, &t) in o_acc[r * d..][..d].iter_mut().zip(&pv[r * d..][..d]) {
+                *o = *o * alpha[r] + t;
             }
         }
         k0 += kn;

@@ -9,10 +9,12 @@
 
 use rayon::prelude::*;
 
-use super::flash::{logits_block, row_exp, transpose_tokens, KEY_TILE, QUERY_TILE};
+use super::flash::{
+    logits_block, row_exp, rows_times_matrix, transpose_tokens, KEY_TILE, QUERY_TILE,
+};
 use super::{Attention, HeadsGradsMut, HeadsRef, HeadsView};
 use crate::cpu::isa::{self, Isa};
-use crate::cpu::neighborhood_attention::blocks::{weighted_sum, Pattern, SharedMut};
+use crate::cpu::neighborhood_attention::blocks::SharedMut;
 use crate::cpu::neighborhood_attention::simd::{Portable, Simd};
 
 /// Keys per pass-B task.
@@ -187,10 +189,7 @@ unsafe fn query_task<S: Simd>(ctx: &BwdCtx, task: usize) {
     let mut s_buf = vec![0.0f32; QUERY_TILE * KEY_TILE];
     let mut dp_buf = vec![0.0f32; QUERY_TILE * KEY_TILE];
     let mut dq_acc = vec![0.0f32; qn * d];
-    let mut tmp = vec![0.0f32; d];
-    let iota: Vec<usize> = (0..KEY_TILE).collect();
-    let kcols: Vec<usize> = (0..n).map(|t| t * ctx.k.view.col).collect();
-    let kbase = [ctx.k.view.at(b, 0, 0, h)];
+    let mut tmp = vec![0.0f32; qn * d];
     let qp = ctx.q.data.as_ptr().add(ctx.q.view.at(b, 0, q0, h));
     let dop = ctx.d_out.data.as_ptr().add(ov.at(b, 0, q0, h));
     let lse = &ctx.lse[bh * n + q0..][..qn];
@@ -223,25 +222,19 @@ unsafe fn query_task<S: Simd>(ctx: &BwdCtx, task: usize) {
             KEY_TILE,
         );
         probabilities_and_ds::<S>(sp, dpp, KEY_TILE, qn, kn, lse, big_d);
-        for r in 0..qn {
-            weighted_sum::<S>(
-                d,
-                dpp.add(r * KEY_TILE),
-                Pattern {
-                    rows: &[0],
-                    cols: &iota[..kn],
-                },
-                ctx.k.data.as_ptr(),
-                Pattern {
-                    rows: &kbase,
-                    cols: &kcols[k0..k0 + kn],
-                },
-                1.0,
-                tmp.as_mut_ptr(),
-            );
-            for (x, &t) in dq_acc[r * d..][..d].iter_mut().zip(&tmp) {
-                *x += t;
-            }
+        let kp = ctx.k.data.as_ptr().add(ctx.k.view.at(b, 0, k0, h));
+        rows_times_matrix::<S>(
+            dpp,
+            KEY_TILE,
+            qn,
+            kn,
+            kp,
+            ctx.k.view.col,
+            d,
+            tmp.as_mut_ptr(),
+        );
+        for (x, &t) in dq_acc.iter_mut().zip(tmp.iter()) {
+            *x += t;
         }
         k0 += kn;
     }
@@ -253,11 +246,13 @@ unsafe fn query_task<S: Simd>(ctx: &BwdCtx, task: usize) {
     }
 }
 
-/// Pass B: dK and dV for one key tile, summed over query tiles in order.
+/// Pass B: dK and dV for one key tile, summed over query tiles in order. Works on the transposed
+/// tiles S^T, dP^T (keys as rows, queries along the vectors; Q and dO transposed once per task),
+/// so the weights of one key are contiguous for the weighted sums dV += P^T dO, dK += dS^T Q.
 #[inline(always)]
 unsafe fn key_task<S: Simd>(ctx: &BwdCtx, task: usize) {
     let p = &ctx.p;
-    let (n, d) = (p.tokens, p.head_dim);
+    let (n, d, l) = (p.tokens, p.head_dim, S::LANES);
     let tiles = n.div_ceil(KEY_TASK);
     let (bh, tile) = (task / tiles, task % tiles);
     let (b, h) = (bh / p.heads, bh % p.heads);
@@ -265,85 +260,86 @@ unsafe fn key_task<S: Simd>(ctx: &BwdCtx, task: usize) {
     let kn = KEY_TASK.min(n - k0);
     let scale = p.scale as f32;
     let ov = p.out_view();
-    let kt = transpose_tokens::<S>(&ctx.k, b, h, k0, kn, d);
-    let vt = transpose_tokens::<S>(&ctx.v, b, h, k0, kn, d);
+    let qt = transpose_tokens::<S>(&ctx.q, b, h, 0, n, d);
+    let dot = transpose_tokens::<S>(&ctx.d_out, b, h, 0, n, d);
     const QB: usize = 2 * QUERY_TILE;
-    let mut s_buf = vec![0.0f32; QB * KEY_TASK];
-    let mut dp_buf = vec![0.0f32; QB * KEY_TASK];
+    let mut st = vec![0.0f32; KEY_TASK * QB];
+    let mut dpt = vec![0.0f32; KEY_TASK * QB];
     let (mut dk_acc, mut dv_acc) = (vec![0.0f32; kn * d], vec![0.0f32; kn * d]);
-    let mut tmp = vec![0.0f32; d];
-    let wq: Vec<usize> = (0..QB).map(|r| r * KEY_TASK).collect();
-    let qcols: Vec<usize> = (0..n).map(|t| t * ctx.q.view.col).collect();
-    let docols: Vec<usize> = (0..n).map(|t| t * ov.col).collect();
-    let qbase = [ctx.q.view.at(b, 0, 0, h)];
-    let dobase = [ov.at(b, 0, 0, h)];
+    let mut tmp = vec![0.0f32; kn * d];
+    let kp = ctx.k.data.as_ptr().add(ctx.k.view.at(b, 0, k0, h));
+    let vp = ctx.v.data.as_ptr().add(ctx.v.view.at(b, 0, k0, h));
+    let (lse_all, big_d_all) = (
+        &ctx.lse[bh * n..][..n],
+        ctx.big_d.0.add(bh * n) as *const f32,
+    );
     let mut q0 = 0;
     while q0 < n {
         let qn = QB.min(n - q0);
-        let (sp, dpp) = (s_buf.as_mut_ptr(), dp_buf.as_mut_ptr());
-        let qp = ctx.q.data.as_ptr().add(ctx.q.view.at(b, 0, q0, h));
-        let dop = ctx.d_out.data.as_ptr().add(ov.at(b, 0, q0, h));
+        let (sp, dpp) = (st.as_mut_ptr(), dpt.as_mut_ptr());
         logits_block::<S>(
-            qp,
-            ctx.q.view.col,
-            qn,
-            kt.row(0),
-            kt.stride,
+            kp,
+            ctx.k.view.col,
             kn,
+            qt.row(0).add(q0),
+            qt.stride,
+            qn,
             d,
             scale,
             sp,
-            KEY_TASK,
+            QB,
         );
         logits_block::<S>(
-            dop,
-            ov.col,
-            qn,
-            vt.row(0),
-            vt.stride,
+            vp,
+            ctx.v.view.col,
             kn,
+            dot.row(0).add(q0),
+            dot.stride,
+            qn,
             d,
             1.0,
             dpp,
-            KEY_TASK,
+            QB,
         );
-        let lse = &ctx.lse[bh * n + q0..][..qn];
-        probabilities_and_ds::<S>(sp, dpp, KEY_TASK, qn, kn, lse, ctx.big_d.0.add(bh * n + q0));
+        // P^T = exp(S^T - lse[q]); dS^T = P^T (dP^T - D[q]); lse and D vary along the vectors.
+        let (lse, big_d) = (lse_all.as_ptr().add(q0), big_d_all.add(q0));
         for kk in 0..kn {
-            let wp = Pattern {
-                rows: &[kk],
-                cols: &wq[..qn],
-            };
-            weighted_sum::<S>(
-                d,
-                sp,
-                wp,
-                ctx.d_out.data.as_ptr(),
-                Pattern {
-                    rows: &dobase,
-                    cols: &docols[q0..q0 + qn],
-                },
-                1.0,
-                tmp.as_mut_ptr(),
-            );
-            for (x, &t) in dv_acc[kk * d..][..d].iter_mut().zip(&tmp) {
-                *x += t;
+            let (sr, dr) = (sp.add(kk * QB), dpp.add(kk * QB));
+            let mut t = 0;
+            while t + l <= qn {
+                let pv = S::exp(S::sub(S::load(sr.add(t)), S::load(lse.add(t))));
+                let ds = S::mul(pv, S::sub(S::load(dr.add(t)), S::load(big_d.add(t))));
+                S::store(sr.add(t), pv);
+                S::store(dr.add(t), ds);
+                t += l;
             }
-            weighted_sum::<S>(
-                d,
-                dpp,
-                wp,
-                ctx.q.data.as_ptr(),
-                Pattern {
-                    rows: &qbase,
-                    cols: &qcols[q0..q0 + qn],
-                },
-                1.0,
-                tmp.as_mut_ptr(),
-            );
-            for (x, &t) in dk_acc[kk * d..][..d].iter_mut().zip(&tmp) {
-                *x += t;
+            if t < qn {
+                // Tail: through a padded buffer, so no load reads past lse or D.
+                let m = qn - t;
+                let mut buf = [[0.0f32; 16]; 4];
+                for (x, src) in buf.iter_mut().zip([sr as *const f32, dr, lse, big_d]) {
+                    std::ptr::copy_nonoverlapping(src.add(t), x.as_mut_ptr(), m);
+                }
+                let pv = S::exp(S::sub(S::load(buf[0].as_ptr()), S::load(buf[2].as_ptr())));
+                let ds = S::mul(
+                    pv,
+                    S::sub(S::load(buf[1].as_ptr()), S::load(buf[3].as_ptr())),
+                );
+                S::store(buf[0].as_mut_ptr(), pv);
+                S::store(buf[1].as_mut_ptr(), ds);
+                std::ptr::copy_nonoverlapping(buf[0].as_ptr(), sr.add(t), m);
+                std::ptr::copy_nonoverlapping(buf[1].as_ptr(), dr.add(t), m);
             }
+        }
+        let qp = ctx.q.data.as_ptr().add(ctx.q.view.at(b, 0, q0, h));
+        let dop = ctx.d_out.data.as_ptr().add(ov.at(b, 0, q0, h));
+        rows_times_matrix::<S>(sp, QB, kn, qn, dop, ov.col, d, tmp.as_mut_ptr());
+        for (x, &t) in dv_acc.iter_mut().zip(tmp.iter()) {
+            *x += t;
+        }
+        rows_times_matrix::<S>(dpp, QB, kn, qn, qp, ctx.q.view.col, d, tmp.as_mut_ptr());
+        for (x, &t) in dk_acc.iter_mut().zip(tmp.iter()) {
+            *x += t;
         }
         q0 += qn;
     }

@@ -246,3 +246,43 @@ fn neighborhood_attention_with_full_window_equals_attention() {
         );
     }
 }
+
+/// Speed probe, run by hand: `ATT_THREADS=2 cargo test -p dinonat-kernels --release
+/// attention_speed -- --ignored --nocapture` (B4 h2 N=28*28 d32). Prints the fastest iteration.
+#[test]
+#[ignore]
+fn attention_speed() {
+    let threads = std::env::var("ATT_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let p = Attention::new(4, 28 * 28, 2, 32);
+    let pr = Problem::new(p, true, 1);
+    let [q, k, v] = pr.refs();
+    let mut out = vec![0.0; p.out_len()];
+    let mut lse = vec![0.0; p.lse_len()];
+    let mut grads = vec![0.0; pr.qkv.len()];
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let (mut f, mut bw) = (f64::MAX, f64::MAX);
+    pool.install(|| {
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            attention_forward(&p, q, k, v, &mut out, &mut lse);
+            f = f.min(t.elapsed().as_secs_f64() * 1e3);
+            let t = std::time::Instant::now();
+            let [dq, dk, dv] = pr.views;
+            let g = HeadsGradsMut {
+                data: &mut grads,
+                dq,
+                dk,
+                dv,
+            };
+            attention_backward(&p, q, k, v, &out, &lse, &pr.d_out, g);
+            bw = bw.min(t.elapsed().as_secs_f64() * 1e3);
+        }
+    });
+    println!("attention {threads} threads: forward {f:.2} ms, backward {bw:.2} ms");
+}

@@ -10,7 +10,8 @@
 use rayon::prelude::*;
 
 use super::blocks::{
-    chunk_logits, weighted_sum, ColumnPlan, Pattern, RowInputs, SharedMut, Transposed, ROW_TILE,
+    chunk_logits, load_tile, store_tile, weighted_sum, weighted_sum_strided, ColumnPlan, Pattern,
+    RowInputs, Scratch, SharedMut, Strided, Transposed, ROW_TILE,
 };
 use super::fused::{halo, lanes};
 use super::simd::{Portable, Simd};
@@ -82,7 +83,8 @@ pub(crate) fn backward_with(
             "neighborhood attention: d_rpb length, {p:?}"
         );
     }
-    let mut ds = vec![0.0f32; p.attn_len()];
+    // Every slot of every query is written in phase 1 before phase 2 reads it.
+    let mut ds = Scratch::new(p.attn_len());
     let table = p.rpb_dims()[0] * p.rpb_dims()[1];
     let ctx = BwdCtx {
         p: *p,
@@ -181,8 +183,7 @@ unsafe fn query_task<S: Simd>(ctx: &BwdCtx, task: usize, part: &mut [f32]) {
     let mut tile_buf = vec![0.0f32; slots * lanes];
     let mut a_buf = vec![0.0f32; slots * lanes];
     let wrows: Vec<usize> = (0..p.kernel_size[0]).map(|tr| tr * kw * lanes).collect();
-    let wcols: Vec<usize> = (0..kw).map(|tc| tc * lanes).collect();
-    let (mut krows_off, mut kcols) = (Vec::with_capacity(p.kernel_size[0]), vec![0usize; kw]);
+    let mut krows_off = Vec::with_capacity(p.kernel_size[0]);
     let kcol = ctx.k.view.col;
     let s = p.scale as f32;
     part.fill(0.0);
@@ -205,7 +206,8 @@ unsafe fn query_task<S: Simd>(ctx: &BwdCtx, task: usize, part: &mut [f32]) {
             bias: None,
             kw,
         };
-        let row_base = ((b * p.heads + h) * p.height + i) * p.width;
+        let plane = p.width;
+        let row_at = p.attn_index(b, h, 0, i, 0);
         for ch in &plan.chunks {
             let tp = tile_buf.as_mut_ptr();
             chunk_logits::<S>(&inputs, plan, ch, tp);
@@ -213,18 +215,15 @@ unsafe fn query_task<S: Simd>(ctx: &BwdCtx, task: usize, part: &mut [f32]) {
             // A into the [slot][lane] layout of dA (lanes past count keep stale finite values:
             // their results are never written out).
             let ab = a_buf.as_mut_ptr();
-            for u in 0..ch.count {
-                let arow = ctx
-                    .attn
-                    .as_ptr()
-                    .add((row_base + plan.order[ch.p0 + u]) * slots);
-                for tr in 0..rw.size {
-                    for tc in 0..kwe {
-                        let n = tr * kw + tc;
-                        *ab.add(n * lanes + u) = *arow.add(n);
-                    }
-                }
-            }
+            load_tile::<S>(
+                ctx.attn.as_ptr().add(row_at),
+                plane,
+                plan,
+                ch,
+                rw.size,
+                kw,
+                ab,
+            );
             // D = sum A dA; dS = A (dA - D), vertical over lanes.
             let mut big_d = S::zero();
             for tr in 0..rw.size {
@@ -242,43 +241,51 @@ unsafe fn query_task<S: Simd>(ctx: &BwdCtx, task: usize, part: &mut [f32]) {
                     );
                 }
             }
+            store_tile::<S>(
+                tp,
+                ctx.ds.0.add(row_at),
+                plane,
+                plan,
+                ch,
+                rw.size,
+                kw,
+                slots,
+            );
+            // d(rpb) partial. Interior lanes share every relative offset: one lane sum per slot
+            // (adding lane by lane would chain every add through the same table entry).
+            if ctx.with_rpb && ch.interior {
+                let cb = plan.windows[plan.order[ch.p0]].bias_first;
+                for tr in 0..rw.size {
+                    let prow = (rw.bias_first + tr) * bias_cols + cb;
+                    for tc in 0..kwe {
+                        part[prow + tc] += S::hsum(S::load(tp.add((tr * kw + tc) * lanes)));
+                    }
+                }
+            }
             for u in 0..ch.count {
                 let j = plan.order[ch.p0 + u];
                 let cw = plan.windows[j];
-                let dsr = ctx.ds.0.add((row_base + j) * slots);
-                if rw.size * cw.size < slots {
-                    std::ptr::write_bytes(dsr, 0, slots);
-                }
-                for tr in 0..rw.size {
-                    let prow = &mut part[if ctx.with_rpb {
-                        (rw.bias_first + tr) * bias_cols + cw.bias_first
-                    } else {
-                        0
-                    }..];
-                    for tc in 0..cw.size {
-                        let n = tr * kw + tc;
-                        let x = *tp.add(n * lanes + u);
-                        *dsr.add(n) = x;
-                        if ctx.with_rpb {
-                            *prow.get_unchecked_mut(tc) += x;
+                if ctx.with_rpb && !ch.interior {
+                    for tr in 0..rw.size {
+                        let prow = (rw.bias_first + tr) * bias_cols + cw.bias_first;
+                        for tc in 0..cw.size {
+                            part[prow + tc] += *tp.add((tr * kw + tc) * lanes + u);
                         }
                     }
                 }
-                for (tc, x) in kcols.iter_mut().enumerate().take(cw.size) {
-                    *x = (cw.first + tc * cw.step) * kcol;
-                }
-                weighted_sum::<S>(
+                weighted_sum_strided::<S>(
                     d,
                     tp.add(u),
-                    Pattern {
+                    Strided {
                         rows: &wrows[..rw.size],
-                        cols: &wcols[..cw.size],
+                        step: lanes as isize,
                     },
-                    ctx.k.data.as_ptr(),
-                    Pattern {
+                    ctx.k.data.as_ptr().add(cw.first * kcol),
+                    Strided {
                         rows: &krows_off,
-                        cols: &kcols[..cw.size],
+                        step: (cw.step * kcol) as isize,
                     },
+                    cw.size,
                     s,
                     ctx.g.0.add(ctx.dq.at(b, i, j, h)),
                 );
@@ -297,21 +304,33 @@ unsafe fn key_task<S: Simd>(ctx: &BwdCtx, task: usize) {
     let (bh, tile) = (task / tiles, task % tiles);
     let (b, h) = (bh / p.heads, bh % p.heads);
     let (a0, a1) = (tile * ROW_TILE, ((tile + 1) * ROW_TILE).min(p.height));
-    let (d, kw, slots) = (p.head_dim, p.kernel_size[1], p.window_slots());
+    let (d, kw) = (p.head_dim, p.kernel_size[1]);
+    let plane = p.width;
     let [kh_n, kw_n] = p.kernel_size;
     let [dh, dw] = p.dilation;
     let s = p.scale as f32;
     // Per key column: the (query column j, slot column tc) pairs, as offsets.
     let (mut wcol, mut docol, mut qcol, mut col_at) = (Vec::new(), Vec::new(), Vec::new(), vec![0]);
+    let mut col_step = Vec::with_capacity(p.width);
     for c in 0..p.width {
         let ic = inverse_window(c, p.width, kw_n, dw);
         for uj in 0..ic.count {
             let j = ic.first + uj * ic.step;
-            wcol.push(j * slots + (c - ctx.plan.windows[j].first) / dw);
+            wcol.push((c - ctx.plan.windows[j].first) / dw * plane + j);
             docol.push(j * ctx.d_out.view.col);
             qcol.push(j * ctx.q.view.col);
         }
         col_at.push(wcol.len());
+        // Unclamped query columns: the slot column falls by one as j grows by dw, so the weight
+        // offsets are an arithmetic progression (step dw - W) and the strided kernel applies.
+        let w = &wcol[col_at[c]..];
+        let step = if w.len() > 1 {
+            w[1] as isize - w[0] as isize
+        } else {
+            0
+        };
+        let arithmetic = w.windows(2).all(|x| x[1] as isize - x[0] as isize == step);
+        col_step.push(arithmetic.then_some(step));
     }
     let (mut wrow, mut dorow, mut qrow) = (Vec::new(), Vec::new(), Vec::new());
     let ds = ctx.ds.0 as *const f32;
@@ -323,12 +342,50 @@ unsafe fn key_task<S: Simd>(ctx: &BwdCtx, task: usize) {
         for ui in 0..ir.count {
             let i = ir.first + ui * ir.step;
             let tr = (a - p.row_window(i).first) / dh;
-            wrow.push(((bh * p.height + i) * p.width) * slots + tr * kw);
+            wrow.push(p.attn_index(b, h, tr * kw, i, 0));
             dorow.push(ctx.d_out.view.at(b, i, 0, h));
             qrow.push(ctx.q.view.at(b, i, 0, h));
         }
         for c in 0..p.width {
             let cols = col_at[c]..col_at[c + 1];
+            if let Some(wstep) = col_step[c] {
+                let (n, c0) = (cols.len(), cols.start);
+                let (vstep_do, vstep_q) = (
+                    (dw * ctx.d_out.view.col) as isize,
+                    (dw * ctx.q.view.col) as isize,
+                );
+                let wp = Strided {
+                    rows: &wrow,
+                    step: wstep,
+                };
+                weighted_sum_strided::<S>(
+                    d,
+                    ctx.attn.as_ptr().add(wcol[c0]),
+                    wp,
+                    ctx.d_out.data.as_ptr().add(docol[c0]),
+                    Strided {
+                        rows: &dorow,
+                        step: vstep_do,
+                    },
+                    n,
+                    1.0,
+                    ctx.g.0.add(ctx.dv.at(b, a, c, h)),
+                );
+                weighted_sum_strided::<S>(
+                    d,
+                    ds.add(wcol[c0]),
+                    wp,
+                    ctx.q.data.as_ptr().add(qcol[c0]),
+                    Strided {
+                        rows: &qrow,
+                        step: vstep_q,
+                    },
+                    n,
+                    s,
+                    ctx.g.0.add(ctx.dk.at(b, a, c, h)),
+                );
+                continue;
+            }
             let wp = Pattern {
                 rows: &wrow,
                 cols: &wcol[cols.clone()],

@@ -7,8 +7,8 @@
 use rayon::prelude::*;
 
 use super::blocks::{
-    chunk_logits, softmax_lanes, weighted_sum, ColumnPlan, Pattern, RowInputs, SharedMut,
-    Transposed, ROW_TILE,
+    chunk_logits, softmax_lanes, store_tile, weighted_sum_strided, ColumnPlan, RowInputs,
+    SharedMut, Strided, Transposed, ROW_TILE,
 };
 use super::simd::{Portable, Simd};
 use super::{HeadsRef, HeadsView, Na2d};
@@ -145,10 +145,9 @@ unsafe fn forward_task<S: Simd>(ctx: &FwdCtx, task: usize) {
     let mut kt = Transposed::new(lo, hi, d, p.width, lanes);
     let mut qt = Transposed::new(i0, i1 - 1, d, p.width, lanes);
     let mut tile_buf = vec![0.0f32; slots * lanes];
-    // Weight offsets in the [slot][lane] tile, and value offsets of the window's V rows/columns.
+    // Offsets of the window rows in the [slot][lane] tile and in V (columns advance by strides).
     let wrows: Vec<usize> = (0..p.kernel_size[0]).map(|tr| tr * kw * lanes).collect();
-    let wcols: Vec<usize> = (0..kw).map(|tc| tc * lanes).collect();
-    let (mut vrows, mut vcols) = (Vec::with_capacity(p.kernel_size[0]), vec![0usize; kw]);
+    let mut vrows = Vec::with_capacity(p.kernel_size[0]);
     let out_view = HeadsView::contiguous(p.height, p.width, p.heads, d);
     let scale = p.scale as f32;
     let vcol = ctx.v.view.col;
@@ -171,40 +170,30 @@ unsafe fn forward_task<S: Simd>(ctx: &FwdCtx, task: usize) {
             bias: bias_rows(p, ctx.rpb, h, rw.bias_first),
             kw,
         };
-        let attn_row = ((b * p.heads + h) * p.height + i) * p.width;
+        let attn_row = ctx.attn.0.add(p.attn_index(b, h, 0, i, 0));
+        let plane = p.width;
         for ch in &plan.chunks {
             let tp = tile_buf.as_mut_ptr();
             chunk_logits::<S>(&inputs, plan, ch, tp);
             let kwe = plan.windows[plan.order[ch.p0]].size;
             softmax_lanes::<S>(tp, rw.size, kwe, kw);
+            store_tile::<S>(tp, attn_row, plane, plan, ch, rw.size, kw, slots);
             for u in 0..ch.count {
                 let j = plan.order[ch.p0 + u];
                 let cw = plan.windows[j];
-                let a = ctx.attn.0.add((attn_row + j) * slots);
-                if rw.size * cw.size < slots {
-                    std::ptr::write_bytes(a, 0, slots);
-                }
-                for tr in 0..rw.size {
-                    for tc in 0..cw.size {
-                        let n = tr * kw + tc;
-                        *a.add(n) = *tp.add(n * lanes + u);
-                    }
-                }
-                for (tc, x) in vcols.iter_mut().enumerate().take(cw.size) {
-                    *x = (cw.first + tc * cw.step) * vcol;
-                }
-                weighted_sum::<S>(
+                weighted_sum_strided::<S>(
                     d,
                     tp.add(u),
-                    Pattern {
+                    Strided {
                         rows: &wrows[..rw.size],
-                        cols: &wcols[..cw.size],
+                        step: lanes as isize,
                     },
-                    ctx.v.data.as_ptr(),
-                    Pattern {
+                    ctx.v.data.as_ptr().add(cw.first * vcol),
+                    Strided {
                         rows: &vrows,
-                        cols: &vcols[..cw.size],
+                        step: (cw.step * vcol) as isize,
                     },
+                    cw.size,
                     1.0,
                     ctx.out.0.add(out_view.at(b, i, j, h)),
                 );

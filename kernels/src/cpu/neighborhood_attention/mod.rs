@@ -11,10 +11,13 @@
 //! ([`HeadsView::contiguous`]), without copies.
 //!
 //! - [`neighborhood_attention_2d_forward`] writes `out` `[batch, H, W, heads, head_dim]`
-//!   (contiguous) and the attention probabilities `attn` `[batch, heads, H, W, kh * kw]`
-//!   ([`Na2d::attn_len`]): slot `tr * kw + tc` is the key `tr`-th row, `tc`-th column of the
-//!   query's window; slots beyond the effective window (k' = min(k, L) < k) hold 0. `attn` is what
-//!   backward needs (k^2 floats per query; no log-sum-exp, no logits).
+//!   (contiguous) and the attention probabilities `attn` `[batch, heads, H, kh * kw, W]`
+//!   ([`Na2d::attn_len`], [`Na2d::attn_index`]): slot `tr * kw + tc` is the key in the `tr`-th
+//!   row, `tc`-th column of the query's window; slots beyond the effective window
+//!   (k' = min(k, L) < k) hold 0. Slots before columns keeps the probabilities that backward
+//!   gathers for one key (one slot, neighbouring queries) in few cache lines and pages, and lets
+//!   the kernels move a slot for 16 queries with one vector. `attn` is all backward needs
+//!   (k^2 floats per query; no log-sum-exp, no logits).
 //! - [`neighborhood_attention_2d_backward`] takes `attn` and `d_out` (layout of `out`) and writes
 //!   dQ, dK, dV into one buffer through three views ([`HeadsGradsMut`]): the fused dQKV gradient
 //!   (`HeadsView::fused_qkv(.., 0/1/2)`) or three contiguous blocks (`HeadsView::contiguous(..)`
@@ -30,11 +33,13 @@
 mod backward;
 pub(crate) mod blocks;
 mod fused;
+mod logits;
 mod one_d;
 mod reference;
 pub(crate) mod simd;
 #[cfg(test)]
 pub(crate) mod tests;
+mod weighted_sum;
 pub mod window;
 
 pub use backward::neighborhood_attention_2d_backward;
@@ -288,7 +293,14 @@ impl Na2d {
     pub fn window_slots(&self) -> usize {
         self.kernel_size[0] * self.kernel_size[1]
     }
-    /// Length of `attn`: batch * heads * H * W * kh * kw.
+    /// Index of (batch b, head h, query row i, window slot n = tr * kw + tc, query column j) in
+    /// `attn`, laid out `[batch, heads, H, kh * kw, W]`: per image row, one line of W queries per
+    /// window slot, so neighbouring queries' probabilities for the same slot are adjacent.
+    #[inline(always)]
+    pub fn attn_index(&self, b: usize, h: usize, n: usize, i: usize, j: usize) -> usize {
+        (((b * self.heads + h) * self.height + i) * self.window_slots() + n) * self.width + j
+    }
+    /// Length of `attn`: batch * heads * kh * kw * H * W.
     pub fn attn_len(&self) -> usize {
         self.batch * self.heads * self.height * self.width * self.window_slots()
     }
@@ -311,6 +323,39 @@ impl Na2d {
     }
 
     /// Asserts the sizes of the forward arguments (invariants: callers check shapes first).
+    /// The problem ([`Na2d::check`]), the q/k/v views against their slices and the rpb length, as
+    /// an error value (the kernels assert the same).
+    pub fn check_inputs<T>(
+        &self,
+        q: &HeadsRef<T>,
+        k: &HeadsRef<T>,
+        v: &HeadsRef<T>,
+        rpb: Option<&[T]>,
+    ) -> Result<(), String> {
+        self.check()?;
+        let dims = self.dims();
+        for (name, x) in [("q", q), ("k", k), ("v", v)] {
+            let need = x.view.min_len(dims);
+            if need > x.data.len() {
+                return Err(format!(
+                    "neighborhood attention: {name} view {:?} needs {need} elements for {dims:?}, \
+                     slice has {}",
+                    x.view,
+                    x.data.len()
+                ));
+            }
+        }
+        match rpb {
+            Some(t) if t.len() != self.rpb_len() => Err(format!(
+                "neighborhood attention: rpb has {} elements, expected heads x (2kh-1) x (2kw-1) = {} \
+                 for {self:?}",
+                t.len(),
+                self.rpb_len()
+            )),
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn assert_inputs<T>(
         &self,
         q: &HeadsRef<T>,
@@ -318,25 +363,8 @@ impl Na2d {
         v: &HeadsRef<T>,
         rpb: Option<&[T]>,
     ) {
-        if let Err(e) = self.check() {
+        if let Err(e) = self.check_inputs(q, k, v, rpb) {
             panic!("{e}");
-        }
-        let dims = self.dims();
-        for (name, x) in [("q", q), ("k", k), ("v", v)] {
-            assert!(
-                x.view.min_len(dims) <= x.data.len(),
-                "neighborhood attention: {name} view {:?} needs {} elements for {dims:?}, slice has {}",
-                x.view,
-                x.view.min_len(dims),
-                x.data.len()
-            );
-        }
-        if let Some(t) = rpb {
-            assert_eq!(
-                t.len(),
-                self.rpb_len(),
-                "neighborhood attention: rpb length, {self:?}"
-            );
         }
     }
 }

@@ -36,6 +36,7 @@ pub fn neighborhood_attention_2d_forward_reference<T: Float>(
     let s = scale_as::<T>(p);
     let out_view = super::HeadsView::contiguous(p.height, p.width, p.heads, d);
     let mut logits = vec![T::ZERO; slots];
+    let mut arow = vec![T::ZERO; slots];
     for b in 0..p.batch {
         for h in 0..p.heads {
             for i in 0..p.height {
@@ -73,8 +74,6 @@ pub fn neighborhood_attention_2d_forward_reference<T: Float>(
                             sum += e;
                         }
                     }
-                    let arow = &mut attn
-                        [(((b * p.heads + h) * p.height + i) * p.width + j) * slots..][..slots];
                     arow.fill(T::ZERO);
                     let o = &mut out[out_view.at(b, i, j, h)..][..d];
                     o.fill(T::ZERO);
@@ -89,6 +88,9 @@ pub fn neighborhood_attention_2d_forward_reference<T: Float>(
                                 o[e] += w * v.data[vi + e];
                             }
                         }
+                    }
+                    for (n, &x) in arow.iter().enumerate() {
+                        attn[p.attn_index(b, h, n, i, j)] = x;
                     }
                 }
             }
@@ -153,14 +155,16 @@ pub fn neighborhood_attention_2d_backward_reference<T: Float>(
         t.fill(T::ZERO);
     }
     let mut ds = vec![T::ZERO; slots];
+    let mut arow = vec![T::ZERO; slots];
     for b in 0..p.batch {
         for h in 0..p.heads {
             for i in 0..p.height {
                 let rw = p.row_window(i);
                 for j in 0..p.width {
                     let cw = p.col_window(j);
-                    let arow = &attn[(((b * p.heads + h) * p.height + i) * p.width + j) * slots..]
-                        [..slots];
+                    for (n, x) in arow.iter_mut().enumerate() {
+                        *x = attn[p.attn_index(b, h, n, i, j)];
+                    }
                     let go = &d_out[out_view.at(b, i, j, h)..][..d];
                     // dA[n] = <dO, V[n]>;  D = sum_n A[n] dA[n];  dS = A (dA - D).
                     let mut big_d = T::ZERO;

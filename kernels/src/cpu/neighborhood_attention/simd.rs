@@ -12,6 +12,8 @@
 pub(crate) trait Simd: Copy {
     const LANES: usize;
     type V: Copy;
+    /// The half-width (or same) vector type usable in the same target-feature context.
+    type Half: Simd;
     unsafe fn splat(x: f32) -> Self::V;
     /// Unaligned load of LANES floats.
     unsafe fn load(p: *const f32) -> Self::V;
@@ -30,6 +32,9 @@ pub(crate) trait Simd: Copy {
     unsafe fn zero() -> Self::V {
         Self::splat(0.0)
     }
+    /// A hint to bring the cache line holding `p` closer (no-op on the portable path).
+    #[inline(always)]
+    unsafe fn prefetch(_p: *const f32) {}
     /// dst[c * dst_stride + t] = scale * src[t][c] for t, c < 8: an 8 x 8 transpose.
     #[inline(always)]
     unsafe fn transpose8(src: &[*const f32; 8], scale: f32, dst: *mut f32, dst_stride: usize) {
@@ -72,6 +77,7 @@ macro_rules! lanewise {
 impl Simd for Portable {
     const LANES: usize = 8;
     type V = [f32; 8];
+    type Half = Portable;
     #[inline(always)]
     unsafe fn splat(x: f32) -> [f32; 8] {
         [x; 8]
@@ -173,6 +179,7 @@ mod x86 {
     impl Simd for Avx2 {
         const LANES: usize = 8;
         type V = __m256;
+        type Half = Avx2;
         #[inline(always)]
         unsafe fn splat(x: f32) -> __m256 {
             _mm256_set1_ps(x)
@@ -229,6 +236,10 @@ mod x86 {
             avx_transpose8(src, scale, dst, dst_stride)
         }
         #[inline(always)]
+        unsafe fn prefetch(p: *const f32) {
+            _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
+        }
+        #[inline(always)]
         unsafe fn hsum(v: __m256) -> f32 {
             let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
             let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -244,6 +255,7 @@ mod x86 {
     impl Simd for Avx512 {
         const LANES: usize = 16;
         type V = __m512;
+        type Half = Avx2;
         #[inline(always)]
         unsafe fn splat(x: f32) -> __m512 {
             _mm512_set1_ps(x)
@@ -298,6 +310,10 @@ mod x86 {
         #[inline(always)]
         unsafe fn transpose8(src: &[*const f32; 8], scale: f32, dst: *mut f32, dst_stride: usize) {
             avx_transpose8(src, scale, dst, dst_stride)
+        }
+        #[inline(always)]
+        unsafe fn prefetch(p: *const f32) {
+            _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
         }
         #[inline(always)]
         unsafe fn hsum(v: __m512) -> f32 {

@@ -189,6 +189,10 @@ fn shapes() -> Vec<Na2d> {
     v.push(mk(1, 9, 17, 4, 8, [2, 5], [4, 1])); // dilation > k'
     v.push(mk(2, 1, 1, 1, 8, [3, 3], [1, 1])); // single pixel
     v.push(mk(1, 13, 40, 2, 33, [7, 9], [1, 2])); // head dim not a multiple of lanes
+    v.push(mk(1, 6, 5, 2, 16, [1, 2], [1, 1])); // kernel 1 on an axis
+    v.push(mk(1, 9, 60, 2, 32, [7, 7], [2, 1])); // wide rows: vertical dK/dV path
+    v.push(mk(2, 4, 45, 1, 24, [3, 6], [1, 1])); // even k, wide, d = 24
+    v.push(mk(1, 3, 70, 1, 8, [3, 1], [1, 7])); // width-1 windows with dilation
     v
 }
 
@@ -296,7 +300,7 @@ fn fused_qkv_views_equal_contiguous() {
 /// Bitwise identical forward and backward with 1 and 2 rayon threads (several row tiles per head).
 #[test]
 fn results_do_not_depend_on_thread_count() {
-    let p = Na2d::new(2, 19, 13, 2, 16, [5, 5]);
+    let p = Na2d::new(2, 19, 41, 2, 16, [5, 5]);
     let pr = Problem::new(p, true, true, 3);
     let run = |n: usize| {
         let pool = rayon::ThreadPoolBuilder::new()

@@ -1,0 +1,108 @@
+//! AVX-512F microkernel: a 14 x 32 tile of C in 28 zmm accumulators (2 vectors of 16 per row).
+//!
+//! Per step p of the k-loop: load one row of the B micro-panel (2 zmm), broadcast each of the 14
+//! values A[i, p] in turn into one register and issue 28 FMAs. 28 accumulators + 2 B vectors + 1
+//! broadcast = 31 of the 32 zmm registers; 28 independent FMA chains hide the FMA latency
+//! (4 cycles x 2 pipes needs >= 8). Edges: stores to C are masked to the valid nr columns and only
+//! the valid mr rows are written; a partial last row panel (mr < 14) runs a copy of the kernel with
+//! only 2, 4 or 8 rows of accumulators, so m = 128 does not pay for 140 rows.
+
+use std::arch::x86_64::*;
+
+use super::driver::{MicroKernel, Tile};
+
+pub(crate) struct Avx512;
+
+const MR: usize = 14;
+const NR: usize = 32;
+
+impl MicroKernel for Avx512 {
+    const MR: usize = MR;
+    const NR: usize = NR;
+    const KC: usize = 256;
+    const MC: usize = 14 * 24;
+    const NC: usize = 512;
+
+    unsafe fn tile_packed_a(t: &Tile) {
+        match t.mr {
+            0..=2 => tile::<2, true>(t),
+            3..=4 => tile::<4, true>(t),
+            5..=8 => tile::<8, true>(t),
+            _ => tile::<MR, true>(t),
+        }
+    }
+    unsafe fn tile_rows_a(t: &Tile) {
+        tile::<MR, false>(t)
+    }
+}
+
+/// Lanes 0..n set (n <= 16).
+#[inline(always)]
+fn lanes(n: usize) -> __mmask16 {
+    if n >= 16 {
+        0xffff
+    } else {
+        ((1u32 << n) - 1) as __mmask16
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn tile<const ROWS: usize, const PACKED: bool>(t: &Tile) {
+    // ROWS accumulator rows; packed A keeps its MR-row layout whatever ROWS is.
+    let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
+    let a_rs = if PACKED { 1 } else { t.a_rs };
+    let a_step = if PACKED { MR } else { 1 };
+    let mut a = t.a;
+    let mut b = t.b;
+    // One cache line of the next A micro-panel per step: packed, line after line; in place,
+    // row after row, then the next 16 columns.
+    let mut pf = t.a_next;
+    let mut pf_row = 0;
+    for i in 0..ROWS {
+        if i < t.mr {
+            _mm_prefetch::<_MM_HINT_T0>(t.c.add(i * t.c_rs) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(t.c.wrapping_add(i * t.c_rs + 16) as *const i8);
+        }
+    }
+    for _ in 0..t.kc {
+        let b0 = _mm512_loadu_ps(b);
+        let b1 = _mm512_loadu_ps(b.add(16));
+        for (i, row) in acc.iter_mut().enumerate() {
+            let ai = _mm512_set1_ps(*a.add(i * a_rs));
+            row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
+            row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+        }
+        if !t.a_next.is_null() {
+            _mm_prefetch::<_MM_HINT_T0>(pf as *const i8);
+            if PACKED {
+                pf = pf.wrapping_add(16);
+            } else {
+                pf_row += 1;
+                pf = pf.wrapping_add(a_rs);
+                if pf_row == MR {
+                    pf_row = 0;
+                    pf = pf.wrapping_sub(MR * a_rs).wrapping_add(16);
+                }
+            }
+        }
+        a = a.wrapping_add(a_step);
+        b = b.wrapping_add(t.b_rs);
+    }
+    let m0 = lanes(t.nr);
+    let m1 = lanes(t.nr.saturating_sub(16));
+    let alpha = _mm512_set1_ps(t.alpha);
+    let beta = _mm512_set1_ps(t.beta);
+    for (i, row) in acc.iter().enumerate() {
+        if i < t.mr {
+            let c = t.c.add(i * t.c_rs);
+            let mut v0 = _mm512_mul_ps(alpha, row[0]);
+            let mut v1 = _mm512_mul_ps(alpha, row[1]);
+            if t.beta != 0.0 {
+                v0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m0, c), v0);
+                v1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m1, c.wrapping_add(16)), v1);
+            }
+            _mm512_mask_storeu_ps(c, m0, v0);
+            _mm512_mask_storeu_ps(c.wrapping_add(16), m1, v1);
+        }
+    }
+}

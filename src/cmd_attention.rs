@@ -1,0 +1,142 @@
+//! `dinonat attention`: attention maps of NAT (docs/attention-maps.md) as PNGs, per image and,
+//! with --pair-dir, per pair of images with the same file name.
+
+use crate::cmd_embed::WeightArgs;
+use clap::Args;
+use dinonat_train::augment::EvalTransform;
+use dinonat_train::curate::embed::load_views;
+use dinonat_train::curate::{list_images, refuse_inside};
+use dinonat_train::grid::write_png;
+use dinonat_train::maps::default_level;
+use dinonat_train::maps::figures::{image_maps, pair_figure, FigureOptions};
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+pub struct AttentionArgs {
+    #[command(flatten)]
+    pub weights: WeightArgs,
+    /// An image file or a folder of images.
+    #[arg(long, value_name = "PATH")]
+    pub images: PathBuf,
+    /// Output folder (must not lie inside --images).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// A second folder: images with the same name get a side-by-side figure (<stem>_pair.png).
+    #[arg(long, value_name = "DIR")]
+    pub pair_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 224)]
+    pub size: usize,
+    /// Level of the maps (default: the deepest with a grid of at least 14x14).
+    #[arg(long)]
+    pub level: Option<usize>,
+    /// Pixel X,Y of the input crop whose neighbourhood map is drawn (<stem>_neighbourhood.png).
+    #[arg(long, value_name = "X,Y", value_parser = parse_pixel)]
+    pub pixel: Option<(usize, usize)>,
+    /// Attention mass kept by the mask.
+    #[arg(long, default_value_t = 0.6)]
+    pub mass: f64,
+    /// No mask panel.
+    #[arg(long)]
+    pub no_mask: bool,
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+}
+
+fn parse_pixel(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("--pixel {s}: expected X,Y (two non-negative integers)");
+    let (x, y) = s.split_once(',').ok_or_else(bad)?;
+    Ok((
+        x.trim().parse().map_err(|_| bad())?,
+        y.trim().parse().map_err(|_| bad())?,
+    ))
+}
+
+fn stem(p: &Path) -> String {
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into())
+}
+
+pub fn run(args: AttentionArgs) -> Result<(), String> {
+    let paths = if args.images.is_file() {
+        vec![args.images.clone()]
+    } else {
+        list_images(&args.images, "--images").map_err(|e| e.to_string())?
+    };
+    let input_dir = if args.images.is_file() {
+        args.images
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    } else {
+        args.images.clone()
+    };
+    refuse_inside(&args.out, &input_dir, "--out", "--images").map_err(|e| e.to_string())?;
+    if let Some(d) = &args.pair_dir {
+        if !d.is_dir() {
+            return Err(format!("--pair-dir {}: no such folder", d.display()));
+        }
+    }
+    if args.size < 8 || args.batch == 0 || !(args.mass > 0.0 && args.mass <= 1.0) {
+        return Err(format!(
+            "--size {} (at least 8), --batch {} (at least 1), --mass {} (in (0, 1]): out of range",
+            args.size, args.batch, args.mass
+        ));
+    }
+    let nat = args.weights.load()?;
+    let levels = nat.config.num_levels();
+    let level = args
+        .level
+        .unwrap_or_else(|| default_level(&nat.config, args.size, args.size));
+    if level >= levels {
+        return Err(format!(
+            "--level {level}: {} has levels 0..{}",
+            nat.config.name,
+            levels - 1
+        ));
+    }
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| format!("--out {}: cannot create: {e}", args.out.display()))?;
+    let mass = (!args.no_mask).then_some(args.mass);
+    let options = FigureOptions {
+        level,
+        mass,
+        pixel: args.pixel,
+    };
+    let transform = EvalTransform::square(args.size);
+    let mut written = 0;
+    for chunk in paths.chunks(args.batch) {
+        let views = load_views(chunk, &transform).map_err(|e| e.to_string())?;
+        let maps = image_maps(&nat, &views, &options).map_err(|e| e.to_string())?;
+        for (path, m) in chunk.iter().zip(&maps) {
+            let s = stem(path);
+            let save =
+                |name: String, img| write_png(&args.out.join(name), img).map_err(|e| e.to_string());
+            save(format!("{s}_pooled.png"), &m.pooled_figure)?;
+            save(format!("{s}_pca.png"), &m.pca_figure)?;
+            written += 2;
+            if let Some(f) = &m.neighbourhood_figure {
+                save(format!("{s}_neighbourhood.png"), f)?;
+                written += 1;
+            }
+            if let Some(other) = args
+                .pair_dir
+                .as_ref()
+                .and_then(|d| path.file_name().map(|n| d.join(n)).filter(|p| p.is_file()))
+            {
+                let v = load_views(&[other], &transform).map_err(|e| e.to_string())?;
+                let om = image_maps(&nat, &v, &options).map_err(|e| e.to_string())?;
+                save(format!("{s}_pair.png"), &pair_figure(m, &om[0], mass))?;
+                written += 1;
+            }
+        }
+        eprint!("\rattention: {written} figures");
+    }
+    eprintln!();
+    println!(
+        "{} images, level {level}: {written} figures in {}",
+        paths.len(),
+        args.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! `dinonat crossmodal --rgb DIR --ir DIR`: IR <-> RGB retrieval and attention-mask IoU of pairs
+//! with the same file name.
+
+use crate::cmd_embed::{progress, WeightArgs};
+use clap::Args;
+use dinonat_train::curate::crossmodal::{run_crossmodal, CrossModalConfig};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct CrossModalArgs {
+    #[command(flatten)]
+    pub weights: WeightArgs,
+    /// Folder of visible images.
+    #[arg(long, value_name = "DIR")]
+    pub rgb: PathBuf,
+    /// Folder of infrared images (same file names).
+    #[arg(long, value_name = "DIR")]
+    pub ir: PathBuf,
+    #[arg(long, default_value_t = 224)]
+    pub size: usize,
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Level of the attention maps (default: the deepest with a grid of at least 14x14).
+    #[arg(long)]
+    pub level: Option<usize>,
+    /// Attention mass kept by the masks.
+    #[arg(long, default_value_t = 0.6)]
+    pub mass: f64,
+    /// Leave out names found in one folder only (default: an error listing them).
+    #[arg(long)]
+    pub skip_unmatched: bool,
+    /// PNG of the first --figure-pairs pairs: RGB | map | mask | IR | map | mask per row.
+    #[arg(long, value_name = "FILE")]
+    pub figure: Option<PathBuf>,
+    #[arg(long, default_value_t = 4)]
+    pub figure_pairs: usize,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: CrossModalArgs) -> Result<(), String> {
+    let nat = args.weights.load()?;
+    let config = CrossModalConfig {
+        rgb: args.rgb,
+        ir: args.ir,
+        size: args.size,
+        batch: args.batch,
+        level: args.level,
+        mass: args.mass,
+        skip_unmatched: args.skip_unmatched,
+        figure: args.figure,
+        figure_pairs: args.figure_pairs,
+    };
+    let r = run_crossmodal(&nat, &config, &mut progress("crossmodal (pairs)"))
+        .map_err(|e| e.to_string())?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    println!(
+        "{} pairs, {} at {} px, maps at level {} ({}x{})",
+        r.pairs, r.arch, r.size, r.level, r.grid[0], r.grid[1]
+    );
+    println!(
+        "retrieval IR->RGB top-1 {:.2}%  top-5 {:.2}%   RGB->IR top-1 {:.2}%  top-5 {:.2}%   (chance {:.2}% / {:.2}%)",
+        r.retrieval_top1_ir_to_rgb,
+        r.retrieval_top5_ir_to_rgb,
+        r.retrieval_top1_rgb_to_ir,
+        r.retrieval_top5_rgb_to_ir,
+        r.chance_top1,
+        r.chance_top5
+    );
+    println!(
+        "attention mask IoU {:.3} (per head {:.3}; shifted pairs {:.3})",
+        r.attention_iou, r.attention_iou_per_head, r.attention_iou_shifted
+    );
+    for (what, names) in [("--rgb", &r.skipped_rgb_only), ("--ir", &r.skipped_ir_only)] {
+        if !names.is_empty() {
+            println!("skipped {} names only in {what}", names.len());
+        }
+    }
+    Ok(())
+}

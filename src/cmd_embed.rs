@@ -1,0 +1,124 @@
+//! `dinonat embed`: a folder of images -> embeddings (safetensors tensor `embeddings`, [N, F]) and
+//! a CSV of the paths in row order (sorted by path). Also the weight flags every curation command
+//! shares.
+
+use clap::Args;
+use dinonat_model::Nat;
+use dinonat_train::curate::embed::{csv_beside, embed_paths, write_embeddings};
+use dinonat_train::curate::{list_images, BackboneSource};
+use std::path::PathBuf;
+
+/// Where the backbone comes from: --checkpoint FILE, --weights FILE [--arch NAME] or
+/// --random-init [--arch NAME].
+#[derive(Args, Clone, Debug)]
+pub struct WeightArgs {
+    /// Backbone weights (safetensors with the reference NAT names; DINO's `backbone.` prefix is
+    /// stripped, `head.*` ignored).
+    #[arg(long, value_name = "FILE", conflicts_with = "random_init")]
+    pub weights: Option<PathBuf>,
+    /// Architecture (nat_mini, nat_tiny, nat_small, nat_base, nat_nano, nat_pico; dinat_ prefix,
+    /// _full suffix). Default: the file's `arch` metadata (--weights), the training config
+    /// (--checkpoint), nat_mini (--random-init).
+    #[arg(long, value_name = "NAME")]
+    pub arch: Option<String>,
+    /// A DINO training checkpoint (`dinonat train`): its teacher backbone is used.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["weights", "random_init"])]
+    pub checkpoint: Option<PathBuf>,
+    /// Fresh NAT initialisation (an untrained baseline).
+    #[arg(long)]
+    pub random_init: bool,
+    /// Seed of --random-init.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl WeightArgs {
+    pub fn source(&self) -> Result<BackboneSource, String> {
+        if let Some(path) = &self.checkpoint {
+            return Ok(BackboneSource::Checkpoint {
+                path: path.clone(),
+                arch: self.arch.clone(),
+            });
+        }
+        match (&self.weights, self.random_init) {
+            (Some(path), false) => Ok(BackboneSource::Weights {
+                path: path.clone(),
+                arch: self.arch.clone(),
+            }),
+            (None, true) => Ok(BackboneSource::RandomInit {
+                arch: self.arch.clone().unwrap_or_else(|| "nat_mini".into()),
+                seed: self.seed,
+            }),
+            (Some(_), true) => Err("--weights and --random-init exclude each other".into()),
+            (None, false) => Err(
+                "no backbone: pass --checkpoint FILE, --weights FILE [--arch NAME] or --random-init [--arch NAME]"
+                    .into(),
+            ),
+        }
+    }
+
+    /// Loads the backbone, printing notes (ignored head tensors) to stderr.
+    pub fn load(&self) -> Result<Nat, String> {
+        let mut notes = Vec::new();
+        let nat = self.source()?.load(&mut notes).map_err(|e| e.to_string())?;
+        for n in notes {
+            eprintln!("note: {n}");
+        }
+        Ok(nat)
+    }
+}
+
+/// A progress line on stderr, rewritten in place.
+pub fn progress(what: &'static str) -> impl FnMut(usize, usize) {
+    move |done, total| {
+        eprint!("\r{what}: {done}/{total}");
+        if done == total {
+            eprintln!();
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct EmbedArgs {
+    #[command(flatten)]
+    pub weights: WeightArgs,
+    /// Folder of .jpg/.jpeg/.png images (flat, or class sub-folders).
+    #[arg(long, value_name = "DIR")]
+    pub images: PathBuf,
+    /// Output safetensors file (tensor `embeddings`, [N, F]).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// CSV of `index,path` rows (default: --out with the extension .csv).
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Input size: shorter side resized to it, centre crop SIZE x SIZE.
+    #[arg(long, default_value_t = 224)]
+    pub size: usize,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+}
+
+pub fn run(args: EmbedArgs) -> Result<(), String> {
+    let paths = list_images(&args.images, "--images").map_err(|e| e.to_string())?;
+    let nat = args.weights.load()?;
+    let features = embed_paths(
+        &nat,
+        &paths,
+        args.size,
+        args.batch,
+        &mut progress("embed (images)"),
+    )
+    .map_err(|e| e.to_string())?;
+    let dim = features.len() / paths.len();
+    let csv = args.csv.clone().unwrap_or_else(|| csv_beside(&args.out));
+    write_embeddings(&args.out, &csv, &features, dim, &paths, &nat.config.name)
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "embeddings [{}, {dim}] -> {} (paths: {})",
+        paths.len(),
+        args.out.display(),
+        csv.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! `dinonat filter`: near-duplicates, outliers, clusters and exemplar matches of a folder, as a
+//! report (CSV + JSON), contact sheets and an optional list of kept files. The input folder is
+//! only read.
+
+use crate::cmd_embed::{progress, WeightArgs};
+use clap::Args;
+use dinonat_train::curate::filter::{run_filter, FilterConfig};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct FilterArgs {
+    #[command(flatten)]
+    pub weights: WeightArgs,
+    /// Folder to examine (never modified).
+    #[arg(long, value_name = "DIR")]
+    pub images: PathBuf,
+    /// Output folder (report.csv, report.json, sheets/); must not lie inside --images.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 224)]
+    pub size: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Cosine similarity at or above which two images are near-duplicates.
+    #[arg(long, default_value_t = 0.95)]
+    pub dup_threshold: f32,
+    /// Percent of images flagged as outliers (lowest k-NN density).
+    #[arg(long, default_value_t = 5.0)]
+    pub outlier_percentile: f64,
+    /// Neighbours used for the density.
+    #[arg(long, default_value_t = 10)]
+    pub outlier_k: usize,
+    /// k-means clusters (0 = no clustering).
+    #[arg(long, default_value_t = 8)]
+    pub clusters: usize,
+    /// k-means seed.
+    #[arg(long, default_value_t = 0)]
+    pub cluster_seed: u64,
+    /// Folder of exemplars: keep only images whose nearest neighbour is an exemplar.
+    #[arg(long, value_name = "DIR")]
+    pub keep_like: Option<PathBuf>,
+    /// Margin of the exemplar rule (s_E > s_R + margin).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub exemplar_margin: f32,
+    /// Write the kept files, one path per line.
+    #[arg(long, value_name = "FILE")]
+    pub keep_list: Option<PathBuf>,
+    /// Thumbnails per contact sheet at most.
+    #[arg(long, default_value_t = 100)]
+    pub sheet_limit: usize,
+}
+
+pub fn run(args: FilterArgs) -> Result<(), String> {
+    let nat = args.weights.load()?;
+    let config = FilterConfig {
+        images: args.images,
+        out: args.out,
+        size: args.size,
+        batch: args.batch,
+        dup_threshold: args.dup_threshold,
+        outlier_percentile: args.outlier_percentile,
+        outlier_k: args.outlier_k,
+        clusters: args.clusters,
+        seed: args.cluster_seed,
+        keep_like: args.keep_like,
+        exemplar_margin: args.exemplar_margin,
+        keep_list: args.keep_list,
+        sheet_limit: args.sheet_limit,
+        thumbnail: 96,
+    };
+    let r =
+        run_filter(&nat, &config, &mut progress("filter (images)")).map_err(|e| e.to_string())?;
+    println!(
+        "{} images: {} near-duplicate groups, {} outliers, {} clusters, {} kept; report in {}",
+        r.images,
+        r.duplicate_groups.len(),
+        r.outliers.len(),
+        r.clusters,
+        r.kept,
+        config.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,566 @@
+//! End-to-end checks of `dinonat embed`, `filter`, `crossmodal` and `attention` on tiny images
+//! written to temporary folders, with small random-init backbones (nat_pico at 32 px).
+
+use dinonat_engine::DType;
+use dinonat_model::{save_backbone, Nat, NatConfig};
+use dinonat_train::data::{decode_image, RgbImage};
+use dinonat_train::grid::write_png;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn dinonat(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dinonat"))
+        .args(args)
+        .output()
+        .expect("the dinonat binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A fresh temporary folder for one test.
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("dinonat-xmodal-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A distinct picture per seed: a coloured disc on a gradient, 40x30.
+fn picture(seed: u64) -> RgbImage {
+    let (w, h) = (40usize, 30usize);
+    let s = seed as usize;
+    let (cx, cy, r) = ((7 + 5 * s) % w, (4 + 3 * s) % h, 5 + s % 6);
+    let mut px = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        for x in 0..w {
+            let inside =
+                (x as i64 - cx as i64).pow(2) + (y as i64 - cy as i64).pow(2) < (r * r) as i64;
+            let c = if inside {
+                [
+                    (40 * s % 256) as u8,
+                    250 - (30 * s % 200) as u8,
+                    (90 + 70 * s % 160) as u8,
+                ]
+            } else {
+                [(x * 6) as u8, (y * 8) as u8, ((x + y) * 3 + 20 * s) as u8]
+            };
+            px.extend_from_slice(&c);
+        }
+    }
+    RgbImage::new(w, h, px)
+}
+
+fn gray(img: &RgbImage) -> RgbImage {
+    let g: Vec<u8> = img
+        .pixels
+        .chunks(3)
+        .map(|p| ((p[0] as u32 * 3 + p[1] as u32 * 6 + p[2] as u32) / 10) as u8)
+        .collect();
+    RgbImage::from_gray(img.width, img.height, &g)
+}
+
+fn write_pictures(dir: &Path, names: &[&str], seed0: u64, f: impl Fn(RgbImage) -> RgbImage) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (i, n) in names.iter().enumerate() {
+        write_png(&dir.join(n), &f(picture(seed0 + i as u64))).unwrap();
+    }
+}
+
+fn pico_weights(dir: &Path) -> PathBuf {
+    let nat = Nat::new(&NatConfig::from_name("nat_pico").unwrap(), DType::F32, 3).unwrap();
+    let p = dir.join("pico.safetensors");
+    save_backbone(&nat, &p).unwrap();
+    p
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut m = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                m.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    m
+}
+
+#[test]
+fn embed_exact_form_writes_sorted_rows() {
+    let t = temp("embed");
+    let images = t.join("images");
+    // Written out of order: rows must follow the sorted names.
+    write_pictures(&images, &["c.png", "a.png", "d.png", "b.png"], 0, |i| i);
+    let weights = pico_weights(&t);
+    let out = t.join("emb.safetensors");
+    let (ok, _, err) = dinonat(&[
+        "embed",
+        "--weights",
+        s(&weights),
+        "--arch",
+        "nat_pico",
+        "--images",
+        s(&images),
+        "--size",
+        "32",
+        "--out",
+        s(&out),
+    ]);
+    assert!(ok, "embed failed: {err}");
+    let file = dinonat_engine::io::load_safetensors(&out).unwrap();
+    let e = file.get("embeddings").expect("tensor `embeddings`");
+    assert_eq!(e.shape(), &[4, 128]);
+    let csv = std::fs::read_to_string(t.join("emb.csv")).unwrap();
+    let names: Vec<String> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            Path::new(l.split_once(',').unwrap().1)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(names, ["a.png", "b.png", "c.png", "d.png"]);
+    // Row 0 is a.png: embed it alone and compare.
+    let solo = t.join("solo");
+    std::fs::create_dir_all(&solo).unwrap();
+    std::fs::copy(images.join("a.png"), solo.join("a.png")).unwrap();
+    let out1 = t.join("one.safetensors");
+    let (ok, _, err) = dinonat(&[
+        "embed",
+        "--weights",
+        s(&weights),
+        "--images",
+        s(&solo),
+        "--size",
+        "32",
+        "--out",
+        s(&out1),
+    ]);
+    assert!(ok, "embed (arch from metadata) failed: {err}");
+    let one = dinonat_engine::io::load_safetensors(&out1).unwrap();
+    let (a, b) = (
+        e.to_vec::<f32>().unwrap(),
+        one.get("embeddings").unwrap().to_vec::<f32>().unwrap(),
+    );
+    for (x, y) in a[..128].iter().zip(&b) {
+        assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+    }
+    let _ = std::fs::remove_dir_all(&t);
+}
+
+#[test]
+fn filter_writes_report_and_sheets_and_leaves_input_untouched() {
+    let t = temp("filter");
+    let images = t.join("images");
+    let names: Vec<String> = (0..8).map(|i| format!("img{i}.png")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    write_pictures(&images, &refs, 10, |i| i);
+    std::fs::copy(images.join("img3.png"), images.join("img3_copy.png")).unwrap();
+    let exemplars = t.join("exemplars");
+    write_pictures(&exemplars, &["e.png"], 13, |i| i);
+    let before = snapshot(&images);
+    let out = t.join("report");
+    let keep = t.join("kept.txt");
+    let (ok, stdout, err) = dinonat(&[
+        "filter",
+        "--random-init",
+        "--arch",
+        "nat_pico",
+        "--images",
+        s(&images),
+        "--out",
+        s(&out),
+        "--size",
+        "32",
+        "--clusters",
+        "2",
+        "--dup-threshold",
+        "0.99999",
+        "--outlier-percentile",
+        "20",
+        "--keep-like",
+        s(&exemplars),
+        "--keep-list",
+        s(&keep),
+    ]);
+    assert!(ok, "filter failed: {err}");
+    assert!(stdout.contains("9 images"), "{stdout}");
+    assert_eq!(snapshot(&images), before, "the input folder changed");
+    let csv = std::fs::read_to_string(out.join("report.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 10);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["images"], 9);
+    let groups = json["duplicate_groups"].as_array().unwrap();
+    assert!(
+        groups.iter().any(|g| g
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().ends_with("img3_copy.png"))),
+        "the copy is in no duplicate group: {groups:?}"
+    );
+    assert_eq!(json["outliers"].as_array().unwrap().len(), 2); // ceil(9 * 0.2)
+    for sheet in [
+        "cluster_000.png",
+        "cluster_001.png",
+        "duplicates_000.png",
+        "outliers.png",
+    ] {
+        let p = out.join("sheets").join(sheet);
+        assert!(
+            p.is_file() || sheet.starts_with("cluster"),
+            "missing {sheet}"
+        );
+    }
+    let sheets = json["sheets"].as_array().unwrap();
+    assert!(sheets.len() >= 3, "{sheets:?}");
+    let kept = std::fs::read_to_string(&keep).unwrap();
+    assert_eq!(
+        kept.lines().count(),
+        json["kept"].as_u64().unwrap() as usize
+    );
+    // Outputs inside the input folder are refused before anything is written.
+    let (ok, _, err) = dinonat(&[
+        "filter",
+        "--random-init",
+        "--arch",
+        "nat_pico",
+        "--images",
+        s(&images),
+        "--out",
+        s(&images.join("report")),
+        "--size",
+        "32",
+    ]);
+    assert!(!ok && err.contains("--out"), "{err}");
+    assert_eq!(snapshot(&images), before);
+    let _ = std::fs::remove_dir_all(&t);
+}
+
+fn crossmodal_json(rgb: &Path, ir: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "crossmodal",
+        "--random-init",
+        "--arch",
+        "nat_pico",
+        "--rgb",
+        s(rgb),
+        "--ir",
+        s(ir),
+        "--size",
+        "32",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let (ok, stdout, err) = dinonat(&args);
+    assert!(ok, "crossmodal failed: {err}");
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[test]
+fn crossmodal_json_keys_and_ranges() {
+    let t = temp("xjson");
+    let names = ["p0.png", "p1.png", "p2.png", "p3.png", "p4.png", "p5.png"];
+    write_pictures(&t.join("rgb"), &names, 20, |i| i);
+    write_pictures(&t.join("ir"), &names, 20, |i| gray(&i));
+    let fig = t.join("fig.png");
+    let v = crossmodal_json(
+        &t.join("rgb"),
+        &t.join("ir"),
+        &["--figure", s(&fig), "--figure-pairs", "2"],
+    );
+    assert_eq!(v["pairs"], 6);
+    for k in [
+        "retrieval_top1_ir_to_rgb",
+        "retrieval_top1_rgb_to_ir",
+        "retrieval_top5_ir_to_rgb",
+        "retrieval_top5_rgb_to_ir",
+    ] {
+        let x = v[k].as_f64().unwrap_or_else(|| panic!("no {k}"));
+        assert!((0.0..=100.0).contains(&x), "{k} = {x}");
+    }
+    let iou = v["attention_iou"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&iou));
+    assert!(v["retrieval_top5_ir_to_rgb"].as_f64() >= v["retrieval_top1_ir_to_rgb"].as_f64());
+    let fig = decode_image(&std::fs::read(&fig).unwrap(), "fig").unwrap();
+    assert!(fig.width > fig.height, "{}x{}", fig.width, fig.height);
+    let _ = std::fs::remove_dir_all(&t);
+}
+
+#[test]
+fn crossmodal_identical_folders_retrieve_every_pair() {
+    // Same images on both sides: each query's partner has cosine 1 and every other image less
+    // (distinct pictures), so even with ties counted against the partner top-1 is 100%; the
+    // masks coincide, so the IoU is 1.
+    let t = temp("xsame");
+    let names = ["a.png", "b.png", "c.png", "d.png", "e.png"];
+    write_pictures(&t.join("rgb"), &names, 30, |i| i);
+    write_pictures(&t.join("ir"), &names, 30, |i| i);
+    let v = crossmodal_json(&t.join("rgb"), &t.join("ir"), &[]);
+    assert_eq!(v["retrieval_top1_ir_to_rgb"], 100.0);
+    assert_eq!(v["retrieval_top1_rgb_to_ir"], 100.0);
+    assert_eq!(v["attention_iou"], 1.0);
+    let _ = std::fs::remove_dir_all(&t);
+}
+
+#[test]
+fn crossmodal_unmatched_names_fail_or_are_skipped() {
+    let t = temp("xunmatched");
+    write_pictures(
+        &t.join("rgb"),
+        &["a.png", "b.png", "only_rgb.png"],
+        40,
+        |i| i,
+    );
+    write_pictures(&t.join("ir"), &["a.png", "b.png", "only_ir.png"], 40, |i| {
+        gray(&i)
+    });
+    let (ok, _, err) = dinonat(&[
+        "crossmodal",
+        "--random-init",
+        "--arch",
+        "nat_pico",
+        "--rgb",
+        s(&t.join("rgb")),
+        "--ir",
+        s(&t.join("ir")),
+        "--size",
+        "32",
+    ]);
+    assert!(
+        !ok && err.contains("only_rgb.png") && err.contains("only_ir.png"),
+        "{err}"
+    );
+    let v = crossmodal_json(&t.join("rgb"), &t.join("ir"), &["--skip-unmatched"]);
+    assert_eq!(v["pairs"], 2);
+    let _ = std::fs::remove_dir_all(&t);
+}
+
+#[test]
+fn attention_writes_figures_of_the_right_size() {
+    let t = temp("attn");
+    write_pictures(&t.join("rgb"), &["a.png", "b.png"], 50, |i| i);
+    write_pictures(&t.join("ir"), &["a.png"], 50, |i| gray(&i));
+    let out = t.join("maps");
+    let (ok, _, err) = dinonat(&[
+        "attention",
+        "--random-init",
+        "--arch",
+        "nat_pico",
+        "--images",
+        s(&t.join("rgb")),
+        "--pair-dir",
+        s(&t.join("ir")),
+        "--out",
+        s(&out),
+        "--size",
+        "32",
+        "--pixel",
+        "8,8",
+    ]);
+    assert!(ok, "attention failed: {err}");
+    // 32 px shown at 5x = 160; pico level 0 (16x16) has 1 head: image | head | mask.
+    let size = |name: &str| {
+        let img = decode_image(&std::fs::read(out.join(name)).unwrap(), name).unwrap();
+        (img.width, img.height)
+    };
+    assert_eq!(size("a_pooled.png"), (3 * 164 + 4, 168));
+    assert_eq!(size("b_pooled.png"), (3 * 164 + 4, 168));
+    assert_eq!(size("a_pca.png"), (2 * 164 + 4, 168));
+    assert_eq!(size("a_neighbourhood.png"), (2 * 164 + 4, 168)); // 1 block at level 0
+    assert_eq!(size("a_pair.png"), (2 * (3 * 164 + 4) + 12, 176));
+    assert!(!out.join("b_pair.png").exists());
+    let _ = std::fs::remove_dir_all(&t);
+}
+
+#[test]
+fn commands_name_the_missing_folder_or_bad_flag() {
+    let missing = "/nonexistent/dinonat-folder";
+    for (cmd, flag) in [
+        ("embed", "--images"),
+        ("filter", "--images"),
+        ("attention", "--images"),
+    ] {
+        let mut args = vec![
+            cmd,
+            "--random-init",
+            "--arch",
+            "nat_pico",
+            "--images",
+            missing,
+            "--out",
+        ];
+        args.push(if cmd == "embed" {
+            "/tmp/dinonat-x.safetensors"
+        } else {
+            "/tmp/dinonat-x-out"
+        });
+        let (ok, _, err) = dinonat(&args);
+        assert!(
+            !ok && err.contains(flag) && err.contains(missing),
+            "{cmd}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{cmd}: {err}");
+    }
+    let (ok, _, err) = dinonat(&[
+        "crossmodal",
+        "--random-init",
+        "--rgb",
+        missing,
+        "--ir",
+        missing,
+    ]);
+    assert!(
+        !ok && err.contains("--rgb") && !err.contains("panicked"),
+        "{err}"
+    );
+    let (ok, _, err) = dinonat(&["embed", "--images", "/tmp", "--out", "/tmp/x.safetensors"]);
+    assert!(
+        !ok && err.contains("--weights") && err.contains("--random-init"),
+        "{err}"
+    );
+    let (ok, _, err) = dinonat(&[
+        "embed",
+        "--random-init",
+        "--arch",
+        "nat_huge",
+        "--images",
+        "/tmp",
+        "--out",
+        "/tmp/x",
+    ]);
+    assert!(!ok && err.contains("nat_huge"), "{err}");
+    let (ok, _, err) = dinonat(&[
+        "crossmodal",
+        "--random-init",
+        "--rgb",
+        "a",
+        "--ir",
+        "b",
+        "--bogus",
+    ]);
+    assert!(!ok && err.contains("--bogus"), "{err}");
+    let (ok, _, err) = dinonat(&[
+        "attention",
+        "--random-init",
+        "--images",
+        "a",
+        "--out",
+        "b",
+        "--pixel",
+        "3",
+    ]);
+    assert!(!ok && err.contains("--pixel"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn crossmodal_on_roadscene_pairs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/roadscene");
+    if !root.join("rgb").is_dir() || !root.join("ir").is_dir() {
+        eprintln!(
+            "skipped: {} is absent (development data, not part of the repository)",
+            root.display()
+        );
+        return;
+    }
+    // A few pairs, linked into a temporary folder (the data stays where it is).
+    let t = temp("roadscene");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(root.join("rgb"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for m in ["rgb", "ir"] {
+        std::fs::create_dir_all(t.join(m)).unwrap();
+        for p in names.iter().take(6) {
+            let n = p.file_name().unwrap();
+            std::os::unix::fs::symlink(root.join(m).join(n), t.join(m).join(n)).unwrap();
+        }
+    }
+    let v = crossmodal_json(&t.join("rgb"), &t.join("ir"), &[]);
+    assert_eq!(v["pairs"], 6);
+    assert!((0.0..=100.0).contains(&v["retrieval_top1_ir_to_rgb"].as_f64().unwrap()));
+    assert!((0.0..=1.0).contains(&v["attention_iou"].as_f64().unwrap()));
+    let _ = std::fs::remove_dir_all(&t);
+}
+
+#[test]
+fn embed_from_a_training_checkpoint_uses_the_teacher_backbone() {
+    // A checkpoint in the trainer's format: teacher.backbone.* = `teacher`, student.backbone.* =
+    // another network; embedding it must equal embedding the teacher's backbone file.
+    let t = temp("ckpt");
+    let images = t.join("images");
+    write_pictures(&images, &["a.png", "b.png"], 60, |i| i);
+    let cfg = NatConfig::from_name("nat_pico").unwrap();
+    let teacher = Nat::new(&cfg, DType::F32, 11).unwrap();
+    let student = Nat::new(&cfg, DType::F32, 12).unwrap();
+    let mut tensors = Vec::new();
+    for (prefix, net) in [("teacher", &teacher), ("student", &student)] {
+        for (n, tensor) in net.params.named_tensors() {
+            tensors.push((format!("{prefix}.backbone.{n}"), tensor));
+        }
+    }
+    let meta = std::collections::HashMap::from([
+        ("format".to_string(), "dinonat-dino-checkpoint".to_string()),
+        ("step".to_string(), "5".to_string()),
+        ("config".to_string(), r#"{"arch":"nat_pico"}"#.to_string()),
+    ]);
+    let ckpt = t.join("ckpt.safetensors");
+    dinonat_engine::io::save_safetensors(&ckpt, &tensors, Some(&meta)).unwrap();
+    let weights = t.join("teacher.safetensors");
+    save_backbone(&teacher, &weights).unwrap();
+    let run = |flag: &str, file: &Path, out: &str| {
+        let out = t.join(out);
+        let (ok, _, err) = dinonat(&[
+            "embed",
+            flag,
+            s(file),
+            "--images",
+            s(&images),
+            "--size",
+            "32",
+            "--out",
+            s(&out),
+        ]);
+        assert!(ok, "embed {flag} failed: {err}");
+        let f = dinonat_engine::io::load_safetensors(&out).unwrap();
+        f.get("embeddings").unwrap().to_vec::<f32>().unwrap()
+    };
+    assert_eq!(
+        run("--checkpoint", &ckpt, "c.safetensors"),
+        run("--weights", &weights, "w.safetensors")
+    );
+    // A backbone file is not a checkpoint.
+    let (ok, _, err) = dinonat(&[
+        "embed",
+        "--checkpoint",
+        s(&weights),
+        "--images",
+        s(&images),
+        "--out",
+        s(&t.join("x")),
+    ]);
+    assert!(
+        !ok && err.contains("--checkpoint") && err.contains("--weights"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&t);
+}

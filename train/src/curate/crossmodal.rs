@@ -1,0 +1,261 @@
+//! RGB <-> IR cross-modal evaluation (docs/curation.md, "Cross-modal"): pairs two folders by
+//! identical file name, embeds both images of each pair through the same eval transform (so a
+//! pixel-aligned pair stays aligned), and reports
+//! - retrieval top-1 / top-5 IR -> RGB and RGB -> IR among all pairs ([`crate::eval::retrieval`]:
+//!   cosine in f64, ties counted against the true partner);
+//! - the IoU of the 60%-mass masks of the two images' pooled-query maps (head mean), per pair,
+//!   averaged; the same per head; and, as a control, with every IR mask compared to the next
+//!   pair's RGB mask (what alignment by chance or a centre bias alone gives).
+
+use super::embed::{batch_tensor, load_views};
+use super::{err, list_images, refuse_inside, Result};
+use crate::augment::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD};
+use crate::data::RgbImage;
+use crate::eval::retrieval::{cross_modal_retrieval, mask_iou};
+use crate::grid::{image_grid, write_png};
+use crate::maps::pooled::{head_mean, pooled_query_attention};
+use crate::maps::render::{display_factor, enlarge, heatmap, mass_mask, overlay_mask};
+use crate::maps::{default_level, forward_with_capture};
+use dinonat_engine::no_grad;
+use dinonat_model::Nat;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug)]
+pub struct CrossModalConfig {
+    pub rgb: PathBuf,
+    pub ir: PathBuf,
+    pub size: usize,
+    pub batch: usize,
+    /// None = the default level ([`default_level`]).
+    pub level: Option<usize>,
+    pub mass: f64,
+    /// Drop names present in only one folder (listed in the report) instead of failing.
+    pub skip_unmatched: bool,
+    pub figure: Option<PathBuf>,
+    pub figure_pairs: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CrossModalReport {
+    pub arch: String,
+    pub pairs: usize,
+    pub size: usize,
+    pub level: usize,
+    pub grid: [usize; 2],
+    pub mass: f64,
+    /// Percent.
+    pub retrieval_top1_ir_to_rgb: f64,
+    pub retrieval_top5_ir_to_rgb: f64,
+    pub retrieval_top1_rgb_to_ir: f64,
+    pub retrieval_top5_rgb_to_ir: f64,
+    /// 100 / pairs and 100 * min(5, pairs) / pairs: a random ranking.
+    pub chance_top1: f64,
+    pub chance_top5: f64,
+    /// Mean over pairs of the IoU of the two images' masks (head-mean maps), in [0, 1].
+    pub attention_iou: f64,
+    /// Mean over pairs and heads of the per-head mask IoU.
+    pub attention_iou_per_head: f64,
+    /// attention_iou with IR i against RGB i + 1 (mod pairs): the control.
+    pub attention_iou_shifted: f64,
+    pub skipped_rgb_only: Vec<String>,
+    pub skipped_ir_only: Vec<String>,
+}
+
+/// Relative path of `p` under `root`, with '/' separators (the pairing key).
+fn key(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root)
+        .unwrap_or(p)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Pairs of (rgb, ir) files with the same name, sorted by name, and the names found in one
+/// folder only: (pairs, rgb only, ir only).
+pub fn pair_by_name(
+    rgb_root: &Path,
+    rgb: &[PathBuf],
+    ir_root: &Path,
+    ir: &[PathBuf],
+) -> (Vec<(PathBuf, PathBuf)>, Vec<String>, Vec<String>) {
+    let mut ir_map: BTreeMap<String, PathBuf> =
+        ir.iter().map(|p| (key(ir_root, p), p.clone())).collect();
+    let mut pairs = Vec::new();
+    let mut rgb_only = Vec::new();
+    let rgb_map: BTreeMap<String, PathBuf> =
+        rgb.iter().map(|p| (key(rgb_root, p), p.clone())).collect();
+    for (name, p) in rgb_map {
+        match ir_map.remove(&name) {
+            Some(q) => pairs.push((p, q)),
+            None => rgb_only.push(name),
+        }
+    }
+    (pairs, rgb_only, ir_map.into_keys().collect())
+}
+
+/// Runs the evaluation; `progress(done, total)` after each batch of pairs.
+pub fn run_crossmodal(
+    nat: &Nat,
+    config: &CrossModalConfig,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<CrossModalReport> {
+    let rgb = list_images(&config.rgb, "--rgb")?;
+    let ir = list_images(&config.ir, "--ir")?;
+    let (pairs, rgb_only, ir_only) = pair_by_name(&config.rgb, &rgb, &config.ir, &ir);
+    if (!rgb_only.is_empty() || !ir_only.is_empty()) && !config.skip_unmatched {
+        let list = |v: &[String]| {
+            let shown: Vec<&str> = v.iter().take(10).map(String::as_str).collect();
+            format!(
+                "{}{}",
+                shown.join(", "),
+                if v.len() > 10 { ", ..." } else { "" }
+            )
+        };
+        return err(format!(
+            "unmatched file names ({} only in --rgb: {}; {} only in --ir: {}); pass --skip-unmatched to leave them out",
+            rgb_only.len(),
+            list(&rgb_only),
+            ir_only.len(),
+            list(&ir_only)
+        ));
+    }
+    if pairs.is_empty() {
+        return err(format!(
+            "--rgb {} and --ir {} share no file name",
+            config.rgb.display(),
+            config.ir.display()
+        ));
+    }
+    if let Some(f) = &config.figure {
+        refuse_inside(f, &config.rgb, "--figure", "--rgb")?;
+        refuse_inside(f, &config.ir, "--figure", "--ir")?;
+    }
+    if config.size < 8 {
+        return err(format!("--size {}: must be at least 8 pixels", config.size));
+    }
+    if config.batch == 0 {
+        return err("--batch 0: must be at least 1");
+    }
+    if !(config.mass > 0.0 && config.mass <= 1.0) {
+        return err(format!("--mass {}: must be in (0, 1]", config.mass));
+    }
+    let level = config
+        .level
+        .unwrap_or_else(|| default_level(&nat.config, config.size, config.size));
+    let transform = EvalTransform::square(config.size);
+    let _guard = no_grad();
+    let n = pairs.len();
+    let (mut f_rgb, mut f_ir) = (Vec::new(), Vec::new());
+    let (mut m_rgb, mut m_ir) = (Vec::new(), Vec::new());
+    let mut figure_rows: Vec<RgbImage> = Vec::new();
+    let mut grid = (0, 0);
+    let mut heads = 1;
+    for (ci, chunk) in pairs.chunks(config.batch).enumerate() {
+        let (rp, ip): (Vec<PathBuf>, Vec<PathBuf>) = chunk.iter().cloned().unzip();
+        let mut per_modality = Vec::new();
+        for paths in [&rp, &ip] {
+            let views = load_views(paths, &transform)?;
+            let (features, capture) = forward_with_capture(nat, &batch_tensor(&views)?, level)?;
+            let maps = pooled_query_attention(nat, &capture)?;
+            grid = capture.grid;
+            heads = maps.len() / (chunk.len() * grid.0 * grid.1);
+            per_modality.push((features.to_vec::<f32>()?, maps, views));
+        }
+        let cells = grid.0 * grid.1;
+        for (m, (features, maps, _)) in per_modality.iter().enumerate() {
+            if m == 0 {
+                f_rgb.extend_from_slice(features);
+                m_rgb.extend_from_slice(maps);
+            } else {
+                f_ir.extend_from_slice(features);
+                m_ir.extend_from_slice(maps);
+            }
+        }
+        for b in 0..chunk.len() {
+            if ci * config.batch + b >= config.figure_pairs || config.figure.is_none() {
+                break;
+            }
+            let mut row = Vec::new();
+            for (_, maps, views) in &per_modality {
+                let map = head_mean(&maps[b * heads * cells..(b + 1) * heads * cells], heads);
+                let f = display_factor(config.size);
+                let img = enlarge(&views[b].to_rgb(IMAGENET_MEAN, IMAGENET_STD), f);
+                let heat = heatmap(&map, grid, img.width, img.height);
+                let masked = overlay_mask(&img, &mass_mask(&map, config.mass), grid);
+                row.extend([img, heat, masked]);
+            }
+            figure_rows.push(image_grid(&row, row.len(), 4, [255, 255, 255]));
+        }
+        progress((ci * config.batch + chunk.len()).min(n), n);
+    }
+    let dim = f_rgb.len() / n;
+    let r = cross_modal_retrieval(&f_ir, &f_rgb, dim)?;
+    let cells = grid.0 * grid.1;
+    let mask_of = |maps: &[f32], i: usize| {
+        mass_mask(
+            &head_mean(&maps[i * heads * cells..(i + 1) * heads * cells], heads),
+            config.mass,
+        )
+    };
+    let (mut iou, mut iou_heads, mut iou_shift) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        iou += mask_iou(&mask_of(&m_rgb, i), &mask_of(&m_ir, i))?;
+        iou_shift += mask_iou(&mask_of(&m_rgb, (i + 1) % n), &mask_of(&m_ir, i))?;
+        for h in 0..heads {
+            let at = |maps: &[f32]| {
+                let o = (i * heads + h) * cells;
+                mass_mask(&maps[o..o + cells], config.mass)
+            };
+            iou_heads += mask_iou(&at(&m_rgb), &at(&m_ir))?;
+        }
+    }
+    if let Some(path) = &config.figure {
+        let sheet = image_grid(&figure_rows, 1, 6, [255, 255, 255]);
+        write_png(path, &sheet)?;
+    }
+    Ok(CrossModalReport {
+        arch: nat.config.name.clone(),
+        pairs: n,
+        size: config.size,
+        level,
+        grid: [grid.0, grid.1],
+        mass: config.mass,
+        retrieval_top1_ir_to_rgb: r.a_to_b_top1,
+        retrieval_top5_ir_to_rgb: r.a_to_b_top5,
+        retrieval_top1_rgb_to_ir: r.b_to_a_top1,
+        retrieval_top5_rgb_to_ir: r.b_to_a_top5,
+        chance_top1: 100.0 / n as f64,
+        chance_top5: 100.0 * n.min(5) as f64 / n as f64,
+        attention_iou: iou / n as f64,
+        attention_iou_per_head: iou_heads / (n * heads) as f64,
+        attention_iou_shifted: iou_shift / n as f64,
+        skipped_rgb_only: rgb_only,
+        skipped_ir_only: ir_only,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pair_by_name;
+    use std::path::PathBuf;
+
+    #[test]
+    fn pairs_follow_relative_names() {
+        let p = |s: &str| PathBuf::from(s);
+        let rgb = [p("/r/a.jpg"), p("/r/sub/b.jpg"), p("/r/c.jpg")];
+        let ir = [p("/i/sub/b.jpg"), p("/i/a.jpg"), p("/i/d.jpg")];
+        let (pairs, rgb_only, ir_only) = pair_by_name(&p("/r"), &rgb, &p("/i"), &ir);
+        assert_eq!(
+            pairs,
+            vec![
+                (p("/r/a.jpg"), p("/i/a.jpg")),
+                (p("/r/sub/b.jpg"), p("/i/sub/b.jpg"))
+            ]
+        );
+        assert_eq!(rgb_only, ["c.jpg"]);
+        assert_eq!(ir_only, ["d.jpg"]);
+    }
+}

@@ -1,0 +1,111 @@
+//! Embeddings of a list of images: decode (in parallel), eval transform (resize the shorter side,
+//! centre crop, ImageNet mean/std), then the backbone in batches; features = final LayerNorm +
+//! mean over tokens (before any head), as DINO's k-NN evaluation uses.
+
+use super::{err, CurateError, Result};
+use crate::augment::{EvalTransform, Planar};
+use crate::data::{decode_image, DataError};
+use dinonat_engine::io::save_safetensors;
+use dinonat_engine::{no_grad, Rng, Tensor};
+use dinonat_model::Nat;
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Decodes one file and applies `transform`; the error names the file.
+pub fn load_view(path: &Path, transform: &EvalTransform) -> Result<Planar> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path)
+        .map_err(|e| CurateError(DataError::new(&name, format!("cannot read: {e}")).to_string()))?;
+    Ok(transform.apply(&decode_image(&bytes, &name)?))
+}
+
+/// Decodes and transforms `paths` in parallel (results in the order of `paths`).
+pub fn load_views(paths: &[PathBuf], transform: &EvalTransform) -> Result<Vec<Planar>> {
+    paths.par_iter().map(|p| load_view(p, transform)).collect()
+}
+
+/// Planar views of one size as one batch tensor [B, 3, S, S].
+pub fn batch_tensor(views: &[Planar]) -> Result<Tensor> {
+    let Some(first) = views.first() else {
+        return err("empty batch");
+    };
+    let (w, h) = (first.width, first.height);
+    let mut data = Vec::with_capacity(views.len() * 3 * w * h);
+    for v in views {
+        data.extend_from_slice(&v.data);
+    }
+    Ok(Tensor::from_vec(data, &[views.len(), 3, h, w])?)
+}
+
+/// Features `[N, F]` of `paths` (row i = paths[i]) at `size` x `size`, `batch` images per
+/// forward pass; `progress(done, total)` after each batch.
+pub fn embed_paths(
+    nat: &Nat,
+    paths: &[PathBuf],
+    size: usize,
+    batch: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<f32>> {
+    if size < 8 {
+        return err(format!("--size {size}: must be at least 8 pixels"));
+    }
+    if batch == 0 {
+        return err("--batch 0: must be at least 1");
+    }
+    let transform = EvalTransform::square(size);
+    let _guard = no_grad();
+    let mut rng = Rng::new(0);
+    let mut out = Vec::new();
+    for (i, chunk) in paths.chunks(batch).enumerate() {
+        let views = load_views(chunk, &transform)?;
+        let f = nat.forward_features(&batch_tensor(&views)?, false, &mut rng)?;
+        out.extend(f.to_vec::<f32>()?);
+        progress((i * batch + chunk.len()).min(paths.len()), paths.len());
+    }
+    Ok(out)
+}
+
+/// Writes `features` `[N, dim]` as the safetensors tensor `embeddings` and the CSV `csv` of
+/// `index,path` rows in the same order.
+pub fn write_embeddings(
+    out: &Path,
+    csv: &Path,
+    features: &[f32],
+    dim: usize,
+    paths: &[PathBuf],
+    arch: &str,
+) -> Result<()> {
+    let n = paths.len();
+    let t = Tensor::from_vec(features.to_vec(), &[n, dim])?;
+    let meta = HashMap::from([
+        ("arch".to_string(), arch.to_string()),
+        (
+            "features".to_string(),
+            "final LayerNorm + mean pool".to_string(),
+        ),
+        ("rows".to_string(), "in the order of the CSV".to_string()),
+    ]);
+    save_safetensors(out, &[("embeddings".to_string(), t)], Some(&meta))
+        .map_err(|e| CurateError(e.to_string()))?;
+    let mut text = String::from("index,path\n");
+    for (i, p) in paths.iter().enumerate() {
+        text.push_str(&format!("{i},{}\n", csv_field(&p.display().to_string())));
+    }
+    std::fs::write(csv, text)
+        .map_err(|e| CurateError(format!("{}: cannot write: {e}", csv.display())))
+}
+
+/// A CSV field, quoted when it holds a comma, quote or line break.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The CSV written beside `out`: same stem, `.csv`.
+pub fn csv_beside(out: &Path) -> PathBuf {
+    out.with_extension("csv")
+}

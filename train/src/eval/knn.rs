@@ -1,0 +1,203 @@
+//! Weighted k-NN classification of features, as in DINO (Caron et al. 2021, "Emerging Properties in
+//! Self-Supervised Vision Transformers", section 4.1, after Wu et al. 2018, "Unsupervised Feature Learning via
+//! Non-Parametric Instance Discrimination"). docs/evaluation.md, "k-NN".
+//!
+//! Features are l2-normalised; the train split is the memory bank, the val split the queries. Each query's k most
+//! cosine-similar bank items vote for their class with weight exp(sim / T); the class scores rank the
+//! predictions. Neighbours with equal similarity are taken lower bank index first, classes with equal score lower
+//! class index first.
+
+use super::{
+    argsort_descending, l2_normalized, map_similarity_chunks, rows_of, top_k, EvalError, Result,
+};
+
+/// Parameters of the k-NN classifier (DINO's defaults: k = 20, T = 0.07).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KnnConfig {
+    /// Number of neighbours that vote (clamped to the bank size).
+    pub k: usize,
+    /// Temperature T of the vote weight exp(sim / T).
+    pub temperature: f32,
+    /// Number of classes; labels must be below it.
+    pub num_classes: usize,
+}
+
+impl KnnConfig {
+    pub fn new(num_classes: usize) -> Self {
+        Self {
+            k: 20,
+            temperature: 0.07,
+            num_classes,
+        }
+    }
+}
+
+/// The outcome of [`knn_classify`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct KnnReport {
+    /// Top-1 accuracy in percent.
+    pub top1: f64,
+    /// Top-5 accuracy in percent (top-min(5, classes)).
+    pub top5: f64,
+    /// The predicted class of each query.
+    pub predictions: Vec<usize>,
+}
+
+fn check_labels(labels: &[usize], rows: usize, num_classes: usize, what: &str) -> Result<()> {
+    if labels.len() != rows {
+        return Err(EvalError::new(format!(
+            "{what}: {} labels for {rows} feature rows",
+            labels.len()
+        )));
+    }
+    if let Some(i) = labels.iter().position(|&l| l >= num_classes) {
+        return Err(EvalError::new(format!(
+            "{what}: label {} of row {i} is not below num_classes = {num_classes}",
+            labels[i]
+        )));
+    }
+    Ok(())
+}
+
+fn check_config(config: &KnnConfig) -> Result<()> {
+    if config.k == 0 || config.num_classes == 0 {
+        return Err(EvalError::new(format!(
+            "k-NN: k = {} and num_classes = {} must both be positive",
+            config.k, config.num_classes
+        )));
+    }
+    if !(config.temperature > 0.0 && config.temperature.is_finite()) {
+        return Err(EvalError::new(format!(
+            "k-NN: temperature {} must be positive",
+            config.temperature
+        )));
+    }
+    Ok(())
+}
+
+/// Class scores of each query: row q, column c = sum over the k nearest bank items of class c of exp(sim / T),
+/// accumulated in f64 in neighbour order. Shape [queries, num_classes]. Inputs are raw (un-normalised) features.
+pub fn knn_class_scores(
+    bank: &[f32],
+    bank_labels: &[usize],
+    queries: &[f32],
+    dim: usize,
+    config: &KnnConfig,
+) -> Result<Vec<f64>> {
+    check_config(config)?;
+    let bank_rows = rows_of(bank, dim, "k-NN memory bank")?;
+    rows_of(queries, dim, "k-NN queries")?;
+    check_labels(
+        bank_labels,
+        bank_rows,
+        config.num_classes,
+        "k-NN memory bank",
+    )?;
+    if bank_rows == 0 {
+        return Err(EvalError::new("k-NN: the memory bank is empty"));
+    }
+    let bank = l2_normalized(bank, dim);
+    let queries = l2_normalized(queries, dim);
+    let classes = config.num_classes;
+    let inv_t = 1.0 / config.temperature as f64;
+    let chunks = map_similarity_chunks(&queries, &bank, dim, |_, sims| {
+        let mut scores = vec![0.0f64; sims.len() / bank_rows * classes];
+        for (row, out) in sims.chunks(bank_rows).zip(scores.chunks_mut(classes)) {
+            for (sim, j) in top_k(row, config.k, None) {
+                out[bank_labels[j]] += (sim as f64 * inv_t).exp();
+            }
+        }
+        scores
+    });
+    Ok(chunks.concat())
+}
+
+/// Top-1 / top-5 accuracy (percent) and predictions from class scores [queries, classes] (ties: lower class).
+fn accuracy_from_scores(
+    scores: &[f64],
+    labels: &[usize],
+    num_classes: usize,
+) -> (f64, f64, Vec<usize>) {
+    let mut hits1 = 0usize;
+    let mut hits5 = 0usize;
+    let mut predictions = Vec::with_capacity(labels.len());
+    for (row, &label) in scores.chunks(num_classes).zip(labels) {
+        let best = argsort_descending(row, 5.min(num_classes));
+        predictions.push(best[0]);
+        hits1 += (best[0] == label) as usize;
+        hits5 += best.contains(&label) as usize;
+    }
+    let n = labels.len().max(1) as f64;
+    (
+        100.0 * hits1 as f64 / n,
+        100.0 * hits5 as f64 / n,
+        predictions,
+    )
+}
+
+/// Weighted k-NN classification of `queries` against the memory bank `bank` (both `[rows, dim]`, raw features).
+pub fn knn_classify(
+    bank: &[f32],
+    bank_labels: &[usize],
+    queries: &[f32],
+    query_labels: &[usize],
+    dim: usize,
+    config: &KnnConfig,
+) -> Result<KnnReport> {
+    let scores = knn_class_scores(bank, bank_labels, queries, dim, config)?;
+    let query_rows = queries.len() / dim;
+    check_labels(query_labels, query_rows, config.num_classes, "k-NN queries")?;
+    let (top1, top5, predictions) = accuracy_from_scores(&scores, query_labels, config.num_classes);
+    Ok(KnnReport {
+        top1,
+        top5,
+        predictions,
+    })
+}
+
+/// The plain version [`knn_classify`] is tested against: f64 throughout, no GEMM, a full sort per query.
+pub fn knn_classify_reference(
+    bank: &[f32],
+    bank_labels: &[usize],
+    queries: &[f32],
+    query_labels: &[usize],
+    dim: usize,
+    config: &KnnConfig,
+) -> Result<KnnReport> {
+    check_config(config)?;
+    let bank_rows = rows_of(bank, dim, "k-NN memory bank")?;
+    let query_rows = rows_of(queries, dim, "k-NN queries")?;
+    check_labels(
+        bank_labels,
+        bank_rows,
+        config.num_classes,
+        "k-NN memory bank",
+    )?;
+    check_labels(query_labels, query_rows, config.num_classes, "k-NN queries")?;
+    let normalise = |row: &[f32]| -> Vec<f64> {
+        let norm = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
+        row.iter().map(|&v| v as f64 / norm.max(1e-12)).collect()
+    };
+    let bank: Vec<Vec<f64>> = bank.chunks(dim).map(normalise).collect();
+    let mut scores = Vec::new();
+    for query in queries.chunks(dim) {
+        let q = normalise(query);
+        let mut sims: Vec<(f64, usize)> = bank
+            .iter()
+            .enumerate()
+            .map(|(j, b)| (q.iter().zip(b).map(|(x, y)| x * y).sum(), j))
+            .collect();
+        sims.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut row = vec![0.0f64; config.num_classes];
+        for &(sim, j) in sims.iter().take(config.k) {
+            row[bank_labels[j]] += (sim / config.temperature as f64).exp();
+        }
+        scores.extend(row);
+    }
+    let (top1, top5, predictions) = accuracy_from_scores(&scores, query_labels, config.num_classes);
+    Ok(KnnReport {
+        top1,
+        top5,
+        predictions,
+    })
+}
