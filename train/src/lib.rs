@@ -6,5 +6,6 @@ pub mod augment;
 pub mod batch;
 pub mod data;
 pub mod eval;
+pub mod features;
 pub mod grid;
 pub mod rng;
