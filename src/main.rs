@@ -1,6 +1,7 @@
 //! The `dinonat` command line: subcommands that call the library crates, nothing else.
 
 mod bench;
+mod cmd_eval;
 mod info;
 #[allow(dead_code)] // used by `dinonat bench attention` and training reports once they land
 mod plot;
@@ -28,6 +29,10 @@ enum Command {
         #[command(subcommand)]
         which: bench::BenchCommand,
     },
+    /// Weighted k-NN (k = 20, T = 0.07) on frozen features: top-1 / top-5 on a val split.
+    Knn(cmd_eval::KnnArgs),
+    /// Linear probe on cached frozen features: top-1 / top-5 on a val split.
+    Linear(cmd_eval::LinearArgs),
 }
 
 /// Where a command computes.
@@ -42,6 +47,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info => info::run(),
         Command::Bench { which } => bench::run(which),
+        Command::Knn(args) => cmd_eval::run_knn(args),
+        Command::Linear(args) => cmd_eval::run_linear(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
