@@ -3,6 +3,7 @@
 //! weighted k-NN classifier or train a linear probe on the cached features (dinonat_train::eval).
 
 use clap::{Args, ValueEnum};
+use dinonat_engine::io::load_safetensors;
 use dinonat_engine::DType;
 use dinonat_model::{load_backbone, Nat, NatConfig};
 use dinonat_train::augment::EvalTransform;
@@ -13,7 +14,7 @@ use dinonat_train::eval::linear::{train_linear_probe, LinearProbe, LinearProbeCo
 use dinonat_train::features::{extract_features, spread_indices, FeatureSource, Features};
 use rayon::prelude::*;
 use serde_json::{json, Value};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Where the images come from.
@@ -50,8 +51,12 @@ pub struct DataArgs {
 #[derive(Args, Debug)]
 pub struct FeatureArgs {
     /// Raw normalised pixels of the transformed image as features (the baseline).
-    #[arg(long, conflicts_with_all = ["weights", "random_init"])]
+    #[arg(long, conflicts_with_all = ["weights", "random_init", "checkpoint"])]
     pub pixels: bool,
+    /// A `dinonat train` checkpoint: its teacher backbone (`teacher.backbone.*`); the architecture comes from the
+    /// checkpoint's config (an --arch must match it).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["weights", "random_init"])]
+    pub checkpoint: Option<PathBuf>,
     /// Backbone weights (safetensors under NAT names; a DinoNetwork file's `backbone.*` also loads); needs --arch.
     #[arg(long, value_name = "FILE", conflicts_with = "random_init")]
     pub weights: Option<PathBuf>,
@@ -151,9 +156,13 @@ fn build_backbone(args: &FeatureArgs) -> Result<Option<Nat>, String> {
         }
         return Ok(None);
     }
+    if let Some(path) = &args.checkpoint {
+        return load_teacher(path, args.arch.as_deref()).map(Some);
+    }
     if args.weights.is_none() && !args.random_init {
         return Err(
-            "choose the features: --pixels, --weights FILE --arch NAME, or --random-init --arch NAME".into(),
+            "choose the features: --pixels, --checkpoint FILE, --weights FILE --arch NAME, or --random-init --arch NAME"
+                .into(),
         );
     }
     let name = args
@@ -176,12 +185,61 @@ fn build_backbone(args: &FeatureArgs) -> Result<Option<Nat>, String> {
     }
 }
 
+/// The `format` metadata of `dinonat train` checkpoints (docs/training.md, "Checkpoints and resume").
+const CHECKPOINT_FORMAT: &str = "dinonat-dino-checkpoint";
+
+/// The teacher backbone of a training checkpoint: the architecture from the metadata's `config.arch`, the weights
+/// from `teacher.backbone.*`. Every missing or mis-shaped tensor is named.
+fn load_teacher(path: &Path, arch: Option<&str>) -> Result<Nat, String> {
+    let bad = |m: String| format!("--checkpoint {}: {m}", path.display());
+    let file = load_safetensors(path).map_err(|e| bad(e.to_string()))?;
+    if file.metadata.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
+        return Err(bad(format!(
+            "not a DinoNAT training checkpoint (format is not '{CHECKPOINT_FORMAT}'; for a backbone file use --weights FILE --arch NAME)"
+        )));
+    }
+    let config: Value = file
+        .metadata
+        .get("config")
+        .and_then(|c| serde_json::from_str(c).ok())
+        .ok_or_else(|| bad("no valid 'config' JSON in the metadata".into()))?;
+    let name = config["arch"]
+        .as_str()
+        .ok_or_else(|| bad("the config has no 'arch'".into()))?;
+    if let Some(a) = arch {
+        if a != name {
+            return Err(bad(format!("holds a {name} backbone, not --arch {a}")));
+        }
+    }
+    let nat_config = NatConfig::from_name(name).map_err(|e| bad(e.to_string()))?;
+    let nat = Nat::new(&nat_config, DType::F32, 0).map_err(|e| bad(e.to_string()))?;
+    let mut problems = Vec::new();
+    for (name, param) in nat.params.iter() {
+        let key = format!("teacher.backbone.{name}");
+        match file.get(&key) {
+            None => problems.push(format!("'{key}' missing")),
+            Some(t) if t.shape() != param.tensor.shape() => problems.push(format!(
+                "'{key}' has shape {:?}, expected {:?}",
+                t.shape(),
+                param.tensor.shape()
+            )),
+            Some(_) => {}
+        }
+    }
+    if !problems.is_empty() {
+        return Err(bad(format!("does not fit {name}: {}", problems.join("; "))));
+    }
+    for (name, _) in nat.params.iter() {
+        let t = file
+            .get(&format!("teacher.backbone.{name}"))
+            .expect("checked above");
+        nat.params.assign(name, t).map_err(|e| bad(e.to_string()))?;
+    }
+    Ok(nat)
+}
+
 fn extract(data: &DataArgs, args: &FeatureArgs) -> Result<Extracted, String> {
-    let size = args.size.unwrap_or(match &args.arch {
-        Some(a) if a.contains("pico") => 32,
-        _ => 64,
-    });
-    if size == 0 {
+    if args.size == Some(0) {
         return Err("--size must be positive".into());
     }
     if args.batch_size == 0 {
@@ -230,6 +288,10 @@ fn extract(data: &DataArgs, args: &FeatureArgs) -> Result<Extracted, String> {
     }
     // The data is opened first (cheap) so a wrong folder is reported before a backbone is built or loaded.
     let nat = build_backbone(args)?;
+    let size = args.size.unwrap_or(match &nat {
+        Some(n) if n.config.name.contains("pico") => 32,
+        _ => 64,
+    });
     let transform = EvalTransform::square(size);
     let source = match &nat {
         Some(n) => FeatureSource::Backbone(n),
@@ -277,13 +339,22 @@ fn extract(data: &DataArgs, args: &FeatureArgs) -> Result<Extracted, String> {
     );
     let features = if args.pixels {
         "pixels"
+    } else if args.checkpoint.is_some() {
+        "checkpoint"
     } else if args.weights.is_some() {
         "weights"
     } else {
         "random-init"
     };
     config.insert("features".into(), json!(features));
-    config.insert("arch".into(), json!(args.arch));
+    config.insert(
+        "arch".into(),
+        json!(nat.as_ref().map(|n| n.config.name.clone())),
+    );
+    config.insert(
+        "checkpoint".into(),
+        json!(args.checkpoint.as_ref().map(|p| p.display().to_string())),
+    );
     config.insert(
         "weights".into(),
         json!(args.weights.as_ref().map(|p| p.display().to_string())),

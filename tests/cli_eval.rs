@@ -216,3 +216,71 @@ fn bad_input_is_an_error_naming_the_flag_or_path() {
     assert_error(&["knn", "--builtin", "--pixels", "--k", "zero"], &["--k"]);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn checkpoint_uses_the_teacher_backbone() {
+    use dinonat_engine::io::save_safetensors;
+    use dinonat_engine::DType;
+    use dinonat_model::{Nat, NatConfig};
+    use std::collections::HashMap;
+    let (dir, train, val) = toy("checkpoint");
+    // A file in `dinonat train`'s layout: the teacher is nat_pico from seed 3, the student something else.
+    let teacher = Nat::new(&NatConfig::nat_pico(), DType::F32, 3).unwrap();
+    let student = Nat::new(&NatConfig::nat_pico(), DType::F32, 4).unwrap();
+    let mut tensors: Vec<_> = teacher
+        .params
+        .named_tensors()
+        .into_iter()
+        .map(|(n, t)| (format!("teacher.backbone.{n}"), t))
+        .collect();
+    tensors.extend(
+        student
+            .params
+            .named_tensors()
+            .into_iter()
+            .map(|(n, t)| (format!("student.backbone.{n}"), t)),
+    );
+    let meta = HashMap::from([
+        ("format".to_string(), "dinonat-dino-checkpoint".to_string()),
+        ("step".to_string(), "7".to_string()),
+        (
+            "config".to_string(),
+            r#"{"arch":"nat_pico","out_dim":16}"#.to_string(),
+        ),
+    ]);
+    let ck = dir.join("checkpoint.safetensors");
+    save_safetensors(&ck, &tensors, Some(&meta)).unwrap();
+    let ck = ck.display().to_string();
+    let common = ["knn", "--train", &train, "--val", &val, "--json"];
+    let (ok, from_ck, stderr) = dinonat(&[&common[..], &["--checkpoint", &ck]].concat());
+    assert!(ok, "knn --checkpoint failed: {stderr}");
+    let (ok, from_seed, stderr) = dinonat(
+        &[
+            &common[..],
+            &["--random-init", "--arch", "nat_pico", "--seed", "3"],
+        ]
+        .concat(),
+    );
+    assert!(ok, "knn --random-init failed: {stderr}");
+    let (a, b) = (parse(&from_ck), parse(&from_seed));
+    assert_eq!(a["arch"], "nat_pico");
+    assert_eq!(a["size"], 32);
+    assert_eq!(a["features"], "checkpoint");
+    assert_eq!(
+        (a["top1"].as_f64(), a["top5"].as_f64()),
+        (b["top1"].as_f64(), b["top5"].as_f64())
+    );
+    assert_error(
+        &[&common[..], &["--checkpoint", &ck, "--arch", "nat_nano"]].concat(),
+        &["--checkpoint", "nat_nano"],
+    );
+    // A backbone file is not a training checkpoint.
+    let plain = dir.join("backbone.safetensors");
+    save_safetensors(&plain, &teacher.params.named_tensors(), None).unwrap();
+    let plain = plain.display().to_string();
+    assert_error(
+        &[&common[..], &["--checkpoint", &plain]].concat(),
+        &["--checkpoint", &plain, "--weights"],
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
