@@ -4,6 +4,7 @@ mod bench;
 mod cmd_attention;
 mod cmd_crossmodal;
 mod cmd_embed;
+mod cmd_eval;
 mod cmd_filter;
 mod cmd_train;
 mod info;
@@ -47,6 +48,10 @@ enum Command {
     Crossmodal(cmd_crossmodal::CrossModalArgs),
     /// Attention maps of NAT (pooled query, neighbourhood, PCA) as PNGs.
     Attention(cmd_attention::AttentionArgs),
+    /// Weighted k-NN (k = 20, T = 0.07) on frozen features: top-1 / top-5 on a val split.
+    Knn(cmd_eval::KnnArgs),
+    /// Linear probe on cached frozen features: top-1 / top-5 on a val split.
+    Linear(cmd_eval::LinearArgs),
 }
 
 /// Where a command computes.
@@ -67,6 +72,8 @@ fn main() -> ExitCode {
         Command::Filter(args) => cmd_filter::run(args),
         Command::Crossmodal(args) => cmd_crossmodal::run(args),
         Command::Attention(args) => cmd_attention::run(args),
+        Command::Knn(args) => cmd_eval::run_knn(args),
+        Command::Linear(args) => cmd_eval::run_linear(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@ pub mod curate;
 pub mod data;
 pub mod dino;
 pub mod eval;
+pub mod features;
 pub mod grid;
 pub mod maps;
 pub mod rng;

@@ -1,0 +1,514 @@
+//! `dinonat knn` and `dinonat linear`: frozen-feature evaluation (docs/evaluation-commands.md). Both extract
+//! features of a train and a val split with the evaluation transform (dinonat_train::features), then run the
+//! weighted k-NN classifier or train a linear probe on the cached features (dinonat_train::eval).
+
+use clap::{Args, ValueEnum};
+use dinonat_engine::io::load_safetensors;
+use dinonat_engine::DType;
+use dinonat_model::{load_backbone, Nat, NatConfig};
+use dinonat_train::augment::EvalTransform;
+use dinonat_train::data::{open_dataset, Dataset, Procedural};
+use dinonat_train::eval::knn::{knn_classify, KnnConfig};
+use dinonat_train::eval::l2_normalized;
+use dinonat_train::eval::linear::{train_linear_probe, LinearProbe, LinearProbeConfig, Preprocess};
+use dinonat_train::features::{extract_features, spread_indices, FeatureSource, Features};
+use rayon::prelude::*;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Where the images come from.
+#[derive(Args, Debug)]
+pub struct DataArgs {
+    /// Training split (memory bank / probe training set): an ImageFolder with class sub-folders (or any layout
+    /// `open_dataset` recognises: IDX, CIFAR-10, a folder with train/ and val/).
+    #[arg(long, value_name = "DIR")]
+    pub train: Option<PathBuf>,
+    /// Validation split (queries / probe evaluation set), same layouts as --train.
+    #[arg(long, value_name = "DIR")]
+    pub val: Option<PathBuf>,
+    /// Use the built-in procedural data set instead of folders: train = seed 1, val = seed 2.
+    #[arg(long, conflicts_with_all = ["train", "val"])]
+    pub builtin: bool,
+    /// Number of built-in training images.
+    #[arg(long, default_value_t = 2000)]
+    pub builtin_train: usize,
+    /// Number of built-in validation images.
+    #[arg(long, default_value_t = 500)]
+    pub builtin_val: usize,
+    /// Side of the built-in images before the evaluation transform.
+    #[arg(long, default_value_t = Procedural::DEFAULT_SIZE)]
+    pub builtin_image_size: usize,
+    /// Use only N training images, spread evenly over the split (keeps the class balance of sorted folders).
+    #[arg(long, value_name = "N")]
+    pub limit_train: Option<usize>,
+    /// Use only N validation images, spread evenly over the split.
+    #[arg(long, value_name = "N")]
+    pub limit_val: Option<usize>,
+}
+
+/// Which features.
+#[derive(Args, Debug)]
+pub struct FeatureArgs {
+    /// Raw normalised pixels of the transformed image as features (the baseline).
+    #[arg(long, conflicts_with_all = ["weights", "random_init", "checkpoint"])]
+    pub pixels: bool,
+    /// A `dinonat train` checkpoint: its teacher backbone (`teacher.backbone.*`); the architecture comes from the
+    /// checkpoint's config (an --arch must match it).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["weights", "random_init"])]
+    pub checkpoint: Option<PathBuf>,
+    /// Backbone weights (safetensors under NAT names; a DinoNetwork file's `backbone.*` also loads); needs --arch.
+    #[arg(long, value_name = "FILE", conflicts_with = "random_init")]
+    pub weights: Option<PathBuf>,
+    /// A randomly initialised backbone (seeded by --seed); needs --arch.
+    #[arg(long)]
+    pub random_init: bool,
+    /// Backbone architecture (nat_pico, nat_nano, nat_mini, ...; dinat_ prefix / _full suffix allowed).
+    #[arg(long, value_name = "NAME")]
+    pub arch: Option<String>,
+    /// Seed of --random-init and of the linear probe.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Evaluation transform: resize the shorter side to N, centre-crop N x N [default: 32 for *pico*, else 64].
+    #[arg(long, value_name = "N")]
+    pub size: Option<usize>,
+    /// Images per forward pass during extraction.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// One JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct KnnArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub features: FeatureArgs,
+    /// Number of neighbours that vote.
+    #[arg(long, default_value_t = 20)]
+    pub k: usize,
+    /// Temperature T of the vote weight exp(sim / T).
+    #[arg(long, default_value_t = 0.07)]
+    pub temperature: f32,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PreprocessArg {
+    /// Divide each row by its l2 norm.
+    L2,
+    /// Zero mean, unit variance per column (training-set statistics).
+    Standardize,
+}
+
+#[derive(Args, Debug)]
+pub struct LinearArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub features: FeatureArgs,
+    /// Probe training epochs (cosine learning-rate schedule over all of them).
+    #[arg(long, default_value_t = 100)]
+    pub epochs: usize,
+    /// Peak learning rate of the probe (SGD, momentum 0.9, no weight decay).
+    #[arg(long, default_value_t = 1.0)]
+    pub lr: f32,
+    /// Probe mini-batch size.
+    #[arg(long, default_value_t = 256)]
+    pub probe_batch_size: usize,
+    /// Feature preprocessing before the linear layer.
+    #[arg(long, value_enum, default_value_t = PreprocessArg::L2)]
+    pub preprocess: PreprocessArg,
+}
+
+/// Train and val features plus what the JSON reports about how they were made.
+struct Extracted {
+    train: Features,
+    val: Features,
+    classes: Vec<String>,
+    config: serde_json::Map<String, Value>,
+    extract_seconds: f64,
+}
+
+fn open_split(flag: &str, path: &Option<PathBuf>, train: bool) -> Result<Box<dyn Dataset>, String> {
+    let path = path
+        .as_ref()
+        .ok_or_else(|| format!("--{flag} DIR is required (or use --builtin)"))?;
+    let data = open_dataset(path, train).map_err(|e| format!("--{flag}: {e}"))?;
+    if data.is_empty() {
+        return Err(format!("--{flag} {}: holds no images", path.display()));
+    }
+    if data.class_names().is_none() {
+        return Err(format!(
+            "--{flag} {}: has no class sub-folders (evaluation needs labelled images: {}/CLASS/*.jpg)",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(data)
+}
+
+fn build_backbone(args: &FeatureArgs) -> Result<Option<Nat>, String> {
+    if args.pixels {
+        if let Some(arch) = &args.arch {
+            return Err(format!("--pixels uses no backbone; drop --arch {arch}"));
+        }
+        return Ok(None);
+    }
+    if let Some(path) = &args.checkpoint {
+        return load_teacher(path, args.arch.as_deref()).map(Some);
+    }
+    if args.weights.is_none() && !args.random_init {
+        return Err(
+            "choose the features: --pixels, --checkpoint FILE, --weights FILE --arch NAME, or --random-init --arch NAME"
+                .into(),
+        );
+    }
+    let name = args
+        .arch
+        .as_ref()
+        .ok_or("--arch NAME is required with --weights and --random-init")?;
+    let config = NatConfig::from_name(name).map_err(|e| format!("--arch {name}: {e}"))?;
+    match &args.weights {
+        Some(path) => {
+            let (nat, notes) = load_backbone(path, &config)
+                .map_err(|e| format!("--weights {}: {e}", path.display()))?;
+            for note in notes {
+                eprintln!("note: {note}");
+            }
+            Ok(Some(nat))
+        }
+        None => Nat::new(&config, DType::F32, args.seed)
+            .map(Some)
+            .map_err(|e| format!("--arch {name}: {e}")),
+    }
+}
+
+/// The `format` metadata of `dinonat train` checkpoints (docs/training.md, "Checkpoints and resume").
+const CHECKPOINT_FORMAT: &str = "dinonat-dino-checkpoint";
+
+/// The teacher backbone of a training checkpoint: the architecture from the metadata's `config.arch`, the weights
+/// from `teacher.backbone.*`. Every missing or mis-shaped tensor is named.
+fn load_teacher(path: &Path, arch: Option<&str>) -> Result<Nat, String> {
+    let bad = |m: String| format!("--checkpoint {}: {m}", path.display());
+    let file = load_safetensors(path).map_err(|e| bad(e.to_string()))?;
+    if file.metadata.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
+        return Err(bad(format!(
+            "not a DinoNAT training checkpoint (format is not '{CHECKPOINT_FORMAT}'; for a backbone file use --weights FILE --arch NAME)"
+        )));
+    }
+    let config: Value = file
+        .metadata
+        .get("config")
+        .and_then(|c| serde_json::from_str(c).ok())
+        .ok_or_else(|| bad("no valid 'config' JSON in the metadata".into()))?;
+    let name = config["arch"]
+        .as_str()
+        .ok_or_else(|| bad("the config has no 'arch'".into()))?;
+    if let Some(a) = arch {
+        if a != name {
+            return Err(bad(format!("holds a {name} backbone, not --arch {a}")));
+        }
+    }
+    let nat_config = NatConfig::from_name(name).map_err(|e| bad(e.to_string()))?;
+    let nat = Nat::new(&nat_config, DType::F32, 0).map_err(|e| bad(e.to_string()))?;
+    let mut problems = Vec::new();
+    for (name, param) in nat.params.iter() {
+        let key = format!("teacher.backbone.{name}");
+        match file.get(&key) {
+            None => problems.push(format!("'{key}' missing")),
+            Some(t) if t.shape() != param.tensor.shape() => problems.push(format!(
+                "'{key}' has shape {:?}, expected {:?}",
+                t.shape(),
+                param.tensor.shape()
+            )),
+            Some(_) => {}
+        }
+    }
+    if !problems.is_empty() {
+        return Err(bad(format!("does not fit {name}: {}", problems.join("; "))));
+    }
+    for (name, _) in nat.params.iter() {
+        let t = file
+            .get(&format!("teacher.backbone.{name}"))
+            .expect("checked above");
+        nat.params.assign(name, t).map_err(|e| bad(e.to_string()))?;
+    }
+    Ok(nat)
+}
+
+fn extract(data: &DataArgs, args: &FeatureArgs) -> Result<Extracted, String> {
+    if args.size == Some(0) {
+        return Err("--size must be positive".into());
+    }
+    if args.batch_size == 0 {
+        return Err("--batch-size must be positive".into());
+    }
+    let (train, val): (Box<dyn Dataset>, Box<dyn Dataset>) = if data.builtin {
+        if data.builtin_train == 0 || data.builtin_val == 0 || data.builtin_image_size == 0 {
+            return Err(
+                "--builtin-train, --builtin-val and --builtin-image-size must be positive".into(),
+            );
+        }
+        (
+            Box::new(Procedural::new(
+                1,
+                data.builtin_train,
+                data.builtin_image_size,
+            )),
+            Box::new(Procedural::new(
+                2,
+                data.builtin_val,
+                data.builtin_image_size,
+            )),
+        )
+    } else {
+        (
+            open_split("train", &data.train, true)?,
+            open_split("val", &data.val, false)?,
+        )
+    };
+    let classes = train.class_names().unwrap_or_default();
+    let val_classes = val.class_names().unwrap_or_default();
+    if classes != val_classes {
+        return Err(format!(
+            "--train has classes [{}] but --val has [{}]; both splits need the same class sub-folders",
+            classes.join(", "),
+            val_classes.join(", ")
+        ));
+    }
+    for (flag, limit) in [
+        ("limit-train", data.limit_train),
+        ("limit-val", data.limit_val),
+    ] {
+        if limit == Some(0) {
+            return Err(format!("--{flag} must be positive"));
+        }
+    }
+    // The data is opened first (cheap) so a wrong folder is reported before a backbone is built or loaded.
+    let nat = build_backbone(args)?;
+    let size = args.size.unwrap_or(match &nat {
+        Some(n) if n.config.name.contains("pico") => 32,
+        _ => 64,
+    });
+    let transform = EvalTransform::square(size);
+    let source = match &nat {
+        Some(n) => FeatureSource::Backbone(n),
+        None => FeatureSource::Pixels,
+    };
+    let start = Instant::now();
+    let run = |name: &str, set: &dyn Dataset, limit| {
+        let indices = spread_indices(set.len(), limit);
+        let mut next_report = 0usize;
+        let mut progress = |done: usize, total: usize| {
+            if done >= next_report || done == total {
+                eprintln!("{name} features: {done}/{total}");
+                next_report = done + total.div_ceil(10);
+            }
+        };
+        extract_features(
+            set,
+            &indices,
+            &transform,
+            source,
+            args.batch_size,
+            &mut progress,
+        )
+        .map_err(|e| format!("--{name}: {e}"))
+    };
+    let train_features = run("train", train.as_ref(), data.limit_train)?;
+    let val_features = run("val", val.as_ref(), data.limit_val)?;
+    let extract_seconds = start.elapsed().as_secs_f64();
+
+    let describe = |flag: &Option<PathBuf>, seed: u64, n: usize| match flag {
+        Some(p) => p.display().to_string(),
+        None => format!(
+            "builtin(seed {seed}, {n} images of {} px)",
+            data.builtin_image_size
+        ),
+    };
+    let mut config = serde_json::Map::new();
+    config.insert(
+        "train".into(),
+        json!(describe(&data.train, 1, data.builtin_train)),
+    );
+    config.insert(
+        "val".into(),
+        json!(describe(&data.val, 2, data.builtin_val)),
+    );
+    let features = if args.pixels {
+        "pixels"
+    } else if args.checkpoint.is_some() {
+        "checkpoint"
+    } else if args.weights.is_some() {
+        "weights"
+    } else {
+        "random-init"
+    };
+    config.insert("features".into(), json!(features));
+    config.insert(
+        "arch".into(),
+        json!(nat.as_ref().map(|n| n.config.name.clone())),
+    );
+    config.insert(
+        "checkpoint".into(),
+        json!(args.checkpoint.as_ref().map(|p| p.display().to_string())),
+    );
+    config.insert(
+        "weights".into(),
+        json!(args.weights.as_ref().map(|p| p.display().to_string())),
+    );
+    config.insert("seed".into(), json!(args.seed));
+    config.insert("size".into(), json!(size));
+    config.insert("train_images".into(), json!(train_features.rows()));
+    config.insert("val_images".into(), json!(val_features.rows()));
+    config.insert("dim".into(), json!(train_features.dim));
+    config.insert("classes".into(), json!(classes.len()));
+    Ok(Extracted {
+        train: train_features,
+        val: val_features,
+        classes,
+        config,
+        extract_seconds,
+    })
+}
+
+fn finish(
+    json_out: bool,
+    command: &str,
+    mut fields: serde_json::Map<String, Value>,
+) -> Result<(), String> {
+    fields.insert("command".into(), json!(command));
+    if json_out {
+        println!("{}", Value::Object(fields));
+    } else {
+        let get = |k: &str| fields.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        println!(
+            "{command}: top-1 {:.2}%  top-5 {:.2}%  ({} train / {} val images, {} classes, {}-dim {} features at {} px)",
+            get("top1"),
+            get("top5"),
+            fields["train_images"],
+            fields["val_images"],
+            fields["classes"],
+            fields["dim"],
+            fields["features"].as_str().unwrap_or("?"),
+            fields["size"],
+        );
+    }
+    Ok(())
+}
+
+pub fn run_knn(args: KnnArgs) -> Result<(), String> {
+    let ex = extract(&args.data, &args.features)?;
+    let start = Instant::now();
+    let config = KnnConfig {
+        k: args.k,
+        temperature: args.temperature,
+        num_classes: ex.classes.len(),
+    };
+    let report = knn_classify(
+        &ex.train.values,
+        &ex.train.labels,
+        &ex.val.values,
+        &ex.val.labels,
+        ex.train.dim,
+        &config,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut fields = ex.config;
+    fields.insert("top1".into(), json!(report.top1));
+    fields.insert("top5".into(), json!(report.top5));
+    fields.insert("k".into(), json!(args.k));
+    fields.insert("temperature".into(), json!(args.temperature));
+    fields.insert("extract_seconds".into(), json!(ex.extract_seconds));
+    fields.insert("eval_seconds".into(), json!(start.elapsed().as_secs_f64()));
+    finish(args.features.json, "knn", fields)
+}
+
+/// Top-5 accuracy (percent) of a trained probe: the label among the 5 highest logits (ties to the lower class).
+fn probe_top5(probe: &LinearProbe, features: &[f32], labels: &[usize]) -> f64 {
+    let (f, c) = (probe.dim, probe.num_classes);
+    let x = match probe.preprocess {
+        Preprocess::L2Normalize => l2_normalized(features, f),
+        Preprocess::Standardize => {
+            let mut x = features.to_vec();
+            for row in x.chunks_mut(f) {
+                for (v, &(mean, inv_std)) in row.iter_mut().zip(&probe.standardize) {
+                    *v = (*v - mean) * inv_std;
+                }
+            }
+            x
+        }
+    };
+    let hits: usize = x
+        .par_chunks(f)
+        .zip(labels.par_iter())
+        .map(|(row, &label)| {
+            let logits: Vec<f64> = (0..c)
+                .map(|k| {
+                    let w = &probe.weights[k * f..(k + 1) * f];
+                    probe.bias[k] as f64
+                        + w.iter()
+                            .zip(row)
+                            .map(|(&a, &b)| a as f64 * b as f64)
+                            .sum::<f64>()
+                })
+                .collect();
+            let above = (0..c)
+                .filter(|&k| logits[k] > logits[label] || (logits[k] == logits[label] && k < label))
+                .count();
+            usize::from(above < 5)
+        })
+        .sum();
+    100.0 * hits as f64 / labels.len().max(1) as f64
+}
+
+pub fn run_linear(args: LinearArgs) -> Result<(), String> {
+    let ex = extract(&args.data, &args.features)?;
+    let start = Instant::now();
+    let mut config = LinearProbeConfig::new(ex.classes.len(), args.features.seed);
+    config.epochs = args.epochs;
+    config.learning_rate = args.lr;
+    config.batch_size = args.probe_batch_size;
+    config.preprocess = match args.preprocess {
+        PreprocessArg::L2 => Preprocess::L2Normalize,
+        PreprocessArg::Standardize => Preprocess::Standardize,
+    };
+    if args.epochs == 0 || args.probe_batch_size == 0 || !(args.lr > 0.0 && args.lr.is_finite()) {
+        return Err(format!(
+            "--epochs {}, --probe-batch-size {} and --lr {} must all be positive",
+            args.epochs, args.probe_batch_size, args.lr
+        ));
+    }
+    let report = train_linear_probe(
+        (&ex.train.values, &ex.train.labels),
+        (&ex.val.values, &ex.val.labels),
+        ex.train.dim,
+        &config,
+    )
+    .map_err(|e| e.to_string())?;
+    let top5 = probe_top5(&report.probe, &ex.val.values, &ex.val.labels);
+    let mut fields = ex.config;
+    fields.insert("top1".into(), json!(report.val_top1));
+    fields.insert("top5".into(), json!(top5));
+    fields.insert("best_top1".into(), json!(report.best_val_top1));
+    fields.insert("train_top1".into(), json!(report.train_top1));
+    fields.insert("epochs".into(), json!(args.epochs));
+    fields.insert("lr".into(), json!(args.lr));
+    fields.insert("probe_batch_size".into(), json!(args.probe_batch_size));
+    fields.insert(
+        "preprocess".into(),
+        json!(match args.preprocess {
+            PreprocessArg::L2 => "l2",
+            PreprocessArg::Standardize => "standardize",
+        }),
+    );
+    fields.insert(
+        "final_loss".into(),
+        json!(report.train_loss_per_epoch.last().copied()),
+    );
+    fields.insert("extract_seconds".into(), json!(ex.extract_seconds));
+    fields.insert("eval_seconds".into(), json!(start.elapsed().as_secs_f64()));
+    finish(args.features.json, "linear", fields)
+}
