@@ -1,6 +1,7 @@
-//! DinoNAT's training side. This crate holds the data path: sources ([`data`]), multi-crop augmentation
-//! ([`augment`]), batching and prefetching ([`batch`]) and contact sheets ([`grid`]). It works on plain f32
-//! buffers so it can be tested without the engine.
+//! DinoNAT's training side: the data path (sources [`data`], multi-crop [`augment`], batching and prefetching
+//! [`batch`], contact sheets [`grid`]), DINO ([`dino`]: loss, centre, schedules, teacher EMA) and its training
+//! loop ([`trainer`]), frozen-feature evaluation ([`features`], [`eval`]), attention maps ([`maps`]) and
+//! dataset curation ([`curate`]).
 
 pub mod augment;
 pub mod batch;
