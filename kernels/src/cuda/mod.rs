@@ -7,10 +7,15 @@
 //! - [`elementwise`]: add, scale, axpy, GELU forward/backward, f32 -> bf16.
 //! - [`gemm`]: SIMT FP32, TF32 and BF16 tensor-core GEMMs ([`GemmPrecision`]).
 
+pub mod conv;
 pub mod device;
 pub mod elementwise;
 pub mod gemm;
+pub mod layernorm;
 pub mod nvrtc;
+pub mod optim;
+pub mod reduce;
+pub mod softmax;
 
 pub use device::{GpuDevice, GpuInfo};
 pub use gemm::{GemmPrecision, MmaTile};

@@ -34,8 +34,40 @@ pub const GEMM_WGMMA: Source = Source {
     code: include_str!("../../cuda/gemm_wgmma.cu"),
 };
 
+// Engine ops (docs/gpu-ops.md): reductions and layout copies, softmax, layernorm, conv, optimizers.
+pub const REDUCE: Source = Source {
+    name: "reduce.cu",
+    code: include_str!("../../cuda/reduce.cu"),
+};
+pub const SOFTMAX: Source = Source {
+    name: "softmax.cu",
+    code: include_str!("../../cuda/softmax.cu"),
+};
+pub const LAYERNORM: Source = Source {
+    name: "layernorm.cu",
+    code: include_str!("../../cuda/layernorm.cu"),
+};
+pub const CONV: Source = Source {
+    name: "conv.cu",
+    code: include_str!("../../cuda/conv.cu"),
+};
+pub const OPTIM: Source = Source {
+    name: "optim.cu",
+    code: include_str!("../../cuda/optim.cu"),
+};
+
 /// Every source, for the compile-check.
-pub const ALL_SOURCES: [Source; 4] = [ELEMENTWISE, GEMM_SIMT, GEMM_MMA, GEMM_WGMMA];
+pub const ALL_SOURCES: [Source; 9] = [
+    ELEMENTWISE,
+    GEMM_SIMT,
+    GEMM_MMA,
+    GEMM_WGMMA,
+    REDUCE,
+    SOFTMAX,
+    LAYERNORM,
+    CONV,
+    OPTIM,
+];
 
 /// The target a source is compiled for on a device of `arch`: gemm_wgmma.cu needs the
 /// architecture-specific sm_90a (wgmma) on sm_90; everything else the device's own arch.
