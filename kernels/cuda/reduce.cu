@@ -108,7 +108,20 @@ extern "C" __global__ void binary_strided_f32(int op, const float* __restrict__ 
     }
 }
 
-// op: 0 affine (p0 * x + p1), 1 exp, 2 log, 3 sqrt, 4 pow(x, p0).
+// dst[offset + sum_k idx_k(i) * strides[k]] = src[i] (the adjoint of a non-overlapping view).
+extern "C" __global__ void strided_scatter_f32(const float* __restrict__ src, float* __restrict__ dst,
+                                               long long n, int rank,
+                                               const long long* __restrict__ shape,
+                                               const long long* __restrict__ strides,
+                                               long long offset) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        dst[strided_index(i, rank, shape, strides, offset)] = src[i];
+    }
+}
+
+// op: 0 affine (p0 * x + p1), 1 exp, 2 log, 3 sqrt, 4 pow(x, p0), 5 max(x, p0),
+// 6 step (x > p0 ? 1 : 0).
 extern "C" __global__ void map_f32(int op, const float* __restrict__ x, float* __restrict__ y,
                                    long long n, float p0, float p1) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
@@ -120,7 +133,9 @@ extern "C" __global__ void map_f32(int op, const float* __restrict__ x, float* _
             case 1: r = expf(v); break;
             case 2: r = logf(v); break;
             case 3: r = sqrtf(v); break;
-            default: r = powf(v, p0); break;
+            case 4: r = powf(v, p0); break;
+            case 5: r = fmaxf(v, p0); break;
+            default: r = v > p0 ? 1.0f : 0.0f; break;
         }
         y[i] = r;
     }

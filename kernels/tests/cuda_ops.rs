@@ -169,6 +169,20 @@ fn strided_copy_binary_and_map_match_cpu() {
         &exact,
         1e-12,
     );
+    // Scatter back into a zero buffer: the viewed elements return, the others stay 0.
+    let mut back = dev.zeros::<f32>(src.len()).unwrap();
+    reduce::strided_scatter(dev, &dst, &shape, &strides, offset, &mut back).unwrap();
+    let back = dev.download(&back).unwrap();
+    let mut exact_back = vec![0.0f64; src.len()];
+    for i in 0..shape[0] {
+        for j in 0..shape[1] {
+            for k in 0..shape[2] {
+                let o = offset + i * strides[0] + j * strides[1] + k * strides[2];
+                exact_back[o] = src[o] as f64;
+            }
+        }
+    }
+    check("strided_scatter", &back, &exact_back, 1e-12);
     // Broadcast: x [33, 257] op y [257] (row vector, stride 0 over rows).
     let (rows, cols) = (33usize, 257usize);
     let x = rng.vec(rows * cols);
@@ -213,6 +227,8 @@ fn strided_copy_binary_and_map_match_cpu() {
         MapOp::Log,
         MapOp::Sqrt,
         MapOp::Pow(1.7),
+        MapOp::Max(0.6),
+        MapOp::Step(0.6),
     ] {
         let mut out = poisoned(dev, pos.len());
         reduce::map(dev, op, pos.len(), &dpos, &mut out).unwrap();
@@ -226,6 +242,8 @@ fn strided_copy_binary_and_map_match_cpu() {
                     MapOp::Log => v.ln(),
                     MapOp::Sqrt => v.sqrt(),
                     MapOp::Pow(p) => v.powf(p as f64),
+                    MapOp::Max(p) => v.max(p as f64),
+                    MapOp::Step(p) => (v > p as f64) as u8 as f64,
                 }
             })
             .collect();

@@ -185,6 +185,42 @@ pub fn strided_copy(
     Ok(())
 }
 
+/// dst[offset + sum_k idx_k(i) strides[k]] = src[i]: writes a contiguous buffer into a
+/// non-overlapping strided view (the backward of narrow); other elements of dst are untouched.
+pub fn strided_scatter(
+    dev: &GpuDevice,
+    src: &CudaSlice<f32>,
+    shape: &[usize],
+    strides: &[usize],
+    offset: usize,
+    dst: &mut CudaSlice<f32>,
+) -> Result<()> {
+    let n: usize = shape.iter().product();
+    check_len("strided_scatter src", n, src.len())?;
+    check_len(
+        "strided_scatter dst",
+        extent(shape, strides, offset),
+        dst.len(),
+    )?;
+    if n == 0 {
+        return Ok(());
+    }
+    let arrays = layout_arrays(dev, "strided_scatter", shape, &[strides])?;
+    let f = dev.function(REDUCE, "strided_scatter_f32")?;
+    let (n_i, rank, off) = (n as i64, shape.len() as i32, offset as i64);
+    let mut b = dev.stream().launch_builder(&f);
+    b.arg(src)
+        .arg(dst)
+        .arg(&n_i)
+        .arg(&rank)
+        .arg(&arrays[0])
+        .arg(&arrays[1])
+        .arg(&off);
+    unsafe { b.launch(grid_1d(n)) }
+        .map_err(|e| format!("launch strided_scatter_f32 (shape {shape:?}): {e}"))?;
+    Ok(())
+}
+
 /// The four arithmetic ops of [`binary_strided`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BinaryOp {
@@ -249,6 +285,10 @@ pub enum MapOp {
     Sqrt,
     /// x^p
     Pow(f32),
+    /// max(x, p)
+    Max(f32),
+    /// 1 where x > p, else 0
+    Step(f32),
 }
 
 /// y[i] = f(x[i]) for the first `n` elements.
@@ -270,6 +310,8 @@ pub fn map(
         MapOp::Log => (2, 0.0, 0.0),
         MapOp::Sqrt => (3, 0.0, 0.0),
         MapOp::Pow(p) => (4, p, 0.0),
+        MapOp::Max(p) => (5, p, 0.0),
+        MapOp::Step(p) => (6, p, 0.0),
     };
     let f = dev.function(REDUCE, "map_f32")?;
     let n_i = n as i64;
