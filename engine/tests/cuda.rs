@@ -197,6 +197,12 @@ fn matmul_linear_conv_match_cpu() {
     parity(&mut r, "matmul 2d", &[a.clone(), b.clone()], &|t| {
         t[0].matmul(&t[1])
     });
+    parity(
+        &mut r,
+        "matmul rows of a narrowed view",
+        &[a.clone(), b.clone()],
+        &|t| t[0].narrow(0, 5, 20)?.matmul(&t[1]),
+    );
     let at = r.tensor(&[7, 33], -1.0, 1.0);
     parity(&mut r, "matmul transposed view", &[at, b.clone()], &|t| {
         t[0].t()?.matmul(&t[1])

@@ -365,7 +365,8 @@ fn operand(t: &Tensor, batch: &[usize]) -> Result<Operand> {
     let mut v = t.detach().broadcast_to(&shape)?;
     let nb = batch.len();
     if v.layout().offset != 0 || !v.layout().dims_merge(0, nb) {
-        v = v.contiguous();
+        // (`Tensor::contiguous` keeps a contiguous view at an offset; the GEMM needs offset 0)
+        v = contiguous(&v)?;
     }
     let l: &Layout = v.layout();
     let (rs, cs) = (l.strides[nb], l.strides[nb + 1]);
