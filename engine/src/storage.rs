@@ -86,6 +86,12 @@ impl Storage {
             Storage::Cpu(_) => None,
         }
     }
+    pub fn cuda_mut(&mut self) -> Option<&mut CudaStorage> {
+        match self {
+            Storage::Cuda(s) => Some(s),
+            Storage::Cpu(_) => None,
+        }
+    }
 }
 
 impl Drop for CpuStorage {

@@ -259,6 +259,65 @@ fn views_and_copies_match_cpu() {
 }
 
 #[test]
+fn adamw_and_ema_in_place_match_a_plain_loop() {
+    if !gpu_or_skip() {
+        return;
+    }
+    use dinonat_engine::kernels::cuda::optim::AdamWStep;
+    let mut r = Rng::new("optim");
+    let shape = [33, 257];
+    let p0 = r.tensor(&shape, -1.0, 1.0);
+    let cuda = |t: &Tensor| t.to(Device::Cuda(0)).unwrap();
+    let (p, m, v) = (
+        cuda(&p0),
+        cuda(&Tensor::zeros(&shape, DType::F32)),
+        cuda(&Tensor::zeros(&shape, DType::F32)),
+    );
+    let mut ep: Vec<f64> = p0.to_vec_f64();
+    let (mut em, mut ev) = (vec![0.0f64; ep.len()], vec![0.0f64; ep.len()]);
+    for step in 1..=3u64 {
+        let g = r.tensor(&shape, -1.0, 1.0);
+        let h = AdamWStep {
+            lr: 1e-2,
+            weight_decay: 0.05,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            step,
+        };
+        p.cuda_adamw_step(&cuda(&g), &m, &v, &h).unwrap();
+        let (bc1, bc2) = (
+            1.0 - 0.9f64.powi(step as i32),
+            1.0 - 0.999f64.powi(step as i32),
+        );
+        for (i, gi) in g.to_vec_f64().into_iter().enumerate() {
+            ep[i] *= 1.0 - 1e-2f32 as f64 * 0.05f32 as f64;
+            em[i] = 0.9f32 as f64 * em[i] + (1.0 - 0.9f32 as f64) * gi;
+            ev[i] = 0.999f32 as f64 * ev[i] + (1.0 - 0.999f32 as f64) * gi * gi;
+            ep[i] -= 1e-2f32 as f64 * (em[i] / bc1) / ((ev[i] / bc2).sqrt() + 1e-8f32 as f64);
+        }
+    }
+    let got: Vec<f32> = p.to_vec::<f32>().unwrap();
+    let exact: Vec<f32> = ep.iter().map(|&x| x as f32).collect();
+    let e = rel_err(&got, &exact);
+    println!("cuda_adamw_step: 3 steps rel err {e:.2e}");
+    assert!(e < 1e-5, "adamw rel err {e:.3e}");
+    let s = r.tensor(&shape, -1.0, 1.0);
+    let t0 = p.to(Device::Cpu).unwrap();
+    p.cuda_ema_update(&cuda(&s), 0.996).unwrap();
+    let exact: Vec<f32> = t0
+        .to_vec_f64()
+        .iter()
+        .zip(s.to_vec_f64())
+        .map(|(&a, b)| (0.996 * a + 0.004 * b) as f32)
+        .collect();
+    let e = rel_err(&p.to_vec::<f32>().unwrap(), &exact);
+    println!("cuda_ema_update: rel err {e:.2e}");
+    assert!(e < 1e-6, "ema rel err {e:.3e}");
+    assert!(p.cuda_ema_update(&p, 0.5).is_err());
+}
+
+#[test]
 fn unsupported_ops_name_themselves() {
     if !gpu_or_skip() {
         return;
