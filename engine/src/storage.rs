@@ -1,20 +1,26 @@
-//! Where a tensor's elements live. `Storage` is an enum over devices so a `Cuda` variant (device
-//! buffers from cudarc) slots in beside `Cpu` without changing `Tensor`; views share one storage.
+//! Where a tensor's elements live. `Storage` is an enum over devices: `Cpu` (host vectors) and
+//! `Cuda` (an f32 device buffer from cudarc on the process's GPU); views share one storage.
+//! Copies between devices are explicit (`Tensor::to`); an op given CUDA tensors runs its CUDA
+//! kernels or returns "op X is not available on CUDA", never a silent copy (docs/gpu-ops.md).
 
+use crate::kernels::cuda::{CudaSlice, GemmPrecision, GpuDevice};
 use crate::pool;
-use crate::DType;
+use crate::{DType, EngineError, Result};
+use std::sync::atomic::{AtomicU8, Ordering};
 
-/// The device a tensor lives on.
+/// The device a tensor lives on. `Cuda(ordinal)`: only ordinal 0 (the process's GPU) for now.
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Device {
     Cpu,
+    Cuda(usize),
 }
 
 /// A tensor's buffer, on some device.
 #[derive(Debug)]
 pub enum Storage {
     Cpu(CpuStorage),
+    Cuda(CudaStorage),
 }
 
 /// A host buffer of one element type.
@@ -24,35 +30,66 @@ pub enum CpuStorage {
     F64(Vec<f64>),
 }
 
+/// An f32 buffer on the GPU (f32 is the only dtype on CUDA so far).
+pub struct CudaStorage {
+    pub data: CudaSlice<f32>,
+    pub dev: &'static GpuDevice,
+}
+
+impl std::fmt::Debug for CudaStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CudaStorage(f32 x {})", self.data.len())
+    }
+}
+
 impl Storage {
     pub fn device(&self) -> Device {
         match self {
             Storage::Cpu(_) => Device::Cpu,
+            Storage::Cuda(_) => Device::Cuda(0),
         }
     }
     pub fn dtype(&self) -> DType {
         match self {
             Storage::Cpu(CpuStorage::F32(_)) => DType::F32,
             Storage::Cpu(CpuStorage::F64(_)) => DType::F64,
+            Storage::Cuda(_) => DType::F32,
         }
     }
     pub fn len(&self) -> usize {
         match self {
             Storage::Cpu(CpuStorage::F32(v)) => v.len(),
             Storage::Cpu(CpuStorage::F64(v)) => v.len(),
+            Storage::Cuda(s) => s.data.len(),
         }
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The host buffer. Ops check the device first (`Tensor::cpu_only`), so a CUDA storage here
+    /// is an engine bug.
     pub fn cpu(&self) -> &CpuStorage {
         match self {
             Storage::Cpu(s) => s,
+            Storage::Cuda(_) => panic!("engine bug: host access to a CUDA tensor"),
         }
     }
     pub fn cpu_mut(&mut self) -> &mut CpuStorage {
         match self {
             Storage::Cpu(s) => s,
+            Storage::Cuda(_) => panic!("engine bug: host access to a CUDA tensor"),
+        }
+    }
+    pub fn cuda(&self) -> Option<&CudaStorage> {
+        match self {
+            Storage::Cuda(s) => Some(s),
+            Storage::Cpu(_) => None,
+        }
+    }
+    pub fn cuda_mut(&mut self) -> Option<&mut CudaStorage> {
+        match self {
+            Storage::Cuda(s) => Some(s),
+            Storage::Cpu(_) => None,
         }
     }
 }
@@ -63,5 +100,53 @@ impl Drop for CpuStorage {
         if let CpuStorage::F32(v) = self {
             pool::give_f32(std::mem::take(v));
         }
+    }
+}
+
+/// The GPU for `Device::Cuda(ordinal)`: guarded creation, an error value without a GPU.
+pub fn cuda_device(ordinal: usize) -> Result<&'static GpuDevice> {
+    if ordinal != 0 {
+        return Err(EngineError::arg(
+            "to",
+            &[],
+            format!("CUDA device {ordinal} requested; only device 0 is supported"),
+        ));
+    }
+    GpuDevice::get().map_err(|e| EngineError::arg("to", &[], e))
+}
+
+/// An error of a CUDA call inside op `op`, with the kernel's message.
+pub(crate) fn cuda_err(op: &'static str, shape: &[usize]) -> impl Fn(String) -> EngineError {
+    let shape = shape.to_vec();
+    move |e| EngineError::arg(op, &shape, format!("CUDA: {e}"))
+}
+
+/// "op X is not available on CUDA".
+pub(crate) fn not_on_cuda(op: &'static str, shape: &[usize]) -> EngineError {
+    EngineError::arg(
+        op,
+        shape,
+        format!("op {op} is not available on CUDA (move the tensor with .to(Device::Cpu))"),
+    )
+}
+
+static GEMM_PRECISION: AtomicU8 = AtomicU8::new(0);
+
+/// The precision of matmul / linear / conv2d on CUDA for this process: `Fp32Simt` (the default,
+/// exact f32 parity with the CPU), `Tf32` or `Bf16` (tensor cores).
+pub fn set_cuda_gemm_precision(p: GemmPrecision) {
+    let code = match p {
+        GemmPrecision::Fp32Simt => 0,
+        GemmPrecision::Tf32 => 1,
+        GemmPrecision::Bf16 => 2,
+    };
+    GEMM_PRECISION.store(code, Ordering::Relaxed);
+}
+
+pub fn cuda_gemm_precision() -> GemmPrecision {
+    match GEMM_PRECISION.load(Ordering::Relaxed) {
+        1 => GemmPrecision::Tf32,
+        2 => GemmPrecision::Bf16,
+        _ => GemmPrecision::Fp32Simt,
     }
 }

@@ -2,9 +2,12 @@
 //! offset), the dtype and, when made by an op that needs gradients, the op that made it.
 
 use crate::autograd::{is_grad_enabled, BackwardFn, Op};
+use crate::kernels::cuda::{reduce as cuda_reduce, CudaSlice, GpuDevice};
 use crate::kernels::Float;
 use crate::layout::Layout;
-use crate::storage::{CpuStorage, Device, Storage};
+use crate::storage::{
+    cuda_device, cuda_err, not_on_cuda, CpuStorage, CudaStorage, Device, Storage,
+};
 use crate::{with_dtype, DType, Element, EngineError, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -161,6 +164,128 @@ impl Tensor {
         Tensor::from_node(src.0.storage.clone(), layout, requires_grad, None, op)
     }
 
+    // ---- devices (docs/gpu-ops.md) ---------------------------------------------------------
+
+    pub fn is_cuda(&self) -> bool {
+        matches!(self.device(), Device::Cuda(_))
+    }
+
+    /// The "op X is not available on CUDA" error when any of `ts` lives on the GPU.
+    pub(crate) fn cpu_only(op: &'static str, ts: &[&Tensor]) -> Result<()> {
+        match ts.iter().find(|t| t.is_cuda()) {
+            Some(t) => Err(not_on_cuda(op, t.shape())),
+            None => Ok(()),
+        }
+    }
+
+    /// A leaf over a fresh device buffer (no gradient).
+    pub(crate) fn from_cuda(
+        data: CudaSlice<f32>,
+        dev: &'static GpuDevice,
+        shape: &[usize],
+    ) -> Tensor {
+        let storage = Arc::new(RwLock::new(Storage::Cuda(CudaStorage { data, dev })));
+        Tensor::from_node(storage, Layout::contiguous(shape), false, None, None)
+    }
+
+    /// The result of a CUDA op over a fresh device buffer.
+    pub(crate) fn from_cuda_op(
+        data: CudaSlice<f32>,
+        dev: &'static GpuDevice,
+        shape: &[usize],
+        name: &'static str,
+        inputs: &[&Tensor],
+        backward: BackwardFn,
+    ) -> Tensor {
+        let op = Tensor::maybe_op(name, inputs, backward);
+        let storage = Arc::new(RwLock::new(Storage::Cuda(CudaStorage { data, dev })));
+        let requires_grad = op.is_some();
+        Tensor::from_node(storage, Layout::contiguous(shape), requires_grad, None, op)
+    }
+
+    /// Calls `f` with the GPU and this CUDA tensor's elements in row-major order from index 0:
+    /// the storage itself when the layout is contiguous at offset 0, else a strided copy.
+    pub(crate) fn with_cuda<R>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&'static GpuDevice, &CudaSlice<f32>) -> Result<R>,
+    ) -> Result<R> {
+        let guard = self.read_storage();
+        let Some(cs) = guard.cuda() else {
+            return Err(EngineError::arg(
+                op,
+                self.shape(),
+                "expected a CUDA tensor, got a CPU one (use .to)",
+            ));
+        };
+        let l = &self.0.layout;
+        if l.is_contiguous() && l.offset == 0 {
+            return f(cs.dev, &cs.data);
+        }
+        let dev = cs.dev;
+        let mut buf = dev
+            .zeros::<f32>(l.numel().max(1))
+            .map_err(cuda_err(op, self.shape()))?;
+        cuda_reduce::strided_copy(dev, &cs.data, &l.shape, &l.strides, l.offset, &mut buf)
+            .map_err(cuda_err(op, self.shape()))?;
+        drop(guard);
+        f(dev, &buf)
+    }
+
+    /// The same values on `device`: an explicit copy (recorded: the gradient goes back to this
+    /// tensor's device). Only f32 tensors go to CUDA. Without a GPU: the error "no CUDA device:
+    /// use --device cpu (...)".
+    pub fn to(&self, device: Device) -> Result<Tensor> {
+        if device == self.device() {
+            return Ok(self.clone());
+        }
+        let back = self.device();
+        let backward: BackwardFn = Box::new(move |g| Ok(vec![Some(g.to(back)?)]));
+        match device {
+            Device::Cuda(ordinal) => {
+                let dev = cuda_device(ordinal)?;
+                if self.dtype() != DType::F32 {
+                    return Err(EngineError::arg(
+                        "to",
+                        self.shape(),
+                        format!("only f32 tensors can go to CUDA (got {:?})", self.dtype()),
+                    ));
+                }
+                let host = self
+                    .with_contiguous(|s: &[f32]| dev.upload(if s.is_empty() { &[0.0] } else { s }));
+                let data = host.map_err(cuda_err("to", self.shape()))?;
+                Ok(Tensor::from_cuda_op(
+                    data,
+                    dev,
+                    self.shape(),
+                    "to",
+                    &[self],
+                    backward,
+                ))
+            }
+            Device::Cpu => {
+                let values = self.download("to")?;
+                Ok(Tensor::from_op(
+                    values,
+                    self.shape(),
+                    "to",
+                    &[self],
+                    backward,
+                ))
+            }
+        }
+    }
+
+    /// A CUDA tensor's elements in row-major order, copied to the host.
+    fn download(&self, op: &'static str) -> Result<Vec<f32>> {
+        let n = self.numel();
+        self.with_cuda(op, |dev, buf| {
+            let mut v = dev.download(buf).map_err(cuda_err(op, self.shape()))?;
+            v.truncate(n);
+            Ok(v)
+        })
+    }
+
     // ---- creation -------------------------------------------------------------------------
 
     /// A tensor of `shape` over `data` (row-major).
@@ -289,6 +414,9 @@ impl Tensor {
     pub(crate) fn read_storage(&self) -> RwLockReadGuard<'_, Storage> {
         self.0.storage.read().unwrap_or_else(|e| e.into_inner())
     }
+    pub(crate) fn write_storage(&self) -> std::sync::RwLockWriteGuard<'_, Storage> {
+        self.0.storage.write().unwrap_or_else(|e| e.into_inner())
+    }
 
     pub(crate) fn check_dtype(&self, op: &'static str, other: &Tensor) -> Result<()> {
         if self.dtype() != other.dtype() {
@@ -341,11 +469,22 @@ impl Tensor {
                 rhs: T::DTYPE,
             });
         }
+        if self.is_cuda() {
+            let v = self.download("to_vec")?;
+            return Ok(T::slice(&CpuStorage::F32(v)).expect("f32").to_vec());
+        }
         Ok(self.with_contiguous(|s: &[T]| s.to_vec()))
     }
 
     /// The elements in row-major order, converted to f64 (any dtype).
+    /// A CUDA tensor is copied to the host (panics only if the driver fails).
     pub fn to_vec_f64(&self) -> Vec<f64> {
+        if self.is_cuda() {
+            let v = self
+                .download("to_vec_f64")
+                .unwrap_or_else(|e| panic!("{e}"));
+            return v.iter().map(|&x| x as f64).collect();
+        }
         with_dtype!(self.dtype(), T => self.with_contiguous(|s: &[T]| s.iter().map(|v| v.to_f64()).collect()))
     }
 
@@ -372,6 +511,7 @@ impl Tensor {
                 rhs: T::DTYPE,
             });
         }
+        Tensor::cpu_only("update_in_place", &[self])?;
         if !self.is_contiguous() {
             return Err(EngineError::arg(
                 "update_in_place",
@@ -391,6 +531,7 @@ impl Tensor {
             return Err(EngineError::shape("assign", self.shape(), src.shape()));
         }
         self.check_dtype("assign", src)?;
+        Tensor::cpu_only("assign", &[self, src])?;
         with_dtype!(self.dtype(), T => {
             let values = src.to_vec::<T>()?;
             self.update_in_place(|d: &mut [T]| d.copy_from_slice(&values))

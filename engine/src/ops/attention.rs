@@ -323,6 +323,7 @@ impl Tensor {
     /// Full self-attention softmax(s Q K^T) V per batch and head, flash style.
     /// q, k, v [batch, N, heads, head_dim] -> out [batch, N, heads, head_dim].
     pub fn attention(&self, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+        Tensor::cpu_only("attention", &[self, k, v])?;
         const OP: &str = "attention";
         let q = self;
         check_qkv(OP, q, k, v, "[batch, N, heads, head_dim]")?;
@@ -346,6 +347,7 @@ impl Tensor {
     /// qkv [batch, N, 3 * heads * head_dim] (channel order [3][heads][head_dim])
     /// -> out [batch, N, heads * head_dim]; the gradient is the fused dQKV.
     pub fn attention_qkv(&self, heads: usize, scale: f64) -> Result<Tensor> {
+        Tensor::cpu_only("attention_qkv", &[self])?;
         const OP: &str = "attention_qkv";
         let qkv = self;
         if qkv.rank() != 3 {

@@ -4,6 +4,7 @@
 //! z = f(a, b), a, b broadcast to z's shape.  Backward: the gradient for each operand is
 //! computed at z's shape, then summed over the dims that operand was repeated along (`sum_to`).
 
+use crate::kernels::cuda::reduce::BinaryOp as CudaBinary;
 use crate::kernels::Float;
 use crate::{with_dtype, Element, EngineError, Result, Tensor};
 use rayon::prelude::*;
@@ -156,6 +157,15 @@ fn binary(a: &Tensor, b: &Tensor, kind: BinaryOp) -> Result<Tensor> {
         BinaryOp::Div => "div",
     };
     a.check_dtype(name, b)?;
+    if a.is_cuda() || b.is_cuda() {
+        let k = match kind {
+            BinaryOp::Add => CudaBinary::Add,
+            BinaryOp::Sub => CudaBinary::Sub,
+            BinaryOp::Mul => CudaBinary::Mul,
+            BinaryOp::Div => CudaBinary::Div,
+        };
+        return super::cuda::binary(a, b, k, name);
+    }
     let shape = broadcast_shape(name, a.shape(), b.shape())?;
     let data = with_dtype!(a.dtype(), T => {
         let v = match kind {
@@ -224,6 +234,9 @@ impl Tensor {
 
     /// y = x * scale + shift.  dx = dy * scale.
     pub fn affine(&self, scale: f64, shift: f64) -> Result<Tensor> {
+        if self.is_cuda() {
+            return super::cuda::affine(self, scale, shift);
+        }
         with_dtype!(self.dtype(), T => {
             let (s, h) = (T::from_f64(scale), T::from_f64(shift));
             let out = self.with_contiguous(|x: &[T]| {

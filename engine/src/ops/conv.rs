@@ -64,6 +64,9 @@ impl Tensor {
         let (k, p) = (geom.col_rows(), geom.col_cols());
         let shape = [n, o, geom.out_h(), geom.out_w()];
         let image_len = c * h * w;
+        if x.is_cuda() || weight.is_cuda() {
+            return super::cuda::conv2d(x, weight, bias, geom, shape);
+        }
         let data = with_dtype!(x.dtype(), T => {
             let mut y = T::alloc(n * o * p);
             let mut cols = T::alloc(k * p);

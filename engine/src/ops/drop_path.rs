@@ -9,6 +9,7 @@ impl Tensor {
     /// Drop-path with drop probability `p` in [0, 1); the identity when not training or p = 0.
     /// The mask comes from `rng`, so a seeded run drops the same samples.
     pub fn drop_path(&self, p: f64, training: bool, rng: &mut Rng) -> Result<Tensor> {
+        Tensor::cpu_only("drop_path", &[self])?;
         if !(0.0..1.0).contains(&p) {
             return Err(EngineError::arg(
                 "drop_path",

@@ -131,6 +131,9 @@ impl Tensor {
             &b.shape()[..b.rank() - 2],
         )
         .map_err(|_| EngineError::shape("matmul", a.shape(), b.shape()))?;
+        if a.is_cuda() || b.is_cuda() {
+            return super::cuda::matmul(a, b, &batch, (m, k, n));
+        }
         let mut shape = batch.clone();
         shape.extend([m, n]);
         let data = with_dtype!(a.dtype(), T => T::wrap(matmul_forward::<T>(a, b, &batch, m, k, n)));
@@ -182,6 +185,9 @@ impl Tensor {
                     b.shape(),
                 ));
             }
+        }
+        if x.is_cuda() || weight.is_cuda() {
+            return super::cuda::linear(x, weight, bias);
         }
         let rows: usize = x.shape()[..x.rank() - 1].iter().product();
         let mut shape = x.shape().to_vec();

@@ -3,6 +3,7 @@
 mod attention;
 pub(crate) mod binary;
 mod conv;
+mod cuda;
 mod drop_path;
 mod matmul;
 mod neighborhood_attention;

@@ -77,6 +77,7 @@ impl Tensor {
     ) -> Result<Tensor> {
         const OP: &str = "neighborhood_attention_2d";
         let q = self;
+        Tensor::cpu_only(OP, &[q, k, v])?;
         check_qkv(OP, q, k, v, "[batch, H, W, heads, head_dim]")?;
         let s = q.shape();
         let p = Na2d {
@@ -112,6 +113,7 @@ impl Tensor {
     ) -> Result<Tensor> {
         const OP: &str = "neighborhood_attention_2d_qkv";
         let qkv = self;
+        Tensor::cpu_only(OP, &[qkv])?;
         if qkv.rank() != 4 {
             return Err(shape_error(
                 OP,

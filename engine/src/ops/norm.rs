@@ -17,6 +17,9 @@ impl Tensor {
         if beta.shape() != [cols] {
             return Err(EngineError::shape("layer_norm", x.shape(), beta.shape()));
         }
+        if x.is_cuda() || gamma.is_cuda() || beta.is_cuda() {
+            return super::cuda::layer_norm(x, gamma, beta, eps);
+        }
         let rows = x.numel() / cols;
         with_dtype!(x.dtype(), T => {
             let mut mean = vec![T::ZERO; rows];
@@ -54,6 +57,9 @@ impl Tensor {
                 self.shape(),
                 "needs a non-empty last axis",
             ));
+        }
+        if self.is_cuda() {
+            return super::cuda::l2_normalize(self, eps);
         }
         with_dtype!(self.dtype(), T => {
             let eps_t = T::from_f64(eps);

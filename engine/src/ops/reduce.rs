@@ -69,6 +69,9 @@ impl Tensor {
             self.shape().to_vec(),
             reduced_shape(self.shape(), dim, true),
         );
+        if self.is_cuda() {
+            return super::cuda::sum(self, dim, keepdim, &shape);
+        }
         with_dtype!(self.dtype(), T => {
             let y = self.with_contiguous(|x: &[T]| reduce_axis(x, dims, T::ZERO, |a, b| a + b));
             Ok(Tensor::from_op(y, &shape, "sum", &[self], Box::new(move |g| {
@@ -99,6 +102,7 @@ impl Tensor {
     /// Max over `dim`.  dx = dy at the (first) position of the max, 0 elsewhere.
     pub fn max(&self, dim: usize, keepdim: bool) -> Result<Tensor> {
         check_dim("max", self, dim)?;
+        Tensor::cpu_only("max", &[self])?;
         let (outer, n, inner) = split_dims(self.shape(), dim);
         if n == 0 {
             return Err(crate::EngineError::arg(
@@ -145,6 +149,12 @@ impl Tensor {
 
     /// Sum of all elements (a 0-d tensor); fixed-chunk order, the same for any thread count.
     pub fn sum_all(&self) -> Result<Tensor> {
+        if self.is_cuda() {
+            return self
+                .reshape(&[1, self.numel()])?
+                .sum(1, false)?
+                .reshape(&[]);
+        }
         let in_shape = self.shape().to_vec();
         with_dtype!(self.dtype(), T => {
             let total = self.with_contiguous(|x: &[T]| T::sum(x));

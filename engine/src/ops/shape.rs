@@ -48,6 +48,10 @@ impl Tensor {
         if self.is_contiguous() {
             return self.clone();
         }
+        if self.is_cuda() {
+            // Only a driver failure can make this fail (the layout is valid by construction).
+            return super::cuda::contiguous(self).unwrap_or_else(|e| panic!("{e}"));
+        }
         with_dtype!(self.dtype(), T => {
             let data = self.with_contiguous(|s: &[T]| {
                 let mut v = T::alloc(s.len());
@@ -183,11 +187,18 @@ impl Tensor {
             ));
         }
         let full = self.shape().to_vec();
+        let on_cuda = self.is_cuda();
         Ok(Tensor::view_op(
             self,
             self.layout().narrow(dim, start, len),
             "narrow",
             Box::new(move |g| {
+                if g.is_cuda() || on_cuda {
+                    let region = Layout::contiguous(&full).narrow(dim, start, len);
+                    return Ok(vec![Some(super::cuda::scatter_into_zeros(
+                        g, &full, &region,
+                    )?)]);
+                }
                 Ok(vec![Some(scatter_into_zeros(g, &full, |l| {
                     l.narrow(dim, start, len)
                 }))])
@@ -295,6 +306,7 @@ impl Tensor {
         let mut shape = first.shape().to_vec();
         shape[dim] = sizes.iter().sum();
         let (outer, total, inner) = split_dims(&shape, dim);
+        Tensor::cpu_only("cat", &tensors.iter().collect::<Vec<_>>())?;
         let inputs: Vec<&Tensor> = tensors.iter().collect();
         with_dtype!(first.dtype(), T => {
             let mut out = T::alloc(outer * total * inner);
@@ -316,6 +328,7 @@ impl Tensor {
 
     /// Picks `indices` along `dim` (copy; indices may repeat).  dx: dy scatter-added back.
     pub fn index_select(&self, dim: usize, indices: &[usize]) -> Result<Tensor> {
+        Tensor::cpu_only("index_select", &[self])?;
         check_dim("index_select", self, dim)?;
         let (outer, n, inner) = split_dims(self.shape(), dim);
         if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
@@ -363,6 +376,10 @@ impl Tensor {
         if dtype == self.dtype() {
             return self.clone();
         }
+        assert!(
+            !self.is_cuda(),
+            "to_dtype is not available on CUDA (only f32 lives there)"
+        );
         let values = self.to_vec_f64();
         let back = self.dtype();
         with_dtype!(dtype, T => {

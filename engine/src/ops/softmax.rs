@@ -22,6 +22,9 @@ fn last_axis_op(x: &Tensor, kind: Kind) -> Result<Tensor> {
             "needs a non-empty last axis",
         ));
     }
+    if x.is_cuda() {
+        return super::cuda::softmax(x, matches!(kind, Kind::LogSoftmax), name);
+    }
     let cols = x.shape()[x.rank() - 1];
     with_dtype!(x.dtype(), T => {
         let y = x.with_contiguous(|s: &[T]| {

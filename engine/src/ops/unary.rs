@@ -8,6 +8,9 @@ use crate::{with_dtype, Element, Result, Tensor};
 impl Tensor {
     /// y = e^x.  dx = dy * y.
     pub fn exp(&self) -> Result<Tensor> {
+        if self.is_cuda() {
+            return super::cuda::exp(self);
+        }
         with_dtype!(self.dtype(), T => {
             let y = Tensor::from_data(map1::<T>(self, |v| v.exp()), self.shape());
             let saved = y.clone();
@@ -17,6 +20,9 @@ impl Tensor {
 
     /// y = ln x.  dx = dy / x.
     pub fn log(&self) -> Result<Tensor> {
+        if self.is_cuda() {
+            return super::cuda::log(self);
+        }
         with_dtype!(self.dtype(), T => {
             let x = self.detach();
             let y = map1::<T>(self, |v| v.ln());
@@ -26,6 +32,9 @@ impl Tensor {
 
     /// y = sqrt(x).  dx = dy / (2 y).
     pub fn sqrt(&self) -> Result<Tensor> {
+        if self.is_cuda() {
+            return super::cuda::sqrt(self);
+        }
         with_dtype!(self.dtype(), T => {
             let y = Tensor::from_data(map1::<T>(self, |v| v.sqrt()), self.shape());
             let saved = y.clone();
@@ -37,6 +46,9 @@ impl Tensor {
 
     /// y = x^p.  dx = dy * p * x^(p-1).
     pub fn powf(&self, p: f64) -> Result<Tensor> {
+        if self.is_cuda() {
+            return super::cuda::powf(self, p);
+        }
         with_dtype!(self.dtype(), T => {
             let x = self.detach();
             let pt = T::from_f64(p);
@@ -49,6 +61,9 @@ impl Tensor {
 
     /// GELU, erf form (kernels::cpu::gelu).  dx = dy * (Phi(x) + x phi(x)).
     pub fn gelu(&self) -> Result<Tensor> {
+        if self.is_cuda() {
+            return super::cuda::gelu(self);
+        }
         with_dtype!(self.dtype(), T => {
             let x = self.detach();
             let y = self.with_contiguous(|s: &[T]| {

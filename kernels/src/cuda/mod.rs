@@ -8,11 +8,16 @@
 //! - [`gemm`]: SIMT FP32, TF32 and BF16 tensor-core GEMMs ([`GemmPrecision`]).
 
 pub mod attention;
+pub mod conv;
 pub mod device;
 pub mod elementwise;
 pub mod gemm;
+pub mod layernorm;
 pub mod neighborhood_attention;
 pub mod nvrtc;
+pub mod optim;
+pub mod reduce;
+pub mod softmax;
 
 pub use device::{GpuDevice, GpuInfo};
 pub use gemm::{GemmPrecision, MmaTile};

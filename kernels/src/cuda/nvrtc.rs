@@ -43,14 +43,41 @@ pub const ATTENTION: Source = Source {
     code: include_str!("../../cuda/attention.cu"),
 };
 
+// Engine ops (docs/gpu-ops.md): reductions and layout copies, softmax, layernorm, conv, optimizers.
+pub const REDUCE: Source = Source {
+    name: "reduce.cu",
+    code: include_str!("../../cuda/reduce.cu"),
+};
+pub const SOFTMAX: Source = Source {
+    name: "softmax.cu",
+    code: include_str!("../../cuda/softmax.cu"),
+};
+pub const LAYERNORM: Source = Source {
+    name: "layernorm.cu",
+    code: include_str!("../../cuda/layernorm.cu"),
+};
+pub const CONV: Source = Source {
+    name: "conv.cu",
+    code: include_str!("../../cuda/conv.cu"),
+};
+pub const OPTIM: Source = Source {
+    name: "optim.cu",
+    code: include_str!("../../cuda/optim.cu"),
+};
+
 /// Every source, for the compile-check.
-pub const ALL_SOURCES: [Source; 6] = [
+pub const ALL_SOURCES: [Source; 11] = [
     ELEMENTWISE,
     GEMM_SIMT,
     GEMM_MMA,
     GEMM_WGMMA,
     NEIGHBORHOOD_ATTENTION,
     ATTENTION,
+    REDUCE,
+    SOFTMAX,
+    LAYERNORM,
+    CONV,
+    OPTIM,
 ];
 
 /// The target a source is compiled for on a device of `arch`: gemm_wgmma.cu needs the

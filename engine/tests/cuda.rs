@@ -1,0 +1,356 @@
+//! Engine ops on CUDA against the same ops on the CPU: forward values and gradients (through
+//! autodiff, loss = sum(y * w) with random w) within a stated relative-norm tolerance, and the
+//! "not available on CUDA" error of ops without a kernel. Without a GPU each test checks the
+//! "no CUDA device" error of `Tensor::to` and prints why it skips the rest.
+
+#![allow(clippy::cloned_ref_to_slice_refs)] // the inputs read better as lists
+
+use dinonat_engine::{DType, Device, Result, Tensor};
+
+/// Forward: relative-norm error vs the CPU's f32 result (FP32 SIMT GEMM on the GPU).
+const TOL_FORWARD: f64 = 2e-5;
+/// Gradients: a chain of f32 ops on each side, summed in different orders.
+const TOL_BACKWARD: f64 = 1e-4;
+
+fn gpu_or_skip() -> bool {
+    match Tensor::zeros(&[2], DType::F32).to(Device::Cuda(0)) {
+        Ok(t) => {
+            assert!(t.is_cuda());
+            true
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("no CUDA device: use --device cpu"),
+                "unexpected error without a GPU: {msg}"
+            );
+            println!("skipped: {msg}");
+            false
+        }
+    }
+}
+
+struct Rng(u64);
+impl Rng {
+    fn new(label: &str) -> Rng {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        println!("{label}: seed {}", t | 1);
+        Rng(t | 1)
+    }
+    fn uniform(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let bits = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+        (bits as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn tensor(&mut self, shape: &[usize], lo: f32, hi: f32) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|_| lo + (hi - lo) * (self.uniform() * 0.5 + 0.5))
+            .collect();
+        Tensor::from_vec(v, shape).unwrap()
+    }
+}
+
+fn rel_err(got: &[f32], exact: &[f32]) -> f64 {
+    assert_eq!(got.len(), exact.len());
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (&g, &e) in got.iter().zip(exact) {
+        if !g.is_finite() {
+            return f64::INFINITY;
+        }
+        num += (g as f64 - e as f64).powi(2);
+        den += (e as f64).powi(2);
+    }
+    if den == 0.0 {
+        num.sqrt()
+    } else {
+        (num / den).sqrt()
+    }
+}
+
+type OpFn = dyn Fn(&[Tensor]) -> Result<Tensor>;
+
+/// Runs `f` on the CPU and on the GPU; compares y and d(sum(y * w))/d input for every input.
+fn parity(rng: &mut Rng, name: &str, inputs: &[Tensor], f: &OpFn) {
+    let cpu_in: Vec<Tensor> = inputs.iter().map(|t| t.with_grad()).collect();
+    let y = f(&cpu_in).unwrap_or_else(|e| panic!("{name} on CPU: {e}"));
+    let w = rng.tensor(y.shape(), -1.0, 1.0);
+    let grads = y.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+
+    let gpu_in: Vec<Tensor> = inputs
+        .iter()
+        .map(|t| t.to(Device::Cuda(0)).unwrap().with_grad())
+        .collect();
+    let yg = f(&gpu_in).unwrap_or_else(|e| panic!("{name} on CUDA: {e}"));
+    assert!(yg.is_cuda(), "{name}: result not on the GPU");
+    let wg = w.to(Device::Cuda(0)).unwrap();
+    let grads_g = yg
+        .mul(&wg)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap_or_else(|e| panic!("{name} backward on CUDA: {e}"));
+    let e = rel_err(&yg.to_vec::<f32>().unwrap(), &y.to_vec::<f32>().unwrap());
+    println!("{name}: forward rel err {e:.2e}");
+    assert!(e < TOL_FORWARD, "{name}: forward rel err {e:.3e}");
+    for (i, (c, g)) in cpu_in.iter().zip(&gpu_in).enumerate() {
+        let gc = grads
+            .get(c)
+            .unwrap_or_else(|| panic!("{name}: no CPU grad {i}"));
+        let gg = grads_g
+            .get(g)
+            .unwrap_or_else(|| panic!("{name}: no CUDA grad {i}"));
+        assert!(gg.is_cuda(), "{name}: grad {i} not on the GPU");
+        let e = rel_err(&gg.to_vec::<f32>().unwrap(), &gc.to_vec::<f32>().unwrap());
+        println!("{name}: grad {i} rel err {e:.2e}");
+        assert!(e < TOL_BACKWARD, "{name}: grad {i} rel err {e:.3e}");
+    }
+}
+
+#[test]
+fn elementwise_and_reductions_match_cpu() {
+    if !gpu_or_skip() {
+        return;
+    }
+    let mut r = Rng::new("elementwise");
+    let a = r.tensor(&[7, 33, 5], -1.0, 1.0);
+    let b = r.tensor(&[33, 1], 0.5, 1.5);
+    let pos = r.tensor(&[3, 257], 0.5, 1.5);
+    parity(&mut r, "add broadcast", &[a.clone(), b.clone()], &|t| {
+        t[0].add(&t[1])
+    });
+    parity(&mut r, "sub broadcast", &[a.clone(), b.clone()], &|t| {
+        t[0].sub(&t[1])
+    });
+    parity(&mut r, "mul broadcast", &[a.clone(), b.clone()], &|t| {
+        t[0].mul(&t[1])
+    });
+    parity(&mut r, "div broadcast", &[a.clone(), b.clone()], &|t| {
+        t[0].div(&t[1])
+    });
+    parity(&mut r, "affine", &[a.clone()], &|t| t[0].affine(0.5, -2.0));
+    parity(&mut r, "exp", &[a.clone()], &|t| t[0].exp());
+    parity(&mut r, "log", &[pos.clone()], &|t| t[0].log());
+    parity(&mut r, "sqrt", &[pos.clone()], &|t| t[0].sqrt());
+    parity(&mut r, "powf", &[pos.clone()], &|t| t[0].powf(1.7));
+    parity(&mut r, "gelu", &[a.clone()], &|t| t[0].gelu());
+    for dim in 0..3 {
+        parity(&mut r, &format!("sum dim {dim}"), &[a.clone()], &move |t| {
+            t[0].sum(dim, dim == 1)
+        });
+    }
+    parity(&mut r, "mean", &[a.clone()], &|t| t[0].mean(2, false));
+    parity(&mut r, "sum_all", &[a.clone()], &|t| t[0].sum_all());
+    parity(&mut r, "mean_all", &[a.clone()], &|t| t[0].mean_all());
+}
+
+#[test]
+fn softmax_norms_match_cpu() {
+    if !gpu_or_skip() {
+        return;
+    }
+    let mut r = Rng::new("softmax");
+    for shape in [vec![1, 1], vec![3, 7], vec![33, 257], vec![2, 5, 513]] {
+        let x = r.tensor(&shape, -4.0, 4.0);
+        let c = shape[shape.len() - 1];
+        let (gamma, beta) = (r.tensor(&[c], 0.5, 1.5), r.tensor(&[c], -1.0, 1.0));
+        parity(&mut r, &format!("softmax {shape:?}"), &[x.clone()], &|t| {
+            t[0].softmax()
+        });
+        parity(
+            &mut r,
+            &format!("log_softmax {shape:?}"),
+            &[x.clone()],
+            &|t| t[0].log_softmax(),
+        );
+        if c > 1 {
+            parity(
+                &mut r,
+                &format!("layer_norm {shape:?}"),
+                &[x.clone(), gamma, beta],
+                &|t| t[0].layer_norm(&t[1], &t[2], 1e-6),
+            );
+        }
+        parity(
+            &mut r,
+            &format!("l2_normalize {shape:?}"),
+            &[x.clone()],
+            &|t| t[0].l2_normalize(1e-12),
+        );
+    }
+}
+
+#[test]
+fn matmul_linear_conv_match_cpu() {
+    if !gpu_or_skip() {
+        return;
+    }
+    let mut r = Rng::new("matmul");
+    let a = r.tensor(&[33, 7], -1.0, 1.0);
+    let b = r.tensor(&[7, 257], -1.0, 1.0);
+    parity(&mut r, "matmul 2d", &[a.clone(), b.clone()], &|t| {
+        t[0].matmul(&t[1])
+    });
+    parity(
+        &mut r,
+        "matmul rows of a narrowed view",
+        &[a.clone(), b.clone()],
+        &|t| t[0].narrow(0, 5, 20)?.matmul(&t[1]),
+    );
+    let at = r.tensor(&[7, 33], -1.0, 1.0);
+    parity(&mut r, "matmul transposed view", &[at, b.clone()], &|t| {
+        t[0].t()?.matmul(&t[1])
+    });
+    let ab = r.tensor(&[3, 33, 7], -1.0, 1.0);
+    let bb = r.tensor(&[3, 7, 5], -1.0, 1.0);
+    parity(&mut r, "matmul batched", &[ab.clone(), bb], &|t| {
+        t[0].matmul(&t[1])
+    });
+    parity(&mut r, "matmul shared b", &[ab.clone(), b.clone()], &|t| {
+        t[0].matmul(&t[1])
+    });
+    let x = r.tensor(&[2, 3, 33], -1.0, 1.0);
+    let w = r.tensor(&[17, 33], -1.0, 1.0);
+    let bias = r.tensor(&[17], -1.0, 1.0);
+    parity(&mut r, "linear", &[x, w, bias], &|t| {
+        t[0].linear(&t[1], Some(&t[2]))
+    });
+    let img = r.tensor(&[2, 3, 17, 19], -1.0, 1.0);
+    let kw = r.tensor(&[5, 3, 4, 4], -1.0, 1.0);
+    let kb = r.tensor(&[5], -1.0, 1.0);
+    parity(&mut r, "conv2d patchify", &[img.clone(), kw, kb], &|t| {
+        t[0].conv2d(&t[1], Some(&t[2]), (4, 4), (0, 0))
+    });
+    let kw3 = r.tensor(&[4, 3, 3, 3], -1.0, 1.0);
+    parity(&mut r, "conv2d 3x3 s2 p1", &[img, kw3], &|t| {
+        t[0].conv2d(&t[1], None, (2, 2), (1, 1))
+    });
+}
+
+#[test]
+fn views_and_copies_match_cpu() {
+    if !gpu_or_skip() {
+        return;
+    }
+    let mut r = Rng::new("views");
+    let a = r.tensor(&[4, 7, 33], -1.0, 1.0);
+    parity(&mut r, "permute+contiguous", &[a.clone()], &|t| {
+        Ok(t[0].permute(&[2, 0, 1])?.contiguous())
+    });
+    parity(&mut r, "narrow", &[a.clone()], &|t| {
+        t[0].narrow(2, 3, 20)?.gelu()
+    });
+    parity(&mut r, "reshape of a view", &[a.clone()], &|t| {
+        t[0].transpose(0, 1)?.reshape(&[7, 132])?.softmax()
+    });
+    parity(&mut r, "split + mul", &[a.clone()], &|t| {
+        let p = t[0].split(1, &[3, 4])?;
+        p[0].sum(1, true)?.mul(&p[1])
+    });
+    // A copy there and back is exact.
+    let back = a.to(Device::Cuda(0)).unwrap().to(Device::Cpu).unwrap();
+    assert_eq!(back.to_vec::<f32>().unwrap(), a.to_vec::<f32>().unwrap());
+}
+
+#[test]
+fn adamw_and_ema_in_place_match_a_plain_loop() {
+    if !gpu_or_skip() {
+        return;
+    }
+    use dinonat_engine::kernels::cuda::optim::AdamWStep;
+    let mut r = Rng::new("optim");
+    let shape = [33, 257];
+    let p0 = r.tensor(&shape, -1.0, 1.0);
+    let cuda = |t: &Tensor| t.to(Device::Cuda(0)).unwrap();
+    let (p, m, v) = (
+        cuda(&p0),
+        cuda(&Tensor::zeros(&shape, DType::F32)),
+        cuda(&Tensor::zeros(&shape, DType::F32)),
+    );
+    let mut ep: Vec<f64> = p0.to_vec_f64();
+    let (mut em, mut ev) = (vec![0.0f64; ep.len()], vec![0.0f64; ep.len()]);
+    for step in 1..=3u64 {
+        let g = r.tensor(&shape, -1.0, 1.0);
+        let h = AdamWStep {
+            lr: 1e-2,
+            weight_decay: 0.05,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            step,
+        };
+        p.cuda_adamw_step(&cuda(&g), &m, &v, &h).unwrap();
+        let (bc1, bc2) = (
+            1.0 - 0.9f64.powi(step as i32),
+            1.0 - 0.999f64.powi(step as i32),
+        );
+        for (i, gi) in g.to_vec_f64().into_iter().enumerate() {
+            ep[i] *= 1.0 - 1e-2f32 as f64 * 0.05f32 as f64;
+            em[i] = 0.9f32 as f64 * em[i] + (1.0 - 0.9f32 as f64) * gi;
+            ev[i] = 0.999f32 as f64 * ev[i] + (1.0 - 0.999f32 as f64) * gi * gi;
+            ep[i] -= 1e-2f32 as f64 * (em[i] / bc1) / ((ev[i] / bc2).sqrt() + 1e-8f32 as f64);
+        }
+    }
+    let got: Vec<f32> = p.to_vec::<f32>().unwrap();
+    let exact: Vec<f32> = ep.iter().map(|&x| x as f32).collect();
+    let e = rel_err(&got, &exact);
+    println!("cuda_adamw_step: 3 steps rel err {e:.2e}");
+    assert!(e < 1e-5, "adamw rel err {e:.3e}");
+    let s = r.tensor(&shape, -1.0, 1.0);
+    let t0 = p.to(Device::Cpu).unwrap();
+    p.cuda_ema_update(&cuda(&s), 0.996).unwrap();
+    let exact: Vec<f32> = t0
+        .to_vec_f64()
+        .iter()
+        .zip(s.to_vec_f64())
+        .map(|(&a, b)| (0.996 * a + 0.004 * b) as f32)
+        .collect();
+    let e = rel_err(&p.to_vec::<f32>().unwrap(), &exact);
+    println!("cuda_ema_update: rel err {e:.2e}");
+    assert!(e < 1e-6, "ema rel err {e:.3e}");
+    assert!(p.cuda_ema_update(&p, 0.5).is_err());
+}
+
+#[test]
+fn unsupported_ops_name_themselves() {
+    if !gpu_or_skip() {
+        return;
+    }
+    let x = Tensor::ones(&[2, 3], DType::F32)
+        .to(Device::Cuda(0))
+        .unwrap();
+    let e = x.max(1, false).unwrap_err().to_string();
+    println!("{e}");
+    assert!(e.contains("op max is not available on CUDA"), "{e}");
+    let e = Tensor::cat(&[x.clone(), x.clone()], 0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("op cat is not available on CUDA"), "{e}");
+    let cpu = Tensor::ones(&[2, 3], DType::F32);
+    let e = x.add(&cpu).unwrap_err().to_string();
+    assert!(e.contains("different devices"), "{e}");
+    let e = Tensor::ones(&[2], DType::F64)
+        .to(Device::Cuda(0))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("only f32"), "{e}");
+}
+
+#[test]
+fn to_cuda_without_gpu_is_an_error_not_a_panic() {
+    // With a GPU this only checks that the copy works.
+    let r = Tensor::ones(&[3], DType::F32).to(Device::Cuda(0));
+    match r {
+        Ok(t) => assert_eq!(t.to_vec::<f32>().unwrap(), vec![1.0; 3]),
+        Err(e) => assert!(
+            e.to_string().contains("no CUDA device: use --device cpu"),
+            "{e}"
+        ),
+    }
+}

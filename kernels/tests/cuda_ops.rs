@@ -1,0 +1,521 @@
+//! GPU parity tests of the engine-op kernels (reduce, softmax, layernorm, conv, optim): each
+//! against its CPU reference computed in f64 on fresh random inputs of awkward shapes (1, 3, 7,
+//! 33, 257, 1000 x 513), outputs poisoned with NaN first, relative Frobenius-norm error below the
+//! stated tolerance (f32 kernels: 1e-5). Without a GPU each test prints why and returns.
+//! `nvrtc_compiles_ops_sources` needs only libnvrtc.
+
+use dinonat_kernels::cpu::conv::{col2im_reference, im2col_reference, Conv2dGeometry};
+use dinonat_kernels::cpu::layernorm::{layernorm_backward_reference, layernorm_forward_reference};
+use dinonat_kernels::cpu::softmax::{
+    log_softmax_backward_reference, log_softmax_forward_reference, softmax_backward_reference,
+    softmax_forward_reference,
+};
+use dinonat_kernels::cuda::optim::AdamWStep;
+use dinonat_kernels::cuda::reduce::{BinaryOp, MapOp, View};
+use dinonat_kernels::cuda::{conv, layernorm, nvrtc, optim, reduce, softmax, GpuDevice};
+
+/// The f32 kernels' bound on the relative-norm error against f64.
+const TOL_F32: f64 = 1e-5;
+
+fn device_or_skip() -> Option<&'static GpuDevice> {
+    match GpuDevice::get() {
+        Ok(d) => Some(d),
+        Err(e) => {
+            println!("skipped: no CUDA device ({e})");
+            None
+        }
+    }
+}
+
+/// xorshift64*, seeded from the clock (fresh inputs every run; the seed is printed).
+struct Rng(u64);
+impl Rng {
+    fn fresh(label: &str) -> Rng {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let seed = t | 1;
+        println!("{label}: seed {seed}");
+        Rng(seed)
+    }
+    fn uniform(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let bits = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+        (bits as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.uniform()).collect()
+    }
+}
+
+/// ||got - exact|| / ||exact||; NaN anywhere gives infinity.
+fn rel_err(got: &[f32], exact: &[f64]) -> f64 {
+    assert_eq!(got.len(), exact.len());
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (&g, &e) in got.iter().zip(exact) {
+        if !g.is_finite() {
+            return f64::INFINITY;
+        }
+        num += (g as f64 - e) * (g as f64 - e);
+        den += e * e;
+    }
+    if den == 0.0 {
+        return num.sqrt();
+    }
+    (num / den).sqrt()
+}
+
+fn f64s(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| v as f64).collect()
+}
+
+fn check(what: &str, got: &[f32], exact: &[f64], tol: f64) {
+    let e = rel_err(got, exact);
+    println!("{what}: rel err {e:.2e} (tol {tol:.0e})");
+    assert!(e < tol, "{what}: rel err {e:.3e} >= {tol:.0e}");
+}
+
+fn poisoned(dev: &GpuDevice, n: usize) -> dinonat_kernels::cuda::CudaSlice<f32> {
+    dev.upload(&vec![f32::NAN; n]).unwrap()
+}
+
+const SHAPES: [(usize, usize); 7] = [
+    (1, 1),
+    (3, 7),
+    (7, 3),
+    (33, 257),
+    (257, 33),
+    (1000, 513),
+    (2, 4097),
+];
+
+#[test]
+fn nvrtc_compiles_ops_sources() {
+    if !nvrtc::nvrtc_present() {
+        println!("skipped: libnvrtc cannot be loaded (scripts/nvrtc-check.sh sets it up)");
+        return;
+    }
+    for source in [
+        nvrtc::REDUCE,
+        nvrtc::SOFTMAX,
+        nvrtc::LAYERNORM,
+        nvrtc::CONV,
+        nvrtc::OPTIM,
+    ] {
+        let ptx = nvrtc::compile(source, "sm_90").unwrap_or_else(|e| panic!("{e}"));
+        println!("sm_90 {}: {} bytes of PTX", source.name, ptx.to_src().len());
+    }
+}
+
+#[test]
+fn sum_last_and_rows_match_cpu_and_are_deterministic() {
+    let Some(dev) = device_or_skip() else { return };
+    let mut rng = Rng::fresh("sum");
+    for (rows, cols) in SHAPES {
+        let x = rng.vec(rows * cols);
+        let dx = dev.upload(&x).unwrap();
+        let mut y = poisoned(dev, rows);
+        reduce::sum_last(dev, rows, cols, &dx, &mut y).unwrap();
+        let got = dev.download(&y).unwrap();
+        let exact: Vec<f64> = (0..rows)
+            .map(|r| x[r * cols..(r + 1) * cols].iter().map(|&v| v as f64).sum())
+            .collect();
+        check(&format!("sum_last {rows}x{cols}"), &got, &exact, TOL_F32);
+        let mut yc = poisoned(dev, cols);
+        reduce::sum_rows(dev, rows, cols, &dx, &mut yc).unwrap();
+        let got = dev.download(&yc).unwrap();
+        let exact: Vec<f64> = (0..cols)
+            .map(|c| (0..rows).map(|r| x[r * cols + c] as f64).sum())
+            .collect();
+        check(&format!("sum_rows {rows}x{cols}"), &got, &exact, TOL_F32);
+        let mut again = poisoned(dev, cols);
+        reduce::sum_rows(dev, rows, cols, &dx, &mut again).unwrap();
+        assert_eq!(
+            dev.download(&again).unwrap(),
+            got,
+            "sum_rows {rows}x{cols}: rerun differs"
+        );
+    }
+}
+
+#[test]
+fn strided_copy_binary_and_map_match_cpu() {
+    let Some(dev) = device_or_skip() else { return };
+    let mut rng = Rng::fresh("layout");
+    // A [7, 33, 5] buffer viewed permuted (2, 0, 1) and narrowed on the new dim 2 to 3..30.
+    let (a, b, c) = (7usize, 33usize, 5usize);
+    let src = rng.vec(a * b * c + 4);
+    let dsrc = dev.upload(&src).unwrap();
+    let shape = [c, a, 27];
+    let strides = [1, b * c, c];
+    let offset = 4 + 3 * c;
+    let n: usize = shape.iter().product();
+    let mut exact = Vec::with_capacity(n);
+    for i in 0..shape[0] {
+        for j in 0..shape[1] {
+            for k in 0..shape[2] {
+                exact.push(src[offset + i * strides[0] + j * strides[1] + k * strides[2]] as f64);
+            }
+        }
+    }
+    let mut dst = poisoned(dev, n);
+    reduce::strided_copy(dev, &dsrc, &shape, &strides, offset, &mut dst).unwrap();
+    check(
+        "strided_copy permute+narrow",
+        &dev.download(&dst).unwrap(),
+        &exact,
+        1e-12,
+    );
+    // Scatter back into a zero buffer: the viewed elements return, the others stay 0.
+    let mut back = dev.zeros::<f32>(src.len()).unwrap();
+    reduce::strided_scatter(dev, &dst, &shape, &strides, offset, &mut back).unwrap();
+    let back = dev.download(&back).unwrap();
+    let mut exact_back = vec![0.0f64; src.len()];
+    for i in 0..shape[0] {
+        for j in 0..shape[1] {
+            for k in 0..shape[2] {
+                let o = offset + i * strides[0] + j * strides[1] + k * strides[2];
+                exact_back[o] = src[o] as f64;
+            }
+        }
+    }
+    check("strided_scatter", &back, &exact_back, 1e-12);
+    // Broadcast: x [33, 257] op y [257] (row vector, stride 0 over rows).
+    let (rows, cols) = (33usize, 257usize);
+    let x = rng.vec(rows * cols);
+    let y: Vec<f32> = rng.vec(cols).iter().map(|v| v + 2.5).collect();
+    let (dx, dy) = (dev.upload(&x).unwrap(), dev.upload(&y).unwrap());
+    for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
+        let mut out = poisoned(dev, rows * cols);
+        let va = View {
+            data: &dx,
+            strides: &[cols, 1],
+            offset: 0,
+        };
+        let vb = View {
+            data: &dy,
+            strides: &[0, 1],
+            offset: 0,
+        };
+        reduce::binary_strided(dev, op, &[rows, cols], va, vb, &mut out).unwrap();
+        let exact: Vec<f64> = (0..rows * cols)
+            .map(|i| {
+                let (p, q) = (x[i] as f64, y[i % cols] as f64);
+                match op {
+                    BinaryOp::Add => p + q,
+                    BinaryOp::Sub => p - q,
+                    BinaryOp::Mul => p * q,
+                    BinaryOp::Div => p / q,
+                }
+            })
+            .collect();
+        check(
+            &format!("binary {op:?} broadcast"),
+            &dev.download(&out).unwrap(),
+            &exact,
+            1e-7,
+        );
+    }
+    let pos: Vec<f32> = x.iter().map(|v| v.abs() + 0.1).collect();
+    let dpos = dev.upload(&pos).unwrap();
+    for op in [
+        MapOp::Affine(0.75, -0.5),
+        MapOp::Exp,
+        MapOp::Log,
+        MapOp::Sqrt,
+        MapOp::Pow(1.7),
+        MapOp::Max(0.6),
+        MapOp::Step(0.6),
+    ] {
+        let mut out = poisoned(dev, pos.len());
+        reduce::map(dev, op, pos.len(), &dpos, &mut out).unwrap();
+        let exact: Vec<f64> = pos
+            .iter()
+            .map(|&v| {
+                let v = v as f64;
+                match op {
+                    MapOp::Affine(a, b) => a as f64 * v + b as f64,
+                    MapOp::Exp => v.exp(),
+                    MapOp::Log => v.ln(),
+                    MapOp::Sqrt => v.sqrt(),
+                    MapOp::Pow(p) => v.powf(p as f64),
+                    MapOp::Max(p) => v.max(p as f64),
+                    MapOp::Step(p) => (v > p as f64) as u8 as f64,
+                }
+            })
+            .collect();
+        check(
+            &format!("map {op:?}"),
+            &dev.download(&out).unwrap(),
+            &exact,
+            TOL_F32,
+        );
+    }
+}
+
+#[test]
+fn softmax_and_log_softmax_match_cpu() {
+    let Some(dev) = device_or_skip() else { return };
+    let mut rng = Rng::fresh("softmax");
+    for (rows, cols) in SHAPES {
+        let n = rows * cols;
+        let x: Vec<f32> = rng.vec(n).iter().map(|v| v * 8.0).collect();
+        let dy = rng.vec(n);
+        let (dx_in, ddy) = (dev.upload(&x).unwrap(), dev.upload(&dy).unwrap());
+        for log in [false, true] {
+            let name = if log { "log_softmax" } else { "softmax" };
+            let mut exact_y = vec![0.0f64; n];
+            if log {
+                log_softmax_forward_reference(&f64s(&x), &mut exact_y, cols);
+            } else {
+                softmax_forward_reference(&f64s(&x), &mut exact_y, cols);
+            }
+            let mut y = poisoned(dev, n);
+            softmax::softmax_forward(dev, log, rows, cols, &dx_in, &mut y).unwrap();
+            let got_y = dev.download(&y).unwrap();
+            check(
+                &format!("{name} forward {rows}x{cols}"),
+                &got_y,
+                &exact_y,
+                TOL_F32,
+            );
+            // Backward from the GPU's y (the op's saved output), reference in f64 on the same y.
+            let mut exact_dx = vec![0.0f64; n];
+            if log {
+                log_softmax_backward_reference(&f64s(&got_y), &f64s(&dy), &mut exact_dx, cols);
+            } else {
+                softmax_backward_reference(&f64s(&got_y), &f64s(&dy), &mut exact_dx, cols);
+            }
+            let mut dx = poisoned(dev, n);
+            softmax::softmax_backward(dev, log, rows, cols, &y, &ddy, &mut dx).unwrap();
+            check(
+                &format!("{name} backward {rows}x{cols}"),
+                &dev.download(&dx).unwrap(),
+                &exact_dx,
+                TOL_F32,
+            );
+        }
+    }
+}
+
+#[test]
+fn layernorm_matches_cpu() {
+    let Some(dev) = device_or_skip() else { return };
+    let mut rng = Rng::fresh("layernorm");
+    let eps = 1e-5f32;
+    for (rows, cols) in SHAPES {
+        let n = rows * cols;
+        let x: Vec<f32> = rng.vec(n).iter().map(|v| v * 3.0 + 0.5).collect();
+        let gamma = rng.vec(cols);
+        let beta = rng.vec(cols);
+        let dy = rng.vec(n);
+        let (mut ey, mut em, mut er) = (vec![0.0; n], vec![0.0; rows], vec![0.0; rows]);
+        layernorm_forward_reference(
+            &f64s(&x),
+            &f64s(&gamma),
+            &f64s(&beta),
+            eps as f64,
+            &mut ey,
+            &mut em,
+            &mut er,
+            cols,
+        );
+        let dx_in = dev.upload(&x).unwrap();
+        let dg = dev.upload(&gamma).unwrap();
+        let db = dev.upload(&beta).unwrap();
+        let ddy = dev.upload(&dy).unwrap();
+        let (mut y, mut mean, mut rstd) =
+            (poisoned(dev, n), poisoned(dev, rows), poisoned(dev, rows));
+        layernorm::layernorm_forward(
+            dev, rows, cols, eps, &dx_in, &dg, &db, &mut y, &mut mean, &mut rstd,
+        )
+        .unwrap();
+        check(
+            &format!("layernorm forward y {rows}x{cols}"),
+            &dev.download(&y).unwrap(),
+            &ey,
+            TOL_F32,
+        );
+        check(
+            &format!("layernorm forward mean {rows}x{cols}"),
+            &dev.download(&mean).unwrap(),
+            &em,
+            TOL_F32,
+        );
+        check(
+            &format!("layernorm forward rstd {rows}x{cols}"),
+            &dev.download(&rstd).unwrap(),
+            &er,
+            TOL_F32,
+        );
+        let (mut edx, mut edg, mut edb) = (vec![0.0; n], vec![0.0; cols], vec![0.0; cols]);
+        layernorm_backward_reference(
+            &f64s(&x),
+            &f64s(&gamma),
+            &em,
+            &er,
+            &f64s(&dy),
+            &mut edx,
+            &mut edg,
+            &mut edb,
+            cols,
+        );
+        let (mut dx, mut dgam, mut dbet) =
+            (poisoned(dev, n), poisoned(dev, cols), poisoned(dev, cols));
+        layernorm::layernorm_backward(
+            dev, rows, cols, &dx_in, &dg, &mean, &rstd, &ddy, &mut dx, &mut dgam, &mut dbet,
+        )
+        .unwrap();
+        // dx of a one-column row is 0 in exact arithmetic: compare absolutely there.
+        let tol_dx = if cols == 1 { 1e-6 } else { TOL_F32 };
+        check(
+            &format!("layernorm backward dx {rows}x{cols}"),
+            &dev.download(&dx).unwrap(),
+            &edx,
+            tol_dx,
+        );
+        check(
+            &format!("layernorm backward dgamma {rows}x{cols}"),
+            &dev.download(&dgam).unwrap(),
+            &edg,
+            TOL_F32,
+        );
+        check(
+            &format!("layernorm backward dbeta {rows}x{cols}"),
+            &dev.download(&dbet).unwrap(),
+            &edb,
+            TOL_F32,
+        );
+    }
+}
+
+#[test]
+fn im2col_col2im_match_cpu() {
+    let Some(dev) = device_or_skip() else { return };
+    let mut rng = Rng::fresh("conv");
+    let cases = [
+        // channels, h, w, kh, kw, stride, pad, batch
+        (1, 1, 1, 1, 1, 1, 0, 1),
+        (3, 7, 5, 3, 3, 1, 1, 2),
+        (3, 33, 31, 4, 4, 4, 0, 3),
+        (2, 17, 19, 7, 5, 2, 3, 2),
+        (5, 16, 16, 3, 3, 2, 1, 1),
+    ];
+    for (ch, h, w, kh, kw, s, p, batch) in cases {
+        let g = Conv2dGeometry {
+            channels: ch,
+            height: h,
+            width: w,
+            kernel_h: kh,
+            kernel_w: kw,
+            stride_h: s,
+            stride_w: s,
+            pad_h: p,
+            pad_w: p,
+        };
+        let (ni, nc) = (ch * h * w, g.col_rows() * g.col_cols());
+        let image = rng.vec(batch * ni);
+        let colsv = rng.vec(batch * nc);
+        let (mut ecols, mut eimg) = (vec![0.0f64; batch * nc], vec![0.0f64; batch * ni]);
+        let mut img_f32 = vec![0.0f32; batch * ni];
+        for b in 0..batch {
+            im2col_reference(
+                &g,
+                &f64s(&image[b * ni..(b + 1) * ni]),
+                &mut ecols[b * nc..(b + 1) * nc],
+            );
+            col2im_reference(
+                &g,
+                &f64s(&colsv[b * nc..(b + 1) * nc]),
+                &mut eimg[b * ni..(b + 1) * ni],
+            );
+            col2im_reference(
+                &g,
+                &colsv[b * nc..(b + 1) * nc],
+                &mut img_f32[b * ni..(b + 1) * ni],
+            );
+        }
+        let (dimg, dcols) = (dev.upload(&image).unwrap(), dev.upload(&colsv).unwrap());
+        let mut out_cols = poisoned(dev, batch * nc);
+        conv::im2col(dev, &g, batch, &dimg, &mut out_cols).unwrap();
+        check(
+            &format!("im2col {g:?} batch {batch}"),
+            &dev.download(&out_cols).unwrap(),
+            &ecols,
+            1e-12,
+        );
+        let mut out_img = poisoned(dev, batch * ni);
+        conv::col2im(dev, &g, batch, &dcols, &mut out_img).unwrap();
+        let got = dev.download(&out_img).unwrap();
+        check(&format!("col2im {g:?} batch {batch}"), &got, &eimg, TOL_F32);
+        // Same summation order as the f32 reference: bitwise equal.
+        assert_eq!(
+            got, img_f32,
+            "col2im {g:?}: not bitwise equal to the f32 reference"
+        );
+    }
+}
+
+#[test]
+fn adamw_and_ema_match_cpu() {
+    let Some(dev) = device_or_skip() else { return };
+    let mut rng = Rng::fresh("optim");
+    for n in [1usize, 7, 257, 1000 * 513] {
+        let mut p = rng.vec(n);
+        let mut m = vec![0.0f32; n];
+        let mut v = vec![0.0f32; n];
+        let (mut ep, mut em, mut ev) = (f64s(&p), vec![0.0f64; n], vec![0.0f64; n]);
+        let mut dp = dev.upload(&p).unwrap();
+        let (mut dm, mut dv) = (dev.upload(&m).unwrap(), dev.upload(&v).unwrap());
+        for step in 1..=3u64 {
+            let g = rng.vec(n);
+            let h = AdamWStep {
+                lr: 1e-3 * step as f32,
+                weight_decay: 0.04,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                step,
+            };
+            let (bc1, bc2) = (
+                1.0 - 0.9f64.powi(step as i32),
+                1.0 - 0.999f64.powi(step as i32),
+            );
+            for i in 0..n {
+                let gi = g[i] as f64;
+                let (lr, wd) = (h.lr as f64, h.weight_decay as f64);
+                ep[i] *= 1.0 - lr * wd;
+                em[i] = h.beta1 as f64 * em[i] + (1.0 - h.beta1 as f64) * gi;
+                ev[i] = h.beta2 as f64 * ev[i] + (1.0 - h.beta2 as f64) * gi * gi;
+                ep[i] -= lr * (em[i] / bc1) / ((ev[i] / bc2).sqrt() + h.eps as f64);
+            }
+            let dg = dev.upload(&g).unwrap();
+            optim::adamw_step(dev, n, &h, &mut dp, &dg, &mut dm, &mut dv).unwrap();
+        }
+        p = dev.download(&dp).unwrap();
+        m = dev.download(&dm).unwrap();
+        v = dev.download(&dv).unwrap();
+        check(&format!("adamw p n={n}"), &p, &ep, TOL_F32);
+        check(&format!("adamw m n={n}"), &m, &em, TOL_F32);
+        check(&format!("adamw v n={n}"), &v, &ev, 1e-4);
+        let t = rng.vec(n);
+        let s = rng.vec(n);
+        let mut dt = dev.upload(&t).unwrap();
+        let ds = dev.upload(&s).unwrap();
+        optim::ema_update(dev, n, 0.996, &mut dt, &ds).unwrap();
+        let exact: Vec<f64> = t
+            .iter()
+            .zip(&s)
+            .map(|(&a, &b)| 0.996 * a as f64 + 0.004 * b as f64)
+            .collect();
+        check(
+            &format!("ema n={n}"),
+            &dev.download(&dt).unwrap(),
+            &exact,
+            TOL_F32,
+        );
+    }
+}

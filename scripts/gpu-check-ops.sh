@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# GPU check of the engine-op kernels and the engine on CUDA (docs/gpu-ops.md), in two halves:
+#
+#   scripts/gpu-check-ops.sh --pack <bindir>   here (Rust, no GPU): builds and strips the test
+#       binaries kernels/tests/cuda_ops.rs (`ops-tests`) and engine/tests/cuda.rs (`engine-tests`)
+#       and copies them with this script into <bindir>.
+#   <bindir>/gpu-check-ops.sh <logdir>         on the GPU host (driver + NVRTC, no Rust): runs both
+#       under their own timeouts (within GPU_CHECK_BUDGET s, default 120), full logs in <logdir>,
+#       and prints a short table LAST (also <logdir>/table.md), whatever failed.
+set -u
+
+if [ "${1:-}" = "--pack" ]; then
+    dest=${2:?usage: gpu-check-ops.sh --pack <bindir>}
+    root=$(cd "$(dirname "$0")/.." && pwd)
+    cd "$root" || exit 1
+    find_bin() { # package, test target
+        cargo test -p "$1" --release --test "$2" --no-run --message-format=json 2>/dev/null |
+            python3 -c 'import sys,json
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]==sys.argv[1]: print(m["executable"])' "$2" | tail -n1
+    }
+    ops=$(find_bin dinonat-kernels cuda_ops)
+    eng=$(find_bin dinonat-engine cuda)
+    [ -x "$ops" ] && [ -x "$eng" ] || { echo "test binaries not found ($ops, $eng)"; exit 1; }
+    mkdir -p "$dest"
+    cp "$ops" "$dest/ops-tests"
+    cp "$eng" "$dest/engine-tests"
+    strip "$dest/ops-tests" "$dest/engine-tests"
+    cp scripts/gpu-check-ops.sh "$dest/"
+    ls -la "$dest"
+    exit 0
+fi
+
+logdir=${1:?usage: gpu-check-ops.sh <logdir>   (or --pack <bindir>)}
+mkdir -p "$logdir"
+bin=$(cd "$(dirname "$0")" && pwd)
+t0=$(date +%s)
+deadline=$((t0 + ${GPU_CHECK_BUDGET:-120}))
+steps="$logdir/steps.log"
+: >"$steps"
+
+run_step() { # NAME CAP OUTFILE CMD...
+    local name=$1 cap=$2 out=$3
+    shift 3
+    local left=$((deadline - $(date +%s)))
+    if [ "$left" -lt 5 ]; then
+        echo "$name: not run (time budget spent)" | tee -a "$steps"
+        return 99
+    fi
+    [ "$cap" -gt "$left" ] && cap=$left
+    local s=$(date +%s)
+    timeout -k 5 "$cap" "$@" >"$out" 2>&1
+    local rc=$?
+    echo "$name: rc=$rc in $(($(date +%s) - s)) s (cap $cap s)$([ $rc = 124 ] && echo ' TIMED OUT')" | tee -a "$steps"
+    return $rc
+}
+
+{
+    date -u
+    nvidia-smi
+    ldconfig -p | grep -E 'libcuda\.|libnvrtc' || true
+} >"$logdir/env.log" 2>&1
+if ! ldconfig -p | grep -q 'libnvrtc\.so\.13'; then
+    nv=$(python3 -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null)
+    lib=$( (ls -d /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 2>/dev/null
+        [ -n "$nv" ] && find "$nv/nvidia" -maxdepth 3 -name 'libnvrtc.so.13' -printf '%h\n' 2>/dev/null) |
+        while read -r d; do [ -e "$d/libnvrtc.so.13" ] && echo "$d" && break; done)
+    [ -n "$lib" ] && export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}" >>"$logdir/env.log"
+card=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -n1)
+
+run_step ops-tests 60 "$logdir/ops-tests.log" "$bin/ops-tests" --test-threads=1 --nocapture
+run_step engine-tests 60 "$logdir/engine-tests.log" "$bin/engine-tests" --test-threads=1 --nocapture
+
+{
+    echo "## gpu-check-ops: ${card:-no GPU found} ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+    echo
+    echo "| step | result |"
+    echo "| --- | --- |"
+    sed -E 's/^([^:]+): (.*)$/| \1 | \2 |/' "$steps"
+    for f in ops-tests engine-tests; do
+        [ -f "$logdir/$f.log" ] || continue
+        grep -E '^test result|FAILED|panicked|skipped' "$logdir/$f.log" | head -n 12 | sed "s/^/| $f | /; s/$/ |/"
+    done
+    echo
+    echo "| kernel family (ops-tests) | cases | worst rel err | tol |"
+    echo "| --- | --- | --- | --- |"
+    grep -E ': rel err ' "$logdir/ops-tests.log" 2>/dev/null |
+        awk '{fam=$1; if ($2 ~ /^(forward|backward)$/) fam=fam" "$2; if ($1=="layernorm") fam=$1" "$2" "$3;
+              sub(/:$/, "", fam);
+              for (i=1;i<=NF;i++) if ($i=="err") {e=$(i+1)+0; t=$(i+3)}; sub(/\)/, "", t);
+              n[fam]++; if (e>m[fam]) m[fam]=e; tol[fam]=t}
+             END {for (f in n) printf "| %s | %d | %.2e | %s |\n", f, n[f], m[f], tol[f]}' | sort
+    echo
+    echo "| engine on CUDA vs CPU (engine-tests) | ops | worst rel err |"
+    echo "| --- | --- | --- |"
+    grep -E ': (forward|grad [0-9]+) rel err ' "$logdir/engine-tests.log" 2>/dev/null |
+        awk '{kind=($0 ~ /forward rel err/) ? "forward (tol 2e-5)" : "gradients (tol 1e-4)";
+              for (i=1;i<=NF;i++) if ($i=="err") e=$(i+1)+0; n[kind]++; if (e>m[kind]) {m[kind]=e; w[kind]=$0}}
+             END {for (k in n) printf "| %s | %d | %.2e (%s) |\n", k, n[k], m[k], substr(w[k], 1, index(w[k], ":")-1)}'
+} >"$logdir/table.md"
+cat "$logdir/table.md"
