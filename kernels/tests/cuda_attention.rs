@@ -264,7 +264,11 @@ fn na_check<T: GpuFloat>(dev: &GpuDevice, label: &str) {
         );
         let errs = [
             ("out", rel_err(&got.out, &out), tol_f),
-            ("attn", rel_err(&got.attn, &attn), tol_f),
+            (
+                "attn",
+                rel_err(&got.attn, &cpu_attn_in_gpu_layout(&p, &attn)),
+                tol_f,
+            ),
             ("dqkv", rel_err(&got.grads, &grads), tol_g),
             (
                 "d_rpb",
@@ -292,6 +296,27 @@ fn na_check<T: GpuFloat>(dev: &GpuDevice, label: &str) {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The CPU kernels save `attn` as `[B, heads, H, slots, W]` (a slot's values for a row of queries are
+/// contiguous, for vector loads); the GPU kernels as `[B, heads, H, W, slots]`. Each backward reads its
+/// own layout; to compare them, the CPU reference is permuted into the GPU's.
+fn cpu_attn_in_gpu_layout(p: &Na2d, cpu: &[f64]) -> Vec<f64> {
+    let slots = p.window_slots();
+    let mut gpu = vec![f64::NAN; cpu.len()];
+    for b in 0..p.batch {
+        for h in 0..p.heads {
+            for i in 0..p.height {
+                for j in 0..p.width {
+                    for n in 0..slots {
+                        let g = (((b * p.heads + h) * p.height + i) * p.width + j) * slots + n;
+                        gpu[g] = cpu[p.attn_index(b, h, n, i, j)];
+                    }
+                }
+            }
+        }
+    }
+    gpu
 }
 
 #[test]
