@@ -13,10 +13,16 @@
 //! This file also holds what both attention op files share: [`AttentionElement`] (f32 -> fast
 //! kernels, f64 -> plain references) and the tensor -> kernel view helpers.
 
+use super::cuda::{all_cuda, alloc, cuda_slice, on_gpu};
 use crate::autograd::no_grad;
 use crate::kernels::cpu::attention::{self as full, Attention, HeadsGradsMut, HeadsRef, HeadsView};
 use crate::kernels::cpu::neighborhood_attention::{self as na, Na2d};
+use crate::kernels::cuda::attention::{
+    attention_backward as gpu_attention_backward, attention_forward as gpu_attention_forward,
+};
+use crate::kernels::cuda::neighborhood_attention::GpuHeads;
 use crate::kernels::Float;
+use crate::storage::cuda_err;
 use crate::{with_dtype, Element, EngineError, Result, Tensor};
 
 /// The attention kernels of an element type: the fast ones for f32, the references for f64.
@@ -323,7 +329,7 @@ impl Tensor {
     /// Full self-attention softmax(s Q K^T) V per batch and head, flash style.
     /// q, k, v [batch, N, heads, head_dim] -> out [batch, N, heads, head_dim].
     pub fn attention(&self, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
-        Tensor::cpu_only("attention", &[self, k, v])?;
+        all_cuda("attention", &[self, k, v])?;
         const OP: &str = "attention";
         let q = self;
         check_qkv(OP, q, k, v, "[batch, N, heads, head_dim]")?;
@@ -347,7 +353,6 @@ impl Tensor {
     /// qkv [batch, N, 3 * heads * head_dim] (channel order [3][heads][head_dim])
     /// -> out [batch, N, heads * head_dim]; the gradient is the fused dQKV.
     pub fn attention_qkv(&self, heads: usize, scale: f64) -> Result<Tensor> {
-        Tensor::cpu_only("attention_qkv", &[self])?;
         const OP: &str = "attention_qkv";
         let qkv = self;
         if qkv.rank() != 3 {
@@ -398,6 +403,9 @@ fn attention_op(
     inputs: &[&Tensor],
     out_shape: &[usize],
 ) -> Result<Tensor> {
+    if inputs[0].is_cuda() {
+        return attention_op_cuda(op, p, saved, views, fused, inputs, out_shape);
+    }
     with_dtype!(saved[0].dtype(), T => {
         let mut out = T::alloc(p.out_len());
         let mut lse = vec![T::ZERO; p.lse_len()];
@@ -440,4 +448,90 @@ fn attention_op(
             }
         })))
     })
+}
+
+/// [`attention_op`] on the GPU (kernels::cuda::attention, f32): forward saves the output and
+/// lse `[batch, heads, N]` as device tensors; backward recomputes the probabilities on the device.
+fn attention_op_cuda(
+    op: &'static str,
+    p: Attention,
+    saved: [Tensor; 3],
+    views: [HeadsView; 3],
+    fused: Option<Vec<usize>>,
+    inputs: &[&Tensor],
+    out_shape: &[usize],
+) -> Result<Tensor> {
+    let shape = inputs[0].shape().to_vec();
+    let (dev, out, lse) = {
+        let guards = saved.each_ref().map(|t| t.read_storage());
+        let mut s = Vec::with_capacity(3);
+        for (t, g) in saved.iter().zip(&guards) {
+            s.push(cuda_slice(op, t, g)?);
+        }
+        let dev = s[0].dev;
+        let mut out = alloc(dev, op, out_shape)?;
+        let mut lse = alloc(dev, op, &[p.lse_len()])?;
+        let h = |i: usize| GpuHeads {
+            data: &s[i].data,
+            view: views[i],
+        };
+        gpu_attention_forward(dev, &p, h(0), h(1), h(2), &mut out, &mut lse)
+            .map_err(cuda_err(op, &shape))?;
+        (dev, out, lse)
+    };
+    let lse = Tensor::from_cuda(lse, dev, &[p.lse_len()]);
+    let out = Tensor::from_cuda(out, dev, out_shape);
+    let out_saved = out.detach();
+    Ok(Tensor::from_storage_op_like(
+        &out,
+        op,
+        inputs,
+        Box::new(move |g| {
+            let g = on_gpu(g)?;
+            let n = p.out_len();
+            let (len, grads_views) = match &fused {
+                Some(qkv_shape) => (
+                    qkv_shape.iter().product(),
+                    [0, 1, 2].map(|w| HeadsView::fused_qkv(1, p.tokens, p.heads, p.head_dim, w)),
+                ),
+                None => (3 * n, [0, n, 2 * n].map(|o| p.out_view().with_offset(o))),
+            };
+            let buf = g.with_cuda(op, |dev, dy| {
+                let guards = saved.each_ref().map(|t| t.read_storage());
+                let mut s = Vec::with_capacity(3);
+                for (t, g) in saved.iter().zip(&guards) {
+                    s.push(cuda_slice(op, t, g)?);
+                }
+                let (og, lg) = (out_saved.read_storage(), lse.read_storage());
+                let (o, l) = (cuda_slice(op, &out_saved, &og)?, cuda_slice(op, &lse, &lg)?);
+                let h = |i: usize| GpuHeads {
+                    data: &s[i].data,
+                    view: views[i],
+                };
+                let mut buf = alloc(dev, op, &[len])?;
+                gpu_attention_backward(
+                    dev,
+                    &p,
+                    h(0),
+                    h(1),
+                    h(2),
+                    &o.data,
+                    &l.data,
+                    dy,
+                    &mut buf,
+                    grads_views,
+                )
+                .map_err(cuda_err(op, &shape))?;
+                Ok(buf)
+            })?;
+            match &fused {
+                Some(qkv_shape) => Ok(vec![Some(Tensor::from_cuda(buf, dev, qkv_shape))]),
+                None => {
+                    let mut big = vec![3];
+                    big.extend_from_slice(&shape);
+                    split_three(Tensor::from_cuda(buf, dev, &big), &shape)
+                }
+            }
+        }),
+    ))
 }

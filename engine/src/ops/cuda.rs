@@ -17,12 +17,38 @@ use crate::storage::{cuda_err, cuda_gemm_precision, Device};
 use crate::{EngineError, Result, Tensor};
 
 /// The gradient on the GPU (the seed of backward is a host tensor).
-fn on_gpu(g: &Tensor) -> Result<Tensor> {
+pub(crate) fn on_gpu(g: &Tensor) -> Result<Tensor> {
     if g.is_cuda() {
         Ok(g.clone())
     } else {
         g.to(Device::Cuda(0))
     }
+}
+
+/// Whether the op runs on the GPU: true when every input is a CUDA tensor, false when every one is
+/// on the host, the error "operands on different devices" otherwise.
+pub(crate) fn all_cuda(op: &'static str, ts: &[&Tensor]) -> Result<bool> {
+    let first = ts[0];
+    for t in &ts[1..] {
+        same_device(op, first, t)?;
+    }
+    Ok(first.is_cuda())
+}
+
+/// The device buffer of a CUDA tensor's storage (an engine bug otherwise: callers check the
+/// device first).
+pub(crate) fn cuda_slice<'a>(
+    op: &'static str,
+    t: &Tensor,
+    guard: &'a crate::storage::Storage,
+) -> Result<&'a crate::storage::CudaStorage> {
+    guard.cuda().ok_or_else(|| {
+        EngineError::arg(
+            op,
+            t.shape(),
+            "expected a CUDA tensor, got a CPU one (use .to)",
+        )
+    })
 }
 
 fn same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
@@ -40,7 +66,7 @@ fn same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     Ok(())
 }
 
-fn alloc(dev: &GpuDevice, op: &'static str, shape: &[usize]) -> Result<CudaSlice<f32>> {
+pub(crate) fn alloc(dev: &GpuDevice, op: &'static str, shape: &[usize]) -> Result<CudaSlice<f32>> {
     let n: usize = shape.iter().product();
     dev.zeros::<f32>(n.max(1)).map_err(cuda_err(op, shape))
 }

@@ -16,8 +16,12 @@
 use super::attention::{
     check_qkv, fused_head_dim, prepare, shape_error, split_three, with_three, AttentionElement,
 };
+use super::cuda::{all_cuda, alloc, cuda_slice, on_gpu};
 use crate::kernels::cpu::neighborhood_attention::{HeadsGradsMut, HeadsRef, HeadsView, Na2d};
+use crate::kernels::cuda::neighborhood_attention::{na2d_backward, na2d_forward, GpuHeads};
+use crate::kernels::cuda::CudaSlice;
 use crate::kernels::Float;
+use crate::storage::cuda_err;
 use crate::{with_dtype, Element, Result, Tensor};
 
 /// kernel >= 1, dilation >= 1, finite scale, the sizes of the problem >= 1, and the rpb shape.
@@ -77,7 +81,9 @@ impl Tensor {
     ) -> Result<Tensor> {
         const OP: &str = "neighborhood_attention_2d";
         let q = self;
-        Tensor::cpu_only(OP, &[q, k, v])?;
+        let mut all = vec![q, k, v];
+        all.extend(rpb);
+        all_cuda(OP, &all)?;
         check_qkv(OP, q, k, v, "[batch, H, W, heads, head_dim]")?;
         let s = q.shape();
         let p = Na2d {
@@ -113,7 +119,9 @@ impl Tensor {
     ) -> Result<Tensor> {
         const OP: &str = "neighborhood_attention_2d_qkv";
         let qkv = self;
-        Tensor::cpu_only(OP, &[qkv])?;
+        let mut all = vec![qkv];
+        all.extend(rpb);
+        all_cuda(OP, &all)?;
         if qkv.rank() != 4 {
             return Err(shape_error(
                 OP,
@@ -169,6 +177,9 @@ fn na_op(
     inputs: &[&Tensor],
     out_shape: &[usize],
 ) -> Result<Tensor> {
+    if inputs[0].is_cuda() {
+        return na_op_cuda(op, p, saved, views, rpb, fused, inputs, out_shape);
+    }
     with_dtype!(saved[0].dtype(), T => {
         let rpb_values: Option<Vec<T>> = rpb.map(|r| r.with_contiguous(|s: &[T]| s.to_vec()));
         let mut out = T::alloc(p.out_len());
@@ -218,4 +229,127 @@ fn na_op(
             Ok(result)
         })))
     })
+}
+
+/// The gradient views and buffer length of backward: one fused dQKV, or three blocks
+/// `[3, batch, H, W, heads, head_dim]`.
+fn grad_views(p: &Na2d, fused: &Option<Vec<usize>>) -> (usize, [HeadsView; 3]) {
+    let n = p.out_len();
+    let [h, w, heads, d] = [p.height, p.width, p.heads, p.head_dim];
+    match fused {
+        Some(shape) => (
+            shape.iter().product(),
+            [0, 1, 2].map(|which| HeadsView::fused_qkv(h, w, heads, d, which)),
+        ),
+        None => (
+            3 * n,
+            [0, n, 2 * n].map(|o| HeadsView::contiguous(h, w, heads, d).with_offset(o)),
+        ),
+    }
+}
+
+/// Calls `f` with the contiguous device buffer of `rpb`, if any.
+fn with_rpb<R>(
+    op: &'static str,
+    rpb: Option<&Tensor>,
+    f: impl FnOnce(Option<&CudaSlice<f32>>) -> Result<R>,
+) -> Result<R> {
+    match rpb {
+        Some(r) => r.with_cuda(op, |_, s| f(Some(s))),
+        None => f(None),
+    }
+}
+
+/// [`na_op`] on the GPU (kernels::cuda::neighborhood_attention, f32). Forward saves attn in the
+/// CUDA kernels' layout `[batch, heads, H, W, kh * kw]` (a device tensor); backward writes dQ, dK,
+/// dV (or the fused dQKV) and d(rpb) on the device.
+#[allow(clippy::too_many_arguments)]
+fn na_op_cuda(
+    op: &'static str,
+    p: Na2d,
+    saved: [Tensor; 3],
+    views: [HeadsView; 3],
+    rpb: Option<&Tensor>,
+    fused: Option<Vec<usize>>,
+    inputs: &[&Tensor],
+    out_shape: &[usize],
+) -> Result<Tensor> {
+    let shape = inputs[0].shape().to_vec();
+    let (dev, out, attn) = {
+        let guards = saved.each_ref().map(|t| t.read_storage());
+        let mut s = Vec::with_capacity(3);
+        for (t, g) in saved.iter().zip(&guards) {
+            s.push(cuda_slice(op, t, g)?);
+        }
+        let dev = s[0].dev;
+        let mut out = alloc(dev, op, out_shape)?;
+        let mut attn = alloc(dev, op, &[p.attn_len()])?;
+        let h = |i: usize| GpuHeads {
+            data: &s[i].data,
+            view: views[i],
+        };
+        with_rpb(op, rpb, |r| {
+            na2d_forward(dev, &p, h(0), h(1), h(2), r, &mut out, Some(&mut attn))
+                .map_err(cuda_err(op, &shape))
+        })?;
+        (dev, out, attn)
+    };
+    let attn = Tensor::from_cuda(attn, dev, &[p.attn_len()]);
+    let has_rpb = rpb.is_some();
+    Ok(Tensor::from_cuda_op(
+        out,
+        dev,
+        out_shape,
+        op,
+        inputs,
+        Box::new(move |g| {
+            let g = on_gpu(g)?;
+            let (len, grads_views) = grad_views(&p, &fused);
+            let (buf, d_rpb) = g.with_cuda(op, |dev, dy| {
+                let guards = saved.each_ref().map(|t| t.read_storage());
+                let mut s = Vec::with_capacity(3);
+                for (t, g) in saved.iter().zip(&guards) {
+                    s.push(cuda_slice(op, t, g)?);
+                }
+                let attn_guard = attn.read_storage();
+                let a = cuda_slice(op, &attn, &attn_guard)?;
+                let h = |i: usize| GpuHeads {
+                    data: &s[i].data,
+                    view: views[i],
+                };
+                let mut buf = alloc(dev, op, &[len])?;
+                let mut d_rpb = match has_rpb {
+                    true => Some(alloc(dev, op, &[p.rpb_len()])?),
+                    false => None,
+                };
+                na2d_backward(
+                    dev,
+                    &p,
+                    h(0),
+                    h(1),
+                    h(2),
+                    &a.data,
+                    dy,
+                    &mut buf,
+                    grads_views,
+                    d_rpb.as_mut(),
+                )
+                .map_err(cuda_err(op, &shape))?;
+                Ok((buf, d_rpb))
+            })?;
+            let mut result = match &fused {
+                Some(qkv_shape) => vec![Some(Tensor::from_cuda(buf, dev, qkv_shape))],
+                None => {
+                    let mut big = vec![3];
+                    big.extend_from_slice(&shape);
+                    split_three(Tensor::from_cuda(buf, dev, &big), &shape)?
+                }
+            };
+            if let Some(dt) = d_rpb {
+                let [a, b] = p.rpb_dims();
+                result.push(Some(Tensor::from_cuda(dt, dev, &[p.heads, a, b])));
+            }
+            Ok(result)
+        }),
+    ))
 }
