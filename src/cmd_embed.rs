@@ -2,7 +2,8 @@
 //! a CSV of the paths in row order (sorted by path). Also the weight flags every curation command
 //! shares.
 
-use clap::Args;
+use clap::{Args, ValueEnum};
+use dinonat_engine::Device;
 use dinonat_model::Nat;
 use dinonat_train::curate::embed::{csv_beside, embed_paths, write_embeddings};
 use dinonat_train::curate::{list_images, BackboneSource};
@@ -78,6 +79,47 @@ pub fn progress(what: &'static str) -> impl FnMut(usize, usize) {
     }
 }
 
+/// `--device cpu|cuda`: where the network runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    #[default]
+    Cpu,
+    Cuda,
+}
+
+impl DeviceArg {
+    pub fn device(self) -> Device {
+        match self {
+            DeviceArg::Cpu => Device::Cpu,
+            DeviceArg::Cuda => Device::Cuda(0),
+        }
+    }
+
+    /// `nat` on this device: its parameters copied there (f32 only). Without a GPU, `cuda` gives
+    /// "no CUDA device: use --device cpu (...)".
+    pub fn place(self, nat: Nat) -> Result<Nat, String> {
+        match self {
+            DeviceArg::Cpu => Ok(nat),
+            DeviceArg::Cuda => {
+                let dev = self.device();
+                // The GPU first, so that its absence is the error even for an f64 model.
+                dinonat_engine::Tensor::zeros(&[1], dinonat_engine::DType::F32)
+                    .to(dev)
+                    .map_err(|e| device_error(&e.to_string()))?;
+                nat.to_device(dev).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// The engine's error without a GPU, reworded to lead with the fix.
+fn device_error(engine: &str) -> String {
+    match engine.find("no CUDA device") {
+        Some(at) => engine[at..].to_string(),
+        None => engine.to_string(),
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct EmbedArgs {
     #[command(flatten)]
@@ -97,11 +139,15 @@ pub struct EmbedArgs {
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
+    /// Where the backbone runs: cpu, or cuda (the process's GPU; images are uploaded per batch,
+    /// embeddings downloaded).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
 }
 
 pub fn run(args: EmbedArgs) -> Result<(), String> {
     let paths = list_images(&args.images, "--images").map_err(|e| e.to_string())?;
-    let nat = args.weights.load()?;
+    let nat = args.device.place(args.weights.load()?)?;
     let features = embed_paths(
         &nat,
         &paths,

@@ -14,7 +14,7 @@
 //! Linear layers, `kaiming_uniform_(a = sqrt 5)`: with gain sqrt(2 / (1 + a^2)) = sqrt(1/3) the
 //! bound gain * sqrt(3 / fan_in) is 1 / sqrt(fan_in); the bias is U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 
-use crate::{DType, EngineError, Result, Rng, Tensor};
+use crate::{DType, Device, EngineError, Result, Rng, Tensor};
 use std::collections::BTreeMap;
 
 /// How a parameter is initialised.
@@ -67,6 +67,8 @@ pub struct ParamStore {
     params: BTreeMap<String, Param>,
     dtype: DType,
     rng: Rng,
+    /// Set by [`ParamStore::replaying`]: `add` / `add_fixed` hand out the existing entries.
+    replay: bool,
 }
 
 /// `prefix.name`, or `name` when the prefix is empty.
@@ -84,6 +86,75 @@ impl ParamStore {
             params: BTreeMap::new(),
             dtype,
             rng: Rng::new(seed),
+            replay: false,
+        }
+    }
+
+    /// The same entries, copied to `device` (trained entries stay parameters of the same name;
+    /// nothing recorded). Without a GPU, `Device::Cuda` gives the error "no CUDA device: use
+    /// --device cpu (...)"; only f32 stores go to CUDA.
+    pub fn to_device(&self, device: Device) -> Result<ParamStore> {
+        let _guard = crate::no_grad();
+        let mut params = BTreeMap::new();
+        for (name, p) in &self.params {
+            let moved = p.tensor.to(device)?.detach();
+            let tensor = if p.requires_grad {
+                Tensor::parameter(name.clone(), &moved)
+            } else {
+                moved
+            };
+            params.insert(
+                name.clone(),
+                Param {
+                    tensor,
+                    requires_grad: p.requires_grad,
+                    no_decay: p.no_decay,
+                },
+            );
+        }
+        Ok(ParamStore {
+            params,
+            dtype: self.dtype,
+            rng: self.rng.clone(),
+            replay: false,
+        })
+    }
+
+    /// The device of the entries (`Cpu` for an empty store).
+    pub fn device(&self) -> Device {
+        self.params
+            .values()
+            .next()
+            .map_or(Device::Cpu, |p| p.tensor.device())
+    }
+
+    /// This store in replay mode: building a network from it again (the same `add` calls, e.g.
+    /// after [`ParamStore::to_device`]) hands out the existing entries instead of new ones; an
+    /// `add` of a missing name or another shape is an error.
+    pub fn replaying(mut self) -> ParamStore {
+        self.replay = true;
+        self
+    }
+
+    /// The existing entry `name` for a replayed `add`.
+    fn replayed(&self, name: &str, shape: &[usize], requires_grad: bool) -> Result<Tensor> {
+        match self.params.get(name) {
+            Some(p) if p.tensor.shape() == shape && p.requires_grad == requires_grad => {
+                Ok(p.tensor.clone())
+            }
+            found => Err(EngineError::InvalidArgument {
+                op: "ParamStore::add (replay)",
+                shape: shape.to_vec(),
+                message: match found {
+                    Some(p) => format!(
+                        "parameter '{name}' has shape {:?} (trained: {}), the network asks for \
+                         {shape:?} (trained: {requires_grad})",
+                        p.tensor.shape(),
+                        p.requires_grad
+                    ),
+                    None => format!("parameter '{name}' is not in the store"),
+                },
+            }),
         }
     }
 
@@ -93,12 +164,18 @@ impl ParamStore {
 
     /// Creates a trained parameter `name` of `shape`; decay applies unless it is 1-D or an rpb.
     pub fn add(&mut self, name: &str, shape: &[usize], init: Init) -> Result<Tensor> {
+        if self.replay {
+            return self.replayed(name, shape, true);
+        }
         let value = init.tensor(shape, self.dtype, &mut self.rng)?;
         self.insert(name, &value, true)
     }
 
     /// Creates an entry that is stored and checkpointed but not trained.
     pub fn add_fixed(&mut self, name: &str, shape: &[usize], init: Init) -> Result<Tensor> {
+        if self.replay {
+            return self.replayed(name, shape, false);
+        }
         let value = init.tensor(shape, self.dtype, &mut self.rng)?;
         self.insert(name, &value, false)
     }

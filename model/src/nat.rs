@@ -6,7 +6,7 @@ use crate::attention::Attention;
 use crate::config::NatConfig;
 use crate::{ModelError, Result};
 use dinonat_engine::nn::{join, Conv2d, Init, LayerNorm, Linear, ParamStore};
-use dinonat_engine::{DType, Rng, Tensor};
+use dinonat_engine::{DType, Device, Rng, Tensor};
 
 /// Overlapping tokenizer: Conv 3x3 s2 (in -> C/2) then Conv 3x3 s2 (C/2 -> C), no activation
 /// between, then LayerNorm(C) on channels-last.  [B, in, H, W] -> [B, H/4, W/4, C].
@@ -121,6 +121,10 @@ impl NatBlock {
                 Some(g) => y.mul(g)?,
                 None => y,
             };
+            // Skipped when it is the identity, so inference runs on devices without drop_path.
+            if !training || self.drop_path == 0.0 {
+                return Ok(y);
+            }
             Ok(y.drop_path(self.drop_path, training, rng)?)
         };
         let y = self.attn.forward(&self.norm1.forward(x)?)?;
@@ -166,9 +170,28 @@ pub struct Nat {
 impl Nat {
     /// Builds the network with fresh weights (NAT's init) from `seed`.
     pub fn new(config: &NatConfig, dtype: DType, seed: u64) -> Result<Nat> {
+        Nat::build(config, ParamStore::new(dtype, seed))
+    }
+
+    /// The same network with every parameter copied to `device` (the copy's parameters are
+    /// new leaves; the original is unchanged). Without a GPU, `Device::Cuda` gives the error
+    /// "no CUDA device: use --device cpu (...)". Only f32 networks go to CUDA.
+    pub fn to_device(&self, device: Device) -> Result<Nat> {
+        if device == self.device() {
+            return Ok(self.clone());
+        }
+        Nat::build(&self.config, self.params.to_device(device)?.replaying())
+    }
+
+    /// The device of the parameters.
+    pub fn device(&self) -> Device {
+        self.params.device()
+    }
+
+    /// Builds the layers on store `s` (fresh, or replaying existing entries).
+    fn build(config: &NatConfig, mut s: ParamStore) -> Result<Nat> {
         config.validate()?;
         let cfg = config;
-        let mut s = ParamStore::new(dtype, seed);
         let patch_embed = Tokenizer::new(&mut s, cfg)?;
         let mut levels = Vec::with_capacity(cfg.num_levels());
         let mut index = 0;
@@ -220,7 +243,8 @@ impl Nat {
         })
     }
 
-    /// images [B, in, H, W] -> token map after the final LayerNorm [B, h, w, F].
+    /// images [B, in, H, W] -> token map after the final LayerNorm [B, h, w, F], on the device of
+    /// the parameters (images on another device are copied there first: an explicit `to`).
     pub fn forward_tokens(&self, images: &Tensor, training: bool, rng: &mut Rng) -> Result<Tensor> {
         if images.rank() != 4 || images.shape()[1] != self.config.in_channels {
             return Err(ModelError::Config(format!(
@@ -230,7 +254,8 @@ impl Nat {
                 images.shape()
             )));
         }
-        let mut x = self.patch_embed.forward(images)?;
+        let images = images.to(self.device())?;
+        let mut x = self.patch_embed.forward(&images)?;
         for level in &self.levels {
             for block in &level.blocks {
                 x = block.forward(&x, training, rng)?;
@@ -261,5 +286,55 @@ impl Nat {
             Some(head) => Ok(head.forward(&f)?),
             None => Ok(f),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A network rebuilt from a replayed store (what `to_device` does) computes the same values
+    /// from the same, not copied, entries. The CUDA copy is checked in the engine's GPU tests; here
+    /// `Device::Cuda` must be an error value without a GPU.
+    #[test]
+    fn rebuilt_network_uses_the_stored_entries() {
+        let nat = Nat::new(&NatConfig::nat_pico(), DType::F32, 3).unwrap();
+        let again = Nat::build(
+            &nat.config,
+            nat.params.to_device(Device::Cpu).unwrap().replaying(),
+        )
+        .unwrap();
+        assert_eq!(again.params.names(), nat.params.names());
+        let x = Tensor::from_vec(
+            (0..2 * 3 * 32 * 32)
+                .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+                .collect(),
+            &[2, 3, 32, 32],
+        )
+        .unwrap();
+        let mut rng = Rng::new(0);
+        let a: Vec<f32> = nat
+            .forward_features(&x, false, &mut rng)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        let b: Vec<f32> = again
+            .forward_features(&x, false, &mut rng)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        assert_eq!(a, b);
+        let w = again.params.get("norm.weight").unwrap();
+        assert!(again.norm.weight.shares_storage(w));
+        match nat.to_device(Device::Cuda(0)) {
+            Ok(g) => assert_eq!(g.device(), Device::Cuda(0)),
+            Err(e) => assert!(
+                e.to_string().contains("no CUDA device: use --device cpu"),
+                "{e}"
+            ),
+        }
+        let mut s = ParamStore::new(DType::F32, 0).replaying();
+        let e = s.add("missing", &[2], Init::Zeros).unwrap_err().to_string();
+        assert!(e.contains("'missing' is not in the store"), "{e}");
     }
 }

@@ -10,6 +10,9 @@
 //! Images are decoded and transformed in parallel (rayon), one batch at a time; the backbone then runs on the whole
 //! batch (its kernels are parallel themselves). Every row depends only on its image, so the matrix is the same for
 //! any batch size and thread count up to the kernels' own rounding.
+//!
+//! Device: the backbone's (`Nat::to_device(Device::Cuda(0))` for the GPU, CPU by default); each
+//! batch of images is uploaded to it and the features are downloaded.
 
 use crate::augment::{EvalTransform, Planar};
 use crate::data::Dataset;
@@ -135,7 +138,9 @@ pub fn extract_features(
         match source {
             FeatureSource::Pixels => values.extend_from_slice(&pixels),
             FeatureSource::Backbone(nat) => {
+                // Uploaded to the backbone's device (Nat::to_device); `to_vec` downloads the rows.
                 let images = Tensor::from_vec(pixels, &[chunk.len(), 3, crop, crop])
+                    .and_then(|t| t.to(nat.device()))
                     .map_err(|e| err(e.to_string()))?;
                 let out = nat
                     .forward_features(&images, false, &mut rng)
@@ -207,6 +212,52 @@ mod tests {
         for (x, y) in a.values.iter().zip(&b.values) {
             assert!((x - y).abs() <= 1e-4, "{x} vs {y}");
         }
+    }
+
+    #[test]
+    fn backbone_features_on_cuda_match_the_cpu() {
+        let nat = Nat::new(&NatConfig::nat_pico(), DType::F32, 5).unwrap();
+        let gpu = match nat.to_device(dinonat_engine::Device::Cuda(0)) {
+            Ok(g) => g,
+            Err(e) => {
+                assert!(
+                    e.to_string().contains("no CUDA device: use --device cpu"),
+                    "{e}"
+                );
+                println!("skipped: {e}");
+                return;
+            }
+        };
+        let data = Procedural::new(1, 3, 32);
+        let t = EvalTransform::square(32);
+        let idx = [0, 1, 2];
+        let a = extract_features(
+            &data,
+            &idx,
+            &t,
+            FeatureSource::Backbone(&nat),
+            2,
+            &mut |_, _| {},
+        );
+        let b = extract_features(
+            &data,
+            &idx,
+            &t,
+            FeatureSource::Backbone(&gpu),
+            2,
+            &mut |_, _| {},
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let num: f64 = a
+            .values
+            .iter()
+            .zip(&b.values)
+            .map(|(x, y)| ((x - y) as f64).powi(2))
+            .sum();
+        let den: f64 = a.values.iter().map(|x| (*x as f64).powi(2)).sum();
+        let rel = (num / den).sqrt();
+        println!("features cuda vs cpu: rel err {rel:.2e}");
+        assert!(rel < 1e-4, "rel err {rel:.3e}");
     }
 
     #[test]
