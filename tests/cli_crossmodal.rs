@@ -392,6 +392,10 @@ fn attention_writes_figures_of_the_right_size() {
 
 #[test]
 fn commands_name_the_missing_folder_or_bad_flag() {
+    // A private folder with one picture: listing /tmp itself races with other tests removing theirs.
+    let images = temp("bad-flags");
+    write_pictures(&images, &["a.png"], 7, |i| i);
+    let images = s(&images).to_string();
     let missing = "/nonexistent/dinonat-folder";
     for (cmd, flag) in [
         ("embed", "--images"),
@@ -431,7 +435,7 @@ fn commands_name_the_missing_folder_or_bad_flag() {
         !ok && err.contains("--rgb") && !err.contains("panicked"),
         "{err}"
     );
-    let (ok, _, err) = dinonat(&["embed", "--images", "/tmp", "--out", "/tmp/x.safetensors"]);
+    let (ok, _, err) = dinonat(&["embed", "--images", &images, "--out", "/tmp/x.safetensors"]);
     assert!(
         !ok && err.contains("--weights") && err.contains("--random-init"),
         "{err}"
@@ -442,7 +446,7 @@ fn commands_name_the_missing_folder_or_bad_flag() {
         "--arch",
         "nat_huge",
         "--images",
-        "/tmp",
+        &images,
         "--out",
         "/tmp/x",
     ]);
