@@ -126,6 +126,10 @@ pub struct TrainArgs {
     /// Progress to stderr; the last line on stdout is one JSON object with the results.
     #[arg(long)]
     json: bool,
+    /// Only load this checkpoint completely (config, both networks, centre, optimiser state),
+    /// print its step and exit: non-zero when anything is missing or mis-shaped.
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+    check_checkpoint: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -199,6 +203,17 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
         if !(m.is_finite() && m > 0.0) {
             return Err(format!("--max-minutes: {m} must be positive"));
         }
+    }
+    if let Some(path) = &a.check_checkpoint {
+        let t = Trainer::resume(path, None).map_err(|e| format!("--check-checkpoint: {e}"))?;
+        println!(
+            "checkpoint {}: step {} of {}, {} ok",
+            path.display(),
+            t.step,
+            t.config.steps,
+            t.config.arch
+        );
+        return Ok(());
     }
     let mut t = match &a.resume {
         Some(path) => {
