@@ -84,6 +84,12 @@ pub struct TrainArgs {
     /// Drop-path rate of the student (the teacher has none).
     #[arg(long, default_value_t = 0.1)]
     drop_path: f64,
+    /// Hue jitter strength (DINO: 0.1; at most 0.5).
+    #[arg(long, default_value_t = 0.1)]
+    hue: f64,
+    /// Grayscale probability per view (DINO: 0.2).
+    #[arg(long, default_value_t = 0.2)]
+    grayscale: f64,
     /// Per-tensor gradient-norm clip (0: off).
     #[arg(long, default_value_t = 3.0)]
     clip_grad: f64,
@@ -170,6 +176,8 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
         },
         teacher_temp: a.teacher_temp,
         drop_path: a.drop_path,
+        hue: a.hue,
+        grayscale: a.grayscale,
         clip_grad: a.clip_grad,
         checkpoint_every: a.checkpoint_every,
         log_every: a.log_every.max(1),

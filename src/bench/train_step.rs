@@ -81,6 +81,8 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
         },
         teacher_temp: 0.04,
         drop_path: 0.1,
+        hue: 0.1,
+        grayscale: 0.2,
         clip_grad: 3.0,
         checkpoint_every: 0,
         log_every: 1,
