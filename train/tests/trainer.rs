@@ -29,6 +29,7 @@ fn tiny(out_dir: &Path) -> TrainConfig {
         batch_size: 4,
         steps: 4,
         base_lr: 0.05,
+        teacher_temp: 0.07,
         checkpoint_every: 0,
         out_dir: out_dir.to_path_buf(),
         ..TrainConfig::default()
