@@ -194,3 +194,34 @@ fn resume_continues_and_max_minutes_stops_with_a_checkpoint() {
     assert!(stdout.contains("done: 2 steps"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
+    let dir = temp_dir("nan");
+    let out = dir.to_str().unwrap();
+    let mut args = vec!["train"];
+    args.extend(TINY);
+    // an absurd lr without clipping: step 1 leaves weights that make step 2's loss NaN
+    args.extend([
+        "--no-eval",
+        "--lr",
+        "1e35",
+        "--lr-warmup",
+        "0",
+        "--clip-grad",
+        "0",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        out,
+    ]);
+    let (ok, _, stderr) = dinonat(&args);
+    assert!(!ok, "the run should stop");
+    assert!(stderr.contains("step 2: the loss is NaN"), "{stderr}");
+    assert!(stderr.contains("last good checkpoint is kept"), "{stderr}");
+    let ck = dir.join("checkpoint.safetensors");
+    let (ok, stdout, stderr) = dinonat(&["train", "--check-checkpoint", ck.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("step 1 of 4"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

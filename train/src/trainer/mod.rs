@@ -209,8 +209,9 @@ impl Trainer {
         let (teacher_entropy, kl) = (out.teacher_entropy, out.kl);
         if !(loss.is_finite() && teacher_entropy.is_finite() && kl.is_finite()) {
             return Err(TrainError(format!(
-                "step {step}: the loss is {loss} (teacher entropy {teacher_entropy}, KL {kl}): not finite; \
-                 stopping before the update (lower --lr, or keep --clip-grad on)"
+                "step {}: the loss is {loss} (teacher entropy {teacher_entropy}, KL {kl}): not finite; \
+                 stopping before the update (lower --lr, or keep --clip-grad on)",
+                step + 1
             )));
         }
         let forward = lap();
