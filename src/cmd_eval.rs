@@ -131,7 +131,11 @@ struct Extracted {
     extract_seconds: f64,
 }
 
-fn open_split(flag: &str, path: &Option<PathBuf>, train: bool) -> Result<Box<dyn Dataset>, String> {
+pub(crate) fn open_split(
+    flag: &str,
+    path: &Option<PathBuf>,
+    train: bool,
+) -> Result<Box<dyn Dataset>, String> {
     let path = path
         .as_ref()
         .ok_or_else(|| format!("--{flag} DIR is required (or use --builtin)"))?;

@@ -1,12 +1,16 @@
 //! `dinonat train` (DINO self-supervised training, docs/training.md) and `dinonat export` (the
 //! teacher's backbone of a training checkpoint as a backbone file).
 
+mod train_eval;
+
 use clap::{Args, ValueEnum};
 use dinonat_train::dino::schedule::WarmupFractions;
 use dinonat_train::trainer::config::TrainConfig;
-use dinonat_train::trainer::{checkpoint, Trainer};
+use dinonat_train::trainer::{checkpoint, Control, Trainer};
+use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
+use train_eval::{Curves, EvalSplit};
 
 /// Multi-crop presets: global x 2 + local x n.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -62,8 +66,9 @@ pub struct TrainArgs {
     epochs: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Base lr; the peak lr is lr * batch / 256.
-    #[arg(long, default_value_t = 0.0005)]
+    /// Base lr; the peak lr is lr * batch / 256 (DINO: 0.0005; the default 0.004 gives DINO's
+    /// batch-256 peak lr, 5e-4, at batch 32, for short runs).
+    #[arg(long, default_value_t = 0.004)]
     lr: f64,
     /// Fraction of the steps of linear lr warm-up.
     #[arg(long, default_value_t = 0.1)]
@@ -81,6 +86,12 @@ pub struct TrainArgs {
     /// Drop-path rate of the student (the teacher has none).
     #[arg(long, default_value_t = 0.1)]
     drop_path: f64,
+    /// Hue jitter strength (DINO: 0.1; at most 0.5).
+    #[arg(long, default_value_t = 0.1)]
+    hue: f64,
+    /// Grayscale probability per view (DINO: 0.2).
+    #[arg(long, default_value_t = 0.2)]
+    grayscale: f64,
     /// Per-tensor gradient-norm clip (0: off).
     #[arg(long, default_value_t = 3.0)]
     clip_grad: f64,
@@ -99,6 +110,34 @@ pub struct TrainArgs {
     /// Stop (with a checkpoint) before this step, e.g. to split a run into sessions.
     #[arg(long)]
     stop_at: Option<usize>,
+    /// Stop (with a checkpoint) after this much wall time; the schedules still span --steps.
+    #[arg(long, value_name = "MINUTES")]
+    max_minutes: Option<f64>,
+    /// k-NN of the teacher every N steps during training (0: only before and after).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    eval_every: usize,
+    /// k-NN memory bank (class sub-folders); default with built-in data: the built-in train split.
+    #[arg(long, value_name = "DIR", requires = "eval_val")]
+    eval_train: Option<PathBuf>,
+    /// k-NN queries (class sub-folders); default with built-in data: the built-in val split.
+    #[arg(long, value_name = "DIR", requires = "eval_train")]
+    eval_val: Option<PathBuf>,
+    /// Images of the built-in k-NN split: train (seed 1) and val (seed 2), as `dinonat knn --builtin`.
+    #[arg(long, value_names = ["TRAIN", "VAL"], num_args = 2, default_values_t = [2000usize, 500])]
+    eval_builtin: Vec<usize>,
+    /// k-NN evaluation transform size [default: 32 for *pico*, else 64] (as `dinonat knn`).
+    #[arg(long, value_name = "N")]
+    eval_size: Option<usize>,
+    /// No k-NN evaluation at all (no table at the end).
+    #[arg(long, conflicts_with_all = ["eval_every", "eval_train", "eval_val"])]
+    no_eval: bool,
+    /// Progress to stderr; the last line on stdout is one JSON object with the results.
+    #[arg(long)]
+    json: bool,
+    /// Only load this checkpoint completely (config, both networks, centre, optimiser state),
+    /// print its step and exit: non-zero when anything is missing or mis-shaped.
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+    check_checkpoint: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -129,7 +168,7 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
         local_size: a.local_size.unwrap_or(l),
         n_local: a.local_crops.unwrap_or(n),
         batch_size: a.batch_size,
-        steps: a.steps.unwrap_or(300),
+        steps: a.steps.unwrap_or(DEFAULT_STEPS),
         seed: a.seed,
         base_lr: a.lr,
         warmups: WarmupFractions {
@@ -139,6 +178,8 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
         },
         teacher_temp: a.teacher_temp,
         drop_path: a.drop_path,
+        hue: a.hue,
+        grayscale: a.grayscale,
         clip_grad: a.clip_grad,
         checkpoint_every: a.checkpoint_every,
         log_every: a.log_every.max(1),
@@ -157,7 +198,34 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
     Ok(c)
 }
 
+/// Steps of the default run (no --steps / --epochs): the main job, about 3-4 minutes on 2 cores
+/// (nat_pico, 2 x 32 + 8 x 16 crops, batch 32, K 1024: about 100 img/s, docs/training.md).
+const DEFAULT_STEPS: usize = 600;
+
+/// Prints progress to stdout, or to stderr with --json (stdout then ends with the JSON object).
+macro_rules! say {
+    ($json:expr, $($t:tt)*) => {
+        if $json { eprintln!($($t)*) } else { println!($($t)*) }
+    };
+}
+
 pub fn train(a: TrainArgs) -> Result<(), String> {
+    if let Some(m) = a.max_minutes {
+        if !(m.is_finite() && m > 0.0) {
+            return Err(format!("--max-minutes: {m} must be positive"));
+        }
+    }
+    if let Some(path) = &a.check_checkpoint {
+        let t = Trainer::resume(path, None).map_err(|e| format!("--check-checkpoint: {e}"))?;
+        println!(
+            "checkpoint {}: step {} of {}, {} ok",
+            path.display(),
+            t.step,
+            t.config.steps,
+            t.config.arch
+        );
+        return Ok(());
+    }
     let mut t = match &a.resume {
         Some(path) => {
             let out = (a.out.as_path() != std::path::Path::new("runs/dino")).then(|| a.out.clone());
@@ -165,8 +233,10 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
         }
         None => Trainer::new(config(&a)?).map_err(|e| e.to_string())?,
     };
+    let js = a.json;
     let c = &t.config;
-    println!(
+    say!(
+        js,
         "dino: {} + head {}-{}-{} -> K {} | {} params | data {} | crops 2 x {} + {} x {} | batch {} | {} steps/epoch",
         c.arch,
         c.head_hidden_dim,
@@ -185,8 +255,9 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
         c.batch_size,
         t.steps_per_epoch,
     );
-    println!("schedules: {}", t.schedules.describe());
-    println!(
+    say!(js, "schedules: {}", t.schedules.describe());
+    say!(
+        js,
         "drop path {} (student), clip {} per tensor, threads {}, out {}{}",
         c.drop_path,
         c.clip_grad,
@@ -198,25 +269,143 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
             String::new()
         }
     );
-    let (total, every) = (c.steps, c.log_every.max(1));
-    let start = Instant::now();
-    let logs = t
-        .run(a.stop_at, |l| {
-            if (l.step + 1) % every == 0 || l.step + 1 == total || l.step == 0 {
-                println!("{}", l.progress_line(total));
+
+    // k-NN split: --eval-train/--eval-val, else the built-in split when training on built-in data.
+    let split = if a.no_eval {
+        None
+    } else {
+        EvalSplit::open(
+            &a.eval_train,
+            &a.eval_val,
+            t.config.data.is_none(),
+            &a.eval_builtin,
+            a.eval_size.unwrap_or(if t.config.arch.contains("pico") {
+                32
+            } else {
+                64
+            }),
+        )?
+    };
+    if a.eval_every > 0 && split.is_none() {
+        return Err(
+            "--eval-every needs --eval-train DIR --eval-val DIR when training on --data".into(),
+        );
+    }
+    let mut curves = Curves::default();
+    let baselines = match &split {
+        Some(s) => {
+            let pixels = s.knn_pixels()?;
+            let random = s.knn_random_init(&t.config)?;
+            say!(
+                js,
+                "k-NN (k 20, T 0.07) on {}: raw pixels {pixels:.2}%, random init {random:.2}%",
+                s.describe()
+            );
+            if t.step == 0 {
+                curves.knn.push((0.0, random));
             }
-        })
-        .map_err(|e| e.to_string())?;
+            Some((pixels, random))
+        }
+        None => None,
+    };
+
+    let (total, every) = (t.config.steps, t.config.log_every.max(1));
+    let ln_k = (t.config.out_dim as f64).ln();
+    let collapse_after = (t.config.steps / 10).max(1);
+    let deadline = a.max_minutes.map(|m| (m * 60.0, m));
+    let mut warned_at = None::<usize>;
+    let start = Instant::now();
+    let ckpt = dinonat_train::trainer::checkpoint_path(&t.config.out_dir);
+    let result = t.run_with(a.stop_at, |tr, l| {
+        curves.record(l);
+        if (l.step + 1) % every == 0 || l.step + 1 == total || l.step == 0 {
+            say!(js, "{}", l.progress_line(total));
+        }
+        if let Some(kind) = train_eval::collapse(l.teacher_entropy, ln_k) {
+            if l.step >= collapse_after && warned_at.is_none_or(|w| l.step >= w + 10 * every) {
+                eprintln!(
+                    "warning: step {}: teacher entropy {:.4} is {kind} (ln K = {ln_k:.4}): the teacher may be collapsing",
+                    l.step + 1,
+                    l.teacher_entropy
+                );
+                warned_at = Some(l.step);
+            }
+        }
+        if let Some(s) = &split {
+            if a.eval_every > 0 && (l.step + 1) % a.eval_every == 0 && l.step + 1 < total {
+                let top1 = s.knn_backbone(&tr.teacher.backbone).map_err(dinonat_train::trainer::TrainError)?;
+                say!(js, "step {}: k-NN top-1 {top1:.2}% (teacher)", l.step + 1);
+                curves.knn.push(((l.step + 1) as f64, top1));
+            }
+        }
+        if let Some((secs, m)) = deadline {
+            if start.elapsed().as_secs_f64() >= secs && l.step + 1 < total {
+                say!(js, "--max-minutes {m}: stopping after step {} with a checkpoint", l.step + 1);
+                return Ok(Control::Stop);
+            }
+        }
+        Ok(Control::Continue)
+    });
+    let logs = match result {
+        Ok(logs) => logs,
+        Err(e) => {
+            let kept = if ckpt.is_file() {
+                format!("the last good checkpoint is kept: {}", ckpt.display())
+            } else {
+                "no checkpoint was written yet".to_string()
+            };
+            let _ = curves.write_pngs(&t.config.out_dir);
+            return Err(format!("{e}; {kept}"));
+        }
+    };
     let secs = start.elapsed().as_secs_f64();
     let images: usize = logs.len() * t.config.batch_size;
-    println!(
+    say!(
+        js,
         "done: {} steps in {:.1} s ({:.3} steps/s, {:.1} img/s); checkpoint {}",
         logs.len(),
         secs,
         logs.len() as f64 / secs.max(1e-9),
         images as f64 / secs.max(1e-9),
-        dinonat_train::trainer::checkpoint_path(&t.config.out_dir).display()
+        ckpt.display()
     );
+
+    let mut out = json!({
+        "command": "train",
+        "arch": t.config.arch,
+        "steps": t.step,
+        "total_steps": total,
+        "train_seconds": secs,
+        "img_per_s": images as f64 / secs.max(1e-9),
+        "final_loss": logs.last().map(|l| l.loss),
+        "final_teacher_entropy": logs.last().map(|l| l.teacher_entropy),
+        "checkpoint": ckpt.display().to_string(),
+    });
+    if let (Some(s), Some((pixels, random))) = (&split, baselines) {
+        let trained = s.knn_backbone(&t.teacher.backbone)?;
+        curves.knn.push((t.step as f64, trained));
+        say!(js, "\nk-NN top-1 (k = 20, T = 0.07) on {}:", s.describe());
+        say!(js, "| features | top-1 % |\n|---|---|");
+        say!(js, "| trained teacher (step {}) | {trained:.2} |", t.step);
+        say!(
+            js,
+            "| random init ({}, seed {}) | {random:.2} |",
+            t.config.arch,
+            t.config.seed
+        );
+        say!(js, "| raw pixels ({} px) | {pixels:.2} |", s.size);
+        out["knn_top1_trained"] = json!(trained);
+        out["knn_top1_random"] = json!(random);
+        out["knn_top1_pixels"] = json!(pixels);
+        out["knn_split"] = json!(s.describe());
+    }
+    match curves.write_pngs(&t.config.out_dir) {
+        Ok(files) => say!(js, "curves: {}", files.join(", ")),
+        Err(e) => eprintln!("warning: curves not drawn: {e}"),
+    }
+    if js {
+        println!("{out}");
+    }
     Ok(())
 }
 

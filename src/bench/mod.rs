@@ -4,6 +4,7 @@ pub mod attention;
 pub mod attention_cuda;
 pub mod gemm;
 pub mod gemm_cuda;
+pub mod train_step;
 
 use crate::Device;
 use clap::{Args, Subcommand};
@@ -14,6 +15,51 @@ pub enum BenchCommand {
     Gemm(GemmArgs),
     /// Neighborhood attention against full self-attention: time, GFLOP/s and extra memory per grid size.
     Attention(AttentionArgs),
+    /// Whole DINO training steps: img/s, forward / backward / optimiser / EMA / data split, GFLOP/s.
+    TrainStep(TrainStepArgs),
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct TrainStepArgs {
+    /// Backbone config.
+    #[arg(long, default_value = "nat_mini")]
+    pub arch: String,
+    /// Side of the (procedural) source images.
+    #[arg(long, default_value_t = 64)]
+    pub image_size: usize,
+    /// Global crop size (2 global crops).
+    #[arg(long, default_value_t = 64)]
+    pub global_size: usize,
+    /// Local crop size.
+    #[arg(long, default_value_t = 32)]
+    pub local_size: usize,
+    /// Number of local crops.
+    #[arg(long, default_value_t = 6)]
+    pub local_crops: usize,
+    /// Source images per step.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// K, the DINO head's output dimension.
+    #[arg(long, default_value_t = 4096)]
+    pub out_dim: usize,
+    /// Hidden width of the DINO head.
+    #[arg(long, default_value_t = 2048)]
+    pub head_hidden: usize,
+    /// Bottleneck width of the DINO head.
+    #[arg(long, default_value_t = 256)]
+    pub head_bottleneck: usize,
+    /// Unmeasured warm-up steps.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Measured steps.
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// Threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -91,5 +137,6 @@ pub fn run(which: BenchCommand) -> Result<(), String> {
             Device::Cpu => attention::run(&args),
             Device::Cuda => attention_cuda::run(&args),
         },
+        BenchCommand::TrainStep(args) => train_step::run(&args),
     }
 }

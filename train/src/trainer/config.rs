@@ -39,6 +39,12 @@ pub struct TrainConfig {
     #[serde(default = "default_teacher_temp")]
     pub teacher_temp: f64,
     pub drop_path: f64,
+    /// Hue jitter strength of the colour jitter (DINO: 0.1; at most 0.5, a full turn of the wheel).
+    #[serde(default = "default_hue")]
+    pub hue: f64,
+    /// Grayscale probability of every view (DINO: 0.2).
+    #[serde(default = "default_grayscale")]
+    pub grayscale: f64,
     /// Per-tensor gradient clipping threshold (0: off).
     pub clip_grad: f64,
     pub checkpoint_every: usize,
@@ -48,6 +54,14 @@ pub struct TrainConfig {
 
 fn default_teacher_temp() -> f64 {
     0.07
+}
+
+fn default_hue() -> f64 {
+    0.1
+}
+
+fn default_grayscale() -> f64 {
+    0.2
 }
 
 impl Default for TrainConfig {
@@ -71,6 +85,8 @@ impl Default for TrainConfig {
             warmups: WarmupFractions::default(),
             teacher_temp: 0.04,
             drop_path: 0.1,
+            hue: default_hue(),
+            grayscale: default_grayscale(),
             clip_grad: 3.0,
             checkpoint_every: 100,
             log_every: 10,
@@ -91,7 +107,10 @@ impl TrainConfig {
     }
 
     pub fn multi_crop(&self) -> MultiCropConfig {
-        MultiCropConfig::scaled(self.global_size, self.local_size, self.n_local)
+        let mut m = MultiCropConfig::scaled(self.global_size, self.local_size, self.n_local);
+        m.jitter.hue = self.hue as f32;
+        m.p_grayscale = self.grayscale;
+        m
     }
 
     /// The student's backbone config (drop path as configured).
@@ -144,6 +163,18 @@ impl TrainConfig {
             return Err(TrainError::flag(
                 "--drop-path",
                 format!("{} must be in [0, 1)", self.drop_path),
+            ));
+        }
+        if !(0.0..=0.5).contains(&self.hue) {
+            return Err(TrainError::flag(
+                "--hue",
+                format!("{} must be in [0, 0.5]", self.hue),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.grayscale) {
+            return Err(TrainError::flag(
+                "--grayscale",
+                format!("{} must be a probability in [0, 1]", self.grayscale),
             ));
         }
         if self.clip_grad.is_nan() || self.clip_grad < 0.0 {

@@ -80,6 +80,28 @@ pub struct Trainer {
     params: Vec<(String, Tensor)>,
     /// The head's last layer (its gradient is dropped while frozen).
     last_layer: Vec<Tensor>,
+    /// Where the time of the last [`Trainer::train_step`] went.
+    pub last_timings: StepTimings,
+}
+
+/// Seconds spent in each part of one step (`dinonat bench train-step` reports them).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepTimings {
+    /// Teacher and student forward passes and the loss.
+    pub forward: f64,
+    pub backward: f64,
+    /// Clipping, dropping the frozen last layer's gradient, AdamW.
+    pub optimizer: f64,
+    /// Teacher EMA and centre update.
+    pub ema: f64,
+}
+
+/// What [`Trainer::run_with`]'s callback asks for after a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    /// Stop now, writing a checkpoint (e.g. `--max-minutes` reached).
+    Stop,
 }
 
 impl Trainer {
@@ -130,6 +152,7 @@ impl Trainer {
             builder,
             params,
             last_layer,
+            last_timings: StepTimings::default(),
         })
     }
 
@@ -165,6 +188,12 @@ impl Trainer {
         );
         let frozen = s.last_layer_frozen(step);
         let (crops, global) = batch_tensors(batch)?;
+        let mut clock = Instant::now();
+        let mut lap = || {
+            let t = clock.elapsed().as_secs_f64();
+            clock = Instant::now();
+            t
+        };
         // drop path's generator is a function of (seed, step): a resumed run draws the same masks
         let mut rng = Rng::new(mix64(self.config.seed ^ mix64(step as u64 + 1)));
 
@@ -177,14 +206,18 @@ impl Trainer {
             .loss
             .forward(&student_out, &teacher_out, teacher_temp)?;
         let loss = out.loss.item()?;
-        if !loss.is_finite() {
+        let (teacher_entropy, kl) = (out.teacher_entropy, out.kl);
+        if !(loss.is_finite() && teacher_entropy.is_finite() && kl.is_finite()) {
             return Err(TrainError(format!(
-                "step {step}: the loss is {loss}; stopping"
+                "step {}: the loss is {loss} (teacher entropy {teacher_entropy}, KL {kl}): not finite; \
+                 stopping before the update (lower --lr, or keep --clip-grad on)",
+                step + 1
             )));
         }
-        let (teacher_entropy, kl) = (out.teacher_entropy, out.kl);
+        let forward = lap();
         let mut grads = out.loss.backward()?;
         drop(out);
+        let backward = lap();
         if self.config.clip_grad > 0.0 {
             clip_grad_norms(&mut grads, &self.params, self.config.clip_grad)?;
         }
@@ -195,6 +228,7 @@ impl Trainer {
         }
         self.optimizer.step(&grads, lr, wd)?;
         drop(grads);
+        let optimizer = lap();
         ema_update(
             &self.teacher.backbone.params,
             &self.student.backbone.params,
@@ -206,6 +240,12 @@ impl Trainer {
             momentum,
         )?;
         self.loss.update_center(&teacher_out)?;
+        self.last_timings = StepTimings {
+            forward,
+            backward,
+            optimizer,
+            ema: lap(),
+        };
 
         let seconds = start.elapsed().as_secs_f64();
         let log = StepLog {
@@ -233,6 +273,20 @@ impl Trainer {
         stop_at: Option<usize>,
         mut on_step: impl FnMut(&StepLog),
     ) -> Result<Vec<StepLog>> {
+        self.run_with(stop_at, |_, log| {
+            on_step(log);
+            Ok(Control::Continue)
+        })
+    }
+
+    /// [`Trainer::run`] with a callback that sees the trainer after each step (e.g. to evaluate the
+    /// teacher) and may stop the run early (a checkpoint is written either way). A step whose loss
+    /// is not finite is an error before any update, so the checkpoint on disk stays the last good one.
+    pub fn run_with(
+        &mut self,
+        stop_at: Option<usize>,
+        mut on_step: impl FnMut(&Trainer, &StepLog) -> Result<Control>,
+    ) -> Result<Vec<StepLog>> {
         let out = self.config.out_dir.clone();
         std::fs::create_dir_all(&out).map_err(|e| {
             TrainError(format!(
@@ -247,7 +301,8 @@ impl Trainer {
         let mut csv = CsvLog::open(&out.join("log.csv"), self.step > 0)?;
         let end = stop_at.unwrap_or(self.config.steps).min(self.config.steps);
         let mut logs = Vec::new();
-        while self.step < end {
+        let mut stop = false;
+        while self.step < end && !stop {
             let epoch = self.step / self.steps_per_epoch;
             let first = self.step % self.steps_per_epoch;
             let count = (self.steps_per_epoch - first).min(end - self.step);
@@ -263,18 +318,33 @@ impl Trainer {
                 log.seconds += waited;
                 log.img_per_s = batch.indices.len() as f64 / log.seconds.max(1e-9);
                 csv.line(&log.csv_row())?;
-                on_step(&log);
+                stop = on_step(self, &log)? == Control::Stop;
                 if self.config.checkpoint_every > 0
                     && self.step.is_multiple_of(self.config.checkpoint_every)
                 {
                     self.save_checkpoint()?;
                 }
                 logs.push(log);
+                if stop {
+                    break;
+                }
                 data_wait = Instant::now();
             }
         }
         self.save_checkpoint()?;
         Ok(logs)
+    }
+
+    /// Batch `index` of epoch `epoch` in the run's data order, prepared on this thread (benchmarks
+    /// time the data preparation apart from the step).
+    pub fn prepare_batch(&self, epoch: u64, index: usize) -> Result<MultiCropBatch> {
+        let batches = self
+            .builder
+            .epoch_batches(epoch, self.config.batch_size, true);
+        let indices = batches
+            .get(index % batches.len().max(1))
+            .ok_or_else(|| TrainError(format!("epoch {epoch} has no batch {index}")))?;
+        Ok(self.builder.build(epoch, indices)?)
     }
 
     /// Writes the run's checkpoint atomically; returns its path.

@@ -1,0 +1,199 @@
+//! `dinonat bench train-step`: whole DINO training steps (teacher forward on the 2 global views,
+//! student forward + backward on all views, loss, clipping, AdamW, teacher EMA, centre update) of
+//! a config, with the data preparation (decode + multi-crop augmentation) timed apart. Reports
+//! img/s (source images, not crops, per second of step time), the split of a step and the
+//! sustained GFLOP/s. The PyTorch twin is /work/shared/bench-ref/dino_step_torch.py (same default
+//! shape: nat_mini, 2 x 64 + 6 x 32 crops, batch 32, head 2048-2048-256 -> K 4096).
+//!
+//! FLOPs: 2 x the backbone's multiply-adds (`NatConfig::macs`: convs, linears, attention) plus
+//! the head's linears, per view; the student's backward counts twice its forward.
+
+use super::TrainStepArgs;
+use dinonat_train::dino::schedule::WarmupFractions;
+use dinonat_train::trainer::config::TrainConfig;
+use dinonat_train::trainer::{StepTimings, Trainer};
+use serde_json::json;
+use std::time::Instant;
+
+/// FLOPs of one step: teacher forward of 2 global views, student forward + backward (3x) of all.
+fn step_flops(c: &TrainConfig) -> Result<f64, String> {
+    let nat = c.backbone().map_err(|e| e.to_string())?;
+    let f = nat.num_features() as f64;
+    let (h, b, k) = (
+        c.head_hidden_dim as f64,
+        c.head_bottleneck_dim as f64,
+        c.out_dim as f64,
+    );
+    let head = 2.0 * (f * h + h * h + h * b + b * k);
+    let view = |s: usize| 2.0 * nat.macs(s, s) as f64 + head;
+    let (g, l) = (view(c.global_size), view(c.local_size));
+    let teacher = 2.0 * g;
+    let student = 3.0 * (2.0 * g + c.n_local as f64 * l);
+    Ok(c.batch_size as f64 * (teacher + student))
+}
+
+/// Seconds of CPU (user + system) this process has used, where /proc says so.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+pub fn run(args: &TrainStepArgs) -> Result<(), String> {
+    match args.threads {
+        None => measure(args),
+        Some(0) => Err("--threads: must be at least 1".into()),
+        Some(t) => rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build()
+            .map_err(|e| format!("--threads {t}: cannot build a thread pool: {e}"))?
+            .install(|| measure(args)),
+    }
+}
+
+fn measure(a: &TrainStepArgs) -> Result<(), String> {
+    if a.steps == 0 {
+        return Err("--steps: must be at least 1".into());
+    }
+    let total = a.warmup + a.steps;
+    let config = TrainConfig {
+        arch: a.arch.clone(),
+        out_dim: a.out_dim,
+        head_hidden_dim: a.head_hidden,
+        head_bottleneck_dim: a.head_bottleneck,
+        data: None,
+        procedural_len: a.batch_size.max(1) * total,
+        procedural_size: a.image_size,
+        global_size: a.global_size,
+        local_size: a.local_size,
+        n_local: a.local_crops,
+        batch_size: a.batch_size,
+        // a long schedule: the measured steps run at a warm, non-zero lr with the last layer free
+        steps: 1000,
+        seed: 0,
+        base_lr: 0.0005,
+        warmups: WarmupFractions {
+            lr: 0.0,
+            teacher_temp: 0.0,
+            freeze_last_layer: 0.0,
+        },
+        teacher_temp: 0.04,
+        drop_path: 0.1,
+        hue: 0.1,
+        grayscale: 0.2,
+        clip_grad: 3.0,
+        checkpoint_every: 0,
+        log_every: 1,
+        out_dir: std::env::temp_dir(),
+    };
+    let flops = step_flops(&config)?;
+    let mut t = Trainer::new(config).map_err(|e| e.to_string())?;
+    let c = &t.config;
+    let describe = format!(
+        "{} + head {}-{}-{} -> K {} | {} px images, crops 2 x {} + {} x {} | batch {} | {} threads",
+        c.arch,
+        c.head_hidden_dim,
+        c.head_hidden_dim,
+        c.head_bottleneck_dim,
+        c.out_dim,
+        c.procedural_size,
+        c.global_size,
+        c.n_local,
+        c.local_size,
+        c.batch_size,
+        rayon::current_num_threads()
+    );
+    if !a.json {
+        println!("bench train-step: {describe}");
+        println!(
+            "{} warm-up + {} measured steps; {:.2} GFLOP per step",
+            a.warmup,
+            a.steps,
+            flops / 1e9
+        );
+    }
+    let (mut sum, mut data, mut step_s, mut cpu) = (StepTimings::default(), 0.0, 0.0, 0.0);
+    for i in 0..total {
+        let clock = Instant::now();
+        let batch = t.prepare_batch(0, i).map_err(|e| e.to_string())?;
+        let data_s = clock.elapsed().as_secs_f64();
+        let cpu0 = cpu_seconds();
+        let clock = Instant::now();
+        let log = t.train_step(&batch).map_err(|e| e.to_string())?;
+        let secs = clock.elapsed().as_secs_f64();
+        let cpu_s = cpu_seconds()
+            .zip(cpu0)
+            .map(|(b, a)| b - a)
+            .unwrap_or(f64::NAN);
+        let measured = i >= a.warmup;
+        if !a.json {
+            println!(
+                "step {}{}: {secs:.3} s (data {data_s:.3} s), loss {:.4}",
+                i + 1,
+                if measured { "" } else { " (warm-up)" },
+                log.loss
+            );
+        }
+        if measured {
+            let l = t.last_timings;
+            sum.forward += l.forward;
+            sum.backward += l.backward;
+            sum.optimizer += l.optimizer;
+            sum.ema += l.ema;
+            data += data_s;
+            step_s += secs;
+            cpu += cpu_s;
+        }
+    }
+    let n = a.steps as f64;
+    let step = step_s / n;
+    let img_per_s = t.config.batch_size as f64 / step;
+    let gflops = flops / step / 1e9;
+    let cpu_per_step = cpu / n;
+    let (fw, bw, op, ema, dt) = (
+        sum.forward / n,
+        sum.backward / n,
+        sum.optimizer / n,
+        sum.ema / n,
+        data / n,
+    );
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "bench": "train-step",
+                "arch": t.config.arch,
+                "image_size": t.config.procedural_size,
+                "global_size": t.config.global_size,
+                "local_size": t.config.local_size,
+                "local_crops": t.config.n_local,
+                "batch": t.config.batch_size,
+                "out_dim": t.config.out_dim,
+                "head_hidden": t.config.head_hidden_dim,
+                "head_bottleneck": t.config.head_bottleneck_dim,
+                "threads": rayon::current_num_threads(),
+                "warmup_steps": a.warmup,
+                "steps": a.steps,
+                "step_seconds": step,
+                "img_per_s": img_per_s,
+                "forward_seconds": fw,
+                "backward_seconds": bw,
+                "optimizer_seconds": op,
+                "ema_seconds": ema,
+                "data_seconds": dt,
+                "cpu_seconds_per_step": cpu_per_step,
+                "gflop_per_step": flops / 1e9,
+                "gflops": gflops,
+            })
+        );
+    } else {
+        println!(
+            "step {step:.3} s = {img_per_s:.2} img/s (source images) | forward {fw:.3} s, backward {bw:.3} s, \
+             optimiser {op:.4} s, EMA {ema:.4} s | data (separate, not in the step) {dt:.3} s | \
+             {gflops:.1} GFLOP/s sustained | CPU {cpu_per_step:.2} s per step"
+        );
+    }
+    Ok(())
+}

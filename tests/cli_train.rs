@@ -1,0 +1,227 @@
+//! End-to-end checks of `dinonat train` (the main job: training, then the k-NN table) and
+//! `dinonat bench train-step`, with tiny configs so each run takes about a second.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn dinonat(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dinonat"))
+        .args(args)
+        .output()
+        .expect("the dinonat binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dinonat-cli-train-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn last_json(stdout: &str) -> Value {
+    let line = stdout.lines().last().expect("some output");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {line}"))
+}
+
+/// nat_pico, K 32, head 16-16-8, 2 x 16 + 2 x 8 crops, batch 4, 4 steps, k-NN on 40 / 20 images.
+const TINY: [&str; 22] = [
+    "--arch",
+    "nat_pico",
+    "--out-dim",
+    "32",
+    "--head-hidden",
+    "16",
+    "--head-bottleneck",
+    "8",
+    "--global-size",
+    "16",
+    "--local-size",
+    "8",
+    "--local-crops",
+    "2",
+    "--batch-size",
+    "4",
+    "--steps",
+    "4",
+    "--procedural-len",
+    "16",
+    "--procedural-size",
+    "32",
+];
+
+#[test]
+fn train_json_ends_with_the_knn_of_trained_random_and_pixels() {
+    let dir = temp_dir("json");
+    let out = dir.to_str().unwrap();
+    let mut args = vec!["train"];
+    args.extend(TINY);
+    args.extend([
+        "--eval-builtin",
+        "40",
+        "20",
+        "--eval-size",
+        "16",
+        "--eval-every",
+        "2",
+        "--out",
+        out,
+        "--json",
+    ]);
+    let (ok, stdout, stderr) = dinonat(&args);
+    assert!(ok, "train failed: {stderr}");
+    let v = last_json(&stdout);
+    for key in ["knn_top1_trained", "knn_top1_random", "knn_top1_pixels"] {
+        let x = v[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} missing: {v}"));
+        assert!((0.0..=100.0).contains(&x), "{key} = {x}");
+    }
+    assert_eq!(v["steps"].as_u64(), Some(4));
+    for f in [
+        "checkpoint.safetensors",
+        "log.csv",
+        "curve_loss.png",
+        "curve_entropy.png",
+        "curve_knn.png",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    // the k-NN curve: step 0 (random init), step 2 (--eval-every), step 4 (the end)
+    assert!(stderr.contains("step 2: k-NN top-1"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bench_train_step_json_reports_img_per_s() {
+    let (ok, stdout, stderr) = dinonat(&[
+        "bench",
+        "train-step",
+        "--arch",
+        "nat_pico",
+        "--image-size",
+        "32",
+        "--global-size",
+        "16",
+        "--local-size",
+        "8",
+        "--local-crops",
+        "2",
+        "--batch-size",
+        "2",
+        "--out-dim",
+        "32",
+        "--head-hidden",
+        "16",
+        "--head-bottleneck",
+        "8",
+        "--steps",
+        "1",
+        "--json",
+    ]);
+    assert!(ok, "bench failed: {stderr}");
+    let v = last_json(&stdout);
+    let ips = v["img_per_s"].as_f64().expect("img_per_s");
+    assert!(ips > 0.0 && ips.is_finite(), "img_per_s = {ips}");
+    for key in [
+        "forward_seconds",
+        "backward_seconds",
+        "optimizer_seconds",
+        "ema_seconds",
+        "data_seconds",
+        "gflops",
+    ] {
+        assert!(v[key].as_f64().is_some(), "{key} missing: {v}");
+    }
+}
+
+#[test]
+fn bad_flags_name_the_flag() {
+    let dir = temp_dir("bad");
+    let out = dir.to_str().unwrap();
+    for (args, flag) in [
+        (
+            vec!["train", "--batch-size", "0", "--out", out],
+            "--batch-size",
+        ),
+        (
+            vec!["train", "--max-minutes", "0", "--out", out],
+            "--max-minutes",
+        ),
+        (vec!["train", "--arch", "nat_huge", "--out", out], "--arch"),
+        (vec!["train", "--lr", "0", "--out", out], "--lr"),
+        (
+            vec![
+                "train",
+                "--eval-train",
+                "/nonexistent/a",
+                "--eval-val",
+                "/nonexistent/b",
+                "--out",
+                out,
+            ],
+            "--eval-train",
+        ),
+        (vec!["bench", "train-step", "--steps", "0"], "--steps"),
+        (vec!["bench", "train-step", "--arch", "nat_huge"], "--arch"),
+    ] {
+        let (ok, _, stderr) = dinonat(&args);
+        assert!(!ok, "{args:?} should fail");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn resume_continues_and_max_minutes_stops_with_a_checkpoint() {
+    let dir = temp_dir("resume");
+    let out = dir.to_str().unwrap();
+    let mut args = vec!["train"];
+    args.extend(TINY);
+    args.extend(["--no-eval", "--stop-at", "2", "--out", out]);
+    let (ok, _, stderr) = dinonat(&args);
+    assert!(ok, "{stderr}");
+    let ck = dir.join("checkpoint.safetensors");
+    let ck = ck.to_str().unwrap();
+    let (ok, stdout, stderr) = dinonat(&["train", "--resume", ck, "--no-eval"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("resuming at step 2"), "{stdout}");
+    assert!(stdout.contains("done: 2 steps"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
+    let dir = temp_dir("nan");
+    let out = dir.to_str().unwrap();
+    let mut args = vec!["train"];
+    args.extend(TINY);
+    // an absurd lr without clipping: step 1 leaves weights that make step 2's loss NaN
+    args.extend([
+        "--no-eval",
+        "--lr",
+        "1e35",
+        "--lr-warmup",
+        "0",
+        "--clip-grad",
+        "0",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        out,
+    ]);
+    let (ok, _, stderr) = dinonat(&args);
+    assert!(!ok, "the run should stop");
+    assert!(stderr.contains("step 2: the loss is NaN"), "{stderr}");
+    assert!(stderr.contains("last good checkpoint is kept"), "{stderr}");
+    let ck = dir.join("checkpoint.safetensors");
+    let (ok, stdout, stderr) = dinonat(&["train", "--check-checkpoint", ck.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("step 1 of 4"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
