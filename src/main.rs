@@ -8,7 +8,6 @@ mod cmd_eval;
 mod cmd_filter;
 mod cmd_train;
 mod info;
-#[allow(dead_code)] // used by `dinonat bench attention` and training reports once they land
 mod plot;
 
 use clap::{Parser, Subcommand, ValueEnum};
