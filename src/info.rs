@@ -3,16 +3,68 @@
 use dinonat_kernels::cpu::isa;
 use dinonat_kernels::cuda::{nvrtc, GpuDevice};
 
+/// What each CPU kernel runs on the given instruction-set path (the register tiles are the
+/// microkernels' in kernels/src/cpu/gemm, the lane counts the SIMD layer's).
+fn kernel_paths(active: isa::Isa) -> [(&'static str, String); 5] {
+    let (gemm_tile, lanes) = match active {
+        isa::Isa::Avx512 => ("14x32 register tile", 16),
+        isa::Isa::Avx2Fma => ("6x16 register tile", 8),
+        isa::Isa::Portable => ("4x8 register tile", 8),
+    };
+    let name = active.name();
+    [
+        (
+            "sgemm",
+            format!("{name}, {gemm_tile}, packed panels, rayon over C tiles"),
+        ),
+        (
+            "softmax/layernorm/gelu",
+            format!("{name}, {lanes} lanes, rayon over rows"),
+        ),
+        (
+            "elementwise/reductions",
+            format!("{name}, {lanes} lanes, fixed-chunk reductions"),
+        ),
+        (
+            "neighborhood attention",
+            format!("{name}, fused row tiles, rayon over (batch, head, tile)"),
+        ),
+        ("full attention", format!("{name}, flash-style key tiles")),
+    ]
+}
+
+/// The x86 features the dispatch looks at ("-" where the processor lacks one).
+fn cpu_features() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let f = |name: &'static str, present: bool| if present { name } else { "-" };
+        [
+            f("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+            f("avx2", std::arch::is_x86_feature_detected!("avx2")),
+            f("fma", std::arch::is_x86_feature_detected!("fma")),
+        ]
+        .join(" ")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::env::consts::ARCH.to_string()
+    }
+}
+
 pub fn run() -> Result<(), String> {
+    println!("cpu features:     {}", cpu_features());
     println!("cpu isa detected: {}", isa::detected().name());
     println!("cpu isa active:   {}", isa::active().name());
     println!("threads:          {}", rayon::current_num_threads());
+    for (kernel, path) in kernel_paths(isa::active()) {
+        println!("  {kernel:<24}{path}");
+    }
     match GpuDevice::get() {
         Ok(dev) => {
             let i = dev.info();
             println!("gpu:              {}", i.name);
             println!(
-                "gpu compute cap:  {}.{} (kernels compiled for {})",
+                "gpu compute cap:  {}.{} (kernels compiled for {}; the wgmma GEMM for sm_90a on Hopper)",
                 i.compute_capability.0, i.compute_capability.1, i.arch
             );
             println!(
