@@ -86,6 +86,9 @@ pub struct TrainArgs {
     /// Drop-path rate of the student (the teacher has none).
     #[arg(long, default_value_t = 0.1)]
     drop_path: f64,
+    /// Teacher EMA momentum at step 0, cosine to 1 over the run (DINO: 0.996 for long runs).
+    #[arg(long, default_value_t = 0.996)]
+    momentum_teacher: f64,
     /// Hue jitter strength (DINO: 0.1; at most 0.5).
     #[arg(long, default_value_t = 0.1)]
     hue: f64,
@@ -178,6 +181,7 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
         },
         teacher_temp: a.teacher_temp,
         drop_path: a.drop_path,
+        momentum_teacher: a.momentum_teacher,
         hue: a.hue,
         grayscale: a.grayscale,
         clip_grad: a.clip_grad,

@@ -81,6 +81,7 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
         },
         teacher_temp: 0.04,
         drop_path: 0.1,
+        momentum_teacher: 0.996,
         hue: 0.1,
         grayscale: 0.2,
         clip_grad: 3.0,

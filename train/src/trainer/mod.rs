@@ -140,6 +140,7 @@ impl Trainer {
         Ok(Trainer {
             schedules: Schedules {
                 teacher_temp: config.teacher_temp,
+                momentum_teacher: config.momentum_teacher,
                 ..Schedules::for_run(config.steps, config.peak_lr(), config.warmups)
             },
             loss: DinoLoss::new(config.out_dim, config.ncrops()),
