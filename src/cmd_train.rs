@@ -37,6 +37,9 @@ pub struct TrainArgs {
     /// Bottleneck width of the DINO head (DINO: 256).
     #[arg(long, default_value_t = 128)]
     head_bottleneck: usize,
+    /// BatchNorm in the DINO head's hidden layers (DINO's use_bn_in_head).
+    #[arg(long)]
+    head_bn: bool,
     /// Image folder, IDX or CIFAR-10 directory; omitted: the built-in procedural data set.
     #[arg(long)]
     data: Option<PathBuf>,
@@ -164,6 +167,7 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
         out_dim: a.out_dim,
         head_hidden_dim: a.head_hidden,
         head_bottleneck_dim: a.head_bottleneck,
+        head_bn: a.head_bn,
         data: a.data.clone(),
         procedural_len: a.procedural_len,
         procedural_size: a.procedural_size,

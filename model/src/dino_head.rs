@@ -22,6 +22,11 @@ pub struct DinoHeadConfig {
     pub nlayers: usize,
     /// Keep g fixed at 1 (not trained).
     pub norm_last_layer: bool,
+    /// BatchNorm after each hidden Linear (DINO's `use_bn_in_head`; off by default). The layers
+    /// are then `mlp.0`, BN `mlp.1`, `mlp.3`, BN `mlp.4`, `mlp.6`, as PyTorch's Sequential numbers
+    /// them. The statistics are always those of the batch (student and teacher both run DINO's
+    /// train mode); no running averages are kept, since only the backbone is used after training.
+    pub use_bn: bool,
 }
 
 impl DinoHeadConfig {
@@ -35,6 +40,7 @@ impl DinoHeadConfig {
             out_dim,
             nlayers: 3,
             norm_last_layer: true,
+            use_bn: false,
         }
     }
 
@@ -45,6 +51,10 @@ impl DinoHeadConfig {
             v.push((format!("{name}.weight"), vec![fan_out, fan_in]));
             v.push((format!("{name}.bias"), vec![fan_out]));
         }
+        for name in self.bn_layers() {
+            v.push((format!("{name}.weight"), vec![self.hidden_dim]));
+            v.push((format!("{name}.bias"), vec![self.hidden_dim]));
+        }
         v.push(("last_layer.weight_g".into(), vec![self.out_dim, 1]));
         v.push((
             "last_layer.weight_v".into(),
@@ -53,8 +63,28 @@ impl DinoHeadConfig {
         v
     }
 
+    /// Sequential index step between Linear layers: 2 (Linear, GELU) or 3 with BN.
+    fn stride(&self) -> usize {
+        if self.use_bn {
+            3
+        } else {
+            2
+        }
+    }
+
+    /// Names of the BatchNorm layers (one after each hidden Linear) when `use_bn`.
+    fn bn_layers(&self) -> Vec<String> {
+        if !self.use_bn || self.nlayers == 1 {
+            return Vec::new();
+        }
+        (0..self.nlayers - 1)
+            .map(|i| format!("mlp.{}", self.stride() * i + 1))
+            .collect()
+    }
+
     /// (name, in, out) of the MLP's Linear layers: `mlp` alone for one layer, else `mlp.0`,
-    /// `mlp.2`, ... (GELUs sit at the odd indices of PyTorch's Sequential).
+    /// `mlp.2`, ... (GELUs sit at the odd indices of PyTorch's Sequential; with BN `mlp.0`,
+    /// `mlp.3`, ...).
     fn mlp_layers(&self) -> Vec<(String, usize, usize)> {
         if self.nlayers == 1 {
             return vec![("mlp".into(), self.in_dim, self.bottleneck_dim)];
@@ -67,7 +97,7 @@ impl DinoHeadConfig {
                 } else {
                     self.hidden_dim
                 };
-                (format!("mlp.{}", 2 * i), fan_in, fan_out)
+                (format!("mlp.{}", self.stride() * i), fan_in, fan_out)
             })
             .collect()
     }
@@ -79,6 +109,8 @@ pub struct DinoHead {
     pub config: DinoHeadConfig,
     pub params: ParamStore,
     pub mlp: Vec<Linear>,
+    /// (gamma, beta) of the BatchNorm after each hidden Linear, when `use_bn`.
+    pub bn: Vec<(Tensor, Tensor)>,
     /// g [K, 1].
     pub weight_g: Tensor,
     /// v [K, bottleneck].
@@ -109,6 +141,16 @@ impl DinoHead {
             .into_iter()
             .map(|(name, i, o)| Linear::new(&mut s, &name, i, o, true))
             .collect::<dinonat_engine::Result<Vec<_>>>()?;
+        let bn = c
+            .bn_layers()
+            .into_iter()
+            .map(|name| {
+                Ok((
+                    s.add(&format!("{name}.weight"), &[c.hidden_dim], Init::Ones)?,
+                    s.add(&format!("{name}.bias"), &[c.hidden_dim], Init::Zeros)?,
+                ))
+            })
+            .collect::<dinonat_engine::Result<Vec<_>>>()?;
         let g_shape = [c.out_dim, 1];
         let weight_g = if c.norm_last_layer {
             s.add_fixed("last_layer.weight_g", &g_shape, Init::Ones)?
@@ -126,6 +168,7 @@ impl DinoHead {
             config: c.clone(),
             params: s,
             mlp,
+            bn,
             weight_g,
             weight_v,
         })
@@ -142,6 +185,9 @@ impl DinoHead {
         for (i, layer) in self.mlp.iter().enumerate() {
             x = layer.forward(&x)?;
             if i + 1 < self.mlp.len() {
+                if let Some((gamma, beta)) = self.bn.get(i) {
+                    x = batch_norm(&x, gamma, beta)?;
+                }
                 x = x.gelu()?;
             }
         }
@@ -153,4 +199,17 @@ impl DinoHead {
         let z = self.bottleneck(x)?.l2_normalize(NORM_EPS)?;
         Ok(z.linear(&self.last_layer_weight()?, None)?)
     }
+}
+
+/// BatchNorm1d's eps.
+const BN_EPS: f64 = 1e-5;
+
+/// BatchNorm over the batch of x [B, C] with batch statistics (biased variance, as PyTorch in
+/// train mode): y = (x - mean_B x) / sqrt(var_B x + eps) * gamma + beta. Built from engine ops, so
+/// its gradient is their composition (docs/dino-head.md).
+pub fn batch_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
+    let centred = x.sub(&x.mean(0, true)?)?;
+    let var = centred.mul(&centred)?.mean(0, true)?;
+    let std = var.add_scalar(BN_EPS)?.sqrt()?;
+    Ok(centred.div(&std)?.mul(gamma)?.add(beta)?)
 }

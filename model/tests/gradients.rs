@@ -90,7 +90,93 @@ fn head_config(norm_last_layer: bool) -> DinoHeadConfig {
         out_dim: 4,
         nlayers: 3,
         norm_last_layer,
+        use_bn: false,
     }
+}
+
+#[test]
+fn dino_head_with_batch_norm_gradients_and_names() {
+    let config = DinoHeadConfig {
+        use_bn: true,
+        ..head_config(true)
+    };
+    let head = DinoHead::new(&config, DType::F64, 3).unwrap();
+    let names: Vec<String> = config
+        .parameter_shapes()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    for n in [
+        "mlp.0.weight",
+        "mlp.1.weight",
+        "mlp.1.bias",
+        "mlp.3.bias",
+        "mlp.4.weight",
+        "mlp.6.weight",
+    ] {
+        assert!(names.iter().any(|m| m == n), "{n} missing from {names:?}");
+        assert!(head.params.get(n).is_some(), "{n} not in the store");
+    }
+    assert_eq!(head.bn.len(), 2);
+    let mut rng = Rng::new(19);
+    for (name, p) in head.params.iter() {
+        if name.starts_with("mlp") {
+            head.params
+                .assign(name, &rng.normal(p.tensor.shape(), 0.3, 0.6, DType::F64))
+                .unwrap();
+        }
+    }
+    let x = Rng::new(4).normal(&[5, 6], 0.0, 1.0, DType::F64);
+    let inputs = vec![
+        x,
+        head.bn[0].0.clone(),
+        head.bn[1].1.clone(),
+        head.mlp[1].weight.clone(),
+    ];
+    let f = |xs: &[Tensor]| {
+        let mut h = head.clone();
+        h.bn[0].0 = xs[1].clone();
+        h.bn[1].1 = xs[2].clone();
+        h.mlp[1].weight = xs[3].clone();
+        Ok(h.forward(&xs[0]).unwrap())
+    };
+    gradcheck_with(f, &inputs, TOL).unwrap();
+    // batch statistics: every hidden unit after BN has mean beta and variance gamma^2 over the batch
+    let y = dinonat_model::dino_head::batch_norm(
+        &head.mlp[0].forward(&inputs[0]).unwrap(),
+        &head.bn[0].0,
+        &head.bn[0].1,
+    )
+    .unwrap();
+    let (b, c) = (y.shape()[0], y.shape()[1]);
+    let (yv, g, be) = (
+        y.to_vec_f64(),
+        head.bn[0].0.to_vec_f64(),
+        head.bn[0].1.to_vec_f64(),
+    );
+    for j in 0..c {
+        let mean = (0..b).map(|i| yv[i * c + j]).sum::<f64>() / b as f64;
+        let var = (0..b).map(|i| (yv[i * c + j] - mean).powi(2)).sum::<f64>() / b as f64;
+        assert!(
+            (mean - be[j]).abs() < 1e-12,
+            "unit {j}: mean {mean} vs beta {}",
+            be[j]
+        );
+        let want = g[j] * g[j] * var_ratio(&head.mlp[0].forward(&inputs[0]).unwrap(), j);
+        assert!(
+            (var - want).abs() < 1e-9 * (1.0 + want),
+            "unit {j}: var {var} vs {want}"
+        );
+    }
+}
+
+/// var / (var + eps) of column j of x: the variance BatchNorm leaves (times gamma^2).
+fn var_ratio(x: &Tensor, j: usize) -> f64 {
+    let (b, c) = (x.shape()[0], x.shape()[1]);
+    let v = x.to_vec_f64();
+    let mean = (0..b).map(|i| v[i * c + j]).sum::<f64>() / b as f64;
+    let var = (0..b).map(|i| (v[i * c + j] - mean).powi(2)).sum::<f64>() / b as f64;
+    var / (var + 1e-5)
 }
 
 #[test]

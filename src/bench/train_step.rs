@@ -63,6 +63,7 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
         out_dim: a.out_dim,
         head_hidden_dim: a.head_hidden,
         head_bottleneck_dim: a.head_bottleneck,
+        head_bn: false,
         data: None,
         procedural_len: a.batch_size.max(1) * total,
         procedural_size: a.image_size,

@@ -18,6 +18,10 @@ pub struct TrainConfig {
     pub out_dim: usize,
     pub head_hidden_dim: usize,
     pub head_bottleneck_dim: usize,
+    /// BatchNorm in the head's hidden layers (DINO's `use_bn_in_head`). Configs saved before
+    /// this field: off.
+    #[serde(default)]
+    pub head_bn: bool,
     /// Image folder / IDX / CIFAR directory; None: the built-in procedural set.
     pub data: Option<PathBuf>,
     /// Size and image side of the procedural set.
@@ -80,6 +84,7 @@ impl Default for TrainConfig {
             out_dim: 1024,
             head_hidden_dim: 512,
             head_bottleneck_dim: 128,
+            head_bn: false,
             data: None,
             procedural_len: 4096,
             procedural_size: 64,
@@ -134,6 +139,7 @@ impl TrainConfig {
         DinoHeadConfig {
             hidden_dim: self.head_hidden_dim,
             bottleneck_dim: self.head_bottleneck_dim,
+            use_bn: self.head_bn,
             ..DinoHeadConfig::new(in_dim, self.out_dim)
         }
     }
