@@ -7,7 +7,7 @@ use clap::Args;
 use dinonat_train::curate::refuse_inside;
 use dinonat_train::maps::boxes_eval::{run_boxes, BoxesConfig, BoxesReport, ShareSummary};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct BoxesArgs {
@@ -30,7 +30,8 @@ pub struct BoxesArgs {
     /// Attention mass kept by the threshold.
     #[arg(long, default_value_t = 0.6)]
     pub mass: f64,
-    /// Names of the class ids 0, 1, ... (comma separated), e.g. dog,person.
+    /// Names of the class ids 0, 1, ... (comma separated), e.g. dog,person. Default: the one-line `names: [...]`
+    /// of a `data.yaml` in the parent or grand-parent folder of --labels, when there is one.
     #[arg(long, value_name = "A,B,...", value_delimiter = ',')]
     pub class_names: Vec<String>,
     /// Per-image CSV (must not lie inside --images or --labels).
@@ -41,7 +42,26 @@ pub struct BoxesArgs {
     pub json: bool,
 }
 
-fn write_csv(path: &PathBuf, r: &BoxesReport, names: &[String]) -> Result<(), String> {
+/// Class names from the first `data.yaml` beside or above `labels` that has a one-line `names: [a, 'b', ...]`.
+pub fn yaml_names(labels: &Path) -> Option<(PathBuf, Vec<String>)> {
+    labels.ancestors().skip(1).take(2).find_map(|dir| {
+        let file = dir.join("data.yaml");
+        let text = std::fs::read_to_string(&file).ok()?;
+        let list = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("names:"))?
+            .trim();
+        let inner = list.strip_prefix('[')?.strip_suffix(']')?;
+        let names = inner
+            .split(',')
+            .map(|n| n.trim().trim_matches(|c| c == '\'' || c == '"').to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
+        Some((file, names))
+    })
+}
+
+fn write_csv(path: &Path, r: &BoxesReport, names: &[String]) -> Result<(), String> {
     let shown = path.display();
     let mut ids: Vec<usize> = r
         .per_image
@@ -98,6 +118,13 @@ pub fn run(args: BoxesArgs) -> Result<(), String> {
         refuse_inside(f, &args.images, "--csv", "--images").map_err(|e| e.to_string())?;
         refuse_inside(f, &args.labels, "--csv", "--labels").map_err(|e| e.to_string())?;
     }
+    let mut class_names = args.class_names.clone();
+    if class_names.is_empty() {
+        if let Some((file, names)) = yaml_names(&args.labels) {
+            eprintln!("class names from {}", file.display());
+            class_names = names;
+        }
+    }
     let nat = args.weights.load()?;
     let config = BoxesConfig {
         images: args.images,
@@ -106,11 +133,11 @@ pub fn run(args: BoxesArgs) -> Result<(), String> {
         batch: args.batch,
         level: args.level,
         mass: args.mass,
-        class_names: args.class_names.clone(),
+        class_names: class_names.clone(),
     };
     let r = run_boxes(&nat, &config, &mut progress("boxes (images)")).map_err(|e| e.to_string())?;
     if let Some(f) = &args.csv {
-        write_csv(f, &r, &args.class_names)?;
+        write_csv(f, &r, &class_names)?;
     }
     if args.json {
         println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);

@@ -105,7 +105,11 @@ fn builtin_writes_pairs_labels_and_feeds_the_folder_commands() {
         assert!(ok, "boxes on {modality} failed: {err}");
         let r: Value = serde_json::from_str(o.trim()).unwrap();
         assert_eq!(r["images_used"], 12);
-        assert_eq!(r["classes"].as_array().unwrap().len(), 10);
+        let classes = r["classes"].as_array().unwrap();
+        assert_eq!(classes.len(), 10);
+        // Names from DIR/data.yaml (the parent of --labels).
+        assert_eq!(classes[3]["name"], "cross");
+        assert_eq!(classes[8]["name"], "l-shape");
         let chance = r["all"]["chance"].as_f64().unwrap();
         assert!(chance > 0.1 && chance < 0.8, "{chance}");
     }

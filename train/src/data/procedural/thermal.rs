@@ -1,7 +1,7 @@
 //! The thermal twin of a procedural scene (docs/data.md, "Thermal twin"): the same geometry as the RGB image
 //! (the object's exact shape mask, the distractors, the occluder), painted as a long-wave infrared picture where
 //! brightness is temperature:
-//! - background cool, T in about [0.12, 0.42]: a base level, a gentle gradient along the scene's gradient
+//! - background cool, T in about [0.08, 0.43]: a base level, a gentle gradient along the scene's gradient
 //!   direction and a faint trace of its value noise;
 //! - distractors (blobs and lines) at intermediate temperatures T ~ U(0.35, 0.65), with the scene's opacities;
 //! - the object warm, T0 ~ U(0.75, 0.92) at a hot spot inside it, cooling smoothly as
