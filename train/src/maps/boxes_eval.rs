@@ -68,7 +68,7 @@ pub struct BoxesReport {
     pub images_used: usize,
     pub skipped_no_label_file: usize,
     pub skipped_no_boxes: usize,
-    /// Images whose boxes all lie outside the centre crop.
+    /// Images whose boxes all lie outside the centre crop (or have zero area).
     pub skipped_outside_crop: usize,
     pub all: ShareSummary,
     pub classes: Vec<ShareSummary>,
@@ -158,23 +158,24 @@ pub fn run_boxes(
     let mut per_image = Vec::new();
     let (mut outside, mut grid) = (0, (0, 0));
     for (ci, chunk) in work.chunks(config.batch).enumerate() {
-        let loaded: Vec<(usize, usize, Planar)> = chunk
+        let (dims, views): (Vec<(usize, usize)>, Vec<Planar>) = chunk
             .par_iter()
             .map(|(p, _)| {
                 let name = p.display().to_string();
                 let bytes = std::fs::read(p)
                     .map_err(|e| DataError::new(&name, format!("cannot read: {e}")))?;
                 let img = decode_image(&bytes, &name)?;
-                Ok((img.width, img.height, transform.apply(&img)))
+                Ok(((img.width, img.height), transform.apply(&img)))
             })
-            .collect::<std::result::Result<_, DataError>>()?;
-        let views: Vec<Planar> = loaded.iter().map(|l| l.2.clone()).collect();
+            .collect::<std::result::Result<Vec<_>, DataError>>()?
+            .into_iter()
+            .unzip();
         let (_, capture) = forward_with_capture(nat, &batch_tensor(&views)?, level)?;
         let maps = pooled_query_attention(nat, &capture)?;
         grid = capture.grid;
         let cells = grid.0 * grid.1;
         let heads = maps.len() / (chunk.len() * cells);
-        for (b, ((path, boxes), (w, h, _))) in chunk.iter().zip(&loaded).enumerate() {
+        for (b, ((path, boxes), (w, h))) in chunk.iter().zip(&dims).enumerate() {
             let map = head_mean(&maps[b * heads * cells..(b + 1) * heads * cells], heads);
             let in_crop: Vec<(usize, [f64; 4])> = boxes
                 .iter()
