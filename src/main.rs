@@ -2,6 +2,8 @@
 
 mod bench;
 mod cmd_attention;
+mod cmd_boxes;
+mod cmd_builtin;
 mod cmd_crossmodal;
 mod cmd_embed;
 mod cmd_eval;
@@ -47,6 +49,10 @@ enum Command {
     Crossmodal(cmd_crossmodal::CrossModalArgs),
     /// Attention maps of NAT (pooled query, neighbourhood, PCA) as PNGs.
     Attention(cmd_attention::AttentionArgs),
+    /// Share of the thresholded attention inside YOLO boxes, against the boxes' area (chance).
+    Boxes(cmd_boxes::BoxesArgs),
+    /// Writes the built-in procedural set (RGB, thermal twins, YOLO boxes) to folders.
+    Builtin(cmd_builtin::BuiltinArgs),
     /// Weighted k-NN (k = 20, T = 0.07) on frozen features: top-1 / top-5 on a val split.
     Knn(cmd_eval::KnnArgs),
     /// Linear probe on cached frozen features: top-1 / top-5 on a val split.
@@ -71,6 +77,8 @@ fn main() -> ExitCode {
         Command::Filter(args) => cmd_filter::run(args),
         Command::Crossmodal(args) => cmd_crossmodal::run(args),
         Command::Attention(args) => cmd_attention::run(args),
+        Command::Boxes(args) => cmd_boxes::run(args),
+        Command::Builtin(args) => cmd_builtin::run(args),
         Command::Knn(args) => cmd_eval::run_knn(args),
         Command::Linear(args) => cmd_eval::run_linear(args),
     };

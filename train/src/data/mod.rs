@@ -16,7 +16,7 @@ pub use cifar::{Cifar10, CIFAR10_CLASSES};
 pub use idx::IdxDataset;
 pub use image_folder::ImageFolder;
 pub use open::open_dataset;
-pub use procedural::{Procedural, PROCEDURAL_CLASSES};
+pub use procedural::{ObjectBox, Procedural, ProceduralPair, PROCEDURAL_CLASSES};
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};

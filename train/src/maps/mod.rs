@@ -7,11 +7,15 @@
 //! - [`neighbourhood`]: the real k x k attention weights of one chosen token in each block;
 //! - [`pca`]: the first three principal components of the level's token features as RGB.
 //!
+//! [`boxes`] measures how much of a map falls inside labelled boxes ([`boxes_eval`] over a folder).
+//!
 //! [`render`] turns maps into pictures (upsampling, colour map, the 60%-mass mask overlay).
 //!
 //! The model is run here block by block with its public parts, so the inputs of every block of
 //! the chosen level can be kept (the model's own forward keeps nothing).
 
+pub mod boxes;
+pub mod boxes_eval;
 pub mod figures;
 pub mod neighbourhood;
 pub mod pca;

@@ -1,0 +1,268 @@
+//! `dinonat boxes` as a library call (docs/attention-maps.md, "Attention inside boxes"): for a folder of images
+//! with YOLO labels, the share of each image's pooled-query map (mean over heads) that falls inside its boxes,
+//! thresholded to the tokens holding `mass` of the attention and not, against the chance level (the boxes'
+//! area fraction: what a uniform map scores), overall and per class.
+
+use super::boxes::{box_in_crop, box_share, read_yolo, token_coverage, YoloBox};
+use super::pooled::{head_mean, pooled_query_attention};
+use super::{default_level, forward_with_capture};
+use crate::augment::{EvalTransform, Planar};
+use crate::curate::embed::batch_tensor;
+use crate::curate::{err, list_images, CurateError, Result};
+use crate::data::{decode_image, DataError};
+use dinonat_engine::no_grad;
+use dinonat_model::Nat;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug)]
+pub struct BoxesConfig {
+    pub images: PathBuf,
+    pub labels: PathBuf,
+    pub size: usize,
+    pub batch: usize,
+    /// None = the default level ([`default_level`]).
+    pub level: Option<usize>,
+    pub mass: f64,
+    /// Names of class ids 0, 1, ...; ids beyond the list are shown as numbers.
+    pub class_names: Vec<String>,
+}
+
+/// One image's numbers.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImageShare {
+    pub path: PathBuf,
+    pub boxes: usize,
+    /// Share of the crop covered by the union of its boxes (the chance level of this image).
+    pub box_fraction: f64,
+    pub share_masked: f64,
+    pub share_map: f64,
+    pub kept_tokens: usize,
+    /// Per class id present: (its boxes in the crop, [box fraction, share masked, share of the map]) with
+    /// the union of that class's boxes only.
+    pub per_class: BTreeMap<usize, (usize, [f64; 3])>,
+}
+
+/// Means over the images holding boxes (of the class, for a class line).
+#[derive(Clone, Debug, Serialize)]
+pub struct ShareSummary {
+    pub name: String,
+    pub images: usize,
+    pub boxes: usize,
+    /// Mean box area fraction: the share a uniform map gets.
+    pub chance: f64,
+    pub share_masked: f64,
+    pub share_map: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BoxesReport {
+    pub arch: String,
+    pub size: usize,
+    pub level: usize,
+    pub grid: [usize; 2],
+    pub mass: f64,
+    pub images_found: usize,
+    pub images_used: usize,
+    pub skipped_no_label_file: usize,
+    pub skipped_no_boxes: usize,
+    /// Images whose boxes all lie outside the centre crop (or have zero area).
+    pub skipped_outside_crop: usize,
+    pub all: ShareSummary,
+    pub classes: Vec<ShareSummary>,
+    #[serde(skip)]
+    pub per_image: Vec<ImageShare>,
+}
+
+/// The label file of `image` (found under `images`): `labels/<relative path>.txt`, else `labels/<stem>.txt`.
+pub fn label_path(images: &Path, labels: &Path, image: &Path) -> Option<PathBuf> {
+    let rel = image
+        .strip_prefix(images)
+        .unwrap_or(image)
+        .with_extension("txt");
+    let by_stem = image
+        .file_stem()
+        .map(|s| labels.join(s).with_extension("txt"));
+    [Some(labels.join(rel)), by_stem]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+}
+
+fn summary(name: String, rows: &[(usize, [f64; 3])]) -> ShareSummary {
+    let n = rows.len().max(1) as f64;
+    let mean = |k: usize| rows.iter().map(|r| r.1[k]).sum::<f64>() / n;
+    ShareSummary {
+        name,
+        images: rows.len(),
+        boxes: rows.iter().map(|r| r.0).sum(),
+        chance: mean(0),
+        share_masked: mean(1),
+        share_map: mean(2),
+    }
+}
+
+/// Runs the measurement; `progress(done, total)` after each batch.
+pub fn run_boxes(
+    nat: &Nat,
+    config: &BoxesConfig,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<BoxesReport> {
+    if !config.labels.is_dir() {
+        return err(format!(
+            "--labels {}: no such folder",
+            config.labels.display()
+        ));
+    }
+    if config.size < 8 {
+        return err(format!("--size {}: must be at least 8 pixels", config.size));
+    }
+    if config.batch == 0 {
+        return err("--batch 0: must be at least 1");
+    }
+    if !(config.mass > 0.0 && config.mass <= 1.0) {
+        return err(format!("--mass {}: must be in (0, 1]", config.mass));
+    }
+    let levels = nat.config.num_levels();
+    let level = config
+        .level
+        .unwrap_or_else(|| default_level(&nat.config, config.size, config.size));
+    if level >= levels {
+        return err(format!(
+            "--level {level}: {} has levels 0..{}",
+            nat.config.name,
+            levels - 1
+        ));
+    }
+    let paths = list_images(&config.images, "--images")?;
+    let (mut no_file, mut no_boxes) = (0, 0);
+    let mut work: Vec<(PathBuf, Vec<YoloBox>)> = Vec::new();
+    for p in &paths {
+        match label_path(&config.images, &config.labels, p) {
+            None => no_file += 1,
+            Some(l) => {
+                let boxes = read_yolo(&l).map_err(CurateError)?;
+                if boxes.is_empty() {
+                    no_boxes += 1;
+                } else {
+                    work.push((p.clone(), boxes));
+                }
+            }
+        }
+    }
+    let transform = EvalTransform::square(config.size);
+    let crop = transform.crop;
+    let _guard = no_grad();
+    let mut per_image = Vec::new();
+    let (mut outside, mut grid) = (0, (0, 0));
+    for (ci, chunk) in work.chunks(config.batch).enumerate() {
+        let (dims, views): (Vec<(usize, usize)>, Vec<Planar>) = chunk
+            .par_iter()
+            .map(|(p, _)| {
+                let name = p.display().to_string();
+                let bytes = std::fs::read(p)
+                    .map_err(|e| DataError::new(&name, format!("cannot read: {e}")))?;
+                let img = decode_image(&bytes, &name)?;
+                Ok(((img.width, img.height), transform.apply(&img)))
+            })
+            .collect::<std::result::Result<Vec<_>, DataError>>()?
+            .into_iter()
+            .unzip();
+        let (_, capture) = forward_with_capture(nat, &batch_tensor(&views)?, level)?;
+        let maps = pooled_query_attention(nat, &capture)?;
+        grid = capture.grid;
+        let cells = grid.0 * grid.1;
+        let heads = maps.len() / (chunk.len() * cells);
+        for (b, ((path, boxes), (w, h))) in chunk.iter().zip(&dims).enumerate() {
+            let map = head_mean(&maps[b * heads * cells..(b + 1) * heads * cells], heads);
+            let in_crop: Vec<(usize, [f64; 4])> = boxes
+                .iter()
+                .filter_map(|yb| box_in_crop(yb, &transform, *w, *h).map(|r| (yb.class, r)))
+                .collect();
+            if in_crop.is_empty() {
+                outside += 1;
+                continue;
+            }
+            let measure = |rects: &[[f64; 4]]| {
+                let cov = token_coverage(rects, crop, grid);
+                let s = box_share(&map, &cov, config.mass);
+                (cov.iter().sum::<f64>() / cells as f64, s)
+            };
+            let all: Vec<[f64; 4]> = in_crop.iter().map(|r| r.1).collect();
+            let (fraction, s) = measure(&all);
+            let mut per_class = BTreeMap::new();
+            for class in in_crop
+                .iter()
+                .map(|r| r.0)
+                .collect::<std::collections::BTreeSet<_>>()
+            {
+                let rects: Vec<[f64; 4]> = in_crop
+                    .iter()
+                    .filter(|r| r.0 == class)
+                    .map(|r| r.1)
+                    .collect();
+                let (f, sc) = measure(&rects);
+                per_class.insert(class, (rects.len(), [f, sc.masked, sc.map]));
+            }
+            per_image.push(ImageShare {
+                path: path.clone(),
+                boxes: in_crop.len(),
+                box_fraction: fraction,
+                share_masked: s.masked,
+                share_map: s.map,
+                kept_tokens: s.kept,
+                per_class,
+            });
+        }
+        progress(
+            (ci * config.batch + chunk.len()).min(work.len()),
+            work.len(),
+        );
+    }
+    if per_image.is_empty() {
+        return err(format!(
+            "--images {}: no image with boxes inside the crop ({} images, {no_file} without a label file in --labels {}, {no_boxes} with no boxes, {outside} with boxes outside the crop)",
+            config.images.display(),
+            paths.len(),
+            config.labels.display()
+        ));
+    }
+    let rows: Vec<(usize, [f64; 3])> = per_image
+        .iter()
+        .map(|r| (r.boxes, [r.box_fraction, r.share_masked, r.share_map]))
+        .collect();
+    let mut by_class: BTreeMap<usize, Vec<(usize, [f64; 3])>> = BTreeMap::new();
+    for r in &per_image {
+        for (&class, &v) in &r.per_class {
+            by_class.entry(class).or_default().push(v);
+        }
+    }
+    let classes = by_class
+        .into_iter()
+        .map(|(class, rows)| {
+            let name = config
+                .class_names
+                .get(class)
+                .cloned()
+                .unwrap_or_else(|| class.to_string());
+            summary(name, &rows)
+        })
+        .collect();
+    Ok(BoxesReport {
+        arch: nat.config.name.clone(),
+        size: config.size,
+        level,
+        grid: [grid.0, grid.1],
+        mass: config.mass,
+        images_found: paths.len(),
+        images_used: per_image.len(),
+        skipped_no_label_file: no_file,
+        skipped_no_boxes: no_boxes,
+        skipped_outside_crop: outside,
+        all: summary("all".into(), &rows),
+        classes,
+        per_image,
+    })
+}
