@@ -39,6 +39,10 @@ pub struct FilterArgs {
     /// Folder of exemplars: keep only images whose nearest neighbour is an exemplar.
     #[arg(long, value_name = "DIR")]
     pub keep_like: Option<PathBuf>,
+    /// Folder of counter-exemplars (with --keep-like): keep the images whose nearest exemplar is a
+    /// --keep-like one (s_keep > s_reject + margin) instead of comparing with the rest of the folder.
+    #[arg(long, value_name = "DIR", requires = "keep_like")]
+    pub reject_like: Option<PathBuf>,
     /// Margin of the exemplar rule (s_E > s_R + margin).
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     pub exemplar_margin: f32,
@@ -63,6 +67,7 @@ pub fn run(args: FilterArgs) -> Result<(), String> {
         clusters: args.clusters,
         seed: args.cluster_seed,
         keep_like: args.keep_like,
+        reject_like: args.reject_like,
         exemplar_margin: args.exemplar_margin,
         keep_list: args.keep_list,
         sheet_limit: args.sheet_limit,

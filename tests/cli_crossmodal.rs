@@ -254,6 +254,60 @@ fn filter_writes_report_and_sheets_and_leaves_input_untouched() {
     let _ = std::fs::remove_dir_all(&t);
 }
 
+#[test]
+fn filter_reject_like_keeps_the_images_nearest_to_the_keep_exemplars() {
+    let t = temp("reject");
+    // pictures 20.. are copies of the keep exemplars, 30.. of the reject exemplars
+    let (images, keep, reject) = (t.join("images"), t.join("keep"), t.join("reject"));
+    write_pictures(&images, &["a0.png", "a1.png", "a2.png"], 20, |i| i);
+    write_pictures(&keep, &["k0.png", "k1.png", "k2.png"], 20, |i| i);
+    write_pictures(&reject, &["r0.png", "r1.png"], 30, |i| i);
+    write_pictures(&images, &["b0.png", "b1.png"], 30, |i| i);
+    let out = t.join("report");
+    let (ok, _, err) = dinonat(&[
+        "filter",
+        "--random-init",
+        "--arch",
+        "nat_pico",
+        "--images",
+        s(&images),
+        "--out",
+        s(&out),
+        "--size",
+        "32",
+        "--clusters",
+        "0",
+        "--outlier-percentile",
+        "0",
+        "--keep-like",
+        s(&keep),
+        "--reject-like",
+        s(&reject),
+    ]);
+    assert!(ok, "filter failed: {err}");
+    let csv = std::fs::read_to_string(out.join("report.csv")).unwrap();
+    for line in csv.lines().skip(1) {
+        let matched = !line.split(',').nth(6).unwrap().is_empty();
+        assert_eq!(matched, line.contains("/images/a"), "{line}");
+    }
+    let (ok, _, err) = dinonat(&[
+        "filter",
+        "--random-init",
+        "--arch",
+        "nat_pico",
+        "--images",
+        s(&images),
+        "--out",
+        s(&out),
+        "--size",
+        "32",
+        "--reject-like",
+        s(&reject),
+    ]);
+    assert!(!ok && err.contains("--keep-like"), "{err}");
+    let _ = std::fs::remove_dir_all(&t);
+}
+
 fn crossmodal_json(rgb: &Path, ir: &Path, extra: &[&str]) -> serde_json::Value {
     let mut args = vec![
         "crossmodal",

@@ -33,6 +33,10 @@ pub struct FilterConfig {
     pub seed: u64,
     /// Exemplar folder: keep only the images whose nearest neighbour is an exemplar (margin rule).
     pub keep_like: Option<PathBuf>,
+    /// Counter-exemplars: with them, an image is kept when its nearest exemplar is a `keep_like` one (its best
+    /// similarity to `keep_like` beats its best similarity to `reject_like` by more than the margin) — nearest-
+    /// exemplar labelling from a few examples of each side.
+    pub reject_like: Option<PathBuf>,
     pub exemplar_margin: f32,
     pub keep_list: Option<PathBuf>,
     /// Images per contact sheet at most.
@@ -102,6 +106,11 @@ pub fn run_filter(
         Some(d) => list_images(d, "--keep-like")?,
         None => Vec::new(),
     };
+    let reject_paths = match (&config.reject_like, &config.keep_like) {
+        (Some(d), Some(_)) => list_images(d, "--reject-like")?,
+        (Some(_), None) => return err("--reject-like needs --keep-like".to_string()),
+        (None, _) => Vec::new(),
+    };
     let n = paths.len();
     if n < 2 {
         return err(format!(
@@ -111,6 +120,7 @@ pub fn run_filter(
     }
     let mut all = paths.clone();
     all.extend(exemplar_paths.iter().cloned());
+    all.extend(reject_paths.iter().cloned());
     let features = embed_paths(nat, &all, config.size, config.batch, progress)?;
     let dim = features.len() / all.len();
     let own = &features[..n * dim];
@@ -125,7 +135,21 @@ pub fn run_filter(
         None
     };
     let mut similarity = vec![None; n];
-    if !exemplar_paths.is_empty() {
+    if !reject_paths.is_empty() {
+        let keep_end = n + exemplar_paths.len();
+        let x = normalized(&features, dim);
+        let best = |i: usize, range: std::ops::Range<usize>| {
+            range
+                .map(|j| dot(&x[i * dim..(i + 1) * dim], &x[j * dim..(j + 1) * dim]))
+                .fold(f32::NEG_INFINITY, f32::max)
+        };
+        for (i, s) in similarity.iter_mut().enumerate() {
+            let (s_keep, s_reject) = (best(i, n..keep_end), best(i, keep_end..all.len()));
+            if s_keep > s_reject + config.exemplar_margin {
+                *s = Some(s_keep);
+            }
+        }
+    } else if !exemplar_paths.is_empty() {
         let exemplars: Vec<usize> = (n..all.len()).collect();
         let rule = ExemplarRule::Margin(config.exemplar_margin);
         for m in exemplar_search(&features, dim, &exemplars, rule)? {
@@ -270,4 +294,27 @@ fn write_sheets(
         written.push(path.display().to_string());
     }
     Ok(written)
+}
+
+/// Rows of `x` [rows, dim] scaled to unit length (a zero row stays zero).
+fn normalized(x: &[f32], dim: usize) -> Vec<f32> {
+    let mut out = x.to_vec();
+    for row in out.chunks_mut(dim) {
+        let n = row
+            .iter()
+            .map(|v| (*v as f64) * (*v as f64))
+            .sum::<f64>()
+            .sqrt();
+        if n > 0.0 {
+            row.iter_mut().for_each(|v| *v = (*v as f64 / n) as f32);
+        }
+    }
+    out
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64) * (*y as f64))
+        .sum::<f64>() as f32
 }
