@@ -40,6 +40,12 @@ pub struct AttentionArgs {
     pub no_mask: bool,
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
+    /// Also one PNG with the pooled-query figures (image | heads | mask) of the first
+    /// --sheet-images images stacked, e.g. for a README figure.
+    #[arg(long, value_name = "FILE")]
+    pub sheet: Option<PathBuf>,
+    #[arg(long, default_value_t = 4)]
+    pub sheet_images: usize,
 }
 
 fn parse_pixel(s: &str) -> Result<(usize, usize), String> {
@@ -104,6 +110,17 @@ pub fn run(args: AttentionArgs) -> Result<(), String> {
         pixel: args.pixel,
     };
     let transform = EvalTransform::square(args.size);
+    if let Some(sheet) = &args.sheet {
+        let dir = sheet.parent().filter(|d| !d.as_os_str().is_empty());
+        refuse_inside(
+            dir.unwrap_or(Path::new(".")),
+            &input_dir,
+            "--sheet",
+            "--images",
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    let mut sheet_rows = Vec::new();
     let mut written = 0;
     for chunk in paths.chunks(args.batch) {
         let views = load_views(chunk, &transform).map_err(|e| e.to_string())?;
@@ -113,6 +130,9 @@ pub fn run(args: AttentionArgs) -> Result<(), String> {
             let save =
                 |name: String, img| write_png(&args.out.join(name), img).map_err(|e| e.to_string());
             save(format!("{s}_pooled.png"), &m.pooled_figure)?;
+            if args.sheet.is_some() && sheet_rows.len() < args.sheet_images {
+                sheet_rows.push(m.pooled_figure.clone());
+            }
             save(format!("{s}_pca.png"), &m.pca_figure)?;
             written += 2;
             if let Some(f) = &m.neighbourhood_figure {
@@ -133,6 +153,11 @@ pub fn run(args: AttentionArgs) -> Result<(), String> {
         eprint!("\rattention: {written} figures");
     }
     eprintln!();
+    if let Some(sheet) = &args.sheet {
+        let grid = dinonat_train::grid::image_grid(&sheet_rows, 1, 4, [255, 255, 255]);
+        write_png(sheet, &grid).map_err(|e| format!("--sheet: {e}"))?;
+        println!("sheet of {} images: {}", sheet_rows.len(), sheet.display());
+    }
     println!(
         "{} images, level {level}: {written} figures in {}",
         paths.len(),

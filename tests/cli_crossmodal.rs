@@ -428,6 +428,8 @@ fn attention_writes_figures_of_the_right_size() {
         "32",
         "--pixel",
         "8,8",
+        "--sheet",
+        s(&t.join("sheet.png")),
     ]);
     assert!(ok, "attention failed: {err}");
     // 32 px shown at 5x = 160; pico level 0 (16x16) has 1 head: image | head | mask.
@@ -437,6 +439,9 @@ fn attention_writes_figures_of_the_right_size() {
     };
     assert_eq!(size("a_pooled.png"), (3 * 164 + 4, 168));
     assert_eq!(size("b_pooled.png"), (3 * 164 + 4, 168));
+    // the sheet stacks both pooled figures with 4 px of padding around and between
+    let sheet = decode_image(&std::fs::read(t.join("sheet.png")).unwrap(), "sheet").unwrap();
+    assert_eq!((sheet.width, sheet.height), (3 * 164 + 4 + 8, 2 * 168 + 12));
     assert_eq!(size("a_pca.png"), (2 * 164 + 4, 168));
     assert_eq!(size("a_neighbourhood.png"), (2 * 164 + 4, 168)); // 1 block at level 0
     assert_eq!(size("a_pair.png"), (2 * (3 * 164 + 4) + 12, 176));
