@@ -206,3 +206,33 @@ fn export_writes_the_teacher_backbone() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn configs_saved_before_new_fields_load_with_the_old_behaviour() {
+    let dir = tmp_dir("old-config");
+    let config = TrainConfig {
+        momentum_teacher: 0.99,
+        head_bn: true,
+        ..tiny(&dir)
+    };
+    let mut json: serde_json::Value = serde_json::to_value(&config).unwrap();
+    // a config written before --momentum-teacher / --head-bn / --hue / --grayscale existed
+    for field in ["momentum_teacher", "head_bn", "hue", "grayscale"] {
+        assert!(
+            json.as_object_mut().unwrap().remove(field).is_some(),
+            "{field}"
+        );
+    }
+    let old: TrainConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old.momentum_teacher, 0.996);
+    assert!(!old.head_bn);
+    assert_eq!((old.hue, old.grayscale), (0.1, 0.2));
+    let back: TrainConfig = serde_json::from_value(serde_json::to_value(&config).unwrap()).unwrap();
+    assert_eq!(back, config);
+    // the momentum reaches the schedule, the BN the head
+    let t = Trainer::new(config).unwrap();
+    assert_eq!(t.schedules.teacher_momentum(0), 0.99);
+    assert_eq!(t.student.head.bn.len(), 2);
+    assert!(t.student.head.params.get("mlp.1.weight").is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}
