@@ -21,7 +21,8 @@ pub struct AttentionArgs {
     /// Output folder (must not lie inside --images).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// A second folder: images with the same name get a side-by-side figure (<stem>_pair.png).
+    /// A second folder: images with the same path relative to --images (e.g. rgb/<class>/x.png and
+    /// ir/<class>/x.png) get a side-by-side figure (<stem>_pair.png).
     #[arg(long, value_name = "DIR")]
     pub pair_dir: Option<PathBuf>,
     #[arg(long, default_value_t = 224)]
@@ -55,6 +56,16 @@ fn parse_pixel(s: &str) -> Result<(usize, usize), String> {
         x.trim().parse().map_err(|_| bad())?,
         y.trim().parse().map_err(|_| bad())?,
     ))
+}
+
+/// The image of `--pair-dir` that pairs with `path`: the same path relative to the input folder
+/// (class sub-folders included), when that file exists.
+fn pair_path(pair_dir: &Path, path: &Path, input_dir: &Path) -> Option<PathBuf> {
+    let relative = match path.strip_prefix(input_dir) {
+        Ok(r) if !r.as_os_str().is_empty() => r.to_path_buf(),
+        _ => PathBuf::from(path.file_name()?),
+    };
+    Some(pair_dir.join(relative)).filter(|p| p.is_file())
 }
 
 fn stem(p: &Path) -> String {
@@ -142,7 +153,7 @@ pub fn run(args: AttentionArgs) -> Result<(), String> {
             if let Some(other) = args
                 .pair_dir
                 .as_ref()
-                .and_then(|d| path.file_name().map(|n| d.join(n)).filter(|p| p.is_file()))
+                .and_then(|d| pair_path(d, path, &input_dir))
             {
                 let v = load_views(&[other], &transform).map_err(|e| e.to_string())?;
                 let om = image_maps(&nat, &v, &options).map_err(|e| e.to_string())?;

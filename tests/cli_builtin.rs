@@ -113,5 +113,35 @@ fn builtin_writes_pairs_labels_and_feeds_the_folder_commands() {
         let chance = r["all"]["chance"].as_f64().unwrap();
         assert!(chance > 0.1 && chance < 0.8, "{chance}");
     }
+
+    // attention --pair-dir pairs rgb/<class>/x.png with ir/<class>/x.png: one pair figure per image.
+    let maps = std::env::temp_dir().join(format!("dinonat-builtin-maps-{}", std::process::id()));
+    let (ok, _, err) = dinonat(&[
+        "attention",
+        "--random-init",
+        "--arch",
+        "nat_pico",
+        "--size",
+        "32",
+        "--images",
+        s(&out.join("rgb")),
+        "--pair-dir",
+        s(&out.join("ir")),
+        "--out",
+        s(&maps),
+    ]);
+    assert!(ok, "attention --pair-dir failed: {err}");
+    let pairs = std::fs::read_dir(&maps)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with("_pair.png")
+        })
+        .count();
+    assert_eq!(pairs, 12);
+    let _ = std::fs::remove_dir_all(&maps);
     let _ = std::fs::remove_dir_all(&out);
 }
