@@ -246,21 +246,27 @@ impl EvalTransform {
         }
     }
 
-    pub fn apply(&self, image: &RgbImage) -> Planar {
-        let (w, h) = (image.width, image.height);
+    /// Where the transform puts an image of `w` x `h`: the resized size (rw, rh) and the crop's top-left
+    /// corner (x0, y0) in it (the crop is `crop` square).
+    pub fn geometry(&self, w: usize, h: usize) -> (usize, usize, usize, usize) {
         // torchvision Resize(int): shorter side = size, longer side = int(size * long / short).
         // A crop larger than the resize would need padding; resize to at least the crop instead.
         let short = self.resize.max(self.crop);
         let (rw, rh) = if w <= h {
-            (short, (short * h / w).max(short))
+            (short, (short * h / w.max(1)).max(short))
         } else {
-            ((short * w / h).max(short), short)
+            ((short * w / h.max(1)).max(short), short)
         };
+        // torchvision CenterCrop rounds the offset: int(round((size_in - size_out) / 2)).
+        let x0 = ((rw - self.crop) as f64 / 2.0).round() as usize;
+        let y0 = ((rh - self.crop) as f64 / 2.0).round() as usize;
+        (rw, rh, x0, y0)
+    }
+
+    pub fn apply(&self, image: &RgbImage) -> Planar {
+        let (rw, rh, x0, y0) = self.geometry(image.width, image.height);
         let resized = resize(&Planar::from_rgb(image), rw, rh, Filter::Bilinear, true);
         let crop = self.crop;
-        // torchvision CenterCrop rounds the offset: int(round((size_in - size_out) / 2)).
-        let x0 = ((rw - crop) as f64 / 2.0).round() as usize;
-        let y0 = ((rh - crop) as f64 / 2.0).round() as usize;
         let mut out = Planar::zeros(crop, crop);
         for c in 0..3 {
             let src = resized.plane(c);

@@ -71,28 +71,10 @@ pub fn read_yolo(path: &Path) -> Result<Vec<YoloBox>, String> {
     parse_yolo(&text, &path.display().to_string())
 }
 
-/// Where the eval transform puts an image of `w` x `h`: the resized size (rw, rh) and the crop's top-left
-/// corner (x0, y0) in it; the crop is `transform.crop` square. The same arithmetic as `EvalTransform::apply`.
-pub fn eval_crop_geometry(
-    transform: &EvalTransform,
-    w: usize,
-    h: usize,
-) -> (usize, usize, usize, usize) {
-    let short = transform.resize.max(transform.crop);
-    let (rw, rh) = if w <= h {
-        (short, (short * h / w.max(1)).max(short))
-    } else {
-        ((short * w / h.max(1)).max(short), short)
-    };
-    let x0 = ((rw - transform.crop) as f64 / 2.0).round() as usize;
-    let y0 = ((rh - transform.crop) as f64 / 2.0).round() as usize;
-    (rw, rh, x0, y0)
-}
-
 /// A box of an image of `w` x `h` in the pixels of the transformed crop, [x0, y0, x1, y1], clipped to the crop;
 /// None when nothing of it is left.
 pub fn box_in_crop(b: &YoloBox, transform: &EvalTransform, w: usize, h: usize) -> Option<[f64; 4]> {
-    let (rw, rh, ox, oy) = eval_crop_geometry(transform, w, h);
+    let (rw, rh, ox, oy) = transform.geometry(w, h);
     let crop = transform.crop as f64;
     // Normalised coordinates scale to the resized image along each axis (rw / w and rh / h differ slightly
     // when the long side is truncated, exactly as the resize does).
@@ -245,7 +227,7 @@ mod tests {
     fn boxes_follow_resize_and_centre_crop() {
         let t = EvalTransform::square(100);
         // 400 x 200 (landscape): resized to 200 x 100, crop x from 50 to 150.
-        assert_eq!(eval_crop_geometry(&t, 400, 200), (200, 100, 50, 0));
+        assert_eq!(t.geometry(400, 200), (200, 100, 50, 0));
         let b = YoloBox {
             class: 0,
             cx: 0.5,
@@ -276,7 +258,7 @@ mod tests {
             "{r:?}"
         );
         // Portrait 30 x 61: short side 100, long side int(100 * 61 / 30) = 203, crop y offset round(51.5) = 52.
-        assert_eq!(eval_crop_geometry(&t, 30, 61), (100, 203, 0, 52));
+        assert_eq!(t.geometry(30, 61), (100, 203, 0, 52));
         // Check against the transform itself: a white rectangle in a black image lands where the box says.
         let (w, h) = (120, 80);
         let (bx0, by0, bx1, by1) = (70, 20, 110, 60);
