@@ -11,6 +11,7 @@ use crate::data::RgbImage;
 use crate::eval::cluster::{
     exemplar_search, kmeans, near_duplicate_groups, outliers, ExemplarRule, KMeansConfig,
 };
+use crate::eval::{l2_normalized, map_similarity_chunks};
 use crate::grid::{image_grid, write_png};
 use dinonat_model::Nat;
 use serde::Serialize;
@@ -136,15 +137,20 @@ pub fn run_filter(
     };
     let mut similarity = vec![None; n];
     if !reject_paths.is_empty() {
-        let keep_end = n + exemplar_paths.len();
-        let x = normalized(&features, dim);
-        let best = |i: usize, range: std::ops::Range<usize>| {
-            range
-                .map(|j| dot(&x[i * dim..(i + 1) * dim], &x[j * dim..(j + 1) * dim]))
-                .fold(f32::NEG_INFINITY, f32::max)
-        };
-        for (i, s) in similarity.iter_mut().enumerate() {
-            let (s_keep, s_reject) = (best(i, n..keep_end), best(i, keep_end..all.len()));
+        // s_keep / s_reject per image: the best cosine to each exemplar set (GEMM chunks, as exemplar_search)
+        let x = l2_normalized(&features, dim);
+        let (own, exemplars) = x.split_at(n * dim);
+        let (keep_count, bank_rows) = (exemplar_paths.len(), exemplars.len() / dim);
+        let best = map_similarity_chunks(own, exemplars, dim, |_, sims| {
+            sims.chunks(bank_rows)
+                .map(|row| {
+                    let max = |r: &[f32]| r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    (max(&row[..keep_count]), max(&row[keep_count..]))
+                })
+                .collect::<Vec<_>>()
+        })
+        .concat();
+        for (s, (s_keep, s_reject)) in similarity.iter_mut().zip(best) {
             if s_keep > s_reject + config.exemplar_margin {
                 *s = Some(s_keep);
             }
@@ -294,27 +300,4 @@ fn write_sheets(
         written.push(path.display().to_string());
     }
     Ok(written)
-}
-
-/// Rows of `x` [rows, dim] scaled to unit length (a zero row stays zero).
-fn normalized(x: &[f32], dim: usize) -> Vec<f32> {
-    let mut out = x.to_vec();
-    for row in out.chunks_mut(dim) {
-        let n = row
-            .iter()
-            .map(|v| (*v as f64) * (*v as f64))
-            .sum::<f64>()
-            .sqrt();
-        if n > 0.0 {
-            row.iter_mut().for_each(|v| *v = (*v as f64 / n) as f32);
-        }
-    }
-    out
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64) * (*y as f64))
-        .sum::<f64>() as f32
 }
