@@ -122,6 +122,9 @@ pub fn run(args: AttentionArgs) -> Result<(), String> {
     };
     let transform = EvalTransform::square(args.size);
     if let Some(sheet) = &args.sheet {
+        if args.sheet_images == 0 {
+            return Err("--sheet-images 0: the sheet needs at least 1 image".into());
+        }
         let dir = sheet.parent().filter(|d| !d.as_os_str().is_empty());
         refuse_inside(
             dir.unwrap_or(Path::new(".")),

@@ -442,6 +442,23 @@ fn attention_writes_figures_of_the_right_size() {
     // the sheet stacks both pooled figures with 4 px of padding around and between
     let sheet = decode_image(&std::fs::read(t.join("sheet.png")).unwrap(), "sheet").unwrap();
     assert_eq!((sheet.width, sheet.height), (3 * 164 + 4 + 8, 2 * 168 + 12));
+    let (ok, _, err) = dinonat(&[
+        "attention",
+        "--random-init",
+        "--arch",
+        "nat_pico",
+        "--images",
+        s(&t.join("rgb")),
+        "--out",
+        s(&out),
+        "--size",
+        "32",
+        "--sheet",
+        s(&t.join("s0.png")),
+        "--sheet-images",
+        "0",
+    ]);
+    assert!(!ok && err.contains("--sheet-images"), "{err}");
     assert_eq!(size("a_pca.png"), (2 * 164 + 4, 168));
     assert_eq!(size("a_neighbourhood.png"), (2 * 164 + 4, 168)); // 1 block at level 0
     assert_eq!(size("a_pair.png"), (2 * (3 * 164 + 4) + 12, 176));
