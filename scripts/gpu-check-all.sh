@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole GPU check in one lease (docs/gpu.md): the engine-op parity check, the GEMM check and the
-# attention check, one after the other, each under its own time budget, their tables printed last.
+# attention check, then `--device cuda` against `--device cpu` of the CLI commands (tests/cli_device.rs),
+# one after the other, each under its own time budget, their tables printed last.
 #
-#   scripts/gpu-check-all.sh --pack <bindir>   here (Rust, no GPU): packs the three checks into <bindir>/{ops,gemm,attn}
-#   <bindir>/gpu-check-all.sh <logdir>         on the GPU host: runs them; logs under <logdir>/{ops,gemm,attn}
+#   scripts/gpu-check-all.sh --pack <bindir>   here (Rust, no GPU): packs the checks into <bindir>/{ops,gemm,attn,cli}
+#   <bindir>/gpu-check-all.sh <logdir>         on the GPU host: runs them; logs under <logdir>/{ops,gemm,attn,cli}
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -13,6 +14,20 @@ if [ "${1:-}" = "--pack" ]; then
     bash "$here/gpu-check-ops.sh" --pack "$dest/ops" || exit 1
     bash "$here/gpu-check.sh" --pack "$dest/gemm" || exit 1
     bash "$here/gpu-check-attention.sh" --pack "$dest/attn" || exit 1
+    (
+        cd "$here/.." || exit 1
+        cargo build --release -q --bin dinonat || exit 1
+        t=$(cargo test --release --test cli_device --no-run --message-format=json 2>/dev/null |
+            python3 -c 'import sys,json
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="cli_device": print(m["executable"])' | tail -n1)
+        [ -x "$t" ] || { echo "cli_device test binary not found"; exit 1; }
+        mkdir -p "$dest/cli"
+        cp "$t" "$dest/cli/cli-device-tests"
+        cp target/release/dinonat "$dest/cli/dinonat"
+        strip "$dest/cli/cli-device-tests" "$dest/cli/dinonat"
+    ) || exit 1
     cp "$here/gpu-check-all.sh" "$dest/"
     du -sh "$dest"
     exit 0
@@ -23,7 +38,20 @@ mkdir -p "$logdir"
 GPU_CHECK_BUDGET=${OPS_BUDGET_S:-45} bash "$here/ops/gpu-check-ops.sh" "$logdir/ops" >"$logdir/ops.out" 2>&1
 GPU_CHECK_BUDGET=${GEMM_BUDGET_S:-60} bash "$here/gemm/gpu-check.sh" "$logdir/gemm" >"$logdir/gemm.out" 2>&1
 BUDGET_S=${ATTN_BUDGET_S:-110} bash "$here/attn/gpu-check-attention.sh" "$logdir/attn" >"$logdir/attn.out" 2>&1
-for part in ops gemm attn; do
+mkdir -p "$logdir/cli"
+# NVRTC 13 for the CLI's kernels, found as gpu-check-ops.sh finds it.
+if ! ldconfig -p | grep -q 'libnvrtc\.so\.13'; then
+    nv=$(python3 -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null)
+    lib=$( (ls -d /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 2>/dev/null
+        [ -n "$nv" ] && find "$nv/nvidia" -maxdepth 3 -name 'libnvrtc.so.13' -printf '%h\n' 2>/dev/null) |
+        while read -r d; do [ -e "$d/libnvrtc.so.13" ] && echo "$d" && break; done)
+    [ -n "$lib" ] && export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+DINONAT_BIN="$here/cli/dinonat" timeout -k 5 "${CLI_BUDGET_S:-90}" "$here/cli/cli-device-tests" --test-threads=1 --nocapture \
+    >"$logdir/cli/cli-device-tests.log" 2>&1
+echo "cli-device-tests: rc=$?" >"$logdir/cli.out"
+grep -E "device cuda|skipped|test result|panicked" "$logdir/cli/cli-device-tests.log" >>"$logdir/cli.out"
+for part in ops gemm attn cli; do
     echo
     echo "===== $part (last lines of its output; full logs in $logdir/$part)"
     tail -n 40 "$logdir/$part.out"

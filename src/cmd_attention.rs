@@ -1,7 +1,7 @@
 //! `dinonat attention`: attention maps of NAT (docs/attention-maps.md) as PNGs, per image and,
 //! with --pair-dir, per pair of images with the same file name.
 
-use crate::cmd_embed::WeightArgs;
+use crate::cmd_embed::{DeviceArg, WeightArgs};
 use clap::Args;
 use dinonat_train::augment::EvalTransform;
 use dinonat_train::curate::embed::load_views;
@@ -47,6 +47,10 @@ pub struct AttentionArgs {
     pub sheet: Option<PathBuf>,
     #[arg(long, default_value_t = 4)]
     pub sheet_images: usize,
+    /// Where the backbone runs: cpu, or cuda (the process's GPU; images are uploaded per batch,
+    /// features and attention weights downloaded for the host-side maps).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
 }
 
 fn parse_pixel(s: &str) -> Result<(usize, usize), String> {
@@ -100,7 +104,7 @@ pub fn run(args: AttentionArgs) -> Result<(), String> {
             args.size, args.batch, args.mass
         ));
     }
-    let nat = args.weights.load()?;
+    let nat = args.device.place(args.weights.load()?)?;
     let levels = nat.config.num_levels();
     let level = args
         .level

@@ -2,7 +2,7 @@
 //! inside YOLO boxes, against the chance level of the boxes' area (docs/attention-maps.md, "Attention inside
 //! boxes").
 
-use crate::cmd_embed::{progress, WeightArgs};
+use crate::cmd_embed::{progress, DeviceArg, WeightArgs};
 use clap::Args;
 use dinonat_train::curate::refuse_inside;
 use dinonat_train::maps::boxes_eval::{run_boxes, BoxesConfig, BoxesReport, ShareSummary};
@@ -40,6 +40,10 @@ pub struct BoxesArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Where the backbone runs: cpu, or cuda (the process's GPU; images are uploaded per batch,
+    /// features and attention weights downloaded for the host-side maps).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
 }
 
 /// Class names from the first `data.yaml` beside or above `labels` that has a one-line `names: [a, 'b', ...]`.
@@ -125,7 +129,7 @@ pub fn run(args: BoxesArgs) -> Result<(), String> {
             class_names = names;
         }
     }
-    let nat = args.weights.load()?;
+    let nat = args.device.place(args.weights.load()?)?;
     let config = BoxesConfig {
         images: args.images,
         labels: args.labels,

@@ -1,7 +1,7 @@
 //! `dinonat crossmodal --rgb DIR --ir DIR`: IR <-> RGB retrieval and attention-mask IoU of pairs
 //! with the same file name.
 
-use crate::cmd_embed::{progress, WeightArgs};
+use crate::cmd_embed::{progress, DeviceArg, WeightArgs};
 use clap::Args;
 use dinonat_train::curate::crossmodal::{run_crossmodal, CrossModalConfig};
 use std::path::PathBuf;
@@ -37,10 +37,14 @@ pub struct CrossModalArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Where the backbone runs: cpu, or cuda (the process's GPU; images are uploaded per batch,
+    /// features and attention weights downloaded for the host-side maps).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
 }
 
 pub fn run(args: CrossModalArgs) -> Result<(), String> {
-    let nat = args.weights.load()?;
+    let nat = args.device.place(args.weights.load()?)?;
     let config = CrossModalConfig {
         rgb: args.rgb,
         ir: args.ir,

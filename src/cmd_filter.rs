@@ -2,7 +2,7 @@
 //! report (CSV + JSON), contact sheets and an optional list of kept files. The input folder is
 //! only read.
 
-use crate::cmd_embed::{progress, WeightArgs};
+use crate::cmd_embed::{progress, DeviceArg, WeightArgs};
 use clap::Args;
 use dinonat_train::curate::filter::{run_filter, FilterConfig};
 use std::path::PathBuf;
@@ -52,10 +52,14 @@ pub struct FilterArgs {
     /// Thumbnails per contact sheet at most.
     #[arg(long, default_value_t = 100)]
     pub sheet_limit: usize,
+    /// Where the backbone runs: cpu, or cuda (the process's GPU; images are uploaded per batch,
+    /// features and attention weights downloaded for the host-side maps).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
 }
 
 pub fn run(args: FilterArgs) -> Result<(), String> {
-    let nat = args.weights.load()?;
+    let nat = args.device.place(args.weights.load()?)?;
     let config = FilterConfig {
         images: args.images,
         out: args.out,

@@ -6,8 +6,16 @@ use dinonat_train::grid::write_png;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The binary under test: `DINONAT_BIN` when set (the packed GPU check runs this test binary on
+/// another machine, scripts/gpu-check-all.sh), else the one cargo built.
+fn bin() -> PathBuf {
+    std::env::var_os("DINONAT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dinonat")))
+}
+
 fn dinonat(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dinonat"))
+    let out = Command::new(bin())
         .args(args)
         .output()
         .expect("the dinonat binary runs");
@@ -102,5 +110,172 @@ fn embed_device_flag() {
 
     let (ok, err) = embed(&images, &cuda_out, Some("tpu"));
     assert!(!ok && err.contains("--device"), "{err}");
+    let _ = std::fs::remove_dir_all(&t);
+}
+
+/// (success, stdout, stderr) of one `dinonat` run.
+fn dinonat_out(args: &[String]) -> (bool, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .output()
+        .expect("the dinonat binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json_f64(json: &str, key: &str) -> f64 {
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    v.pointer(key)
+        .and_then(|x| x.as_f64())
+        .unwrap_or_else(|| panic!("{key} in {json}"))
+}
+
+/// The files under `dir`, relative, sorted, with their bytes (in the text reports, `dir` itself
+/// written as `OUT`, since they name the figures they wrote).
+fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let mut bytes = std::fs::read(&p).unwrap();
+                if matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "csv")) {
+                    let text = String::from_utf8(bytes).unwrap();
+                    bytes = text.replace(dir.to_str().unwrap(), "OUT").into_bytes();
+                }
+                out.push((p.strip_prefix(dir).unwrap().to_path_buf(), bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `--device` of the map and curation commands (crossmodal, boxes, filter, attention) on the
+/// built-in pairs: no flag and `cpu` give identical output; `cuda` either agrees with the CPU
+/// within the stated tolerances (with a GPU) or fails with the "no CUDA device" message.
+#[test]
+fn map_commands_device_flag() {
+    let t = temp("maps");
+    let data = t.join("builtin");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let (ok, _, err) = dinonat_out(&[
+        "builtin".into(),
+        "--out".into(),
+        s(&data),
+        "--n".into(),
+        "12".into(),
+        "--size".into(),
+        "32".into(),
+    ]);
+    assert!(ok, "{err}");
+    let (rgb, ir, labels) = (data.join("rgb"), data.join("ir"), data.join("labels"));
+    let weights = ["--random-init", "--arch", "nat_pico", "--size", "32"];
+    // (command, its arguments, an output folder it writes or None for JSON on stdout)
+    let commands: Vec<(&str, Vec<String>, Option<&str>)> = vec![
+        (
+            "crossmodal",
+            vec![
+                "--rgb".into(),
+                s(&rgb),
+                "--ir".into(),
+                s(&ir),
+                "--json".into(),
+            ],
+            None,
+        ),
+        (
+            "boxes",
+            vec![
+                "--images".into(),
+                s(&rgb),
+                "--labels".into(),
+                s(&labels),
+                "--json".into(),
+            ],
+            None,
+        ),
+        ("filter", vec!["--images".into(), s(&ir)], Some("--out")),
+        ("attention", vec!["--images".into(), s(&rgb)], Some("--out")),
+    ];
+    for (cmd, args, out_flag) in commands {
+        let run = |device: Option<&str>| {
+            let out = t.join(format!("{cmd}-{}", device.unwrap_or("default")));
+            let mut a: Vec<String> = vec![cmd.into()];
+            a.extend(args.iter().cloned());
+            a.extend(weights.iter().map(|w| w.to_string()));
+            if let Some(flag) = out_flag {
+                a.extend([flag.to_string(), s(&out)]);
+            }
+            if let Some(d) = device {
+                a.extend(["--device".to_string(), d.to_string()]);
+            }
+            let (ok, stdout, stderr) = dinonat_out(&a);
+            (ok, stdout, stderr, out)
+        };
+        let (ok, default_stdout, err, default_dir) = run(None);
+        assert!(ok, "{cmd}: {err}");
+        let (ok, cpu_stdout, err, cpu_dir) = run(Some("cpu"));
+        assert!(ok, "{cmd} --device cpu: {err}");
+        match out_flag {
+            None => assert_eq!(default_stdout, cpu_stdout, "{cmd}"),
+            Some(_) => {
+                let (a, b) = (tree(&default_dir), tree(&cpu_dir));
+                assert!(!a.is_empty(), "{cmd} wrote nothing");
+                assert!(
+                    a == b,
+                    "{cmd}: --device cpu output differs from the default"
+                );
+            }
+        }
+        let (ok, gpu_stdout, err, gpu_dir) = run(Some("cuda"));
+        assert!(!err.contains("panicked"), "{cmd}: {err}");
+        if !ok {
+            assert!(
+                err.contains("no CUDA device: use --device cpu"),
+                "{cmd}: {err}"
+            );
+            println!("{cmd}: skipped the GPU comparison: {}", err.trim());
+            continue;
+        }
+        match cmd {
+            // One pair of 12 may swap rank on a near tie; IoU within 0.05.
+            "crossmodal" => {
+                for key in ["/retrieval_top1_ir_to_rgb", "/retrieval_top1_rgb_to_ir"] {
+                    let (g, c) = (json_f64(&gpu_stdout, key), json_f64(&cpu_stdout, key));
+                    assert!(
+                        (g - c).abs() <= 100.0 / 12.0 + 1e-9,
+                        "{cmd} {key}: {g} vs {c}"
+                    );
+                }
+                let (g, c) = (
+                    json_f64(&gpu_stdout, "/attention_iou"),
+                    json_f64(&cpu_stdout, "/attention_iou"),
+                );
+                assert!((g - c).abs() <= 0.05, "{cmd} IoU: {g} vs {c}");
+                println!("crossmodal --device cuda: IoU {g:.4} vs cpu {c:.4}");
+            }
+            "boxes" => {
+                let (g, c) = (
+                    json_f64(&gpu_stdout, "/all/share_map"),
+                    json_f64(&cpu_stdout, "/all/share_map"),
+                );
+                assert!((g - c).abs() <= 1e-3, "{cmd} share_map: {g} vs {c}");
+                println!("boxes --device cuda: share_map {g:.5} vs cpu {c:.5}");
+            }
+            _ => {
+                // The same files (figures, report); pixel values may differ in the last bit.
+                let names = |d: &Path| tree(d).into_iter().map(|(p, _)| p).collect::<Vec<_>>();
+                assert_eq!(names(&gpu_dir), names(&cpu_dir), "{cmd}");
+                println!("{cmd} --device cuda: same {} files", names(&gpu_dir).len());
+            }
+        }
+    }
     let _ = std::fs::remove_dir_all(&t);
 }
