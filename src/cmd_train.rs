@@ -98,6 +98,10 @@ pub struct TrainArgs {
     /// Grayscale probability per view (DINO: 0.2).
     #[arg(long, default_value_t = 0.2)]
     grayscale: f64,
+    /// Weight of the KoLeo spreading term on the student's features of each global view, added to
+    /// the DINO loss (DINOv2: 0.1; 0: off).
+    #[arg(long, default_value_t = 0.0)]
+    koleo: f64,
     /// Per-tensor gradient-norm clip (0: off).
     #[arg(long, default_value_t = 3.0)]
     clip_grad: f64,
@@ -186,6 +190,7 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
         teacher_temp: a.teacher_temp,
         drop_path: a.drop_path,
         momentum_teacher: a.momentum_teacher,
+        koleo: a.koleo,
         hue: a.hue,
         grayscale: a.grayscale,
         clip_grad: a.clip_grad,

@@ -85,6 +85,7 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
         momentum_teacher: 0.996,
         hue: 0.1,
         grayscale: 0.2,
+        koleo: 0.0,
         clip_grad: 3.0,
         checkpoint_every: 0,
         log_every: 1,

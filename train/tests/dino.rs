@@ -259,3 +259,77 @@ fn ema_moves_the_teacher_towards_the_student() {
         .to_string()
         .contains("'x'"));
 }
+
+/// Rows of a seeded pseudo-random [n, f] matrix in [-1, 1] (never zeros).
+fn rows(n: usize, f: usize, seed: u64) -> Vec<f64> {
+    Rng::new(seed)
+        .uniform_vec(n * f)
+        .into_iter()
+        .map(|u| 2.0 * u - 1.0)
+        .collect()
+}
+
+/// KoLeo against a plain loop over all pairs, in f64: - mean_i log(min_j |y_i - y_j| + 1e-8).
+#[test]
+fn koleo_matches_the_nearest_neighbour_distances() {
+    use dinonat_train::dino::koleo::koleo_loss;
+    for (n, f, seed) in [(2, 3, 1), (5, 7, 2), (13, 4, 3)] {
+        let x = rows(n, f, seed);
+        let y: Vec<Vec<f64>> = x
+            .chunks(f)
+            .map(|r| {
+                let norm = r.iter().map(|v| v * v).sum::<f64>().sqrt();
+                r.iter().map(|v| v / norm).collect()
+            })
+            .collect();
+        let want = -(0..n)
+            .map(|i| {
+                let d = (0..n)
+                    .filter(|&j| j != i)
+                    .map(|j| {
+                        y[i].iter()
+                            .zip(&y[j])
+                            .map(|(a, b)| (a - b) * (a - b))
+                            .sum::<f64>()
+                            .sqrt()
+                    })
+                    .fold(f64::INFINITY, f64::min);
+                (d + 1e-8).ln()
+            })
+            .sum::<f64>()
+            / n as f64;
+        let got = koleo_loss(&Tensor::from_slice(&x, &[n, f]).unwrap())
+            .unwrap()
+            .item()
+            .unwrap();
+        assert!((got - want).abs() < 1e-9, "n {n} f {f}: {got} vs {want}");
+    }
+}
+
+#[test]
+fn koleo_gradient_check() {
+    use dinonat_train::dino::koleo::koleo_loss;
+    // Awkward sizes; the nearest neighbours are well separated, so central differences do not
+    // cross a change of neighbour.
+    for (n, f, seed) in [(3, 5, 4), (6, 3, 5)] {
+        let x = Tensor::from_slice(&rows(n, f, seed), &[n, f]).unwrap();
+        gradcheck(|x| koleo_loss(&x[0]), &[x]).unwrap();
+    }
+}
+
+#[test]
+fn koleo_spreads_rows_and_rejects_one_row() {
+    use dinonat_train::dino::koleo::koleo_loss;
+    let close = Tensor::from_slice(&[1.0, 0.0, 0.99, 0.14, 0.0, 1.0], &[3, 2]).unwrap();
+    let spread = Tensor::from_slice(&[1.0, 0.0, -0.5, 0.866, -0.5, -0.866], &[3, 2]).unwrap();
+    let (lc, ls) = (
+        koleo_loss(&close).unwrap().item().unwrap(),
+        koleo_loss(&spread).unwrap().item().unwrap(),
+    );
+    assert!(
+        ls < lc,
+        "spread rows {ls} should score below close rows {lc}"
+    );
+    let err = koleo_loss(&Tensor::from_slice(&[1.0, 2.0], &[1, 2]).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("koleo_loss"), "{err}");
+}

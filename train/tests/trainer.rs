@@ -186,6 +186,40 @@ fn bad_flags_name_the_flag() {
         ..tiny(&dir)
     });
     assert!(e.contains("--steps"), "{e}");
+    for (koleo, batch_size) in [(-0.1, 4), (f64::NAN, 4), (0.1, 1)] {
+        let e = err(TrainConfig {
+            koleo,
+            batch_size,
+            ..tiny(&dir)
+        });
+        assert!(e.contains("--koleo"), "{e}");
+    }
+}
+
+/// --koleo adds the spreading term: the same first batch gives a different update of the student
+/// than DINO's loss alone, and the run stays finite.
+#[test]
+fn koleo_changes_the_update_and_stays_finite() {
+    let student_after = |koleo: f64, name: &str| {
+        let dir = tmp_dir(name);
+        let mut t = Trainer::new(TrainConfig {
+            koleo,
+            ..tiny(&dir)
+        })
+        .unwrap();
+        let logs = t.run(Some(2), |_| {}).unwrap();
+        assert!(logs.iter().all(|l| l.loss.is_finite()), "{logs:?}");
+        let v = named_tensors(&t.student, "student")
+            .iter()
+            .map(|(_, x)| x.to_vec::<f32>().unwrap())
+            .collect::<Vec<_>>();
+        let _ = std::fs::remove_dir_all(&dir);
+        v
+    };
+    assert_ne!(
+        student_after(0.0, "koleo-off"),
+        student_after(0.5, "koleo-on")
+    );
 }
 
 #[test]
@@ -217,7 +251,7 @@ fn configs_saved_before_new_fields_load_with_the_old_behaviour() {
     };
     let mut json: serde_json::Value = serde_json::to_value(&config).unwrap();
     // a config written before --momentum-teacher / --head-bn / --hue / --grayscale existed
-    for field in ["momentum_teacher", "head_bn", "hue", "grayscale"] {
+    for field in ["momentum_teacher", "head_bn", "hue", "grayscale", "koleo"] {
         assert!(
             json.as_object_mut().unwrap().remove(field).is_some(),
             "{field}"
@@ -226,7 +260,7 @@ fn configs_saved_before_new_fields_load_with_the_old_behaviour() {
     let old: TrainConfig = serde_json::from_value(json).unwrap();
     assert_eq!(old.momentum_teacher, 0.996);
     assert!(!old.head_bn);
-    assert_eq!((old.hue, old.grayscale), (0.1, 0.2));
+    assert_eq!((old.hue, old.grayscale, old.koleo), (0.1, 0.2, 0.0));
     let back: TrainConfig = serde_json::from_value(serde_json::to_value(&config).unwrap()).unwrap();
     assert_eq!(back, config);
     // the momentum reaches the schedule, the BN the head

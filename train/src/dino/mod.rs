@@ -2,6 +2,7 @@
 //! the loss with its centre ([`loss`]), the per-iteration schedules ([`schedule`]) and the teacher's
 //! exponential moving average ([`teacher`]).
 
+pub mod koleo;
 pub mod loss;
 pub mod schedule;
 pub mod teacher;

@@ -53,6 +53,10 @@ pub struct TrainConfig {
     /// Grayscale probability of every view (DINO: 0.2).
     #[serde(default = "default_grayscale")]
     pub grayscale: f64,
+    /// Weight of the KoLeo term on the student's backbone features of each global view (DINOv2: 0.1;
+    /// 0: off, DINO's loss alone; docs/dino-loss.md). Configs saved before this field: 0.
+    #[serde(default)]
+    pub koleo: f64,
     /// Per-tensor gradient clipping threshold (0: off).
     pub clip_grad: f64,
     pub checkpoint_every: usize,
@@ -101,6 +105,7 @@ impl Default for TrainConfig {
             momentum_teacher: default_momentum_teacher(),
             hue: default_hue(),
             grayscale: default_grayscale(),
+            koleo: 0.0,
             clip_grad: 3.0,
             checkpoint_every: 100,
             log_every: 10,
@@ -178,6 +183,21 @@ impl TrainConfig {
             return Err(TrainError::flag(
                 "--drop-path",
                 format!("{} must be in [0, 1)", self.drop_path),
+            ));
+        }
+        if !(self.koleo.is_finite() && self.koleo >= 0.0) {
+            return Err(TrainError::flag(
+                "--koleo",
+                format!("{} must be a non-negative weight", self.koleo),
+            ));
+        }
+        if self.koleo > 0.0 && self.batch_size < 2 {
+            return Err(TrainError::flag(
+                "--koleo",
+                format!(
+                    "needs --batch-size >= 2 (nearest neighbours within a batch), got {}",
+                    self.batch_size
+                ),
             ));
         }
         if !(0.0..1.0).contains(&self.momentum_teacher) {

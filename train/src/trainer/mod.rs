@@ -13,6 +13,7 @@ pub mod log;
 pub mod network;
 
 use crate::batch::{BatchBuilder, MultiCropBatch, Prefetcher};
+use crate::dino::koleo::koleo_loss;
 use crate::dino::{ema_update, DinoLoss, Schedules};
 use crate::rng::mix64;
 use config::TrainConfig;
@@ -202,11 +203,19 @@ impl Trainer {
             let _guard = no_grad();
             self.teacher.forward_crops(&[global], false, &mut rng)?
         };
-        let student_out = self.student.forward_crops(&crops, true, &mut rng)?;
-        let out = self
+        let features = self.student.features_crops(&crops, true, &mut rng)?;
+        let student_out = self.student.head.forward(&features)?;
+        let mut out = self
             .loss
             .forward(&student_out, &teacher_out, teacher_temp)?;
         let loss = out.loss.item()?;
+        if self.config.koleo > 0.0 {
+            // KoLeo per global view (rows v*B .. (v+1)*B of the view-major features), averaged.
+            let b = batch.indices.len();
+            let mut spread = koleo_loss(&features.narrow(0, 0, b)?)?;
+            spread = spread.add(&koleo_loss(&features.narrow(0, b, b)?)?)?;
+            out.loss = out.loss.add(&spread.mul_scalar(0.5 * self.config.koleo)?)?;
+        }
         let (teacher_entropy, kl) = (out.teacher_entropy, out.kl);
         if !(loss.is_finite() && teacher_entropy.is_finite() && kl.is_finite()) {
             return Err(TrainError(format!(
