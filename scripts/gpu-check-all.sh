@@ -7,6 +7,7 @@
 #   <bindir>/gpu-check-all.sh <logdir>         on the GPU host: runs them; logs under <logdir>/{ops,gemm,attn,cli}
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
+source "$here/gpu-lib.sh"
 
 if [ "${1:-}" = "--pack" ]; then
     dest=${2:?usage: gpu-check-all.sh --pack <bindir>}
@@ -17,18 +18,14 @@ if [ "${1:-}" = "--pack" ]; then
     (
         cd "$here/.." || exit 1
         cargo build --release -q --bin dinonat || exit 1
-        t=$(cargo test --release --test cli_device --no-run --message-format=json 2>/dev/null |
-            python3 -c 'import sys,json
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="cli_device": print(m["executable"])' | tail -n1)
+        t=$(find_test_bin dinonat cli_device)
         [ -x "$t" ] || { echo "cli_device test binary not found"; exit 1; }
         mkdir -p "$dest/cli"
         cp "$t" "$dest/cli/cli-device-tests"
         cp target/release/dinonat "$dest/cli/dinonat"
         strip "$dest/cli/cli-device-tests" "$dest/cli/dinonat"
     ) || exit 1
-    cp "$here/gpu-check-all.sh" "$dest/"
+    cp "$here/gpu-check-all.sh" "$here/gpu-lib.sh" "$dest/"
     du -sh "$dest"
     exit 0
 fi
@@ -39,14 +36,7 @@ GPU_CHECK_BUDGET=${OPS_BUDGET_S:-45} bash "$here/ops/gpu-check-ops.sh" "$logdir/
 GPU_CHECK_BUDGET=${GEMM_BUDGET_S:-60} bash "$here/gemm/gpu-check.sh" "$logdir/gemm" >"$logdir/gemm.out" 2>&1
 BUDGET_S=${ATTN_BUDGET_S:-110} bash "$here/attn/gpu-check-attention.sh" "$logdir/attn" >"$logdir/attn.out" 2>&1
 mkdir -p "$logdir/cli"
-# NVRTC 13 for the CLI's kernels, found as gpu-check-ops.sh finds it.
-if ! ldconfig -p | grep -q 'libnvrtc\.so\.13'; then
-    nv=$(python3 -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null)
-    lib=$( (ls -d /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 2>/dev/null
-        [ -n "$nv" ] && find "$nv/nvidia" -maxdepth 3 -name 'libnvrtc.so.13' -printf '%h\n' 2>/dev/null) |
-        while read -r d; do [ -e "$d/libnvrtc.so.13" ] && echo "$d" && break; done)
-    [ -n "$lib" ] && export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-fi
+use_nvrtc13 # NVRTC 13 for the CLI's kernels
 DINONAT_BIN="$here/cli/dinonat" timeout -k 5 "${CLI_BUDGET_S:-90}" "$here/cli/cli-device-tests" --test-threads=1 --nocapture \
     >"$logdir/cli/cli-device-tests.log" 2>&1
 echo "cli-device-tests: rc=$?" >"$logdir/cli.out"

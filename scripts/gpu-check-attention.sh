@@ -13,23 +13,20 @@
 #       each step under its own timeout, all within ~3 minutes; logs in <logdir>; a table printed
 #       LAST (also <logdir>/table.md), whatever failed.
 set -u
+source "$(dirname "$0")/gpu-lib.sh"
 
 if [ "${1:-}" = "--pack" ]; then
     dest=${2:?usage: gpu-check-attention.sh --pack <bindir>}
     root=$(cd "$(dirname "$0")/.." && pwd)
     cd "$root" || exit 1
     cargo build --release || exit 1
-    test_bin=$(cargo test -p dinonat-kernels --release --test cuda_attention --no-run --message-format=json 2>/dev/null |
-        python3 -c 'import sys,json
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="cuda_attention": print(m["executable"])' | tail -n1)
+    test_bin=$(find_test_bin dinonat-kernels cuda_attention)
     [ -x "$test_bin" ] || { echo "GPU test binary not found"; exit 1; }
     mkdir -p "$dest"
     cp target/release/dinonat "$dest/dinonat"
     cp "$test_bin" "$dest/cuda-attention-tests"
     strip "$dest/dinonat" "$dest/cuda-attention-tests"
-    cp scripts/gpu-check-attention.sh "$dest/"
+    cp scripts/gpu-check-attention.sh scripts/gpu-lib.sh "$dest/"
     ref=${BENCH_REF:-/work/shared/bench-ref}
     sed 's/, (8, 4, 112, 32, 7), (2, 4, 224, 32, 7)\]/, (8, 4, 112, 32, 7)]/' \
         "$ref/attention_gpu_torch.py" >"$dest/attention_gpu_torch.py"
@@ -68,13 +65,7 @@ run_step() {
     nvidia-smi
     ldconfig -p | grep -E 'libcuda\.|libnvrtc' || true
 } >"$logdir/env.log" 2>&1
-if ! ldconfig -p | grep -q 'libnvrtc\.so\.13'; then
-    nv=$(python3 -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null)
-    lib=$( (ls -d /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 2>/dev/null
-        [ -n "$nv" ] && find "$nv/nvidia" -maxdepth 3 -name 'libnvrtc.so.13' -printf '%h\n' 2>/dev/null) |
-        while read -r d; do [ -e "$d/libnvrtc.so.13" ] && echo "$d" && break; done)
-    [ -n "$lib" ] && export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-fi
+use_nvrtc13
 echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}" >>"$logdir/env.log"
 card=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -n1)
 

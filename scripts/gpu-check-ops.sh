@@ -8,26 +8,20 @@
 #       under their own timeouts (within GPU_CHECK_BUDGET s, default 120), full logs in <logdir>,
 #       and prints a short table LAST (also <logdir>/table.md), whatever failed.
 set -u
+source "$(dirname "$0")/gpu-lib.sh"
 
 if [ "${1:-}" = "--pack" ]; then
     dest=${2:?usage: gpu-check-ops.sh --pack <bindir>}
     root=$(cd "$(dirname "$0")/.." && pwd)
     cd "$root" || exit 1
-    find_bin() { # package, test target
-        cargo test -p "$1" --release --test "$2" --no-run --message-format=json 2>/dev/null |
-            python3 -c 'import sys,json
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]==sys.argv[1]: print(m["executable"])' "$2" | tail -n1
-    }
-    ops=$(find_bin dinonat-kernels cuda_ops)
-    eng=$(find_bin dinonat-engine cuda)
+    ops=$(find_test_bin dinonat-kernels cuda_ops)
+    eng=$(find_test_bin dinonat-engine cuda)
     [ -x "$ops" ] && [ -x "$eng" ] || { echo "test binaries not found ($ops, $eng)"; exit 1; }
     mkdir -p "$dest"
     cp "$ops" "$dest/ops-tests"
     cp "$eng" "$dest/engine-tests"
     strip "$dest/ops-tests" "$dest/engine-tests"
-    cp scripts/gpu-check-ops.sh "$dest/"
+    cp scripts/gpu-check-ops.sh scripts/gpu-lib.sh "$dest/"
     ls -la "$dest"
     exit 0
 fi
@@ -61,13 +55,7 @@ run_step() { # NAME CAP OUTFILE CMD...
     nvidia-smi
     ldconfig -p | grep -E 'libcuda\.|libnvrtc' || true
 } >"$logdir/env.log" 2>&1
-if ! ldconfig -p | grep -q 'libnvrtc\.so\.13'; then
-    nv=$(python3 -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null)
-    lib=$( (ls -d /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 2>/dev/null
-        [ -n "$nv" ] && find "$nv/nvidia" -maxdepth 3 -name 'libnvrtc.so.13' -printf '%h\n' 2>/dev/null) |
-        while read -r d; do [ -e "$d/libnvrtc.so.13" ] && echo "$d" && break; done)
-    [ -n "$lib" ] && export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-fi
+use_nvrtc13
 echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}" >>"$logdir/env.log"
 card=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -n1)
 

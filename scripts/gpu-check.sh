@@ -10,23 +10,20 @@
 #       under its own timeout, all within ~4 minutes; full logs in <logdir>; a short table printed
 #       LAST (also written to <logdir>/table.md), whatever failed.
 set -u
+source "$(dirname "$0")/gpu-lib.sh"
 
 if [ "${1:-}" = "--pack" ]; then
     dest=${2:?usage: gpu-check.sh --pack <bindir>}
     root=$(cd "$(dirname "$0")/.." && pwd)
     cd "$root" || exit 1
     cargo build --release || exit 1
-    test_bin=$(cargo test -p dinonat-kernels --release --test cuda --no-run --message-format=json 2>/dev/null |
-        python3 -c 'import sys,json
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="cuda": print(m["executable"])' | tail -n1)
+    test_bin=$(find_test_bin dinonat-kernels cuda)
     [ -x "$test_bin" ] || { echo "GPU test binary not found"; exit 1; }
     mkdir -p "$dest"
     cp target/release/dinonat "$dest/dinonat"
     cp "$test_bin" "$dest/cuda-tests"
     strip "$dest/dinonat" "$dest/cuda-tests"
-    cp scripts/gpu-check.sh scripts/gemm_torch.py "$dest/"
+    cp scripts/gpu-check.sh scripts/gpu-lib.sh scripts/gemm_torch.py "$dest/"
     ls -la "$dest"
     exit 0
 fi

@@ -1,0 +1,24 @@
+# Shared by the GPU check scripts (sourced; each pack copies it beside its script).
+
+# find_test_bin PACKAGE TARGET: the path of a release test binary cargo builds (here, with Rust).
+find_test_bin() {
+    cargo test -p "$1" --release --test "$2" --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import sys,json
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]==sys.argv[1]: print(m["executable"])' "$2" |
+        tail -n1
+}
+
+# use_nvrtc13 (on the GPU host): puts a folder holding libnvrtc.so.13 on LD_LIBRARY_PATH when the
+# loader does not already know it (CUDA toolkit folders, then the pip `nvidia` wheels).
+use_nvrtc13() {
+    ldconfig -p | grep -q 'libnvrtc\.so\.13' && return 0
+    local nv lib
+    nv=$(python3 -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null)
+    lib=$( (ls -d /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 2>/dev/null
+        [ -n "$nv" ] && find "$nv/nvidia" -maxdepth 3 -name 'libnvrtc.so.13' -printf '%h\n' 2>/dev/null) |
+        while read -r d; do [ -e "$d/libnvrtc.so.13" ] && echo "$d" && break; done)
+    [ -n "$lib" ] && export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    return 0
+}
