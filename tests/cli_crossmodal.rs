@@ -5,7 +5,9 @@ use dinonat_engine::DType;
 use dinonat_model::{save_backbone, Nat, NatConfig};
 use dinonat_train::data::{decode_image, RgbImage};
 use dinonat_train::grid::write_png;
-use std::collections::BTreeMap;
+mod common;
+
+use common::files_under;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -79,23 +81,6 @@ fn pico_weights(dir: &Path) -> PathBuf {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// Every file under `dir` with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut m = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                m.insert(p.clone(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    m
 }
 
 #[test]
@@ -174,7 +159,7 @@ fn filter_writes_report_and_sheets_and_leaves_input_untouched() {
     std::fs::copy(images.join("img3.png"), images.join("img3_copy.png")).unwrap();
     let exemplars = t.join("exemplars");
     write_pictures(&exemplars, &["e.png"], 13, |i| i);
-    let before = snapshot(&images);
+    let before = files_under(&images);
     let out = t.join("report");
     let keep = t.join("kept.txt");
     let (ok, stdout, err) = dinonat(&[
@@ -201,7 +186,7 @@ fn filter_writes_report_and_sheets_and_leaves_input_untouched() {
     ]);
     assert!(ok, "filter failed: {err}");
     assert!(stdout.contains("9 images"), "{stdout}");
-    assert_eq!(snapshot(&images), before, "the input folder changed");
+    assert_eq!(files_under(&images), before, "the input folder changed");
     let csv = std::fs::read_to_string(out.join("report.csv")).unwrap();
     assert_eq!(csv.lines().count(), 10);
     let json: serde_json::Value =
@@ -250,7 +235,7 @@ fn filter_writes_report_and_sheets_and_leaves_input_untouched() {
         "32",
     ]);
     assert!(!ok && err.contains("--out"), "{err}");
-    assert_eq!(snapshot(&images), before);
+    assert_eq!(files_under(&images), before);
     let _ = std::fs::remove_dir_all(&t);
 }
 

@@ -3,6 +3,10 @@
 
 use dinonat_train::data::RgbImage;
 use dinonat_train::grid::write_png;
+mod common;
+
+use common::files_under;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -14,13 +18,15 @@ fn bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dinonat")))
 }
 
-fn dinonat(args: &[&str]) -> (bool, String) {
+/// (success, stdout, stderr) of one `dinonat` run.
+fn dinonat(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(bin())
         .args(args)
         .output()
         .expect("the dinonat binary runs");
     (
         out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
@@ -63,7 +69,8 @@ fn embed(images: &Path, out: &Path, device: Option<&str>) -> (bool, String) {
     if let Some(d) = device {
         args.extend(["--device", d]);
     }
-    dinonat(&args)
+    let (ok, _, err) = dinonat(&args);
+    (ok, err)
 }
 
 fn embeddings(path: &Path) -> Vec<f32> {
@@ -113,19 +120,6 @@ fn embed_device_flag() {
     let _ = std::fs::remove_dir_all(&t);
 }
 
-/// (success, stdout, stderr) of one `dinonat` run.
-fn dinonat_out(args: &[String]) -> (bool, String, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .output()
-        .expect("the dinonat binary runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn json_f64(json: &str, key: &str) -> f64 {
     let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
     v.pointer(key)
@@ -133,28 +127,17 @@ fn json_f64(json: &str, key: &str) -> f64 {
         .unwrap_or_else(|| panic!("{key} in {json}"))
 }
 
-/// The files under `dir`, relative, sorted, with their bytes (in the text reports, `dir` itself
-/// written as `OUT`, since they name the figures they wrote).
-fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let mut bytes = std::fs::read(&p).unwrap();
-                if matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "csv")) {
-                    let text = String::from_utf8(bytes).unwrap();
-                    bytes = text.replace(dir.to_str().unwrap(), "OUT").into_bytes();
-                }
-                out.push((p.strip_prefix(dir).unwrap().to_path_buf(), bytes));
-            }
+/// The files under `dir` with their bytes; in the text reports `dir` itself is written as `OUT`
+/// (they name the figures they wrote).
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = files_under(dir);
+    for (p, bytes) in files.iter_mut() {
+        if matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "csv")) {
+            let text = String::from_utf8(std::mem::take(bytes)).unwrap();
+            *bytes = text.replace(dir.to_str().unwrap(), "OUT").into_bytes();
         }
     }
-    out.sort();
-    out
+    files
 }
 
 /// `--device` of the map and curation commands (crossmodal, boxes, filter, attention) on the
@@ -165,15 +148,7 @@ fn map_commands_device_flag() {
     let t = temp("maps");
     let data = t.join("builtin");
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    let (ok, _, err) = dinonat_out(&[
-        "builtin".into(),
-        "--out".into(),
-        s(&data),
-        "--n".into(),
-        "12".into(),
-        "--size".into(),
-        "32".into(),
-    ]);
+    let (ok, _, err) = dinonat(&["builtin", "--out", &s(&data), "--n", "12", "--size", "32"]);
     assert!(ok, "{err}");
     let (rgb, ir, labels) = (data.join("rgb"), data.join("ir"), data.join("labels"));
     let weights = ["--random-init", "--arch", "nat_pico", "--size", "32"];
@@ -216,7 +191,7 @@ fn map_commands_device_flag() {
             if let Some(d) = device {
                 a.extend(["--device".to_string(), d.to_string()]);
             }
-            let (ok, stdout, stderr) = dinonat_out(&a);
+            let (ok, stdout, stderr) = dinonat(&a.iter().map(String::as_str).collect::<Vec<_>>());
             (ok, stdout, stderr, out)
         };
         let (ok, default_stdout, err, default_dir) = run(None);
@@ -241,7 +216,11 @@ fn map_commands_device_flag() {
                 err.contains("no CUDA device: use --device cpu"),
                 "{cmd}: {err}"
             );
-            println!("{cmd}: skipped the GPU comparison: {}", err.trim());
+            let why = err
+                .lines()
+                .find(|l| l.contains("no CUDA device"))
+                .unwrap_or("");
+            println!("{cmd}: skipped the GPU comparison: {why}");
             continue;
         }
         match cmd {
@@ -271,7 +250,7 @@ fn map_commands_device_flag() {
             }
             _ => {
                 // The same files (figures, report); pixel values may differ in the last bit.
-                let names = |d: &Path| tree(d).into_iter().map(|(p, _)| p).collect::<Vec<_>>();
+                let names = |d: &Path| tree(d).into_keys().collect::<Vec<_>>();
                 assert_eq!(names(&gpu_dir), names(&cpu_dir), "{cmd}");
                 println!("{cmd} --device cuda: same {} files", names(&gpu_dir).len());
             }
