@@ -89,9 +89,17 @@ pub struct TrainArgs {
     /// Drop-path rate of the student (the teacher has none).
     #[arg(long, default_value_t = 0.1)]
     drop_path: f64,
-    /// Teacher EMA momentum at step 0, cosine to 1 over the run (DINO: 0.996 for long runs).
+    /// Teacher EMA momentum at step 0, cosine to --momentum-teacher-end over the run (DINO: 0.996
+    /// for long runs).
     #[arg(long, default_value_t = 0.996)]
     momentum_teacher: f64,
+    /// Teacher EMA momentum at the last step (DINO: 1; equal to --momentum-teacher: constant).
+    #[arg(long, default_value_t = 1.0)]
+    momentum_teacher_end: f64,
+    /// The lr at the end of the cosine, as a fraction of the peak lr (1: constant after the
+    /// warm-up); not given: DINO's 1e-6.
+    #[arg(long, value_name = "FRACTION")]
+    lr_end: Option<f64>,
     /// Hue jitter strength (DINO: 0.1; at most 0.5).
     #[arg(long, default_value_t = 0.1)]
     hue: f64,
@@ -190,6 +198,8 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
         teacher_temp: a.teacher_temp,
         drop_path: a.drop_path,
         momentum_teacher: a.momentum_teacher,
+        momentum_teacher_end: a.momentum_teacher_end,
+        lr_end: a.lr_end,
         koleo: a.koleo,
         hue: a.hue,
         grayscale: a.grayscale,

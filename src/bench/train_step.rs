@@ -83,6 +83,8 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
         teacher_temp: 0.04,
         drop_path: 0.1,
         momentum_teacher: 0.996,
+        momentum_teacher_end: 1.0,
+        lr_end: None,
         hue: 0.1,
         grayscale: 0.2,
         koleo: 0.0,

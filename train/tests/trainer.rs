@@ -194,6 +194,73 @@ fn bad_flags_name_the_flag() {
         });
         assert!(e.contains("--koleo"), "{e}");
     }
+    for lr_end in [-0.1, 1.5, f64::NAN] {
+        let e = err(TrainConfig {
+            lr_end: Some(lr_end),
+            ..tiny(&dir)
+        });
+        assert!(e.contains("--lr-end"), "{e}");
+    }
+    for end in [0.9, 1.01, f64::NAN] {
+        let e = err(TrainConfig {
+            momentum_teacher: 0.99,
+            momentum_teacher_end: end,
+            ..tiny(&dir)
+        });
+        assert!(e.contains("--momentum-teacher-end"), "{e}");
+    }
+}
+
+/// --lr-end and --momentum-teacher-end reach the schedules: DINO's cosine to 1e-6 and to momentum 1
+/// by default, a fraction of the peak lr and a constant momentum when asked.
+#[test]
+fn lr_end_and_momentum_end_shape_the_schedules() {
+    let dir = tmp_dir("schedule-ends");
+    let base = TrainConfig {
+        steps: 200,
+        momentum_teacher: 0.99,
+        ..tiny(&dir)
+    };
+    let peak = base.peak_lr();
+    let warm = base.schedules().lr_warmup_steps;
+    assert!(warm > 0 && warm < 100, "{warm}");
+    let dino = base.schedules();
+    assert_eq!(dino.lr(warm), peak);
+    // the cosine's last step lies one step short of its end value
+    assert!(
+        dino.lr(199) > 1e-6 && dino.lr(199) < 1e-6 + 1e-3 * peak,
+        "{}",
+        dino.lr(199)
+    );
+    assert_eq!(dino.teacher_momentum(0), 0.99);
+    assert!(dino.teacher_momentum(199) > 0.9999);
+    let constant = TrainConfig {
+        lr_end: Some(1.0),
+        momentum_teacher_end: 0.99,
+        ..base.clone()
+    }
+    .schedules();
+    for step in [warm, 100, 150, 199, 250] {
+        assert!((constant.lr(step) - peak).abs() < 1e-15, "step {step}");
+        assert!((constant.teacher_momentum(step) - 0.99).abs() < 1e-15);
+    }
+    assert!(constant.lr(0) < peak, "the warm-up stays");
+    let tenth = TrainConfig {
+        lr_end: Some(0.1),
+        ..base.clone()
+    }
+    .schedules();
+    let last = tenth.lr(199);
+    assert!(last > 0.1 * peak && last < 0.1001 * peak, "{last}");
+    // the trainer uses exactly these
+    let t = Trainer::new(TrainConfig {
+        lr_end: Some(1.0),
+        momentum_teacher_end: 0.99,
+        ..base
+    })
+    .unwrap();
+    assert_eq!(t.schedules, constant);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// --koleo adds the spreading term: the same first batch gives a different update of the student
@@ -251,7 +318,15 @@ fn configs_saved_before_new_fields_load_with_the_old_behaviour() {
     };
     let mut json: serde_json::Value = serde_json::to_value(&config).unwrap();
     // a config written before --momentum-teacher / --head-bn / --hue / --grayscale existed
-    for field in ["momentum_teacher", "head_bn", "hue", "grayscale", "koleo"] {
+    for field in [
+        "momentum_teacher",
+        "momentum_teacher_end",
+        "lr_end",
+        "head_bn",
+        "hue",
+        "grayscale",
+        "koleo",
+    ] {
         assert!(
             json.as_object_mut().unwrap().remove(field).is_some(),
             "{field}"
@@ -261,6 +336,7 @@ fn configs_saved_before_new_fields_load_with_the_old_behaviour() {
     assert_eq!(old.momentum_teacher, 0.996);
     assert!(!old.head_bn);
     assert_eq!((old.hue, old.grayscale, old.koleo), (0.1, 0.2, 0.0));
+    assert_eq!((old.momentum_teacher_end, old.lr_end), (1.0, None));
     let back: TrainConfig = serde_json::from_value(serde_json::to_value(&config).unwrap()).unwrap();
     assert_eq!(back, config);
     // the momentum reaches the schedule, the BN the head

@@ -4,7 +4,7 @@
 use super::{Result, TrainError};
 use crate::augment::MultiCropConfig;
 use crate::data::{open_dataset, Dataset, Procedural};
-use crate::dino::schedule::WarmupFractions;
+use crate::dino::schedule::{Schedules, WarmupFractions};
 use dinonat_model::{DinoHeadConfig, NatConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -47,6 +47,14 @@ pub struct TrainConfig {
     /// epochs; short runs need a faster teacher, docs/training.md). Configs saved before this field: 0.996.
     #[serde(default = "default_momentum_teacher")]
     pub momentum_teacher: f64,
+    /// Teacher EMA momentum at the end of the run (DINO: 1; with the start value: constant).
+    /// Configs saved before this field: 1.
+    #[serde(default = "default_momentum_teacher_end")]
+    pub momentum_teacher_end: f64,
+    /// The lr at the end of the cosine as a fraction of the peak (1: constant after the warm-up);
+    /// None: DINO's absolute 1e-6. Configs saved before this field: None.
+    #[serde(default)]
+    pub lr_end: Option<f64>,
     /// Hue jitter strength of the colour jitter (DINO: 0.1; at most 0.5, a full turn of the wheel).
     #[serde(default = "default_hue")]
     pub hue: f64,
@@ -70,6 +78,10 @@ fn default_teacher_temp() -> f64 {
 
 fn default_momentum_teacher() -> f64 {
     0.996
+}
+
+fn default_momentum_teacher_end() -> f64 {
+    1.0
 }
 
 fn default_hue() -> f64 {
@@ -103,6 +115,8 @@ impl Default for TrainConfig {
             teacher_temp: 0.04,
             drop_path: 0.1,
             momentum_teacher: default_momentum_teacher(),
+            momentum_teacher_end: default_momentum_teacher_end(),
+            lr_end: None,
             hue: default_hue(),
             grayscale: default_grayscale(),
             koleo: 0.0,
@@ -118,6 +132,18 @@ impl TrainConfig {
     /// Peak lr = base_lr * batch / 256 (DINO's linear scaling rule).
     pub fn peak_lr(&self) -> f64 {
         self.base_lr * self.batch_size as f64 / 256.0
+    }
+
+    /// Every per-iteration schedule of the run (warm-ups scaled to its length).
+    pub fn schedules(&self) -> Schedules {
+        let s = Schedules::for_run(self.steps, self.peak_lr(), self.warmups);
+        Schedules {
+            min_lr: self.lr_end.map_or(s.min_lr, |f| f * s.lr),
+            teacher_temp: self.teacher_temp,
+            momentum_teacher: self.momentum_teacher,
+            momentum_teacher_end: self.momentum_teacher_end,
+            ..s
+        }
     }
 
     /// Student views per image.
@@ -205,6 +231,23 @@ impl TrainConfig {
                 "--momentum-teacher",
                 format!("{} must be in [0, 1)", self.momentum_teacher),
             ));
+        }
+        if !(self.momentum_teacher..=1.0).contains(&self.momentum_teacher_end) {
+            return Err(TrainError::flag(
+                "--momentum-teacher-end",
+                format!(
+                    "{} must be in [--momentum-teacher, 1] = [{}, 1]",
+                    self.momentum_teacher_end, self.momentum_teacher
+                ),
+            ));
+        }
+        if let Some(f) = self.lr_end {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(TrainError::flag(
+                    "--lr-end",
+                    format!("{f} must be a fraction of the peak lr in [0, 1]"),
+                ));
+            }
         }
         if !(0.0..=0.5).contains(&self.hue) {
             return Err(TrainError::flag(

@@ -139,11 +139,7 @@ impl Trainer {
             .map(|(_, t)| t.clone())
             .collect();
         Ok(Trainer {
-            schedules: Schedules {
-                teacher_temp: config.teacher_temp,
-                momentum_teacher: config.momentum_teacher,
-                ..Schedules::for_run(config.steps, config.peak_lr(), config.warmups)
-            },
+            schedules: config.schedules(),
             loss: DinoLoss::new(config.out_dim, config.ncrops()),
             config,
             student,
