@@ -5,12 +5,20 @@ mod train_eval;
 
 use clap::{Args, ValueEnum};
 use dinonat_train::dino::schedule::WarmupFractions;
+use dinonat_train::dino::Centering;
 use dinonat_train::trainer::config::TrainConfig;
 use dinonat_train::trainer::{checkpoint, Control, Trainer};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
 use train_eval::{Curves, EvalSplit};
+
+/// `--centering`: dinonat_train::dino::Centering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CenteringArg {
+    Center,
+    SinkhornKnopp,
+}
 
 /// Multi-crop presets: global x 2 + local x n.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -110,6 +118,10 @@ pub struct TrainArgs {
     /// the DINO loss (DINOv2: 0.1; 0: off).
     #[arg(long, default_value_t = 0.0)]
     koleo: f64,
+    /// How the teacher's targets are centred: DINO's running centre, or DINOv2's Sinkhorn-Knopp
+    /// (every prototype gets the same mass over the batch; no centre).
+    #[arg(long, value_enum, default_value = "center")]
+    centering: CenteringArg,
     /// Per-tensor gradient-norm clip (0: off).
     #[arg(long, default_value_t = 3.0)]
     clip_grad: f64,
@@ -201,6 +213,10 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
         momentum_teacher_end: a.momentum_teacher_end,
         lr_end: a.lr_end,
         koleo: a.koleo,
+        centering: match a.centering {
+            CenteringArg::Center => Centering::Center,
+            CenteringArg::SinkhornKnopp => Centering::SinkhornKnopp,
+        },
         hue: a.hue,
         grayscale: a.grayscale,
         clip_grad: a.clip_grad,

@@ -88,6 +88,7 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
         hue: 0.1,
         grayscale: 0.2,
         koleo: 0.0,
+        centering: Default::default(),
         clip_grad: 3.0,
         checkpoint_every: 0,
         log_every: 1,

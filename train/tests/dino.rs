@@ -3,9 +3,9 @@
 use dinonat_engine::gradcheck::gradcheck;
 use dinonat_engine::nn::{Init, ParamStore};
 use dinonat_engine::{DType, Rng, Tensor};
-use dinonat_train::dino::loss::mean_entropy;
+use dinonat_train::dino::loss::{mean_entropy, sinkhorn_knopp};
 use dinonat_train::dino::schedule::WarmupFractions;
-use dinonat_train::dino::{cosine_schedule, ema_update, DinoLoss, Schedules};
+use dinonat_train::dino::{cosine_schedule, ema_update, Centering, DinoLoss, Schedules};
 
 fn softmax(x: &[f64]) -> Vec<f64> {
     let m = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -332,4 +332,106 @@ fn koleo_spreads_rows_and_rejects_one_row() {
     );
     let err = koleo_loss(&Tensor::from_slice(&[1.0, 2.0], &[1, 2]).unwrap()).unwrap_err();
     assert!(err.to_string().contains("koleo_loss"), "{err}");
+}
+
+/// DINOv2's `sinkhorn_knopp_teacher` transcribed with its transpose: Q = exp(t / τ)^T [K, B], Q /= sum;
+/// per iteration rows (prototypes) to 1/K, columns (samples) to 1/B; Q *= B; back to [B, K].
+fn sinkhorn_as_written(t: &[f64], rows: usize, k: usize, tt: f64, iters: usize) -> Vec<f64> {
+    let mut q = vec![vec![0.0; rows]; k];
+    for (r, row) in t.chunks_exact(k).enumerate() {
+        for (p, x) in row.iter().enumerate() {
+            q[p][r] = (x / tt).exp();
+        }
+    }
+    let total: f64 = q.iter().flatten().sum();
+    q.iter_mut().flatten().for_each(|x| *x /= total);
+    for _ in 0..iters {
+        for prototype in q.iter_mut() {
+            let s: f64 = prototype.iter().sum();
+            prototype.iter_mut().for_each(|x| *x /= s * k as f64);
+        }
+        for r in 0..rows {
+            let s: f64 = (0..k).map(|p| q[p][r]).sum();
+            (0..k).for_each(|p| q[p][r] /= s * rows as f64);
+        }
+    }
+    (0..rows * k)
+        .map(|i| q[i % k][i / k] * rows as f64)
+        .collect()
+}
+
+#[test]
+fn sinkhorn_knopp_matches_dinov2_and_balances_the_prototypes() {
+    for (rows, k, tt, seed) in [(2, 3, 0.04, 1u64), (6, 5, 0.04, 2), (10, 17, 0.07, 3)] {
+        let t: Vec<f64> = Rng::new(seed).normal_vec(rows * k);
+        let got = sinkhorn_knopp(&t, rows, k, tt, 3);
+        let want = sinkhorn_as_written(&t, rows, k, tt, 3);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-12, "{g} vs {w}");
+        }
+        // every row a distribution (the last step of an iteration normalises rows)
+        for row in got.chunks_exact(k) {
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            assert!(row.iter().all(|&x| x >= 0.0));
+        }
+        // with enough iterations every prototype gets the same mass rows / k (at τ = 1, where the
+        // scaling converges fast; at 0.04 the entries span e^±50 and it takes far more iterations)
+        let many = sinkhorn_knopp(&t, rows, k, 1.0, 200);
+        for p in 0..k {
+            let mass: f64 = (0..rows).map(|r| many[r * k + p]).sum();
+            assert!((mass - rows as f64 / k as f64).abs() < 1e-6, "{mass}");
+        }
+    }
+    // a collapsed teacher (every row prefers prototype 0) is spread over the prototypes
+    let (rows, k) = (8, 4);
+    let t: Vec<f64> = (0..rows * k)
+        .map(|i| if i % k == 0 { 1.0 } else { 0.0 })
+        .collect();
+    let q = sinkhorn_knopp(&t, rows, k, 0.04, 3);
+    let mass0: f64 = (0..rows).map(|r| q[r * k]).sum();
+    assert!(mass0 < 0.5 * rows as f64, "{mass0}");
+}
+
+#[test]
+fn sinkhorn_knopp_centering_gives_the_loss_of_its_targets() {
+    let (b, k, ncrops) = (3, 6, 4);
+    let (s, t, mut l) = setup(b, k, ncrops, 11);
+    l.centering = Centering::SinkhornKnopp;
+    let st = Tensor::from_slice(&s, &[ncrops * b, k]).unwrap();
+    let tt = Tensor::from_slice(&t, &[2 * b, k]).unwrap();
+    let pt = l.teacher_probs(&tt, 0.04).unwrap().to_vec_f64();
+    let want_pt = sinkhorn_knopp(&t, 2 * b, k, 0.04, 3);
+    for (g, w) in pt.iter().zip(&want_pt) {
+        assert!((g - w).abs() < 1e-12, "{g} vs {w}");
+    }
+    // the loss: - Pt_i . log Ps_j over pairs j != i, as in reference_loss but with these targets
+    let log_ps = |r: usize| {
+        let p = softmax(
+            &s[r * k..(r + 1) * k]
+                .iter()
+                .map(|x| x / 0.1)
+                .collect::<Vec<_>>(),
+        );
+        p.iter().map(|x| x.ln()).collect::<Vec<_>>()
+    };
+    let (mut total, mut n) = (0.0, 0);
+    for i in 0..2 {
+        for j in (0..ncrops).filter(|&j| j != i) {
+            for img in 0..b {
+                let q = &want_pt[(i * b + img) * k..(i * b + img + 1) * k];
+                total -= q
+                    .iter()
+                    .zip(log_ps(j * b + img))
+                    .map(|(a, l)| a * l)
+                    .sum::<f64>();
+            }
+            n += 1;
+        }
+    }
+    let want = total / (n * b) as f64;
+    let got = l.forward(&st, &tt, 0.04).unwrap().loss.item().unwrap();
+    assert!(
+        (got - want).abs() < 1e-12 * want.abs().max(1.0),
+        "{got} vs {want}"
+    );
 }

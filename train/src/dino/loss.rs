@@ -1,4 +1,5 @@
-//! The DINO loss with centring and sharpening (docs/dino-loss.md).
+//! The DINO loss with centring and sharpening (docs/dino-loss.md), or with DINOv2's Sinkhorn-Knopp
+//! centring of the teacher in place of the running centre ([`Centering::SinkhornKnopp`]).
 //!
 //! Shapes (B images, K prototypes, V student views of which the first 2 are the global ones,
 //! view-major like the batch buffers):
@@ -11,6 +12,19 @@
 //! gradient dL/ds_j = (softmax(s_j / τs) * n_j - sum_{i != j} Pt_i) / (τs B n_pairs), derived in the doc.
 
 use dinonat_engine::{no_grad, DType, EngineError, Result, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// How the teacher's logits become its targets Pt.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Centering {
+    /// DINO: Pt = softmax((t - c) / τt) with the running centre c.
+    #[default]
+    Center,
+    /// DINOv2: exp(t / τt) scaled by 3 Sinkhorn-Knopp iterations so that, over the 2B teacher rows of
+    /// the batch, every prototype gets the same total mass and every row sums to 1.
+    SinkhornKnopp,
+}
 
 /// The loss, its centre c (length K) and the constants of the recipe.
 #[derive(Clone, Debug)]
@@ -22,8 +36,10 @@ pub struct DinoLoss {
     pub student_temp: f64,
     /// m of c <- m c + (1 - m) mean(t) (0.9).
     pub center_momentum: f64,
-    /// c, kept in f64 (saved with checkpoints, so a resumed run sees the same centre).
+    /// c, kept in f64 (saved with checkpoints, so a resumed run sees the same centre). Unused by
+    /// Sinkhorn-Knopp.
     pub center: Vec<f64>,
+    pub centering: Centering,
 }
 
 /// The loss tensor (backward reaches the student) and the diagnostics of the paper.
@@ -45,12 +61,18 @@ impl DinoLoss {
             student_temp: 0.1,
             center_momentum: 0.9,
             center: vec![0.0; out_dim],
+            centering: Centering::Center,
         }
     }
 
-    /// Pt = softmax((t - c) / τt) [2B, K], without gradient.
+    /// Pt [2B, K] without gradient: softmax((t - c) / τt), or Sinkhorn-Knopp's targets.
     pub fn teacher_probs(&self, teacher: &Tensor, teacher_temp: f64) -> Result<Tensor> {
         let _guard = no_grad();
+        if self.centering == Centering::SinkhornKnopp {
+            let rows = teacher.shape()[0];
+            let q = sinkhorn_knopp(&teacher.to_vec_f64(), rows, self.out_dim, teacher_temp, 3);
+            return Ok(Tensor::from_slice(&q, &[rows, self.out_dim])?.to_dtype(teacher.dtype()));
+        }
         let c = self.center_tensor(teacher.dtype())?;
         teacher
             .detach()
@@ -146,6 +168,51 @@ impl DinoLoss {
         }
         Ok(())
     }
+}
+
+/// DINOv2's `sinkhorn_knopp_teacher` on logits t [rows, k] (f64): Q = exp(t / τt), normalised to
+/// total mass 1, then `iters` times: every column (prototype) scaled to mass 1/k, every row to mass
+/// 1/rows; finally scaled by rows, so each row is a distribution. The largest logit is subtracted
+/// first (Q is scale-free before the first normalisation), so exp cannot overflow.
+pub fn sinkhorn_knopp(
+    t: &[f64],
+    rows: usize,
+    k: usize,
+    teacher_temp: f64,
+    iters: usize,
+) -> Vec<f64> {
+    let max = t.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut q: Vec<f64> = t
+        .iter()
+        .map(|&x| ((x - max) / teacher_temp).exp())
+        .collect();
+    let total: f64 = q.iter().sum();
+    q.iter_mut().for_each(|x| *x /= total);
+    for _ in 0..iters {
+        let mut cols = vec![0.0; k];
+        for row in q.chunks_exact(k) {
+            for (c, x) in cols.iter_mut().zip(row) {
+                *c += x;
+            }
+        }
+        for row in q.chunks_exact_mut(k) {
+            for (x, c) in row.iter_mut().zip(&cols) {
+                // a prototype no row gives any mass keeps none (0 / 0 would be NaN)
+                *x = if *c > 0.0 { *x / (c * k as f64) } else { 0.0 };
+            }
+        }
+        for row in q.chunks_exact_mut(k) {
+            let s: f64 = row.iter().sum();
+            if s > 0.0 {
+                row.iter_mut().for_each(|x| *x /= s * rows as f64);
+            } else {
+                // every logit of the row underflowed: no preference, the uniform row
+                row.iter_mut().for_each(|x| *x = 1.0 / (k * rows) as f64);
+            }
+        }
+    }
+    q.iter_mut().for_each(|x| *x *= rows as f64);
+    q
 }
 
 /// Mean over rows of - sum p log p (0 log 0 = 0).

@@ -7,6 +7,6 @@ pub mod loss;
 pub mod schedule;
 pub mod teacher;
 
-pub use loss::{DinoLoss, LossOutput};
+pub use loss::{Centering, DinoLoss, LossOutput};
 pub use schedule::{cosine_schedule, Schedules};
 pub use teacher::ema_update;

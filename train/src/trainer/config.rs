@@ -5,6 +5,7 @@ use super::{Result, TrainError};
 use crate::augment::MultiCropConfig;
 use crate::data::{open_dataset, Dataset, Procedural};
 use crate::dino::schedule::{Schedules, WarmupFractions};
+use crate::dino::Centering;
 use dinonat_model::{DinoHeadConfig, NatConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -65,6 +66,10 @@ pub struct TrainConfig {
     /// 0: off, DINO's loss alone; docs/dino-loss.md). Configs saved before this field: 0.
     #[serde(default)]
     pub koleo: f64,
+    /// How the teacher's targets are centred: DINO's running centre or DINOv2's Sinkhorn-Knopp.
+    /// Configs saved before this field: the centre.
+    #[serde(default)]
+    pub centering: Centering,
     /// Per-tensor gradient clipping threshold (0: off).
     pub clip_grad: f64,
     pub checkpoint_every: usize,
@@ -120,6 +125,7 @@ impl Default for TrainConfig {
             hue: default_hue(),
             grayscale: default_grayscale(),
             koleo: 0.0,
+            centering: Centering::Center,
             clip_grad: 3.0,
             checkpoint_every: 100,
             log_every: 10,

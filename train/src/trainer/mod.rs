@@ -140,7 +140,10 @@ impl Trainer {
             .collect();
         Ok(Trainer {
             schedules: config.schedules(),
-            loss: DinoLoss::new(config.out_dim, config.ncrops()),
+            loss: DinoLoss {
+                centering: config.centering,
+                ..DinoLoss::new(config.out_dim, config.ncrops())
+            },
             config,
             student,
             teacher,
