@@ -1,11 +1,11 @@
 //! The built-in procedural data set: ten classes of shapes on cluttered backgrounds, generated on the fly from
 //! (seed, index) alone, so the project trains and tests without any files (docs/data.md has the design).
 //!
-//! Each image: a two-colour linear gradient at a random angle, plus smooth value noise, plus random blobs and
-//! lines (distractors), then ONE object of the sample's class with random colour, size, position, rotation and a
-//! shading ramp, sometimes crossed by a line, then pixel noise. Colour, position and background vary independently
-//! of the class, so raw pixels classify poorly while a shape-aware feature classifies well. Edges are antialiased
-//! by 4x4 supersampling (shapes) or analytic coverage (blobs, lines).
+//! Each image: a two-colour linear gradient of light random colours at a random angle, plus smooth value noise,
+//! then ONE small upright object of the sample's class anywhere in the image, with a random dark colour and size,
+//! then pixel noise. Position, size, hue and background vary independently of the class,
+//! so raw pixels classify poorly while a shape-aware feature classifies well. Edges are antialiased by 4x4
+//! supersampling.
 //!
 //! The scene's geometry is drawn once ([`scene`]) and painted twice: as the RGB image and, on request
 //! ([`Procedural::pair`]), as a pixel-aligned thermal twin ([`thermal`]).

@@ -1,12 +1,10 @@
 //! The thermal twin of a procedural scene (docs/data.md, "Thermal twin"): the same geometry as the RGB image
-//! (the object's exact shape mask, the distractors, the occluder), painted as a long-wave infrared picture where
+//! (the object's exact shape mask and the background's gradient and noise), painted as a long-wave infrared picture where
 //! brightness is temperature:
 //! - background cool, T in about [0.08, 0.43]: a base level, a gentle gradient along the scene's gradient
 //!   direction and a faint trace of its value noise;
-//! - distractors (blobs and lines) at intermediate temperatures T ~ U(0.35, 0.65), with the scene's opacities;
 //! - the object warm, T0 ~ U(0.75, 0.92) at a hot spot inside it, cooling smoothly as
 //!   T0 - 0.05 * |(u, v) - hot spot|^2 in its own frame (at least about 0.55 anywhere on the shape);
-//! - the occluder (when the scene has one) at T ~ U(0.30, 0.50) in front of the object;
 //! - sensor optics: a Gaussian blur of sigma = side / 64 px (1 px at 64 px), then noise of sigma ~ U(0.008, 0.025)
 //!   and 8-bit rounding. The gray value is replicated to three channels.
 //!
@@ -34,24 +32,12 @@ pub(crate) fn render_thermal(scene: &Scene, rng: &mut SplitMix64) -> RgbImage {
         let v = &mut t[y * size + x];
         *v += a * (target - *v);
     };
-    for d in &scene.distractors {
-        let temp = rng.uniform(0.35, 0.65) as f32;
-        for (x, y, c) in d.layer.painted() {
-            paint(&mut t, x, y, temp, d.alpha * c);
-        }
-    }
     let t0 = rng.uniform(0.75, 0.92) as f32;
     let (hu, hv) = (rng.uniform(-0.4, 0.4) as f32, rng.uniform(-0.4, 0.4) as f32);
     for (x, y, hits, u_sum, v_sum) in scene.object.touched() {
         let (u, v) = (u_sum / hits as f32, v_sum / hits as f32);
         let temp = t0 - 0.05 * ((u - hu).powi(2) + (v - hv).powi(2));
         paint(&mut t, x, y, temp, hits as f32 / ObjectMask::SAMPLES as f32);
-    }
-    let occluder_temp = rng.uniform(0.3, 0.5) as f32;
-    if let Some(o) = &scene.occluder {
-        for (x, y, c) in o.layer.painted() {
-            paint(&mut t, x, y, occluder_temp, o.alpha * c);
-        }
     }
     blur_plane(&mut t, size, size as f32 / 64.0);
     let sigma = rng.uniform(0.008, 0.025) as f32;
