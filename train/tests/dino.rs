@@ -350,9 +350,13 @@ fn sinkhorn_as_written(t: &[f64], rows: usize, k: usize, tt: f64, iters: usize) 
             let s: f64 = prototype.iter().sum();
             prototype.iter_mut().for_each(|x| *x /= s * k as f64);
         }
-        for r in 0..rows {
-            let s: f64 = (0..k).map(|p| q[p][r]).sum();
-            (0..k).for_each(|p| q[p][r] /= s * rows as f64);
+        let sample_sums: Vec<f64> = (0..rows)
+            .map(|r| q.iter().map(|prototype| prototype[r]).sum())
+            .collect();
+        for prototype in q.iter_mut() {
+            for (x, s) in prototype.iter_mut().zip(&sample_sums) {
+                *x /= s * rows as f64;
+            }
         }
     }
     (0..rows * k)

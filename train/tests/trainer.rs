@@ -326,6 +326,7 @@ fn configs_saved_before_new_fields_load_with_the_old_behaviour() {
         "hue",
         "grayscale",
         "koleo",
+        "centering",
     ] {
         assert!(
             json.as_object_mut().unwrap().remove(field).is_some(),
@@ -337,6 +338,7 @@ fn configs_saved_before_new_fields_load_with_the_old_behaviour() {
     assert!(!old.head_bn);
     assert_eq!((old.hue, old.grayscale, old.koleo), (0.1, 0.2, 0.0));
     assert_eq!((old.momentum_teacher_end, old.lr_end), (1.0, None));
+    assert_eq!(old.centering, dinonat_train::dino::Centering::Center);
     let back: TrainConfig = serde_json::from_value(serde_json::to_value(&config).unwrap()).unwrap();
     assert_eq!(back, config);
     // the momentum reaches the schedule, the BN the head
