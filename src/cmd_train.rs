@@ -27,7 +27,7 @@ pub enum Crops {
     Dino,
     /// 2 x 64 + 8 x 32.
     Small,
-    /// 2 x 32 + 8 x 16.
+    /// 2 x 32 + 4 x 16 (at this size, steps are worth more than local crops: docs/training.md).
     Tiny,
 }
 
@@ -67,7 +67,8 @@ pub struct TrainArgs {
     /// Number of local crops.
     #[arg(long)]
     local_crops: Option<usize>,
-    #[arg(long, default_value_t = 32)]
+    /// Images per step (the peak lr scales with it: --lr).
+    #[arg(long, default_value_t = 64)]
     batch_size: usize,
     /// Total optimiser steps (the schedules span them); default: --epochs worth, else 300.
     #[arg(long)]
@@ -77,8 +78,8 @@ pub struct TrainArgs {
     epochs: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Base lr; the peak lr is lr * batch / 256 (DINO: 0.0005; the default 0.004 gives DINO's
-    /// batch-256 peak lr, 5e-4, at batch 32, for short runs).
+    /// Base lr; the peak lr is lr * batch / 256 (DINO: 0.0005; the default 0.004 gives a peak of
+    /// 1e-3 at the default batch 64, for short runs).
     #[arg(long, default_value_t = 0.004)]
     lr: f64,
     /// Fraction of the steps of linear lr warm-up.
@@ -98,16 +99,17 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.1)]
     drop_path: f64,
     /// Teacher EMA momentum at step 0, cosine to --momentum-teacher-end over the run (DINO: 0.996
-    /// for long runs).
-    #[arg(long, default_value_t = 0.996)]
+    /// -> 1 for runs of 100+ epochs; the default, 0.99 constant, suits runs of minutes,
+    /// docs/training.md).
+    #[arg(long, default_value_t = 0.99)]
     momentum_teacher: f64,
     /// Teacher EMA momentum at the last step (DINO: 1; equal to --momentum-teacher: constant).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 0.99)]
     momentum_teacher_end: f64,
-    /// The lr at the end of the cosine, as a fraction of the peak lr (1: constant after the
-    /// warm-up); not given: DINO's 1e-6.
-    #[arg(long, value_name = "FRACTION")]
-    lr_end: Option<f64>,
+    /// The lr at the end of the cosine, as a fraction of the peak lr. The default, 1, keeps the lr
+    /// constant after the warm-up (short runs); DINO decays to 1e-6 (0.002 of the peak 5e-4).
+    #[arg(long, value_name = "FRACTION", default_value_t = 1.0)]
+    lr_end: f64,
     /// Hue jitter strength (DINO: 0.1; at most 0.5).
     #[arg(long, default_value_t = 0.1)]
     hue: f64,
@@ -115,8 +117,9 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.2)]
     grayscale: f64,
     /// Weight of the KoLeo spreading term on the student's features of each global view, added to
-    /// the DINO loss (DINOv2: 0.1; 0: off).
-    #[arg(long, default_value_t = 0.0)]
+    /// the DINO loss (DINOv2: 0.1; 0: off, DINO's loss alone; the default 1.0 is what makes the
+    /// built-in run learn in minutes, docs/training.md).
+    #[arg(long, default_value_t = 1.0)]
     koleo: f64,
     /// How the teacher's targets are centred: DINO's running centre, or DINOv2's Sinkhorn-Knopp
     /// (every prototype gets the same mass over the batch; no centre).
@@ -184,7 +187,7 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
     let (g, l, n) = match a.crops {
         Crops::Dino => (224, 96, 8),
         Crops::Small => (64, 32, 8),
-        Crops::Tiny => (32, 16, 8),
+        Crops::Tiny => (32, 16, 4),
     };
     let mut c = TrainConfig {
         arch: a.arch.clone(),
@@ -211,7 +214,7 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
         drop_path: a.drop_path,
         momentum_teacher: a.momentum_teacher,
         momentum_teacher_end: a.momentum_teacher_end,
-        lr_end: a.lr_end,
+        lr_end: Some(a.lr_end),
         koleo: a.koleo,
         centering: match a.centering {
             CenteringArg::Center => Centering::Center,
@@ -237,9 +240,9 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
     Ok(c)
 }
 
-/// Steps of the default run (no --steps / --epochs): the main job, about 3-4 minutes on 2 cores
-/// (nat_pico, 2 x 32 + 8 x 16 crops, batch 32, K 1024: about 100 img/s, docs/training.md).
-const DEFAULT_STEPS: usize = 600;
+/// Steps of the default run (no --steps / --epochs): the main job, about 5 minutes on 2 cores
+/// (nat_pico, 2 x 32 + 4 x 16 crops, batch 64, K 1024: about 110 img/s, docs/training.md).
+const DEFAULT_STEPS: usize = 500;
 
 /// Prints progress to stdout, or to stderr with --json (stdout then ends with the JSON object).
 macro_rules! say {
