@@ -27,7 +27,7 @@ pub enum Crops {
     Dino,
     /// 2 x 64 + 8 x 32.
     Small,
-    /// 2 x 32 + 4 x 16 (at this size, steps are worth more than local crops: docs/training.md).
+    /// 2 x 32 + 8 x 16 (the built-in set's defaults use 4 local crops).
     Tiny,
 }
 
@@ -67,10 +67,12 @@ pub struct TrainArgs {
     /// Number of local crops.
     #[arg(long)]
     local_crops: Option<usize>,
-    /// Images per step (the peak lr scales with it: --lr).
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
-    /// Total optimiser steps (the schedules span them); default: --epochs worth, else 300.
+    /// Images per step (the peak lr scales with it: --lr). Default: 64 on the built-in set, 32 with
+    /// --data (RunDefaults).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Total optimiser steps (the schedules span them); default: --epochs worth, else 500 on the
+    /// built-in set and 600 with --data.
     #[arg(long)]
     steps: Option<usize>,
     /// Epochs over the data set (sets --steps when --steps is not given).
@@ -79,7 +81,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Base lr; the peak lr is lr * batch / 256 (DINO: 0.0005; the default 0.004 gives a peak of
-    /// 1e-3 at the default batch 64, for short runs).
+    /// 1e-3 at batch 64 and DINO's batch-256 peak, 5e-4, at batch 32).
     #[arg(long, default_value_t = 0.004)]
     lr: f64,
     /// Fraction of the steps of linear lr warm-up.
@@ -98,18 +100,18 @@ pub struct TrainArgs {
     /// Drop-path rate of the student (the teacher has none).
     #[arg(long, default_value_t = 0.1)]
     drop_path: f64,
-    /// Teacher EMA momentum at step 0, cosine to --momentum-teacher-end over the run (DINO: 0.996
-    /// -> 1 for runs of 100+ epochs; the default, 0.99 constant, suits runs of minutes,
-    /// docs/training.md).
-    #[arg(long, default_value_t = 0.99)]
-    momentum_teacher: f64,
-    /// Teacher EMA momentum at the last step (DINO: 1; equal to --momentum-teacher: constant).
-    #[arg(long, default_value_t = 0.99)]
-    momentum_teacher_end: f64,
-    /// The lr at the end of the cosine, as a fraction of the peak lr. The default, 1, keeps the lr
-    /// constant after the warm-up (short runs); DINO decays to 1e-6 (0.002 of the peak 5e-4).
-    #[arg(long, value_name = "FRACTION", default_value_t = 1.0)]
-    lr_end: f64,
+    /// Teacher EMA momentum at step 0, cosine to --momentum-teacher-end over the run. Default: DINO's
+    /// 0.996 with --data, 0.99 on the built-in set (RunDefaults).
+    #[arg(long)]
+    momentum_teacher: Option<f64>,
+    /// Teacher EMA momentum at the last step (equal to --momentum-teacher: constant). Default: DINO's
+    /// 1 with --data, 0.99 on the built-in set.
+    #[arg(long)]
+    momentum_teacher_end: Option<f64>,
+    /// The lr at the end of the cosine, as a fraction of the peak lr (1: constant after the
+    /// warm-up). Default: DINO's 1e-6 with --data, 1 on the built-in set.
+    #[arg(long, value_name = "FRACTION")]
+    lr_end: Option<f64>,
     /// Hue jitter strength (DINO: 0.1; at most 0.5).
     #[arg(long, default_value_t = 0.1)]
     hue: f64,
@@ -117,10 +119,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.2)]
     grayscale: f64,
     /// Weight of the KoLeo spreading term on the student's features of each global view, added to
-    /// the DINO loss (DINOv2: 0.1; 0: off, DINO's loss alone; the default 1.0 is what makes the
-    /// built-in run learn in minutes, docs/training.md).
-    #[arg(long, default_value_t = 1.0)]
-    koleo: f64,
+    /// the DINO loss (DINOv2: 0.1; 0: off). Default: 0 (DINO's loss alone) with --data, 1.0 on the
+    /// built-in set.
+    #[arg(long)]
+    koleo: Option<f64>,
     /// How the teacher's targets are centred: DINO's running centre, or DINOv2's Sinkhorn-Knopp
     /// (every prototype gets the same mass over the batch; no centre).
     #[arg(long, value_enum, default_value = "center")]
@@ -183,11 +185,50 @@ pub struct ExportArgs {
     out: PathBuf,
 }
 
+/// What the flags default to. On the built-in set: the values that make a run of minutes learn
+/// (docs/training.md, "Fourth diagnosis"). With --data: DINO's values (the Imagenette recipe's), because the
+/// built-in values were measured to hurt there (28.1 % against 35.4 % k-NN at step 800).
+struct RunDefaults {
+    batch_size: usize,
+    steps: usize,
+    /// Local crops when neither --local-crops is given; None: the --crops preset's 8.
+    n_local: Option<usize>,
+    lr_end: Option<f64>,
+    momentum_teacher: f64,
+    momentum_teacher_end: f64,
+    koleo: f64,
+}
+
+const BUILTIN_DEFAULTS: RunDefaults = RunDefaults {
+    batch_size: 64,
+    steps: 500,
+    n_local: Some(4),
+    lr_end: Some(1.0),
+    momentum_teacher: 0.99,
+    momentum_teacher_end: 0.99,
+    koleo: 1.0,
+};
+
+const DATA_DEFAULTS: RunDefaults = RunDefaults {
+    batch_size: 32,
+    steps: 600,
+    n_local: None,
+    lr_end: None,
+    momentum_teacher: 0.996,
+    momentum_teacher_end: 1.0,
+    koleo: 0.0,
+};
+
 fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
     let (g, l, n) = match a.crops {
         Crops::Dino => (224, 96, 8),
         Crops::Small => (64, 32, 8),
-        Crops::Tiny => (32, 16, 4),
+        Crops::Tiny => (32, 16, 8),
+    };
+    let d = if a.data.is_some() {
+        DATA_DEFAULTS
+    } else {
+        BUILTIN_DEFAULTS
     };
     let mut c = TrainConfig {
         arch: a.arch.clone(),
@@ -200,9 +241,9 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
         procedural_size: a.procedural_size,
         global_size: a.global_size.unwrap_or(g),
         local_size: a.local_size.unwrap_or(l),
-        n_local: a.local_crops.unwrap_or(n),
-        batch_size: a.batch_size,
-        steps: a.steps.unwrap_or(DEFAULT_STEPS),
+        n_local: a.local_crops.or(d.n_local).unwrap_or(n),
+        batch_size: a.batch_size.unwrap_or(d.batch_size),
+        steps: a.steps.unwrap_or(d.steps),
         seed: a.seed,
         base_lr: a.lr,
         warmups: WarmupFractions {
@@ -212,10 +253,10 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
         },
         teacher_temp: a.teacher_temp,
         drop_path: a.drop_path,
-        momentum_teacher: a.momentum_teacher,
-        momentum_teacher_end: a.momentum_teacher_end,
-        lr_end: Some(a.lr_end),
-        koleo: a.koleo,
+        momentum_teacher: a.momentum_teacher.unwrap_or(d.momentum_teacher),
+        momentum_teacher_end: a.momentum_teacher_end.unwrap_or(d.momentum_teacher_end),
+        lr_end: a.lr_end.or(d.lr_end),
+        koleo: a.koleo.unwrap_or(d.koleo),
         centering: match a.centering {
             CenteringArg::Center => Centering::Center,
             CenteringArg::SinkhornKnopp => Centering::SinkhornKnopp,
@@ -239,10 +280,6 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
     }
     Ok(c)
 }
-
-/// Steps of the default run (no --steps / --epochs): the main job, about 5 minutes on 2 cores
-/// (nat_pico, 2 x 32 + 4 x 16 crops, batch 64, K 1024: about 110 img/s, docs/training.md).
-const DEFAULT_STEPS: usize = 500;
 
 /// Prints progress to stdout, or to stderr with --json (stdout then ends with the JSON object).
 macro_rules! say {
@@ -459,4 +496,69 @@ pub fn export(a: ExportArgs) -> Result<(), String> {
         a.out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        a: TrainArgs,
+    }
+
+    fn parse(args: &[&str]) -> TrainConfig {
+        config(&Cli::parse_from(std::iter::once("train").chain(args.iter().copied())).a).unwrap()
+    }
+
+    type Knobs = (usize, usize, usize, f64, Option<f64>, f64, f64);
+
+    fn knobs(c: &TrainConfig) -> Knobs {
+        let m = (c.momentum_teacher, c.momentum_teacher_end);
+        (
+            c.batch_size,
+            c.steps,
+            c.n_local,
+            c.koleo,
+            c.lr_end,
+            m.0,
+            m.1,
+        )
+    }
+
+    /// The built-in set gets the values of runs of minutes; --data gets DINO's; flags win over both.
+    #[test]
+    fn defaults_depend_on_the_data_and_flags_win() {
+        assert_eq!(knobs(&parse(&[])), (64, 500, 4, 1.0, Some(1.0), 0.99, 0.99));
+        assert_eq!(
+            knobs(&parse(&["--data", "/nonexistent"])),
+            (32, 600, 8, 0.0, None, 0.996, 1.0)
+        );
+        let flags = [
+            "--batch-size",
+            "16",
+            "--steps",
+            "7",
+            "--local-crops",
+            "2",
+            "--koleo",
+            "0.5",
+            "--lr-end",
+            "0.1",
+            "--momentum-teacher",
+            "0.98",
+            "--momentum-teacher-end",
+            "0.985",
+        ];
+        let want = (16, 7, 2, 0.5, Some(0.1), 0.98, 0.985);
+        assert_eq!(knobs(&parse(&flags)), want);
+        let with_data: Vec<&str> = ["--data", "/nonexistent"]
+            .iter()
+            .chain(&flags)
+            .copied()
+            .collect();
+        assert_eq!(knobs(&parse(&with_data)), want);
+    }
 }
