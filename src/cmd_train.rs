@@ -516,16 +516,8 @@ mod tests {
     type Knobs = (usize, usize, usize, f64, Option<f64>, f64, f64);
 
     fn knobs(c: &TrainConfig) -> Knobs {
-        let m = (c.momentum_teacher, c.momentum_teacher_end);
-        (
-            c.batch_size,
-            c.steps,
-            c.n_local,
-            c.koleo,
-            c.lr_end,
-            m.0,
-            m.1,
-        )
+        let (b, s, n, k, l) = (c.batch_size, c.steps, c.n_local, c.koleo, c.lr_end);
+        (b, s, n, k, l, c.momentum_teacher, c.momentum_teacher_end)
     }
 
     /// The built-in set gets the values of runs of minutes; --data gets DINO's; flags win over both.

@@ -438,4 +438,8 @@ fn sinkhorn_knopp_centering_gives_the_loss_of_its_targets() {
         (got - want).abs() < 1e-12 * want.abs().max(1.0),
         "{got} vs {want}"
     );
+    // no running centre with Sinkhorn-Knopp
+    let c = l.center.clone();
+    l.update_center(&tt).unwrap();
+    assert_eq!(l.center, c);
 }

@@ -144,7 +144,8 @@ impl DinoLoss {
         })
     }
 
-    /// c <- m c + (1 - m) * (mean over the rows of the teacher's raw logits t [2B, K]).
+    /// c <- m c + (1 - m) * (mean over the rows of the teacher's raw logits t [2B, K]). Sinkhorn-Knopp
+    /// keeps no centre: c stays as it is (and the logits are not read back).
     pub fn update_center(&mut self, teacher: &Tensor) -> Result<()> {
         let k = self.out_dim;
         if teacher.rank() != 2 || teacher.shape()[1] != k || teacher.shape()[0] == 0 {
@@ -153,6 +154,9 @@ impl DinoLoss {
                 shape: teacher.shape().to_vec(),
                 message: format!("teacher logits must be [rows, {k}]"),
             });
+        }
+        if self.centering == Centering::SinkhornKnopp {
+            return Ok(());
         }
         let rows = teacher.shape()[0];
         let t = teacher.to_vec_f64();

@@ -143,8 +143,8 @@ impl Scene {
         let cx = rng.uniform(r as f64, (n - r) as f64) as f32;
         let cy = rng.uniform(r as f64, (n - r) as f64) as f32;
         let object = object_mask(class, cx, cy, r, 0.0, 1.0, size);
-        // A dark colour of random hue: value 0.2-0.3 against a background of at least 0.3 - 0.15 per
-        // channel, so the object stands out by luminance of a fixed sign.
+        // A dark colour of random hue (HSV value 0.2-0.3) on a background whose channels lie in 0.3-1
+        // before its +-0.15 noise: the object is darker than what surrounds it almost everywhere.
         let colour = hsv_to_rgb(
             rng.next_f64() as f32,
             rng.uniform(0.5, 1.0) as f32,
