@@ -76,6 +76,13 @@ pub fn run(args: CrossModalArgs) -> Result<(), String> {
         r.chance_top5
     );
     println!(
+        "median rank of the true partner IR->RGB {:.1}   RGB->IR {:.1}   (chance {:.1} of {})",
+        r.retrieval_median_rank_ir_to_rgb,
+        r.retrieval_median_rank_rgb_to_ir,
+        r.chance_median_rank,
+        r.pairs
+    );
+    println!(
         "attention mask IoU {:.3} (per head {:.3}; shifted pairs {:.3})",
         r.attention_iou, r.attention_iou_per_head, r.attention_iou_shifted
     );

@@ -337,6 +337,14 @@ fn crossmodal_json_keys_and_ranges() {
     }
     let iou = v["attention_iou"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&iou));
+    assert_eq!(v["chance_median_rank"], 3.5);
+    for k in [
+        "retrieval_median_rank_ir_to_rgb",
+        "retrieval_median_rank_rgb_to_ir",
+    ] {
+        let x = v[k].as_f64().unwrap_or_else(|| panic!("no {k}"));
+        assert!((1.0..=6.0).contains(&x), "{k} = {x}");
+    }
     assert!(v["retrieval_top5_ir_to_rgb"].as_f64() >= v["retrieval_top1_ir_to_rgb"].as_f64());
     let fig = decode_image(&std::fs::read(&fig).unwrap(), "fig").unwrap();
     assert!(fig.width > fig.height, "{}x{}", fig.width, fig.height);
@@ -355,6 +363,7 @@ fn crossmodal_identical_folders_retrieve_every_pair() {
     let v = crossmodal_json(&t.join("rgb"), &t.join("ir"), &[]);
     assert_eq!(v["retrieval_top1_ir_to_rgb"], 100.0);
     assert_eq!(v["retrieval_top1_rgb_to_ir"], 100.0);
+    assert_eq!(v["retrieval_median_rank_ir_to_rgb"], 1.0);
     assert_eq!(v["attention_iou"], 1.0);
     let _ = std::fs::remove_dir_all(&t);
 }

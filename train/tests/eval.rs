@@ -6,7 +6,9 @@ use dinonat_train::eval::cluster::{
 };
 use dinonat_train::eval::knn::{knn_classify, knn_classify_reference, KnnConfig};
 use dinonat_train::eval::linear::{train_linear_probe, LinearProbeConfig, Preprocess};
-use dinonat_train::eval::retrieval::{attention_mass_mask, cross_modal_retrieval, mask_iou};
+use dinonat_train::eval::retrieval::{
+    attention_mass_mask, cross_modal_retrieval, mask_iou, median_rank,
+};
 use dinonat_train::rng::SplitMix64;
 
 fn gaussian(rng: &mut SplitMix64, n: usize) -> Vec<f32> {
@@ -270,6 +272,25 @@ fn retrieval_identity_pairing_is_perfect() {
         (r.a_to_b_top1, r.a_to_b_top5, r.b_to_a_top1, r.b_to_a_top5),
         (100.0, 100.0, 100.0, 100.0)
     );
+    assert_eq!((r.a_to_b_median_rank, r.b_to_a_median_rank), (1.0, 1.0));
+}
+
+#[test]
+fn retrieval_median_rank_of_a_cyclic_shift_and_by_hand() {
+    // One-hot rows, B row i = A row i + 1 (mod n): query i's partner has similarity 0, below the copy of itself
+    // (1) and tied with the n - 2 others, so every partner ranks last: median rank n (chance: (n + 1) / 2).
+    let n = 9;
+    let a: Vec<f32> = (0..n * n).map(|i| (i / n == i % n) as u8 as f32).collect();
+    let b: Vec<f32> = (0..n)
+        .flat_map(|i| a[((i + 1) % n) * n..((i + 1) % n + 1) * n].to_vec())
+        .collect();
+    let r = cross_modal_retrieval(&a, &b, n).unwrap();
+    assert_eq!((r.a_to_b_median_rank, r.b_to_a_median_rank), (9.0, 9.0));
+    assert_eq!((r.a_to_b_top5, r.b_to_a_top5), (0.0, 0.0));
+    // 0-based ranks in, 1-based median out; an even count takes the mean of the middle two.
+    assert_eq!(median_rank(&[4, 0, 2]), 3.0);
+    assert_eq!(median_rank(&[0, 3, 1, 7]), 3.0);
+    assert_eq!(median_rank(&[]), 0.0);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! identical file name, embeds both images of each pair through the same eval transform (so a
 //! pixel-aligned pair stays aligned), and reports
 //! - retrieval top-1 / top-5 IR -> RGB and RGB -> IR among all pairs ([`crate::eval::retrieval`]:
-//!   cosine in f64, ties counted against the true partner);
+//!   cosine in f64, ties counted against the true partner), and the median rank of the true partner;
 //! - the IoU of the 60%-mass masks of the two images' pooled-query maps (head mean), per pair,
 //!   averaged; the same per head; and, as a control, with every IR mask compared to the next
 //!   pair's RGB mask (what alignment by chance or a centre bias alone gives).
@@ -53,6 +53,11 @@ pub struct CrossModalReport {
     /// 100 / pairs and 100 * min(5, pairs) / pairs: a random ranking.
     pub chance_top1: f64,
     pub chance_top5: f64,
+    /// Median 1-based rank of the true partner among all pairs ("MedR"; lower is better).
+    pub retrieval_median_rank_ir_to_rgb: f64,
+    pub retrieval_median_rank_rgb_to_ir: f64,
+    /// (pairs + 1) / 2: the median rank of a random ranking.
+    pub chance_median_rank: f64,
     /// Mean over pairs of the IoU of the two images' masks (head-mean maps), in [0, 1].
     pub attention_iou: f64,
     /// Mean over pairs and heads of the per-head mask IoU.
@@ -229,6 +234,9 @@ pub fn run_crossmodal(
         retrieval_top5_rgb_to_ir: r.b_to_a_top5,
         chance_top1: 100.0 / n as f64,
         chance_top5: 100.0 * n.min(5) as f64 / n as f64,
+        retrieval_median_rank_ir_to_rgb: r.a_to_b_median_rank,
+        retrieval_median_rank_rgb_to_ir: r.b_to_a_median_rank,
+        chance_median_rank: (n + 1) as f64 / 2.0,
         attention_iou: iou / n as f64,
         attention_iou_per_head: iou_heads / (n * heads) as f64,
         attention_iou_shifted: iou_shift / n as f64,
