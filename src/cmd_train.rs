@@ -118,6 +118,10 @@ pub struct TrainArgs {
     /// Grayscale probability per view (DINO: 0.2).
     #[arg(long, default_value_t = 0.2)]
     grayscale: f64,
+    /// Inversion probability per view, x -> 1 - x (not in DINO; 0: off). Makes the features blind
+    /// to the sign of a contrast, as between visible and thermal images (docs/augmentation.md).
+    #[arg(long, default_value_t = 0.0)]
+    invert: f64,
     /// Weight of the KoLeo spreading term on the student's features of each global view, added to
     /// the DINO loss (DINOv2: 0.1; 0: off). Default: 0 (DINO's loss alone) with --data, 1.0 on the
     /// built-in set.
@@ -263,6 +267,7 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
         },
         hue: a.hue,
         grayscale: a.grayscale,
+        invert: a.invert,
         clip_grad: a.clip_grad,
         checkpoint_every: a.checkpoint_every,
         log_every: a.log_every.max(1),

@@ -87,6 +87,7 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
         lr_end: None,
         hue: 0.1,
         grayscale: 0.2,
+        invert: 0.0,
         koleo: 0.0,
         centering: Default::default(),
         clip_grad: 3.0,

@@ -264,6 +264,52 @@ fn multi_crop_is_deterministic_per_seed_epoch_index() {
 }
 
 #[test]
+fn inversion_is_the_last_step_and_off_by_default() {
+    // invert: x -> 1 - x everywhere.
+    let mut s = row(&[0.0, 0.25, 0.5, 1.0]);
+    invert(&mut s);
+    assert_close(s.plane(2), &[1.0, 0.75, 0.5, 0.0], 1e-6, "invert");
+    // With mean 0 / std 1 (no normalisation), p_invert 1 gives exactly 1 - (the view of p_invert 0) for every
+    // view: the inversion's draw comes last, so it leaves every earlier draw, and so the crop, flip, jitter,
+    // grayscale, blur and solarize, as they were.
+    let img = Procedural::new(2, 4, 80).get(1).unwrap().image;
+    let plain = MultiCropConfig {
+        mean: [0.0; 3],
+        std: [1.0; 3],
+        ..MultiCropConfig::small()
+    };
+    assert_eq!(plain.p_invert, 0.0);
+    let inverted = MultiCropConfig {
+        p_invert: 1.0,
+        ..plain.clone()
+    };
+    let (a, b) = (
+        plain.multi_crop(&img, 5, 1, 2),
+        inverted.multi_crop(&img, 5, 1, 2),
+    );
+    for (k, (a, b)) in a.iter().zip(&b).enumerate() {
+        let want: Vec<f32> = a.data.iter().map(|v| 1.0 - v).collect();
+        assert_close(&b.data, &want, 1e-6, &format!("view {k}"));
+    }
+    // p_invert 0.5: some views of a batch are inverted and some are not.
+    let half = MultiCropConfig {
+        p_invert: 0.5,
+        ..plain.clone()
+    };
+    let mut flips = [0usize; 2];
+    for index in 0..8 {
+        let (a, h) = (
+            plain.multi_crop(&img, 5, 1, index),
+            half.multi_crop(&img, 5, 1, index),
+        );
+        for (a, h) in a.iter().zip(&h) {
+            flips[(a != h) as usize] += 1;
+        }
+    }
+    assert!(flips[0] > 10 && flips[1] > 10, "kept / inverted: {flips:?}");
+}
+
+#[test]
 fn eval_transform_shape_and_centre() {
     // 40 wide x 30 high: shorter side 30 -> 16, width int(16 * 40 / 30) = 21, then the centre 16 x 16.
     let mut img = RgbImage::new(40, 30, vec![200; 40 * 30 * 3]);

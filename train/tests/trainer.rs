@@ -209,6 +209,13 @@ fn bad_flags_name_the_flag() {
         });
         assert!(e.contains("--momentum-teacher-end"), "{e}");
     }
+    for invert in [-0.1, 1.5, f64::NAN] {
+        let e = err(TrainConfig {
+            invert,
+            ..tiny(&dir)
+        });
+        assert!(e.contains("--invert"), "{e}");
+    }
 }
 
 /// --lr-end and --momentum-teacher-end reach the schedules: DINO's cosine to 1e-6 and to momentum 1
@@ -325,6 +332,7 @@ fn configs_saved_before_new_fields_load_with_the_old_behaviour() {
         "head_bn",
         "hue",
         "grayscale",
+        "invert",
         "koleo",
         "centering",
     ] {
@@ -339,6 +347,7 @@ fn configs_saved_before_new_fields_load_with_the_old_behaviour() {
     assert_eq!((old.hue, old.grayscale, old.koleo), (0.1, 0.2, 0.0));
     assert_eq!((old.momentum_teacher_end, old.lr_end), (1.0, None));
     assert_eq!(old.centering, dinonat_train::dino::Centering::Center);
+    assert_eq!((old.invert, old.multi_crop().p_invert), (0.0, 0.0));
     let back: TrainConfig = serde_json::from_value(serde_json::to_value(&config).unwrap()).unwrap();
     assert_eq!(back, config);
     // the momentum reaches the schedule, the BN the head

@@ -134,6 +134,11 @@ pub fn solarize(img: &mut Planar) {
         .for_each(|v| *v = 1.0 - *v);
 }
 
+/// x' = 1 - x everywhere: the photographic negative (solarize at threshold 0).
+pub fn invert(img: &mut Planar) {
+    img.data.iter_mut().for_each(|v| *v = 1.0 - *v);
+}
+
 /// x' = (x - mean_c) / std_c per channel.
 pub fn normalise(img: &mut Planar, mean: [f32; 3], std: [f32; 3]) {
     for c in 0..3 {

@@ -105,6 +105,10 @@ pub struct MultiCropConfig {
     pub p_blur: [f64; 3],
     /// Solarize probability of global view 2 (the others never solarize).
     pub p_solarize_global2: f64,
+    /// Probability that a view (any view) is inverted, x -> 1 - x, after the solarize step. Not in
+    /// DINO (0 there): it makes the features blind to the sign of a contrast, which differs between
+    /// visible and thermal images of one scene (docs/augmentation.md, "Inversion").
+    pub p_invert: f64,
     pub mean: [f32; 3],
     pub std: [f32; 3],
 }
@@ -127,6 +131,7 @@ impl MultiCropConfig {
             blur_sigma: (0.1, 2.0),
             p_blur: [1.0, 0.1, 0.5],
             p_solarize_global2: 0.2,
+            p_invert: 0.0,
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
         }
@@ -177,7 +182,7 @@ impl MultiCropConfig {
     }
 
     /// One view of `image`: crop, flip, jitter, grayscale, blur, solarize, normalise (the order of DINO's
-    /// `DataAugmentationDINO`). Every random draw is made whether or not its transform applies, so the stream
+    /// `DataAugmentationDINO`), with the optional inversion after the solarize step. Every random draw is made whether or not its transform applies, so the stream
     /// position of later draws does not depend on earlier coin flips.
     pub fn view(&self, image: &Planar, spec: &ViewSpec, rng: &mut SplitMix64) -> Planar {
         let b = random_resized_crop_box(image.width, image.height, spec.scale, self.ratio, rng);
@@ -208,6 +213,10 @@ impl MultiCropConfig {
         }
         if rng.bernoulli(spec.p_solarize) {
             colour::solarize(&mut v);
+        }
+        // The last draw of a view: with p_invert = 0 every view is what it was before the option.
+        if rng.bernoulli(self.p_invert) {
+            colour::invert(&mut v);
         }
         colour::normalise(&mut v, self.mean, self.std);
         v

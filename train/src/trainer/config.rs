@@ -62,6 +62,10 @@ pub struct TrainConfig {
     /// Grayscale probability of every view (DINO: 0.2).
     #[serde(default = "default_grayscale")]
     pub grayscale: f64,
+    /// Inversion probability of every view (not in DINO: 0; docs/augmentation.md, "Inversion").
+    /// Configs saved before this field: 0.
+    #[serde(default)]
+    pub invert: f64,
     /// Weight of the KoLeo term on the student's backbone features of each global view (DINOv2: 0.1;
     /// 0: off, DINO's loss alone; docs/dino-loss.md). Configs saved before this field: 0.
     #[serde(default)]
@@ -124,6 +128,7 @@ impl Default for TrainConfig {
             lr_end: None,
             hue: default_hue(),
             grayscale: default_grayscale(),
+            invert: 0.0,
             koleo: 0.0,
             centering: Centering::Center,
             clip_grad: 3.0,
@@ -161,6 +166,7 @@ impl TrainConfig {
         let mut m = MultiCropConfig::scaled(self.global_size, self.local_size, self.n_local);
         m.jitter.hue = self.hue as f32;
         m.p_grayscale = self.grayscale;
+        m.p_invert = self.invert;
         m
     }
 
@@ -265,6 +271,12 @@ impl TrainConfig {
             return Err(TrainError::flag(
                 "--grayscale",
                 format!("{} must be a probability in [0, 1]", self.grayscale),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.invert) {
+            return Err(TrainError::flag(
+                "--invert",
+                format!("{} must be a probability in [0, 1]", self.invert),
             ));
         }
         if self.clip_grad.is_nan() || self.clip_grad < 0.0 {
