@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The cross-modal numbers of one network (docs/curation.md, "Measured"): RoadScene IR<->RGB retrieval and
 # attention IoU, thermset-mini k-NN, thermset-mini background-vs-people separation with filter --keep-like /
-# --reject-like (10 exemplars of each side from the train split), and the share of attention inside the
-# thermal-dogs-people boxes. Needs ../shared/data (skips a set that is missing) and a built dinonat.
+# --reject-like (10 background and 12 people exemplars, spread over the train split's files), and the share of
+# attention inside the thermal-dogs-people boxes. Needs ../shared/data (skips a set that is missing) and a built dinonat.
 #
 #   scripts/eval-thermal.sh OUT_DIR SIZE WEIGHT_FLAGS...
 #   e.g. scripts/eval-thermal.sh runs/eval-trained 64 --checkpoint runs/imagenette/checkpoint.safetensors
@@ -23,6 +23,8 @@ if [ -d "$data/roadscene/rgb" ]; then
   "$bin" crossmodal --rgb "$data/roadscene/rgb" --ir "$data/roadscene/ir" --size "$size" --figure "$out/roadscene.png" \
     --json "${weights[@]}" > "$out/roadscene.json" 2> "$out/roadscene.log"
   row "RoadScene IR->RGB / RGB->IR top-1 (%)" "$(json "$out/roadscene.json" retrieval_top1_ir_to_rgb retrieval_top1_rgb_to_ir)"
+  row "RoadScene MedR IR->RGB / RGB->IR / chance" \
+    "$(json "$out/roadscene.json" retrieval_median_rank_ir_to_rgb retrieval_median_rank_rgb_to_ir chance_median_rank)"
   row "RoadScene attention IoU / shifted pairs" "$(json "$out/roadscene.json" attention_iou attention_iou_shifted)"
 else echo "skip RoadScene: $data/roadscene missing"; fi
 
@@ -31,9 +33,12 @@ if [ -d "$ts/train" ]; then
   "$bin" knn --train "$ts/train" --val "$ts/val" --size "$size" --json "${weights[@]}" > "$out/thermset_knn.json" 2> "$out/thermset_knn.log"
   row "thermset-mini k-NN top-1 / top-5 (%)" "$(json "$out/thermset_knn.json" top1 top5)"
   rm -rf "$out/keep" "$out/reject" "$out/thermset_filter"; mkdir -p "$out/keep" "$out/reject"
-  ls "$ts/train/background" | sort | head -n 10 | while read -r f; do ln -s "$ts/train/background/$f" "$out/keep/$f"; done
+  # Exemplars spread evenly over each sorted train class (file i of n for i = (k + 1/2) n / count): the split
+  # holds frames of several cameras, and the first files of a class all come from one of them.
+  spread() { ls "$1" | sort | awk -v k="$2" '{ f[NR] = $0 } END { for (i = 0; i < k; i++) print f[int((i + 0.5) * NR / k) + 1] }'; }
+  spread "$ts/train/background" 10 | while read -r f; do ln -s "$ts/train/background/$f" "$out/keep/$f"; done
   for c in people standing sitting lying; do
-    ls "$ts/train/$c" | sort | awk 'NR % 7 == 1' | head -n 3 | while read -r f; do ln -s "$ts/train/$c/$f" "$out/reject/$c-$f"; done
+    spread "$ts/train/$c" 3 | while read -r f; do ln -s "$ts/train/$c/$f" "$out/reject/$c-$f"; done
   done
   "$bin" filter --images "$ts/val" --out "$out/thermset_filter" --size "$size" --clusters 5 \
     --keep-like "$out/keep" --reject-like "$out/reject" "${weights[@]}" > "$out/thermset_filter.log" 2>&1
