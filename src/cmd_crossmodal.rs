@@ -83,6 +83,16 @@ pub fn run(args: CrossModalArgs) -> Result<(), String> {
         r.pairs
     );
     println!(
+        "layout retrieval (level {} token maps) IR->RGB top-1 {:.2}%  top-5 {:.2}%   RGB->IR top-1 {:.2}%  top-5 {:.2}%   median rank {:.1} / {:.1}",
+        r.level,
+        r.layout_retrieval_top1_ir_to_rgb,
+        r.layout_retrieval_top5_ir_to_rgb,
+        r.layout_retrieval_top1_rgb_to_ir,
+        r.layout_retrieval_top5_rgb_to_ir,
+        r.layout_retrieval_median_rank_ir_to_rgb,
+        r.layout_retrieval_median_rank_rgb_to_ir
+    );
+    println!(
         "attention mask IoU {:.3} (per head {:.3}; shifted pairs {:.3})",
         r.attention_iou, r.attention_iou_per_head, r.attention_iou_shifted
     );

@@ -339,8 +339,19 @@ fn crossmodal_json_keys_and_ranges() {
     assert!((0.0..=1.0).contains(&iou));
     assert_eq!(v["chance_median_rank"], 3.5);
     for k in [
+        "layout_retrieval_top1_ir_to_rgb",
+        "layout_retrieval_top5_ir_to_rgb",
+        "layout_retrieval_top1_rgb_to_ir",
+        "layout_retrieval_top5_rgb_to_ir",
+    ] {
+        let x = v[k].as_f64().unwrap_or_else(|| panic!("no {k}"));
+        assert!((0.0..=100.0).contains(&x), "{k} = {x}");
+    }
+    for k in [
         "retrieval_median_rank_ir_to_rgb",
         "retrieval_median_rank_rgb_to_ir",
+        "layout_retrieval_median_rank_ir_to_rgb",
+        "layout_retrieval_median_rank_rgb_to_ir",
     ] {
         let x = v[k].as_f64().unwrap_or_else(|| panic!("no {k}"));
         assert!((1.0..=6.0).contains(&x), "{k} = {x}");
@@ -364,6 +375,8 @@ fn crossmodal_identical_folders_retrieve_every_pair() {
     assert_eq!(v["retrieval_top1_ir_to_rgb"], 100.0);
     assert_eq!(v["retrieval_top1_rgb_to_ir"], 100.0);
     assert_eq!(v["retrieval_median_rank_ir_to_rgb"], 1.0);
+    assert_eq!(v["layout_retrieval_top1_ir_to_rgb"], 100.0);
+    assert_eq!(v["layout_retrieval_top1_rgb_to_ir"], 100.0);
     assert_eq!(v["attention_iou"], 1.0);
     let _ = std::fs::remove_dir_all(&t);
 }

@@ -226,7 +226,12 @@ fn map_commands_device_flag() {
         match cmd {
             // One pair of 12 may swap rank on a near tie; IoU within 0.05.
             "crossmodal" => {
-                for key in ["/retrieval_top1_ir_to_rgb", "/retrieval_top1_rgb_to_ir"] {
+                for key in [
+                    "/retrieval_top1_ir_to_rgb",
+                    "/retrieval_top1_rgb_to_ir",
+                    "/layout_retrieval_top1_ir_to_rgb",
+                    "/layout_retrieval_top1_rgb_to_ir",
+                ] {
                     let (g, c) = (json_f64(&gpu_stdout, key), json_f64(&cpu_stdout, key));
                     assert!(
                         (g - c).abs() <= 100.0 / 12.0 + 1e-9,

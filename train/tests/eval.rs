@@ -7,7 +7,7 @@ use dinonat_train::eval::cluster::{
 use dinonat_train::eval::knn::{knn_classify, knn_classify_reference, KnnConfig};
 use dinonat_train::eval::linear::{train_linear_probe, LinearProbeConfig, Preprocess};
 use dinonat_train::eval::retrieval::{
-    attention_mass_mask, cross_modal_retrieval, mask_iou, median_rank,
+    attention_mass_mask, cross_modal_retrieval, layout_descriptor, mask_iou, median_rank,
 };
 use dinonat_train::rng::SplitMix64;
 
@@ -325,6 +325,53 @@ fn retrieval_of_a_planted_permutation() {
         .collect();
     let r = cross_modal_retrieval(&a, &b, dim).unwrap();
     assert_eq!((r.a_to_b_top1, r.b_to_a_top1), (35.0, 35.0));
+}
+
+#[test]
+fn layout_descriptor_standardises_each_channel_over_the_positions() {
+    // 3 positions x 2 channels, a position's channels together: channel 0 = (1, 2, 3), channel 1 = (5, 5, 5).
+    let t = [1.0f32, 5.0, 2.0, 5.0, 3.0, 5.0];
+    let d = layout_descriptor(&t, 3, 2).unwrap();
+    let z = (1.5f32).sqrt(); // (x - 2) / sqrt(2/3) for x = 3
+    assert_close_slice(&d, &[-z, 0.0, 0.0, 0.0, z, 0.0], 1e-6);
+    // Random maps of awkward size: each channel has mean 0 and variance 1 over the positions, and a positive
+    // scale and any shift per channel leave the descriptor as it was.
+    let (positions, channels) = (37, 13);
+    let mut rng = SplitMix64::keyed(&[12]);
+    let x = gaussian(&mut rng, positions * channels);
+    let d = layout_descriptor(&x, positions, channels).unwrap();
+    for c in 0..channels {
+        let col: Vec<f64> = (0..positions).map(|p| d[p * channels + c] as f64).collect();
+        let mean = col.iter().sum::<f64>() / positions as f64;
+        let var = col.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / positions as f64;
+        assert!(
+            mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5,
+            "channel {c}: {mean} {var}"
+        );
+    }
+    let affine: Vec<f32> = x
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let c = (i % channels) as f32;
+            (0.5 + c) * v + 3.0 - c
+        })
+        .collect();
+    let d2 = layout_descriptor(&affine, positions, channels).unwrap();
+    assert_close_slice(&d2, &d, 1e-4);
+    // A negative scale flips the channel: the descriptor keeps the sign of a contrast.
+    let negated: Vec<f32> = x.iter().map(|v| -v).collect();
+    let d3 = layout_descriptor(&negated, positions, channels).unwrap();
+    assert_close_slice(&d3, &d.iter().map(|v| -v).collect::<Vec<_>>(), 1e-5);
+    assert!(layout_descriptor(&x, positions + 1, channels).is_err());
+    assert!(layout_descriptor(&[], 0, 3).is_err());
+}
+
+fn assert_close_slice(got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= tol, "[{i}]: got {g}, want {w}");
+    }
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! pixel-aligned pair stays aligned), and reports
 //! - retrieval top-1 / top-5 IR -> RGB and RGB -> IR among all pairs ([`crate::eval::retrieval`]:
 //!   cosine in f64, ties counted against the true partner), and the median rank of the true partner;
+//! - the same retrieval by layout: the token map of `--level`, each channel standardised over the
+//!   positions ([`crate::eval::retrieval::layout_descriptor`]), compared position by position;
 //! - the IoU of the 60%-mass masks of the two images' pooled-query maps (head mean), per pair,
 //!   averaged; the same per head; and, as a control, with every IR mask compared to the next
 //!   pair's RGB mask (what alignment by chance or a centre bias alone gives).
@@ -11,7 +13,7 @@ use super::embed::{batch_tensor, load_views};
 use super::{err, list_images, refuse_inside, Result};
 use crate::augment::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD};
 use crate::data::RgbImage;
-use crate::eval::retrieval::{cross_modal_retrieval, mask_iou};
+use crate::eval::retrieval::{cross_modal_retrieval, layout_descriptor, mask_iou};
 use crate::grid::{image_grid, write_png};
 use crate::maps::pooled::{head_mean, pooled_query_attention};
 use crate::maps::render::{display_factor, enlarge, heatmap, mass_mask, overlay_mask};
@@ -58,6 +60,13 @@ pub struct CrossModalReport {
     pub retrieval_median_rank_rgb_to_ir: f64,
     /// (pairs + 1) / 2: the median rank of a random ranking.
     pub chance_median_rank: f64,
+    /// Retrieval by the layout descriptors of the token maps at `level` (percent; median ranks 1-based).
+    pub layout_retrieval_top1_ir_to_rgb: f64,
+    pub layout_retrieval_top5_ir_to_rgb: f64,
+    pub layout_retrieval_top1_rgb_to_ir: f64,
+    pub layout_retrieval_top5_rgb_to_ir: f64,
+    pub layout_retrieval_median_rank_ir_to_rgb: f64,
+    pub layout_retrieval_median_rank_rgb_to_ir: f64,
     /// Mean over pairs of the IoU of the two images' masks (head-mean maps), in [0, 1].
     pub attention_iou: f64,
     /// Mean over pairs and heads of the per-head mask IoU.
@@ -155,6 +164,7 @@ pub fn run_crossmodal(
     let n = pairs.len();
     let (mut f_rgb, mut f_ir) = (Vec::new(), Vec::new());
     let (mut m_rgb, mut m_ir) = (Vec::new(), Vec::new());
+    let (mut l_rgb, mut l_ir) = (Vec::new(), Vec::new());
     let mut figure_rows: Vec<RgbImage> = Vec::new();
     let mut grid = (0, 0);
     let mut heads = 1;
@@ -167,16 +177,25 @@ pub fn run_crossmodal(
             let maps = pooled_query_attention(nat, &capture)?;
             grid = capture.grid;
             heads = maps.len() / (chunk.len() * grid.0 * grid.1);
-            per_modality.push((features.to_vec::<f32>()?, maps, views));
+            let tokens = capture.tokens.to_vec::<f32>()?;
+            let per_image = tokens.len() / chunk.len();
+            let positions = grid.0 * grid.1;
+            let mut layout = Vec::with_capacity(tokens.len());
+            for t in tokens.chunks(per_image) {
+                layout.extend(layout_descriptor(t, positions, per_image / positions)?);
+            }
+            per_modality.push((features.to_vec::<f32>()?, maps, views, layout));
         }
         let cells = grid.0 * grid.1;
-        for (m, (features, maps, _)) in per_modality.iter().enumerate() {
+        for (m, (features, maps, _, layout)) in per_modality.iter().enumerate() {
             if m == 0 {
                 f_rgb.extend_from_slice(features);
                 m_rgb.extend_from_slice(maps);
+                l_rgb.extend_from_slice(layout);
             } else {
                 f_ir.extend_from_slice(features);
                 m_ir.extend_from_slice(maps);
+                l_ir.extend_from_slice(layout);
             }
         }
         for b in 0..chunk.len() {
@@ -184,7 +203,7 @@ pub fn run_crossmodal(
                 break;
             }
             let mut row = Vec::new();
-            for (_, maps, views) in &per_modality {
+            for (_, maps, views, _) in &per_modality {
                 let map = head_mean(&maps[b * heads * cells..(b + 1) * heads * cells], heads);
                 let f = display_factor(config.size);
                 let img = enlarge(&views[b].to_rgb(IMAGENET_MEAN, IMAGENET_STD), f);
@@ -198,6 +217,7 @@ pub fn run_crossmodal(
     }
     let dim = f_rgb.len() / n;
     let r = cross_modal_retrieval(&f_ir, &f_rgb, dim)?;
+    let layout = cross_modal_retrieval(&l_ir, &l_rgb, l_rgb.len() / n)?;
     let cells = grid.0 * grid.1;
     let mask_of = |maps: &[f32], i: usize| {
         mass_mask(
@@ -237,6 +257,12 @@ pub fn run_crossmodal(
         retrieval_median_rank_ir_to_rgb: r.a_to_b_median_rank,
         retrieval_median_rank_rgb_to_ir: r.b_to_a_median_rank,
         chance_median_rank: (n + 1) as f64 / 2.0,
+        layout_retrieval_top1_ir_to_rgb: layout.a_to_b_top1,
+        layout_retrieval_top5_ir_to_rgb: layout.a_to_b_top5,
+        layout_retrieval_top1_rgb_to_ir: layout.b_to_a_top1,
+        layout_retrieval_top5_rgb_to_ir: layout.b_to_a_top5,
+        layout_retrieval_median_rank_ir_to_rgb: layout.a_to_b_median_rank,
+        layout_retrieval_median_rank_rgb_to_ir: layout.b_to_a_median_rank,
         attention_iou: iou / n as f64,
         attention_iou_per_head: iou_heads / (n * heads) as f64,
         attention_iou_shifted: iou_shift / n as f64,

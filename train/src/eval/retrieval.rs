@@ -90,6 +90,37 @@ pub fn cross_modal_retrieval(a: &[f32], b: &[f32], dim: usize) -> Result<Retriev
     })
 }
 
+/// The layout descriptor of one image's token map `[positions, channels]` (row-major, a position's channels
+/// together): every channel standardised over the positions, x'_pc = (x_pc - mean_c) / std_c (population std;
+/// a channel with std below 1e-6 becomes 0), flattened in the same order. Instance normalisation without its
+/// affine: it removes what each channel does over the whole image (its level and its spread, the "style" of
+/// instance normalisation) and keeps where it is strong, so a map and any a_c x + b_c of it (a_c > 0) give the
+/// same descriptor. Compared by cosine between pixel-aligned images, it asks whether the same features are
+/// strong at the same places (docs/evaluation.md, "Layout retrieval").
+pub fn layout_descriptor(tokens: &[f32], positions: usize, channels: usize) -> Result<Vec<f32>> {
+    if positions == 0 || channels == 0 || tokens.len() != positions * channels {
+        return Err(EvalError::new(format!(
+            "layout descriptor: {} values are not {positions} positions x {channels} channels",
+            tokens.len()
+        )));
+    }
+    let mut out = vec![0.0f32; tokens.len()];
+    for c in 0..channels {
+        let column = || tokens.iter().skip(c).step_by(channels).map(|&v| v as f64);
+        let mean = column().sum::<f64>() / positions as f64;
+        let var = column().map(|v| (v - mean) * (v - mean)).sum::<f64>() / positions as f64;
+        let std = var.sqrt();
+        for (p, v) in column().enumerate() {
+            out[p * channels + c] = if std < 1e-6 {
+                0.0
+            } else {
+                ((v - mean) / std) as f32
+            };
+        }
+    }
+    Ok(out)
+}
+
 /// DINO's attention threshold: the smallest set of positions that holds `mass` (e.g. 0.6) of the total attention.
 /// Positions are taken by decreasing weight (equal weights: lower index first) until their cumulative share
 /// reaches `mass`; the result marks them. `mass` <= 0 keeps nothing, `mass` >= 1 every position of non-zero weight.
