@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The cross-modal numbers of one network (docs/curation.md, "Measured"): RoadScene IR<->RGB retrieval and
-# attention IoU, thermset-mini k-NN, thermset-mini background-vs-people separation with filter --keep-like /
-# --reject-like (10 background and 12 people exemplars, spread over the train split's files), and the share of
-# attention inside the thermal-dogs-people boxes. Needs ../shared/data (skips a set that is missing) and a built dinonat.
+# The cross-modal numbers of one network (docs/curation.md, "Measured"): RoadScene IR<->RGB retrieval (pooled
+# features and layout) and attention IoU, thermset-mini k-NN, thermset-mini background-vs-people separation
+# with filter --keep-like / --reject-like (10 background and 12 people exemplars, spread over the train split's
+# files), and the share of attention inside the thermal-dogs-people boxes. Needs ../shared/data (skips a set
+# that is missing) and a built dinonat.
 #
 #   scripts/eval-thermal.sh OUT_DIR SIZE WEIGHT_FLAGS...
 #   e.g. scripts/eval-thermal.sh runs/eval-trained 64 --checkpoint runs/imagenette/checkpoint.safetensors
@@ -25,6 +26,10 @@ if [ -d "$data/roadscene/rgb" ]; then
   row "RoadScene IR->RGB / RGB->IR top-1 (%)" "$(json "$out/roadscene.json" retrieval_top1_ir_to_rgb retrieval_top1_rgb_to_ir)"
   row "RoadScene MedR IR->RGB / RGB->IR / chance" \
     "$(json "$out/roadscene.json" retrieval_median_rank_ir_to_rgb retrieval_median_rank_rgb_to_ir chance_median_rank)"
+  row "RoadScene layout IR->RGB / RGB->IR top-1 (%)" \
+    "$(json "$out/roadscene.json" layout_retrieval_top1_ir_to_rgb layout_retrieval_top1_rgb_to_ir)"
+  row "RoadScene layout MedR IR->RGB / RGB->IR" \
+    "$(json "$out/roadscene.json" layout_retrieval_median_rank_ir_to_rgb layout_retrieval_median_rank_rgb_to_ir)"
   row "RoadScene attention IoU / shifted pairs" "$(json "$out/roadscene.json" attention_iou attention_iou_shifted)"
 else echo "skip RoadScene: $data/roadscene missing"; fi
 
