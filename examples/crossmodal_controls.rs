@@ -54,7 +54,8 @@ fn gradient_magnitude(x: &[f32], w: usize) -> Vec<f32> {
     out
 }
 
-/// max(±∂x/∂c, 0) and max(±∂x/∂r, 0) (central differences; 0 on the border): four w x w maps, one after the other.
+/// max(±∂x/∂c, 0) and max(±∂x/∂r, 0) (central differences; 0 on the border): four w x w maps, one
+/// after the other.
 fn signed_gradients(x: &[f32], w: usize) -> Vec<f32> {
     let mut out = vec![0.0; 4 * w * w];
     for r in 1..w - 1 {

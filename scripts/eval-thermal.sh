@@ -40,10 +40,12 @@ if [ -d "$ts/train" ]; then
   rm -rf "$out/keep" "$out/reject" "$out/thermset_filter"; mkdir -p "$out/keep" "$out/reject"
   # Exemplars spread evenly over each sorted train class (file i of n for i = (k + 1/2) n / count): the split
   # holds frames of several cameras, and the first files of a class all come from one of them.
-  spread() { ls "$1" | sort | awk -v k="$2" '{ f[NR] = $0 } END { for (i = 0; i < k; i++) print f[int((i + 0.5) * NR / k) + 1] }'; }
-  spread "$ts/train/background" 10 | while read -r f; do ln -s "$ts/train/background/$f" "$out/keep/$f"; done
+  spread() {
+    ls "$1" | sort | awk -v k="$2" '{ f[NR] = $0 } END { for (i = 0; i < k; i++) print f[int((i + 0.5) * NR / k) + 1] }'
+  }
+  spread "$ts/train/background" 10 | while read -r f; do ln -sf "$ts/train/background/$f" "$out/keep/$f"; done
   for c in people standing sitting lying; do
-    spread "$ts/train/$c" 3 | while read -r f; do ln -s "$ts/train/$c/$f" "$out/reject/$c-$f"; done
+    spread "$ts/train/$c" 3 | while read -r f; do ln -sf "$ts/train/$c/$f" "$out/reject/$c-$f"; done
   done
   "$bin" filter --images "$ts/val" --out "$out/thermset_filter" --size "$size" --clusters 5 \
     --keep-like "$out/keep" --reject-like "$out/reject" "${weights[@]}" > "$out/thermset_filter.log" 2>&1

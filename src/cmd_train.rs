@@ -118,8 +118,9 @@ pub struct TrainArgs {
     /// Grayscale probability per view (DINO: 0.2).
     #[arg(long, default_value_t = 0.2)]
     grayscale: f64,
-    /// Inversion probability per view, x -> 1 - x (not in DINO; 0: off). Makes the features blind
-    /// to the sign of a contrast, as between visible and thermal images (docs/augmentation.md).
+    /// Inversion probability per view, x -> 1 - x (not in DINO; 0: off). Asks for features blind to
+    /// brightness levels and contrast signs, which differ between visible and thermal images
+    /// (docs/augmentation.md).
     #[arg(long, default_value_t = 0.0)]
     invert: f64,
     /// Weight of the KoLeo spreading term on the student's features of each global view, added to

@@ -106,8 +106,8 @@ pub struct MultiCropConfig {
     /// Solarize probability of global view 2 (the others never solarize).
     pub p_solarize_global2: f64,
     /// Probability that a view (any view) is inverted, x -> 1 - x, after the solarize step. Not in
-    /// DINO (0 there): it makes the features blind to the sign of a contrast, which differs between
-    /// visible and thermal images of one scene (docs/augmentation.md, "Inversion").
+    /// DINO (0 there): it asks for features blind to brightness levels and to the sign of a contrast,
+    /// which differ between visible and thermal images of one scene (docs/augmentation.md, "Inversion").
     pub p_invert: f64,
     pub mean: [f32; 3],
     pub std: [f32; 3],
@@ -182,8 +182,9 @@ impl MultiCropConfig {
     }
 
     /// One view of `image`: crop, flip, jitter, grayscale, blur, solarize, normalise (the order of DINO's
-    /// `DataAugmentationDINO`), with the optional inversion after the solarize step. Every random draw is made whether or not its transform applies, so the stream
-    /// position of later draws does not depend on earlier coin flips.
+    /// `DataAugmentationDINO`), with the optional inversion after the solarize step. Every random draw is made
+    /// whether or not its transform applies, so the stream position of later draws does not depend on earlier
+    /// coin flips.
     pub fn view(&self, image: &Planar, spec: &ViewSpec, rng: &mut SplitMix64) -> Planar {
         let b = random_resized_crop_box(image.width, image.height, spec.scale, self.ratio, rng);
         let mut v = resize_region(

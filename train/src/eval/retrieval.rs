@@ -68,7 +68,8 @@ pub fn median_rank(ranks: &[usize]) -> f64 {
     }
 }
 
-/// Top-1 / top-5 retrieval accuracy and median partner rank, A -> B and B -> A, for paired rows (cosine similarity in f64, pessimistic ties).
+/// Top-1 / top-5 retrieval accuracy and median partner rank, A -> B and B -> A, for paired rows (cosine
+/// similarity in f64, pessimistic ties).
 pub fn cross_modal_retrieval(a: &[f32], b: &[f32], dim: usize) -> Result<RetrievalReport> {
     let n = rows_of(a, dim, "retrieval matrix A")?;
     let m = rows_of(b, dim, "retrieval matrix B")?;
