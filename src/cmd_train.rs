@@ -78,8 +78,14 @@ pub struct TrainArgs {
     /// Epochs over the data set (sets --steps when --steps is not given).
     #[arg(long)]
     epochs: Option<usize>,
+    /// Training seed (weights, data order, augmentation; on the built-in set also its images). Seeds
+    /// 1-4 generate the built-in k-NN splits and are refused there.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Train this many runs, with seeds --seed, --seed + 10, --seed + 20, ... (each in OUT/seed-S),
+    /// and end with the mean +- std of their k-NN (docs/training.md, "Held-out protocol").
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    seeds: usize,
     /// Base lr; the peak lr is lr * batch / 256 (DINO: 0.0005; the default 0.004 gives a peak of
     /// 1e-3 at batch 64 and DINO's batch-256 peak, 5e-4, at batch 32).
     #[arg(long, default_value_t = 0.004)]
@@ -128,6 +134,10 @@ pub struct TrainArgs {
     /// built-in set.
     #[arg(long)]
     koleo: Option<f64>,
+    /// Weight of the DINO cross-entropy (1: DINO; 0: off, KoLeo alone: the ablation of
+    /// docs/training.md).
+    #[arg(long, default_value_t = 1.0, value_name = "W")]
+    dino_weight: f64,
     /// How the teacher's targets are centred: DINO's running centre, or DINOv2's Sinkhorn-Knopp
     /// (every prototype gets the same mass over the batch; no centre).
     #[arg(long, value_enum, default_value = "center")]
@@ -262,6 +272,7 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
         momentum_teacher_end: a.momentum_teacher_end.unwrap_or(d.momentum_teacher_end),
         lr_end: a.lr_end.or(d.lr_end),
         koleo: a.koleo.unwrap_or(d.koleo),
+        dino_weight: a.dino_weight,
         centering: match a.centering {
             CenteringArg::Center => Centering::Center,
             CenteringArg::SinkhornKnopp => Centering::SinkhornKnopp,
@@ -311,13 +322,57 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
         );
         return Ok(());
     }
+    if a.seeds == 0 {
+        return Err("--seeds: must be at least 1".into());
+    }
+    if a.seeds == 1 {
+        let out = train_run(&a, a.seed, &a.out)?;
+        if a.json {
+            println!("{out}");
+        }
+        return Ok(());
+    }
+    if a.resume.is_some() {
+        return Err("--seeds N > 1 starts N new runs: it cannot be combined with --resume".into());
+    }
+    let seeds: Vec<u64> = (0..a.seeds as u64)
+        .map(|i| {
+            a.seed
+                .checked_add(10 * i)
+                .ok_or("--seed: too large for --seeds")
+        })
+        .collect::<Result<_, _>>()?;
+    let mut runs = Vec::new();
+    for &seed in &seeds {
+        let dir = a.out.join(format!("seed-{seed}"));
+        say!(a.json, "\n== run with --seed {seed} ({})", dir.display());
+        runs.push(train_run(&a, seed, &dir)?);
+    }
+    let summary = train_eval::seed_summary(&seeds, &runs);
+    say!(a.json, "\n{}", summary.table);
+    if a.json {
+        println!("{}", summary.json);
+    }
+    Ok(())
+}
+
+/// One training run with `seed` in `out` (or the resumed run); returns its JSON object.
+fn train_run(a: &TrainArgs, seed: u64, out: &std::path::Path) -> Result<serde_json::Value, String> {
     let mut t = match &a.resume {
         Some(path) => {
-            let out = (a.out.as_path() != std::path::Path::new("runs/dino")).then(|| a.out.clone());
+            let out = (out != std::path::Path::new("runs/dino")).then(|| out.to_path_buf());
             Trainer::resume(path, out).map_err(|e| format!("--resume: {e}"))?
         }
-        None => Trainer::new(config(&a)?).map_err(|e| e.to_string())?,
+        None => {
+            let mut c = config(a)?;
+            c.seed = seed;
+            c.out_dir = out.to_path_buf();
+            Trainer::new(c).map_err(|e| e.to_string())?
+        }
     };
+    if t.config.data.is_none() && !a.no_eval && a.eval_train.is_none() {
+        train_eval::check_training_seed(t.config.seed)?;
+    }
     let js = a.json;
     let c = &t.config;
     say!(
@@ -383,11 +438,13 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
             let random = s.knn_random_init(&t.config)?;
             say!(
                 js,
-                "k-NN (k 20, T 0.07) on {}: raw pixels {pixels:.2}%, random init {random:.2}%",
-                s.describe()
+                "k-NN (k 20, T 0.07) on {}: raw pixels {:.2}%, random init {:.2}%",
+                s.describe(),
+                pixels.reported(),
+                random.reported()
             );
             if t.step == 0 {
-                curves.knn.push((0.0, random));
+                curves.knn.push((0.0, random.reported()));
             }
             Some((pixels, random))
         }
@@ -399,6 +456,7 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
     let collapse_after = (t.config.steps / 10).max(1);
     let deadline = a.max_minutes.map(|m| (m * 60.0, m));
     let mut warned_at = None::<usize>;
+    let mut warnings = 0usize;
     let start = Instant::now();
     let ckpt = dinonat_train::trainer::checkpoint_path(&t.config.out_dir);
     let result = t.run_with(a.stop_at, |tr, l| {
@@ -414,11 +472,15 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
                     l.teacher_entropy
                 );
                 warned_at = Some(l.step);
+                warnings += 1;
             }
         }
         if let Some(s) = &split {
             if a.eval_every > 0 && (l.step + 1) % a.eval_every == 0 && l.step + 1 < total {
-                let top1 = s.knn_backbone(&tr.teacher.backbone).map_err(dinonat_train::trainer::TrainError)?;
+                let top1 = s
+                    .knn_backbone(&tr.teacher.backbone)
+                    .map_err(dinonat_train::trainer::TrainError)?
+                    .reported();
                 say!(js, "step {}: k-NN top-1 {top1:.2}% (teacher)", l.step + 1);
                 curves.knn.push(((l.step + 1) as f64, top1));
             }
@@ -465,33 +527,65 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
         "final_loss": logs.last().map(|l| l.loss),
         "final_teacher_entropy": logs.last().map(|l| l.teacher_entropy),
         "checkpoint": ckpt.display().to_string(),
+        "seed": t.config.seed,
+        "dino_weight": t.config.dino_weight,
+        "koleo": t.config.koleo,
+        "collapse_warnings": warnings,
     });
     if let (Some(s), Some((pixels, random))) = (&split, baselines) {
         let trained = s.knn_backbone(&t.teacher.backbone)?;
-        curves.knn.push((t.step as f64, trained));
+        curves.knn.push((t.step as f64, trained.reported()));
         say!(js, "\nk-NN top-1 (k = 20, T = 0.07) on {}:", s.describe());
-        say!(js, "| features | top-1 % |\n|---|---|");
-        say!(js, "| trained teacher (step {}) | {trained:.2} |", t.step);
+        let roles: Vec<&str> = trained.0.iter().map(|(r, _)| *r).collect();
         say!(
             js,
-            "| random init ({}, seed {}) | {random:.2} |",
-            t.config.arch,
-            t.config.seed
+            "| features | {} |",
+            roles.join(" top-1 % | ") + " top-1 %"
         );
-        say!(js, "| raw pixels ({} px) | {pixels:.2} |", s.size);
-        out["knn_top1_trained"] = json!(trained);
-        out["knn_top1_random"] = json!(random);
-        out["knn_top1_pixels"] = json!(pixels);
+        say!(js, "|---|{}", "---|".repeat(roles.len()));
+        let row = |x: &train_eval::Scores| {
+            x.0.iter()
+                .map(|(_, v)| format!("{v:.2}"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        };
+        say!(
+            js,
+            "| trained teacher (step {}) | {} |",
+            t.step,
+            row(&trained)
+        );
+        say!(
+            js,
+            "| random init ({}, seed {}) | {} |",
+            t.config.arch,
+            t.config.seed,
+            row(&random)
+        );
+        say!(js, "| raw pixels ({} px) | {} |", s.size, row(&pixels));
+        out["knn_top1_trained"] = json!(trained.reported());
+        out["knn_top1_random"] = json!(random.reported());
+        out["knn_top1_pixels"] = json!(pixels.reported());
         out["knn_split"] = json!(s.describe());
+        let mut by_split = serde_json::Map::new();
+        for (role, name) in s.describe_all() {
+            by_split.insert(
+                role.to_string(),
+                json!({
+                    "split": name,
+                    "trained": trained.get(role),
+                    "random": random.get(role),
+                    "pixels": pixels.get(role),
+                }),
+            );
+        }
+        out["knn_top1_by_split"] = serde_json::Value::Object(by_split);
     }
     match curves.write_pngs(&t.config.out_dir) {
         Ok(files) => say!(js, "curves: {}", files.join(", ")),
         Err(e) => eprintln!("warning: curves not drawn: {e}"),
     }
-    if js {
-        println!("{out}");
-    }
-    Ok(())
+    Ok(out)
 }
 
 pub fn export(a: ExportArgs) -> Result<(), String> {

@@ -225,3 +225,56 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     assert!(stdout.contains("step 1 of 4"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Training seeds 1-4 generate the built-in k-NN splits (tuning 1 / 2, test 3 / 4) and are refused;
+/// a loss with both terms off is refused; `--seeds 2` reports mean and std of both splits.
+#[test]
+fn held_out_protocol_refuses_evaluation_seeds_and_summarises_seeds() {
+    for seed in ["1", "2", "3", "4"] {
+        let (ok, _, stderr) = dinonat(&["train", "--seed", seed, "--steps", "1"]);
+        assert!(
+            !ok && stderr.contains(&format!("--seed {seed}")),
+            "{stderr}"
+        );
+    }
+    let (ok, _, stderr) = dinonat(&["train", "--dino-weight", "0", "--koleo", "0"]);
+    assert!(!ok && stderr.contains("--dino-weight"), "{stderr}");
+    let dir = temp_dir("seeds");
+    let mut args = vec!["train"];
+    args.extend(TINY);
+    let out = dir.to_str().unwrap();
+    args.extend([
+        "--eval-builtin",
+        "40",
+        "20",
+        "--eval-size",
+        "16",
+        "--seeds",
+        "2",
+        "--dino-weight",
+        "0.5",
+        "--out",
+        out,
+        "--json",
+    ]);
+    let (ok, stdout, stderr) = dinonat(&args);
+    assert!(ok, "train --seeds failed: {stderr}");
+    let v = last_json(&stdout);
+    assert_eq!(v["seeds"], serde_json::json!([0, 10]));
+    for split in ["test", "tuning"] {
+        for what in ["trained", "random", "pixels"] {
+            let s = &v["knn_top1_by_split"][split][what];
+            let per: Vec<f64> = s["per_seed"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            assert_eq!(per.len(), 2);
+            assert!((s["mean"].as_f64().unwrap() - (per[0] + per[1]) / 2.0).abs() < 1e-9);
+        }
+    }
+    assert_eq!(v["runs"][1]["seed"], 10);
+    assert_eq!(v["runs"][0]["dino_weight"], 0.5);
+    assert!(dir.join("seed-10").join("checkpoint.safetensors").is_file());
+}

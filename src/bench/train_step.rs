@@ -89,6 +89,7 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
         grayscale: 0.2,
         invert: 0.0,
         koleo: 0.0,
+        dino_weight: 1.0,
         centering: Default::default(),
         clip_grad: 3.0,
         checkpoint_every: 0,

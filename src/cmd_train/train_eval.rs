@@ -1,6 +1,7 @@
 //! What `dinonat train` measures besides the loss: the weighted k-NN (k = 20, T = 0.07) of the
-//! teacher's backbone on a labelled split, next to raw pixels and the random-init network (the
-//! run's step-0 teacher), and the PNG curves of a run (docs/training.md, "Curves and k-NN").
+//! teacher's backbone on a held-out labelled split (and the tuning split), next to raw pixels and
+//! the random-init network (the run's step-0 teacher), and the PNG curves of a run
+//! (docs/training.md, "Held-out protocol" and "Curves and k-NN").
 
 use crate::plot::line_chart;
 use dinonat_engine::DType;
@@ -16,18 +17,60 @@ use std::path::{Path, PathBuf};
 /// Images per forward pass during extraction (as `dinonat knn`).
 const EXTRACT_BATCH: usize = 64;
 
-/// The labelled train (memory bank) and val (queries) split of the k-NN, and its transform size.
-pub struct EvalSplit {
+/// One labelled split of the k-NN: a memory bank and its queries.
+struct Split {
+    /// "test" (reported) or "tuning" (where the built-in recipe's choices were made).
+    role: &'static str,
     train: Box<dyn Dataset>,
     val: Box<dyn Dataset>,
-    classes: usize,
-    pub size: usize,
     name: String,
 }
 
+/// The built-in k-NN splits' seeds: tuning bank / queries, test bank / queries. Training seeds that
+/// equal one of them would train on evaluation images and are refused (`check_training_seed`).
+pub const BUILTIN_TUNING_SEEDS: (u64, u64) = (1, 2);
+pub const BUILTIN_TEST_SEEDS: (u64, u64) = (3, 4);
+
+/// The k-NN evaluation of a run: the reported split first (the built-in test split, or the
+/// `--eval-train/--eval-val` folders), then the built-in tuning split when training on built-in data.
+pub struct EvalSplit {
+    splits: Vec<Split>,
+    classes: usize,
+    pub size: usize,
+}
+
+/// k-NN top-1 (percent) of one feature source on every split, reported split first.
+#[derive(Clone, Debug)]
+pub struct Scores(pub Vec<(&'static str, f64)>);
+
+impl Scores {
+    /// The reported split's top-1.
+    pub fn reported(&self) -> f64 {
+        self.0[0].1
+    }
+    pub fn get(&self, role: &str) -> Option<f64> {
+        self.0.iter().find(|(r, _)| *r == role).map(|(_, v)| *v)
+    }
+}
+
+/// Refuses a training seed that generates built-in evaluation images (docs/training.md, "Held-out
+/// protocol").
+pub fn check_training_seed(seed: u64) -> Result<(), String> {
+    let (a, b) = BUILTIN_TUNING_SEEDS;
+    let (c, d) = BUILTIN_TEST_SEEDS;
+    if [a, b, c, d].contains(&seed) {
+        return Err(format!(
+            "--seed {seed}: the built-in set of that seed is a k-NN evaluation split (tuning bank {a} / \
+             queries {b}, test bank {c} / queries {d}); training on it would test on training images: \
+             choose another seed (the README's runs use 0, 10, 20)"
+        ));
+    }
+    Ok(())
+}
+
 impl EvalSplit {
-    /// `--eval-train/--eval-val` folders, else the built-in split (seed 1 / seed 2, as
-    /// `dinonat knn --builtin`) when `builtin_ok`; None when neither applies.
+    /// `--eval-train/--eval-val` folders, else the built-in test and tuning splits when
+    /// `builtin_ok`; None when neither applies.
     pub fn open(
         train: &Option<PathBuf>,
         val: &Option<PathBuf>,
@@ -50,12 +93,16 @@ impl EvalSplit {
                 train.as_ref().unwrap().display(),
                 val.as_ref().unwrap().display()
             );
-            return Ok(Some(EvalSplit {
+            let split = Split {
+                role: "val",
                 train: t,
                 val: v,
+                name,
+            };
+            return Ok(Some(EvalSplit {
+                splits: vec![split],
                 classes,
                 size,
-                name,
             }));
         }
         if !builtin_ok {
@@ -65,53 +112,74 @@ impl EvalSplit {
         if n_train == 0 || n_val == 0 {
             return Err("--eval-builtin: both sizes must be positive".into());
         }
-        let t = Procedural::new(1, n_train, Procedural::DEFAULT_SIZE);
-        let classes = t.class_names().map(|c| c.len()).unwrap_or(0);
+        let split = |role, (bank, queries): (u64, u64)| {
+            Split {
+            role,
+            train: Box::new(Procedural::new(bank, n_train, Procedural::DEFAULT_SIZE)),
+            val: Box::new(Procedural::new(queries, n_val, Procedural::DEFAULT_SIZE)),
+            name: format!(
+                "built-in {role} split (bank seed {bank} x {n_train} / queries seed {queries} x {n_val}, {size} px)"
+            ),
+        }
+        };
+        let test = split("test", BUILTIN_TEST_SEEDS);
+        let classes = test.train.class_names().map(|c| c.len()).unwrap_or(0);
         Ok(Some(EvalSplit {
-            train: Box::new(t),
-            val: Box::new(Procedural::new(2, n_val, Procedural::DEFAULT_SIZE)),
+            splits: vec![test, split("tuning", BUILTIN_TUNING_SEEDS)],
             classes,
             size,
-            name: format!("built-in split ({n_train} train / {n_val} val, {size} px)"),
         }))
     }
 
+    /// The reported split's description.
     pub fn describe(&self) -> String {
-        self.name.clone()
+        self.splits[0].name.clone()
     }
 
-    /// k-NN top-1 (percent) of `source`'s features.
-    fn knn(&self, source: FeatureSource<'_>) -> Result<f64, String> {
+    /// Every split's description by role.
+    pub fn describe_all(&self) -> Vec<(&'static str, String)> {
+        self.splits
+            .iter()
+            .map(|s| (s.role, s.name.clone()))
+            .collect()
+    }
+
+    /// k-NN top-1 (percent) of `source`'s features on every split.
+    fn knn(&self, source: FeatureSource<'_>) -> Result<Scores, String> {
         let t = EvalTransform::square(self.size);
         let all = |d: &dyn Dataset| (0..d.len()).collect::<Vec<_>>();
         let extract = |flag: &str, d: &dyn Dataset| {
             extract_features(d, &all(d), &t, source, EXTRACT_BATCH, &mut |_, _| {})
                 .map_err(|e| format!("--{flag}: {e}"))
         };
-        let bank = extract("eval-train", self.train.as_ref())?;
-        let queries = extract("eval-val", self.val.as_ref())?;
-        let report = knn_classify(
-            &bank.values,
-            &bank.labels,
-            &queries.values,
-            &queries.labels,
-            bank.dim,
-            &KnnConfig::new(self.classes),
-        )
-        .map_err(|e| format!("k-NN: {e}"))?;
-        Ok(report.top1)
+        let mut scores = Vec::new();
+        for s in &self.splits {
+            let bank = extract("eval-train", s.train.as_ref())?;
+            let queries = extract("eval-val", s.val.as_ref())?;
+            let report = knn_classify(
+                &bank.values,
+                &bank.labels,
+                &queries.values,
+                &queries.labels,
+                bank.dim,
+                &KnnConfig::new(self.classes),
+            )
+            .map_err(|e| format!("k-NN on the {} split: {e}", s.role))?;
+            scores.push((s.role, report.top1));
+        }
+        Ok(Scores(scores))
     }
 
-    pub fn knn_pixels(&self) -> Result<f64, String> {
+    pub fn knn_pixels(&self) -> Result<Scores, String> {
         self.knn(FeatureSource::Pixels)
     }
 
-    pub fn knn_backbone(&self, nat: &Nat) -> Result<f64, String> {
+    pub fn knn_backbone(&self, nat: &Nat) -> Result<Scores, String> {
         self.knn(FeatureSource::Backbone(nat))
     }
 
     /// The run's teacher before any step: same architecture, same seed, untrained.
-    pub fn knn_random_init(&self, config: &TrainConfig) -> Result<f64, String> {
+    pub fn knn_random_init(&self, config: &TrainConfig) -> Result<Scores, String> {
         let mut backbone = config.backbone().map_err(|e| e.to_string())?;
         backbone.drop_path = 0.0;
         let head = config.head(backbone.num_features());
@@ -184,5 +252,73 @@ impl Curves {
             )?;
         }
         Ok(written)
+    }
+}
+
+/// The mean +- std (sample std, n - 1) of several seeds' k-NN, as a table and one JSON object.
+pub struct SeedSummary {
+    pub table: String,
+    pub json: serde_json::Value,
+}
+
+/// Mean and sample standard deviation (0 for one value).
+pub fn mean_std(x: &[f64]) -> (f64, f64) {
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    let var = if x.len() > 1 {
+        x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+/// Summarises the JSON objects of `train_run` over `seeds` (same order).
+pub fn seed_summary(seeds: &[u64], runs: &[serde_json::Value]) -> SeedSummary {
+    use serde_json::json;
+    let mut table = format!(
+        "k-NN top-1 % over training seeds {:?} (mean +- std):\n| features | split | mean | std | per seed |\n|---|---|---|---|---|",
+        seeds
+    );
+    let mut stats = serde_json::Map::new();
+    let roles: Vec<String> = runs
+        .first()
+        .and_then(|r| r["knn_top1_by_split"].as_object())
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    for role in &roles {
+        let mut per = serde_json::Map::new();
+        for what in ["trained", "random", "pixels"] {
+            let x: Vec<f64> = runs
+                .iter()
+                .filter_map(|r| r["knn_top1_by_split"][role][what].as_f64())
+                .collect();
+            if x.len() != runs.len() {
+                continue;
+            }
+            let (m, sd) = mean_std(&x);
+            let each: Vec<String> = x.iter().map(|v| format!("{v:.2}")).collect();
+            table += &format!(
+                "\n| {what} | {role} | {m:.2} | {sd:.2} | {} |",
+                each.join(", ")
+            );
+            per.insert(what.into(), json!({"mean": m, "std": sd, "per_seed": x}));
+        }
+        stats.insert(role.clone(), serde_json::Value::Object(per));
+    }
+    let warnings: Vec<u64> = runs
+        .iter()
+        .map(|r| r["collapse_warnings"].as_u64().unwrap_or(0))
+        .collect();
+    table += &format!("\ncollapse warnings per seed: {warnings:?}");
+    SeedSummary {
+        table,
+        json: json!({
+            "command": "train",
+            "seeds": seeds,
+            "knn_top1_by_split": stats,
+            "collapse_warnings": warnings,
+            "runs": runs,
+        }),
     }
 }

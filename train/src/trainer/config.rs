@@ -70,6 +70,10 @@ pub struct TrainConfig {
     /// 0: off, DINO's loss alone; docs/dino-loss.md). Configs saved before this field: 0.
     #[serde(default)]
     pub koleo: f64,
+    /// Weight of the DINO cross-entropy in the loss (1: DINO; 0: off, for the ablation of the main job,
+    /// docs/training.md). Configs saved before this field: 1.
+    #[serde(default = "default_dino_weight")]
+    pub dino_weight: f64,
     /// How the teacher's targets are centred: DINO's running centre or DINOv2's Sinkhorn-Knopp.
     /// Configs saved before this field: the centre.
     #[serde(default)]
@@ -90,6 +94,10 @@ fn default_momentum_teacher() -> f64 {
 }
 
 fn default_momentum_teacher_end() -> f64 {
+    1.0
+}
+
+fn default_dino_weight() -> f64 {
     1.0
 }
 
@@ -130,6 +138,7 @@ impl Default for TrainConfig {
             grayscale: default_grayscale(),
             invert: 0.0,
             koleo: 0.0,
+            dino_weight: default_dino_weight(),
             centering: Centering::Center,
             clip_grad: 3.0,
             checkpoint_every: 100,
@@ -227,6 +236,18 @@ impl TrainConfig {
             return Err(TrainError::flag(
                 "--koleo",
                 format!("{} must be a non-negative weight", self.koleo),
+            ));
+        }
+        if !(self.dino_weight.is_finite() && self.dino_weight >= 0.0) {
+            return Err(TrainError::flag(
+                "--dino-weight",
+                format!("{} must be a non-negative weight", self.dino_weight),
+            ));
+        }
+        if self.dino_weight == 0.0 && self.koleo == 0.0 {
+            return Err(TrainError::flag(
+                "--dino-weight",
+                "0 with --koleo 0 leaves no loss to train".to_string(),
             ));
         }
         if self.koleo > 0.0 && self.batch_size < 2 {

@@ -208,6 +208,10 @@ impl Trainer {
             .loss
             .forward(&student_out, &teacher_out, teacher_temp)?;
         let loss = out.loss.item()?;
+        if self.config.dino_weight != 1.0 {
+            // the ablation's weight; at 1 the graph is DINO's, bit for bit
+            out.loss = out.loss.mul_scalar(self.config.dino_weight)?;
+        }
         if self.config.koleo > 0.0 {
             // KoLeo per global view (rows v*B .. (v+1)*B of the view-major features), averaged.
             let b = batch.indices.len();
