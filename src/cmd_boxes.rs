@@ -198,7 +198,7 @@ pub fn run(args: BoxesArgs) -> Result<(), String> {
         .all
         .scores
         .iter()
-        .map(|m| format!("{:<20}", m.map))
+        .map(|m| format!("{:<19}", m.map))
         .collect();
     println!("{:<10} {}", "class", names.join("  "));
     println!("{}", controls_line(&r.all));

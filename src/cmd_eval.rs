@@ -441,7 +441,7 @@ fn run_seeds(
             println!("{}", Value::Object(fields));
         } else {
             println!("{}", headline(&fields));
-            println!("{}", report.table());
+            println!("{}", report.table(&class_names));
         }
         return Ok(());
     }
@@ -494,7 +494,7 @@ fn run_seeds(
         println!(
             "seed {}: {}",
             f["seed"],
-            report.table().replace('\n', "\n         ")
+            report.table(&class_names).replace('\n', "\n         ")
         );
     }
     let [(_, (t1, s1)), (_, (t5, s5)), (_, (b, sb))] = stats;

@@ -7,6 +7,8 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 fn dinonat(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_dinonat"))
         .args(args)
@@ -119,26 +121,19 @@ fn boxes_reports_shares_chance_and_skips() {
     }
     // The network and every control carry the same keys, with an interval holding the mean.
     for summary in std::iter::once(&r["all"]).chain(classes) {
-        let scores = summary["scores"].as_array().unwrap();
-        let names: Vec<&str> = scores.iter().map(|m| m["map"].as_str().unwrap()).collect();
-        assert_eq!(
-            names,
-            [
+        common::check_scored_maps(
+            &summary["scores"],
+            "map",
+            "share_masked",
+            &[
                 "network",
                 "centre_gaussian",
                 "central_square",
                 "intensity",
-                "uniform"
-            ]
+                "uniform",
+            ],
         );
-        for m in scores {
-            let (v, lo, hi) = (
-                m["share_masked"].as_f64().unwrap(),
-                m["interval"]["low"].as_f64().unwrap(),
-                m["interval"]["high"].as_f64().unwrap(),
-            );
-            assert!((0.0..=1.0).contains(&v) && lo <= v && v <= hi, "{m}");
-        }
+        let scores = summary["scores"].as_array().unwrap();
         assert!(close(
             &scores[4]["share_masked"],
             summary["chance"].as_f64().unwrap()

@@ -380,27 +380,20 @@ fn crossmodal_json_keys_and_ranges() {
         v["layout_retrieval_median_rank_rgb_to_ir"]
     );
     // The mask IoU of the network and of each prior, with an interval over the pairs.
-    let ious = v["iou"].as_array().unwrap();
-    let names: Vec<&str> = ious.iter().map(|x| x["map"].as_str().unwrap()).collect();
-    assert_eq!(
-        names,
-        [
+    common::check_scored_maps(
+        &v["iou"],
+        "map",
+        "iou",
+        &[
             "network",
             "centre_gaussian",
             "central_square",
             "intensity",
             "uniform",
-            "shifted_pairs"
-        ]
+            "shifted_pairs",
+        ],
     );
-    for x in ious {
-        let (m, lo, hi) = (
-            x["iou"].as_f64().unwrap(),
-            x["interval"]["low"].as_f64().unwrap(),
-            x["interval"]["high"].as_f64().unwrap(),
-        );
-        assert!((0.0..=1.0).contains(&m) && lo <= m && m <= hi, "{x}");
-    }
+    let ious = v["iou"].as_array().unwrap();
     // A fixed map gives both images the same mask.
     assert_eq!(ious[1]["iou"], 1.0);
     assert_eq!(ious[0]["iou"], v["attention_iou"]);

@@ -141,26 +141,24 @@ impl LinearProbe {
         features: &[f32],
         labels: &[usize],
     ) -> Result<ClassificationReport> {
-        check(
-            features,
-            labels,
-            self.dim,
-            self.num_classes,
-            "linear probe input",
-        )?;
+        self.check_input(features, labels)?;
         ClassificationReport::from_scores(&self.scores(features)?, labels, self.num_classes)
     }
 
     /// Top-1 accuracy in percent on raw features and their labels.
     pub fn top1(&self, features: &[f32], labels: &[usize]) -> Result<f64> {
+        self.check_input(features, labels)?;
+        Ok(self.top1_checked(features, labels))
+    }
+
+    fn check_input(&self, features: &[f32], labels: &[usize]) -> Result<()> {
         check(
             features,
             labels,
             self.dim,
             self.num_classes,
             "linear probe input",
-        )?;
-        Ok(self.top1_checked(features, labels))
+        )
     }
 
     fn top1_checked(&self, features: &[f32], labels: &[usize]) -> f64 {

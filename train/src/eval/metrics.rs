@@ -259,12 +259,17 @@ impl ClassificationReport {
         })
     }
 
-    /// Three readable lines: the metrics with their intervals, then the controls.
-    pub fn table(&self) -> String {
+    /// Two readable lines: the metrics with their intervals, then the controls (the majority class named from
+    /// `class_names` where it has a name).
+    pub fn table(&self, class_names: &[String]) -> String {
+        let majority = class_names
+            .get(self.majority_class)
+            .cloned()
+            .unwrap_or_else(|| format!("class {}", self.majority_class));
         let iv = |i: &Interval| format!("[{:.1}, {:.1}]", i.low, i.high);
         format!(
             "top-1 {:.2}% {}   top-5 {:.2}% {}   balanced {:.2}% {}\n\
-             controls: majority class {:.2}% (class {}), uniform chance {:.2}%   ({} queries, 95% bootstrap intervals)",
+             controls: majority class {:.2}% ({}), uniform chance {:.2}%   ({} queries, 95% bootstrap intervals)",
             self.top1,
             iv(&self.top1_interval),
             self.top5,
@@ -272,7 +277,7 @@ impl ClassificationReport {
             self.balanced,
             iv(&self.balanced_interval),
             self.majority,
-            self.majority_class,
+            majority,
             self.uniform,
             self.queries
         )
