@@ -5,7 +5,7 @@
 use crate::cmd_embed::{progress, DeviceArg, WeightArgs};
 use clap::Args;
 use dinonat_train::curate::refuse_inside;
-use dinonat_train::maps::boxes_eval::{run_boxes, BoxesConfig, BoxesReport, ShareSummary};
+use dinonat_train::maps::boxes_eval::{run_boxes, BoxesConfig, BoxesReport, ShareSummary, PRIORS};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -76,6 +76,9 @@ fn write_csv(path: &Path, r: &BoxesReport, names: &[String]) -> Result<(), Strin
     ids.dedup();
     let name = |c: usize| names.get(c).cloned().unwrap_or_else(|| c.to_string());
     let mut text = String::from("image,boxes,box_fraction,share_masked,share_map,kept_tokens");
+    for p in PRIORS {
+        text += &format!(",{p}_share_masked");
+    }
     for &c in &ids {
         let n = name(c);
         text += &format!(",{n}_boxes,{n}_box_fraction,{n}_share_masked,{n}_share_map");
@@ -87,6 +90,9 @@ fn write_csv(path: &Path, r: &BoxesReport, names: &[String]) -> Result<(), Strin
             "\"{p}\",{},{:.6},{:.6},{:.6},{}",
             i.boxes, i.box_fraction, i.share_masked, i.share_map, i.kept_tokens
         );
+        for v in i.priors {
+            text += &format!(",{v:.6}");
+        }
         for c in &ids {
             match i.per_class.get(c) {
                 Some((n, v)) => text += &format!(",{n},{:.6},{:.6},{:.6}", v[0], v[1], v[2]),
@@ -115,6 +121,23 @@ fn line(s: &ShareSummary) -> String {
             0.0
         }
     )
+}
+
+/// One row of the controls table: each map's mean masked share with its interval.
+fn controls_line(s: &ShareSummary) -> String {
+    let cells: Vec<String> = s
+        .scores
+        .iter()
+        .map(|m| {
+            format!(
+                "{:>5.1}% [{:>4.1}, {:>4.1}]",
+                100.0 * m.share_masked,
+                100.0 * m.interval.low,
+                100.0 * m.interval.high
+            )
+        })
+        .collect();
+    format!("{:<10} {}", s.name, cells.join("  "))
 }
 
 pub fn run(args: BoxesArgs) -> Result<(), String> {
@@ -167,6 +190,20 @@ pub fn run(args: BoxesArgs) -> Result<(), String> {
     println!("{}", line(&r.all));
     for c in &r.classes {
         println!("{}", line(c));
+    }
+    println!(
+        "masked share inside the boxes beside the controls (mean over images, 95% bootstrap interval):"
+    );
+    let names: Vec<String> = r
+        .all
+        .scores
+        .iter()
+        .map(|m| format!("{:<19}", m.map))
+        .collect();
+    println!("{:<10} {}", "class", names.join("  "));
+    println!("{}", controls_line(&r.all));
+    for c in &r.classes {
+        println!("{}", controls_line(c));
     }
     Ok(())
 }

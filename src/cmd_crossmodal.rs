@@ -67,35 +67,50 @@ pub fn run(args: CrossModalArgs) -> Result<(), String> {
         r.pairs, r.arch, r.size, r.level, r.grid[0], r.grid[1]
     );
     println!(
-        "retrieval IR->RGB top-1 {:.2}%  top-5 {:.2}%   RGB->IR top-1 {:.2}%  top-5 {:.2}%   (chance {:.2}% / {:.2}%)",
-        r.retrieval_top1_ir_to_rgb,
-        r.retrieval_top5_ir_to_rgb,
-        r.retrieval_top1_rgb_to_ir,
-        r.retrieval_top5_rgb_to_ir,
-        r.chance_top1,
-        r.chance_top5
-    );
-    println!(
-        "median rank of the true partner IR->RGB {:.1}   RGB->IR {:.1}   (chance {:.1} of {})",
-        r.retrieval_median_rank_ir_to_rgb,
-        r.retrieval_median_rank_rgb_to_ir,
-        r.chance_median_rank,
+        "retrieval of the true partner among {} pairs (cosine; ties count against the partner):",
         r.pairs
     );
     println!(
-        "layout retrieval (level {} token maps) IR->RGB top-1 {:.2}%  top-5 {:.2}%   RGB->IR top-1 {:.2}%  top-5 {:.2}%   median rank {:.1} / {:.1}",
-        r.level,
-        r.layout_retrieval_top1_ir_to_rgb,
-        r.layout_retrieval_top5_ir_to_rgb,
-        r.layout_retrieval_top1_rgb_to_ir,
-        r.layout_retrieval_top5_rgb_to_ir,
-        r.layout_retrieval_median_rank_ir_to_rgb,
-        r.layout_retrieval_median_rank_rgb_to_ir
+        "{:<28} {:>8} {:>8} {:>7}   {:>8} {:>8} {:>7}",
+        "features", "IR->RGB", "top-5", "MedR", "RGB->IR", "top-5", "MedR"
+    );
+    for x in &r.retrieval {
+        let label = match x.features.as_str() {
+            "network_pooled" => "network, pooled".to_string(),
+            "network_layout" => format!("network, layout (level {})", r.level),
+            other => format!("{other} ({}x{} cells)", r.grid[0], r.grid[1]),
+        };
+        println!(
+            "{label:<28} {:>7.2}% {:>7.2}% {:>7.1}   {:>7.2}% {:>7.2}% {:>7.1}",
+            x.top1_ir_to_rgb,
+            x.top5_ir_to_rgb,
+            x.median_rank_ir_to_rgb,
+            x.top1_rgb_to_ir,
+            x.top5_rgb_to_ir,
+            x.median_rank_rgb_to_ir
+        );
+    }
+    println!(
+        "{:<28} {:>7.2}% {:>7.2}% {:>7.1}   {:>7.2}% {:>7.2}% {:>7.1}",
+        "chance",
+        r.chance_top1,
+        r.chance_top5,
+        r.chance_median_rank,
+        r.chance_top1,
+        r.chance_top5,
+        r.chance_median_rank
     );
     println!(
-        "attention mask IoU {:.3} (per head {:.3}; shifted pairs {:.3})",
-        r.attention_iou, r.attention_iou_per_head, r.attention_iou_shifted
+        "IoU of the RGB and IR {:.0}%-mass masks, mean over pairs [95% bootstrap interval] (network per head {:.3}):",
+        100.0 * r.mass,
+        r.attention_iou_per_head
     );
+    for x in &r.iou {
+        println!(
+            "  {:<16} {:.3} [{:.3}, {:.3}]",
+            x.map, x.iou, x.interval.low, x.interval.high
+        );
+    }
     for (what, names) in [("--rgb", &r.skipped_rgb_only), ("--ir", &r.skipped_ir_only)] {
         if !names.is_empty() {
             println!("skipped {} names only in {what}", names.len());

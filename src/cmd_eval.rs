@@ -9,10 +9,9 @@ use dinonat_model::{load_backbone, Nat, NatConfig};
 use dinonat_train::augment::EvalTransform;
 use dinonat_train::data::{open_dataset, Dataset, Procedural};
 use dinonat_train::eval::knn::{knn_classify, KnnConfig};
-use dinonat_train::eval::l2_normalized;
-use dinonat_train::eval::linear::{train_linear_probe, LinearProbe, LinearProbeConfig, Preprocess};
+use dinonat_train::eval::linear::{train_linear_probe, LinearProbeConfig, Preprocess};
+use dinonat_train::eval::metrics::{mean_std, ClassificationReport};
 use dinonat_train::features::{extract_features, spread_indices, FeatureSource, Features};
-use rayon::prelude::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -48,7 +47,7 @@ pub struct DataArgs {
 }
 
 /// Which features.
-#[derive(Args, Debug)]
+#[derive(Args, Clone, Debug)]
 pub struct FeatureArgs {
     /// Raw normalised pixels of the transformed image as features (the baseline).
     #[arg(long, conflicts_with_all = ["weights", "random_init", "checkpoint"])]
@@ -69,6 +68,9 @@ pub struct FeatureArgs {
     /// Seed of --random-init and of the linear probe.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// With --random-init: repeat with N backbones (seeds --seed, --seed + 1, ...) and report mean +- std.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seeds: usize,
     /// Evaluation transform: resize the shorter side to N, centre-crop N x N [default: 32 for *pico*, else 64].
     #[arg(long, value_name = "N")]
     pub size: Option<usize>,
@@ -378,141 +380,201 @@ fn extract(data: &DataArgs, args: &FeatureArgs) -> Result<Extracted, String> {
     })
 }
 
-fn finish(
-    json_out: bool,
+/// What one evaluation of one set of features gives: the classification report and the command's own fields.
+type Evaluated = (ClassificationReport, serde_json::Map<String, Value>);
+
+/// Extracts features for each seed (one, or `--seeds N` random-init backbones from --seed on), runs `evaluate`
+/// on them and prints the report: the metrics beside their controls, or one JSON object. With several seeds the
+/// top-level `top1`, `top5` and `balanced_accuracy` are means, `std` holds their sample standard deviations and
+/// `runs` each seed's full report.
+fn run_seeds(
+    data: &DataArgs,
+    features: &FeatureArgs,
     command: &str,
-    mut fields: serde_json::Map<String, Value>,
+    evaluate: impl Fn(&Extracted, u64) -> Result<Evaluated, String>,
 ) -> Result<(), String> {
+    if features.seeds == 0 {
+        return Err("--seeds must be at least 1".into());
+    }
+    if features.seeds > 1 && !features.random_init {
+        return Err(format!(
+            "--seeds {} repeats --random-init backbones; the other feature sources do not depend on a seed",
+            features.seeds
+        ));
+    }
+    let mut runs = Vec::new();
+    let mut config = serde_json::Map::new();
+    let mut class_names = Vec::new();
+    for k in 0..features.seeds as u64 {
+        let mut args = features.clone();
+        args.seed = features.seed + k;
+        let ex = extract(data, &args)?;
+        let start = Instant::now();
+        let (report, extra) = evaluate(&ex, args.seed)?;
+        let mut fields = ex.config.clone();
+        if let Value::Object(m) = report.to_json() {
+            fields.extend(m);
+        }
+        fields.extend(extra);
+        fields.insert("extract_seconds".into(), json!(ex.extract_seconds));
+        fields.insert("eval_seconds".into(), json!(start.elapsed().as_secs_f64()));
+        config = ex.config;
+        class_names = ex.classes;
+        runs.push((report, fields));
+    }
+    let headline = |c: &serde_json::Map<String, Value>| {
+        format!(
+            "{command}: {} train / {} val images, {} classes, {}-dim {} features at {} px",
+            c["train_images"],
+            c["val_images"],
+            c["classes"],
+            c["dim"],
+            c["features"].as_str().unwrap_or("?"),
+            c["size"],
+        )
+    };
+    if runs.len() == 1 {
+        let (report, mut fields) = runs.pop().expect("one run");
+        fields.insert("command".into(), json!(command));
+        fields.insert("class_names".into(), json!(class_names));
+        if features.json {
+            println!("{}", Value::Object(fields));
+        } else {
+            println!("{}", headline(&fields));
+            println!("{}", report.table(&class_names));
+        }
+        return Ok(());
+    }
+    let metric = |f: fn(&ClassificationReport) -> f64| {
+        mean_std(&runs.iter().map(|(r, _)| f(r)).collect::<Vec<_>>())
+    };
+    let stats = [
+        ("top1", metric(|r| r.top1)),
+        ("top5", metric(|r| r.top5)),
+        ("balanced_accuracy", metric(|r| r.balanced)),
+    ];
+    let first = &runs[0].0;
+    let mut fields = config;
+    fields.remove("seed");
     fields.insert("command".into(), json!(command));
-    if json_out {
+    fields.insert("class_names".into(), json!(class_names));
+    fields.insert(
+        "seeds".into(),
+        json!((0..features.seeds as u64)
+            .map(|k| features.seed + k)
+            .collect::<Vec<_>>()),
+    );
+    for (key, (mean, _)) in stats {
+        fields.insert(key.into(), json!(mean));
+    }
+    fields.insert(
+        "std".into(),
+        Value::Object(
+            stats
+                .iter()
+                .map(|(k, (_, sd))| (k.to_string(), json!(sd)))
+                .collect(),
+        ),
+    );
+    fields.insert("majority".into(), json!(first.majority));
+    fields.insert("uniform".into(), json!(first.uniform));
+    fields.insert(
+        "runs".into(),
+        json!(runs
+            .iter()
+            .map(|(_, f)| Value::Object(f.clone()))
+            .collect::<Vec<_>>()),
+    );
+    if features.json {
         println!("{}", Value::Object(fields));
-    } else {
-        let get = |k: &str| fields.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        return Ok(());
+    }
+    println!("{}", headline(&fields));
+    for (report, f) in &runs {
         println!(
-            "{command}: top-1 {:.2}%  top-5 {:.2}%  ({} train / {} val images, {} classes, {}-dim {} features at {} px)",
-            get("top1"),
-            get("top5"),
-            fields["train_images"],
-            fields["val_images"],
-            fields["classes"],
-            fields["dim"],
-            fields["features"].as_str().unwrap_or("?"),
-            fields["size"],
+            "seed {}: {}",
+            f["seed"],
+            report.table(&class_names).replace('\n', "\n         ")
         );
     }
+    let [(_, (t1, s1)), (_, (t5, s5)), (_, (b, sb))] = stats;
+    println!(
+        "mean +- std over {} seeds: top-1 {t1:.2} +- {s1:.2}%   top-5 {t5:.2} +- {s5:.2}%   balanced {b:.2} +- {sb:.2}%\n\
+         controls: majority class {:.2}%, uniform chance {:.2}%",
+        runs.len(),
+        first.majority,
+        first.uniform
+    );
     Ok(())
 }
 
 pub fn run_knn(args: KnnArgs) -> Result<(), String> {
-    let ex = extract(&args.data, &args.features)?;
-    let start = Instant::now();
-    let config = KnnConfig {
-        k: args.k,
-        temperature: args.temperature,
-        num_classes: ex.classes.len(),
-    };
-    let report = knn_classify(
-        &ex.train.values,
-        &ex.train.labels,
-        &ex.val.values,
-        &ex.val.labels,
-        ex.train.dim,
-        &config,
-    )
-    .map_err(|e| e.to_string())?;
-    let mut fields = ex.config;
-    fields.insert("top1".into(), json!(report.top1));
-    fields.insert("top5".into(), json!(report.top5));
-    fields.insert("k".into(), json!(args.k));
-    fields.insert("temperature".into(), json!(args.temperature));
-    fields.insert("extract_seconds".into(), json!(ex.extract_seconds));
-    fields.insert("eval_seconds".into(), json!(start.elapsed().as_secs_f64()));
-    finish(args.features.json, "knn", fields)
-}
-
-/// Top-5 accuracy (percent) of a trained probe: the label among the 5 highest logits (ties to the lower class).
-fn probe_top5(probe: &LinearProbe, features: &[f32], labels: &[usize]) -> f64 {
-    let (f, c) = (probe.dim, probe.num_classes);
-    let x = match probe.preprocess {
-        Preprocess::L2Normalize => l2_normalized(features, f),
-        Preprocess::Standardize => {
-            let mut x = features.to_vec();
-            for row in x.chunks_mut(f) {
-                for (v, &(mean, inv_std)) in row.iter_mut().zip(&probe.standardize) {
-                    *v = (*v - mean) * inv_std;
-                }
-            }
-            x
-        }
-    };
-    let hits: usize = x
-        .par_chunks(f)
-        .zip(labels.par_iter())
-        .map(|(row, &label)| {
-            let logits: Vec<f64> = (0..c)
-                .map(|k| {
-                    let w = &probe.weights[k * f..(k + 1) * f];
-                    probe.bias[k] as f64
-                        + w.iter()
-                            .zip(row)
-                            .map(|(&a, &b)| a as f64 * b as f64)
-                            .sum::<f64>()
-                })
-                .collect();
-            let above = (0..c)
-                .filter(|&k| logits[k] > logits[label] || (logits[k] == logits[label] && k < label))
-                .count();
-            usize::from(above < 5)
-        })
-        .sum();
-    100.0 * hits as f64 / labels.len().max(1) as f64
+    run_seeds(&args.data, &args.features, "knn", |ex, _| {
+        let config = KnnConfig {
+            k: args.k,
+            temperature: args.temperature,
+            num_classes: ex.classes.len(),
+        };
+        let report = knn_classify(
+            &ex.train.values,
+            &ex.train.labels,
+            &ex.val.values,
+            &ex.val.labels,
+            ex.train.dim,
+            &config,
+        )
+        .map_err(|e| e.to_string())?;
+        let mut fields = serde_json::Map::new();
+        fields.insert("k".into(), json!(args.k));
+        fields.insert("temperature".into(), json!(args.temperature));
+        Ok((report.classification, fields))
+    })
 }
 
 pub fn run_linear(args: LinearArgs) -> Result<(), String> {
-    let ex = extract(&args.data, &args.features)?;
-    let start = Instant::now();
-    let mut config = LinearProbeConfig::new(ex.classes.len(), args.features.seed);
-    config.epochs = args.epochs;
-    config.learning_rate = args.lr;
-    config.batch_size = args.probe_batch_size;
-    config.preprocess = match args.preprocess {
-        PreprocessArg::L2 => Preprocess::L2Normalize,
-        PreprocessArg::Standardize => Preprocess::Standardize,
-    };
     if args.epochs == 0 || args.probe_batch_size == 0 || !(args.lr > 0.0 && args.lr.is_finite()) {
         return Err(format!(
             "--epochs {}, --probe-batch-size {} and --lr {} must all be positive",
             args.epochs, args.probe_batch_size, args.lr
         ));
     }
-    let report = train_linear_probe(
-        (&ex.train.values, &ex.train.labels),
-        (&ex.val.values, &ex.val.labels),
-        ex.train.dim,
-        &config,
-    )
-    .map_err(|e| e.to_string())?;
-    let top5 = probe_top5(&report.probe, &ex.val.values, &ex.val.labels);
-    let mut fields = ex.config;
-    fields.insert("top1".into(), json!(report.val_top1));
-    fields.insert("top5".into(), json!(top5));
-    fields.insert("best_top1".into(), json!(report.best_val_top1));
-    fields.insert("train_top1".into(), json!(report.train_top1));
-    fields.insert("epochs".into(), json!(args.epochs));
-    fields.insert("lr".into(), json!(args.lr));
-    fields.insert("probe_batch_size".into(), json!(args.probe_batch_size));
-    fields.insert(
-        "preprocess".into(),
-        json!(match args.preprocess {
-            PreprocessArg::L2 => "l2",
-            PreprocessArg::Standardize => "standardize",
-        }),
-    );
-    fields.insert(
-        "final_loss".into(),
-        json!(report.train_loss_per_epoch.last().copied()),
-    );
-    fields.insert("extract_seconds".into(), json!(ex.extract_seconds));
-    fields.insert("eval_seconds".into(), json!(start.elapsed().as_secs_f64()));
-    finish(args.features.json, "linear", fields)
+    run_seeds(&args.data, &args.features, "linear", |ex, seed| {
+        let mut config = LinearProbeConfig::new(ex.classes.len(), seed);
+        config.epochs = args.epochs;
+        config.learning_rate = args.lr;
+        config.batch_size = args.probe_batch_size;
+        config.preprocess = match args.preprocess {
+            PreprocessArg::L2 => Preprocess::L2Normalize,
+            PreprocessArg::Standardize => Preprocess::Standardize,
+        };
+        let report = train_linear_probe(
+            (&ex.train.values, &ex.train.labels),
+            (&ex.val.values, &ex.val.labels),
+            ex.train.dim,
+            &config,
+        )
+        .map_err(|e| e.to_string())?;
+        let classification = report
+            .probe
+            .classification(&ex.val.values, &ex.val.labels)
+            .map_err(|e| e.to_string())?;
+        let mut fields = serde_json::Map::new();
+        fields.insert("best_top1".into(), json!(report.best_val_top1));
+        fields.insert("train_top1".into(), json!(report.train_top1));
+        fields.insert("epochs".into(), json!(args.epochs));
+        fields.insert("lr".into(), json!(args.lr));
+        fields.insert("probe_batch_size".into(), json!(args.probe_batch_size));
+        fields.insert(
+            "preprocess".into(),
+            json!(match args.preprocess {
+                PreprocessArg::L2 => "l2",
+                PreprocessArg::Standardize => "standardize",
+            }),
+        );
+        fields.insert(
+            "final_loss".into(),
+            json!(report.train_loss_per_epoch.last().copied()),
+        );
+        Ok((classification, fields))
+    })
 }

@@ -7,6 +7,8 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 fn dinonat(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_dinonat"))
         .args(args)
@@ -117,11 +119,42 @@ fn boxes_reports_shares_chance_and_skips() {
         let v = r["all"][k].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&v), "{k} = {v}");
     }
+    // The network and every control carry the same keys, with an interval holding the mean.
+    for summary in std::iter::once(&r["all"]).chain(classes) {
+        common::check_scored_maps(
+            &summary["scores"],
+            "map",
+            "share_masked",
+            &[
+                "network",
+                "centre_gaussian",
+                "central_square",
+                "intensity",
+                "uniform",
+            ],
+        );
+        let scores = summary["scores"].as_array().unwrap();
+        assert!(close(
+            &scores[4]["share_masked"],
+            summary["chance"].as_f64().unwrap()
+        ));
+        assert!(close(
+            &scores[0]["share_masked"],
+            summary["share_masked"].as_f64().unwrap()
+        ));
+    }
+    // The boxes of a and b hold the crop's central 16 x 16 pixels, so the centre Gaussian's mask lies mostly
+    // on them: above uniform.
+    let all = r["all"]["scores"].as_array().unwrap();
+    assert!(
+        all[1]["share_masked"].as_f64() > all[4]["share_masked"].as_f64(),
+        "{all:?}"
+    );
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     assert!(lines[0]
-        .starts_with("image,boxes,box_fraction,share_masked,share_map,kept_tokens,dog_boxes"));
+        .starts_with("image,boxes,box_fraction,share_masked,share_map,kept_tokens,centre_gaussian_share_masked,central_square_share_masked,intensity_share_masked,dog_boxes"));
     assert!(lines[1].contains("a.png\",1,0.250000,"), "{}", lines[1]);
     // The text report names the chance column and the skips.
     let (ok, out, err) = dinonat(&[
@@ -139,6 +172,10 @@ fn boxes_reports_shares_chance_and_skips() {
     assert!(ok, "{err}");
     assert!(
         out.contains("chance") && out.contains("1 without a label file"),
+        "{out}"
+    );
+    assert!(
+        out.contains("central_square") && out.contains("intensity") && out.contains("bootstrap"),
         "{out}"
     );
     let _ = std::fs::remove_dir_all(&root);

@@ -343,6 +343,60 @@ fn crossmodal_json_keys_and_ranges() {
     let iou = v["attention_iou"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&iou));
     assert_eq!(v["chance_median_rank"], 3.5);
+    // The network and the non-learned descriptors: the same keys, the same ranges.
+    let retrieval = v["retrieval"].as_array().unwrap();
+    let names: Vec<&str> = retrieval
+        .iter()
+        .map(|x| x["features"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "network_pooled",
+            "network_layout",
+            "luminance",
+            "gradient",
+            "signed_gradient"
+        ]
+    );
+    for x in retrieval {
+        for dir in ["ir_to_rgb", "rgb_to_ir"] {
+            for (stat, lo, hi) in [
+                ("top1", 0.0, 100.0),
+                ("top5", 0.0, 100.0),
+                ("median_rank", 1.0, 6.0),
+            ] {
+                let y = x[format!("{stat}_{dir}")].as_f64().unwrap();
+                assert!((lo..=hi).contains(&y), "{x}");
+            }
+        }
+    }
+    assert_eq!(
+        retrieval[0]["top1_ir_to_rgb"],
+        v["retrieval_top1_ir_to_rgb"]
+    );
+    assert_eq!(
+        retrieval[1]["median_rank_rgb_to_ir"],
+        v["layout_retrieval_median_rank_rgb_to_ir"]
+    );
+    // The mask IoU of the network and of each prior, with an interval over the pairs.
+    common::check_scored_maps(
+        &v["iou"],
+        "map",
+        "iou",
+        &[
+            "network",
+            "centre_gaussian",
+            "central_square",
+            "intensity",
+            "uniform",
+            "shifted_pairs",
+        ],
+    );
+    let ious = v["iou"].as_array().unwrap();
+    // A fixed map gives both images the same mask.
+    assert_eq!(ious[1]["iou"], 1.0);
+    assert_eq!(ious[0]["iou"], v["attention_iou"]);
     assert!(v["retrieval_top5_ir_to_rgb"].as_f64() >= v["retrieval_top1_ir_to_rgb"].as_f64());
     let fig = decode_image(&std::fs::read(&fig).unwrap(), "fig").unwrap();
     assert!(fig.width > fig.height, "{}x{}", fig.width, fig.height);
@@ -365,6 +419,18 @@ fn crossmodal_identical_folders_retrieve_every_pair() {
     assert_eq!(v["layout_retrieval_top1_ir_to_rgb"], 100.0);
     assert_eq!(v["layout_retrieval_top1_rgb_to_ir"], 100.0);
     assert_eq!(v["attention_iou"], 1.0);
+    // Every non-learned descriptor retrieves identical images too, and the image-dependent priors agree.
+    for x in v["retrieval"].as_array().unwrap() {
+        assert_eq!(x["top1_ir_to_rgb"], 100.0, "{x}");
+    }
+    let ious = v["iou"].as_array().unwrap();
+    for k in [2, 3] {
+        assert_eq!(ious[k]["iou"], 1.0, "{}", ious[k]);
+    }
+    assert!(
+        ious[4]["iou"].as_f64() < Some(1.0),
+        "random masks of the same areas rarely coincide"
+    );
     let _ = std::fs::remove_dir_all(&t);
 }
 

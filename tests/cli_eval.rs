@@ -107,6 +107,62 @@ fn knn_json_reports_top1_top5_and_config_for_a_random_backbone() {
         (Some(12), Some(8))
     );
     assert_eq!(v["classes"], 2);
+    // The controls: 4 + 4 val images, so the majority class holds 50 % and uniform chance is 50 %.
+    assert_eq!(percent(&v, "majority"), 50.0);
+    assert_eq!(percent(&v, "uniform"), 50.0);
+    percent(&v, "balanced_accuracy");
+    assert_eq!(v["per_class_recall"].as_array().map(Vec::len), Some(2));
+    assert_eq!(v["class_names"], serde_json::json!(["blue", "red"]));
+    for key in ["top1", "top5", "balanced_accuracy"] {
+        let iv = &v["intervals"][key];
+        let (lo, hi) = (iv[0].as_f64().unwrap(), iv[1].as_f64().unwrap());
+        assert!(
+            lo <= percent(&v, key) && percent(&v, key) <= hi,
+            "{key}: {iv}"
+        );
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn seeds_repeat_random_init_and_report_mean_and_std() {
+    let (dir, train, val) = toy("knn-seeds");
+    let common = [
+        "knn",
+        "--train",
+        &train,
+        "--val",
+        &val,
+        "--random-init",
+        "--arch",
+        "nat_pico",
+        "--size",
+        "32",
+    ];
+    let (ok, stdout, stderr) =
+        dinonat(&[&common[..], &["--seeds", "3", "--seed", "5", "--json"]].concat());
+    assert!(ok, "knn --seeds failed: {stderr}");
+    let v = parse(&stdout);
+    assert_eq!(v["seeds"], serde_json::json!([5, 6, 7]));
+    let runs = v["runs"].as_array().expect("runs");
+    let top1: Vec<f64> = runs.iter().map(|r| percent(r, "top1")).collect();
+    let mean = top1.iter().sum::<f64>() / 3.0;
+    assert!((percent(&v, "top1") - mean).abs() < 1e-9, "{v}");
+    assert!(v["std"]["top1"].as_f64().unwrap() >= 0.0);
+    // Each run is the single-seed command's report.
+    let (ok, single, stderr) = dinonat(&[&common[..], &["--seed", "6", "--json"]].concat());
+    assert!(ok, "knn --seed 6 failed: {stderr}");
+    assert_eq!(parse(&single)["top1"], runs[1]["top1"]);
+    // Text output shows the spread and the controls.
+    let (ok, text, _) = dinonat(&[&common[..], &["--seeds", "2"]].concat());
+    assert!(
+        ok && text.contains("mean +- std over 2 seeds") && text.contains("majority class"),
+        "{text}"
+    );
+    assert_error(
+        &["knn", "--builtin", "--pixels", "--seeds", "2"],
+        &["--seeds", "--random-init"],
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -134,6 +190,9 @@ fn linear_json_reports_top1_top5_and_separates_constant_colours() {
     let v = parse(&stdout);
     assert_eq!(percent(&v, "top1"), 100.0, "{v}");
     assert_eq!(percent(&v, "top5"), 100.0, "{v}");
+    assert_eq!(percent(&v, "balanced_accuracy"), 100.0, "{v}");
+    assert_eq!(v["per_class_recall"], serde_json::json!([100.0, 100.0]));
+    assert_eq!(percent(&v, "majority"), 50.0);
     percent(&v, "best_top1");
     assert_eq!(v["epochs"], 20);
     std::fs::remove_dir_all(dir).ok();

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Every file under `dir` (recursively), keyed by its path relative to `dir`, with its bytes.
+#[allow(dead_code)] // not every test file that includes this module compares folders
 pub fn files_under(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut m = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -19,4 +20,29 @@ pub fn files_under(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         }
     }
     m
+}
+
+/// Checks a JSON list of scored maps (a report's network and its controls): the `name_key` of each entry, in
+/// order, is `names`, and each `value_key` lies in [0, 1] inside its `interval` {low, high}.
+#[allow(dead_code)] // not every test file that includes this module checks scored maps
+pub fn check_scored_maps(
+    list: &serde_json::Value,
+    name_key: &str,
+    value_key: &str,
+    names: &[&str],
+) {
+    let entries = list.as_array().expect("a list of scored maps");
+    let found: Vec<&str> = entries
+        .iter()
+        .map(|m| m[name_key].as_str().unwrap())
+        .collect();
+    assert_eq!(found, names);
+    for m in entries {
+        let (v, lo, hi) = (
+            m[value_key].as_f64().unwrap(),
+            m["interval"]["low"].as_f64().unwrap(),
+            m["interval"]["high"].as_f64().unwrap(),
+        );
+        assert!((0.0..=1.0).contains(&v) && lo <= v && v <= hi, "{m}");
+    }
 }

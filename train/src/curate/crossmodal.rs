@@ -7,15 +7,25 @@
 //!   positions ([`crate::eval::retrieval::layout_descriptor`]), compared position by position;
 //! - the IoU of the 60%-mass masks of the two images' pooled-query maps (head mean), per pair,
 //!   averaged; the same per head; and, as a control, with every IR mask compared to the next
-//!   pair's RGB mask (what alignment by chance or a centre bias alone gives).
+//!   pair's RGB mask (what alignment by chance or a centre bias alone gives);
+//! - beside them, the controls that learn nothing: retrieval by the non-learned descriptors of
+//!   [`super::descriptors`] (luminance, gradient magnitude, signed gradients on the same token grid,
+//!   the same rule), and the mask IoU of the priors of [`crate::maps::priors`] (centre Gaussian,
+//!   central squares of the network's mask areas, the images' luminance, random masks of those
+//!   areas), each IoU with a 95 % bootstrap interval over the pairs.
 
+use super::descriptors::{descriptor, Descriptor};
 use super::embed::{batch_tensor, load_views};
 use super::{err, list_images, refuse_inside, Result};
 use crate::augment::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD};
 use crate::data::RgbImage;
-use crate::eval::retrieval::{cross_modal_retrieval, layout_descriptor, mask_iou};
+use crate::eval::metrics::{mean_with_interval, Interval, BOOTSTRAP_SEED};
+use crate::eval::retrieval::{cross_modal_retrieval, layout_descriptor, mask_iou, RetrievalReport};
 use crate::grid::{image_grid, write_png};
 use crate::maps::pooled::{head_mean, pooled_query_attention};
+use crate::maps::priors::{
+    cell_means, central_square, centre_gaussian, luminance, random_mask_iou,
+};
 use crate::maps::render::{display_factor, enlarge, heatmap, mass_mask, overlay_mask};
 use crate::maps::{default_level, forward_with_capture};
 use dinonat_engine::no_grad;
@@ -73,8 +83,102 @@ pub struct CrossModalReport {
     pub attention_iou_per_head: f64,
     /// attention_iou with IR i against RGB i + 1 (mod pairs): the control.
     pub attention_iou_shifted: f64,
+    /// Retrieval by the network (`network_pooled`, `network_layout`) and by the non-learned descriptors
+    /// (`luminance`, `gradient`, `signed_gradient`), all with the same keys.
+    pub retrieval: Vec<RetrievalScore>,
+    /// Mask IoU of the network and of the priors (`centre_gaussian`, `central_square`, `intensity`,
+    /// `uniform`, `shifted_pairs`), all with the same keys.
+    pub iou: Vec<IouScore>,
     pub skipped_rgb_only: Vec<String>,
     pub skipped_ir_only: Vec<String>,
+}
+
+/// Retrieval of the true partner among all pairs by one kind of features, both directions.
+#[derive(Clone, Debug, Serialize)]
+pub struct RetrievalScore {
+    pub features: String,
+    /// Percent.
+    pub top1_ir_to_rgb: f64,
+    pub top5_ir_to_rgb: f64,
+    pub top1_rgb_to_ir: f64,
+    pub top5_rgb_to_ir: f64,
+    /// 1-based.
+    pub median_rank_ir_to_rgb: f64,
+    pub median_rank_rgb_to_ir: f64,
+}
+
+impl RetrievalScore {
+    fn new(features: &str, r: &RetrievalReport) -> Self {
+        Self {
+            features: features.into(),
+            top1_ir_to_rgb: r.a_to_b_top1,
+            top5_ir_to_rgb: r.a_to_b_top5,
+            top1_rgb_to_ir: r.b_to_a_top1,
+            top5_rgb_to_ir: r.b_to_a_top5,
+            median_rank_ir_to_rgb: r.a_to_b_median_rank,
+            median_rank_rgb_to_ir: r.b_to_a_median_rank,
+        }
+    }
+}
+
+/// Mean mask IoU over the pairs of one map, with its bootstrap interval over the pairs.
+#[derive(Clone, Debug, Serialize)]
+pub struct IouScore {
+    pub map: String,
+    pub iou: f64,
+    pub interval: Interval,
+}
+
+/// The IoU rows: per pair, the network's masks (head means) `rgb[i]`, `ir[i]`, the luminance maps
+/// `lum_rgb[i]`, `lum_ir[i]` on the same grid, and the controls of the module doc.
+fn iou_scores(
+    rgb: &[Vec<bool>],
+    ir: &[Vec<bool>],
+    lum: (&[Vec<f32>], &[Vec<f32>]),
+    grid: (usize, usize),
+    mass: f64,
+) -> Result<Vec<IouScore>> {
+    let n = rgb.len();
+    let cells = grid.0 * grid.1;
+    let size = |m: &[bool]| m.iter().filter(|&&k| k).count();
+    let as_mask = |map: &[f32], mass: f64| mass_mask(map, mass);
+    let gaussian = as_mask(&centre_gaussian(grid), mass);
+    let mut rows: Vec<[f64; 6]> = Vec::with_capacity(n);
+    for i in 0..n {
+        let (a, b) = (size(&rgb[i]), size(&ir[i]));
+        rows.push([
+            mask_iou(&rgb[i], &ir[i])?,
+            mask_iou(&gaussian, &gaussian)?,
+            mask_iou(
+                &as_mask(&central_square(grid, a), 1.0),
+                &as_mask(&central_square(grid, b), 1.0),
+            )?,
+            mask_iou(&as_mask(&lum.0[i], mass), &as_mask(&lum.1[i], mass))?,
+            random_mask_iou(a, b, cells),
+            mask_iou(&rgb[(i + 1) % n], &ir[i])?,
+        ]);
+    }
+    let names = [
+        "network",
+        "centre_gaussian",
+        "central_square",
+        "intensity",
+        "uniform",
+        "shifted_pairs",
+    ];
+    Ok(names
+        .iter()
+        .enumerate()
+        .map(|(k, name)| {
+            let values: Vec<f64> = rows.iter().map(|r| r[k]).collect();
+            let (iou, interval) = mean_with_interval(&values, BOOTSTRAP_SEED);
+            IouScore {
+                map: name.to_string(),
+                iou,
+                interval,
+            }
+        })
+        .collect())
 }
 
 /// Relative path of `p` under `root`, with '/' separators (the pairing key).
@@ -165,17 +269,27 @@ pub fn run_crossmodal(
     let (mut f_rgb, mut f_ir) = (Vec::new(), Vec::new());
     let (mut m_rgb, mut m_ir) = (Vec::new(), Vec::new());
     let (mut l_rgb, mut l_ir) = (Vec::new(), Vec::new());
+    // Per modality: the descriptors of each kind (flat rows) and each image's luminance per token.
+    let mut descriptors = [vec![Vec::new(); 3], vec![Vec::new(); 3]];
+    let mut token_luminance: [Vec<Vec<f32>>; 2] = [Vec::new(), Vec::new()];
     let mut figure_rows: Vec<RgbImage> = Vec::new();
     let mut grid = (0, 0);
     let mut heads = 1;
     for (ci, chunk) in pairs.chunks(config.batch).enumerate() {
         let (rp, ip): (Vec<PathBuf>, Vec<PathBuf>) = chunk.iter().cloned().unzip();
         let mut per_modality = Vec::new();
-        for paths in [&rp, &ip] {
+        for (m, paths) in [&rp, &ip].into_iter().enumerate() {
             let views = load_views(paths, &transform)?;
             let (features, capture) = forward_with_capture(nat, &batch_tensor(&views)?, level)?;
             let maps = pooled_query_attention(nat, &capture)?;
             grid = capture.grid;
+            for view in &views {
+                for (k, kind) in Descriptor::ALL.into_iter().enumerate() {
+                    descriptors[m][k].extend(descriptor(view, kind, grid)?);
+                }
+                let y = luminance(view);
+                token_luminance[m].push(cell_means(&y, view.width, view.height, grid));
+            }
             heads = maps.len() / (chunk.len() * grid.0 * grid.1);
             let tokens = capture.tokens.to_vec::<f32>()?;
             let per_image = tokens.len() / chunk.len();
@@ -225,10 +339,26 @@ pub fn run_crossmodal(
             config.mass,
         )
     };
-    let (mut iou, mut iou_heads, mut iou_shift) = (0.0, 0.0, 0.0);
+    let masks_rgb: Vec<Vec<bool>> = (0..n).map(|i| mask_of(&m_rgb, i)).collect();
+    let masks_ir: Vec<Vec<bool>> = (0..n).map(|i| mask_of(&m_ir, i)).collect();
+    let iou = iou_scores(
+        &masks_rgb,
+        &masks_ir,
+        (&token_luminance[0], &token_luminance[1]),
+        grid,
+        config.mass,
+    )?;
+    let mut retrieval = vec![
+        RetrievalScore::new("network_pooled", &r),
+        RetrievalScore::new("network_layout", &layout),
+    ];
+    for (k, kind) in Descriptor::ALL.into_iter().enumerate() {
+        let (d_rgb, d_ir) = (&descriptors[0][k], &descriptors[1][k]);
+        let scored = cross_modal_retrieval(d_ir, d_rgb, d_rgb.len() / n)?;
+        retrieval.push(RetrievalScore::new(kind.name(), &scored));
+    }
+    let mut iou_heads = 0.0;
     for i in 0..n {
-        iou += mask_iou(&mask_of(&m_rgb, i), &mask_of(&m_ir, i))?;
-        iou_shift += mask_iou(&mask_of(&m_rgb, (i + 1) % n), &mask_of(&m_ir, i))?;
         for h in 0..heads {
             let at = |maps: &[f32]| {
                 let o = (i * heads + h) * cells;
@@ -263,9 +393,11 @@ pub fn run_crossmodal(
         layout_retrieval_top5_rgb_to_ir: layout.b_to_a_top5,
         layout_retrieval_median_rank_ir_to_rgb: layout.a_to_b_median_rank,
         layout_retrieval_median_rank_rgb_to_ir: layout.b_to_a_median_rank,
-        attention_iou: iou / n as f64,
+        attention_iou: iou[0].iou,
         attention_iou_per_head: iou_heads / (n * heads) as f64,
-        attention_iou_shifted: iou_shift / n as f64,
+        attention_iou_shifted: iou[5].iou,
+        retrieval,
+        iou,
         skipped_rgb_only: rgb_only,
         skipped_ir_only: ir_only,
     })

@@ -4,6 +4,7 @@
 //! transform, and hands the features to [`crate::eval`].
 
 pub mod crossmodal;
+pub mod descriptors;
 pub mod embed;
 pub mod filter;
 

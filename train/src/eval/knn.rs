@@ -7,9 +7,8 @@
 //! predictions. Neighbours with equal similarity are taken lower bank index first, classes with equal score lower
 //! class index first.
 
-use super::{
-    argsort_descending, l2_normalized, map_similarity_chunks, rows_of, top_k, EvalError, Result,
-};
+use super::metrics::{rank_scores, ClassificationReport};
+use super::{l2_normalized, map_similarity_chunks, rows_of, top_k, EvalError, Result};
 
 /// Parameters of the k-NN classifier (DINO's defaults: k = 20, T = 0.07).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -41,6 +40,9 @@ pub struct KnnReport {
     pub top5: f64,
     /// The predicted class of each query.
     pub predictions: Vec<usize>,
+    /// Top-1 / top-5 with balanced accuracy, the majority and uniform controls and bootstrap intervals
+    /// (`top1` and `top5` above are copies of its fields).
+    pub classification: ClassificationReport,
 }
 
 fn check_labels(labels: &[usize], rows: usize, num_classes: usize, what: &str) -> Result<()> {
@@ -112,27 +114,17 @@ pub fn knn_class_scores(
     Ok(chunks.concat())
 }
 
-/// Top-1 / top-5 accuracy (percent) and predictions from class scores [queries, classes] (ties: lower class).
-fn accuracy_from_scores(
-    scores: &[f64],
-    labels: &[usize],
-    num_classes: usize,
-) -> (f64, f64, Vec<usize>) {
-    let mut hits1 = 0usize;
-    let mut hits5 = 0usize;
-    let mut predictions = Vec::with_capacity(labels.len());
-    for (row, &label) in scores.chunks(num_classes).zip(labels) {
-        let best = argsort_descending(row, 5.min(num_classes));
-        predictions.push(best[0]);
-        hits1 += (best[0] == label) as usize;
-        hits5 += best.contains(&label) as usize;
-    }
-    let n = labels.len().max(1) as f64;
-    (
-        100.0 * hits1 as f64 / n,
-        100.0 * hits5 as f64 / n,
+/// The report of class scores [queries, classes] (ties: lower class).
+fn report_from_scores(scores: &[f64], labels: &[usize], num_classes: usize) -> Result<KnnReport> {
+    let (predictions, in_top5) = rank_scores(scores, labels, num_classes);
+    let classification =
+        ClassificationReport::from_predictions(labels, &predictions, &in_top5, num_classes)?;
+    Ok(KnnReport {
+        top1: classification.top1,
+        top5: classification.top5,
         predictions,
-    )
+        classification,
+    })
 }
 
 /// Weighted k-NN classification of `queries` against the memory bank `bank` (both `[rows, dim]`, raw features).
@@ -147,12 +139,7 @@ pub fn knn_classify(
     let scores = knn_class_scores(bank, bank_labels, queries, dim, config)?;
     let query_rows = queries.len() / dim;
     check_labels(query_labels, query_rows, config.num_classes, "k-NN queries")?;
-    let (top1, top5, predictions) = accuracy_from_scores(&scores, query_labels, config.num_classes);
-    Ok(KnnReport {
-        top1,
-        top5,
-        predictions,
-    })
+    report_from_scores(&scores, query_labels, config.num_classes)
 }
 
 /// The plain version [`knn_classify`] is tested against: f64 throughout, no GEMM, a full sort per query.
@@ -194,10 +181,5 @@ pub fn knn_classify_reference(
         }
         scores.extend(row);
     }
-    let (top1, top5, predictions) = accuracy_from_scores(&scores, query_labels, config.num_classes);
-    Ok(KnnReport {
-        top1,
-        top5,
-        predictions,
-    })
+    report_from_scores(&scores, query_labels, config.num_classes)
 }

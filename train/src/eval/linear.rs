@@ -5,6 +5,7 @@
 //! One linear layer needs no autodiff: with P the softmax of a batch's logits [B, C] and Y its one-hot labels,
 //! dL/dZ = (P - Y) / B, so dW = (P - Y)^T X / B ([C, F]) and db = the column sums of (P - Y) / B.
 
+use super::metrics::ClassificationReport;
 use super::{l2_normalized, rows_of, EvalError, Result};
 use crate::rng::SplitMix64;
 use dinonat_kernels::cpu::gemm::{sgemm, Layout};
@@ -123,16 +124,41 @@ impl LinearProbe {
             .collect()
     }
 
+    /// Logits `[rows, num_classes]` (in f64) of raw features `[rows, dim]`.
+    pub fn scores(&self, features: &[f32]) -> Result<Vec<f64>> {
+        rows_of(features, self.dim, "linear probe input")?;
+        Ok(self
+            .logits(&self.prepare(features))
+            .into_iter()
+            .map(f64::from)
+            .collect())
+    }
+
+    /// Top-1 / top-5, balanced accuracy, the majority and uniform controls and bootstrap intervals on raw
+    /// features and their labels (docs/evaluation.md, "Metrics and controls").
+    pub fn classification(
+        &self,
+        features: &[f32],
+        labels: &[usize],
+    ) -> Result<ClassificationReport> {
+        self.check_input(features, labels)?;
+        ClassificationReport::from_scores(&self.scores(features)?, labels, self.num_classes)
+    }
+
     /// Top-1 accuracy in percent on raw features and their labels.
     pub fn top1(&self, features: &[f32], labels: &[usize]) -> Result<f64> {
+        self.check_input(features, labels)?;
+        Ok(self.top1_checked(features, labels))
+    }
+
+    fn check_input(&self, features: &[f32], labels: &[usize]) -> Result<()> {
         check(
             features,
             labels,
             self.dim,
             self.num_classes,
             "linear probe input",
-        )?;
-        Ok(self.top1_checked(features, labels))
+        )
     }
 
     fn top1_checked(&self, features: &[f32], labels: &[usize]) -> f64 {

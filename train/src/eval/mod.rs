@@ -1,6 +1,6 @@
 //! Evaluation of learned features (docs/evaluation.md): k-NN classification ([`knn`]), clustering, near-duplicate,
 //! outlier and exemplar search ([`cluster`]), cross-modal retrieval and attention-mask utilities ([`retrieval`]),
-//! and a linear probe ([`linear`]).
+//! a linear probe ([`linear`]), and the metrics every classifier reports beside its controls ([`metrics`]).
 //!
 //! Everything here works on plain row-major feature matrices: `features` is `[N, dim]` as a flat `&[f32]`, row `i`
 //! holding the feature vector of item `i`. No tensor engine is involved, so the evaluations can run on features
@@ -11,6 +11,7 @@
 pub mod cluster;
 pub mod knn;
 pub mod linear;
+pub mod metrics;
 pub mod retrieval;
 
 use dinonat_kernels::cpu::gemm::{sgemm, Layout};

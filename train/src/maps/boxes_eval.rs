@@ -1,15 +1,20 @@
 //! `dinonat boxes` as a library call (docs/attention-maps.md, "Attention inside boxes"): for a folder of images
 //! with YOLO labels, the share of each image's pooled-query map (mean over heads) that falls inside its boxes,
 //! thresholded to the tokens holding `mass` of the attention and not, against the chance level (the boxes'
-//! area fraction: what a uniform map scores), overall and per class.
+//! area fraction: what a uniform map scores), overall and per class; beside the network, the same masked share
+//! for the non-learned priors of [`super::priors`] (centre Gaussian, central square of the network's thresholded
+//! area, the image's luminance, uniform), each with a 95 % bootstrap interval over the images.
 
 use super::boxes::{box_in_crop, box_share, read_yolo, token_coverage, YoloBox};
 use super::pooled::{head_mean, pooled_query_attention};
+use super::priors::{cell_means, central_square, centre_gaussian, luminance};
+use super::render::mass_mask;
 use super::{default_level, forward_with_capture};
 use crate::augment::{EvalTransform, Planar};
 use crate::curate::embed::batch_tensor;
 use crate::curate::{err, list_images, CurateError, Result};
 use crate::data::{decode_image, DataError};
+use crate::eval::metrics::{mean_with_interval, Interval, BOOTSTRAP_SEED};
 use dinonat_engine::no_grad;
 use dinonat_model::Nat;
 use rayon::prelude::*;
@@ -40,9 +45,28 @@ pub struct ImageShare {
     pub share_masked: f64,
     pub share_map: f64,
     pub kept_tokens: usize,
-    /// Per class id present: (its boxes in the crop, [box fraction, share masked, share of the map]) with
-    /// the union of that class's boxes only.
-    pub per_class: BTreeMap<usize, (usize, [f64; 3])>,
+    /// Masked shares of the priors, in the order of [`PRIORS`] (the uniform prior's is `box_fraction`).
+    pub priors: [f64; 3],
+    /// Per class id present: (its boxes in the crop, [`Measured`]) with the union of that class's boxes only.
+    pub per_class: BTreeMap<usize, (usize, Measured)>,
+}
+
+/// The non-learned maps scored beside the network, in the order of [`ImageShare::priors`]: a centred
+/// Gaussian thresholded to the same mass, a central square of as many tokens as the network's mask, and the
+/// image's luminance per token thresholded to the same mass.
+pub const PRIORS: [&str; 3] = ["centre_gaussian", "central_square", "intensity"];
+
+/// One image's numbers for one set of boxes: box fraction, network share masked, network share of the map,
+/// then the priors' masked shares ([`PRIORS`]).
+pub type Measured = [f64; 6];
+
+/// The mean masked share of one map over the images, with its bootstrap interval.
+#[derive(Clone, Debug, Serialize)]
+pub struct MapScore {
+    /// "network", a name of [`PRIORS`], or "uniform" (the boxes' area fraction).
+    pub map: String,
+    pub share_masked: f64,
+    pub interval: Interval,
 }
 
 /// Means over the images holding boxes (of the class, for a class line).
@@ -55,6 +79,8 @@ pub struct ShareSummary {
     pub chance: f64,
     pub share_masked: f64,
     pub share_map: f64,
+    /// The network, each prior and uniform, with the same keys.
+    pub scores: Vec<MapScore>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -91,9 +117,21 @@ pub fn label_path(images: &Path, labels: &Path, image: &Path) -> Option<PathBuf>
         .find(|p| p.is_file())
 }
 
-fn summary(name: String, rows: &[(usize, [f64; 3])]) -> ShareSummary {
+fn summary(name: String, rows: &[(usize, Measured)]) -> ShareSummary {
     let n = rows.len().max(1) as f64;
     let mean = |k: usize| rows.iter().map(|r| r.1[k]).sum::<f64>() / n;
+    let score = |map: &str, k: usize| {
+        let values: Vec<f64> = rows.iter().map(|r| r.1[k]).collect();
+        let (share_masked, interval) = mean_with_interval(&values, BOOTSTRAP_SEED);
+        MapScore {
+            map: map.into(),
+            share_masked,
+            interval,
+        }
+    };
+    let mut scores = vec![score("network", 1)];
+    scores.extend(PRIORS.iter().enumerate().map(|(i, p)| score(p, 3 + i)));
+    scores.push(score("uniform", 0));
     ShareSummary {
         name,
         images: rows.len(),
@@ -101,6 +139,7 @@ fn summary(name: String, rows: &[(usize, [f64; 3])]) -> ShareSummary {
         chance: mean(0),
         share_masked: mean(1),
         share_map: mean(2),
+        scores,
     }
 }
 
@@ -177,6 +216,9 @@ pub fn run_boxes(
         let heads = maps.len() / (chunk.len() * cells);
         for (b, ((path, boxes), (w, h))) in chunk.iter().zip(&dims).enumerate() {
             let map = head_mean(&maps[b * heads * cells..(b + 1) * heads * cells], heads);
+            let view = &views[b];
+            let bright = cell_means(&luminance(view), view.width, view.height, grid);
+            let gaussian = centre_gaussian(grid);
             let in_crop: Vec<(usize, [f64; 4])> = boxes
                 .iter()
                 .filter_map(|yb| box_in_crop(yb, &transform, *w, *h).map(|r| (yb.class, r)))
@@ -185,13 +227,25 @@ pub fn run_boxes(
                 outside += 1;
                 continue;
             }
-            let measure = |rects: &[[f64; 4]]| {
+            let kept = mass_mask(&map, config.mass).iter().filter(|&&k| k).count();
+            let square = central_square(grid, kept);
+            let measure = |rects: &[[f64; 4]]| -> (Measured, usize) {
                 let cov = token_coverage(rects, crop, grid);
                 let s = box_share(&map, &cov, config.mass);
-                (cov.iter().sum::<f64>() / cells as f64, s)
+                let masked = |m: &[f32], mass: f64| box_share(m, &cov, mass).masked;
+                let fraction = cov.iter().sum::<f64>() / cells as f64;
+                let v = [
+                    fraction,
+                    s.masked,
+                    s.map,
+                    masked(&gaussian, config.mass),
+                    masked(&square, 1.0),
+                    masked(&bright, config.mass),
+                ];
+                (v, s.kept)
             };
             let all: Vec<[f64; 4]> = in_crop.iter().map(|r| r.1).collect();
-            let (fraction, s) = measure(&all);
+            let (v, kept_tokens) = measure(&all);
             let mut per_class = BTreeMap::new();
             for class in in_crop
                 .iter()
@@ -203,16 +257,16 @@ pub fn run_boxes(
                     .filter(|r| r.0 == class)
                     .map(|r| r.1)
                     .collect();
-                let (f, sc) = measure(&rects);
-                per_class.insert(class, (rects.len(), [f, sc.masked, sc.map]));
+                per_class.insert(class, (rects.len(), measure(&rects).0));
             }
             per_image.push(ImageShare {
                 path: path.clone(),
                 boxes: in_crop.len(),
-                box_fraction: fraction,
-                share_masked: s.masked,
-                share_map: s.map,
-                kept_tokens: s.kept,
+                box_fraction: v[0],
+                share_masked: v[1],
+                share_map: v[2],
+                kept_tokens,
+                priors: [v[3], v[4], v[5]],
                 per_class,
             });
         }
@@ -229,11 +283,17 @@ pub fn run_boxes(
             config.labels.display()
         ));
     }
-    let rows: Vec<(usize, [f64; 3])> = per_image
+    let rows: Vec<(usize, Measured)> = per_image
         .iter()
-        .map(|r| (r.boxes, [r.box_fraction, r.share_masked, r.share_map]))
+        .map(|r| {
+            let [g, sq, i] = r.priors;
+            (
+                r.boxes,
+                [r.box_fraction, r.share_masked, r.share_map, g, sq, i],
+            )
+        })
         .collect();
-    let mut by_class: BTreeMap<usize, Vec<(usize, [f64; 3])>> = BTreeMap::new();
+    let mut by_class: BTreeMap<usize, Vec<(usize, Measured)>> = BTreeMap::new();
     for r in &per_image {
         for (&class, &v) in &r.per_class {
             by_class.entry(class).or_default().push(v);

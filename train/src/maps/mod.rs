@@ -7,7 +7,8 @@
 //! - [`neighbourhood`]: the real k x k attention weights of one chosen token in each block;
 //! - [`pca`]: the first three principal components of the level's token features as RGB.
 //!
-//! [`boxes`] measures how much of a map falls inside labelled boxes ([`boxes_eval`] over a folder).
+//! [`boxes`] measures how much of a map falls inside labelled boxes ([`boxes_eval`] over a folder), beside the
+//! non-learned maps of [`priors`].
 //!
 //! [`render`] turns maps into pictures (upsampling, colour map, the 60%-mass mask overlay).
 //!
@@ -20,6 +21,7 @@ pub mod figures;
 pub mod neighbourhood;
 pub mod pca;
 pub mod pooled;
+pub mod priors;
 pub mod render;
 
 use dinonat_engine::{Rng, Tensor};
