@@ -116,19 +116,25 @@ impl Tensor {
         inputs: &[&Tensor],
         backward: BackwardFn,
     ) -> Tensor {
-        Tensor::from_storage_op(T::wrap(data), shape, name, inputs, backward)
+        Tensor::from_storage_op(Storage::Cpu(T::wrap(data)), shape, name, inputs, backward)
     }
 
-    /// The result of an op over a fresh buffer of any dtype.
+    /// A leaf over a fresh row-major buffer of any device and dtype (no gradient).
+    pub(crate) fn from_storage(data: Storage, shape: &[usize]) -> Tensor {
+        let storage = Arc::new(RwLock::new(data));
+        Tensor::from_node(storage, Layout::contiguous(shape), false, None, None)
+    }
+
+    /// The result of an op over a fresh row-major buffer of any device and dtype.
     pub(crate) fn from_storage_op(
-        data: CpuStorage,
+        data: Storage,
         shape: &[usize],
         name: &'static str,
         inputs: &[&Tensor],
         backward: BackwardFn,
     ) -> Tensor {
         let op = Tensor::maybe_op(name, inputs, backward);
-        let storage = Arc::new(RwLock::new(Storage::Cpu(data)));
+        let storage = Arc::new(RwLock::new(data));
         let requires_grad = op.is_some();
         Tensor::from_node(storage, Layout::contiguous(shape), requires_grad, None, op)
     }
@@ -178,31 +184,6 @@ impl Tensor {
         }
     }
 
-    /// A leaf over a fresh device buffer (no gradient).
-    pub(crate) fn from_cuda(
-        data: CudaSlice<f32>,
-        dev: &'static GpuDevice,
-        shape: &[usize],
-    ) -> Tensor {
-        let storage = Arc::new(RwLock::new(Storage::Cuda(CudaStorage { data, dev })));
-        Tensor::from_node(storage, Layout::contiguous(shape), false, None, None)
-    }
-
-    /// The result of a CUDA op over a fresh device buffer.
-    pub(crate) fn from_cuda_op(
-        data: CudaSlice<f32>,
-        dev: &'static GpuDevice,
-        shape: &[usize],
-        name: &'static str,
-        inputs: &[&Tensor],
-        backward: BackwardFn,
-    ) -> Tensor {
-        let op = Tensor::maybe_op(name, inputs, backward);
-        let storage = Arc::new(RwLock::new(Storage::Cuda(CudaStorage { data, dev })));
-        let requires_grad = op.is_some();
-        Tensor::from_node(storage, Layout::contiguous(shape), requires_grad, None, op)
-    }
-
     /// Calls `f` with the GPU and this CUDA tensor's elements in row-major order from index 0:
     /// the storage itself when the layout is contiguous at offset 0, else a strided copy.
     pub(crate) fn with_cuda<R>(
@@ -224,7 +205,7 @@ impl Tensor {
         }
         let dev = cs.dev;
         let mut buf = dev
-            .zeros::<f32>(l.numel().max(1))
+            .uninit::<f32>(l.numel().max(1))
             .map_err(cuda_err(op, self.shape()))?;
         cuda_reduce::strided_copy(dev, &cs.data, &l.shape, &l.strides, l.offset, &mut buf)
             .map_err(cuda_err(op, self.shape()))?;
@@ -254,9 +235,8 @@ impl Tensor {
                 let host = self
                     .with_contiguous(|s: &[f32]| dev.upload(if s.is_empty() { &[0.0] } else { s }));
                 let data = host.map_err(cuda_err("to", self.shape()))?;
-                Ok(Tensor::from_cuda_op(
-                    data,
-                    dev,
+                Ok(Tensor::from_storage_op(
+                    Storage::Cuda(CudaStorage { data, dev }),
                     self.shape(),
                     "to",
                     &[self],
