@@ -51,6 +51,8 @@ pub trait Element: Float {
     fn wrap(v: Vec<Self>) -> CpuStorage;
     fn slice(s: &CpuStorage) -> Option<&[Self]>;
     fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
+    /// An f32 slice as `Self` (`None` unless `Self` is f32): device buffers come back as f32.
+    fn slice_of_f32(s: &mut [f32]) -> Option<&mut [Self]>;
     /// A buffer of `len` elements with unspecified contents (from the pool for f32).
     fn alloc(len: usize) -> Vec<Self>;
     fn alloc_zeroed(len: usize) -> Vec<Self>;
@@ -74,6 +76,9 @@ impl Element for f32 {
             CpuStorage::F32(v) => Some(v),
             _ => None,
         }
+    }
+    fn slice_of_f32(s: &mut [f32]) -> Option<&mut [f32]> {
+        Some(s)
     }
     fn alloc(len: usize) -> Vec<f32> {
         pool::take_f32(len)
@@ -102,6 +107,9 @@ impl Element for f64 {
             CpuStorage::F64(v) => Some(v),
             _ => None,
         }
+    }
+    fn slice_of_f32(_: &mut [f32]) -> Option<&mut [f64]> {
+        None
     }
     fn alloc(len: usize) -> Vec<f64> {
         vec![0.0; len]

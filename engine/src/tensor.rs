@@ -5,9 +5,7 @@ use crate::autograd::{is_grad_enabled, BackwardFn, Op};
 use crate::kernels::cuda::{reduce as cuda_reduce, CudaSlice, GpuDevice};
 use crate::kernels::Float;
 use crate::layout::Layout;
-use crate::storage::{
-    cuda_device, cuda_err, not_on_cuda, CpuStorage, CudaStorage, Device, Storage,
-};
+use crate::storage::{cuda_device, cuda_err, CpuStorage, CudaStorage, Device, Storage};
 use crate::{with_dtype, DType, Element, EngineError, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -174,14 +172,6 @@ impl Tensor {
 
     pub fn is_cuda(&self) -> bool {
         matches!(self.device(), Device::Cuda(_))
-    }
-
-    /// The "op X is not available on CUDA" error when any of `ts` lives on the GPU.
-    pub(crate) fn cpu_only(op: &'static str, ts: &[&Tensor]) -> Result<()> {
-        match ts.iter().find(|t| t.is_cuda()) {
-            Some(t) => Err(not_on_cuda(op, t.shape())),
-            None => Ok(()),
-        }
     }
 
     /// Calls `f` with the GPU and this CUDA tensor's elements in row-major order from index 0:
@@ -477,11 +467,14 @@ impl Tensor {
                 "needs exactly one element",
             ));
         }
+        if self.is_cuda() {
+            return Ok(self.download("item")?[0] as f64);
+        }
         Ok(self.to_vec_f64()[0])
     }
 
     /// Mutates the elements in place (optimizer steps, EMA). Needs a contiguous tensor of dtype T;
-    /// every view of the storage sees the change. Not recorded in the graph. `f` holds the
+    /// every view of the storage sees the change. On CUDA: one download and one upload. Not recorded in the graph. `f` holds the
     /// storage's write lock: it must not read this tensor (or a view of it) itself.
     pub fn update_in_place<T: Element, R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
         if self.dtype() != T::DTYPE {
@@ -491,7 +484,6 @@ impl Tensor {
                 rhs: T::DTYPE,
             });
         }
-        Tensor::cpu_only("update_in_place", &[self])?;
         if !self.is_contiguous() {
             return Err(EngineError::arg(
                 "update_in_place",
@@ -499,10 +491,7 @@ impl Tensor {
                 "needs a contiguous tensor",
             ));
         }
-        let mut guard = self.0.storage.write().unwrap_or_else(|e| e.into_inner());
-        let s = T::slice_mut(guard.cpu_mut()).expect("dtype checked above");
-        let l = &self.0.layout;
-        Ok(f(&mut s[l.offset..l.offset + l.numel()]))
+        crate::backend::update_in_place(self, f)
     }
 
     /// Copies `src`'s values into this tensor's storage (same shape and dtype).
@@ -511,10 +500,13 @@ impl Tensor {
             return Err(EngineError::shape("assign", self.shape(), src.shape()));
         }
         self.check_dtype("assign", src)?;
-        Tensor::cpu_only("assign", &[self, src])?;
-        with_dtype!(self.dtype(), T => {
-            let values = src.to_vec::<T>()?;
-            self.update_in_place(|d: &mut [T]| d.copy_from_slice(&values))
-        })
+        if !self.is_contiguous() {
+            return Err(EngineError::arg(
+                "assign",
+                self.shape(),
+                "needs a contiguous destination",
+            ));
+        }
+        crate::backend::assign(self, src)
     }
 }

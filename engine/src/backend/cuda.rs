@@ -10,9 +10,9 @@ mod optim;
 
 pub(crate) use attention::{attention_backward, attention_forward, na_backward, na_forward};
 pub(crate) use elementwise::{
-    binary, contiguous, gelu_backward, gelu_forward, l2_normalize_backward, l2_normalize_forward,
-    layernorm_backward, layernorm_forward, map, scatter_into_zeros, softmax_backward,
-    softmax_forward, sum_all, sum_axis,
+    assign, binary, cat, contiguous, gelu_backward, gelu_forward, l2_normalize_backward,
+    l2_normalize_forward, layernorm_backward, layernorm_forward, map, scatter_into_zeros,
+    softmax_backward, softmax_forward, sum_all, sum_axis, update_in_place,
 };
 pub(crate) use matmul::{conv2d_backward, conv2d_forward, linear, matmul};
 

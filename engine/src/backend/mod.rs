@@ -20,7 +20,7 @@ pub(crate) use crate::kernels::elementwise::{BinaryOp, MapOp};
 pub(crate) use crate::kernels::neighborhood_attention::Na2d;
 use crate::layout::Layout;
 use crate::storage::{Device, Storage};
-use crate::{with_dtype, DType, EngineError, Result, Tensor};
+use crate::{with_dtype, DType, Element, EngineError, Result, Tensor};
 
 /// Runs `$cpu` with `$T` bound to the element type of a host tensor, `$cuda` on the GPU.
 macro_rules! on_device {
@@ -263,7 +263,7 @@ pub(crate) fn cat(tensors: &[Tensor], dim: usize, shape: &[usize]) -> Result<Sto
     let all: Vec<&Tensor> = tensors.iter().collect();
     device_of("cat", &all)?;
     let x = &tensors[0];
-    on_device!(x, T => Ok(cpu::cat::<T>(tensors, dim, shape)), cuda => Err(cuda::not_available("cat", x)))
+    on_device!(x, T => Ok(cpu::cat::<T>(tensors, dim, shape)), cuda => cuda::cat(tensors, dim, shape))
 }
 /// `indices` picked along `dim`.
 pub(crate) fn index_select(x: &Tensor, dim: usize, indices: &[usize]) -> Result<Storage> {
@@ -285,5 +285,36 @@ pub(crate) fn to_dtype(x: &Tensor, dtype: DType) -> Result<Storage> {
     match x.device() {
         Device::Cpu => Ok(with_dtype!(dtype, T => cpu::to_dtype::<T>(x))),
         Device::Cuda(_) => Err(cuda::not_available("to_dtype", x)),
+    }
+}
+
+// ---- in-place updates (not recorded in the graph) ----------------------------------------------
+
+/// Copies `src`'s values into `dst`'s storage (same shape and dtype, `dst` contiguous).
+pub(crate) fn assign(dst: &Tensor, src: &Tensor) -> Result<()> {
+    device_of("assign", &[dst, src])?;
+    on_device!(dst, T => {
+        let values = src.to_vec::<T>()?;
+        dst.update_in_place(|d: &mut [T]| d.copy_from_slice(&values))
+    }, cuda => cuda::assign(dst, src))
+}
+
+/// `f` on the elements of a contiguous tensor of dtype `T` (checked by the caller): in place on
+/// the host, through one download and one upload on the GPU.
+pub(crate) fn update_in_place<T: Element, R>(
+    t: &Tensor,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> Result<R> {
+    match t.device() {
+        Device::Cpu => {
+            let mut guard = t.write_storage();
+            let s = T::slice_mut(guard.cpu_mut()).expect("dtype checked by the caller");
+            let l = t.layout();
+            Ok(f(&mut s[l.offset..l.offset + l.numel()]))
+        }
+        Device::Cuda(_) => cuda::update_in_place(t, |s: &mut [f32]| {
+            let s = T::slice_of_f32(s).expect("CUDA tensors are f32");
+            f(s)
+        }),
     }
 }

@@ -282,3 +282,63 @@ pub(crate) fn scatter_into_zeros(g: &Tensor, full: &[usize], region: &Layout) ->
         Ok(storage(dev, out))
     })
 }
+
+/// `tensors` joined along `dim`: each piece written into its region of the output (the pieces
+/// cover every element, so the output is not zero-filled).
+pub(crate) fn cat(tensors: &[Tensor], dim: usize, shape: &[usize]) -> Result<Storage> {
+    const OP: &str = "cat";
+    let dev = {
+        let guard = tensors[0].read_storage();
+        buffer(OP, &tensors[0], &guard)?.dev
+    };
+    let mut out = alloc(dev, OP, shape)?;
+    let mut start = 0;
+    for t in tensors {
+        let n = t.shape()[dim];
+        let region = Layout::contiguous(shape).narrow(dim, start, n);
+        if t.numel() > 0 {
+            t.with_cuda(OP, |_, ts| {
+                let (sh, st) = (&region.shape, &region.strides);
+                kr::strided_scatter(dev, ts, sh, st, region.offset, &mut out)
+                    .map_err(cuda_err(OP, shape))
+            })?;
+        }
+        start += n;
+    }
+    Ok(storage(dev, out))
+}
+
+/// Copies `src`'s elements (any layout) into `dst`'s place in its storage, in place.
+pub(crate) fn assign(dst: &Tensor, src: &Tensor) -> Result<()> {
+    const OP: &str = "assign";
+    let src = match src.shares_storage(dst) {
+        // one storage: read a copy first (the write lock below excludes reading it)
+        true => Tensor::from_storage(contiguous(src)?, src.shape()),
+        false => src.clone(),
+    };
+    src.with_cuda(OP, |dev, ss| {
+        let mut guard = dst.write_storage();
+        let d = guard
+            .cuda_mut()
+            .ok_or_else(|| crate::storage::not_on_cuda(OP, dst.shape()))?;
+        let l = dst.layout();
+        kr::strided_scatter(dev, ss, &l.shape, &l.strides, l.offset, &mut d.data)
+            .map_err(cuda_err(OP, dst.shape()))
+    })
+}
+
+/// `f` applied to the elements of a contiguous CUDA tensor on the host: one download and one
+/// upload (optimiser code written for host slices; the device updates are `cuda_adamw_step`,
+/// `cuda_ema_update`).
+pub(crate) fn update_in_place<R>(t: &Tensor, f: impl FnOnce(&mut [f32]) -> R) -> Result<R> {
+    const OP: &str = "update_in_place";
+    let mut guard = t.write_storage();
+    let s = guard
+        .cuda_mut()
+        .ok_or_else(|| crate::storage::not_on_cuda(OP, t.shape()))?;
+    let mut host = s.dev.download(&s.data).map_err(cuda_err(OP, t.shape()))?;
+    let l = t.layout();
+    let r = f(&mut host[l.offset..l.offset + l.numel()]);
+    s.data = s.dev.upload(&host).map_err(cuda_err(OP, t.shape()))?;
+    Ok(r)
+}
