@@ -2,8 +2,10 @@
 # GPU check of the engine-op kernels and the engine on CUDA (docs/gpu-ops.md), in two halves:
 #
 #   scripts/gpu-check-ops.sh --pack <bindir>   here (Rust, no GPU): builds and strips the test
-#       binaries kernels/tests/cuda_ops.rs (`ops-tests`) and engine/tests/cuda.rs (`engine-tests`)
-#       and copies them with this script into <bindir>.
+#       binaries kernels/tests/cuda_ops.rs (`ops-tests`), engine/tests/cuda.rs (`engine-tests`),
+#       engine/tests/cuda_attention.rs (`engine-attention-tests`) and the train library's unit
+#       tests (`train-tests`, run for `backbone_features_on_cuda_match_the_cpu`) and copies them
+#       with this script into <bindir>. DINONAT_REQUIRE_GPU=1 (gpu-lib.sh): a skip is a failure.
 #   <bindir>/gpu-check-ops.sh <logdir>         on the GPU host (driver + NVRTC, no Rust): runs both
 #       under their own timeouts (within GPU_CHECK_BUDGET s, default 120), full logs in <logdir>,
 #       and prints a short table LAST (also <logdir>/table.md), whatever failed.
@@ -16,11 +18,17 @@ if [ "${1:-}" = "--pack" ]; then
     cd "$root" || exit 1
     ops=$(find_test_bin dinonat-kernels cuda_ops)
     eng=$(find_test_bin dinonat-engine cuda)
-    [ -x "$ops" ] && [ -x "$eng" ] || { echo "test binaries not found ($ops, $eng)"; exit 1; }
+    att=$(find_test_bin dinonat-engine cuda_attention)
+    trn=$(find_lib_test_bin dinonat-train)
+    for b in "$ops" "$eng" "$att" "$trn"; do
+        [ -x "$b" ] || { echo "test binaries not found ($ops, $eng, $att, $trn)"; exit 1; }
+    done
     mkdir -p "$dest"
     cp "$ops" "$dest/ops-tests"
     cp "$eng" "$dest/engine-tests"
-    strip "$dest/ops-tests" "$dest/engine-tests"
+    cp "$att" "$dest/engine-attention-tests"
+    cp "$trn" "$dest/train-tests"
+    strip "$dest/ops-tests" "$dest/engine-tests" "$dest/engine-attention-tests" "$dest/train-tests"
     cp scripts/gpu-check-ops.sh scripts/gpu-lib.sh "$dest/"
     ls -la "$dest"
     exit 0
@@ -61,6 +69,8 @@ card=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,nohe
 
 run_step ops-tests 60 "$logdir/ops-tests.log" "$bin/ops-tests" --test-threads=1 --nocapture
 run_step engine-tests 60 "$logdir/engine-tests.log" "$bin/engine-tests" --test-threads=1 --nocapture
+run_step engine-attention-tests 40 "$logdir/engine-attention-tests.log" "$bin/engine-attention-tests" --test-threads=1 --nocapture
+run_step train-features 40 "$logdir/train-features.log" "$bin/train-tests" backbone_features_on_cuda_match_the_cpu --test-threads=1 --nocapture
 
 {
     echo "## gpu-check-ops: ${card:-no GPU found} ($(date -u '+%Y-%m-%d %H:%M UTC'))"
@@ -68,7 +78,7 @@ run_step engine-tests 60 "$logdir/engine-tests.log" "$bin/engine-tests" --test-t
     echo "| step | result |"
     echo "| --- | --- |"
     sed -E 's/^([^:]+): (.*)$/| \1 | \2 |/' "$steps"
-    for f in ops-tests engine-tests; do
+    for f in ops-tests engine-tests engine-attention-tests train-features; do
         [ -f "$logdir/$f.log" ] || continue
         grep -E '^test result|FAILED|panicked|skipped' "$logdir/$f.log" | head -n 12 | sed "s/^/| $f | /; s/$/ |/"
     done

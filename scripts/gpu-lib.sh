@@ -1,5 +1,9 @@
 # Shared by the GPU check scripts (sourced; each pack copies it beside its script).
 
+# On the GPU host a GPU test that skips (no device, no NVRTC) fails instead of passing vacuously
+# (kernels::cuda::skip_gpu_test); packing here runs no tests.
+export DINONAT_REQUIRE_GPU=1
+
 # find_test_bin PACKAGE TARGET: the path of a release test binary cargo builds (here, with Rust).
 find_test_bin() {
     cargo test -p "$1" --release --test "$2" --no-run --message-format=json 2>/dev/null |
@@ -7,6 +11,16 @@ find_test_bin() {
 for l in sys.stdin:
     m=json.loads(l)
     if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]==sys.argv[1]: print(m["executable"])' "$2" |
+        tail -n1
+}
+
+# find_lib_test_bin PACKAGE: the path of the release unit-test binary of PACKAGE's library.
+find_lib_test_bin() {
+    cargo test -p "$1" --release --lib --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import sys,json
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["profile"]["test"] and "lib" in m["target"]["kind"]: print(m["executable"])' |
         tail -n1
 }
 

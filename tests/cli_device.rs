@@ -112,7 +112,7 @@ fn embed_device_flag() {
     } else {
         assert!(err.contains("no CUDA device: use --device cpu"), "{err}");
         assert!(!cuda_out.exists(), "no output on failure");
-        println!("skipped the GPU comparison: {}", err.trim());
+        dinonat_kernels::cuda::skip_gpu_test(&format!("the GPU comparison: {}", err.trim()));
     }
 
     let (ok, err) = embed(&images, &cuda_out, Some("tpu"));
@@ -220,7 +220,7 @@ fn map_commands_device_flag() {
                 .lines()
                 .find(|l| l.contains("no CUDA device"))
                 .unwrap_or("");
-            println!("{cmd}: skipped the GPU comparison: {why}");
+            dinonat_kernels::cuda::skip_gpu_test(&format!("{cmd}: the GPU comparison: {why}"));
             continue;
         }
         match cmd {

@@ -115,7 +115,9 @@ impl Tensor {
         }
         let _guard = no_grad();
         let mut pending: HashMap<usize, Tensor> = HashMap::new();
-        pending.insert(self.id(), Tensor::ones(self.shape(), self.dtype()));
+        // the seed lives on the loss's device, so every backward sees gradients on its own device
+        let seed = Tensor::ones(self.shape(), self.dtype()).to(self.device())?;
+        pending.insert(self.id(), seed);
         let mut leaves = Gradients::default();
         for t in topological_order(self).iter().rev() {
             let Some(grad) = pending.remove(&t.id()) else {

@@ -132,3 +132,10 @@ impl Layout {
         }
     }
 }
+
+/// Decomposes `shape` around `dim` as (outer, size of dim, inner).
+pub(crate) fn split_dims(shape: &[usize], dim: usize) -> (usize, usize, usize) {
+    let outer = shape[..dim].iter().product();
+    let inner = shape[dim + 1..].iter().product();
+    (outer, shape[dim], inner)
+}

@@ -2,13 +2,15 @@
 //! `dinonat-kernels`.
 //!
 //! Reading order: [`autograd`] (the whole autodiff in one short file), [`tensor`] (the handle,
-//! views and storage), then `ops/` (one file per op family, forward and backward together).
-//! f32 tensors run the kernels' fast paths; f64 tensors run their plain references, which is what
-//! the gradient checks ([`gradcheck`]) use.
+//! views and storage), then `ops/` (one file per op family: shapes checked, the backend's forward,
+//! one backward for every device), then `backend/` (the only place that matches on device x
+//! dtype). f32 tensors run the kernels' fast paths; f64 tensors run their plain references, which
+//! is what the gradient checks ([`gradcheck`]) use.
 
 pub use dinonat_kernels as kernels;
 
 pub mod autograd;
+mod backend;
 pub mod dtype;
 pub mod error;
 pub mod gradcheck;
@@ -25,7 +27,8 @@ pub mod tensor;
 pub use autograd::{is_grad_enabled, no_grad, Gradients, NoGradGuard};
 pub use dtype::{DType, Element};
 pub use error::{EngineError, Result};
+pub use kernels::cuda::GemmPrecision;
 pub use layout::Layout;
 pub use rng::Rng;
-pub use storage::Device;
+pub use storage::{gemm_precision_scope, set_cuda_gemm_precision, Device, GemmPrecisionScope};
 pub use tensor::Tensor;

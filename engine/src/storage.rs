@@ -66,8 +66,8 @@ impl Storage {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// The host buffer. Ops check the device first (`Tensor::cpu_only`), so a CUDA storage here
-    /// is an engine bug.
+    /// The host buffer. The backend dispatches on the device first, so a CUDA storage here is an
+    /// engine bug.
     pub fn cpu(&self) -> &CpuStorage {
         match self {
             Storage::Cpu(s) => s,
@@ -132,8 +132,13 @@ pub(crate) fn not_on_cuda(op: &'static str, shape: &[usize]) -> EngineError {
 
 static GEMM_PRECISION: AtomicU8 = AtomicU8::new(0);
 
-/// The precision of matmul / linear / conv2d on CUDA for this process: `Fp32Simt` (the default,
-/// exact f32 parity with the CPU), `Tf32` or `Bf16` (tensor cores).
+thread_local! {
+    static SCOPED_PRECISION: std::cell::Cell<Option<GemmPrecision>> = const { std::cell::Cell::new(None) };
+}
+
+/// The default precision of matmul / linear / conv2d on CUDA for this process: `Fp32Simt` (the
+/// default, f32 parity with the CPU within 2e-5), `Tf32` or `Bf16` (tensor cores, f32
+/// accumulation). A [`gemm_precision_scope`] overrides it on its thread.
 pub fn set_cuda_gemm_precision(p: GemmPrecision) {
     let code = match p {
         GemmPrecision::Fp32Simt => 0,
@@ -143,10 +148,34 @@ pub fn set_cuda_gemm_precision(p: GemmPrecision) {
     GEMM_PRECISION.store(code, Ordering::Relaxed);
 }
 
+/// The precision the next CUDA GEMM of this thread runs at: the innermost scope's, else the
+/// process default.
 pub fn cuda_gemm_precision() -> GemmPrecision {
+    if let Some(p) = SCOPED_PRECISION.with(|s| s.get()) {
+        return p;
+    }
     match GEMM_PRECISION.load(Ordering::Relaxed) {
         1 => GemmPrecision::Tf32,
         2 => GemmPrecision::Bf16,
         _ => GemmPrecision::Fp32Simt,
+    }
+}
+
+/// Restores the previous precision when dropped.
+pub struct GemmPrecisionScope {
+    previous: Option<GemmPrecision>,
+}
+
+/// `let _p = gemm_precision_scope(GemmPrecision::Tf32);`: the CUDA GEMMs of this thread (matmul,
+/// linear, conv2d, forward and the backward run inside the scope) use `p` until the guard drops;
+/// scopes nest. The CPU ignores it (its GEMM is f32).
+pub fn gemm_precision_scope(p: GemmPrecision) -> GemmPrecisionScope {
+    let previous = SCOPED_PRECISION.with(|s| s.replace(Some(p)));
+    GemmPrecisionScope { previous }
+}
+
+impl Drop for GemmPrecisionScope {
+    fn drop(&mut self) {
+        SCOPED_PRECISION.with(|s| s.set(self.previous));
     }
 }

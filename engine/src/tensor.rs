@@ -5,9 +5,7 @@ use crate::autograd::{is_grad_enabled, BackwardFn, Op};
 use crate::kernels::cuda::{reduce as cuda_reduce, CudaSlice, GpuDevice};
 use crate::kernels::Float;
 use crate::layout::Layout;
-use crate::storage::{
-    cuda_device, cuda_err, not_on_cuda, CpuStorage, CudaStorage, Device, Storage,
-};
+use crate::storage::{cuda_device, cuda_err, CpuStorage, CudaStorage, Device, Storage};
 use crate::{with_dtype, DType, Element, EngineError, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -116,19 +114,25 @@ impl Tensor {
         inputs: &[&Tensor],
         backward: BackwardFn,
     ) -> Tensor {
-        Tensor::from_storage_op(T::wrap(data), shape, name, inputs, backward)
+        Tensor::from_storage_op(Storage::Cpu(T::wrap(data)), shape, name, inputs, backward)
     }
 
-    /// The result of an op over a fresh buffer of any dtype.
+    /// A leaf over a fresh row-major buffer of any device and dtype (no gradient).
+    pub(crate) fn from_storage(data: Storage, shape: &[usize]) -> Tensor {
+        let storage = Arc::new(RwLock::new(data));
+        Tensor::from_node(storage, Layout::contiguous(shape), false, None, None)
+    }
+
+    /// The result of an op over a fresh row-major buffer of any device and dtype.
     pub(crate) fn from_storage_op(
-        data: CpuStorage,
+        data: Storage,
         shape: &[usize],
         name: &'static str,
         inputs: &[&Tensor],
         backward: BackwardFn,
     ) -> Tensor {
         let op = Tensor::maybe_op(name, inputs, backward);
-        let storage = Arc::new(RwLock::new(Storage::Cpu(data)));
+        let storage = Arc::new(RwLock::new(data));
         let requires_grad = op.is_some();
         Tensor::from_node(storage, Layout::contiguous(shape), requires_grad, None, op)
     }
@@ -170,39 +174,6 @@ impl Tensor {
         matches!(self.device(), Device::Cuda(_))
     }
 
-    /// The "op X is not available on CUDA" error when any of `ts` lives on the GPU.
-    pub(crate) fn cpu_only(op: &'static str, ts: &[&Tensor]) -> Result<()> {
-        match ts.iter().find(|t| t.is_cuda()) {
-            Some(t) => Err(not_on_cuda(op, t.shape())),
-            None => Ok(()),
-        }
-    }
-
-    /// A leaf over a fresh device buffer (no gradient).
-    pub(crate) fn from_cuda(
-        data: CudaSlice<f32>,
-        dev: &'static GpuDevice,
-        shape: &[usize],
-    ) -> Tensor {
-        let storage = Arc::new(RwLock::new(Storage::Cuda(CudaStorage { data, dev })));
-        Tensor::from_node(storage, Layout::contiguous(shape), false, None, None)
-    }
-
-    /// The result of a CUDA op over a fresh device buffer.
-    pub(crate) fn from_cuda_op(
-        data: CudaSlice<f32>,
-        dev: &'static GpuDevice,
-        shape: &[usize],
-        name: &'static str,
-        inputs: &[&Tensor],
-        backward: BackwardFn,
-    ) -> Tensor {
-        let op = Tensor::maybe_op(name, inputs, backward);
-        let storage = Arc::new(RwLock::new(Storage::Cuda(CudaStorage { data, dev })));
-        let requires_grad = op.is_some();
-        Tensor::from_node(storage, Layout::contiguous(shape), requires_grad, None, op)
-    }
-
     /// Calls `f` with the GPU and this CUDA tensor's elements in row-major order from index 0:
     /// the storage itself when the layout is contiguous at offset 0, else a strided copy.
     pub(crate) fn with_cuda<R>(
@@ -224,7 +195,7 @@ impl Tensor {
         }
         let dev = cs.dev;
         let mut buf = dev
-            .zeros::<f32>(l.numel().max(1))
+            .uninit::<f32>(l.numel().max(1))
             .map_err(cuda_err(op, self.shape()))?;
         cuda_reduce::strided_copy(dev, &cs.data, &l.shape, &l.strides, l.offset, &mut buf)
             .map_err(cuda_err(op, self.shape()))?;
@@ -254,9 +225,8 @@ impl Tensor {
                 let host = self
                     .with_contiguous(|s: &[f32]| dev.upload(if s.is_empty() { &[0.0] } else { s }));
                 let data = host.map_err(cuda_err("to", self.shape()))?;
-                Ok(Tensor::from_cuda_op(
-                    data,
-                    dev,
+                Ok(Tensor::from_storage_op(
+                    Storage::Cuda(CudaStorage { data, dev }),
                     self.shape(),
                     "to",
                     &[self],
@@ -497,11 +467,14 @@ impl Tensor {
                 "needs exactly one element",
             ));
         }
+        if self.is_cuda() {
+            return Ok(self.download("item")?[0] as f64);
+        }
         Ok(self.to_vec_f64()[0])
     }
 
     /// Mutates the elements in place (optimizer steps, EMA). Needs a contiguous tensor of dtype T;
-    /// every view of the storage sees the change. Not recorded in the graph. `f` holds the
+    /// every view of the storage sees the change. On CUDA: one download and one upload. Not recorded in the graph. `f` holds the
     /// storage's write lock: it must not read this tensor (or a view of it) itself.
     pub fn update_in_place<T: Element, R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
         if self.dtype() != T::DTYPE {
@@ -511,7 +484,6 @@ impl Tensor {
                 rhs: T::DTYPE,
             });
         }
-        Tensor::cpu_only("update_in_place", &[self])?;
         if !self.is_contiguous() {
             return Err(EngineError::arg(
                 "update_in_place",
@@ -519,10 +491,7 @@ impl Tensor {
                 "needs a contiguous tensor",
             ));
         }
-        let mut guard = self.0.storage.write().unwrap_or_else(|e| e.into_inner());
-        let s = T::slice_mut(guard.cpu_mut()).expect("dtype checked above");
-        let l = &self.0.layout;
-        Ok(f(&mut s[l.offset..l.offset + l.numel()]))
+        crate::backend::update_in_place(self, f)
     }
 
     /// Copies `src`'s values into this tensor's storage (same shape and dtype).
@@ -531,10 +500,13 @@ impl Tensor {
             return Err(EngineError::shape("assign", self.shape(), src.shape()));
         }
         self.check_dtype("assign", src)?;
-        Tensor::cpu_only("assign", &[self, src])?;
-        with_dtype!(self.dtype(), T => {
-            let values = src.to_vec::<T>()?;
-            self.update_in_place(|d: &mut [T]| d.copy_from_slice(&values))
-        })
+        if !self.is_contiguous() {
+            return Err(EngineError::arg(
+                "assign",
+                self.shape(),
+                "needs a contiguous destination",
+            ));
+        }
+        crate::backend::assign(self, src)
     }
 }

@@ -156,6 +156,91 @@ fn views_and_copies_match_cpu() {
 }
 
 #[test]
+fn gemm_precision_is_the_callers_choice() {
+    if !gpu_or_skip() {
+        return;
+    }
+    use dinonat_engine::{gemm_precision_scope, GemmPrecision};
+    let mut r = Rng::new("precision");
+    let (a, w) = (
+        r.tensor(&[3, 67, 129], -1.0, 1.0),
+        r.tensor(&[65, 129], -1.0, 1.0),
+    );
+    let want = a.linear(&w, None).unwrap().to_vec::<f32>().unwrap();
+    let (ag, wg) = (
+        a.to(Device::Cuda(0)).unwrap(),
+        w.to(Device::Cuda(0)).unwrap(),
+    );
+    for p in GemmPrecision::ALL {
+        let _scope = gemm_precision_scope(p);
+        let got = ag.linear(&wg, None).unwrap().to_vec::<f32>().unwrap();
+        let e = rel_err(&got, &want);
+        println!(
+            "linear at {}: rel err {e:.2e} (tol {:.0e})",
+            p.name(),
+            p.tolerance()
+        );
+        assert!(e < p.tolerance(), "{}: rel err {e:.3e}", p.name());
+    }
+}
+
+#[test]
+fn cat_l2_normalize_drop_path_match_cpu() {
+    if !gpu_or_skip() {
+        return;
+    }
+    let mut r = Rng::new("cat");
+    let (a, b) = (
+        r.tensor(&[3, 5, 7], -1.0, 1.0),
+        r.tensor(&[3, 2, 7], -1.0, 1.0),
+    );
+    for dim in [0, 1, 2] {
+        let b = match dim {
+            0 => r.tensor(&[2, 5, 7], -1.0, 1.0),
+            1 => b.clone(),
+            _ => r.tensor(&[3, 5, 4], -1.0, 1.0),
+        };
+        parity(
+            &mut r,
+            &format!("cat dim {dim}"),
+            &[a.clone(), b],
+            &move |t| Tensor::cat(&[t[0].clone(), t[1].transpose(0, 0)?], dim),
+        );
+    }
+    let mut x = r.tensor(&[6, 33], -1.0, 1.0);
+    x = Tensor::cat(&[x, Tensor::zeros(&[1, 33], DType::F32)], 0).unwrap(); // a zero row
+    parity(&mut r, "l2_normalize", &[x], &|t| t[0].l2_normalize(1e-6));
+    let x = r.tensor(&[8, 3, 5], -1.0, 1.0);
+    parity(&mut r, "drop_path", &[x], &|t| {
+        t[0].drop_path(0.5, true, &mut dinonat_engine::Rng::new(7))
+    });
+}
+
+#[test]
+fn assign_and_update_in_place_on_cuda() {
+    if !gpu_or_skip() {
+        return;
+    }
+    let mut r = Rng::new("assign");
+    let a = r.tensor(&[4, 9], -1.0, 1.0);
+    let dst = Tensor::full(&[9, 4], f64::NAN, DType::F32)
+        .to(Device::Cuda(0))
+        .unwrap();
+    let src = a.to(Device::Cuda(0)).unwrap().t().unwrap(); // a strided view
+    dst.assign(&src).unwrap();
+    let want = a.t().unwrap().contiguous().to_vec::<f32>().unwrap();
+    assert_eq!(dst.to_vec::<f32>().unwrap(), want);
+    let row = dst.narrow(0, 2, 1).unwrap(); // contiguous at an offset
+    row.update_in_place(|s: &mut [f32]| s.iter_mut().for_each(|v| *v = 2.0 * *v + 1.0))
+        .unwrap();
+    let mut want = want;
+    want[8..12].iter_mut().for_each(|v| *v = 2.0 * *v + 1.0);
+    assert_eq!(dst.to_vec::<f32>().unwrap(), want);
+    let one = dst.narrow(0, 1, 1).unwrap().narrow(1, 3, 1).unwrap(); // a strided element
+    assert_eq!(one.item().unwrap(), want[7] as f64);
+}
+
+#[test]
 fn adamw_and_ema_in_place_match_a_plain_loop() {
     if !gpu_or_skip() {
         return;
@@ -225,10 +310,11 @@ fn unsupported_ops_name_themselves() {
     let e = x.max(1, false).unwrap_err().to_string();
     println!("{e}");
     assert!(e.contains("op max is not available on CUDA"), "{e}");
-    let e = Tensor::cat(&[x.clone(), x.clone()], 0)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("op cat is not available on CUDA"), "{e}");
+    let e = x.index_select(0, &[1, 0]).unwrap_err().to_string();
+    assert!(
+        e.contains("op index_select is not available on CUDA"),
+        "{e}"
+    );
     let cpu = Tensor::ones(&[2, 3], DType::F32);
     let e = x.add(&cpu).unwrap_err().to_string();
     assert!(e.contains("different devices"), "{e}");

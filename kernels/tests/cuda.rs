@@ -4,16 +4,17 @@
 //! `nvrtc_compiles_every_source` needs only libnvrtc (scripts/nvrtc-check.sh).
 
 use dinonat_kernels::cpu::gelu::{gelu_backward_reference, gelu_forward_reference};
-use dinonat_kernels::cpu::gemm::{gemm_reference, BatchStrides, Layout};
+use dinonat_kernels::cpu::gemm::gemm_reference;
 use dinonat_kernels::cuda::gemm::{GemmKernel, WgmmaTile};
 use dinonat_kernels::cuda::{elementwise, gemm, nvrtc, GemmPrecision, GpuDevice, MmaTile};
+use dinonat_kernels::gemm::{BatchStrides, MatrixLayout};
 use half::bf16;
 
 fn device_or_skip() -> Option<&'static GpuDevice> {
     match GpuDevice::get() {
         Ok(d) => Some(d),
         Err(e) => {
-            println!("skipped: no CUDA device ({e})");
+            dinonat_kernels::cuda::skip_gpu_test(&format!("no CUDA device ({e})"));
             None
         }
     }
@@ -67,10 +68,10 @@ enum Op {
     T,
 }
 
-fn layout(op: Op, rows: usize, cols: usize) -> Layout {
+fn layout(op: Op, rows: usize, cols: usize) -> MatrixLayout {
     match op {
-        Op::N => Layout::row_major(cols),
-        Op::T => Layout::col_major(rows),
+        Op::N => MatrixLayout::row_major(cols),
+        Op::T => MatrixLayout::col_major(rows),
     }
 }
 
@@ -101,9 +102,9 @@ fn check_gemm(
 ) -> f64 {
     let (la, lb) = (layout(opa, m, k), layout(opb, k, n));
     let lc = if col_major_c {
-        Layout::col_major(m)
+        MatrixLayout::col_major(m)
     } else {
-        Layout::row_major(n)
+        MatrixLayout::row_major(n)
     };
     let a = rng.vec(m * k);
     let b = rng.vec(k * n);
@@ -290,9 +291,9 @@ fn gemm_batched_matches_cpu() {
     let a = rng.vec(count * batch.a);
     let b = rng.vec(count * batch.b);
     let (la, lb, lc) = (
-        Layout::row_major(k),
-        Layout::row_major(n),
-        Layout::row_major(n),
+        MatrixLayout::row_major(k),
+        MatrixLayout::row_major(n),
+        MatrixLayout::row_major(n),
     );
     let mut variants = vec![(GemmPrecision::Fp32Simt, GemmKernel::Auto)];
     for p in [GemmPrecision::Tf32, GemmPrecision::Bf16] {
@@ -352,9 +353,9 @@ fn gemm_bf16_direct_matches_cpu() {
     let b64: Vec<f64> = b.iter().map(|v| v.to_f64()).collect();
     let mut exact = vec![0.0f64; m * n];
     let (la, lb, lc) = (
-        Layout::row_major(k),
-        Layout::row_major(n),
-        Layout::row_major(n),
+        MatrixLayout::row_major(k),
+        MatrixLayout::row_major(n),
+        MatrixLayout::row_major(n),
     );
     gemm_reference::<f64>(m, k, n, 1.0, &a64, la, &b64, lb, 0.0, &mut exact, lc);
     let (da, db) = (dev.upload(&a).unwrap(), dev.upload(&b).unwrap());
@@ -509,10 +510,10 @@ fn nvrtc_compiles_every_source() {
 fn wgmma_device_or_skip() -> Option<&'static GpuDevice> {
     let dev = device_or_skip()?;
     if !gemm::wgmma_available(dev) {
-        println!(
-            "skipped: the wgmma GEMM needs compute capability 9.0 (this device: {:?})",
+        dinonat_kernels::cuda::skip_gpu_test(&format!(
+            "the wgmma GEMM needs compute capability 9.0 (this device: {:?})",
             dev.info().compute_capability
-        );
+        ));
         return None;
     }
     Some(dev)
@@ -546,9 +547,9 @@ fn gemm_wgmma_large_matches_cpu() {
     let mut rng = Rng::fresh("wgmma large");
     for (m, k, n) in [(1031, 1000, 1100), (520, 1001, 777)] {
         let (la, lb, lc) = (
-            Layout::row_major(k),
-            Layout::row_major(n),
-            Layout::row_major(n),
+            MatrixLayout::row_major(k),
+            MatrixLayout::row_major(n),
+            MatrixLayout::row_major(n),
         );
         let (a, b) = (rng.vec(m * k), rng.vec(k * n));
         let mut exact = vec![0.0f64; m * n];
@@ -633,9 +634,9 @@ fn gemm_wgmma_bf16_bt_matches_cpu() {
             .collect();
         let mut exact = vec![0.0f64; count * batch.c];
         let (la, lb, lc) = (
-            Layout::row_major(k),
-            Layout::col_major(k),
-            Layout::row_major(n),
+            MatrixLayout::row_major(k),
+            MatrixLayout::col_major(k),
+            MatrixLayout::row_major(n),
         );
         for t in 0..count {
             let a64: Vec<f64> = a[t * batch.a..].iter().map(|v| v.to_f64()).collect();
@@ -738,9 +739,9 @@ fn gemm_wgmma_bf16_n_major_matches_cpu() {
             .collect();
         let mut exact = vec![0.0f64; count * batch.c];
         let (la, lb, lc) = (
-            Layout::row_major(k),
-            Layout::row_major(n),
-            Layout::row_major(n),
+            MatrixLayout::row_major(k),
+            MatrixLayout::row_major(n),
+            MatrixLayout::row_major(n),
         );
         for t in 0..count {
             let a64: Vec<f64> = a[t * batch.a..].iter().map(|v| v.to_f64()).collect();
@@ -820,9 +821,9 @@ fn gemm_wgmma_tf32_bt_matches_cpu() {
             .collect();
         let mut exact = vec![0.0f64; count * batch.c];
         let (la, lb, lc) = (
-            Layout::row_major(k),
-            Layout::col_major(k),
-            Layout::row_major(n),
+            MatrixLayout::row_major(k),
+            MatrixLayout::col_major(k),
+            MatrixLayout::row_major(n),
         );
         for t in 0..count {
             gemm_reference::<f64>(

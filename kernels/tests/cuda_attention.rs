@@ -24,7 +24,7 @@ fn device_or_skip() -> Option<&'static GpuDevice> {
     match GpuDevice::get() {
         Ok(d) => Some(d),
         Err(e) => {
-            println!("skipped: no CUDA device ({e})");
+            dinonat_kernels::cuda::skip_gpu_test(&format!("no CUDA device ({e})"));
             None
         }
     }

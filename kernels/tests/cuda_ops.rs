@@ -4,7 +4,8 @@
 //! stated tolerance (f32 kernels: 1e-5). Without a GPU each test prints why and returns.
 //! `nvrtc_compiles_ops_sources` needs only libnvrtc.
 
-use dinonat_kernels::cpu::conv::{col2im_reference, im2col_reference, Conv2dGeometry};
+use dinonat_kernels::conv::Conv2dGeometry;
+use dinonat_kernels::cpu::conv::{col2im_reference, im2col_reference};
 use dinonat_kernels::cpu::layernorm::{layernorm_backward_reference, layernorm_forward_reference};
 use dinonat_kernels::cpu::softmax::{
     log_softmax_backward_reference, log_softmax_forward_reference, softmax_backward_reference,
@@ -21,7 +22,7 @@ fn device_or_skip() -> Option<&'static GpuDevice> {
     match GpuDevice::get() {
         Ok(d) => Some(d),
         Err(e) => {
-            println!("skipped: no CUDA device ({e})");
+            dinonat_kernels::cuda::skip_gpu_test(&format!("no CUDA device ({e})"));
             None
         }
     }
@@ -95,7 +96,9 @@ const SHAPES: [(usize, usize); 7] = [
 #[test]
 fn nvrtc_compiles_ops_sources() {
     if !nvrtc::nvrtc_present() {
-        println!("skipped: libnvrtc cannot be loaded (scripts/nvrtc-check.sh sets it up)");
+        dinonat_kernels::cuda::skip_gpu_test(
+            "libnvrtc cannot be loaded (scripts/nvrtc-check.sh sets it up)",
+        );
         return;
     }
     for source in [
@@ -237,13 +240,13 @@ fn strided_copy_binary_and_map_match_cpu() {
             .map(|&v| {
                 let v = v as f64;
                 match op {
-                    MapOp::Affine(a, b) => a as f64 * v + b as f64,
+                    MapOp::Affine(a, b) => a as f32 as f64 * v + b as f32 as f64,
                     MapOp::Exp => v.exp(),
                     MapOp::Log => v.ln(),
                     MapOp::Sqrt => v.sqrt(),
-                    MapOp::Pow(p) => v.powf(p as f64),
-                    MapOp::Max(p) => v.max(p as f64),
-                    MapOp::Step(p) => (v > p as f64) as u8 as f64,
+                    MapOp::Pow(p) => v.powf(p as f32 as f64),
+                    MapOp::Max(p) => v.max(p as f32 as f64),
+                    MapOp::Step(p) => (v > p as f32 as f64) as u8 as f64,
                 }
             })
             .collect();

@@ -224,7 +224,7 @@ mod tests {
                     e.to_string().contains("no CUDA device: use --device cpu"),
                     "{e}"
                 );
-                println!("skipped: {e}");
+                dinonat_engine::kernels::cuda::skip_gpu_test(&e.to_string());
                 return;
             }
         };

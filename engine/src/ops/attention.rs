@@ -10,160 +10,12 @@
 //! logits; backward recomputes the probabilities from them (no N x N buffer) and writes dQ, dK, dV
 //! into one buffer (three blocks, or the fused dQKV layout for `attention_qkv`).
 //!
-//! This file also holds what both attention op files share: [`AttentionElement`] (f32 -> fast
-//! kernels, f64 -> plain references) and the tensor -> kernel view helpers.
+//! This file also holds what both attention op files share: the tensor -> kernel view helpers
+//! and the checks of q, k, v.
 
-use super::cuda::{all_cuda, alloc, cuda_slice, on_gpu};
 use crate::autograd::no_grad;
-use crate::kernels::cpu::attention::{self as full, Attention, HeadsGradsMut, HeadsRef, HeadsView};
-use crate::kernels::cpu::neighborhood_attention::{self as na, Na2d};
-use crate::kernels::cuda::attention::{
-    attention_backward as gpu_attention_backward, attention_forward as gpu_attention_forward,
-};
-use crate::kernels::cuda::neighborhood_attention::GpuHeads;
-use crate::kernels::Float;
-use crate::storage::cuda_err;
-use crate::{with_dtype, Element, EngineError, Result, Tensor};
-
-/// The attention kernels of an element type: the fast ones for f32, the references for f64.
-pub(crate) trait AttentionElement: Element {
-    #[allow(clippy::too_many_arguments)]
-    fn na_forward(
-        p: &Na2d,
-        q: HeadsRef<Self>,
-        k: HeadsRef<Self>,
-        v: HeadsRef<Self>,
-        rpb: Option<&[Self]>,
-        out: &mut [Self],
-        attn: &mut [Self],
-    );
-    #[allow(clippy::too_many_arguments)]
-    fn na_backward(
-        p: &Na2d,
-        q: HeadsRef<Self>,
-        k: HeadsRef<Self>,
-        v: HeadsRef<Self>,
-        attn: &[Self],
-        d_out: &[Self],
-        grads: HeadsGradsMut<Self>,
-        d_rpb: Option<&mut [Self]>,
-    );
-    fn attention_forward(
-        p: &Attention,
-        q: HeadsRef<Self>,
-        k: HeadsRef<Self>,
-        v: HeadsRef<Self>,
-        out: &mut [Self],
-        lse: &mut [Self],
-    );
-    #[allow(clippy::too_many_arguments)]
-    fn attention_backward(
-        p: &Attention,
-        q: HeadsRef<Self>,
-        k: HeadsRef<Self>,
-        v: HeadsRef<Self>,
-        out: &[Self],
-        lse: &[Self],
-        d_out: &[Self],
-        grads: HeadsGradsMut<Self>,
-    );
-}
-
-impl AttentionElement for f32 {
-    fn na_forward(
-        p: &Na2d,
-        q: HeadsRef<f32>,
-        k: HeadsRef<f32>,
-        v: HeadsRef<f32>,
-        rpb: Option<&[f32]>,
-        out: &mut [f32],
-        attn: &mut [f32],
-    ) {
-        na::neighborhood_attention_2d_forward(p, q, k, v, rpb, out, attn)
-    }
-    fn na_backward(
-        p: &Na2d,
-        q: HeadsRef<f32>,
-        k: HeadsRef<f32>,
-        v: HeadsRef<f32>,
-        attn: &[f32],
-        d_out: &[f32],
-        grads: HeadsGradsMut<f32>,
-        d_rpb: Option<&mut [f32]>,
-    ) {
-        na::neighborhood_attention_2d_backward(p, q, k, v, attn, d_out, grads, d_rpb)
-    }
-    fn attention_forward(
-        p: &Attention,
-        q: HeadsRef<f32>,
-        k: HeadsRef<f32>,
-        v: HeadsRef<f32>,
-        out: &mut [f32],
-        lse: &mut [f32],
-    ) {
-        full::attention_forward(p, q, k, v, out, lse)
-    }
-    fn attention_backward(
-        p: &Attention,
-        q: HeadsRef<f32>,
-        k: HeadsRef<f32>,
-        v: HeadsRef<f32>,
-        out: &[f32],
-        lse: &[f32],
-        d_out: &[f32],
-        grads: HeadsGradsMut<f32>,
-    ) {
-        full::attention_backward(p, q, k, v, out, lse, d_out, grads)
-    }
-}
-
-impl AttentionElement for f64 {
-    fn na_forward(
-        p: &Na2d,
-        q: HeadsRef<f64>,
-        k: HeadsRef<f64>,
-        v: HeadsRef<f64>,
-        rpb: Option<&[f64]>,
-        out: &mut [f64],
-        attn: &mut [f64],
-    ) {
-        na::neighborhood_attention_2d_forward_reference(p, q, k, v, rpb, out, attn)
-    }
-    fn na_backward(
-        p: &Na2d,
-        q: HeadsRef<f64>,
-        k: HeadsRef<f64>,
-        v: HeadsRef<f64>,
-        attn: &[f64],
-        d_out: &[f64],
-        grads: HeadsGradsMut<f64>,
-        d_rpb: Option<&mut [f64]>,
-    ) {
-        na::neighborhood_attention_2d_backward_reference(p, q, k, v, attn, d_out, grads, d_rpb)
-    }
-    fn attention_forward(
-        p: &Attention,
-        q: HeadsRef<f64>,
-        k: HeadsRef<f64>,
-        v: HeadsRef<f64>,
-        out: &mut [f64],
-        lse: &mut [f64],
-    ) {
-        full::attention_forward_reference(p, q, k, v, out, lse)
-    }
-    fn attention_backward(
-        p: &Attention,
-        q: HeadsRef<f64>,
-        k: HeadsRef<f64>,
-        v: HeadsRef<f64>,
-        out: &[f64],
-        lse: &[f64],
-        d_out: &[f64],
-        grads: HeadsGradsMut<f64>,
-    ) {
-        full::attention_backward_reference(p, q, k, v, out, lse, d_out, grads)
-    }
-}
+use crate::backend::{self, device_of, heads, Attention, HeadsView};
+use crate::{EngineError, Result, Tensor};
 
 /// An input as the kernels read it: a detached handle (the recorded op keeps the original) and
 /// its view. A tensor whose last (head_dim or channel) axis is contiguous is used in place; any
@@ -236,18 +88,6 @@ impl Prepared {
             }
         }
     }
-}
-
-/// Calls `f` with the storage slices of three tensors.
-pub(crate) fn with_three<T: Element, R>(
-    a: &Tensor,
-    b: &Tensor,
-    c: &Tensor,
-    f: impl FnOnce(&[T], &[T], &[T]) -> R,
-) -> R {
-    a.with_strided(|sa: &[T], _| {
-        b.with_strided(|sb: &[T], _| c.with_strided(|sc: &[T], _| f(sa, sb, sc)))
-    })
 }
 
 /// dQ, dK, dV of three separate inputs: one buffer `[3, shape..]`, returned as three views.
@@ -329,7 +169,7 @@ impl Tensor {
     /// Full self-attention softmax(s Q K^T) V per batch and head, flash style.
     /// q, k, v [batch, N, heads, head_dim] -> out [batch, N, heads, head_dim].
     pub fn attention(&self, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
-        all_cuda("attention", &[self, k, v])?;
+        device_of("attention", &[self, k, v])?;
         const OP: &str = "attention";
         let q = self;
         check_qkv(OP, q, k, v, "[batch, N, heads, head_dim]")?;
@@ -403,135 +243,49 @@ fn attention_op(
     inputs: &[&Tensor],
     out_shape: &[usize],
 ) -> Result<Tensor> {
-    if inputs[0].is_cuda() {
-        return attention_op_cuda(op, p, saved, views, fused, inputs, out_shape);
-    }
-    with_dtype!(saved[0].dtype(), T => {
-        let mut out = T::alloc(p.out_len());
-        let mut lse = vec![T::ZERO; p.lse_len()];
-        with_three(&saved[0], &saved[1], &saved[2], |q: &[T], k: &[T], v: &[T]| {
-            let r = |data, view| HeadsRef { data, view };
-            T::attention_forward(&p, r(q, views[0]), r(k, views[1]), r(v, views[2]), &mut out, &mut lse);
-        });
-        let out = Tensor::from_data(out, out_shape);
-        let out_saved = out.detach();
-        let in_shape = inputs[0].shape().to_vec();
-        Ok(Tensor::from_storage_op_like(&out, op, inputs, Box::new(move |g| {
+    let [out, lse] = backend::attention_forward(&p, heads(&saved, views))?;
+    let out = Tensor::from_storage(out, out_shape);
+    let lse = Tensor::from_storage(lse, &[p.lse_len()]);
+    let out_saved = out.detach();
+    let in_shape = inputs[0].shape().to_vec();
+    Ok(Tensor::from_storage_op_like(
+        &out,
+        op,
+        inputs,
+        Box::new(move |g| {
             let n = p.out_len();
-            let (len, grads_views) = match &fused {
+            let grads = match &fused {
                 Some(shape) => (
                     shape.iter().product(),
                     [0, 1, 2].map(|w| HeadsView::fused_qkv(1, p.tokens, p.heads, p.head_dim, w)),
                 ),
                 None => (3 * n, [0, n, 2 * n].map(|o| p.out_view().with_offset(o))),
             };
-            let mut buf = T::alloc(len);
-            with_three(&saved[0], &saved[1], &saved[2], |q: &[T], k: &[T], v: &[T]| {
-                out_saved.with_contiguous(|o: &[T]| g.with_contiguous(|dy: &[T]| {
-                    let r = |data, view| HeadsRef { data, view };
-                    let grads = HeadsGradsMut {
-                        data: &mut buf,
-                        dq: grads_views[0],
-                        dk: grads_views[1],
-                        dv: grads_views[2],
-                    };
-                    T::attention_backward(&p, r(q, views[0]), r(k, views[1]), r(v, views[2]), o, &lse, dy, grads);
-                }))
-            });
-            match &fused {
-                Some(shape) => Ok(vec![Some(Tensor::from_data(buf, shape))]),
-                None => {
-                    let mut big = vec![3];
-                    big.extend_from_slice(&in_shape);
-                    split_three(Tensor::from_data(buf, &big), &in_shape)
-                }
-            }
-        })))
-    })
-}
-
-/// [`attention_op`] on the GPU (kernels::cuda::attention, f32): forward saves the output and
-/// lse `[batch, heads, N]` as device tensors; backward recomputes the probabilities on the device.
-fn attention_op_cuda(
-    op: &'static str,
-    p: Attention,
-    saved: [Tensor; 3],
-    views: [HeadsView; 3],
-    fused: Option<Vec<usize>>,
-    inputs: &[&Tensor],
-    out_shape: &[usize],
-) -> Result<Tensor> {
-    let shape = inputs[0].shape().to_vec();
-    let (dev, out, lse) = {
-        let guards = saved.each_ref().map(|t| t.read_storage());
-        let mut s = Vec::with_capacity(3);
-        for (t, g) in saved.iter().zip(&guards) {
-            s.push(cuda_slice(op, t, g)?);
-        }
-        let dev = s[0].dev;
-        let mut out = alloc(dev, op, out_shape)?;
-        let mut lse = alloc(dev, op, &[p.lse_len()])?;
-        let h = |i: usize| GpuHeads {
-            data: &s[i].data,
-            view: views[i],
-        };
-        gpu_attention_forward(dev, &p, h(0), h(1), h(2), &mut out, &mut lse)
-            .map_err(cuda_err(op, &shape))?;
-        (dev, out, lse)
-    };
-    let lse = Tensor::from_cuda(lse, dev, &[p.lse_len()]);
-    let out = Tensor::from_cuda(out, dev, out_shape);
-    let out_saved = out.detach();
-    Ok(Tensor::from_storage_op_like(
-        &out,
-        op,
-        inputs,
-        Box::new(move |g| {
-            let g = on_gpu(g)?;
-            let n = p.out_len();
-            let (len, grads_views) = match &fused {
-                Some(qkv_shape) => (
-                    qkv_shape.iter().product(),
-                    [0, 1, 2].map(|w| HeadsView::fused_qkv(1, p.tokens, p.heads, p.head_dim, w)),
-                ),
-                None => (3 * n, [0, n, 2 * n].map(|o| p.out_view().with_offset(o))),
-            };
-            let buf = g.with_cuda(op, |dev, dy| {
-                let guards = saved.each_ref().map(|t| t.read_storage());
-                let mut s = Vec::with_capacity(3);
-                for (t, g) in saved.iter().zip(&guards) {
-                    s.push(cuda_slice(op, t, g)?);
-                }
-                let (og, lg) = (out_saved.read_storage(), lse.read_storage());
-                let (o, l) = (cuda_slice(op, &out_saved, &og)?, cuda_slice(op, &lse, &lg)?);
-                let h = |i: usize| GpuHeads {
-                    data: &s[i].data,
-                    view: views[i],
-                };
-                let mut buf = alloc(dev, op, &[len])?;
-                gpu_attention_backward(
-                    dev,
-                    &p,
-                    h(0),
-                    h(1),
-                    h(2),
-                    &o.data,
-                    &l.data,
-                    dy,
-                    &mut buf,
-                    grads_views,
-                )
-                .map_err(cuda_err(op, &shape))?;
-                Ok(buf)
-            })?;
-            match &fused {
-                Some(qkv_shape) => Ok(vec![Some(Tensor::from_cuda(buf, dev, qkv_shape))]),
-                None => {
-                    let mut big = vec![3];
-                    big.extend_from_slice(&shape);
-                    split_three(Tensor::from_cuda(buf, dev, &big), &shape)
-                }
-            }
+            let buf = backend::attention_backward(
+                &p,
+                heads(&saved, views),
+                [&out_saved, &lse],
+                g,
+                grads,
+            )?;
+            gradients_of_qkv(buf, &fused, &in_shape)
         }),
     ))
+}
+
+/// dQ, dK, dV as the op's inputs want them: the fused dQKV of `fused`'s shape, or three views
+/// of one buffer `[3, in_shape..]`.
+pub(crate) fn gradients_of_qkv(
+    buf: crate::storage::Storage,
+    fused: &Option<Vec<usize>>,
+    in_shape: &[usize],
+) -> Result<Vec<Option<Tensor>>> {
+    match fused {
+        Some(shape) => Ok(vec![Some(Tensor::from_storage(buf, shape))]),
+        None => {
+            let mut big = vec![3];
+            big.extend_from_slice(in_shape);
+            split_three(Tensor::from_storage(buf, &big), in_shape)
+        }
+    }
 }

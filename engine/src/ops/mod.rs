@@ -1,9 +1,8 @@
 //! Ops, one file per family; each file holds forward and backward side by side with the shapes.
 
 mod attention;
-pub(crate) mod binary;
+mod binary;
 mod conv;
-mod cuda;
 mod drop_path;
 mod matmul;
 mod neighborhood_attention;

@@ -13,16 +13,9 @@
 //! query and head); backward gathers dQ, dK, dV from them into one buffer (three blocks, or the
 //! fused dQKV layout for the `_qkv` variant) and d(rpb) when rpb is given.
 
-use super::attention::{
-    check_qkv, fused_head_dim, prepare, shape_error, split_three, with_three, AttentionElement,
-};
-use super::cuda::{all_cuda, alloc, cuda_slice, on_gpu};
-use crate::kernels::cpu::neighborhood_attention::{HeadsGradsMut, HeadsRef, HeadsView, Na2d};
-use crate::kernels::cuda::neighborhood_attention::{na2d_backward, na2d_forward, GpuHeads};
-use crate::kernels::cuda::CudaSlice;
-use crate::kernels::Float;
-use crate::storage::cuda_err;
-use crate::{with_dtype, Element, Result, Tensor};
+use super::attention::{check_qkv, fused_head_dim, gradients_of_qkv, prepare, shape_error};
+use crate::backend::{self, device_of, heads, HeadsView, Na2d};
+use crate::{Result, Tensor};
 
 /// kernel >= 1, dilation >= 1, finite scale, the sizes of the problem >= 1, and the rpb shape.
 fn check_problem(op: &'static str, t: &Tensor, p: &Na2d, rpb: Option<&Tensor>) -> Result<()> {
@@ -83,7 +76,7 @@ impl Tensor {
         let q = self;
         let mut all = vec![q, k, v];
         all.extend(rpb);
-        all_cuda(OP, &all)?;
+        device_of(OP, &all)?;
         check_qkv(OP, q, k, v, "[batch, H, W, heads, head_dim]")?;
         let s = q.shape();
         let p = Na2d {
@@ -121,7 +114,7 @@ impl Tensor {
         let qkv = self;
         let mut all = vec![qkv];
         all.extend(rpb);
-        all_cuda(OP, &all)?;
+        device_of(OP, &all)?;
         if qkv.rank() != 4 {
             return Err(shape_error(
                 OP,
@@ -177,58 +170,27 @@ fn na_op(
     inputs: &[&Tensor],
     out_shape: &[usize],
 ) -> Result<Tensor> {
-    if inputs[0].is_cuda() {
-        return na_op_cuda(op, p, saved, views, rpb, fused, inputs, out_shape);
-    }
-    with_dtype!(saved[0].dtype(), T => {
-        let rpb_values: Option<Vec<T>> = rpb.map(|r| r.with_contiguous(|s: &[T]| s.to_vec()));
-        let mut out = T::alloc(p.out_len());
-        let mut attn = T::alloc(p.attn_len());
-        with_three(&saved[0], &saved[1], &saved[2], |q: &[T], k: &[T], v: &[T]| {
-            let r = |data, view| HeadsRef { data, view };
-            T::na_forward(&p, r(q, views[0]), r(k, views[1]), r(v, views[2]), rpb_values.as_deref(), &mut out, &mut attn);
-        });
-        let has_rpb = rpb.is_some();
-        let in_shape = inputs[0].shape().to_vec();
-        Ok(Tensor::from_op(out, out_shape, op, inputs, Box::new(move |g| {
-            let n = p.out_len();
-            let [h, w, heads, d] = [p.height, p.width, p.heads, p.head_dim];
-            let (len, grads_views) = match &fused {
-                Some(shape) => (
-                    shape.iter().product(),
-                    [0, 1, 2].map(|which| HeadsView::fused_qkv(h, w, heads, d, which)),
-                ),
-                None => (3 * n, [0, n, 2 * n].map(|o| HeadsView::contiguous(h, w, heads, d).with_offset(o))),
-            };
-            let mut buf = T::alloc(len);
-            let mut d_rpb = has_rpb.then(|| vec![T::ZERO; p.rpb_len()]);
-            with_three(&saved[0], &saved[1], &saved[2], |q: &[T], k: &[T], v: &[T]| {
-                g.with_contiguous(|dy: &[T]| {
-                    let r = |data, view| HeadsRef { data, view };
-                    let grads = HeadsGradsMut {
-                        data: &mut buf,
-                        dq: grads_views[0],
-                        dk: grads_views[1],
-                        dv: grads_views[2],
-                    };
-                    T::na_backward(&p, r(q, views[0]), r(k, views[1]), r(v, views[2]), &attn, dy, grads, d_rpb.as_deref_mut());
-                })
-            });
-            let mut result = match &fused {
-                Some(shape) => vec![Some(Tensor::from_data(buf, shape))],
-                None => {
-                    let mut big = vec![3];
-                    big.extend_from_slice(&in_shape);
-                    split_three(Tensor::from_data(buf, &big), &in_shape)?
-                }
-            };
+    let [out, attn] = backend::na_forward(&p, heads(&saved, views), rpb)?;
+    let attn = Tensor::from_storage(attn, &[p.attn_len()]);
+    let has_rpb = rpb.is_some();
+    let in_shape = inputs[0].shape().to_vec();
+    Ok(Tensor::from_storage_op(
+        out,
+        out_shape,
+        op,
+        inputs,
+        Box::new(move |g| {
+            let grads = grad_views(&p, &fused);
+            let (buf, d_rpb) =
+                backend::na_backward(&p, heads(&saved, views), &attn, g, grads, has_rpb)?;
+            let mut result = gradients_of_qkv(buf, &fused, &in_shape)?;
             if let Some(dt) = d_rpb {
                 let [a, b] = p.rpb_dims();
-                result.push(Some(Tensor::from_data(dt, &[p.heads, a, b])));
+                result.push(Some(Tensor::from_storage(dt, &[p.heads, a, b])));
             }
             Ok(result)
-        })))
-    })
+        }),
+    ))
 }
 
 /// The gradient views and buffer length of backward: one fused dQKV, or three blocks
@@ -246,110 +208,4 @@ fn grad_views(p: &Na2d, fused: &Option<Vec<usize>>) -> (usize, [HeadsView; 3]) {
             [0, n, 2 * n].map(|o| HeadsView::contiguous(h, w, heads, d).with_offset(o)),
         ),
     }
-}
-
-/// Calls `f` with the contiguous device buffer of `rpb`, if any.
-fn with_rpb<R>(
-    op: &'static str,
-    rpb: Option<&Tensor>,
-    f: impl FnOnce(Option<&CudaSlice<f32>>) -> Result<R>,
-) -> Result<R> {
-    match rpb {
-        Some(r) => r.with_cuda(op, |_, s| f(Some(s))),
-        None => f(None),
-    }
-}
-
-/// [`na_op`] on the GPU (kernels::cuda::neighborhood_attention, f32). Forward saves attn in the
-/// CUDA kernels' layout `[batch, heads, H, W, kh * kw]` (a device tensor); backward writes dQ, dK,
-/// dV (or the fused dQKV) and d(rpb) on the device.
-#[allow(clippy::too_many_arguments)]
-fn na_op_cuda(
-    op: &'static str,
-    p: Na2d,
-    saved: [Tensor; 3],
-    views: [HeadsView; 3],
-    rpb: Option<&Tensor>,
-    fused: Option<Vec<usize>>,
-    inputs: &[&Tensor],
-    out_shape: &[usize],
-) -> Result<Tensor> {
-    let shape = inputs[0].shape().to_vec();
-    let (dev, out, attn) = {
-        let guards = saved.each_ref().map(|t| t.read_storage());
-        let mut s = Vec::with_capacity(3);
-        for (t, g) in saved.iter().zip(&guards) {
-            s.push(cuda_slice(op, t, g)?);
-        }
-        let dev = s[0].dev;
-        let mut out = alloc(dev, op, out_shape)?;
-        let mut attn = alloc(dev, op, &[p.attn_len()])?;
-        let h = |i: usize| GpuHeads {
-            data: &s[i].data,
-            view: views[i],
-        };
-        with_rpb(op, rpb, |r| {
-            na2d_forward(dev, &p, h(0), h(1), h(2), r, &mut out, Some(&mut attn))
-                .map_err(cuda_err(op, &shape))
-        })?;
-        (dev, out, attn)
-    };
-    let attn = Tensor::from_cuda(attn, dev, &[p.attn_len()]);
-    let has_rpb = rpb.is_some();
-    Ok(Tensor::from_cuda_op(
-        out,
-        dev,
-        out_shape,
-        op,
-        inputs,
-        Box::new(move |g| {
-            let g = on_gpu(g)?;
-            let (len, grads_views) = grad_views(&p, &fused);
-            let (buf, d_rpb) = g.with_cuda(op, |dev, dy| {
-                let guards = saved.each_ref().map(|t| t.read_storage());
-                let mut s = Vec::with_capacity(3);
-                for (t, g) in saved.iter().zip(&guards) {
-                    s.push(cuda_slice(op, t, g)?);
-                }
-                let attn_guard = attn.read_storage();
-                let a = cuda_slice(op, &attn, &attn_guard)?;
-                let h = |i: usize| GpuHeads {
-                    data: &s[i].data,
-                    view: views[i],
-                };
-                let mut buf = alloc(dev, op, &[len])?;
-                let mut d_rpb = match has_rpb {
-                    true => Some(alloc(dev, op, &[p.rpb_len()])?),
-                    false => None,
-                };
-                na2d_backward(
-                    dev,
-                    &p,
-                    h(0),
-                    h(1),
-                    h(2),
-                    &a.data,
-                    dy,
-                    &mut buf,
-                    grads_views,
-                    d_rpb.as_mut(),
-                )
-                .map_err(cuda_err(op, &shape))?;
-                Ok((buf, d_rpb))
-            })?;
-            let mut result = match &fused {
-                Some(qkv_shape) => vec![Some(Tensor::from_cuda(buf, dev, qkv_shape))],
-                None => {
-                    let mut big = vec![3];
-                    big.extend_from_slice(&shape);
-                    split_three(Tensor::from_cuda(buf, dev, &big), &shape)?
-                }
-            };
-            if let Some(dt) = d_rpb {
-                let [a, b] = p.rpb_dims();
-                result.push(Some(Tensor::from_cuda(dt, dev, &[p.heads, a, b])));
-            }
-            Ok(result)
-        }),
-    ))
 }

@@ -3,17 +3,9 @@
 //! Backward of a view maps the gradient back to the input's shape (inverse permute, zero-padding
 //! for narrow, sum over broadcast dims).
 
-#[allow(unused_imports)]
-use crate::kernels::Float;
+use crate::backend;
 use crate::layout::Layout;
-use crate::{with_dtype, Element, EngineError, Result, Tensor};
-
-/// Decomposes `shape` around `dim` as (outer, size of dim, inner).
-pub(crate) fn split_dims(shape: &[usize], dim: usize) -> (usize, usize, usize) {
-    let outer = shape[..dim].iter().product();
-    let inner = shape[dim + 1..].iter().product();
-    (outer, shape[dim], inner)
-}
+use crate::{EngineError, Result, Tensor};
 
 pub(crate) fn check_dim(op: &'static str, t: &Tensor, dim: usize) -> Result<()> {
     if dim >= t.rank() {
@@ -26,40 +18,21 @@ pub(crate) fn check_dim(op: &'static str, t: &Tensor, dim: usize) -> Result<()> 
     Ok(())
 }
 
-/// Writes `g` (row-major, shape of `region`) into the zero tensor of shape `full` at `region`.
-fn scatter_into_zeros(g: &Tensor, full: &[usize], region: impl Fn(Layout) -> Layout) -> Tensor {
-    with_dtype!(g.dtype(), T => {
-        let mut out = T::alloc_zeroed(full.iter().product());
-        let target = region(Layout::contiguous(full));
-        g.with_contiguous(|gs: &[T]| {
-            let mut i = 0;
-            target.for_each_offset(|o| {
-                out[o] += gs[i];
-                i += 1;
-            });
-        });
-        Tensor::from_data(out, full)
-    })
-}
-
 impl Tensor {
     /// A row-major copy (or `self` when already contiguous). Backward: identity.
     pub fn contiguous(&self) -> Tensor {
         if self.is_contiguous() {
             return self.clone();
         }
-        if self.is_cuda() {
-            // Only a driver failure can make this fail (the layout is valid by construction).
-            return super::cuda::contiguous(self).unwrap_or_else(|e| panic!("{e}"));
-        }
-        with_dtype!(self.dtype(), T => {
-            let data = self.with_contiguous(|s: &[T]| {
-                let mut v = T::alloc(s.len());
-                v.copy_from_slice(s);
-                v
-            });
-            Tensor::from_op(data, self.shape(), "contiguous", &[self], Box::new(|g| Ok(vec![Some(g.clone())])))
-        })
+        // Only a driver failure can make this fail (the layout is valid by construction).
+        let data = backend::contiguous(self).unwrap_or_else(|e| panic!("{e}"));
+        Tensor::from_storage_op(
+            data,
+            self.shape(),
+            "contiguous",
+            &[self],
+            Box::new(|g| Ok(vec![Some(g.clone())])),
+        )
     }
 
     /// The same elements under a new shape; a view when contiguous, else a copy.
@@ -187,21 +160,14 @@ impl Tensor {
             ));
         }
         let full = self.shape().to_vec();
-        let on_cuda = self.is_cuda();
         Ok(Tensor::view_op(
             self,
             self.layout().narrow(dim, start, len),
             "narrow",
             Box::new(move |g| {
-                if g.is_cuda() || on_cuda {
-                    let region = Layout::contiguous(&full).narrow(dim, start, len);
-                    return Ok(vec![Some(super::cuda::scatter_into_zeros(
-                        g, &full, &region,
-                    )?)]);
-                }
-                Ok(vec![Some(scatter_into_zeros(g, &full, |l| {
-                    l.narrow(dim, start, len)
-                }))])
+                let region = Layout::contiguous(&full).narrow(dim, start, len);
+                let dx = backend::scatter_into_zeros(g, &full, &region)?;
+                Ok(vec![Some(Tensor::from_storage(dx, &full))])
             }),
         ))
     }
@@ -305,32 +271,21 @@ impl Tensor {
         let sizes: Vec<usize> = tensors.iter().map(|t| t.shape()[dim]).collect();
         let mut shape = first.shape().to_vec();
         shape[dim] = sizes.iter().sum();
-        let (outer, total, inner) = split_dims(&shape, dim);
-        Tensor::cpu_only("cat", &tensors.iter().collect::<Vec<_>>())?;
         let inputs: Vec<&Tensor> = tensors.iter().collect();
-        with_dtype!(first.dtype(), T => {
-            let mut out = T::alloc(outer * total * inner);
-            let mut start = 0;
-            for (t, &n) in tensors.iter().zip(&sizes) {
-                t.with_contiguous(|s: &[T]| {
-                    for o in 0..outer {
-                        let dst = (o * total + start) * inner;
-                        out[dst..dst + n * inner].copy_from_slice(&s[o * n * inner..(o + 1) * n * inner]);
-                    }
-                });
-                start += n;
-            }
-            Ok(Tensor::from_op(out, &shape, "cat", &inputs, Box::new(move |g: &Tensor| {
-                Ok(g.split(dim, &sizes)?.into_iter().map(Some).collect())
-            })))
-        })
+        let data = backend::cat(tensors, dim, &shape)?;
+        Ok(Tensor::from_storage_op(
+            data,
+            &shape,
+            "cat",
+            &inputs,
+            Box::new(move |g: &Tensor| Ok(g.split(dim, &sizes)?.into_iter().map(Some).collect())),
+        ))
     }
 
     /// Picks `indices` along `dim` (copy; indices may repeat).  dx: dy scatter-added back.
     pub fn index_select(&self, dim: usize, indices: &[usize]) -> Result<Tensor> {
-        Tensor::cpu_only("index_select", &[self])?;
         check_dim("index_select", self, dim)?;
-        let (outer, n, inner) = split_dims(self.shape(), dim);
+        let n = self.shape()[dim];
         if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
             return Err(EngineError::arg(
                 "index_select",
@@ -340,35 +295,19 @@ impl Tensor {
         }
         let mut shape = self.shape().to_vec();
         shape[dim] = indices.len();
-        let m = indices.len();
-        with_dtype!(self.dtype(), T => {
-            let out = self.with_contiguous(|s: &[T]| {
-                let mut out = T::alloc(outer * m * inner);
-                for o in 0..outer {
-                    for (j, &i) in indices.iter().enumerate() {
-                        let src = (o * n + i) * inner;
-                        out[(o * m + j) * inner..(o * m + j + 1) * inner].copy_from_slice(&s[src..src + inner]);
-                    }
-                }
-                out
-            });
-            let indices = indices.to_vec();
-            let in_shape = self.shape().to_vec();
-            Ok(Tensor::from_op(out, &shape, "index_select", &[self], Box::new(move |g| {
-                let mut dx = T::alloc_zeroed(outer * n * inner);
-                g.with_contiguous(|gs: &[T]| {
-                    for o in 0..outer {
-                        for (j, &i) in indices.iter().enumerate() {
-                            let dst = (o * n + i) * inner;
-                            for (d, &v) in dx[dst..dst + inner].iter_mut().zip(&gs[(o * m + j) * inner..]) {
-                                *d += v;
-                            }
-                        }
-                    }
-                });
-                Ok(vec![Some(Tensor::from_data(dx, &in_shape))])
-            })))
-        })
+        let data = backend::index_select(self, dim, indices)?;
+        let indices = indices.to_vec();
+        let in_shape = self.shape().to_vec();
+        Ok(Tensor::from_storage_op(
+            data,
+            &shape,
+            "index_select",
+            &[self],
+            Box::new(move |g| {
+                let dx = backend::index_select_backward(g, dim, &indices, &in_shape)?;
+                Ok(vec![Some(Tensor::from_storage(dx, &in_shape))])
+            }),
+        ))
     }
 
     /// A copy in another dtype.  dx = dy converted back.
@@ -376,15 +315,16 @@ impl Tensor {
         if dtype == self.dtype() {
             return self.clone();
         }
-        assert!(
-            !self.is_cuda(),
-            "to_dtype is not available on CUDA (only f32 lives there)"
-        );
-        let values = self.to_vec_f64();
+        // CUDA holds f32 only so far: the error names the op (a panic, as the signature has no
+        // Result for callers).
+        let data = backend::to_dtype(self, dtype).unwrap_or_else(|e| panic!("{e}"));
         let back = self.dtype();
-        with_dtype!(dtype, T => {
-            let data: Vec<T> = values.iter().map(|&v| T::from_f64(v)).collect();
-            Tensor::from_op(data, self.shape(), "to_dtype", &[self], Box::new(move |g| Ok(vec![Some(g.to_dtype(back))])))
-        })
+        Tensor::from_storage_op(
+            data,
+            self.shape(),
+            "to_dtype",
+            &[self],
+            Box::new(move |g| Ok(vec![Some(g.to_dtype(back))])),
+        )
     }
 }

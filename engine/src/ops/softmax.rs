@@ -2,19 +2,11 @@
 //! x [.., n] -> y [.., n].  Backward uses the saved output y:
 //! softmax: dx = y * (dy - sum(dy * y));  log-softmax: dx = dy - exp(y) * sum(dy).
 
-use crate::{with_dtype, Element, EngineError, Result, Tensor};
+use crate::backend;
+use crate::{EngineError, Result, Tensor};
 
-#[derive(Clone, Copy)]
-enum Kind {
-    Softmax,
-    LogSoftmax,
-}
-
-fn last_axis_op(x: &Tensor, kind: Kind) -> Result<Tensor> {
-    let name = match kind {
-        Kind::Softmax => "softmax",
-        Kind::LogSoftmax => "log_softmax",
-    };
+fn last_axis_op(x: &Tensor, log: bool) -> Result<Tensor> {
+    let name = if log { "log_softmax" } else { "softmax" };
     if x.rank() == 0 || x.shape()[x.rank() - 1] == 0 {
         return Err(EngineError::arg(
             name,
@@ -22,42 +14,26 @@ fn last_axis_op(x: &Tensor, kind: Kind) -> Result<Tensor> {
             "needs a non-empty last axis",
         ));
     }
-    if x.is_cuda() {
-        return super::cuda::softmax(x, matches!(kind, Kind::LogSoftmax), name);
-    }
-    let cols = x.shape()[x.rank() - 1];
-    with_dtype!(x.dtype(), T => {
-        let y = x.with_contiguous(|s: &[T]| {
-            let mut y = T::alloc(s.len());
-            match kind {
-                Kind::Softmax => T::softmax_forward(s, &mut y, cols),
-                Kind::LogSoftmax => T::log_softmax_forward(s, &mut y, cols),
-            }
-            y
-        });
-        let y = Tensor::from_data(y, x.shape());
-        let saved = y.clone();
-        Ok(Tensor::from_storage_op_like(&y, name, &[x], Box::new(move |g| {
-            let dx = saved.with_contiguous(|ys: &[T]| g.with_contiguous(|gs: &[T]| {
-                let mut dx = T::alloc(ys.len());
-                match kind {
-                    Kind::Softmax => T::softmax_backward(ys, gs, &mut dx, cols),
-                    Kind::LogSoftmax => T::log_softmax_backward(ys, gs, &mut dx, cols),
-                }
-                dx
-            }));
-            Ok(vec![Some(Tensor::from_data(dx, saved.shape()))])
-        })))
-    })
+    let y = Tensor::from_storage(backend::softmax_forward(x, log)?, x.shape());
+    let saved = y.clone();
+    Ok(Tensor::from_storage_op_like(
+        &y,
+        name,
+        &[x],
+        Box::new(move |g| {
+            let dx = backend::softmax_backward(&saved, g, log)?;
+            Ok(vec![Some(Tensor::from_storage(dx, saved.shape()))])
+        }),
+    ))
 }
 
 impl Tensor {
     /// softmax over the last axis.
     pub fn softmax(&self) -> Result<Tensor> {
-        last_axis_op(self, Kind::Softmax)
+        last_axis_op(self, false)
     }
     /// log(softmax(x)) over the last axis, computed stably.
     pub fn log_softmax(&self) -> Result<Tensor> {
-        last_axis_op(self, Kind::LogSoftmax)
+        last_axis_op(self, true)
     }
 }

@@ -22,7 +22,7 @@ pub fn gpu_or_skip() -> bool {
                 msg.contains("no CUDA device: use --device cpu"),
                 "unexpected error without a GPU: {msg}"
             );
-            println!("skipped: {msg}");
+            dinonat_engine::kernels::cuda::skip_gpu_test(&msg);
             false
         }
     }

@@ -9,7 +9,7 @@ use super::device::GpuDevice;
 use super::neighborhood_attention::{dmax, intern, GpuFloat, GpuHeads, GpuView};
 use super::nvrtc::ATTENTION;
 use super::Result;
-use crate::cpu::attention::{Attention, HeadsView};
+use crate::attention::{Attention, HeadsView};
 use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
 
 /// Rows (queries or keys) per block; matches `BLOCK` in the CUDA source.

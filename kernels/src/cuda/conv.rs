@@ -6,7 +6,7 @@ use super::device::GpuDevice;
 use super::nvrtc::CONV;
 use super::reduce::{check_len, grid_1d, to_i32};
 use super::Result;
-use crate::cpu::conv::Conv2dGeometry;
+use crate::conv::Conv2dGeometry;
 use cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg};
 
 /// The kernel's `Geometry` struct (passed by value).

@@ -135,6 +135,13 @@ impl GpuDevice {
             .map_err(|e| format!("download of {} elements: {e}", dev.len()))
     }
 
+    /// A device buffer for a kernel that writes every element of it (contents unspecified until
+    /// then; the kernel tests poison their outputs, so a kernel that misses an element fails).
+    pub fn uninit<T: DeviceRepr>(&self, len: usize) -> Result<CudaSlice<T>> {
+        // SAFETY: device memory of a `DeviceRepr` type; it is never read before a kernel writes it.
+        unsafe { self.stream.alloc(len) }.map_err(|e| format!("alloc of {len} elements: {e}"))
+    }
+
     /// A zero-filled device buffer.
     pub fn zeros<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> Result<CudaSlice<T>> {
         self.stream
@@ -195,4 +202,17 @@ impl GpuDevice {
         modules.insert(source.name, module.clone());
         Ok(module)
     }
+}
+
+/// The environment variable that makes every skipped GPU test fail (the packed GPU check sets it):
+/// on a GPU machine a test that cannot reach the device must not pass vacuously.
+pub const REQUIRE_GPU: &str = "DINONAT_REQUIRE_GPU";
+
+/// A GPU test that cannot run: prints "skipped: `reason`", or panics with the reason when
+/// `DINONAT_REQUIRE_GPU=1`. The one helper every GPU test's skip goes through.
+pub fn skip_gpu_test(reason: &str) {
+    if std::env::var(REQUIRE_GPU).as_deref() == Ok("1") {
+        panic!("{REQUIRE_GPU}=1 but this GPU test cannot run: {reason}");
+    }
+    println!("skipped: {reason}");
 }

@@ -1,6 +1,6 @@
 //! GEMM on the GPU: C = alpha * op(A) * op(B) + beta * C, shapes m x k x n as on the CPU
-//! (`cpu::gemm`, whose [`Layout`] and [`BatchStrides`] describe the operands here too: a
-//! transposed operand is a swapped-stride layout, e.g. `Layout::col_major(rows)`).
+//! (`crate::gemm`'s [`MatrixLayout`] and [`BatchStrides`] describe the operands, as on the CPU: a
+//! transposed operand is a swapped-stride layout, e.g. `MatrixLayout::col_major(rows)`).
 //!
 //! Three precisions, chosen per call ([`GemmPrecision`]); all accumulate in f32:
 //! - `Fp32Simt`: kernels/cuda/gemm_simt.cu, FP32 FMA, any strides. The reference GPU GEMM.
@@ -23,7 +23,7 @@ pub use wgmma::{available as wgmma_available, WgmmaTile};
 use super::device::GpuDevice;
 use super::nvrtc::{GEMM_MMA, GEMM_SIMT};
 use super::Result;
-use crate::cpu::gemm::{BatchStrides, Layout};
+use crate::gemm::{BatchStrides, MatrixLayout};
 use cudarc::driver::sys::CUfunction_attribute_enum;
 use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits};
 use half::bf16;
@@ -173,12 +173,12 @@ pub fn gemm(
     n: usize,
     alpha: f32,
     a: &CudaSlice<f32>,
-    la: Layout,
+    la: MatrixLayout,
     b: &CudaSlice<f32>,
-    lb: Layout,
+    lb: MatrixLayout,
     beta: f32,
     c: &mut CudaSlice<f32>,
-    lc: Layout,
+    lc: MatrixLayout,
 ) -> Result<()> {
     let one = BatchStrides {
         count: 1,
@@ -210,8 +210,8 @@ fn to_i32(what: &str, v: usize) -> Result<i32> {
     i32::try_from(v).map_err(|_| format!("gemm: {what} = {v} exceeds i32"))
 }
 
-fn transposed(l: Layout) -> Layout {
-    Layout {
+fn transposed(l: MatrixLayout) -> MatrixLayout {
+    MatrixLayout {
         row_stride: l.col_stride,
         col_stride: l.row_stride,
     }
@@ -228,12 +228,12 @@ pub fn gemm_batched(
     n: usize,
     alpha: f32,
     a: &CudaSlice<f32>,
-    la: Layout,
+    la: MatrixLayout,
     b: &CudaSlice<f32>,
-    lb: Layout,
+    lb: MatrixLayout,
     beta: f32,
     c: &mut CudaSlice<f32>,
-    lc: Layout,
+    lc: MatrixLayout,
 ) -> Result<()> {
     gemm_batched_with(
         dev, precision, None, batch, m, k, n, alpha, a, la, b, lb, beta, c, lc,
@@ -253,12 +253,12 @@ pub fn gemm_batched_with(
     n: usize,
     alpha: f32,
     a: &CudaSlice<f32>,
-    la: Layout,
+    la: MatrixLayout,
     b: &CudaSlice<f32>,
-    lb: Layout,
+    lb: MatrixLayout,
     beta: f32,
     c: &mut CudaSlice<f32>,
-    lc: Layout,
+    lc: MatrixLayout,
 ) -> Result<()> {
     let kernel = tile.map_or(GemmKernel::Auto, GemmKernel::Mma);
     gemm_batched_kernel(
@@ -278,12 +278,12 @@ pub fn gemm_batched_kernel(
     n: usize,
     alpha: f32,
     a: &CudaSlice<f32>,
-    la: Layout,
+    la: MatrixLayout,
     b: &CudaSlice<f32>,
-    lb: Layout,
+    lb: MatrixLayout,
     beta: f32,
     c: &mut CudaSlice<f32>,
-    lc: Layout,
+    lc: MatrixLayout,
 ) -> Result<()> {
     if m == 0 || n == 0 || batch.count == 0 {
         return Ok(());
@@ -496,21 +496,21 @@ pub fn gemm_bf16_kernel(
         a.len(),
         batch.count,
         batch.a,
-        Layout::row_major(lda).min_len(m, k),
+        MatrixLayout::row_major(lda).min_len(m, k),
     )?;
     check_operand(
         "B",
         b.len(),
         batch.count,
         batch.b,
-        Layout::row_major(ldb).min_len(k, n),
+        MatrixLayout::row_major(ldb).min_len(k, n),
     )?;
     check_operand(
         "C",
         c.len(),
         batch.count,
         batch.c,
-        Layout::row_major(ldc).min_len(m, n),
+        MatrixLayout::row_major(ldc).min_len(m, n),
     )?;
     if let Some(wtile) = kernel.wgmma(dev, k) {
         let a_ok = wgmma::direct_ok(k, m, lda, batch.a, batch.count);
@@ -597,21 +597,21 @@ pub fn gemm_tf32_bt(
         a.len(),
         batch.count,
         batch.a,
-        Layout::row_major(lda).min_len(m, k),
+        MatrixLayout::row_major(lda).min_len(m, k),
     )?;
     check_operand(
         "B^T",
         bt.len(),
         batch.count,
         batch.b,
-        Layout::row_major(ldbt).min_len(n, k),
+        MatrixLayout::row_major(ldbt).min_len(n, k),
     )?;
     check_operand(
         "C",
         c.len(),
         batch.count,
         batch.c,
-        Layout::row_major(ldc).min_len(m, n),
+        MatrixLayout::row_major(ldc).min_len(m, n),
     )?;
     wgmma::gemm_tf32_bt(
         dev, tile, batch, m, k, n, alpha, a, lda, bt, ldbt, beta, c, ldc,
@@ -663,21 +663,21 @@ pub fn gemm_bf16_bt(
         a.len(),
         batch.count,
         batch.a,
-        Layout::row_major(lda).min_len(m, k),
+        MatrixLayout::row_major(lda).min_len(m, k),
     )?;
     check_operand(
         "B^T",
         bt.len(),
         batch.count,
         batch.b,
-        Layout::row_major(ldbt).min_len(n, k),
+        MatrixLayout::row_major(ldbt).min_len(n, k),
     )?;
     check_operand(
         "C",
         c.len(),
         batch.count,
         batch.c,
-        Layout::row_major(ldc).min_len(m, n),
+        MatrixLayout::row_major(ldc).min_len(m, n),
     )?;
     wgmma::gemm_bf16_bt(
         dev, tile, batch, m, k, n, alpha, a, lda, bt, ldbt, beta, c, ldc,
@@ -694,9 +694,9 @@ fn gemm_tf32(
     n: usize,
     alpha: f32,
     a: &CudaSlice<f32>,
-    la: Layout,
+    la: MatrixLayout,
     b: &CudaSlice<f32>,
-    lb: Layout,
+    lb: MatrixLayout,
     beta: f32,
     c: &mut CudaSlice<f32>,
     ldc: usize,
@@ -745,7 +745,7 @@ fn pack<T: DeviceRepr + ValidAsZeroBits>(
     dev: &GpuDevice,
     kernel: &'static str,
     src: &CudaSlice<f32>,
-    l: Layout,
+    l: MatrixLayout,
     src_batch: usize,
     count: usize,
     rows: usize,
@@ -868,12 +868,12 @@ fn gemm_simt(
     n: usize,
     alpha: f32,
     a: &CudaSlice<f32>,
-    la: Layout,
+    la: MatrixLayout,
     b: &CudaSlice<f32>,
-    lb: Layout,
+    lb: MatrixLayout,
     beta: f32,
     c: &mut CudaSlice<f32>,
-    lc: Layout,
+    lc: MatrixLayout,
 ) -> Result<()> {
     let f = dev.function(GEMM_SIMT, "gemm_simt_f32")?;
     let grid_y = m.div_ceil(SIMT_TILE);

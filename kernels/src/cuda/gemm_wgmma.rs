@@ -7,10 +7,10 @@
 //! A rounded to TF32 or converted to bf16; B transposed and rounded/converted); bf16 operands in
 //! that layout go in directly. TMA zero-fills outside the tensor, so any m, n, k works.
 
-use crate::cpu::gemm::{BatchStrides, Layout};
 use crate::cuda::device::GpuDevice;
 use crate::cuda::nvrtc::GEMM_WGMMA;
 use crate::cuda::Result;
+use crate::gemm::{BatchStrides, MatrixLayout};
 use cudarc::driver::sys::{self, CUfunction_attribute_enum};
 use cudarc::driver::{CudaSlice, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg};
 use half::bf16;
@@ -153,7 +153,7 @@ fn pack<S: DeviceRepr, D: DeviceRepr>(
     dev: &GpuDevice,
     kernel: &'static str,
     src: &CudaSlice<S>,
-    l: Layout,
+    l: MatrixLayout,
     src_batch: usize,
     count: usize,
     rows: usize,
@@ -195,8 +195,8 @@ fn pack<S: DeviceRepr, D: DeviceRepr>(
     Ok(dst)
 }
 
-fn transposed(l: Layout) -> Layout {
-    Layout {
+fn transposed(l: MatrixLayout) -> MatrixLayout {
+    MatrixLayout {
         row_stride: l.col_stride,
         col_stride: l.row_stride,
     }
@@ -214,9 +214,9 @@ pub(super) fn gemm_f32(
     n: usize,
     alpha: f32,
     a: &CudaSlice<f32>,
-    la: Layout,
+    la: MatrixLayout,
     b: &CudaSlice<f32>,
-    lb: Layout,
+    lb: MatrixLayout,
     beta: f32,
     c: &mut CudaSlice<f32>,
     ldc: usize,
@@ -415,7 +415,7 @@ pub(super) fn gemm_bf16_b_row_major(
     ldc: usize,
 ) -> Result<()> {
     let kp = k; // a multiple of 8, > 0 (checked by the caller)
-    let lb = Layout {
+    let lb = MatrixLayout {
         row_stride: 1,
         col_stride: ldb,
     }; // B^T: element (j, p) at p * ldb + j

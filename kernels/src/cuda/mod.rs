@@ -19,7 +19,7 @@ pub mod optim;
 pub mod reduce;
 pub mod softmax;
 
-pub use device::{GpuDevice, GpuInfo};
+pub use device::{skip_gpu_test, GpuDevice, GpuInfo, REQUIRE_GPU};
 pub use gemm::{GemmPrecision, MmaTile};
 
 /// Device buffers and the bf16 type, re-exported so callers need not depend on cudarc or half.

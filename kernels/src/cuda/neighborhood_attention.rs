@@ -9,8 +9,9 @@
 use super::device::GpuDevice;
 use super::nvrtc::NEIGHBORHOOD_ATTENTION;
 use super::Result;
-use crate::cpu::neighborhood_attention::window::group_len;
-use crate::cpu::neighborhood_attention::{inverse_window, window, HeadsView, Na2d};
+use crate::attention::HeadsView;
+use crate::neighborhood_attention::window::{group_len, inverse_window, window};
+use crate::neighborhood_attention::Na2d;
 use cudarc::driver::sys::CUfunction_attribute_enum;
 use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits};
 use half::bf16;

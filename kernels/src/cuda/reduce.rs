@@ -221,14 +221,7 @@ pub fn strided_scatter(
     Ok(())
 }
 
-/// The four arithmetic ops of [`binary_strided`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BinaryOp {
-    Add = 0,
-    Sub = 1,
-    Mul = 2,
-    Div = 3,
-}
+pub use crate::elementwise::{BinaryOp, MapOp};
 
 /// A strided view of a device buffer: storage offset and element strides (0 = broadcast).
 #[derive(Clone, Copy, Debug)]
@@ -275,22 +268,6 @@ pub fn binary_strided(
     Ok(())
 }
 
-/// The elementwise maps of [`map`].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum MapOp {
-    /// p0 * x + p1
-    Affine(f32, f32),
-    Exp,
-    Log,
-    Sqrt,
-    /// x^p
-    Pow(f32),
-    /// max(x, p)
-    Max(f32),
-    /// 1 where x > p, else 0
-    Step(f32),
-}
-
 /// y[i] = f(x[i]) for the first `n` elements.
 pub fn map(
     dev: &GpuDevice,
@@ -305,13 +282,13 @@ pub fn map(
         return Ok(());
     }
     let (code, p0, p1) = match op {
-        MapOp::Affine(a, b) => (0i32, a, b),
+        MapOp::Affine(a, b) => (0i32, a as f32, b as f32),
         MapOp::Exp => (1, 0.0, 0.0),
         MapOp::Log => (2, 0.0, 0.0),
         MapOp::Sqrt => (3, 0.0, 0.0),
-        MapOp::Pow(p) => (4, p, 0.0),
-        MapOp::Max(p) => (5, p, 0.0),
-        MapOp::Step(p) => (6, p, 0.0),
+        MapOp::Pow(p) => (4, p as f32, 0.0),
+        MapOp::Max(p) => (5, p as f32, 0.0),
+        MapOp::Step(p) => (6, p as f32, 0.0),
     };
     let f = dev.function(REDUCE, "map_f32")?;
     let n_i = n as i64;

@@ -12,26 +12,7 @@ use crate::cpu::isa::{self, Isa};
 use crate::Float;
 use rayon::prelude::*;
 
-/// The four arithmetic binary operations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BinaryOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-}
-
-impl BinaryOp {
-    #[inline(always)]
-    pub fn apply<T: Float>(self, a: T, b: T) -> T {
-        match self {
-            BinaryOp::Add => a + b,
-            BinaryOp::Sub => a - b,
-            BinaryOp::Mul => a * b,
-            BinaryOp::Div => a / b,
-        }
-    }
-}
+pub use crate::elementwise::BinaryOp;
 
 fn check_binary(a: usize, b: usize, out: usize) {
     assert_eq!(a, out, "binary op: a has {a} elements but out has {out}");

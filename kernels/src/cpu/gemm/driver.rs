@@ -23,6 +23,7 @@ use rayon::prelude::*;
 use std::cell::Cell;
 
 use super::pack::{pack_a, pack_b_block, pack_b_panel};
+use super::view::{View, ViewMut};
 
 /// One call of a microkernel: C[0..mr, 0..nr] = alpha * sum_p A[i, p] B[p, j] + beta * C
 /// (C is not read when beta == 0). The kernel always reads MR rows of A and NR columns of B
@@ -62,43 +63,6 @@ pub(crate) trait MicroKernel {
     /// As [`MicroKernel::tile_packed_a`], with A read in place: MR rows of kc values, `a_rs` apart.
     unsafe fn tile_rows_a(t: &Tile);
 }
-
-/// A read-only strided matrix (raw, so tasks can share it across threads).
-#[derive(Clone, Copy)]
-pub(crate) struct View {
-    pub ptr: *const f32,
-    pub rs: usize,
-    pub cs: usize,
-}
-
-/// A writable matrix with unit column stride; tasks write disjoint tiles.
-#[derive(Clone, Copy)]
-pub(crate) struct ViewMut {
-    pub ptr: *mut f32,
-    pub rs: usize,
-}
-
-impl View {
-    /// The view moved by `off` elements (a method, so closures capture the whole Sync view).
-    pub fn offset(self, off: usize) -> View {
-        View {
-            ptr: self.ptr.wrapping_add(off),
-            ..self
-        }
-    }
-}
-
-impl ViewMut {
-    pub fn offset(self, off: usize) -> *mut f32 {
-        self.ptr.wrapping_add(off)
-    }
-}
-
-// SAFETY: the driver hands each task a disjoint set of C tiles and only reads A and B.
-unsafe impl Send for View {}
-unsafe impl Sync for View {}
-unsafe impl Send for ViewMut {}
-unsafe impl Sync for ViewMut {}
 
 /// Above this n, A is packed even when it is row-major: each A micro-panel then serves many B panels,
 /// which pays for the copy (and packing avoids L1 set conflicts of power-of-two row strides).

@@ -1,7 +1,7 @@
 //! SGEMM: C = alpha * op(A) * op(B) + beta * C, with C m x n, op(A) m x k, op(B) k x n
 //! (shapes are written m x k x n everywhere).
 //!
-//! Operands are described by a [`Layout`] of element strides, which covers row-major,
+//! Operands are described by a [`MatrixLayout`] of element strides, which covers row-major,
 //! column-major (a transposed operand) and general strided views. When `beta == 0`, C is not read,
 //! so NaN or garbage in C never propagates. When `alpha == 0` or `k == 0`, A and B are not read
 //! (C = beta * C), as in BLAS.
@@ -22,52 +22,16 @@ mod kernel_portable;
 mod pack;
 #[cfg(test)]
 mod tests;
+mod view;
 
 use crate::cpu::isa::{self, Isa};
 use crate::Float;
-use driver::{View, ViewMut};
 use rayon::prelude::*;
+use view::{View, ViewMut};
 
-/// Element strides of a matrix view: element (i, j) lives at `i * row_stride + j * col_stride`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Layout {
-    pub row_stride: usize,
-    pub col_stride: usize,
-}
-
-impl Layout {
-    /// A row-major matrix with `cols` columns (leading dimension = cols).
-    pub fn row_major(cols: usize) -> Layout {
-        Layout {
-            row_stride: cols,
-            col_stride: 1,
-        }
-    }
-    /// A column-major matrix with `rows` rows; a row-major matrix read transposed.
-    pub fn col_major(rows: usize) -> Layout {
-        Layout {
-            row_stride: 1,
-            col_stride: rows,
-        }
-    }
-    /// The smallest buffer length that holds a `rows x cols` matrix with this layout.
-    pub fn min_len(self, rows: usize, cols: usize) -> usize {
-        if rows == 0 || cols == 0 {
-            0
-        } else {
-            (rows - 1) * self.row_stride + (cols - 1) * self.col_stride + 1
-        }
-    }
-}
-
-/// Strides between consecutive matrices of a batch (in elements).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BatchStrides {
-    pub count: usize,
-    pub a: usize,
-    pub b: usize,
-    pub c: usize,
-}
+/// The old name of [`MatrixLayout`], kept for callers above the engine.
+pub use crate::gemm::MatrixLayout as Layout;
+pub use crate::gemm::{BatchStrides, MatrixLayout};
 
 /// The plain triple loop every fast GEMM is tested against (accumulates in T).
 #[allow(clippy::too_many_arguments)]
@@ -77,12 +41,12 @@ pub fn gemm_reference<T: Float>(
     n: usize,
     alpha: T,
     a: &[T],
-    la: Layout,
+    la: MatrixLayout,
     b: &[T],
-    lb: Layout,
+    lb: MatrixLayout,
     beta: T,
     c: &mut [T],
-    lc: Layout,
+    lc: MatrixLayout,
 ) {
     for i in 0..m {
         for j in 0..n {
@@ -111,12 +75,12 @@ pub fn sgemm(
     n: usize,
     alpha: f32,
     a: &[f32],
-    la: Layout,
+    la: MatrixLayout,
     b: &[f32],
-    lb: Layout,
+    lb: MatrixLayout,
     beta: f32,
     c: &mut [f32],
-    lc: Layout,
+    lc: MatrixLayout,
 ) {
     sgemm_with(isa::active(), m, k, n, alpha, a, la, b, lb, beta, c, lc)
 }
@@ -131,12 +95,12 @@ pub fn sgemm_with(
     n: usize,
     alpha: f32,
     a: &[f32],
-    la: Layout,
+    la: MatrixLayout,
     b: &[f32],
-    lb: Layout,
+    lb: MatrixLayout,
     beta: f32,
     c: &mut [f32],
-    lc: Layout,
+    lc: MatrixLayout,
 ) {
     check_lengths(1, (0, 0, 0), m, k, n, a, la, b, lb, c, lc);
     let (a, b) = (view(a, la), view(b, lb));
@@ -156,12 +120,12 @@ pub fn sgemm_batched(
     n: usize,
     alpha: f32,
     a: &[f32],
-    la: Layout,
+    la: MatrixLayout,
     b: &[f32],
-    lb: Layout,
+    lb: MatrixLayout,
     beta: f32,
     c: &mut [f32],
-    lc: Layout,
+    lc: MatrixLayout,
 ) {
     sgemm_batched_with(
         isa::active(),
@@ -190,12 +154,12 @@ pub fn sgemm_batched_with(
     n: usize,
     alpha: f32,
     a: &[f32],
-    la: Layout,
+    la: MatrixLayout,
     b: &[f32],
-    lb: Layout,
+    lb: MatrixLayout,
     beta: f32,
     c: &mut [f32],
-    lc: Layout,
+    lc: MatrixLayout,
 ) {
     if batch.count == 0 {
         return;
@@ -228,7 +192,7 @@ pub fn sgemm_batched_with(
 
 /// Whether the C matrices of a batch cannot share an element: consecutive blocks, or the
 /// interleaved layout of attention heads (item t owns columns t*stride.. of every row).
-fn c_items_disjoint(batch: BatchStrides, m: usize, n: usize, lc: Layout) -> bool {
+fn c_items_disjoint(batch: BatchStrides, m: usize, n: usize, lc: MatrixLayout) -> bool {
     let last = (batch.count - 1) * batch.c;
     batch.c >= lc.min_len(m, n)
         || (lc.col_stride == 1 && batch.c >= n && last + n <= lc.row_stride)
@@ -243,11 +207,11 @@ fn check_lengths(
     k: usize,
     n: usize,
     a: &[f32],
-    la: Layout,
+    la: MatrixLayout,
     b: &[f32],
-    lb: Layout,
+    lb: MatrixLayout,
     c: &[f32],
-    lc: Layout,
+    lc: MatrixLayout,
 ) {
     let need = |len: usize, stride: usize| {
         if len == 0 {
@@ -277,7 +241,7 @@ fn check_lengths(
 
 /// Whether every element of a rows x cols view has its own place (so C can be written in
 /// parallel): a sufficient test, the larger stride steps over the whole extent of the smaller.
-fn distinct_elements(rows: usize, cols: usize, l: Layout) -> bool {
+fn distinct_elements(rows: usize, cols: usize, l: MatrixLayout) -> bool {
     let (small, large) = if l.row_stride <= l.col_stride {
         ((l.row_stride, rows), (l.col_stride, cols))
     } else {
@@ -287,7 +251,7 @@ fn distinct_elements(rows: usize, cols: usize, l: Layout) -> bool {
         || (small.1 <= 1 || small.0 >= 1) && (large.1 <= 1 || large.0 >= (small.0 * small.1).max(1))
 }
 
-fn view(x: &[f32], l: Layout) -> View {
+fn view(x: &[f32], l: MatrixLayout) -> View {
     View {
         ptr: x.as_ptr(),
         rs: l.row_stride,
@@ -312,7 +276,7 @@ unsafe fn gemm_views(
     b: View,
     beta: f32,
     c: *mut f32,
-    lc: Layout,
+    lc: MatrixLayout,
     parallel: bool,
 ) {
     if m == 0 || n == 0 {

@@ -8,7 +8,7 @@
 //! Rows or columns past the matrix edge are written as zeros, so the microkernel always computes a
 //! full tile; the padding never reaches C (only the valid corner is stored).
 
-use super::driver::View;
+use super::view::View;
 
 /// Packs rows i0..i0+mc, columns p0..p0+kc of A into MR-row panels.
 pub(crate) fn pack_a(

@@ -32,17 +32,17 @@ enum Store {
 }
 
 /// A rows x cols matrix with random values inside the view and NaN everywhere else.
-fn matrix(rng: &mut Rng, rows: usize, cols: usize, s: Store) -> (Vec<f32>, Layout) {
+fn matrix(rng: &mut Rng, rows: usize, cols: usize, s: Store) -> (Vec<f32>, MatrixLayout) {
     let l = match s {
-        Store::Rows(pad) => Layout {
+        Store::Rows(pad) => MatrixLayout {
             row_stride: cols + pad,
             col_stride: 1,
         },
-        Store::Cols(pad) => Layout {
+        Store::Cols(pad) => MatrixLayout {
             row_stride: 1,
             col_stride: rows + pad,
         },
-        Store::Strided => Layout {
+        Store::Strided => MatrixLayout {
             row_stride: 2 * cols + 1,
             col_stride: 2,
         },
@@ -339,12 +339,12 @@ fn sgemm_degenerate_k_and_alpha() {
                 4,
                 alpha,
                 &a,
-                Layout::row_major(k),
+                MatrixLayout::row_major(k),
                 &b,
-                Layout::row_major(4),
+                MatrixLayout::row_major(4),
                 0.0,
                 &mut c,
-                Layout::row_major(4),
+                MatrixLayout::row_major(4),
             );
             assert!(
                 c.iter().all(|&v| v == 0.0),
@@ -359,12 +359,12 @@ fn sgemm_degenerate_k_and_alpha() {
                 4,
                 alpha,
                 &a,
-                Layout::row_major(k),
+                MatrixLayout::row_major(k),
                 &b,
-                Layout::row_major(4),
+                MatrixLayout::row_major(4),
                 0.5,
                 &mut c,
-                Layout::row_major(4),
+                MatrixLayout::row_major(4),
             );
             assert!(c.iter().all(|&v| v == 1.0), "{}: C = beta C", isa.name());
         }
@@ -433,9 +433,9 @@ fn sgemm_batched_matches_reference_contiguous_and_interleaved() {
                 c: m * n,
             };
             let (la, lb, lc) = (
-                Layout::row_major(k),
-                Layout::row_major(n),
-                Layout::row_major(n),
+                MatrixLayout::row_major(k),
+                MatrixLayout::row_major(n),
+                MatrixLayout::row_major(n),
             );
             let out = run_in_pool(2, || {
                 sgemm_batched_with(isa, batch, m, k, n, 1.0, &a, la, &b, lb, 0.0, &mut c, lc);
@@ -443,9 +443,9 @@ fn sgemm_batched_matches_reference_contiguous_and_interleaved() {
             });
             // Interleaved "heads": item t owns columns t*n.. of each row of one [m, count*n] C,
             // and reads B transposed.
-            let lbt = Layout::col_major(k);
+            let lbt = MatrixLayout::col_major(k);
             let mut ci = vec![f32::NAN; m * count * n];
-            let lci = Layout::row_major(count * n);
+            let lci = MatrixLayout::row_major(count * n);
             let bi = BatchStrides {
                 count,
                 a: m * k,
@@ -471,7 +471,7 @@ fn sgemm_batched_matches_reference_contiguous_and_interleaved() {
                     lb,
                     0.0,
                     &mut want,
-                    Layout::row_major(n),
+                    MatrixLayout::row_major(n),
                 );
                 gemm_reference(
                     m,
@@ -484,7 +484,7 @@ fn sgemm_batched_matches_reference_contiguous_and_interleaved() {
                     lbt,
                     0.0,
                     &mut want_t,
-                    Layout::row_major(n),
+                    MatrixLayout::row_major(n),
                 );
                 for i in 0..m {
                     for j in 0..n {
@@ -510,12 +510,12 @@ fn sgemm_batched_matches_reference_contiguous_and_interleaved() {
 
 #[test]
 fn distinct_elements_accepts_real_layouts_and_rejects_aliasing() {
-    assert!(distinct_elements(5, 7, Layout::row_major(7)));
-    assert!(distinct_elements(5, 7, Layout::col_major(5)));
+    assert!(distinct_elements(5, 7, MatrixLayout::row_major(7)));
+    assert!(distinct_elements(5, 7, MatrixLayout::col_major(5)));
     assert!(distinct_elements(
         5,
         7,
-        Layout {
+        MatrixLayout {
             row_stride: 32,
             col_stride: 1
         }
@@ -523,7 +523,7 @@ fn distinct_elements_accepts_real_layouts_and_rejects_aliasing() {
     assert!(distinct_elements(
         1,
         7,
-        Layout {
+        MatrixLayout {
             row_stride: 0,
             col_stride: 1
         }
@@ -531,7 +531,7 @@ fn distinct_elements_accepts_real_layouts_and_rejects_aliasing() {
     assert!(!distinct_elements(
         5,
         7,
-        Layout {
+        MatrixLayout {
             row_stride: 0,
             col_stride: 1
         }
@@ -539,7 +539,7 @@ fn distinct_elements_accepts_real_layouts_and_rejects_aliasing() {
     assert!(!distinct_elements(
         5,
         7,
-        Layout {
+        MatrixLayout {
             row_stride: 3,
             col_stride: 1
         }
@@ -547,7 +547,7 @@ fn distinct_elements_accepts_real_layouts_and_rejects_aliasing() {
     assert!(!distinct_elements(
         1,
         5,
-        Layout {
+        MatrixLayout {
             row_stride: 0,
             col_stride: 0
         }

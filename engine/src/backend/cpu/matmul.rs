@@ -1,0 +1,269 @@
+//! Products on the CPU: batched matmul, linear and conv2d (im2col + GEMM) on the kernels' GEMM
+//! with strided operands: a transposed view is passed as a column-major layout, never copied.
+
+use super::{storage, CpuKernels};
+use crate::kernels::conv::Conv2dGeometry;
+use crate::kernels::gemm::{BatchStrides, MatrixLayout as Mat};
+use crate::layout::Layout;
+use crate::storage::Storage;
+use crate::{Result, Tensor};
+
+/// The GEMM layout of the last two dims of `l`.
+fn matrix_layout(l: &Layout) -> Mat {
+    let r = l.shape.len();
+    Mat {
+        row_stride: l.strides[r - 2],
+        col_stride: l.strides[r - 1],
+    }
+}
+
+/// `t`'s layout broadcast to `batch + [rows, cols]`.
+fn batched_layout(t: &Tensor, batch: &[usize]) -> Layout {
+    let mut full = batch.to_vec();
+    full.extend_from_slice(&t.shape()[t.rank() - 2..]);
+    t.layout().broadcast_to(&full).expect("batch shape checked")
+}
+
+/// Storage offsets of the matrices of `l` over its first `dims` batch dims, in row-major order.
+fn outer_offsets(l: &Layout, dims: usize) -> Vec<usize> {
+    let outer = Layout {
+        shape: l.shape[..dims].to_vec(),
+        strides: l.strides[..dims].to_vec(),
+        offset: l.offset,
+    };
+    let mut offsets = Vec::with_capacity(outer.numel());
+    outer.for_each_offset(|o| offsets.push(o));
+    offsets
+}
+
+pub(crate) fn matmul<T: CpuKernels>(
+    a: &Tensor,
+    b: &Tensor,
+    batch: &[usize],
+    (m, k, n): (usize, usize, usize),
+) -> Storage {
+    let count: usize = batch.iter().product();
+    let mut c = T::alloc(count * m * n);
+    if c.is_empty() {
+        return storage(c);
+    }
+    // [.., m, k] @ [k, n] with mergeable leading dims: one GEMM of (count * m) rows.
+    if b.rank() == 2 && a.layout().dims_merge(0, a.rank() - 1) {
+        a.with_strided(|sa: &[T], la| {
+            b.with_strided(|sb: &[T], lb| {
+                T::gemm(
+                    count * m,
+                    k,
+                    n,
+                    T::ONE,
+                    &sa[la.offset..],
+                    matrix_layout(la),
+                    &sb[lb.offset..],
+                    matrix_layout(lb),
+                    T::ZERO,
+                    &mut c,
+                    Mat::row_major(n),
+                )
+            })
+        });
+        return storage(c);
+    }
+    // The trailing batch dims that merge into one stride in both operands go to one batched GEMM
+    // call; the remaining leading batch dims are looped over (no copies, even for the permuted
+    // heads of a fused QKV projection).
+    let (la, lb) = (batched_layout(a, batch), batched_layout(b, batch));
+    let nb = batch.len();
+    let split = (0..=nb)
+        .find(|&s| la.dims_merge(s, nb) && lb.dims_merge(s, nb))
+        .unwrap_or(nb);
+    let inner: usize = batch[split..].iter().product();
+    let stride = |l: &Layout| if split == nb { 0 } else { l.strides[nb - 1] };
+    let strides = BatchStrides {
+        count: inner,
+        a: stride(&la),
+        b: stride(&lb),
+        c: m * n,
+    };
+    let (offsets_a, offsets_b) = (outer_offsets(&la, split), outer_offsets(&lb, split));
+    a.with_strided(|sa: &[T], _| {
+        b.with_strided(|sb: &[T], _| {
+            for ((oa, ob), cc) in offsets_a
+                .iter()
+                .zip(&offsets_b)
+                .zip(c.chunks_mut(inner * m * n))
+            {
+                T::gemm_batched(
+                    strides,
+                    m,
+                    k,
+                    n,
+                    &sa[*oa..],
+                    matrix_layout(&la),
+                    &sb[*ob..],
+                    matrix_layout(&lb),
+                    cc,
+                    Mat::row_major(n),
+                );
+            }
+        })
+    });
+    storage(c)
+}
+
+/// y = x W^T + b: the bias is written into y first and the GEMM adds to it (beta = 1), one pass.
+pub(crate) fn linear<T: CpuKernels>(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Storage {
+    let (out_f, in_f) = (weight.shape()[0], weight.shape()[1]);
+    let rows: usize = x.shape()[..x.rank() - 1].iter().product();
+    let xm = if x.layout().dims_merge(0, x.rank() - 1) {
+        x.clone()
+    } else {
+        x.detach().contiguous()
+    };
+    let mut y = T::alloc(rows * out_f);
+    let beta = match bias {
+        Some(b) => {
+            b.with_contiguous(|bs: &[T]| {
+                y.chunks_mut(out_f.max(1))
+                    .for_each(|r| r.copy_from_slice(bs))
+            });
+            T::ONE
+        }
+        None => T::ZERO,
+    };
+    if !y.is_empty() {
+        xm.with_strided(|sx: &[T], lx| {
+            weight.with_strided(|sw: &[T], lw| {
+                let la = Mat {
+                    row_stride: if x.rank() >= 2 {
+                        lx.strides[x.rank() - 2]
+                    } else {
+                        in_f
+                    },
+                    col_stride: lx.strides[x.rank() - 1],
+                };
+                // W^T [in, out]: element (p, j) = W[j, p]
+                let lwt = Mat {
+                    row_stride: lw.strides[1],
+                    col_stride: lw.strides[0],
+                };
+                let (a, w) = (&sx[lx.offset..], &sw[lw.offset..]);
+                T::gemm(
+                    rows,
+                    in_f,
+                    out_f,
+                    T::ONE,
+                    a,
+                    la,
+                    w,
+                    lwt,
+                    beta,
+                    &mut y,
+                    Mat::row_major(out_f),
+                )
+            })
+        });
+    }
+    storage(y)
+}
+
+/// Per image, cols = im2col(x_n) [C kh kw, oh ow], y_n = W cols + b.
+pub(crate) fn conv2d_forward<T: CpuKernels>(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    geom: Conv2dGeometry,
+) -> Result<Storage> {
+    let (n, o) = (x.shape()[0], weight.shape()[0]);
+    let (k, p) = (geom.col_rows(), geom.col_cols());
+    let image_len = geom.channels * geom.height * geom.width;
+    let mut y = T::alloc(n * o * p);
+    let mut cols = T::alloc(k * p);
+    let bias_values = bias.map(|b| b.to_vec::<T>()).transpose()?;
+    x.with_contiguous(|xs: &[T]| {
+        weight.with_contiguous(|ws: &[T]| {
+            for (img, yn) in xs.chunks(image_len).zip(y.chunks_mut(o * p)) {
+                T::im2col(&geom, img, &mut cols);
+                let beta = match &bias_values {
+                    Some(bv) => {
+                        for (row, &b) in yn.chunks_mut(p).zip(bv) {
+                            row.fill(b);
+                        }
+                        T::ONE
+                    }
+                    None => T::ZERO,
+                };
+                let (rm_k, rm_p) = (Mat::row_major(k), Mat::row_major(p));
+                T::gemm(o, k, p, T::ONE, ws, rm_k, &cols, rm_p, beta, yn, rm_p);
+            }
+        })
+    });
+    T::recycle(cols);
+    Ok(storage(y))
+}
+
+/// dW = sum_n dy_n cols_n^T;  dcols = W^T dy_n, dx_n = col2im(dcols);  db = sum of dy.
+/// The column matrix is recomputed instead of kept (it is kh kw times larger than x).
+pub(crate) fn conv2d_backward<T: CpuKernels>(
+    x: &Tensor,
+    weight: &Tensor,
+    g: &Tensor,
+    geom: Conv2dGeometry,
+    with_bias: bool,
+) -> (Storage, Storage, Option<Storage>) {
+    let (n, o) = (x.shape()[0], weight.shape()[0]);
+    let (k, p) = (geom.col_rows(), geom.col_cols());
+    let image_len = geom.channels * geom.height * geom.width;
+    let mut dx = T::alloc(n * image_len);
+    let mut dw = T::alloc_zeroed(o * k);
+    let mut db = vec![T::ZERO; o];
+    let mut cols = T::alloc(k * p);
+    let mut dcols = T::alloc(k * p);
+    x.with_contiguous(|xs: &[T]| {
+        weight.with_contiguous(|ws: &[T]| {
+            g.with_contiguous(|gs: &[T]| {
+                let images = xs.chunks(image_len).zip(dx.chunks_mut(image_len));
+                for ((img, dimg), gn) in images.zip(gs.chunks(o * p)) {
+                    T::im2col(&geom, img, &mut cols);
+                    let (rm_k, rm_p) = (Mat::row_major(k), Mat::row_major(p));
+                    // dW += dy_n [O, P] cols^T [P, K]
+                    T::gemm(
+                        o,
+                        p,
+                        k,
+                        T::ONE,
+                        gn,
+                        rm_p,
+                        &cols,
+                        Mat::col_major(p),
+                        T::ONE,
+                        &mut dw,
+                        rm_k,
+                    );
+                    // dcols [K, P] = W^T [K, O] dy_n [O, P]
+                    T::gemm(
+                        k,
+                        o,
+                        p,
+                        T::ONE,
+                        ws,
+                        Mat::col_major(k),
+                        gn,
+                        rm_p,
+                        T::ZERO,
+                        &mut dcols,
+                        rm_p,
+                    );
+                    T::col2im(&geom, &dcols, dimg);
+                    for (d, row) in db.iter_mut().zip(gn.chunks(p)) {
+                        for &v in row {
+                            *d += v;
+                        }
+                    }
+                }
+            })
+        })
+    });
+    T::recycle(cols);
+    T::recycle(dcols);
+    (storage(dx), storage(dw), with_bias.then(|| storage(db)))
+}

@@ -1,0 +1,320 @@
+//! The seam between ops and kernels (docs/autodiff.md, "The backend seam"): the only place in
+//! the engine that matches on device x dtype.
+//!
+//! Each function here takes tensors (storage and layout) and returns a fresh row-major
+//! [`Storage`] on their device: [`cpu`] runs `dinonat_kernels::cpu` (the fast f32 kernels, the
+//! plain references for f64, chosen by [`cpu::CpuKernels`]), [`cuda`] runs `dinonat_kernels::cuda`
+//! (f32). An op (`ops/`) validates shapes, calls a forward here and records ONE backward closure
+//! that calls the backward here or other ops, so the same backward runs on every device. Adding a
+//! dtype or a device touches this layer and the kernels, not the ops.
+//!
+//! A function whose kernel a device lacks returns "op X is not available on CUDA", never a
+//! silent copy.
+
+pub(crate) mod cpu;
+pub(crate) mod cuda;
+
+pub(crate) use crate::kernels::attention::{Attention, HeadsView};
+pub(crate) use crate::kernels::conv::Conv2dGeometry;
+pub(crate) use crate::kernels::elementwise::{BinaryOp, MapOp};
+pub(crate) use crate::kernels::neighborhood_attention::Na2d;
+use crate::layout::Layout;
+use crate::storage::{Device, Storage};
+use crate::{with_dtype, DType, Element, EngineError, Result, Tensor};
+
+/// Runs `$cpu` with `$T` bound to the element type of a host tensor, `$cuda` on the GPU.
+macro_rules! on_device {
+    ($t:expr, $T:ident => $cpu:expr, cuda => $cuda:expr) => {
+        match $t.device() {
+            Device::Cpu => with_dtype!($t.dtype(), $T => $cpu),
+            Device::Cuda(_) => $cuda,
+        }
+    };
+}
+
+/// The device all of `ts` live on, or the error "operands on different devices".
+pub(crate) fn device_of(op: &'static str, ts: &[&Tensor]) -> Result<Device> {
+    let first = ts[0];
+    match ts.iter().find(|t| t.device() != first.device()) {
+        Some(t) => Err(EngineError::arg(
+            op,
+            first.shape(),
+            format!(
+                "operands on different devices ({:?} and {:?}; copy one with .to)",
+                first.device(),
+                t.device()
+            ),
+        )),
+        None => Ok(first.device()),
+    }
+}
+
+/// q, k, v of an attention op as the kernels read them: each tensor and its view.
+pub(crate) type Heads<'a> = [(&'a Tensor, HeadsView); 3];
+
+/// q, k, v paired with their views.
+pub(crate) fn heads(t: &[Tensor; 3], views: [HeadsView; 3]) -> Heads<'_> {
+    [(&t[0], views[0]), (&t[1], views[1]), (&t[2], views[2])]
+}
+
+// ---- elementwise ------------------------------------------------------------------------------
+
+/// a op b at the broadcast `shape`.
+pub(crate) fn binary(op: BinaryOp, a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Storage> {
+    device_of(op.name(), &[a, b])?;
+    on_device!(a, T => Ok(cpu::binary::<T>(op, a, b, shape)), cuda => cuda::binary(op, a, b, shape))
+}
+
+/// f(x) elementwise.
+pub(crate) fn map(op: MapOp, name: &'static str, x: &Tensor) -> Result<Storage> {
+    on_device!(x, T => Ok(cpu::map::<T>(op, x)), cuda => cuda::map(op, name, x))
+}
+
+/// GELU (erf form) and its backward dx = dy * (Phi(x) + x phi(x)).
+pub(crate) fn gelu_forward(x: &Tensor) -> Result<Storage> {
+    on_device!(x, T => Ok(cpu::gelu_forward::<T>(x)), cuda => cuda::gelu_forward(x))
+}
+pub(crate) fn gelu_backward(x: &Tensor, dy: &Tensor) -> Result<Storage> {
+    device_of("gelu backward", &[x, dy])?;
+    on_device!(x, T => Ok(cpu::gelu_backward::<T>(x, dy)), cuda => cuda::gelu_backward(x, dy))
+}
+
+// ---- rows: softmax, layer norm, L2 normalisation ------------------------------------------------
+
+/// softmax (or log-softmax when `log`) over the last axis.
+pub(crate) fn softmax_forward(x: &Tensor, log: bool) -> Result<Storage> {
+    on_device!(x, T => Ok(cpu::softmax_forward::<T>(x, log)), cuda => cuda::softmax_forward(x, log))
+}
+/// dx from the saved output y and dy.
+pub(crate) fn softmax_backward(y: &Tensor, dy: &Tensor, log: bool) -> Result<Storage> {
+    device_of("softmax backward", &[y, dy])?;
+    on_device!(y, T => Ok(cpu::softmax_backward::<T>(y, dy, log)), cuda => cuda::softmax_backward(y, dy, log))
+}
+
+/// [y, mean, rstd] of layer norm over the last axis.
+pub(crate) fn layernorm_forward(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<[Storage; 3]> {
+    device_of("layer_norm", &[x, gamma, beta])?;
+    on_device!(x, T => Ok(cpu::layernorm_forward::<T>(x, gamma, beta, eps)),
+        cuda => cuda::layernorm_forward(x, gamma, beta, eps))
+}
+/// [dx, dgamma, dbeta] from x, gamma, the saved mean and rstd, and dy.
+pub(crate) fn layernorm_backward(
+    x: &Tensor,
+    gamma: &Tensor,
+    mean: &Tensor,
+    rstd: &Tensor,
+    dy: &Tensor,
+) -> Result<[Storage; 3]> {
+    device_of("layer_norm backward", &[x, gamma, mean, rstd, dy])?;
+    on_device!(x, T => Ok(cpu::layernorm_backward::<T>(x, gamma, mean, rstd, dy)),
+        cuda => cuda::layernorm_backward(x, gamma, mean, rstd, dy))
+}
+
+/// [y, norms]: y = x / max(||x||, eps) per row of the last axis, and the norms ||x|| [rows].
+pub(crate) fn l2_normalize_forward(x: &Tensor, eps: f64) -> Result<[Storage; 2]> {
+    on_device!(x, T => Ok(cpu::l2_normalize_forward::<T>(x, eps)), cuda => cuda::l2_normalize_forward(x, eps))
+}
+/// dx = (dy - y <dy, y>) / r where r > eps, else dy / eps.
+pub(crate) fn l2_normalize_backward(
+    y: &Tensor,
+    norms: &Tensor,
+    dy: &Tensor,
+    eps: f64,
+) -> Result<Storage> {
+    device_of("l2_normalize backward", &[y, norms, dy])?;
+    on_device!(y, T => Ok(cpu::l2_normalize_backward::<T>(y, norms, dy, eps)),
+        cuda => cuda::l2_normalize_backward(y, norms, dy, eps))
+}
+
+// ---- reductions -------------------------------------------------------------------------------
+
+/// Sum over axis `dim` (the result has the other axes in order).
+pub(crate) fn sum_axis(x: &Tensor, dim: usize) -> Result<Storage> {
+    on_device!(x, T => Ok(cpu::sum_axis::<T>(x, dim)), cuda => cuda::sum_axis(x, dim))
+}
+/// Sum of all elements (one element), the same for any thread count.
+pub(crate) fn sum_all(x: &Tensor) -> Result<Storage> {
+    on_device!(x, T => Ok(cpu::sum_all::<T>(x)), cuda => cuda::sum_all(x))
+}
+/// Max over axis `dim` and the (first) position of each max along it.
+pub(crate) fn max_axis(x: &Tensor, dim: usize) -> Result<(Storage, Vec<usize>)> {
+    on_device!(x, T => Ok(cpu::max_axis::<T>(x, dim)), cuda => Err(cuda::not_available("max", x)))
+}
+/// dx of max: dy at the saved positions, 0 elsewhere; `dims` = (outer, n, inner) of x.
+pub(crate) fn max_backward(
+    dy: &Tensor,
+    argmax: &[usize],
+    dims: (usize, usize, usize),
+) -> Result<Storage> {
+    on_device!(dy, T => Ok(cpu::max_backward::<T>(dy, argmax, dims)),
+        cuda => Err(cuda::not_available("max backward", dy)))
+}
+
+// ---- products ---------------------------------------------------------------------------------
+
+/// C = A B over the broadcast `batch` dims, (m, k, n) the matrix sizes.
+pub(crate) fn matmul(
+    a: &Tensor,
+    b: &Tensor,
+    batch: &[usize],
+    mkn: (usize, usize, usize),
+) -> Result<Storage> {
+    device_of("matmul", &[a, b])?;
+    on_device!(a, T => Ok(cpu::matmul::<T>(a, b, batch, mkn)), cuda => cuda::matmul(a, b, batch, mkn))
+}
+
+/// y = x W^T + b as [rows, out] (x read as [rows, in]).
+pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Storage> {
+    let mut all = vec![x, weight];
+    all.extend(bias);
+    device_of("linear", &all)?;
+    on_device!(x, T => Ok(cpu::linear::<T>(x, weight, bias)), cuda => cuda::linear(x, weight, bias))
+}
+
+/// y [N, O, oh, ow] of conv2d (im2col + GEMM per image).
+pub(crate) fn conv2d_forward(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    geom: Conv2dGeometry,
+) -> Result<Storage> {
+    let mut all = vec![x, weight];
+    all.extend(bias);
+    device_of("conv2d", &all)?;
+    on_device!(x, T => cpu::conv2d_forward::<T>(x, weight, bias, geom),
+        cuda => cuda::conv2d_forward(x, weight, bias, geom))
+}
+/// [dx, dW, db] of conv2d (db only `with_bias`).
+pub(crate) fn conv2d_backward(
+    x: &Tensor,
+    weight: &Tensor,
+    dy: &Tensor,
+    geom: Conv2dGeometry,
+    with_bias: bool,
+) -> Result<(Storage, Storage, Option<Storage>)> {
+    device_of("conv2d backward", &[x, weight, dy])?;
+    on_device!(x, T => Ok(cpu::conv2d_backward::<T>(x, weight, dy, geom, with_bias)),
+        cuda => cuda::conv2d_backward(x, weight, dy, geom, with_bias))
+}
+
+// ---- attention --------------------------------------------------------------------------------
+
+/// [out, lse] of full attention (flash style).
+pub(crate) fn attention_forward(p: &Attention, qkv: Heads) -> Result<[Storage; 2]> {
+    let x = qkv[0].0;
+    device_of("attention", &[x, qkv[1].0, qkv[2].0])?;
+    on_device!(x, T => Ok(cpu::attention_forward::<T>(p, qkv)), cuda => cuda::attention_forward(p, qkv))
+}
+/// dQ, dK, dV in one buffer of `len` elements through `grads` (fused dQKV or three blocks).
+pub(crate) fn attention_backward(
+    p: &Attention,
+    qkv: Heads,
+    saved: [&Tensor; 2],
+    dy: &Tensor,
+    (len, grads): (usize, [HeadsView; 3]),
+) -> Result<Storage> {
+    let x = qkv[0].0;
+    device_of("attention backward", &[x, saved[0], saved[1], dy])?;
+    on_device!(x, T => Ok(cpu::attention_backward::<T>(p, qkv, saved, dy, (len, grads))),
+        cuda => cuda::attention_backward(p, qkv, saved, dy, (len, grads)))
+}
+
+/// [out, attn] of 2-D neighborhood attention.
+pub(crate) fn na_forward(p: &Na2d, qkv: Heads, rpb: Option<&Tensor>) -> Result<[Storage; 2]> {
+    let x = qkv[0].0;
+    let mut all = vec![x, qkv[1].0, qkv[2].0];
+    all.extend(rpb);
+    device_of("neighborhood_attention_2d", &all)?;
+    on_device!(x, T => Ok(cpu::na_forward::<T>(p, qkv, rpb)), cuda => cuda::na_forward(p, qkv, rpb))
+}
+/// dQ, dK, dV in one buffer (as [`attention_backward`]) and d(rpb) when `with_rpb`.
+pub(crate) fn na_backward(
+    p: &Na2d,
+    qkv: Heads,
+    attn: &Tensor,
+    dy: &Tensor,
+    (len, grads): (usize, [HeadsView; 3]),
+    with_rpb: bool,
+) -> Result<(Storage, Option<Storage>)> {
+    let x = qkv[0].0;
+    device_of("neighborhood_attention_2d backward", &[x, attn, dy])?;
+    on_device!(x, T => Ok(cpu::na_backward::<T>(p, qkv, attn, dy, (len, grads), with_rpb)),
+        cuda => cuda::na_backward(p, qkv, attn, dy, (len, grads), with_rpb))
+}
+
+// ---- copies and layouts -----------------------------------------------------------------------
+
+/// The elements of `x` in row-major order, copied.
+pub(crate) fn contiguous(x: &Tensor) -> Result<Storage> {
+    on_device!(x, T => Ok(cpu::contiguous::<T>(x)), cuda => cuda::contiguous(x))
+}
+/// `g` (row-major, the shape of `region`) written into zeros of shape `full` at `region`.
+pub(crate) fn scatter_into_zeros(g: &Tensor, full: &[usize], region: &Layout) -> Result<Storage> {
+    on_device!(g, T => Ok(cpu::scatter_into_zeros::<T>(g, full, region)),
+        cuda => cuda::scatter_into_zeros(g, full, region))
+}
+/// `tensors` joined along `dim` (shapes checked by the op).
+pub(crate) fn cat(tensors: &[Tensor], dim: usize, shape: &[usize]) -> Result<Storage> {
+    let all: Vec<&Tensor> = tensors.iter().collect();
+    device_of("cat", &all)?;
+    let x = &tensors[0];
+    on_device!(x, T => Ok(cpu::cat::<T>(tensors, dim, shape)), cuda => cuda::cat(tensors, dim, shape))
+}
+/// `indices` picked along `dim`.
+pub(crate) fn index_select(x: &Tensor, dim: usize, indices: &[usize]) -> Result<Storage> {
+    on_device!(x, T => Ok(cpu::index_select::<T>(x, dim, indices)),
+        cuda => Err(cuda::not_available("index_select", x)))
+}
+/// dx of index_select: dy scatter-added into zeros of `in_shape`.
+pub(crate) fn index_select_backward(
+    dy: &Tensor,
+    dim: usize,
+    indices: &[usize],
+    in_shape: &[usize],
+) -> Result<Storage> {
+    on_device!(dy, T => Ok(cpu::index_select_backward::<T>(dy, dim, indices, in_shape)),
+        cuda => Err(cuda::not_available("index_select backward", dy)))
+}
+/// The values of `x` in `dtype`.
+pub(crate) fn to_dtype(x: &Tensor, dtype: DType) -> Result<Storage> {
+    match x.device() {
+        Device::Cpu => Ok(with_dtype!(dtype, T => cpu::to_dtype::<T>(x))),
+        Device::Cuda(_) => Err(cuda::not_available("to_dtype", x)),
+    }
+}
+
+// ---- in-place updates (not recorded in the graph) ----------------------------------------------
+
+/// Copies `src`'s values into `dst`'s storage (same shape and dtype, `dst` contiguous).
+pub(crate) fn assign(dst: &Tensor, src: &Tensor) -> Result<()> {
+    device_of("assign", &[dst, src])?;
+    on_device!(dst, T => {
+        let values = src.to_vec::<T>()?;
+        dst.update_in_place(|d: &mut [T]| d.copy_from_slice(&values))
+    }, cuda => cuda::assign(dst, src))
+}
+
+/// `f` on the elements of a contiguous tensor of dtype `T` (checked by the caller): in place on
+/// the host, through one download and one upload on the GPU.
+pub(crate) fn update_in_place<T: Element, R>(
+    t: &Tensor,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> Result<R> {
+    match t.device() {
+        Device::Cpu => {
+            let mut guard = t.write_storage();
+            let s = T::slice_mut(guard.cpu_mut()).expect("dtype checked by the caller");
+            let l = t.layout();
+            Ok(f(&mut s[l.offset..l.offset + l.numel()]))
+        }
+        Device::Cuda(_) => cuda::update_in_place(t, |s: &mut [f32]| {
+            let s = T::slice_of_f32(s).expect("CUDA tensors are f32");
+            f(s)
+        }),
+    }
+}
