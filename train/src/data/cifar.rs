@@ -29,12 +29,24 @@ pub struct Cifar10 {
 
 impl Cifar10 {
     pub fn open(files: &[PathBuf]) -> Result<Self> {
+        let batches = files
+            .iter()
+            .map(|f| {
+                Ok((
+                    f.display().to_string(),
+                    read_maybe_gz(f, MAX_DATA_FILE_BYTES)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::from_batches(batches)
+    }
+
+    /// The records of batch files already read, as (name, bytes); each is checked whole.
+    pub fn from_batches(batches: Vec<(String, Vec<u8>)>) -> Result<Self> {
         let mut records = Vec::new();
         let mut names = Vec::new();
         let mut spans = Vec::new();
-        for f in files {
-            let name = f.display().to_string();
-            let bytes = read_maybe_gz(f, MAX_DATA_FILE_BYTES)?;
+        for (name, bytes) in batches {
             if bytes.is_empty() || bytes.len() % RECORD != 0 {
                 return Err(DataError::new(
                     name,

@@ -71,13 +71,17 @@ pub fn parse_idx_u8(bytes: &[u8], name: &str) -> Result<(Vec<usize>, Vec<u8>)> {
 /// first and the stream is then read to the size it declares plus one byte, so a gzip bomb stops
 /// at the declared size (itself capped) instead of inflating to the end.
 pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
-    let name = path.display().to_string();
     let raw = read_regular(path, MAX_DATA_FILE_BYTES)?;
+    parse_idx_file(&raw, &path.display().to_string())
+}
+
+/// [`read_idx`] on the bytes of a file (plain or gzipped) named `name`.
+pub fn parse_idx_file(raw: &[u8], name: &str) -> Result<(Vec<usize>, Vec<u8>)> {
     if raw.len() < 2 || raw[0] != 0x1f || raw[1] != 0x8b {
-        return parse_idx_u8(&raw, &name);
+        return parse_idx_u8(raw, name);
     }
-    let gz_error = |e: std::io::Error| DataError::new(&name, format!("bad gzip stream: {e}"));
-    let mut stream = flate2::read::GzDecoder::new(&raw[..]);
+    let gz_error = |e: std::io::Error| DataError::new(name, format!("bad gzip stream: {e}"));
+    let mut stream = flate2::read::GzDecoder::new(raw);
     let mut head = Vec::new();
     (&mut stream)
         .take(4)
@@ -88,12 +92,12 @@ pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
         .take(4 * ndims)
         .read_to_end(&mut head)
         .map_err(gz_error)?;
-    let (_, _, count) = parse_idx_header(&head, &name)?;
+    let (_, _, count) = parse_idx_header(&head, name)?;
     stream
         .take(count as u64 + 1)
         .read_to_end(&mut head)
         .map_err(gz_error)?;
-    parse_idx_u8(&head, &name)
+    parse_idx_u8(&head, name)
 }
 
 /// Gray images from an IDX file, with labels from a second IDX file when given.

@@ -14,7 +14,7 @@ pub mod read;
 
 pub use cache::CachedDataset;
 pub use cifar::{Cifar10, CIFAR10_CLASSES};
-pub use idx::IdxDataset;
+pub use idx::{parse_idx_file, IdxDataset};
 pub use image_folder::ImageFolder;
 pub use open::open_dataset;
 pub use procedural::{ObjectBox, Procedural, ProceduralPair, PROCEDURAL_CLASSES};
