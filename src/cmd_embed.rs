@@ -82,15 +82,7 @@ impl WeightArgs {
     }
 }
 
-/// A progress line on stderr, rewritten in place.
-pub fn progress(what: &'static str) -> impl FnMut(usize, usize) {
-    move |done, total| {
-        eprint!("\r{what}: {done}/{total}");
-        if done == total {
-            eprintln!();
-        }
-    }
-}
+pub use crate::progress::progress;
 
 /// `--device cpu|cuda`: where the network runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]

@@ -321,13 +321,7 @@ fn extract(data: &DataArgs, args: &FeatureArgs) -> Result<Extracted, String> {
     let start = Instant::now();
     let run = |name: &str, set: &dyn Dataset, limit| {
         let indices = spread_indices(set.len(), limit);
-        let mut next_report = 0usize;
-        let mut progress = |done: usize, total: usize| {
-            if done >= next_report || done == total {
-                eprintln!("{name} features: {done}/{total}");
-                next_report = done + total.div_ceil(10);
-            }
-        };
+        let mut progress = crate::progress::progress(format!("{name} features"));
         extract_features(
             set,
             &indices,

@@ -11,6 +11,7 @@ mod cmd_filter;
 mod cmd_train;
 mod info;
 mod plot;
+mod progress;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
