@@ -3,7 +3,8 @@
 # training run on the built-in data with a checkpoint every 2 steps, kills it with SIGKILL at
 # KILLS (default 20) random moments, resumes each time, and after every kill checks that the
 # checkpoint on disk loads completely (`dinonat train --check-checkpoint`) and that its step never
-# moves backwards. Ends with a resume that must finish further steps. Exits non-zero on a violation.
+# moves backwards. Ends with a resume that must finish further steps, then checks that no temporary
+# file is left and that log.csv holds each step once. Exits non-zero on a violation.
 # Not part of CI: takes a minute or two.
 #
 #   scripts/crash-resume.sh                 # builds target/release/dinonat if missing
@@ -79,7 +80,11 @@ else
     fail "no checkpoint after $KILLS runs"
 fi
 stray=$(find "$RUN" -name '*.tmp*' | wc -l)
+if [ "$stray" -ne 0 ]; then fail "$stray temporary files left: $(find "$RUN" -name '*.tmp*')"; fi
+# every step once in log.csv: the rows of steps replayed after a kill were dropped on resume
+dups=$(tail -n +2 "$RUN/log.csv" | cut -d, -f1 | sort | uniq -d | wc -l)
+if [ "$dups" -ne 0 ]; then fail "$dups steps appear more than once in log.csv"; fi
 
-echo "crash-resume: $KILLS SIGKILLs, $loads checkpoint loads, final step $prev, $stray stray temporary files, $violations violations (work dir $WORK)"
+echo "crash-resume: $KILLS SIGKILLs, $loads checkpoint loads, final step $prev, $stray stray temporary files, $dups duplicate log rows, $violations violations (work dir $WORK)"
 if [ "$violations" -ne 0 ]; then exit 1; fi
 rm -rf "$WORK"

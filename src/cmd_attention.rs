@@ -5,7 +5,7 @@ use crate::cmd_embed::{DeviceArg, WeightArgs};
 use clap::Args;
 use dinonat_train::augment::EvalTransform;
 use dinonat_train::curate::embed::load_views;
-use dinonat_train::curate::{list_images, refuse_inside};
+use dinonat_train::curate::list_images;
 use dinonat_train::grid::write_png;
 use dinonat_train::maps::default_level;
 use dinonat_train::maps::figures::{image_maps, pair_figure, FigureOptions};
@@ -92,7 +92,20 @@ pub fn run(args: AttentionArgs) -> Result<(), String> {
     } else {
         args.images.clone()
     };
-    refuse_inside(&args.out, &input_dir, "--out", "--images").map_err(|e| e.to_string())?;
+    let mut inputs = args.weights.inputs();
+    inputs.push(("--images", &input_dir));
+    inputs.extend(args.pair_dir.as_deref().map(|p| ("--pair-dir", p)));
+    let mut outputs = vec![("--out", args.out.as_path())];
+    outputs.extend(args.sheet.as_deref().map(|p| ("--sheet", p)));
+    dinonat_train::guard::check_outputs(&outputs, &inputs)?;
+    if let Some((x, y)) = args.pixel {
+        if x >= args.size || y >= args.size {
+            return Err(format!(
+                "--pixel {x},{y}: outside the {0} x {0} input crop (--size {0})",
+                args.size
+            ));
+        }
+    }
     if let Some(d) = &args.pair_dir {
         if !d.is_dir() {
             return Err(format!("--pair-dir {}: no such folder", d.display()));
@@ -125,18 +138,8 @@ pub fn run(args: AttentionArgs) -> Result<(), String> {
         pixel: args.pixel,
     };
     let transform = EvalTransform::square(args.size);
-    if let Some(sheet) = &args.sheet {
-        if args.sheet_images == 0 {
-            return Err("--sheet-images 0: the sheet needs at least 1 image".into());
-        }
-        let dir = sheet.parent().filter(|d| !d.as_os_str().is_empty());
-        refuse_inside(
-            dir.unwrap_or(Path::new(".")),
-            &input_dir,
-            "--sheet",
-            "--images",
-        )
-        .map_err(|e| e.to_string())?;
+    if args.sheet.is_some() && args.sheet_images == 0 {
+        return Err("--sheet-images 0: the sheet needs at least 1 image".into());
     }
     let mut sheet_rows = Vec::new();
     let mut written = 0;

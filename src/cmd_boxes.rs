@@ -4,7 +4,6 @@
 
 use crate::cmd_embed::{progress, DeviceArg, WeightArgs};
 use clap::Args;
-use dinonat_train::curate::refuse_inside;
 use dinonat_train::maps::boxes_eval::{run_boxes, BoxesConfig, BoxesReport, ShareSummary, PRIORS};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -142,8 +141,12 @@ fn controls_line(s: &ShareSummary) -> String {
 
 pub fn run(args: BoxesArgs) -> Result<(), String> {
     if let Some(f) = &args.csv {
-        refuse_inside(f, &args.images, "--csv", "--images").map_err(|e| e.to_string())?;
-        refuse_inside(f, &args.labels, "--csv", "--labels").map_err(|e| e.to_string())?;
+        let mut inputs = args.weights.inputs();
+        inputs.extend([
+            ("--images", args.images.as_path()),
+            ("--labels", &args.labels),
+        ]);
+        dinonat_train::guard::check_outputs(&[("--csv", f)], &inputs)?;
     }
     let mut class_names = args.class_names.clone();
     if class_names.is_empty() {

@@ -11,6 +11,7 @@
 use clap::Args;
 use dinonat_train::data::{Procedural, PROCEDURAL_CLASSES};
 use dinonat_train::grid::write_png;
+use dinonat_train::guard;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -43,12 +44,12 @@ fn create(dir: &Path) -> Result<(), String> {
 }
 
 pub fn run(args: BuiltinArgs) -> Result<(), String> {
-    if args.n == 0 || args.size < 8 {
-        return Err(format!(
-            "--n {} (at least 1), --size {} (at least 8): out of range",
-            args.n, args.size
-        ));
+    if args.n == 0 {
+        return Err("--n 0: at least 1 image".into());
     }
+    guard::at_most("--n", args.n, guard::MAX_BUILTIN_IMAGES, "images")?;
+    guard::image_side("--size", args.size, 8)?;
+    guard::check_outputs(&[("--out", &args.out)], &[])?;
     let out = &args.out;
     if out.exists() {
         if !out.is_dir() {

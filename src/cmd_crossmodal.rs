@@ -44,6 +44,11 @@ pub struct CrossModalArgs {
 }
 
 pub fn run(args: CrossModalArgs) -> Result<(), String> {
+    if let Some(f) = &args.figure {
+        let mut inputs = args.weights.inputs();
+        inputs.extend([("--rgb", args.rgb.as_path()), ("--ir", &args.ir)]);
+        dinonat_train::guard::check_outputs(&[("--figure", f)], &inputs)?;
+    }
     let nat = args.device.place(args.weights.load()?)?;
     let config = CrossModalConfig {
         rgb: args.rgb,

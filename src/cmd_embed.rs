@@ -7,6 +7,7 @@ use dinonat_engine::Device;
 use dinonat_model::Nat;
 use dinonat_train::curate::embed::{csv_beside, embed_paths, write_embeddings};
 use dinonat_train::curate::{list_images, BackboneSource};
+use dinonat_train::guard::{check_outputs, Named};
 use std::path::PathBuf;
 
 /// Where the backbone comes from: --checkpoint FILE, --weights FILE [--arch NAME] or
@@ -58,6 +59,18 @@ impl WeightArgs {
         }
     }
 
+    /// The files these flags read, for [`dinonat_train::guard::check_outputs`].
+    pub fn inputs(&self) -> Vec<Named<'_>> {
+        let files = [
+            ("--weights", &self.weights),
+            ("--checkpoint", &self.checkpoint),
+        ];
+        files
+            .into_iter()
+            .filter_map(|(flag, p)| p.as_deref().map(|p| (flag, p)))
+            .collect()
+    }
+
     /// Loads the backbone, printing notes (ignored head tensors) to stderr.
     pub fn load(&self) -> Result<Nat, String> {
         let mut notes = Vec::new();
@@ -69,15 +82,7 @@ impl WeightArgs {
     }
 }
 
-/// A progress line on stderr, rewritten in place.
-pub fn progress(what: &'static str) -> impl FnMut(usize, usize) {
-    move |done, total| {
-        eprint!("\r{what}: {done}/{total}");
-        if done == total {
-            eprintln!();
-        }
-    }
-}
+pub use crate::progress::progress;
 
 /// `--device cpu|cuda`: where the network runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -146,6 +151,10 @@ pub struct EmbedArgs {
 }
 
 pub fn run(args: EmbedArgs) -> Result<(), String> {
+    let csv = args.csv.clone().unwrap_or_else(|| csv_beside(&args.out));
+    let mut inputs = args.weights.inputs();
+    inputs.push(("--images", &args.images));
+    check_outputs(&[("--out", &args.out), ("--csv", &csv)], &inputs)?;
     let paths = list_images(&args.images, "--images").map_err(|e| e.to_string())?;
     let nat = args.device.place(args.weights.load()?)?;
     let features = embed_paths(
@@ -157,7 +166,6 @@ pub fn run(args: EmbedArgs) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     let dim = features.len() / paths.len();
-    let csv = args.csv.clone().unwrap_or_else(|| csv_beside(&args.out));
     write_embeddings(&args.out, &csv, &features, dim, &paths, &nat.config.name)
         .map_err(|e| e.to_string())?;
     eprintln!(

@@ -12,6 +12,7 @@ use dinonat_train::eval::knn::{knn_classify, KnnConfig};
 use dinonat_train::eval::linear::{train_linear_probe, LinearProbeConfig, Preprocess};
 use dinonat_train::eval::metrics::{mean_std, ClassificationReport};
 use dinonat_train::features::{extract_features, spread_indices, FeatureSource, Features};
+use dinonat_train::guard;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -245,11 +246,27 @@ fn load_teacher(path: &Path, arch: Option<&str>) -> Result<Nat, String> {
 }
 
 fn extract(data: &DataArgs, args: &FeatureArgs) -> Result<Extracted, String> {
-    if args.size == Some(0) {
-        return Err("--size must be positive".into());
+    if let Some(size) = args.size {
+        guard::image_side("--size", size, 8)?;
     }
     if args.batch_size == 0 {
         return Err("--batch-size must be positive".into());
+    }
+    guard::at_most("--batch-size", args.batch_size, 4096, "images")?;
+    if data.builtin {
+        guard::at_most(
+            "--builtin-train",
+            data.builtin_train,
+            guard::MAX_BUILTIN_IMAGES,
+            "images",
+        )?;
+        guard::at_most(
+            "--builtin-val",
+            data.builtin_val,
+            guard::MAX_BUILTIN_IMAGES,
+            "images",
+        )?;
+        guard::image_side("--builtin-image-size", data.builtin_image_size, 1)?;
     }
     let (train, val): (Box<dyn Dataset>, Box<dyn Dataset>) = if data.builtin {
         if data.builtin_train == 0 || data.builtin_val == 0 || data.builtin_image_size == 0 {
@@ -306,13 +323,7 @@ fn extract(data: &DataArgs, args: &FeatureArgs) -> Result<Extracted, String> {
     let start = Instant::now();
     let run = |name: &str, set: &dyn Dataset, limit| {
         let indices = spread_indices(set.len(), limit);
-        let mut next_report = 0usize;
-        let mut progress = |done: usize, total: usize| {
-            if done >= next_report || done == total {
-                eprintln!("{name} features: {done}/{total}");
-                next_report = done + total.div_ceil(10);
-            }
-        };
+        let mut progress = crate::progress::progress(format!("{name} features"));
         extract_features(
             set,
             &indices,

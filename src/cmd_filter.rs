@@ -59,6 +59,23 @@ pub struct FilterArgs {
 }
 
 pub fn run(args: FilterArgs) -> Result<(), String> {
+    if args.outlier_k == 0 {
+        return Err("--outlier-k 0: the density needs at least 1 neighbour".into());
+    }
+    let mut inputs = args.weights.inputs();
+    inputs.push(("--images", &args.images));
+    let likes = [
+        ("--keep-like", &args.keep_like),
+        ("--reject-like", &args.reject_like),
+    ];
+    inputs.extend(
+        likes
+            .iter()
+            .filter_map(|(f, p)| p.as_deref().map(|p| (*f, p))),
+    );
+    let mut outputs = vec![("--out", args.out.as_path())];
+    outputs.extend(args.keep_list.as_deref().map(|p| ("--keep-list", p)));
+    dinonat_train::guard::check_outputs(&outputs, &inputs)?;
     let nat = args.device.place(args.weights.load()?)?;
     let config = FilterConfig {
         images: args.images,

@@ -4,6 +4,7 @@
 mod train_eval;
 
 use clap::{Args, ValueEnum};
+use dinonat_train::data::ErrorPolicy;
 use dinonat_train::dino::schedule::WarmupFractions;
 use dinonat_train::dino::Centering;
 use dinonat_train::trainer::config::TrainConfig;
@@ -184,6 +185,10 @@ pub struct TrainArgs {
     /// Progress to stderr; the last line on stdout is one JSON object with the results.
     #[arg(long)]
     json: bool,
+    /// Stop at the first unreadable training file (default: skip it with a warning, and count it
+    /// in the progress lines and the summary).
+    #[arg(long)]
+    strict: bool,
     /// Only load this checkpoint completely (config, both networks, centre, optimiser state),
     /// print its step and exit: non-zero when anything is missing or mis-shaped.
     #[arg(long, value_name = "FILE", conflicts_with = "resume")]
@@ -373,6 +378,11 @@ fn train_run(a: &TrainArgs, seed: u64, out: &std::path::Path) -> Result<serde_js
     if t.config.data.is_none() && !a.no_eval && a.eval_train.is_none() {
         train_eval::check_training_seed(t.config.seed)?;
     }
+    check_run_paths(&t.config, a)?;
+    if a.strict {
+        t.set_error_policy(ErrorPolicy::Stop)
+            .map_err(|e| e.to_string())?;
+    }
     let js = a.json;
     let c = &t.config;
     say!(
@@ -432,6 +442,10 @@ fn train_run(a: &TrainArgs, seed: u64, out: &std::path::Path) -> Result<serde_js
         );
     }
     let mut curves = Curves::default();
+    let log_csv = t.config.out_dir.join("log.csv");
+    for l in dinonat_train::trainer::log::read_log(&log_csv, t.step) {
+        curves.record(&l); // the steps before a resume
+    }
     let baselines = match &split {
         Some(s) => {
             let pixels = s.knn_pixels()?;
@@ -462,7 +476,9 @@ fn train_run(a: &TrainArgs, seed: u64, out: &std::path::Path) -> Result<serde_js
     let result = t.run_with(a.stop_at, |tr, l| {
         curves.record(l);
         if (l.step + 1) % every == 0 || l.step + 1 == total || l.step == 0 {
-            say!(js, "{}", l.progress_line(total));
+            let skipped = tr.bad_samples().errors().len();
+            let note = if skipped > 0 { format!(" | {skipped} unreadable file(s) skipped") } else { String::new() };
+            say!(js, "{}{note}", l.progress_line(total));
         }
         if let Some(kind) = train_eval::collapse(l.teacher_entropy, ln_k) {
             if l.step >= collapse_after && warned_at.is_none_or(|w| l.step >= w + 10 * every) {
@@ -502,7 +518,11 @@ fn train_run(a: &TrainArgs, seed: u64, out: &std::path::Path) -> Result<serde_js
                 "no checkpoint was written yet".to_string()
             };
             let _ = curves.write_pngs(&t.config.out_dir);
-            return Err(format!("{e}; {kept}"));
+            let skipped = t
+                .skipped_summary()
+                .map(|s| format!("; {s}"))
+                .unwrap_or_default();
+            return Err(format!("{e}; {kept}{skipped}"));
         }
     };
     let secs = start.elapsed().as_secs_f64();
@@ -531,7 +551,11 @@ fn train_run(a: &TrainArgs, seed: u64, out: &std::path::Path) -> Result<serde_js
         "dino_weight": t.config.dino_weight,
         "koleo": t.config.koleo,
         "collapse_warnings": warnings,
+        "unreadable_files": t.bad_samples().errors().len(),
     });
+    if let Some(s) = t.skipped_summary() {
+        eprintln!("warning: {s}");
+    }
     if let (Some(s), Some((pixels, random))) = (&split, baselines) {
         let trained = s.knn_backbone(&t.teacher.backbone)?;
         curves.knn.push((t.step as f64, trained.reported()));
@@ -588,7 +612,22 @@ fn train_run(a: &TrainArgs, seed: u64, out: &std::path::Path) -> Result<serde_js
     Ok(out)
 }
 
+/// The run directory never is, nor lies inside, a file or folder the run reads.
+fn check_run_paths(c: &TrainConfig, a: &TrainArgs) -> Result<(), String> {
+    let inputs = [
+        ("--data", &c.data),
+        ("--eval-train", &a.eval_train),
+        ("--eval-val", &a.eval_val),
+    ];
+    let mut inputs: Vec<_> = (inputs.iter())
+        .filter_map(|(f, p)| p.as_deref().map(|p| (*f, p)))
+        .collect();
+    inputs.extend(a.resume.as_deref().map(|p| ("--resume", p)));
+    dinonat_train::guard::check_outputs(&[("--out", &c.out_dir)], &inputs)
+}
+
 pub fn export(a: ExportArgs) -> Result<(), String> {
+    dinonat_train::guard::check_outputs(&[("--out", &a.out)], &[("--checkpoint", &a.checkpoint)])?;
     checkpoint::export_teacher_backbone(&a.checkpoint, &a.out).map_err(|e| e.to_string())?;
     println!(
         "wrote the teacher backbone of {} to {}",

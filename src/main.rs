@@ -11,6 +11,7 @@ mod cmd_filter;
 mod cmd_train;
 mod info;
 mod plot;
+mod progress;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
@@ -24,6 +25,10 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Decoded-pixel budget per image, in megapixels, checked from the header before decoding
+    /// (a larger image is an unreadable file).
+    #[arg(long, global = true, value_name = "MP", default_value_t = 64.0)]
+    max_megapixels: f64,
 }
 
 // Parsed once per process: boxing the larger argument structs would buy nothing.
@@ -68,6 +73,14 @@ pub enum Device {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !(cli.max_megapixels > 0.0 && cli.max_megapixels <= 1024.0) {
+        eprintln!(
+            "error: --max-megapixels {}: must be in (0, 1024]",
+            cli.max_megapixels
+        );
+        return ExitCode::FAILURE;
+    }
+    dinonat_train::data::read::set_max_pixels((cli.max_megapixels * 1e6) as u64);
     let result = match cli.command {
         Command::Info => info::run(),
         Command::Bench { which } => bench::run(which),

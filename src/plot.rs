@@ -4,6 +4,9 @@
 //! backend, registered once as the "sans-serif" family: no system font lookup (font-kit / fontconfig), so a chart
 //! looks the same on every machine and needs no fonts installed.
 
+use dinonat_engine::io::write_atomic;
+use dinonat_train::data::RgbImage;
+use dinonat_train::grid::encode_png;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
@@ -178,7 +181,8 @@ where
 {
     register_dejavu()?;
     let failed = |e: &dyn std::fmt::Display| format!("plot: drawing {}: {e}", path.display());
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    let mut pixels = vec![0u8; SIZE.0 as usize * SIZE.1 as usize * 3];
+    let root = BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| failed(&e))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 26))
@@ -239,7 +243,13 @@ where
         .position(legend)
         .draw()
         .map_err(|e| failed(&e))?;
-    root.present().map_err(|e| failed(&e))
+    root.present().map_err(|e| failed(&e))?;
+    drop(chart);
+    drop(root);
+    // Encoded in memory, then written atomically: a full disk or a kill leaves the old PNG.
+    let image = RgbImage::new(SIZE.0 as usize, SIZE.1 as usize, pixels);
+    let png = encode_png(&image).map_err(|e| failed(&e))?;
+    write_atomic(path, &png).map_err(|e| failed(&e))
 }
 
 #[cfg(test)]

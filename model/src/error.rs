@@ -46,27 +46,25 @@ impl fmt::Display for ModelError {
                 mismatched,
                 unexpected,
             } => {
-                write!(f, "{path} does not fit {arch}:")?;
+                let mut parts = Vec::new();
                 if !missing.is_empty() {
-                    write!(
-                        f,
-                        " {} missing tensor(s): {}",
+                    parts.push(format!(
+                        "{} missing tensor(s): {}",
                         missing.len(),
                         missing.join(", ")
-                    )?;
+                    ));
                 }
                 for (name, want, got) in mismatched {
-                    write!(f, "; {name} has shape {got:?}, expected {want:?}")?;
+                    parts.push(format!("{name} has shape {got:?}, expected {want:?}"));
                 }
                 if !unexpected.is_empty() {
-                    write!(
-                        f,
-                        "; {} unexpected tensor(s): {}",
+                    parts.push(format!(
+                        "{} unexpected tensor(s): {}",
                         unexpected.len(),
                         unexpected.join(", ")
-                    )?;
+                    ));
                 }
-                Ok(())
+                write!(f, "{path} does not fit {arch}: {}", parts.join("; "))
             }
         }
     }

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Every file under `dir` (recursively), keyed by its path relative to `dir`, with its bytes.
+/// Every file under `dir` (recursively, symlinks not followed), keyed by its path relative to
+/// `dir`, with its bytes.
 #[allow(dead_code)] // not every test file that includes this module compares folders
 pub fn files_under(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut m = BTreeMap::new();
@@ -11,9 +12,15 @@ pub fn files_under(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
-            if p.is_dir() {
+            let kind = std::fs::symlink_metadata(&p).unwrap().file_type();
+            if kind.is_symlink() {
+                // a link is its target's name (links are never followed: they may form cycles)
+                let target = std::fs::read_link(&p).unwrap();
+                let bytes = target.to_string_lossy().as_bytes().to_vec();
+                m.insert(p.strip_prefix(dir).unwrap().to_path_buf(), bytes);
+            } else if kind.is_dir() {
                 stack.push(p);
-            } else {
+            } else if kind.is_file() {
                 let bytes = std::fs::read(&p).unwrap();
                 m.insert(p.strip_prefix(dir).unwrap().to_path_buf(), bytes);
             }

@@ -44,6 +44,21 @@ pub fn write_image_grid(
     write_png(path, &g)
 }
 
+/// An RGB image encoded as PNG, in memory.
+pub fn encode_png(img: &RgbImage) -> Result<Vec<u8>, DataError> {
+    let mut out = Vec::new();
+    image::write_buffer_with_format(
+        &mut std::io::Cursor::new(&mut out),
+        &img.pixels,
+        img.width as u32,
+        img.height as u32,
+        image::ExtendedColorType::Rgb8,
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| DataError::new("PNG", format!("cannot encode: {e}")))?;
+    Ok(out)
+}
+
 /// Write an RGB image as PNG.
 pub fn write_png(path: &Path, img: &RgbImage) -> Result<(), DataError> {
     image::save_buffer_with_format(

@@ -11,6 +11,7 @@ pub mod dino;
 pub mod eval;
 pub mod features;
 pub mod grid;
+pub mod guard;
 pub mod maps;
 pub mod rng;
 pub mod trainer;

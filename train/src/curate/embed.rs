@@ -4,7 +4,7 @@
 
 use super::{err, CurateError, Result};
 use crate::augment::{EvalTransform, Planar};
-use crate::data::{decode_image, DataError};
+use crate::data::read_image;
 use dinonat_engine::io::save_safetensors;
 use dinonat_engine::{no_grad, Rng, Tensor};
 use dinonat_model::Nat;
@@ -14,10 +14,7 @@ use std::path::{Path, PathBuf};
 
 /// Decodes one file and applies `transform`; the error names the file.
 pub fn load_view(path: &Path, transform: &EvalTransform) -> Result<Planar> {
-    let name = path.display().to_string();
-    let bytes = std::fs::read(path)
-        .map_err(|e| CurateError(DataError::new(&name, format!("cannot read: {e}")).to_string()))?;
-    Ok(transform.apply(&decode_image(&bytes, &name)?))
+    Ok(transform.apply(&read_image(path)?))
 }
 
 /// Decodes and transforms `paths` in parallel (results in the order of `paths`).
@@ -47,9 +44,7 @@ pub fn embed_paths(
     batch: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<f32>> {
-    if size < 8 {
-        return err(format!("--size {size}: must be at least 8 pixels"));
-    }
+    crate::guard::image_side("--size", size, 8).map_err(CurateError)?;
     if batch == 0 {
         return err("--batch 0: must be at least 1");
     }

@@ -114,8 +114,28 @@ fn load_checkpoint_teacher(path: &Path, arch: Option<&str>) -> Result<Nat> {
 }
 
 impl BackboneSource {
-    /// Builds the network; notes (e.g. ignored head tensors) go to `notes`.
+    /// Builds the network; notes (e.g. ignored head tensors) go to `notes`. Weights that are not
+    /// all finite are refused (they would give NaN features without a word).
     pub fn load(&self, notes: &mut Vec<String>) -> Result<Nat> {
+        let nat = self.load_unchecked(notes)?;
+        for (name, param) in nat.params.iter() {
+            if let Some(x) = param.tensor.to_vec_f64().iter().find(|x| !x.is_finite()) {
+                let (flag, path) = match self {
+                    BackboneSource::Weights { path, .. } => ("--weights", path.display()),
+                    BackboneSource::Checkpoint { path, .. } => ("--checkpoint", path.display()),
+                    BackboneSource::RandomInit { .. } => {
+                        return err(format!("random init: '{name}' holds {x}"))
+                    }
+                };
+                return err(format!(
+                    "{flag} {path}: tensor '{name}' holds {x}: weights must be finite"
+                ));
+            }
+        }
+        Ok(nat)
+    }
+
+    fn load_unchecked(&self, notes: &mut Vec<String>) -> Result<Nat> {
         match self {
             BackboneSource::RandomInit { arch, seed } => {
                 Ok(Nat::new(&NatConfig::from_name(arch)?, DType::F32, *seed)?)
@@ -160,45 +180,22 @@ pub fn list_images(dir: &Path, flag: &str) -> Result<Vec<PathBuf>> {
     }
     let folder =
         crate::data::ImageFolder::open(dir).map_err(|e| CurateError(format!("{flag} {e}")))?;
-    Ok((0..crate::data::Dataset::len(&folder))
+    let paths: Vec<PathBuf> = (0..crate::data::Dataset::len(&folder))
         .map(|i| folder.path(i).to_path_buf())
-        .collect())
-}
-
-/// Fails when `out` lies inside `input` (outputs must never land in an input folder).
-pub fn refuse_inside(out: &Path, input: &Path, out_flag: &str, in_flag: &str) -> Result<()> {
-    let absolute = |p: &Path| -> PathBuf {
-        // The output may not exist yet: resolve its nearest existing ancestor.
-        let mut base = p.to_path_buf();
-        let mut rest = Vec::new();
-        while !base.exists() {
-            match (base.file_name(), base.parent()) {
-                (Some(name), Some(parent)) => {
-                    rest.push(name.to_os_string());
-                    base = if parent.as_os_str().is_empty() {
-                        PathBuf::from(".")
-                    } else {
-                        parent.to_path_buf()
-                    };
-                }
-                _ => break,
-            }
-        }
-        let mut r = base.canonicalize().unwrap_or(base);
-        for name in rest.iter().rev() {
-            r.push(name);
-        }
-        r
-    };
-    let (o, i) = (absolute(out), absolute(input));
-    if o.starts_with(&i) {
+        .collect();
+    // CSVs and keep-lists name files in UTF-8: a lossy name would list a path that does not exist.
+    if let Some(p) = paths.iter().find(|p| p.to_str().is_none()) {
         return err(format!(
-            "{out_flag} {} lies inside {in_flag} {}: outputs never go into an input folder",
-            out.display(),
-            input.display()
+            "{flag} {}: the file name is not valid UTF-8 (reports could not name it); rename it",
+            p.display()
         ));
     }
-    Ok(())
+    Ok(paths)
+}
+
+/// Fails when `out` is `input` or lies inside it ([`crate::guard::check_outputs`]).
+pub fn refuse_inside(out: &Path, input: &Path, out_flag: &str, in_flag: &str) -> Result<()> {
+    crate::guard::check_outputs(&[(out_flag, out)], &[(in_flag, input)]).map_err(CurateError)
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! CIFAR-10 binary batches (data_batch_1..5.bin, test_batch.bin): records of 1 label byte followed by a 32x32
 //! image stored planar (1024 red, 1024 green, 1024 blue bytes, rows top to bottom).
 
-use super::{read_maybe_gz, DataError, Dataset, Result, RgbImage, Sample};
+use super::read::{read_maybe_gz, MAX_DATA_FILE_BYTES};
+use super::{DataError, Dataset, Result, RgbImage, Sample};
 use std::path::{Path, PathBuf};
 
 pub const CIFAR10_CLASSES: [&str; 10] = [
@@ -28,12 +29,24 @@ pub struct Cifar10 {
 
 impl Cifar10 {
     pub fn open(files: &[PathBuf]) -> Result<Self> {
+        let batches = files
+            .iter()
+            .map(|f| {
+                Ok((
+                    f.display().to_string(),
+                    read_maybe_gz(f, MAX_DATA_FILE_BYTES)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::from_batches(batches)
+    }
+
+    /// The records of batch files already read, as (name, bytes); each is checked whole.
+    pub fn from_batches(batches: Vec<(String, Vec<u8>)>) -> Result<Self> {
         let mut records = Vec::new();
         let mut names = Vec::new();
         let mut spans = Vec::new();
-        for f in files {
-            let name = f.display().to_string();
-            let bytes = read_maybe_gz(f)?;
+        for (name, bytes) in batches {
             if bytes.is_empty() || bytes.len() % RECORD != 0 {
                 return Err(DataError::new(
                     name,

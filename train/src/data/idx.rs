@@ -2,11 +2,14 @@
 //! sizes, then the data. Images are type 0x08 (u8) with 3 dims [n, rows, cols]; labels are type 0x08 with 1 dim.
 //! Files may be gzip-compressed (detected by their magic bytes, whatever the name).
 
-use super::{read_maybe_gz, DataError, Dataset, Result, RgbImage, Sample};
+use super::read::{read_regular, MAX_DATA_FILE_BYTES};
+use super::{DataError, Dataset, Result, RgbImage, Sample};
+use std::io::Read;
 use std::path::Path;
 
-/// Parse an IDX u8 array: returns (dims, data).
-pub fn parse_idx_u8(bytes: &[u8], name: &str) -> Result<(Vec<usize>, Vec<u8>)> {
+/// The dims of an IDX u8 header (`bytes` starts with it) and the header's length; the data size
+/// they imply is checked (overflow-free) against [`MAX_DATA_FILE_BYTES`].
+fn parse_idx_header(bytes: &[u8], name: &str) -> Result<(Vec<usize>, usize, usize)> {
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
         return Err(DataError::new(
             name,
@@ -36,7 +39,22 @@ pub fn parse_idx_u8(bytes: &[u8], name: &str) -> Result<(Vec<usize>, Vec<u8>)> {
     let dims: Vec<usize> = (0..ndims)
         .map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().unwrap()) as usize)
         .collect();
-    let count: usize = dims.iter().product();
+    let count = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&c| c as u64 <= MAX_DATA_FILE_BYTES)
+        .ok_or_else(|| {
+            DataError::new(
+                name,
+                format!("IDX dims {dims:?} ask for more than the cap of {MAX_DATA_FILE_BYTES} data bytes: refused"),
+            )
+        })?;
+    Ok((dims, header, count))
+}
+
+/// Parse an IDX u8 array: returns (dims, data).
+pub fn parse_idx_u8(bytes: &[u8], name: &str) -> Result<(Vec<usize>, Vec<u8>)> {
+    let (dims, header, count) = parse_idx_header(bytes, name)?;
     if bytes.len() - header != count {
         return Err(DataError::new(
             name,
@@ -47,6 +65,39 @@ pub fn parse_idx_u8(bytes: &[u8], name: &str) -> Result<(Vec<usize>, Vec<u8>)> {
         ));
     }
     Ok((dims, bytes[header..].to_vec()))
+}
+
+/// Reads an IDX file, gunzipping it when it starts with the gzip magic: the header is inflated
+/// first and the stream is then read to the size it declares plus one byte, so a gzip bomb stops
+/// at the declared size (itself capped) instead of inflating to the end.
+pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
+    let raw = read_regular(path, MAX_DATA_FILE_BYTES)?;
+    parse_idx_file(&raw, &path.display().to_string())
+}
+
+/// [`read_idx`] on the bytes of a file (plain or gzipped) named `name`.
+pub fn parse_idx_file(raw: &[u8], name: &str) -> Result<(Vec<usize>, Vec<u8>)> {
+    if raw.len() < 2 || raw[0] != 0x1f || raw[1] != 0x8b {
+        return parse_idx_u8(raw, name);
+    }
+    let gz_error = |e: std::io::Error| DataError::new(name, format!("bad gzip stream: {e}"));
+    let mut stream = flate2::read::GzDecoder::new(raw);
+    let mut head = Vec::new();
+    (&mut stream)
+        .take(4)
+        .read_to_end(&mut head)
+        .map_err(gz_error)?;
+    let ndims = head.get(3).copied().unwrap_or(0) as u64;
+    (&mut stream)
+        .take(4 * ndims)
+        .read_to_end(&mut head)
+        .map_err(gz_error)?;
+    let (_, _, count) = parse_idx_header(&head, name)?;
+    stream
+        .take(count as u64 + 1)
+        .read_to_end(&mut head)
+        .map_err(gz_error)?;
+    parse_idx_u8(&head, name)
 }
 
 /// Gray images from an IDX file, with labels from a second IDX file when given.
@@ -62,7 +113,7 @@ impl IdxDataset {
     pub fn open(images: impl AsRef<Path>, labels: Option<&Path>) -> Result<Self> {
         let images = images.as_ref();
         let name = images.display().to_string();
-        let (dims, pixels) = parse_idx_u8(&read_maybe_gz(images)?, &name)?;
+        let (dims, pixels) = read_idx(images)?;
         if dims.len() != 3 {
             return Err(DataError::new(
                 &name,
@@ -73,16 +124,33 @@ impl IdxDataset {
             None => None,
             Some(p) => {
                 let lname = p.display().to_string();
-                let (ldims, l) = parse_idx_u8(&read_maybe_gz(p)?, &lname)?;
+                let (ldims, l) = read_idx(p)?;
                 if ldims != [dims[0]] {
                     return Err(DataError::new(
                         lname,
                         format!("IDX labels dims {ldims:?} do not match {} images", dims[0]),
                     ));
                 }
+                if let Some(&max) = l.iter().max() {
+                    let mut seen = [false; 256];
+                    l.iter().for_each(|&c| seen[c as usize] = true);
+                    let present = seen.iter().filter(|&&x| x).count();
+                    if present < max as usize + 1 {
+                        super::warn(format!(
+                            "{lname}: labels go up to {max}, so the set has {} classes, but only {present} of them have images",
+                            max as usize + 1
+                        ));
+                    }
+                }
                 Some(l)
             }
         };
+        if dims[1] == 0 || dims[2] == 0 {
+            return Err(DataError::new(
+                &name,
+                format!("IDX images of {} x {} pixels: empty", dims[1], dims[2]),
+            ));
+        }
         Ok(Self {
             name,
             rows: dims[1],

@@ -1,6 +1,7 @@
 //! A folder of JPEG/PNG files, labelled by class sub-folders (torchvision's ImageFolder layout) or flat (no labels).
 
-use super::{decode_image, DataError, Dataset, Result, Sample};
+use super::{read_image, warn, DataError, Dataset, Result, Sample};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 const EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
@@ -11,20 +12,95 @@ fn is_image(path: &Path) -> bool {
         .is_some_and(|e| EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
+/// What a listing has visited: folders and files by canonical path, so that a symlink cycle is
+/// walked once and a file reached through two links is listed once (each with a warning).
+#[derive(Default)]
+struct Visited {
+    dirs: HashSet<PathBuf>,
+    files: HashSet<PathBuf>,
+    repeated_dirs: Vec<PathBuf>,
+    repeated_files: usize,
+}
+
+impl Visited {
+    /// False (and noted) when `dir`'s canonical path was walked already.
+    fn enter(&mut self, dir: &Path) -> Result<bool> {
+        let canonical = canonical(dir)?;
+        if self.dirs.insert(canonical) {
+            return Ok(true);
+        }
+        self.repeated_dirs.push(dir.to_path_buf());
+        Ok(false)
+    }
+
+    /// The image files of one listing; a non-regular file with an image's name is an error.
+    fn accept(&mut self, file: &Path) -> Result<bool> {
+        if !is_image(file) {
+            return Ok(false);
+        }
+        let meta = std::fs::metadata(file)
+            .map_err(|e| DataError::new(file.display().to_string(), format!("cannot read: {e}")))?;
+        if !meta.is_file() {
+            return Err(DataError::new(
+                file.display().to_string(),
+                "is not a regular file (a FIFO, device or socket, or a symlink to one): refused",
+            ));
+        }
+        if self.files.insert(canonical(file)?) {
+            return Ok(true);
+        }
+        self.repeated_files += 1;
+        Ok(false)
+    }
+
+    fn warn(&self, root: &Path) {
+        if let Some(first) = self.repeated_dirs.first() {
+            warn(format!(
+                "{}: {} folder(s) reached twice through symlinks (a cycle or a second link, first {}): each walked once",
+                root.display(),
+                self.repeated_dirs.len(),
+                first.display()
+            ));
+        }
+        if self.repeated_files > 0 {
+            warn(format!(
+                "{}: {} file(s) are links to files listed already: each listed once",
+                root.display(),
+                self.repeated_files
+            ));
+        }
+    }
+}
+
+fn canonical(p: &Path) -> Result<PathBuf> {
+    p.canonicalize()
+        .map_err(|e| DataError::new(p.display().to_string(), format!("cannot resolve: {e}")))
+}
+
+/// The entries of `dir`, sorted.
+fn entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let listing_error =
+        |e: std::io::Error| DataError::new(dir.display().to_string(), format!("cannot list: {e}"));
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(listing_error)? {
+        out.push(entry.map_err(listing_error)?.path());
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// All image files under `dir`, recursively, sorted by path.
-fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+fn image_files(dir: &Path, visited: &mut Visited) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d)
-            .map_err(|e| DataError::new(d.display().to_string(), format!("cannot list: {e}")))?;
-        for entry in entries {
-            let p = entry
-                .map_err(|e| DataError::new(d.display().to_string(), format!("cannot list: {e}")))?
-                .path();
+        if !visited.enter(&d)? {
+            continue;
+        }
+        for p in entries(&d)? {
             if p.is_dir() {
                 stack.push(p);
-            } else if is_image(&p) {
+            } else if visited.accept(&p)? {
                 out.push(p);
             }
         }
@@ -49,17 +125,14 @@ impl ImageFolder {
         if !root.is_dir() {
             return Err(DataError::new(name, "is not a directory"));
         }
-        let mut subdirs: Vec<PathBuf> = std::fs::read_dir(&root)
-            .map_err(|e| DataError::new(&name, format!("cannot list: {e}")))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
-        subdirs.sort();
+        let mut visited = Visited::default();
+        visited.enter(&root)?;
+        let subdirs: Vec<PathBuf> = entries(&root)?.into_iter().filter(|p| p.is_dir()).collect();
         let mut classes = Vec::new();
         let mut files = Vec::new();
         let mut labels = Vec::new();
         for d in &subdirs {
-            let class_files = image_files(d)?;
+            let class_files = image_files(d, &mut visited)?;
             if class_files.is_empty() {
                 continue;
             }
@@ -72,18 +145,18 @@ impl ImageFolder {
             classes.push(class);
         }
         if classes.is_empty() {
-            files = std::fs::read_dir(&root)
-                .map_err(|e| DataError::new(&name, format!("cannot list: {e}")))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && is_image(p))
-                .collect();
-            files.sort();
+            for p in entries(&root)? {
+                if !p.is_dir() && visited.accept(&p)? {
+                    files.push(p);
+                }
+            }
             if files.is_empty() {
                 return Err(DataError::new(
                     name,
                     "holds no .jpg/.jpeg/.png files (directly or in class sub-folders)",
                 ));
             }
+            visited.warn(&root);
             return Ok(Self {
                 root,
                 files,
@@ -91,6 +164,7 @@ impl ImageFolder {
                 classes,
             });
         }
+        visited.warn(&root);
         Ok(Self {
             root,
             files,
@@ -119,10 +193,7 @@ impl Dataset for ImageFolder {
 
     fn get(&self, i: usize) -> Result<Sample> {
         let path = &self.files[i];
-        let name = path.display().to_string();
-        let bytes =
-            std::fs::read(path).map_err(|e| DataError::new(&name, format!("cannot read: {e}")))?;
-        let image = decode_image(&bytes, &name)?;
+        let image = read_image(path)?;
         Ok(Sample {
             image,
             label: self.labels.as_ref().map(|l| l[i]),

@@ -10,14 +10,17 @@ mod idx;
 mod image_folder;
 mod open;
 pub mod procedural;
+pub mod read;
 
 pub use cache::CachedDataset;
 pub use cifar::{Cifar10, CIFAR10_CLASSES};
-pub use idx::IdxDataset;
+pub use idx::{parse_idx_file, IdxDataset};
 pub use image_folder::ImageFolder;
 pub use open::open_dataset;
 pub use procedural::{ObjectBox, Procedural, ProceduralPair, PROCEDURAL_CLASSES};
+pub use read::{decode_image, read_image, warn};
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -140,42 +143,55 @@ impl<D: Dataset + ?Sized> Dataset for std::sync::Arc<D> {
 /// What to do when a sample cannot be read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ErrorPolicy {
-    /// Count it, remember its path, and use the next readable sample instead (the default).
+    /// Count it, warn once, remember it, and use the next readable sample instead (the default).
     #[default]
     Skip,
     /// Return the error (which names the file).
     Stop,
 }
 
-/// The unreadable samples met so far (shared by the loader threads).
+/// The unreadable samples met so far (shared by the loader threads). Each is read once: a sample
+/// that failed is skipped without being decoded again in later epochs.
 #[derive(Debug, Default)]
 pub struct BadSamples {
     count: AtomicUsize,
-    errors: Mutex<Vec<DataError>>,
+    errors: Mutex<(HashSet<usize>, Vec<DataError>)>,
 }
 
 impl BadSamples {
-    /// How many failed reads were skipped (a bad file met twice counts twice).
+    /// How many reads were skipped (a bad file met twice counts twice).
     pub fn count(&self) -> usize {
         self.count.load(Ordering::Relaxed)
     }
 
     /// The distinct errors, sorted by source for a stable report.
     pub fn errors(&self) -> Vec<DataError> {
-        let mut e = self
-            .errors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let mut e = self.lock().1.clone();
         e.sort_by(|a, b| a.source_name.cmp(&b.source_name));
         e
     }
 
-    fn record(&self, e: DataError) {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (HashSet<usize>, Vec<DataError>)> {
+        self.errors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_known(&self, i: usize) -> bool {
+        let known = self.lock().0.contains(&i);
+        if known {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+        known
+    }
+
+    /// Counts the failure of sample `i`; the first failure of each sample is a warning on stderr.
+    fn record(&self, i: usize, e: DataError) {
         self.count.fetch_add(1, Ordering::Relaxed);
-        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
-        if !errors.iter().any(|x| x.source_name == e.source_name) {
-            errors.push(e);
+        let mut errors = self.lock();
+        if errors.0.insert(i) {
+            warn(format!(
+                "{e}; skipped (--strict stops at the first unreadable file)"
+            ));
+            errors.1.push(e);
         }
     }
 }
@@ -195,9 +211,12 @@ pub fn get_with_policy(
     }
     for step in 0..n {
         let j = (i + step) % n;
+        if policy == ErrorPolicy::Skip && bad.is_known(j) {
+            continue;
+        }
         match dataset.get(j) {
             Ok(s) => return Ok((j, s)),
-            Err(e) if policy == ErrorPolicy::Skip => bad.record(e),
+            Err(e) if policy == ErrorPolicy::Skip => bad.record(j, e),
             Err(e) => return Err(e),
         }
     }
@@ -208,33 +227,4 @@ pub fn get_with_policy(
             bad.count()
         ),
     ))
-}
-
-/// Decode an encoded image (PNG or JPEG; gray, gray+alpha, RGB, RGBA, 8 or 16 bit) to 8-bit RGB. Alpha is dropped.
-pub fn decode_image(bytes: &[u8], source_name: &str) -> Result<RgbImage> {
-    let img = image::load_from_memory(bytes)
-        .map_err(|e| DataError::new(source_name, format!("cannot decode image: {e}")))?;
-    let rgb = img.into_rgb8();
-    let (w, h) = rgb.dimensions();
-    if w == 0 || h == 0 {
-        return Err(DataError::new(source_name, "image has zero size"));
-    }
-    Ok(RgbImage::new(w as usize, h as usize, rgb.into_raw()))
-}
-
-/// Read a whole file, or gunzip it when it starts with the gzip magic (1f 8b).
-pub(crate) fn read_maybe_gz(path: &std::path::Path) -> Result<Vec<u8>> {
-    let name = path.display().to_string();
-    let raw =
-        std::fs::read(path).map_err(|e| DataError::new(&name, format!("cannot read: {e}")))?;
-    if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
-        use std::io::Read;
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::new(&name, format!("bad gzip stream: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
 }

@@ -70,6 +70,19 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         .get("config")
         .ok_or_else(|| bad("no 'config' in the metadata".into()))
         .and_then(|s| serde_json::from_str(s).map_err(|e| bad(format!("bad 'config': {e}"))))?;
+    if step > config.steps {
+        return Err(bad(format!(
+            "step {step} is beyond the run's {} steps (--steps)",
+            config.steps
+        )));
+    }
+    for (name, t) in &file.tensors {
+        if let Some(x) = t.to_vec_f64().iter().find(|x| !x.is_finite()) {
+            return Err(bad(format!(
+                "tensor '{name}' holds {x}: weights must be finite"
+            )));
+        }
+    }
     Ok(Checkpoint { file, config, step })
 }
 
@@ -96,6 +109,43 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// Fails unless the optimiser state (AdamW's m, v and step) of every trained tensor is present:
+    /// a checkpoint after step 0 without it cannot continue the run as it was. The head's last
+    /// layer has no state while it is frozen (`last_layer_trained` false).
+    pub fn require_optimizer_state(
+        &self,
+        optimizer: &AdamW,
+        last_layer_trained: bool,
+        path: &Path,
+    ) -> Result<()> {
+        if self.step == 0 {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        for group in &optimizer.groups {
+            for (name, _) in &group.params {
+                if name.contains("last_layer.") && !last_layer_trained {
+                    continue;
+                }
+                for kind in ["m", "v", "step"] {
+                    let key = format!("adamw.{kind}.{name}");
+                    if self.file.get(&key).is_none() {
+                        missing.push(key);
+                    }
+                }
+            }
+        }
+        match missing.first() {
+            None => Ok(()),
+            Some(first) => Err(TrainError(format!(
+                "{}: optimiser state missing at step {} ({} tensor(s), first '{first}'): the run cannot resume as it was",
+                path.display(),
+                self.step,
+                missing.len()
+            ))),
+        }
+    }
+
     pub fn center(&self, out_dim: usize, path: &Path) -> Result<Vec<f64>> {
         let c = self.tensor("center", path)?;
         if c.shape() != [out_dim] {
@@ -107,6 +157,30 @@ impl Checkpoint {
         }
         Ok(c.to_vec_f64())
     }
+}
+
+/// Removes the temporary files (`.<name>.tmp<PID>`, engine::io::write_atomic) that runs killed
+/// mid-write left in `dir`; a file of a process still alive is kept. Returns how many were removed.
+pub fn remove_orphan_temps(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix('.')
+            .and_then(|n| n.rsplit_once(".tmp"))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Writes the teacher's backbone of checkpoint `checkpoint` as a backbone file (nat.md names).

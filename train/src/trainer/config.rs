@@ -214,6 +214,51 @@ impl TrainConfig {
                 return Err(TrainError::flag(flag, "must be positive"));
             }
         }
+        use crate::guard::{at_most, MAX_BUILTIN_IMAGES, MAX_IMAGE_SIDE};
+        let caps = [
+            ("--global-size", self.global_size, MAX_IMAGE_SIDE, "pixels"),
+            ("--local-size", self.local_size, MAX_IMAGE_SIDE, "pixels"),
+            (
+                "--procedural-size",
+                self.procedural_size,
+                MAX_IMAGE_SIDE,
+                "pixels",
+            ),
+            (
+                "--procedural-len",
+                self.procedural_len,
+                MAX_BUILTIN_IMAGES,
+                "images",
+            ),
+            ("--local-crops", self.n_local, 64, "local crops"),
+            ("--batch-size", self.batch_size, 1 << 16, "images"),
+            ("--out-dim", self.out_dim, 1 << 20, "prototypes"),
+            ("--head-hidden", self.head_hidden_dim, 1 << 16, "units"),
+            (
+                "--head-bottleneck",
+                self.head_bottleneck_dim,
+                1 << 16,
+                "units",
+            ),
+            ("--steps", self.steps, 1 << 32, "steps"),
+        ];
+        for (flag, v, max, what) in caps {
+            at_most(flag, v, max, what).map_err(TrainError)?;
+        }
+        // The crops of one step, as f32: batch x (2 global + n local views) x 3 x side^2.
+        let views = 2 * self.global_size * self.global_size
+            + self.n_local * self.local_size * self.local_size;
+        let floats = self.batch_size as u64 * views as u64 * 3;
+        if floats > 1 << 28 {
+            return Err(TrainError(format!(
+                "--batch-size {} with crops 2 x {} + {} x {} px needs {} MB of input per step, over the cap of 1024 MB: use a smaller batch or crops",
+                self.batch_size,
+                self.global_size,
+                self.n_local,
+                self.local_size,
+                (floats * 4) >> 20
+            )));
+        }
         if !(self.base_lr.is_finite() && self.base_lr > 0.0) {
             return Err(TrainError::flag(
                 "--lr",

@@ -62,12 +62,70 @@ impl StepLog {
     }
 }
 
+impl StepLog {
+    /// Parses a row of [`StepLog::csv_row`]; None for anything else.
+    pub fn from_csv_row(row: &str) -> Option<StepLog> {
+        let f: Vec<&str> = row.split(',').collect();
+        if f.len() != 12 {
+            return None;
+        }
+        let x = |i: usize| f[i].parse::<f64>().ok();
+        Some(StepLog {
+            step: f[0].parse().ok()?,
+            epoch: f[1].parse().ok()?,
+            loss: x(2)?,
+            teacher_entropy: x(3)?,
+            kl: x(4)?,
+            lr: x(5)?,
+            weight_decay: x(6)?,
+            teacher_momentum: x(7)?,
+            teacher_temp: x(8)?,
+            last_layer_frozen: f[9] == "1",
+            img_per_s: x(10)?,
+            seconds: x(11)?,
+        })
+    }
+}
+
+/// The rows of the log at `path` for steps before `before` (none when it does not exist), so a
+/// resumed run's curves start at step 1.
+pub fn read_log(path: &Path, before: usize) -> Vec<StepLog> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(StepLog::from_csv_row)
+        .filter(|l| l.step < before)
+        .collect()
+}
+
 /// `log.csv` in the run directory, appended to on resume.
 pub struct CsvLog {
     file: File,
 }
 
 impl CsvLog {
+    /// Opens the log of a run that continues at `resume_step`: rows of steps from there on,
+    /// written by a run killed after its last checkpoint, are dropped (rewritten atomically), so
+    /// no step appears twice.
+    pub fn open_at(path: &Path, resume_step: usize) -> Result<CsvLog> {
+        if resume_step > 0 && path.is_file() {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| TrainError(format!("{}: cannot read the log: {e}", path.display())))?;
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|row| {
+                    let step = row.split(',').next().and_then(|s| s.parse::<usize>().ok());
+                    step.is_none_or(|s| s < resume_step)
+                })
+                .collect();
+            if kept.len() != text.lines().count() {
+                let body = kept.join("\n") + "\n";
+                dinonat_engine::io::write_atomic(path, body.as_bytes())?;
+            }
+        }
+        Self::open(path, resume_step > 0)
+    }
+
     pub fn open(path: &Path, append: bool) -> Result<CsvLog> {
         let exists = path.is_file();
         let file = OpenOptions::new()

@@ -13,6 +13,7 @@ pub mod log;
 pub mod network;
 
 use crate::batch::{BatchBuilder, MultiCropBatch, Prefetcher};
+use crate::data::{BadSamples, ErrorPolicy};
 use crate::dino::koleo::koleo_loss;
 use crate::dino::{ema_update, DinoLoss, Schedules};
 use crate::rng::mix64;
@@ -169,11 +170,38 @@ impl Trainer {
         ck.restore_network(&t.student, "student", path)?;
         ck.restore_network(&t.teacher, "teacher", path)?;
         t.loss.center = ck.center(t.config.out_dim, path)?;
+        let last_layer_trained = !t.schedules.last_layer_frozen(ck.step.saturating_sub(1));
+        ck.require_optimizer_state(&t.optimizer, last_layer_trained, path)?;
         t.optimizer
             .load_state(|name| ck.file.get(name).cloned())
             .map_err(|e| TrainError(format!("{}: {e}", path.display())))?;
         t.step = ck.step;
         Ok(t)
+    }
+
+    /// What an unreadable training file does: skipped with a warning (the default) or
+    /// [`ErrorPolicy::Stop`] (`--strict`).
+    pub fn set_error_policy(&mut self, policy: ErrorPolicy) -> Result<()> {
+        Arc::get_mut(&mut self.builder)
+            .ok_or_else(|| TrainError("the data policy is set before training starts".into()))?
+            .policy = policy;
+        Ok(())
+    }
+
+    /// The unreadable training files met so far, and how many reads they cost.
+    pub fn bad_samples(&self) -> &BadSamples {
+        &self.builder.bad
+    }
+
+    /// "N unreadable file(s) skipped (M reads), first: ..." or None when every file was read.
+    pub fn skipped_summary(&self) -> Option<String> {
+        let errors = self.bad_samples().errors();
+        let first = errors.first()?;
+        Some(format!(
+            "{} unreadable file(s) skipped ({} reads); first: {first}",
+            errors.len(),
+            self.bad_samples().count()
+        ))
     }
 
     /// One DINO iteration on `batch` (Algorithm 1).
@@ -311,7 +339,14 @@ impl Trainer {
             .map_err(|e| TrainError(format!("cannot serialise the config: {e}")))?;
         std::fs::write(out.join("config.json"), config_json)
             .map_err(|e| TrainError(format!("{}: {e}", out.join("config.json").display())))?;
-        let mut csv = CsvLog::open(&out.join("log.csv"), self.step > 0)?;
+        let removed = checkpoint::remove_orphan_temps(&out);
+        if removed > 0 {
+            crate::data::warn(format!(
+                "{}: removed {removed} temporary file(s) left by a killed run",
+                out.display()
+            ));
+        }
+        let mut csv = CsvLog::open_at(&out.join("log.csv"), self.step)?;
         let end = stop_at.unwrap_or(self.config.steps).min(self.config.steps);
         let mut logs = Vec::new();
         let mut stop = false;
