@@ -261,20 +261,9 @@ pub struct SeedSummary {
     pub json: serde_json::Value,
 }
 
-/// Mean and sample standard deviation (0 for one value).
-pub fn mean_std(x: &[f64]) -> (f64, f64) {
-    let n = x.len() as f64;
-    let mean = x.iter().sum::<f64>() / n;
-    let var = if x.len() > 1 {
-        x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (mean, var.sqrt())
-}
-
 /// Summarises the JSON objects of `train_run` over `seeds` (same order).
 pub fn seed_summary(seeds: &[u64], runs: &[serde_json::Value]) -> SeedSummary {
+    use dinonat_train::eval::metrics::mean_std;
     use serde_json::json;
     let mut table = format!(
         "k-NN top-1 % over training seeds {:?} (mean +- std):\n| features | split | mean | std | per seed |\n|---|---|---|---|---|",
