@@ -569,7 +569,7 @@ fn train_run(a: &TrainArgs, seed: u64, out: &std::path::Path) -> Result<serde_js
         say!(js, "|---|{}", "---|".repeat(roles.len()));
         let row = |x: &train_eval::Scores| {
             x.0.iter()
-                .map(|(_, v)| format!("{v:.2}"))
+                .map(|(_, v)| format!("{:.2}", v.top1))
                 .collect::<Vec<_>>()
                 .join(" | ")
         };
@@ -587,6 +587,11 @@ fn train_run(a: &TrainArgs, seed: u64, out: &std::path::Path) -> Result<serde_js
             row(&random)
         );
         say!(js, "| raw pixels ({} px) | {} |", s.size, row(&pixels));
+        say!(
+            js,
+            "{}",
+            train_eval::detail_table(&trained, &random, &pixels)
+        );
         out["knn_top1_trained"] = json!(trained.reported());
         out["knn_top1_random"] = json!(random.reported());
         out["knn_top1_pixels"] = json!(pixels.reported());
@@ -604,6 +609,7 @@ fn train_run(a: &TrainArgs, seed: u64, out: &std::path::Path) -> Result<serde_js
             );
         }
         out["knn_top1_by_split"] = serde_json::Value::Object(by_split);
+        out["knn_by_split"] = train_eval::reports_json(&trained, &random, &pixels);
     }
     match curves.write_pngs(&t.config.out_dir) {
         Ok(files) => say!(js, "curves: {}", files.join(", ")),

@@ -276,5 +276,24 @@ fn held_out_protocol_refuses_evaluation_seeds_and_summarises_seeds() {
     }
     assert_eq!(v["runs"][1]["seed"], 10);
     assert_eq!(v["runs"][0]["dino_weight"], 0.5);
+    // Each run's full report: balanced accuracy and the controls beside the top-1, per split.
+    for split in ["test", "tuning"] {
+        let full = &v["runs"][0]["knn_by_split"][split];
+        let top1 = v["runs"][0]["knn_top1_by_split"][split]["trained"].as_f64();
+        assert_eq!(full["trained"]["top1"].as_f64(), top1, "{full}");
+        for what in ["trained", "random", "pixels"] {
+            let r = &full[what];
+            assert_eq!(r["queries"], 20, "{r}");
+            let majority = r["majority"].as_f64().unwrap();
+            assert!(
+                majority >= r["uniform"].as_f64().unwrap() && majority <= 100.0,
+                "{r}"
+            );
+            assert!(r["balanced_accuracy"].as_f64().is_some(), "{r}");
+        }
+    }
+    let b = &v["knn_balanced_by_split"]["test"]["trained"]["per_seed"];
+    assert_eq!(b.as_array().map(|a| a.len()), Some(2), "{v}");
+    assert!(stderr.contains("balanced accuracy") || stdout.contains("balanced accuracy"));
     assert!(dir.join("seed-10").join("checkpoint.safetensors").is_file());
 }

@@ -9,6 +9,7 @@ use dinonat_model::{DinoNetwork, Nat};
 use dinonat_train::augment::EvalTransform;
 use dinonat_train::data::{Dataset, Procedural};
 use dinonat_train::eval::knn::{knn_classify, KnnConfig};
+use dinonat_train::eval::metrics::ClassificationReport;
 use dinonat_train::features::{extract_features, FeatureSource};
 use dinonat_train::trainer::config::TrainConfig;
 use dinonat_train::trainer::log::StepLog;
@@ -39,17 +40,22 @@ pub struct EvalSplit {
     pub size: usize,
 }
 
-/// k-NN top-1 (percent) of one feature source on every split, reported split first.
+/// The k-NN of one feature source on every split, reported split first: top-1 and top-5, balanced
+/// accuracy, the majority and uniform controls and bootstrap intervals (`ClassificationReport`).
 #[derive(Clone, Debug)]
-pub struct Scores(pub Vec<(&'static str, f64)>);
+pub struct Scores(pub Vec<(&'static str, ClassificationReport)>);
 
 impl Scores {
-    /// The reported split's top-1.
+    /// The reported split's top-1 (percent).
     pub fn reported(&self) -> f64 {
-        self.0[0].1
+        self.0[0].1.top1
     }
+    /// The top-1 (percent) on the split `role`.
     pub fn get(&self, role: &str) -> Option<f64> {
-        self.0.iter().find(|(r, _)| *r == role).map(|(_, v)| *v)
+        self.report(role).map(|r| r.top1)
+    }
+    pub fn report(&self, role: &str) -> Option<&ClassificationReport> {
+        self.0.iter().find(|(r, _)| *r == role).map(|(_, c)| c)
     }
 }
 
@@ -165,7 +171,7 @@ impl EvalSplit {
                 &KnnConfig::new(self.classes),
             )
             .map_err(|e| format!("k-NN on the {} split: {e}", s.role))?;
-            scores.push((s.role, report.top1));
+            scores.push((s.role, report.classification));
         }
         Ok(Scores(scores))
     }
@@ -187,6 +193,53 @@ impl EvalSplit {
             .map_err(|e| format!("--arch: {e}"))?;
         self.knn_backbone(&net.backbone)
     }
+}
+
+/// The reported split in full: top-1 and balanced accuracy with their 95 % bootstrap intervals over
+/// queries, top-5, and the majority-class and uniform controls of the query split.
+pub fn detail_table(trained: &Scores, random: &Scores, pixels: &Scores) -> String {
+    let (role, first) = (trained.0[0].0, &trained.0[0].1);
+    let mut t = format!(
+        "{role} split in full (95 % bootstrap intervals over the {} queries):\n\
+         | features | top-1 % | 95 % interval | top-5 % | balanced accuracy % | 95 % interval |\n\
+         |---|---|---|---|---|---|",
+        first.queries
+    );
+    for (name, s) in [
+        ("trained teacher", trained),
+        ("random init", random),
+        ("raw pixels", pixels),
+    ] {
+        let r = &s.0[0].1;
+        t += &format!(
+            "\n| {name} | {:.2} | {:.2}-{:.2} | {:.2} | {:.2} | {:.2}-{:.2} |",
+            r.top1,
+            r.top1_interval.low,
+            r.top1_interval.high,
+            r.top5,
+            r.balanced,
+            r.balanced_interval.low,
+            r.balanced_interval.high
+        );
+    }
+    t + &format!(
+        "\ncontrols: majority class (class {}) {:.2} %, uniform chance {:.2} % ({} classes)",
+        first.majority_class, first.majority, first.uniform, first.num_classes
+    )
+}
+
+/// Every split's full report per feature source: `{role: {trained, random, pixels}}`, each a
+/// `ClassificationReport::to_json`.
+pub fn reports_json(trained: &Scores, random: &Scores, pixels: &Scores) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for (role, r) in &trained.0 {
+        let other = |s: &Scores| s.report(role).map(|c| c.to_json());
+        m.insert(
+            role.to_string(),
+            serde_json::json!({"trained": r.to_json(), "random": other(random), "pixels": other(pixels)}),
+        );
+    }
+    serde_json::Value::Object(m)
 }
 
 /// "near 0" / "near ln K" when the teacher's entropy signals a collapse (docs/dino.md).
@@ -270,6 +323,7 @@ pub fn seed_summary(seeds: &[u64], runs: &[serde_json::Value]) -> SeedSummary {
         seeds
     );
     let mut stats = serde_json::Map::new();
+    let mut balanced_by_split = serde_json::Map::new();
     let roles: Vec<String> = runs
         .first()
         .and_then(|r| r["knn_top1_by_split"].as_object())
@@ -277,6 +331,7 @@ pub fn seed_summary(seeds: &[u64], runs: &[serde_json::Value]) -> SeedSummary {
         .unwrap_or_default();
     for role in &roles {
         let mut per = serde_json::Map::new();
+        let mut balanced = serde_json::Map::new();
         for what in ["trained", "random", "pixels"] {
             let x: Vec<f64> = runs
                 .iter()
@@ -292,7 +347,18 @@ pub fn seed_summary(seeds: &[u64], runs: &[serde_json::Value]) -> SeedSummary {
                 each.join(", ")
             );
             per.insert(what.into(), json!({"mean": m, "std": sd, "per_seed": x}));
+            let b: Vec<f64> = runs
+                .iter()
+                .filter_map(|r| r["knn_by_split"][role][what]["balanced_accuracy"].as_f64())
+                .collect();
+            if b.len() == runs.len() {
+                let (bm, bsd) = mean_std(&b);
+                table +=
+                    &format!("\n| {what} (balanced accuracy) | {role} | {bm:.2} | {bsd:.2} | |");
+                balanced.insert(what.into(), json!({"mean": bm, "std": bsd, "per_seed": b}));
+            }
         }
+        balanced_by_split.insert(role.clone(), serde_json::Value::Object(balanced));
         stats.insert(role.clone(), serde_json::Value::Object(per));
     }
     let warnings: Vec<u64> = runs
@@ -306,6 +372,7 @@ pub fn seed_summary(seeds: &[u64], runs: &[serde_json::Value]) -> SeedSummary {
             "command": "train",
             "seeds": seeds,
             "knn_top1_by_split": stats,
+            "knn_balanced_by_split": balanced_by_split,
             "collapse_warnings": warnings,
             "runs": runs,
         }),
