@@ -4,7 +4,7 @@
 #   scripts/gpu-check-attention.sh --pack <bindir>   on a development machine (Rust, no GPU):
 #       builds the release binaries and copies into <bindir>: the stripped `dinonat`, the stripped
 #       test binary of kernels/tests/cuda_attention.rs (`cuda-attention-tests`), this script, the
-#       PyTorch baseline /work/shared/bench-ref/attention_gpu_torch.py restricted to the target
+#       PyTorch baseline ../shared/bench-ref/attention_gpu_torch.py restricted to the target
 #       shapes (56x56 and 112x112; the 224 line removed) and the NATTEN wheel.
 #   <bindir>/gpu-check-attention.sh <logdir>         on the GPU host (driver, NVRTC, PyTorch; no
 #       Rust): the parity and determinism tests, `dinonat bench attention --device cuda --json` on
@@ -27,7 +27,7 @@ if [ "${1:-}" = "--pack" ]; then
     cp "$test_bin" "$dest/cuda-attention-tests"
     strip "$dest/dinonat" "$dest/cuda-attention-tests"
     cp scripts/gpu-check-attention.sh scripts/gpu-lib.sh "$dest/"
-    ref=${BENCH_REF:-/work/shared/bench-ref}
+    ref=${BENCH_REF:-../shared/bench-ref}
     sed 's/, (8, 4, 112, 32, 7), (2, 4, 224, 32, 7)\]/, (8, 4, 112, 32, 7)]/' \
         "$ref/attention_gpu_torch.py" >"$dest/attention_gpu_torch.py"
     cp "$ref"/wheels/natten-*.whl "$dest/" 2>/dev/null || echo "NATTEN wheel not found under $ref/wheels"

@@ -103,7 +103,7 @@ def main():
     ref = args.ref
     if ref is None:
         # beside the script (as copied to the GPU host), then ../shared beside the checkout
-        # (/work/main/scripts -> /work/shared) or beside a worktree's parent
+        # (checkout/scripts -> ../shared) or beside a worktree's parent
         cands = [os.path.join(here, "dino_step_torch.py")]
         cands += [os.path.join(here, *[".."] * n, "shared", "bench-ref", "dino_step_torch.py") for n in (2, 3)]
         for cand in cands:

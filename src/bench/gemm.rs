@@ -1,6 +1,6 @@
 //! `dinonat bench gemm` on the CPU: SGEMM GFLOP/s (2 m k n flops / median time) over the cubes
 //! and the NAT shapes, row-major C = A B. Compare with OpenBLAS through numpy in the same run
-//! (/work/shared/bench-ref/gemm_numpy_torch.py); absolute numbers on a shared machine drift.
+//! (../shared/bench-ref/gemm_numpy_torch.py); absolute numbers on a shared machine drift.
 
 use super::GemmArgs;
 use dinonat_kernels::cpu::gemm::{sgemm, Layout};

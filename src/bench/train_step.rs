@@ -2,7 +2,7 @@
 //! student forward + backward on all views, loss, clipping, AdamW, teacher EMA, centre update) of
 //! a config, with the data preparation (decode + multi-crop augmentation) timed apart. Reports
 //! img/s (source images, not crops, per second of step time), the split of a step and the
-//! sustained GFLOP/s. The PyTorch twin is /work/shared/bench-ref/dino_step_torch.py (same default
+//! sustained GFLOP/s. The PyTorch twin is ../shared/bench-ref/dino_step_torch.py (same default
 //! shape: nat_mini, 2 x 64 + 6 x 32 crops, batch 32, head 2048-2048-256 -> K 4096).
 //!
 //! FLOPs: 2 x the backbone's multiply-adds (`NatConfig::macs`: convs, linears, attention) plus
