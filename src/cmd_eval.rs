@@ -8,7 +8,7 @@ use dinonat_engine::DType;
 use dinonat_model::{load_backbone, Nat, NatConfig};
 use dinonat_train::augment::EvalTransform;
 use dinonat_train::data::{open_dataset, Dataset, Procedural};
-use dinonat_train::eval::knn::{knn_classify, KnnConfig};
+use dinonat_train::eval::knn::{knn_classify_with_progress, KnnConfig};
 use dinonat_train::eval::linear::{train_linear_probe, LinearProbeConfig, Preprocess};
 use dinonat_train::eval::metrics::{mean_std, ClassificationReport};
 use dinonat_train::features::{extract_features, spread_indices, FeatureSource, Features};
@@ -526,13 +526,14 @@ pub fn run_knn(args: KnnArgs) -> Result<(), String> {
             temperature: args.temperature,
             num_classes: ex.classes.len(),
         };
-        let report = knn_classify(
+        let report = knn_classify_with_progress(
             &ex.train.values,
             &ex.train.labels,
             &ex.val.values,
             &ex.val.labels,
             ex.train.dim,
             &config,
+            &mut crate::progress::progress("k-NN search (queries)"),
         )
         .map_err(|e| e.to_string())?;
         let mut fields = serde_json::Map::new();

@@ -473,20 +473,22 @@ fn train_run(a: &TrainArgs, seed: u64, out: &std::path::Path) -> Result<serde_js
     let mut warnings = 0usize;
     let start = Instant::now();
     let ckpt = dinonat_train::trainer::checkpoint_path(&t.config.out_dir);
+    let mut bar = crate::progress::Progress::starting_at("train (steps)", t.step);
     let result = t.run_with(a.stop_at, |tr, l| {
         curves.record(l);
         if (l.step + 1) % every == 0 || l.step + 1 == total || l.step == 0 {
             let skipped = tr.bad_samples().errors().len();
             let note = if skipped > 0 { format!(" | {skipped} unreadable file(s) skipped") } else { String::new() };
-            say!(js, "{}{note}", l.progress_line(total));
+            bar.suspend(|| say!(js, "{}{note}", l.progress_line(total)));
         }
+        bar.update(l.step + 1, total, &format!("loss {:.4}", l.loss));
         if let Some(kind) = train_eval::collapse(l.teacher_entropy, ln_k) {
             if l.step >= collapse_after && warned_at.is_none_or(|w| l.step >= w + 10 * every) {
-                eprintln!(
+                bar.suspend(|| eprintln!(
                     "warning: step {}: teacher entropy {:.4} is {kind} (ln K = {ln_k:.4}): the teacher may be collapsing",
                     l.step + 1,
                     l.teacher_entropy
-                );
+                ));
                 warned_at = Some(l.step);
                 warnings += 1;
             }
@@ -497,7 +499,7 @@ fn train_run(a: &TrainArgs, seed: u64, out: &std::path::Path) -> Result<serde_js
                     .knn_backbone(&tr.teacher.backbone)
                     .map_err(dinonat_train::trainer::TrainError)?
                     .reported();
-                say!(js, "step {}: k-NN top-1 {top1:.2}% (teacher)", l.step + 1);
+                bar.suspend(|| say!(js, "step {}: k-NN top-1 {top1:.2}% (teacher)", l.step + 1));
                 curves.knn.push(((l.step + 1) as f64, top1));
             }
         }

@@ -94,6 +94,47 @@ fn train_json_ends_with_the_knn_of_trained_random_and_pixels() {
     }
     // the k-NN curve: step 0 (random init), step 2 (--eval-every), step 4 (the end)
     assert!(stderr.contains("step 2: k-NN top-1"), "{stderr}");
+    // progress (stderr is not a terminal here: plain lines) stays off stdout, the one JSON line
+    assert!(stderr.contains("train (steps): 4/4 ("), "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn train_progress_lines_go_to_stderr_about_every_tenth_with_rate_eta_and_loss() {
+    let dir = temp_dir("progress");
+    let out = dir.to_str().unwrap();
+    let mut args = vec!["train"];
+    args.extend(TINY);
+    let steps = args.iter().position(|a| *a == "--steps").unwrap();
+    args[steps + 1] = "20";
+    args.extend(["--log-every", "5", "--no-eval", "--out", out]);
+    let (ok, stdout, stderr) = dinonat(&args);
+    assert!(ok, "{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("train (steps): "))
+        .collect();
+    // a line at least every 2 steps of 20 (10 %), starting at the first and ending at the last
+    assert!((10..=11).contains(&lines.len()), "{stderr}");
+    assert!(lines[0].starts_with("train (steps): 1/20 ("), "{stderr}");
+    assert!(
+        lines.last().unwrap().starts_with("train (steps): 20/20 ("),
+        "{stderr}"
+    );
+    for l in &lines {
+        let (rate, eta) = l.split_once("/s, ETA ").expect("rate and ETA");
+        let rate: f64 = rate.rsplit('(').next().unwrap().parse().expect("a rate");
+        assert!(rate > 0.0 && rate.is_finite(), "{l}");
+        let (eta, loss) = eta.split_once(" s) loss ").expect("ETA and loss");
+        assert!(
+            eta.parse::<f64>().is_ok() && loss.parse::<f64>().is_ok(),
+            "{l}"
+        );
+    }
+    // the per-step log lines stay on stdout, as before, and nothing of the progress joins them
+    assert!(stdout.contains("step 5/20 ep "), "{stdout}");
+    assert!(!stdout.contains("train (steps)"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -125,6 +166,11 @@ fn bench_train_step_json_reports_img_per_s() {
         "--json",
     ]);
     assert!(ok, "bench failed: {stderr}");
+    assert!(
+        stderr.contains("bench train-step (steps): 2/2 ("),
+        "{stderr}"
+    );
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
     let v = last_json(&stdout);
     let ips = v["img_per_s"].as_f64().expect("img_per_s");
     assert!(ips > 0.0 && ips.is_finite(), "img_per_s = {ips}");

@@ -211,6 +211,21 @@ fn case2_cycles_links_and_fifos_do_not_hang() {
         r.stderr
     );
 
+    // knn walks folders with the same rule: 5 images, not 84, and it ends
+    let i = s(&images);
+    let r = dinonat(&["knn", "--train", i, "--val", i, "--pixels", "--size", "8"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stdout.contains("knn: 5 train / 5 val images"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stderr.contains("reached twice through symlinks"),
+        "{}",
+        r.stderr
+    );
+
     let fifo = images.join("c1/x.png");
     assert!(Command::new("mkfifo")
         .arg(&fifo)
@@ -237,15 +252,21 @@ fn case3_memory_is_bounded() {
     crc.update(&bomb[12..29]);
     bomb[29..33].copy_from_slice(&crc.sum().to_be_bytes());
     std::fs::write(images.join("c0/bomb.png"), &bomb).unwrap();
+    let images_before = files_under(&images);
     let out = dir.join("e.safetensors");
     let r = embed(&images, &out, &[]);
     fails_with(&r, &["bomb.png", "144000000 pixels", "--max-megapixels"]);
+    assert!(!out.exists(), "a failed embed wrote its output");
+    assert_eq!(files_under(&images), images_before, "an input changed");
     std::fs::remove_file(images.join("c0/bomb.png")).unwrap();
     #[cfg(unix)]
     {
         std::os::unix::fs::symlink("/dev/zero", images.join("c0/zero.png")).unwrap();
+        let images_before = files_under(&images);
         let r = embed(&images, &out, &[]);
         fails_with(&r, &["zero.png", "not a regular file"]);
+        assert!(!out.exists(), "a failed embed wrote its output");
+        assert_eq!(files_under(&images), images_before, "an input changed");
         std::fs::remove_file(images.join("c0/zero.png")).unwrap();
     }
     // An IDX whose header asks for 100000 x 100 x 100 bytes, gzipped: refused at the header.
@@ -431,8 +452,10 @@ fn case6_checkpoint_checks() {
     let r = dinonat(&[&c[..], &["--out", s(&dir.join("e.safetensors"))]].concat());
     fails_with(&r, &["nan.safetensors", "NaN", "finite"]);
     assert!(!dir.join("e.safetensors").exists());
-    let files: Vec<_> = files_under(&dir).into_keys().collect();
-    assert!(before.keys().all(|k| files.contains(k)));
+    let after = files_under(&dir);
+    for (name, bytes) in &before {
+        assert!(after.get(name) == Some(bytes), "{name:?} changed");
+    }
     assert!(!dir.join("r2").join("checkpoint.safetensors").exists());
     let ok = check(&ck);
     assert_eq!(ok.code, Some(0), "{}", ok.stderr);
@@ -513,6 +536,7 @@ fn case8_minor_checks() {
         [0u8, 0, 8, 1, 0, 0, 0, 2, 0, 200],
     )
     .unwrap();
+    let idx_before = files_under(&idx);
     let r = dinonat(&[
         "train",
         "--data",
@@ -537,6 +561,7 @@ fn case8_minor_checks() {
         "--head-bottleneck",
         "8",
     ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(
         r.stderr.contains(
             "train-labels-idx1-ubyte: labels go up to 200, so the set has 201 classes, but only 2"
@@ -544,6 +569,7 @@ fn case8_minor_checks() {
         "{}",
         r.stderr
     );
+    assert_eq!(files_under(&idx), idx_before, "an IDX input changed");
     #[cfg(unix)]
     {
         use std::os::unix::ffi::OsStrExt;

@@ -152,6 +152,8 @@ pub fn run(args: &AttentionArgs) -> Result<(), String> {
 
 fn measure_all(args: &AttentionArgs, passes: &[Pass], threads: usize) -> Vec<Case> {
     let mut cases = Vec::new();
+    let total = args.sizes.len() * (args.kernels.len() + 1) * passes.len();
+    let mut progress = crate::progress::progress("bench attention (cases)");
     for &size in &args.sizes {
         let mut bench = Buffers::new(args, size);
         for &kernel in &args.kernels {
@@ -163,6 +165,7 @@ fn measure_all(args: &AttentionArgs, passes: &[Pass], threads: usize) -> Vec<Cas
                     Pass::ForwardBackward => 3.0 * fwd,
                 };
                 let timing = Some(time(threads, || bench.na(&p, pass)));
+                progress(cases.len() + 1, total);
                 cases.push(Case {
                     size,
                     kernel: Some(kernel),
@@ -182,6 +185,7 @@ fn measure_all(args: &AttentionArgs, passes: &[Pass], threads: usize) -> Vec<Cas
                 Pass::ForwardBackward => 3.5 * fwd,
             };
             let timing = (fwd <= args.flop_budget).then(|| time(threads, || bench.full(&p, pass)));
+            progress(cases.len() + 1, total);
             cases.push(Case {
                 size,
                 kernel: None,

@@ -3,6 +3,7 @@
 //! (../shared/bench-ref/gemm_numpy_torch.py); absolute numbers on a shared machine drift.
 
 use super::GemmArgs;
+use crate::progress::Progress;
 use dinonat_kernels::cpu::gemm::{sgemm, Layout};
 use dinonat_kernels::cpu::isa;
 use std::time::Instant;
@@ -61,17 +62,20 @@ fn measure_all(shapes: &[(usize, usize, usize)], json: bool) -> Result<(), Strin
         println!("sgemm, {threads} threads, isa {isa}; median of repeated runs after a warm-up");
         println!("{:>20} {:>10} {:>10}", "m x k x n", "ms", "GFLOP/s");
     }
-    for &(m, k, n) in shapes {
+    let mut bar = Progress::starting_at("bench gemm (shapes)", 0);
+    for (i, &(m, k, n)) in shapes.iter().enumerate() {
         let ms = median_ms(m, k, n);
         let gflops = 2.0 * (m * k * n) as f64 / (ms * 1e6);
         if json {
             let row = serde_json::json!({
                 "m": m, "k": k, "n": n, "gflops": gflops, "ms": ms, "threads": threads, "isa": isa,
             });
-            println!("{row}");
+            bar.suspend(|| println!("{row}"));
         } else {
-            println!("{:>20} {ms:>10.3} {gflops:>10.1}", format!("{m}x{k}x{n}"));
+            let shape = format!("{m}x{k}x{n}");
+            bar.suspend(|| println!("{shape:>20} {ms:>10.3} {gflops:>10.1}"));
         }
+        bar.update(i + 1, shapes.len(), &format!("{m}x{k}x{n}"));
     }
     Ok(())
 }

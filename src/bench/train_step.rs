@@ -9,6 +9,7 @@
 //! the head's linears, per view; the student's backward counts twice its forward.
 
 use super::TrainStepArgs;
+use crate::progress::Progress;
 use dinonat_train::dino::schedule::WarmupFractions;
 use dinonat_train::trainer::config::TrainConfig;
 use dinonat_train::trainer::{StepTimings, Trainer};
@@ -123,6 +124,7 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
         );
     }
     let (mut sum, mut data, mut step_s, mut cpu) = (StepTimings::default(), 0.0, 0.0, 0.0);
+    let mut bar = Progress::starting_at("bench train-step (steps)", 0);
     for i in 0..total {
         let clock = Instant::now();
         let batch = t.prepare_batch(0, i).map_err(|e| e.to_string())?;
@@ -137,13 +139,16 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
             .unwrap_or(f64::NAN);
         let measured = i >= a.warmup;
         if !a.json {
-            println!(
-                "step {}{}: {secs:.3} s (data {data_s:.3} s), loss {:.4}",
-                i + 1,
-                if measured { "" } else { " (warm-up)" },
-                log.loss
-            );
+            bar.suspend(|| {
+                println!(
+                    "step {}{}: {secs:.3} s (data {data_s:.3} s), loss {:.4}",
+                    i + 1,
+                    if measured { "" } else { " (warm-up)" },
+                    log.loss
+                )
+            });
         }
+        bar.update(i + 1, total, &format!("loss {:.4}", log.loss));
         if measured {
             let l = t.last_timings;
             sum.forward += l.forward;

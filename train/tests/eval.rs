@@ -4,7 +4,9 @@ use dinonat_train::eval::cluster::{
     exemplar_search, kmeans, near_duplicate_groups, outliers, propagate_labels, ExemplarRule,
     KMeansConfig, Metric, PropagationConfig,
 };
-use dinonat_train::eval::knn::{knn_classify, knn_classify_reference, KnnConfig};
+use dinonat_train::eval::knn::{
+    knn_classify, knn_classify_reference, knn_classify_with_progress, KnnConfig,
+};
 use dinonat_train::eval::linear::{train_linear_probe, LinearProbeConfig, Preprocess};
 use dinonat_train::eval::retrieval::{
     attention_mass_mask, cross_modal_retrieval, layout_descriptor, mask_iou, median_rank,
@@ -112,6 +114,39 @@ fn knn_is_independent_of_thread_count() {
     let query_y: Vec<usize> = (0..3000).map(|i| i % 7).collect();
     let run = || knn_classify(&bank, &bank_y, &queries, &query_y, dim, &KnnConfig::new(7)).unwrap();
     assert_eq!(in_pool(1, run), in_pool(2, run));
+}
+
+#[test]
+fn knn_progress_blocks_do_not_change_the_result() {
+    // 10000 bank rows: similarity chunks of 419 queries; one thread searches blocks of two chunks
+    // (838 queries: three blocks of 2000), three threads one block of 2514.
+    let dim = 4;
+    let mut rng = SplitMix64::keyed(&[5]);
+    let bank = gaussian(&mut rng, 10000 * dim);
+    let queries = gaussian(&mut rng, 2000 * dim);
+    let bank_y: Vec<usize> = (0..10000).map(|i| i % 5).collect();
+    let query_y: Vec<usize> = (0..2000).map(|i| (i * 3) % 5).collect();
+    let run = || {
+        let mut calls = Vec::new();
+        let report = knn_classify_with_progress(
+            &bank,
+            &bank_y,
+            &queries,
+            &query_y,
+            dim,
+            &KnnConfig::new(5),
+            &mut |done, total| calls.push((done, total)),
+        )
+        .unwrap();
+        (report, calls)
+    };
+    let (one, calls_one) = in_pool(1, run);
+    let (three, calls_three) = in_pool(3, run);
+    assert_eq!(calls_one, [(838, 2000), (1676, 2000), (2000, 2000)]);
+    assert_eq!(calls_three, [(2000, 2000)]);
+    assert_eq!(one, three);
+    let plain = knn_classify(&bank, &bank_y, &queries, &query_y, dim, &KnnConfig::new(5)).unwrap();
+    assert_eq!(one, plain);
 }
 
 #[test]

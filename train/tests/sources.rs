@@ -173,6 +173,13 @@ fn corrupt_file_is_skipped_and_counted_or_stops_with_path() {
         "error must name the file: {err}"
     );
     assert_eq!(ErrorPolicy::default(), ErrorPolicy::Skip);
+    // a file that failed is not decoded again (issue 15, case 3: a bomb cost its decode every
+    // epoch): even once it is readable, the next epoch skips it from memory
+    pattern(4, 4, 5)
+        .save_with_format(dir.join("b.png"), image::ImageFormat::Png)
+        .unwrap();
+    let (used, _) = get_with_policy(&f, 1, ErrorPolicy::Skip, &bad).unwrap();
+    assert_eq!((used, bad.count(), bad.errors().len()), (2, 2, 1));
 }
 
 fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {

@@ -3,6 +3,7 @@
 
 use dinonat_engine::Tensor;
 use dinonat_train::trainer::config::TrainConfig;
+use dinonat_train::trainer::log::{read_log, StepLog};
 use dinonat_train::trainer::network::named_tensors;
 use dinonat_train::trainer::{checkpoint, checkpoint_path, Trainer};
 use std::path::{Path, PathBuf};
@@ -104,6 +105,30 @@ fn resume_is_bitwise_identical_to_an_uninterrupted_run() {
     assert_eq!(full.loss.center, second.loss.center);
     let _ = std::fs::remove_dir_all(&a);
     let _ = std::fs::remove_dir_all(&b);
+}
+
+#[test]
+fn a_resumed_runs_curves_read_the_earlier_log_rows() {
+    // issue 15, case 7: after a resume the curves showed only the resumed steps
+    let dir = tmp_dir("read-log");
+    let c = tiny(&dir);
+    let mut t = Trainer::new(c).unwrap();
+    let logs = t.run(None, |_| {}).unwrap();
+    let log = dir.join("log.csv");
+    // the rows as written (the CSV keeps 9 decimals of the loss)
+    let rows = |l: &[StepLog]| -> Vec<(usize, i64)> {
+        l.iter()
+            .map(|l| (l.step, (l.loss * 1e8).round() as i64))
+            .collect()
+    };
+    assert_eq!(rows(&read_log(&log, 3)), rows(&logs[..3]));
+    assert!(read_log(&dir.join("missing.csv"), 3).is_empty());
+    // a torn last row (a kill mid-write) is left out, not misread
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    text.push_str("4,1,0.5");
+    std::fs::write(&log, text).unwrap();
+    assert_eq!(rows(&read_log(&log, 99)), rows(&logs));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -8,7 +8,9 @@
 //! class index first.
 
 use super::metrics::{rank_scores, ClassificationReport};
-use super::{l2_normalized, map_similarity_chunks, rows_of, top_k, EvalError, Result};
+use super::{
+    l2_normalized, map_similarity_chunks, query_chunk_rows, rows_of, top_k, EvalError, Result,
+};
 
 /// Parameters of the k-NN classifier (DINO's defaults: k = 20, T = 0.07).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -79,12 +81,14 @@ fn check_config(config: &KnnConfig) -> Result<()> {
 
 /// Class scores of each query: row q, column c = sum over the k nearest bank items of class c of exp(sim / T),
 /// accumulated in f64 in neighbour order. Shape [queries, num_classes]. Inputs are raw (un-normalised) features.
+/// `progress(done, total)` after each block of queries.
 pub fn knn_class_scores(
     bank: &[f32],
     bank_labels: &[usize],
     queries: &[f32],
     dim: usize,
     config: &KnnConfig,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<f64>> {
     check_config(config)?;
     let bank_rows = rows_of(bank, dim, "k-NN memory bank")?;
@@ -102,16 +106,27 @@ pub fn knn_class_scores(
     let queries = l2_normalized(queries, dim);
     let classes = config.num_classes;
     let inv_t = 1.0 / config.temperature as f64;
-    let chunks = map_similarity_chunks(&queries, &bank, dim, |_, sims| {
-        let mut scores = vec![0.0f64; sims.len() / bank_rows * classes];
-        for (row, out) in sims.chunks(bank_rows).zip(scores.chunks_mut(classes)) {
-            for (sim, j) in top_k(row, config.k, None) {
-                out[bank_labels[j]] += (sim as f64 * inv_t).exp();
+    // Blocks of whole similarity chunks (two per thread), so each chunk holds the same rows as in
+    // one call over all queries: the scores do not depend on the blocking.
+    let query_rows = queries.len() / dim;
+    let block = query_chunk_rows(bank_rows) * 2 * rayon::current_num_threads().max(1);
+    let mut scores = Vec::with_capacity(query_rows * classes);
+    for start in (0..query_rows).step_by(block) {
+        let end = (start + block).min(query_rows);
+        let block_queries = &queries[start * dim..end * dim];
+        let chunks = map_similarity_chunks(block_queries, &bank, dim, |_, sims| {
+            let mut scores = vec![0.0f64; sims.len() / bank_rows * classes];
+            for (row, out) in sims.chunks(bank_rows).zip(scores.chunks_mut(classes)) {
+                for (sim, j) in top_k(row, config.k, None) {
+                    out[bank_labels[j]] += (sim as f64 * inv_t).exp();
+                }
             }
-        }
-        scores
-    });
-    Ok(chunks.concat())
+            scores
+        });
+        chunks.iter().for_each(|c| scores.extend_from_slice(c));
+        progress(end, query_rows);
+    }
+    Ok(scores)
 }
 
 /// The report of class scores [queries, classes] (ties: lower class).
@@ -136,7 +151,28 @@ pub fn knn_classify(
     dim: usize,
     config: &KnnConfig,
 ) -> Result<KnnReport> {
-    let scores = knn_class_scores(bank, bank_labels, queries, dim, config)?;
+    knn_classify_with_progress(
+        bank,
+        bank_labels,
+        queries,
+        query_labels,
+        dim,
+        config,
+        &mut |_, _| {},
+    )
+}
+
+/// [`knn_classify`], calling `progress(done, total)` as blocks of queries are searched.
+pub fn knn_classify_with_progress(
+    bank: &[f32],
+    bank_labels: &[usize],
+    queries: &[f32],
+    query_labels: &[usize],
+    dim: usize,
+    config: &KnnConfig,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<KnnReport> {
+    let scores = knn_class_scores(bank, bank_labels, queries, dim, config, progress)?;
     let query_rows = queries.len() / dim;
     check_labels(query_labels, query_rows, config.num_classes, "k-NN queries")?;
     report_from_scores(&scores, query_labels, config.num_classes)
