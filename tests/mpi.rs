@@ -9,7 +9,7 @@
 use dinonat_train::trainer::network::named_tensors;
 use dinonat_train::trainer::Trainer;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dinonat");
@@ -29,6 +29,16 @@ fn tiny(steps: usize, out: &Path) -> Vec<String> {
         out.display().to_string(),
     ]);
     v
+}
+
+/// A launched job that is killed and reaped when the test ends, whichever way it ends.
+struct Job(Child);
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn mpirun(np: usize) -> Command {
@@ -120,13 +130,13 @@ fn a_killed_rank_ends_the_job_and_the_run_resumes() {
     let dir = tmp("kill");
     let mut args = tiny(4000, &dir);
     args.extend(["--checkpoint-every".into(), "5".into()]);
-    let mut job = mpirun(2)
+    let mut job = Job(mpirun(2)
         .arg(BIN)
         .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap());
     let ckpt = dir.join("checkpoint.safetensors");
     let start = Instant::now();
     while !ckpt.is_file() {
@@ -139,7 +149,7 @@ fn a_killed_rank_ends_the_job_and_the_run_resumes() {
     // the ranks are mpirun's children; kill the one that is not rank 0 (rank 0 writes the log)
     let children = String::from_utf8(
         Command::new("pgrep")
-            .args(["-P", &job.id().to_string()])
+            .args(["-P", &job.0.id().to_string()])
             .output()
             .unwrap()
             .stdout,
@@ -161,18 +171,17 @@ fn a_killed_rank_ends_the_job_and_the_run_resumes() {
     Command::new("kill").args(["-9", victim]).status().unwrap();
     let mut waited = None;
     while killed.elapsed() < Duration::from_secs(30) {
-        if let Some(status) = job.try_wait().unwrap() {
+        if let Some(status) = job.0.try_wait().unwrap() {
             waited = Some(status);
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     let Some(status) = waited else {
-        let _ = job.kill();
         panic!("the job still ran 30 s after rank 1 was killed");
     };
     let mut stderr = String::new();
-    std::io::Read::read_to_string(job.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    std::io::Read::read_to_string(job.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(!status.success(), "{stderr}");
     assert!(
         stderr.contains("rank 1"),
