@@ -7,10 +7,12 @@ use clap::{Args, ValueEnum};
 use dinonat_train::data::ErrorPolicy;
 use dinonat_train::dino::schedule::WarmupFractions;
 use dinonat_train::dino::Centering;
+use dinonat_train::dist::{self, Collective};
 use dinonat_train::trainer::config::TrainConfig;
 use dinonat_train::trainer::{checkpoint, Control, Trainer};
 use serde_json::json;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Instant;
 use train_eval::{Curves, EvalSplit};
 
@@ -330,9 +332,12 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
     if a.seeds == 0 {
         return Err("--seeds: must be at least 1".into());
     }
+    // a world of one without a launcher; under mpirun / srun the MPI world (docs/distributed.md)
+    let comm: Rc<dyn Collective> = Rc::from(dist::from_env().map_err(|e| e.to_string())?);
+    let leader = comm.rank() == 0;
     if a.seeds == 1 {
-        let out = train_run(&a, a.seed, &a.out)?;
-        if a.json {
+        let out = train_run(&a, a.seed, &a.out, &comm)?;
+        if a.json && leader {
             println!("{out}");
         }
         return Ok(());
@@ -350,8 +355,13 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
     let mut runs = Vec::new();
     for &seed in &seeds {
         let dir = a.out.join(format!("seed-{seed}"));
-        say!(a.json, "\n== run with --seed {seed} ({})", dir.display());
-        runs.push(train_run(&a, seed, &dir)?);
+        if leader {
+            say!(a.json, "\n== run with --seed {seed} ({})", dir.display());
+        }
+        runs.push(train_run(&a, seed, &dir, &comm)?);
+    }
+    if !leader {
+        return Ok(());
     }
     let summary = train_eval::seed_summary(&seeds, &runs);
     say!(a.json, "\n{}", summary.table);
@@ -362,7 +372,12 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
 }
 
 /// One training run with `seed` in `out` (or the resumed run); returns its JSON object.
-fn train_run(a: &TrainArgs, seed: u64, out: &std::path::Path) -> Result<serde_json::Value, String> {
+fn train_run(
+    a: &TrainArgs,
+    seed: u64,
+    out: &std::path::Path,
+    comm: &Rc<dyn Collective>,
+) -> Result<serde_json::Value, String> {
     let mut t = match &a.resume {
         Some(path) => {
             let out = (out != std::path::Path::new("runs/dino")).then(|| out.to_path_buf());
@@ -383,7 +398,25 @@ fn train_run(a: &TrainArgs, seed: u64, out: &std::path::Path) -> Result<serde_js
         t.set_error_policy(ErrorPolicy::Stop)
             .map_err(|e| e.to_string())?;
     }
+    let (rank, world) = (comm.rank(), comm.size());
+    t.set_collective(comm.clone()).map_err(|e| e.to_string())?;
+    if rank != 0 {
+        // a follower trains its shard; rank 0 evaluates, prints and writes the run directory
+        t.run_with(a.stop_at, |_, _| Ok(Control::Continue))
+            .map_err(|e| format!("rank {rank}: {e}"))?;
+        return Ok(serde_json::Value::Null);
+    }
     let js = a.json;
+    if world > 1 {
+        say!(
+            js,
+            "data parallel: {world} ranks ({}), global batch {} = {world} x {} per rank; the lr follows the global batch (peak = --lr x {} / 256); KoLeo per rank",
+            comm.name(),
+            t.config.batch_size,
+            t.config.batch_size / world,
+            t.config.batch_size
+        );
+    }
     let c = &t.config;
     say!(
         js,

@@ -29,6 +29,6 @@ pub use dtype::{DType, Element};
 pub use error::{EngineError, Result};
 pub use kernels::cuda::GemmPrecision;
 pub use layout::Layout;
-pub use rng::Rng;
+pub use rng::{Rng, RowWindow};
 pub use storage::{gemm_precision_scope, set_cuda_gemm_precision, Device, GemmPrecisionScope};
 pub use tensor::Tensor;

@@ -102,11 +102,55 @@ pub fn erfinv(y: f64) -> f64 {
 pub struct Rng {
     seed: u64,
     stream: u64,
+    rows: Option<RowWindow>,
+}
+
+/// Data parallel: the rows of a view-major batch ([view 0: B rows, view 1: B rows, ...]) that this
+/// process holds — `local` rows per view starting at `offset` of the `global` rows per view. Per-row
+/// draws ([`Rng::uniform_rows`]) then give every row the value it gets in the whole batch, so a run
+/// on n ranks draws what a run on one draws (docs/distributed.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowWindow {
+    pub local: usize,
+    pub global: usize,
+    pub offset: usize,
+}
+
+impl RowWindow {
+    /// The whole-batch row of local row `j`.
+    pub fn global_row(&self, j: usize) -> usize {
+        (j / self.local) * self.global + self.offset + j % self.local
+    }
 }
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng { seed, stream: 0 }
+        Rng {
+            seed,
+            stream: 0,
+            rows: None,
+        }
+    }
+
+    /// This generator with per-row draws restricted to `window` (see [`RowWindow`]).
+    pub fn with_rows(mut self, window: RowWindow) -> Rng {
+        self.rows = Some(window);
+        self
+    }
+
+    /// One uniform number in [0, 1) per row of a batch of `n` rows (e.g. drop path's keep mask):
+    /// [`Rng::uniform_vec`] without a row window; with one, local row j gets the number of its
+    /// whole-batch row, so the draws do not depend on how the batch is split across ranks.
+    pub fn uniform_rows(&mut self, n: usize) -> Vec<f64> {
+        match self.rows {
+            None => self.uniform_vec(n),
+            Some(w) => {
+                let key = self.next_key();
+                (0..n)
+                    .map(|j| unit_at(key, w.global_row(j) as u64))
+                    .collect()
+            }
+        }
     }
 
     /// The key of the next stream.
@@ -193,5 +237,40 @@ impl Rng {
             (mean + std * std::f64::consts::SQRT_2 * erfinv(2.0 * u - 1.0)).clamp(a, b)
         });
         Ok(Rng::tensor(v, shape, dtype))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_row_draws_do_not_depend_on_how_the_batch_is_split() {
+        // 3 views of a global batch of 6, split over 3 ranks of 2 rows: each rank's rows get the
+        // numbers the whole batch draws for them.
+        let (views, global) = (3, 6);
+        let whole = Rng::new(77).uniform_rows(views * global);
+        assert_eq!(whole, Rng::new(77).uniform_vec(views * global));
+        for rank in 0..3 {
+            let w = RowWindow {
+                local: 2,
+                global,
+                offset: 2 * rank,
+            };
+            let mine = Rng::new(77).with_rows(w).uniform_rows(views * 2);
+            for (j, x) in mine.iter().enumerate() {
+                assert_eq!(*x, whole[w.global_row(j)], "rank {rank} row {j}");
+            }
+        }
+        // the window of a world of one is the identity
+        let one = RowWindow {
+            local: global,
+            global,
+            offset: 0,
+        };
+        assert_eq!(
+            Rng::new(77).with_rows(one).uniform_rows(views * global),
+            whole
+        );
     }
 }

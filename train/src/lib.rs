@@ -8,6 +8,7 @@ pub mod batch;
 pub mod curate;
 pub mod data;
 pub mod dino;
+pub mod dist;
 pub mod eval;
 pub mod features;
 pub mod grid;

@@ -23,7 +23,7 @@ impl Tensor {
         let batch = self.shape()[0];
         let scale = 1.0 / (1.0 - p);
         let mask: Vec<f64> = rng
-            .uniform_vec(batch)
+            .uniform_rows(batch)
             .into_iter()
             .map(|u| if u >= p { scale } else { 0.0 })
             .collect();

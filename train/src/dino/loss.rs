@@ -119,10 +119,17 @@ impl DinoLoss {
         teacher: &Tensor,
         teacher_temp: f64,
     ) -> Result<LossOutput> {
-        let b = self.check(student, teacher)?;
+        self.check(student, teacher)?;
+        let pt = self.teacher_probs(teacher, teacher_temp)?; // [2B, K]
+        self.forward_with_targets(student, &pt)
+    }
+
+    /// The loss against given teacher targets Pt [2B, K] (rows sum to 1), e.g. Sinkhorn-Knopp's over
+    /// the global batch of a data-parallel run.
+    pub fn forward_with_targets(&self, student: &Tensor, pt: &Tensor) -> Result<LossOutput> {
+        let b = self.check(student, pt)?;
         let k = self.out_dim;
         let pairs = 2 * (self.ncrops - 1);
-        let pt = self.teacher_probs(teacher, teacher_temp)?; // [2B, K]
         let log_ps = student.mul_scalar(1.0 / self.student_temp)?.log_softmax()?; // [V B, K]
                                                                                   // sum_j log Ps_j per image: [B, K]
         let sum_views = log_ps.reshape(&[self.ncrops, b, k])?.sum(0, false)?;
@@ -159,19 +166,33 @@ impl DinoLoss {
             return Ok(());
         }
         let rows = teacher.shape()[0];
-        let t = teacher.to_vec_f64();
-        let mut mean = vec![0.0; k];
-        for row in t.chunks_exact(k) {
-            for (m, x) in mean.iter_mut().zip(row) {
-                *m += x;
-            }
-        }
-        let m = self.center_momentum;
-        for (c, s) in self.center.iter_mut().zip(&mean) {
-            *c = m * *c + (1.0 - m) * (s / rows as f64);
-        }
+        self.update_center_from_sums(&row_sums(teacher, k), rows);
         Ok(())
     }
+
+    /// c <- m c + (1 - m) * sums / rows: the centre update from the column sums of `rows` teacher
+    /// rows (a data-parallel run adds up every rank's sums first, so the mean is the global batch's).
+    pub fn update_center_from_sums(&mut self, sums: &[f64], rows: usize) {
+        if self.centering == Centering::SinkhornKnopp {
+            return;
+        }
+        let m = self.center_momentum;
+        for (c, s) in self.center.iter_mut().zip(sums) {
+            *c = m * *c + (1.0 - m) * (s / rows as f64);
+        }
+    }
+}
+
+/// The sum over rows of the teacher's logits t [rows, k], per prototype (f64).
+pub fn row_sums(teacher: &Tensor, k: usize) -> Vec<f64> {
+    let t = teacher.to_vec_f64();
+    let mut sums = vec![0.0; k];
+    for row in t.chunks_exact(k) {
+        for (m, x) in sums.iter_mut().zip(row) {
+            *m += x;
+        }
+    }
+    sums
 }
 
 /// DINOv2's `sinkhorn_knopp_teacher` on logits t [rows, k] (f64): Q = exp(t / τt), normalised to

@@ -11,11 +11,13 @@ pub mod checkpoint;
 pub mod config;
 pub mod log;
 pub mod network;
+pub mod parallel;
 
 use crate::batch::{BatchBuilder, MultiCropBatch, Prefetcher};
 use crate::data::{BadSamples, ErrorPolicy};
 use crate::dino::koleo::koleo_loss;
 use crate::dino::{ema_update, DinoLoss, Schedules};
+use crate::dist::{Collective, Single};
 use crate::rng::mix64;
 use config::TrainConfig;
 use dinonat_engine::optim::{all_params, clip_grad_norms, AdamW};
@@ -25,6 +27,7 @@ use log::{CsvLog, StepLog};
 use network::{batch_tensors, param_groups, DinoNetwork};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -84,6 +87,8 @@ pub struct Trainer {
     last_layer: Vec<Tensor>,
     /// Where the time of the last [`Trainer::train_step`] went.
     pub last_timings: StepTimings,
+    /// The data-parallel world ([`Single`] unless [`Trainer::set_collective`]).
+    comm: Rc<dyn Collective>,
 }
 
 /// Seconds spent in each part of one step (`dinonat bench train-step` reports them).
@@ -155,6 +160,7 @@ impl Trainer {
             params,
             last_layer,
             last_timings: StepTimings::default(),
+            comm: Rc::new(Single),
         })
     }
 
@@ -177,6 +183,31 @@ impl Trainer {
             .map_err(|e| TrainError(format!("{}: {e}", path.display())))?;
         t.step = ck.step;
         Ok(t)
+    }
+
+    /// Trains data-parallel in `comm`'s world: `--batch-size` is the global batch, split evenly over
+    /// the ranks (trainer/parallel.rs). Every rank must start from the same config and step.
+    pub fn set_collective(&mut self, comm: Rc<dyn Collective>) -> Result<()> {
+        let (n, b) = (comm.size(), self.config.batch_size);
+        if !b.is_multiple_of(n) {
+            return Err(TrainError::flag(
+                "--batch-size",
+                format!("{b} (the global batch) does not split evenly over {n} ranks"),
+            ));
+        }
+        let json = serde_json::to_string(&TrainConfig {
+            out_dir: PathBuf::new(),
+            ..self.config.clone()
+        })
+        .map_err(|e| TrainError(format!("cannot serialise the config: {e}")))?;
+        parallel::check_same_start(comm.as_ref(), &json, self.step)?;
+        self.comm = comm;
+        Ok(())
+    }
+
+    /// This process's rank and the world size (0 and 1 without a launcher).
+    pub fn rank(&self) -> (usize, usize) {
+        (self.comm.rank(), self.comm.size())
     }
 
     /// What an unreadable training file does: skipped with a warning (the default) or
@@ -223,8 +254,14 @@ impl Trainer {
             clock = Instant::now();
             t
         };
-        // drop path's generator is a function of (seed, step): a resumed run draws the same masks
+        // drop path's generator is a function of (seed, step): a resumed run draws the same masks,
+        // and each rank of a data-parallel run draws its rows' numbers of the whole batch
         let mut rng = Rng::new(mix64(self.config.seed ^ mix64(step as u64 + 1)));
+        let comm = self.comm.as_ref();
+        let world = comm.size();
+        if world > 1 {
+            rng = rng.with_rows(parallel::row_window(comm, batch.indices.len() * world));
+        }
 
         let teacher_out = {
             let _guard = no_grad();
@@ -232,10 +269,19 @@ impl Trainer {
         };
         let features = self.student.features_crops(&crops, true, &mut rng)?;
         let student_out = self.student.head.forward(&features)?;
-        let mut out = self
-            .loss
-            .forward(&student_out, &teacher_out, teacher_temp)?;
-        let loss = out.loss.item()?;
+        let mut out = if world > 1 && self.loss.centering == crate::dino::Centering::SinkhornKnopp {
+            let pt =
+                parallel::global_sinkhorn_targets(comm, &self.loss, &teacher_out, teacher_temp)?;
+            self.loss.forward_with_targets(&student_out, &pt)?
+        } else {
+            self.loss
+                .forward(&student_out, &teacher_out, teacher_temp)?
+        };
+        let [loss, teacher_entropy, kl] = if world > 1 {
+            parallel::mean_over_ranks(comm, [out.loss.item()?, out.teacher_entropy, out.kl])?
+        } else {
+            [out.loss.item()?, out.teacher_entropy, out.kl]
+        };
         if self.config.dino_weight != 1.0 {
             // the ablation's weight; at 1 the graph is DINO's, bit for bit
             out.loss = out.loss.mul_scalar(self.config.dino_weight)?;
@@ -247,7 +293,6 @@ impl Trainer {
             spread = spread.add(&koleo_loss(&features.narrow(0, b, b)?)?)?;
             out.loss = out.loss.add(&spread.mul_scalar(0.5 * self.config.koleo)?)?;
         }
-        let (teacher_entropy, kl) = (out.teacher_entropy, out.kl);
         if !(loss.is_finite() && teacher_entropy.is_finite() && kl.is_finite()) {
             return Err(TrainError(format!(
                 "step {}: the loss is {loss} (teacher entropy {teacher_entropy}, KL {kl}): not finite; \
@@ -258,6 +303,9 @@ impl Trainer {
         let forward = lap();
         let mut grads = out.loss.backward()?;
         drop(out);
+        if world > 1 {
+            parallel::average_gradients(comm, &mut grads, &self.params)?;
+        }
         let backward = lap();
         if self.config.clip_grad > 0.0 {
             clip_grad_norms(&mut grads, &self.params, self.config.clip_grad)?;
@@ -280,7 +328,11 @@ impl Trainer {
             &self.student.head.params,
             momentum,
         )?;
-        self.loss.update_center(&teacher_out)?;
+        if world > 1 {
+            parallel::update_global_center(comm, &mut self.loss, &teacher_out)?;
+        } else {
+            self.loss.update_center(&teacher_out)?;
+        }
         self.last_timings = StepTimings {
             forward,
             backward,
@@ -300,7 +352,7 @@ impl Trainer {
             teacher_momentum: momentum,
             teacher_temp,
             last_layer_frozen: frozen,
-            img_per_s: batch.indices.len() as f64 / seconds.max(1e-9),
+            img_per_s: (batch.indices.len() * world) as f64 / seconds.max(1e-9),
             seconds,
         };
         self.step += 1;
@@ -328,6 +380,63 @@ impl Trainer {
         stop_at: Option<usize>,
         mut on_step: impl FnMut(&Trainer, &StepLog) -> Result<Control>,
     ) -> Result<Vec<StepLog>> {
+        // rank 0 alone writes the run directory (data parallel: trainer/parallel.rs)
+        let leader = self.comm.rank() == 0;
+        let mut csv = if leader {
+            Some(self.open_run_dir()?)
+        } else {
+            None
+        };
+        let end = stop_at.unwrap_or(self.config.steps).min(self.config.steps);
+        let mut logs = Vec::new();
+        let mut stop = false;
+        while self.step < end && !stop {
+            let epoch = self.step / self.steps_per_epoch;
+            let first = self.step % self.steps_per_epoch;
+            let count = (self.steps_per_epoch - first).min(end - self.step);
+            let batches: Vec<Vec<usize>> =
+                self.builder
+                    .epoch_batches(epoch as u64, self.config.batch_size, true)
+                    [first..first + count]
+                    .iter()
+                    .map(|b| parallel::shard(self.comm.as_ref(), b).to_vec())
+                    .collect();
+            let mut data_wait = Instant::now();
+            for batch in Prefetcher::new(self.builder.clone(), epoch as u64, batches, 2) {
+                let batch = batch?;
+                let waited = data_wait.elapsed().as_secs_f64();
+                let mut log = self.train_step(&batch)?;
+                log.seconds += waited;
+                log.img_per_s = self.config.batch_size as f64 / log.seconds.max(1e-9);
+                if let Some(csv) = csv.as_mut() {
+                    csv.line(&log.csv_row())?;
+                }
+                stop = on_step(self, &log)? == Control::Stop;
+                if self.comm.size() > 1 {
+                    stop = parallel::agree(self.comm.as_ref(), stop)?;
+                }
+                if leader
+                    && self.config.checkpoint_every > 0
+                    && self.step.is_multiple_of(self.config.checkpoint_every)
+                {
+                    self.save_checkpoint()?;
+                }
+                logs.push(log);
+                if stop {
+                    break;
+                }
+                data_wait = Instant::now();
+            }
+        }
+        if leader {
+            self.save_checkpoint()?;
+        }
+        Ok(logs)
+    }
+
+    /// Creates the run directory with its config.json, removes temporary files a killed run left,
+    /// and opens log.csv at the current step.
+    fn open_run_dir(&self) -> Result<CsvLog> {
         let out = self.config.out_dir.clone();
         std::fs::create_dir_all(&out).map_err(|e| {
             TrainError(format!(
@@ -346,41 +455,7 @@ impl Trainer {
                 out.display()
             ));
         }
-        let mut csv = CsvLog::open_at(&out.join("log.csv"), self.step)?;
-        let end = stop_at.unwrap_or(self.config.steps).min(self.config.steps);
-        let mut logs = Vec::new();
-        let mut stop = false;
-        while self.step < end && !stop {
-            let epoch = self.step / self.steps_per_epoch;
-            let first = self.step % self.steps_per_epoch;
-            let count = (self.steps_per_epoch - first).min(end - self.step);
-            let batches = self
-                .builder
-                .epoch_batches(epoch as u64, self.config.batch_size, true)[first..first + count]
-                .to_vec();
-            let mut data_wait = Instant::now();
-            for batch in Prefetcher::new(self.builder.clone(), epoch as u64, batches, 2) {
-                let batch = batch?;
-                let waited = data_wait.elapsed().as_secs_f64();
-                let mut log = self.train_step(&batch)?;
-                log.seconds += waited;
-                log.img_per_s = batch.indices.len() as f64 / log.seconds.max(1e-9);
-                csv.line(&log.csv_row())?;
-                stop = on_step(self, &log)? == Control::Stop;
-                if self.config.checkpoint_every > 0
-                    && self.step.is_multiple_of(self.config.checkpoint_every)
-                {
-                    self.save_checkpoint()?;
-                }
-                logs.push(log);
-                if stop {
-                    break;
-                }
-                data_wait = Instant::now();
-            }
-        }
-        self.save_checkpoint()?;
-        Ok(logs)
+        CsvLog::open_at(&out.join("log.csv"), self.step)
     }
 
     /// Batch `index` of epoch `epoch` in the run's data order, prepared on this thread (benchmarks

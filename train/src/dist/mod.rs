@@ -1,0 +1,243 @@
+//! Data-parallel collectives (docs/distributed.md): the few operations data-parallel DINO needs
+//! between ranks, on engines users already run — MPI ([`mpi`], cargo feature `mpi`) for CPU ranks
+//! and launch — plus [`Single`] (a world of one: no launcher, costs nothing) and [`ThreadWorld`]
+//! (ranks as threads of one process, for tests and for checking a recipe without a launcher).
+//!
+//! Every reduction here is **deterministic**: [`all_reduce_sum`] gives the same bits on every rank
+//! whatever order messages arrive in. It is a reduce-scatter then an all-gather, both built on
+//! fixed-layout primitives: the buffer is cut into one chunk per rank, rank c receives every rank's
+//! copy of chunk c (`all_to_all`), adds them in rank order 0, 1, ..., n-1, and the summed chunks are
+//! gathered back in rank order. Each rank sends and receives about 2 (n - 1) / n of the buffer, as a
+//! ring all-reduce does.
+
+#[cfg(feature = "mpi")]
+pub mod mpi;
+mod threads;
+
+pub use threads::ThreadWorld;
+
+use std::fmt;
+
+/// A collective failed (a peer is gone, sizes disagree); the message names the operation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DistError(pub String);
+
+impl fmt::Display for DistError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for DistError {}
+
+pub type Result<T> = std::result::Result<T, DistError>;
+
+/// The primitives a backend provides. Buffers have the same length on every rank; results are laid
+/// out in rank order.
+pub trait Collective {
+    fn rank(&self) -> usize;
+    fn size(&self) -> usize;
+    /// `send` holds `size` equal blocks; block `r` goes to rank `r`. `recv` (same length) gets, in
+    /// block `s`, what rank `s` sent to this rank.
+    fn all_to_all_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<()>;
+    fn all_to_all_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<()>;
+    /// `out` (length `size * local.len()`) gets every rank's `local`, in rank order.
+    fn all_gather_f32(&self, local: &[f32], out: &mut [f32]) -> Result<()>;
+    fn all_gather_f64(&self, local: &[f64], out: &mut [f64]) -> Result<()>;
+    /// Every rank's `buf` becomes `root`'s (same length on every rank).
+    fn broadcast_bytes(&self, buf: &mut [u8], root: usize) -> Result<()>;
+    fn barrier(&self) -> Result<()>;
+    /// The backend's name for messages ("single", "threads", "mpi").
+    fn name(&self) -> &'static str;
+}
+
+/// A world of one process: every collective is the identity.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Single;
+
+impl Collective for Single {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn size(&self) -> usize {
+        1
+    }
+    fn all_to_all_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<()> {
+        recv.copy_from_slice(send);
+        Ok(())
+    }
+    fn all_to_all_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<()> {
+        recv.copy_from_slice(send);
+        Ok(())
+    }
+    fn all_gather_f32(&self, local: &[f32], out: &mut [f32]) -> Result<()> {
+        out.copy_from_slice(local);
+        Ok(())
+    }
+    fn all_gather_f64(&self, local: &[f64], out: &mut [f64]) -> Result<()> {
+        out.copy_from_slice(local);
+        Ok(())
+    }
+    fn broadcast_bytes(&self, _buf: &mut [u8], _root: usize) -> Result<()> {
+        Ok(())
+    }
+    fn barrier(&self) -> Result<()> {
+        Ok(())
+    }
+    fn name(&self) -> &'static str {
+        "single"
+    }
+}
+
+/// The element types the reductions run on.
+pub trait Element: Copy + Default + std::ops::AddAssign + std::ops::Mul<Output = Self> {
+    fn all_to_all(c: &dyn Collective, send: &[Self], recv: &mut [Self]) -> Result<()>;
+    fn all_gather(c: &dyn Collective, local: &[Self], out: &mut [Self]) -> Result<()>;
+    fn from_f64(x: f64) -> Self;
+}
+
+impl Element for f32 {
+    fn all_to_all(c: &dyn Collective, send: &[f32], recv: &mut [f32]) -> Result<()> {
+        c.all_to_all_f32(send, recv)
+    }
+    fn all_gather(c: &dyn Collective, local: &[f32], out: &mut [f32]) -> Result<()> {
+        c.all_gather_f32(local, out)
+    }
+    fn from_f64(x: f64) -> f32 {
+        x as f32
+    }
+}
+
+impl Element for f64 {
+    fn all_to_all(c: &dyn Collective, send: &[f64], recv: &mut [f64]) -> Result<()> {
+        c.all_to_all_f64(send, recv)
+    }
+    fn all_gather(c: &dyn Collective, local: &[f64], out: &mut [f64]) -> Result<()> {
+        c.all_gather_f64(local, out)
+    }
+    fn from_f64(x: f64) -> f64 {
+        x
+    }
+}
+
+/// `buf` <- the sum of every rank's `buf`, the same bits on every rank: chunk c is added up on rank
+/// c in rank order (module docs), so the result does not depend on arrival order.
+pub fn all_reduce_sum<T: Element>(c: &dyn Collective, buf: &mut [T]) -> Result<()> {
+    let n = c.size();
+    if n == 1 || buf.is_empty() {
+        return Ok(());
+    }
+    let chunk = buf.len().div_ceil(n);
+    let mut send = vec![T::default(); chunk * n];
+    send[..buf.len()].copy_from_slice(buf);
+    let mut recv = vec![T::default(); chunk * n];
+    T::all_to_all(c, &send, &mut recv)?;
+    let mut mine = recv[..chunk].to_vec();
+    for s in 1..n {
+        for (m, x) in mine.iter_mut().zip(&recv[s * chunk..(s + 1) * chunk]) {
+            *m += *x;
+        }
+    }
+    T::all_gather(c, &mine, &mut send)?;
+    buf.copy_from_slice(&send[..buf.len()]);
+    Ok(())
+}
+
+/// `buf` <- the mean over ranks of `buf` ([`all_reduce_sum`] divided by the world size).
+pub fn all_reduce_mean<T: Element>(c: &dyn Collective, buf: &mut [T]) -> Result<()> {
+    all_reduce_sum(c, buf)?;
+    let inv = T::from_f64(1.0 / c.size() as f64);
+    buf.iter_mut().for_each(|x| *x = *x * inv);
+    Ok(())
+}
+
+/// Every rank's `local` in rank order (length `size * local.len()`).
+pub fn all_gather<T: Element>(c: &dyn Collective, local: &[T]) -> Result<Vec<T>> {
+    let mut out = vec![T::default(); local.len() * c.size()];
+    T::all_gather(c, local, &mut out)?;
+    Ok(out)
+}
+
+/// The world the process was launched into: a world of one without a launcher; under `mpirun` /
+/// `srun` (their environment variables) an MPI world when built with `--features mpi`, else an error
+/// that says how to build it.
+pub fn from_env() -> Result<Box<dyn Collective>> {
+    let launcher = [
+        "OMPI_COMM_WORLD_SIZE",
+        "PMI_SIZE",
+        "PMIX_RANK",
+        "SLURM_NTASKS",
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok().map(|x| (*v, x)));
+    match launcher {
+        None => Ok(Box::new(Single)),
+        #[cfg(feature = "mpi")]
+        Some(_) => Ok(Box::new(mpi::MpiWorld::init()?)),
+        #[cfg(not(feature = "mpi"))]
+        Some((var, value)) => {
+            if var.ends_with("SIZE") && value == "1" {
+                return Ok(Box::new(Single));
+            }
+            Err(DistError(format!(
+                "launched by an MPI launcher ({var}={value}) but this dinonat was built without MPI: \
+                 build it with `cargo build --release --features mpi` (docs/distributed.md)"
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reductions_match_the_serial_sum_in_rank_order_for_awkward_lengths() {
+        for n in [1usize, 2, 3, 5] {
+            for len in [1usize, 2, 7, 33, 1000] {
+                let data: Vec<Vec<f32>> = (0..n)
+                    .map(|r| {
+                        (0..len)
+                            .map(|i| ((r * 31 + i * 7) % 13) as f32 * 0.37 - 1.9)
+                            .collect()
+                    })
+                    .collect();
+                let want: Vec<f32> = (0..len)
+                    .map(|i| {
+                        let mut s = data[0][i];
+                        for d in &data[1..] {
+                            s += d[i];
+                        }
+                        s
+                    })
+                    .collect();
+                let got = ThreadWorld::run(n, |c| {
+                    let mut b = data[c.rank()].clone();
+                    all_reduce_sum(&c, &mut b).unwrap();
+                    let g = all_gather(&c, &[c.rank() as f64 + 0.5]).unwrap();
+                    (b, g)
+                });
+                for (b, g) in got {
+                    assert_eq!(b, want, "n {n} len {len}");
+                    let ranks: Vec<f64> = (0..n).map(|r| r as f64 + 0.5).collect();
+                    assert_eq!(g, ranks);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mean_and_broadcast() {
+        let got = ThreadWorld::run(3, |c| {
+            let mut b = vec![c.rank() as f64 * 3.0; 4];
+            all_reduce_mean(&c, &mut b).unwrap();
+            let mut bytes = [c.rank() as u8; 5];
+            c.broadcast_bytes(&mut bytes, 2).unwrap();
+            c.barrier().unwrap();
+            (b, bytes)
+        });
+        for (b, bytes) in got {
+            assert_eq!(b, vec![3.0; 4]);
+            assert_eq!(bytes, [2u8; 5]);
+        }
+    }
+}
