@@ -507,7 +507,9 @@ fn train_run(
     let start = Instant::now();
     let ckpt = dinonat_train::trainer::checkpoint_path(&t.config.out_dir);
     let mut bar = crate::progress::Progress::starting_at("train (steps)", t.step);
+    let mut all_reduce_s = 0.0;
     let result = t.run_with(a.stop_at, |tr, l| {
+        all_reduce_s += tr.last_timings.all_reduce;
         curves.record(l);
         if (l.step + 1) % every == 0 || l.step + 1 == total || l.step == 0 {
             let skipped = tr.bad_samples().errors().len();
@@ -571,6 +573,15 @@ fn train_run(
         images as f64 / secs.max(1e-9),
         ckpt.display()
     );
+    if world > 1 {
+        say!(
+            js,
+            "data parallel: gradient all-reduce {:.1} ms per step on average ({} ranks, {:.1} MB of f32 gradients)",
+            1e3 * all_reduce_s / logs.len().max(1) as f64,
+            world,
+            4e-6 * t.optimizer.groups.iter().flat_map(|g| &g.params).map(|(_, p)| p.numel()).sum::<usize>() as f64
+        );
+    }
 
     let mut out = json!({
         "command": "train",
@@ -587,6 +598,8 @@ fn train_run(
         "koleo": t.config.koleo,
         "collapse_warnings": warnings,
         "unreadable_files": t.bad_samples().errors().len(),
+        "world_size": world,
+        "all_reduce_seconds_per_step": all_reduce_s / logs.len().max(1) as f64,
     });
     if let Some(s) = t.skipped_summary() {
         eprintln!("warning: {s}");

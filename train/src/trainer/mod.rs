@@ -101,6 +101,8 @@ pub struct StepTimings {
     pub optimizer: f64,
     /// Teacher EMA and centre update.
     pub ema: f64,
+    /// Data parallel: averaging the gradients over the ranks (0 in a world of one).
+    pub all_reduce: f64,
 }
 
 /// What [`Trainer::run_with`]'s callback asks for after a step.
@@ -303,10 +305,11 @@ impl Trainer {
         let forward = lap();
         let mut grads = out.loss.backward()?;
         drop(out);
+        let backward = lap();
         if world > 1 {
             parallel::average_gradients(comm, &mut grads, &self.params)?;
         }
-        let backward = lap();
+        let all_reduce = lap();
         if self.config.clip_grad > 0.0 {
             clip_grad_norms(&mut grads, &self.params, self.config.clip_grad)?;
         }
@@ -338,6 +341,7 @@ impl Trainer {
             backward,
             optimizer,
             ema: lap(),
+            all_reduce,
         };
 
         let seconds = start.elapsed().as_secs_f64();
