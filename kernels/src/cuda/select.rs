@@ -78,11 +78,17 @@ pub fn max_backward(
     Ok(())
 }
 
-fn check_indices(indices: &[usize], n: usize) -> Result<()> {
-    match indices.iter().find(|&&i| i >= n) {
-        Some(bad) => Err(format!("index {bad} out of range for an axis of {n}")),
-        None => Ok(()),
+/// The kernels' (outer, n, m, inner) arguments, after checking every index is below n.
+fn index_args((outer, n, inner): AxisDims, indices: &[usize]) -> Result<(i64, i32, i32, i64)> {
+    if let Some(bad) = indices.iter().find(|&&i| i >= n) {
+        return Err(format!("index {bad} out of range for an axis of {n}"));
     }
+    Ok((
+        outer as i64,
+        to_i32("axis length", n)?,
+        to_i32("indices", indices.len())?,
+        inner as i64,
+    ))
 }
 
 /// y[o, j, i] = x[o, indices[j], i]; x is [outer, n, inner], y [outer, indices.len(), inner].
@@ -94,7 +100,7 @@ pub fn index_select(
     y: &mut CudaSlice<f32>,
 ) -> Result<()> {
     let m = indices.len();
-    check_indices(indices, n)?;
+    let (o, n_i, m_i, i) = index_args((outer, n, inner), indices)?;
     check_len("index_select x", outer * n * inner, x.len())?;
     check_len("index_select y", outer * m * inner, y.len())?;
     if outer * m * inner == 0 {
@@ -102,12 +108,6 @@ pub fn index_select(
     }
     let idx = dev.upload(&indices.iter().map(|&i| i as i64).collect::<Vec<_>>())?;
     let f = dev.function(SELECT, "index_select_f32")?;
-    let (o, n_i, m_i, i) = (
-        outer as i64,
-        to_i32("axis length", n)?,
-        to_i32("indices", m)?,
-        inner as i64,
-    );
     let mut b = dev.stream().launch_builder(&f);
     b.arg(x)
         .arg(&idx)
@@ -151,7 +151,7 @@ pub fn index_select_backward(
     dx: &mut CudaSlice<f32>,
 ) -> Result<()> {
     let m = indices.len();
-    check_indices(indices, n)?;
+    let (o, n_i, m_i, i) = index_args((outer, n, inner), indices)?;
     check_len("index_select backward dy", outer * m * inner, dy.len())?;
     check_len("index_select backward dx", outer * n * inner, dx.len())?;
     if outer * n * inner == 0 {
@@ -162,12 +162,6 @@ pub fn index_select_backward(
     // at least one element: a device buffer of zero length cannot be passed
     let js = dev.upload(if js.is_empty() { &[0i64][..] } else { &js[..] })?;
     let f = dev.function(SELECT, "index_select_backward_f32")?;
-    let (o, n_i, m_i, i) = (
-        outer as i64,
-        to_i32("axis length", n)?,
-        to_i32("indices", m)?,
-        inner as i64,
-    );
     let mut b = dev.stream().launch_builder(&f);
     b.arg(dy)
         .arg(&starts)
