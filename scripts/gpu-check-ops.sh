@@ -3,11 +3,13 @@
 #
 #   scripts/gpu-check-ops.sh --pack <bindir>   here (Rust, no GPU): builds and strips the test
 #       binaries kernels/tests/cuda_ops.rs (`ops-tests`), engine/tests/cuda.rs (`engine-tests`),
-#       engine/tests/cuda_attention.rs (`engine-attention-tests`) and the train library's unit
-#       tests (`train-tests`, run for `backbone_features_on_cuda_match_the_cpu`) and copies them
-#       with this script into <bindir>. DINONAT_REQUIRE_GPU=1 (gpu-lib.sh): a skip is a failure.
+#       engine/tests/cuda_attention.rs (`engine-attention-tests`), engine/tests/cuda_optim.rs
+#       (`engine-optim-tests`), train/tests/cuda_dino.rs (`train-dino-tests`) and the train
+#       library's unit tests (`train-tests`, run for `backbone_features_on_cuda_match_the_cpu`) and
+#       copies them with this script into <bindir>. DINONAT_REQUIRE_GPU=1 (gpu-lib.sh): a skip is
+#       a failure.
 #   <bindir>/gpu-check-ops.sh <logdir>         on the GPU host (driver + NVRTC, no Rust): runs both
-#       under their own timeouts (within GPU_CHECK_BUDGET s, default 120), full logs in <logdir>,
+#       under their own timeouts (within GPU_CHECK_BUDGET s, default 150), full logs in <logdir>,
 #       and prints a short table LAST (also <logdir>/table.md), whatever failed.
 set -u
 source "$(dirname "$0")/gpu-lib.sh"
@@ -19,16 +21,22 @@ if [ "${1:-}" = "--pack" ]; then
     ops=$(find_test_bin dinonat-kernels cuda_ops)
     eng=$(find_test_bin dinonat-engine cuda)
     att=$(find_test_bin dinonat-engine cuda_attention)
+    opt=$(find_test_bin dinonat-engine cuda_optim)
+    dno=$(find_test_bin dinonat-train cuda_dino)
     trn=$(find_lib_test_bin dinonat-train)
-    for b in "$ops" "$eng" "$att" "$trn"; do
-        [ -x "$b" ] || { echo "test binaries not found ($ops, $eng, $att, $trn)"; exit 1; }
+    for b in "$ops" "$eng" "$att" "$opt" "$dno" "$trn"; do
+        [ -x "$b" ] || { echo "test binaries not found ($ops, $eng, $att, $opt, $dno, $trn)"; exit 1; }
     done
     mkdir -p "$dest"
     cp "$ops" "$dest/ops-tests"
     cp "$eng" "$dest/engine-tests"
     cp "$att" "$dest/engine-attention-tests"
+    cp "$opt" "$dest/engine-optim-tests"
+    cp "$dno" "$dest/train-dino-tests"
     cp "$trn" "$dest/train-tests"
-    strip "$dest/ops-tests" "$dest/engine-tests" "$dest/engine-attention-tests" "$dest/train-tests"
+    for b in ops-tests engine-tests engine-attention-tests engine-optim-tests train-dino-tests train-tests; do
+        strip "$dest/$b"
+    done
     cp scripts/gpu-check-ops.sh scripts/gpu-lib.sh "$dest/"
     ls -la "$dest"
     exit 0
@@ -38,7 +46,7 @@ logdir=${1:?usage: gpu-check-ops.sh <logdir>   (or --pack <bindir>)}
 mkdir -p "$logdir"
 bin=$(cd "$(dirname "$0")" && pwd)
 t0=$(date +%s)
-deadline=$((t0 + ${GPU_CHECK_BUDGET:-120}))
+deadline=$((t0 + ${GPU_CHECK_BUDGET:-150}))
 steps="$logdir/steps.log"
 : >"$steps"
 
@@ -70,6 +78,8 @@ card=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,nohe
 run_step ops-tests 60 "$logdir/ops-tests.log" "$bin/ops-tests" --test-threads=1 --nocapture
 run_step engine-tests 60 "$logdir/engine-tests.log" "$bin/engine-tests" --test-threads=1 --nocapture
 run_step engine-attention-tests 40 "$logdir/engine-attention-tests.log" "$bin/engine-attention-tests" --test-threads=1 --nocapture
+run_step engine-optim-tests 30 "$logdir/engine-optim-tests.log" "$bin/engine-optim-tests" --test-threads=1 --nocapture
+run_step train-dino-tests 30 "$logdir/train-dino-tests.log" "$bin/train-dino-tests" --test-threads=1 --nocapture
 run_step train-features 40 "$logdir/train-features.log" "$bin/train-tests" backbone_features_on_cuda_match_the_cpu --test-threads=1 --nocapture
 
 {
@@ -78,7 +88,7 @@ run_step train-features 40 "$logdir/train-features.log" "$bin/train-tests" backb
     echo "| step | result |"
     echo "| --- | --- |"
     sed -E 's/^([^:]+): (.*)$/| \1 | \2 |/' "$steps"
-    for f in ops-tests engine-tests engine-attention-tests train-features; do
+    for f in ops-tests engine-tests engine-attention-tests engine-optim-tests train-dino-tests train-features; do
         [ -f "$logdir/$f.log" ] || continue
         grep -E '^test result|FAILED|panicked|skipped' "$logdir/$f.log" | head -n 12 | sed "s/^/| $f | /; s/$/ |/"
     done

@@ -17,6 +17,8 @@ use crate::nn::ParamStore;
 use crate::{DType, EngineError, Gradients, Result, Tensor};
 use std::collections::HashMap;
 
+mod device;
+
 /// Parameters sharing an lr scale and a weight-decay scale.
 #[derive(Clone, Debug)]
 pub struct ParamGroup {
@@ -94,6 +96,8 @@ pub struct AdamW {
     steps: HashMap<String, u64>,
     m: HashMap<String, Vec<f64>>,
     v: HashMap<String, Vec<f64>>,
+    /// m and v of the parameters on the GPU, as f32 device tensors (optim/device.rs).
+    device_moments: device::DeviceMoments,
 }
 
 impl AdamW {
@@ -107,6 +111,7 @@ impl AdamW {
             steps: HashMap::new(),
             m: HashMap::new(),
             v: HashMap::new(),
+            device_moments: Default::default(),
         }
     }
 
@@ -120,6 +125,13 @@ impl AdamW {
             for (name, p) in &group.params {
                 let Some(g) = grads.get(p) else { continue };
                 check_grad("AdamW::step", name, p, g)?;
+                if p.is_cuda() {
+                    let t = self.steps.entry(name.clone()).or_insert(0);
+                    *t += 1;
+                    let h = device::adamw_step(lr, wd, (b1, b2), eps, *t);
+                    self.device_moments.step(name, p, g, &h)?;
+                    continue;
+                }
                 let g = values(g);
                 let n = g.len();
                 let m = self.m.entry(name.clone()).or_insert_with(|| vec![0.0; n]);
@@ -144,6 +156,17 @@ impl AdamW {
         let mut out = Vec::new();
         for group in &self.groups {
             for (name, p) in &group.params {
+                if let (Some([m, v]), Some(t)) =
+                    (self.device_moments.state(name)?, self.steps.get(name))
+                {
+                    out.push((format!("adamw.m.{name}"), m));
+                    out.push((format!("adamw.v.{name}"), v));
+                    out.push((
+                        format!("adamw.step.{name}"),
+                        Tensor::from_vec(vec![*t as f64], &[1])?,
+                    ));
+                    continue;
+                }
                 let (Some(m), Some(v), Some(t)) =
                     (self.m.get(name), self.v.get(name), self.steps.get(name))
                 else {
@@ -183,6 +206,12 @@ impl AdamW {
                     Ok(values(&x))
                 };
                 let (m, v) = (fetch("m")?, fetch("v")?);
+                if p.is_cuda() {
+                    let host = |x: Vec<f64>| Tensor::from_vec(x, p.shape());
+                    self.device_moments.load(name, p, &host(m)?, &host(v)?)?;
+                    self.steps.insert(name.clone(), t.item()? as u64);
+                    continue;
+                }
                 self.m.insert(name.clone(), m);
                 self.v.insert(name.clone(), v);
                 self.steps.insert(name.clone(), t.item()? as u64);
@@ -253,20 +282,28 @@ impl Sgd {
 
 /// Clips each parameter's gradient to norm at most `max_norm` by its own norm:
 /// g <- g * max_norm / (||g|| + 1e-6) when that factor is below 1 (DINO's `clip_gradients`).
-/// Returns the norm of each gradient before clipping, in `params` order (None: no gradient).
+/// Returns the norm of each gradient before clipping, in `params` order (None: no gradient), as
+/// a 0-d tensor on the gradient's device: on the GPU the norms are reduced and the scale applied
+/// there, and nothing is read back unless the caller reads a norm (`item`).
 pub fn clip_grad_norms(
     grads: &mut Gradients,
     params: &[(String, Tensor)],
     max_norm: f64,
-) -> Result<Vec<Option<f64>>> {
+) -> Result<Vec<Option<Tensor>>> {
     let mut norms = Vec::with_capacity(params.len());
     for (_, p) in params {
         let Some(g) = grads.get(p) else {
             norms.push(None);
             continue;
         };
+        if g.is_cuda() {
+            let (clipped, norm) = g.cuda_clip_grad_norm(max_norm)?;
+            grads.insert(p, clipped);
+            norms.push(Some(norm));
+            continue;
+        }
         let norm = values(g).iter().map(|x| x * x).sum::<f64>().sqrt();
-        norms.push(Some(norm));
+        norms.push(Some(Tensor::scalar(norm, DType::F64)));
         let coef = max_norm / (norm + 1e-6);
         if coef < 1.0 {
             let clipped = {
@@ -424,7 +461,11 @@ mod tests {
             ("b".into(), b.clone()),
             ("c".into(), c),
         ];
-        let norms = clip_grad_norms(&mut g, &params, 3.0).unwrap();
+        let norms: Vec<Option<f64>> = clip_grad_norms(&mut g, &params, 3.0)
+            .unwrap()
+            .iter()
+            .map(|n| n.as_ref().map(|t| t.item().unwrap()))
+            .collect();
         assert_eq!(norms, vec![Some(5.0), Some(0.5), None]);
         let ga = g.get(&a).unwrap().to_vec::<f64>().unwrap();
         let s = 3.0 / (5.0 + 1e-6);

@@ -1,6 +1,6 @@
 //! Engine ops on CUDA against the same ops on the CPU: forward values and gradients (through
 //! autodiff, loss = sum(y * w) with random w) within a stated relative-norm tolerance, and the
-//! "not available on CUDA" error of ops without a kernel. Without a GPU each test checks the
+//! errors of mixed devices and of dtypes CUDA does not hold. Without a GPU each test checks the
 //! "no CUDA device" error of `Tensor::to` and prints why it skips the rest.
 
 #![allow(clippy::cloned_ref_to_slice_refs)] // the inputs read better as lists
@@ -300,24 +300,68 @@ fn adamw_and_ema_in_place_match_a_plain_loop() {
 }
 
 #[test]
-fn unsupported_ops_name_themselves() {
+fn max_index_select_to_dtype_match_cpu() {
+    if !gpu_or_skip() {
+        return;
+    }
+    let mut r = Rng::new("select");
+    let a = r.tensor(&[7, 33, 5], -1.0, 1.0);
+    for dim in 0..3 {
+        parity(&mut r, &format!("max dim {dim}"), &[a.clone()], &move |t| {
+            t[0].max(dim, dim == 1)
+        });
+    }
+    // ties on a coarse grid: the first maximum takes the gradient on both devices
+    let ties: Vec<f32> = a
+        .to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|v| (v * 2.0).round())
+        .collect();
+    let ties = Tensor::from_vec(ties, &[7, 33, 5]).unwrap();
+    parity(&mut r, "max with ties", &[ties], &|t| t[0].max(1, false));
+    parity(&mut r, "max of a transposed view", &[a.clone()], &|t| {
+        t[0].transpose(0, 2)?.max(2, false)
+    });
+    let picks = [4, 0, 4, 2, 6, 6, 1];
+    for dim in 0..3 {
+        let n = a.shape()[dim];
+        let idx: Vec<usize> = picks.iter().map(|&i| i % n).collect();
+        parity(
+            &mut r,
+            &format!("index_select dim {dim}"),
+            &[a.clone()],
+            &move |t| t[0].index_select(dim, &idx),
+        );
+    }
+    parity(&mut r, "index_select of none", &[a.clone()], &|t| {
+        t[0].index_select(1, &[])?.sum_all()?.add_scalar(1.0)
+    });
+    // to_dtype: f32 is the identity, f64 an error that names the way out (never a panic)
+    let g = a.to(Device::Cuda(0)).unwrap();
+    let same = g.try_to_dtype(DType::F32).unwrap();
+    assert_eq!(same.to_vec::<f32>().unwrap(), a.to_vec::<f32>().unwrap());
+    let e = g.try_to_dtype(DType::F64).unwrap_err().to_string();
+    println!("{e}");
+    assert!(
+        e.contains("f32 only") && e.contains(".to(Device::Cpu)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn mixed_devices_and_f64_are_errors() {
     if !gpu_or_skip() {
         return;
     }
     let x = Tensor::ones(&[2, 3], DType::F32)
         .to(Device::Cuda(0))
         .unwrap();
-    let e = x.max(1, false).unwrap_err().to_string();
-    println!("{e}");
-    assert!(e.contains("op max is not available on CUDA"), "{e}");
-    let e = x.index_select(0, &[1, 0]).unwrap_err().to_string();
-    assert!(
-        e.contains("op index_select is not available on CUDA"),
-        "{e}"
-    );
     let cpu = Tensor::ones(&[2, 3], DType::F32);
     let e = x.add(&cpu).unwrap_err().to_string();
     assert!(e.contains("different devices"), "{e}");
+    let e = x.index_select(0, &[2]).unwrap_err().to_string();
+    assert!(e.contains("out of range"), "{e}");
     let e = Tensor::ones(&[2], DType::F64)
         .to(Device::Cuda(0))
         .unwrap_err()

@@ -30,3 +30,15 @@ extern "C" __global__ void ema_update_f32(float* __restrict__ teacher,
         teacher[i] = momentum * teacher[i] + (1.0f - momentum) * student[i];
     }
 }
+
+// Per-tensor gradient clipping (DINO's clip_gradients, docs/optim.md) without a host round trip:
+// out = g * min(1, max_norm / (norm + 1e-6)) with the tensor's norm ||g|| read from device memory.
+extern "C" __global__ void clip_scale_f32(const float* __restrict__ g,
+                                          const float* __restrict__ norm, float* __restrict__ out,
+                                          long long n, float max_norm) {
+    const float coef = fminf(1.0f, max_norm / (norm[0] + 1e-6f));
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        out[i] = g[i] * coef;
+    }
+}

@@ -2,7 +2,7 @@
 //! against its CPU reference computed in f64 on fresh random inputs of awkward shapes (1, 3, 7,
 //! 33, 257, 1000 x 513), outputs poisoned with NaN first, relative Frobenius-norm error below the
 //! stated tolerance (f32 kernels: 1e-5). Without a GPU each test prints why and returns.
-//! `nvrtc_compiles_ops_sources` needs only libnvrtc.
+//! `nvrtc_compiles_ops_sources` and `launches_match_the_ptx_entries` need only libnvrtc.
 
 use dinonat_kernels::conv::Conv2dGeometry;
 use dinonat_kernels::cpu::conv::{col2im_reference, im2col_reference};
@@ -13,7 +13,9 @@ use dinonat_kernels::cpu::softmax::{
 };
 use dinonat_kernels::cuda::optim::AdamWStep;
 use dinonat_kernels::cuda::reduce::{BinaryOp, MapOp, View};
-use dinonat_kernels::cuda::{conv, layernorm, nvrtc, optim, reduce, softmax, GpuDevice};
+use dinonat_kernels::cuda::{
+    conv, layernorm, nvrtc, optim, reduce, select, signature, softmax, GpuDevice,
+};
 
 /// The f32 kernels' bound on the relative-norm error against f64.
 const TOL_F32: f64 = 1e-5;
@@ -107,6 +109,7 @@ fn nvrtc_compiles_ops_sources() {
         nvrtc::LAYERNORM,
         nvrtc::CONV,
         nvrtc::OPTIM,
+        nvrtc::SELECT,
     ] {
         let ptx = nvrtc::compile(source, "sm_90").unwrap_or_else(|e| panic!("{e}"));
         println!("sm_90 {}: {} bytes of PTX", source.name, ptx.to_src().len());
@@ -520,5 +523,202 @@ fn adamw_and_ema_match_cpu() {
             &exact,
             TOL_F32,
         );
+    }
+}
+
+/// select.cu and optim.cu for sm_80 and sm_90a: each launch's arguments (`ENTRIES`, next to the
+/// launch code) against the entry signatures in the PTX.
+#[test]
+fn launches_match_the_ptx_entries() {
+    if !nvrtc::nvrtc_present() {
+        dinonat_kernels::cuda::skip_gpu_test(
+            "libnvrtc cannot be loaded (scripts/nvrtc-check.sh sets it up)",
+        );
+        return;
+    }
+    for arch in ["sm_80", "sm_90a"] {
+        for (source, entries) in [
+            (nvrtc::SELECT, select::ENTRIES),
+            (nvrtc::OPTIM, optim::ENTRIES),
+        ] {
+            let ptx = nvrtc::compile(source, arch).unwrap_or_else(|e| panic!("{e}"));
+            signature::check_entries(&ptx.to_src(), entries)
+                .unwrap_or_else(|e| panic!("{arch} {}: {e}", source.name));
+            println!("{arch} {}: {} entries match", source.name, entries.len());
+        }
+    }
+}
+
+/// x [outer, n, inner] with ties (values on a coarse grid) and a NaN in the first row.
+fn with_ties(rng: &mut Rng, len: usize) -> Vec<f32> {
+    let mut x: Vec<f32> = rng.vec(len).iter().map(|v| (v * 4.0).round()).collect();
+    if len > 2 {
+        x[1] = f32::NAN;
+    }
+    x
+}
+
+const AXES: [(usize, usize, usize); 6] = [
+    (1, 1, 1),
+    (3, 7, 1),
+    (1, 33, 5),
+    (7, 3, 257),
+    (257, 65, 1),
+    (2, 1000, 33),
+];
+
+#[test]
+fn max_and_its_backward_match_cpu_bitwise() {
+    let Some(dev) = device_or_skip() else { return };
+    let mut rng = Rng::fresh("max");
+    for (outer, n, inner) in AXES {
+        let x = with_ties(&mut rng, outer * n * inner);
+        let (mut y, mut at) = (vec![0.0f32; outer * inner], vec![0usize; outer * inner]);
+        for o in 0..outer {
+            for i in 0..inner {
+                let (mut best, mut where_) = (x[o * n * inner + i], 0);
+                for j in 1..n {
+                    let v = x[(o * n + j) * inner + i];
+                    if v > best {
+                        (best, where_) = (v, j);
+                    }
+                }
+                (y[o * inner + i], at[o * inner + i]) = (best, where_);
+            }
+        }
+        let dx_in = dev.upload(&x).unwrap();
+        let mut dy_out = poisoned(dev, outer * inner);
+        let mut dat = dev.upload(&vec![-1i32; outer * inner]).unwrap();
+        select::max_axis(dev, (outer, n, inner), &dx_in, &mut dy_out, &mut dat).unwrap();
+        let got = dev.download(&dy_out).unwrap();
+        let got_at = dev.download(&dat).unwrap();
+        let same = |a: &f32, b: &f32| a.to_bits() == b.to_bits();
+        assert!(
+            got.iter().zip(&y).all(|(a, b)| same(a, b)),
+            "max {outer}x{n}x{inner}"
+        );
+        let at32: Vec<i32> = at.iter().map(|&a| a as i32).collect();
+        assert_eq!(got_at, at32, "argmax {outer}x{n}x{inner}");
+        // backward: dy at the positions, 0 elsewhere; dx poisoned first
+        let g = rng.vec(outer * inner);
+        let mut dx = vec![0.0f32; outer * n * inner];
+        for o in 0..outer {
+            for i in 0..inner {
+                dx[(o * n + at[o * inner + i]) * inner + i] = g[o * inner + i];
+            }
+        }
+        let dg = dev.upload(&g).unwrap();
+        let mut ddx = poisoned(dev, outer * n * inner);
+        select::max_backward(dev, (outer, n, inner), &dg, &dat, &mut ddx).unwrap();
+        let got = dev.download(&ddx).unwrap();
+        assert!(
+            got.iter().zip(&dx).all(|(a, b)| same(a, b)),
+            "max backward {outer}x{n}x{inner}"
+        );
+        println!("max {outer}x{n}x{inner}: values, positions and backward bitwise equal");
+    }
+}
+
+#[test]
+fn index_select_and_its_backward_match_cpu_bitwise() {
+    let Some(dev) = device_or_skip() else { return };
+    let mut rng = Rng::fresh("index_select");
+    for (outer, n, inner) in AXES {
+        // repeats, reversed order, and (for n > 2) an index never picked
+        let m = 2 * n + 1;
+        let indices: Vec<usize> = (0..m)
+            .map(|j| {
+                if n > 2 {
+                    (j * 7 + 1) % (n - 1)
+                } else {
+                    (m - j) % n
+                }
+            })
+            .collect();
+        let x = rng.vec(outer * n * inner);
+        let mut y = vec![0.0f32; outer * m * inner];
+        for o in 0..outer {
+            for (j, &s) in indices.iter().enumerate() {
+                for i in 0..inner {
+                    y[(o * m + j) * inner + i] = x[(o * n + s) * inner + i];
+                }
+            }
+        }
+        let dx_in = dev.upload(&x).unwrap();
+        let mut dy_out = poisoned(dev, outer * m * inner);
+        select::index_select(dev, (outer, n, inner), &indices, &dx_in, &mut dy_out).unwrap();
+        assert_eq!(
+            dev.download(&dy_out).unwrap(),
+            y,
+            "index_select {outer}x{n}x{inner}"
+        );
+        let g = rng.vec(outer * m * inner);
+        let mut dx = vec![0.0f32; outer * n * inner];
+        for o in 0..outer {
+            for (j, &s) in indices.iter().enumerate() {
+                for i in 0..inner {
+                    dx[(o * n + s) * inner + i] += g[(o * m + j) * inner + i];
+                }
+            }
+        }
+        let dg = dev.upload(&g).unwrap();
+        let mut ddx = poisoned(dev, outer * n * inner);
+        select::index_select_backward(dev, (outer, n, inner), &indices, &dg, &mut ddx).unwrap();
+        let got = dev.download(&ddx).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&got),
+            bits(&dx),
+            "index_select backward {outer}x{n}x{inner}"
+        );
+        println!(
+            "index_select {outer}x{n}x{inner} ({m} indices): forward and backward bitwise equal"
+        );
+    }
+    // an index out of range is an error value, not a device fault
+    let x = dev.upload(&[1.0f32, 2.0]).unwrap();
+    let mut y = poisoned(dev, 1);
+    let e = select::index_select(dev, (1, 2, 1), &[2], &x, &mut y).unwrap_err();
+    assert!(e.contains("index 2 out of range"), "{e}");
+}
+
+#[test]
+fn clip_scale_matches_cpu() {
+    let Some(dev) = device_or_skip() else { return };
+    let mut rng = Rng::fresh("clip");
+    for n in [1usize, 7, 257, 1000 * 513] {
+        let g = rng.vec(n);
+        let norm = g.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
+        // one threshold that clips, one that does not
+        for max_norm in [0.5 * norm, 2.0 * norm] {
+            let coef = max_norm / (norm + 1e-6);
+            let exact: Vec<f64> = g
+                .iter()
+                .map(|&v| {
+                    if coef < 1.0 {
+                        v as f64 * coef
+                    } else {
+                        v as f64
+                    }
+                })
+                .collect();
+            let dg = dev.upload(&g).unwrap();
+            let dn = dev.upload(&[norm as f32]).unwrap();
+            let mut out = poisoned(dev, n);
+            optim::clip_scale(dev, n, max_norm as f32, &dg, &dn, &mut out).unwrap();
+            let got = dev.download(&out).unwrap();
+            check(
+                &format!("clip n={n} max_norm={max_norm:.3}"),
+                &got,
+                &exact,
+                TOL_F32,
+            );
+            if coef >= 1.0 {
+                assert_eq!(
+                    got, g,
+                    "clip n={n}: below the threshold the gradient is unchanged"
+                );
+            }
+        }
     }
 }

@@ -7,6 +7,7 @@ mod attention;
 mod elementwise;
 mod matmul;
 mod optim;
+mod select;
 
 pub(crate) use attention::{attention_backward, attention_forward, na_backward, na_forward};
 pub(crate) use elementwise::{
@@ -15,15 +16,11 @@ pub(crate) use elementwise::{
     softmax_backward, softmax_forward, sum_all, sum_axis, update_in_place,
 };
 pub(crate) use matmul::{conv2d_backward, conv2d_forward, linear, matmul};
+pub(crate) use select::{index_select, index_select_backward, max_axis, max_backward, to_dtype};
 
 use crate::kernels::cuda::{CudaSlice, GpuDevice};
-use crate::storage::{cuda_err, not_on_cuda, CudaStorage, Storage};
+use crate::storage::{cuda_err, CudaStorage, Storage};
 use crate::{EngineError, Result, Tensor};
-
-/// "op X is not available on CUDA" for `t`.
-pub(crate) fn not_available(op: &'static str, t: &Tensor) -> EngineError {
-    not_on_cuda(op, t.shape())
-}
 
 /// A device buffer for `shape` (at least one element) that the op's kernel writes completely:
 /// not zero-filled.

@@ -141,18 +141,32 @@ pub(crate) fn sum_axis(x: &Tensor, dim: usize) -> Result<Storage> {
 pub(crate) fn sum_all(x: &Tensor) -> Result<Storage> {
     on_device!(x, T => Ok(cpu::sum_all::<T>(x)), cuda => cuda::sum_all(x))
 }
+/// Where each maximum of [`max_axis`] sits along its axis, kept on the tensor's device (the
+/// backward reads it there: no round trip).
+pub(crate) enum Argmax {
+    Host(Vec<usize>),
+    Cuda(crate::kernels::cuda::CudaSlice<i32>),
+}
+
 /// Max over axis `dim` and the (first) position of each max along it.
-pub(crate) fn max_axis(x: &Tensor, dim: usize) -> Result<(Storage, Vec<usize>)> {
-    on_device!(x, T => Ok(cpu::max_axis::<T>(x, dim)), cuda => Err(cuda::not_available("max", x)))
+pub(crate) fn max_axis(x: &Tensor, dim: usize) -> Result<(Storage, Argmax)> {
+    on_device!(x, T => {
+        let (y, at) = cpu::max_axis::<T>(x, dim);
+        Ok((y, Argmax::Host(at)))
+    }, cuda => cuda::max_axis(x, dim))
 }
 /// dx of max: dy at the saved positions, 0 elsewhere; `dims` = (outer, n, inner) of x.
 pub(crate) fn max_backward(
     dy: &Tensor,
-    argmax: &[usize],
+    argmax: &Argmax,
     dims: (usize, usize, usize),
 ) -> Result<Storage> {
-    on_device!(dy, T => Ok(cpu::max_backward::<T>(dy, argmax, dims)),
-        cuda => Err(cuda::not_available("max backward", dy)))
+    match (dy.device(), argmax) {
+        (Device::Cpu, Argmax::Host(at)) => {
+            Ok(with_dtype!(dy.dtype(), T => cpu::max_backward::<T>(dy, at, dims)))
+        }
+        _ => cuda::max_backward(dy, argmax, dims),
+    }
 }
 
 // ---- products ---------------------------------------------------------------------------------
@@ -268,7 +282,7 @@ pub(crate) fn cat(tensors: &[Tensor], dim: usize, shape: &[usize]) -> Result<Sto
 /// `indices` picked along `dim`.
 pub(crate) fn index_select(x: &Tensor, dim: usize, indices: &[usize]) -> Result<Storage> {
     on_device!(x, T => Ok(cpu::index_select::<T>(x, dim, indices)),
-        cuda => Err(cuda::not_available("index_select", x)))
+        cuda => cuda::index_select(x, dim, indices))
 }
 /// dx of index_select: dy scatter-added into zeros of `in_shape`.
 pub(crate) fn index_select_backward(
@@ -278,13 +292,13 @@ pub(crate) fn index_select_backward(
     in_shape: &[usize],
 ) -> Result<Storage> {
     on_device!(dy, T => Ok(cpu::index_select_backward::<T>(dy, dim, indices, in_shape)),
-        cuda => Err(cuda::not_available("index_select backward", dy)))
+        cuda => cuda::index_select_backward(dy, dim, indices, in_shape))
 }
 /// The values of `x` in `dtype`.
 pub(crate) fn to_dtype(x: &Tensor, dtype: DType) -> Result<Storage> {
     match x.device() {
         Device::Cpu => Ok(with_dtype!(dtype, T => cpu::to_dtype::<T>(x))),
-        Device::Cuda(_) => Err(cuda::not_available("to_dtype", x)),
+        Device::Cuda(_) => cuda::to_dtype(x, dtype),
     }
 }
 

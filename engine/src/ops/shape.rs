@@ -310,21 +310,25 @@ impl Tensor {
         ))
     }
 
-    /// A copy in another dtype.  dx = dy converted back.
+    /// A copy in another dtype.  dx = dy converted back. Panics where [`Tensor::try_to_dtype`]
+    /// returns an error (a dtype the tensor's device cannot hold: CUDA holds f32 only).
     pub fn to_dtype(&self, dtype: crate::DType) -> Tensor {
+        self.try_to_dtype(dtype).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A copy in another dtype, or the error naming the dtype the device cannot hold.
+    pub fn try_to_dtype(&self, dtype: crate::DType) -> Result<Tensor> {
         if dtype == self.dtype() {
-            return self.clone();
+            return Ok(self.clone());
         }
-        // CUDA holds f32 only so far: the error names the op (a panic, as the signature has no
-        // Result for callers).
-        let data = backend::to_dtype(self, dtype).unwrap_or_else(|e| panic!("{e}"));
+        let data = backend::to_dtype(self, dtype)?;
         let back = self.dtype();
-        Tensor::from_storage_op(
+        Ok(Tensor::from_storage_op(
             data,
             self.shape(),
             "to_dtype",
             &[self],
-            Box::new(move |g| Ok(vec![Some(g.to_dtype(back))])),
-        )
+            Box::new(move |g| Ok(vec![Some(g.try_to_dtype(back)?)])),
+        ))
     }
 }

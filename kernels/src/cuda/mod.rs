@@ -6,6 +6,8 @@
 //! - [`nvrtc`]: the embedded sources and their NVRTC compilation, usable without a GPU.
 //! - [`elementwise`]: add, scale, axpy, GELU forward/backward, f32 -> bf16.
 //! - [`gemm`]: SIMT FP32, TF32 and BF16 tensor-core GEMMs ([`GemmPrecision`]).
+//! - [`select`]: max with its positions, index_select, and their backwards.
+//! - [`signature`]: each launch's PTX entry signature, checked against the compiled PTX.
 
 pub mod attention;
 pub mod conv;
@@ -17,6 +19,8 @@ pub mod neighborhood_attention;
 pub mod nvrtc;
 pub mod optim;
 pub mod reduce;
+pub mod select;
+pub mod signature;
 pub mod softmax;
 
 pub use device::{skip_gpu_test, GpuDevice, GpuInfo, REQUIRE_GPU};

@@ -65,8 +65,13 @@ pub const OPTIM: Source = Source {
     code: include_str!("../../cuda/optim.cu"),
 };
 
+pub const SELECT: Source = Source {
+    name: "select.cu",
+    code: include_str!("../../cuda/select.cu"),
+};
+
 /// Every source, for the compile-check.
-pub const ALL_SOURCES: [Source; 11] = [
+pub const ALL_SOURCES: [Source; 12] = [
     ELEMENTWISE,
     GEMM_SIMT,
     GEMM_MMA,
@@ -78,6 +83,7 @@ pub const ALL_SOURCES: [Source; 11] = [
     LAYERNORM,
     CONV,
     OPTIM,
+    SELECT,
 ];
 
 /// The target a source is compiled for on a device of `arch`: gemm_wgmma.cu needs the

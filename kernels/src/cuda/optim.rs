@@ -1,11 +1,24 @@
 //! Fused optimizer kernels on device buffers (kernels/cuda/optim.cu; docs/gpu-ops.md): one AdamW
-//! step per parameter tensor (its own lr and weight decay) and the DINO teacher's EMA update.
+//! step per parameter tensor (its own lr and weight decay), the DINO teacher's EMA update and
+//! the per-tensor gradient clipping.
 
 use super::device::GpuDevice;
 use super::nvrtc::OPTIM;
 use super::reduce::{check_len, grid_1d};
+use super::signature::{Entry, Param::*};
 use super::Result;
 use cudarc::driver::{CudaSlice, PushKernelArg};
+
+/// The PTX entry of each kernel as the launches below pass its arguments (checked against the
+/// compiled PTX by `kernels/tests/cuda_ops.rs`).
+pub const ENTRIES: &[Entry] = &[
+    Entry::new(
+        "adamw_step_f32",
+        &[Ptr, Ptr, Ptr, Ptr, I64, F32, F32, F32, F32, F32, F32, F32],
+    ),
+    Entry::new("ema_update_f32", &[Ptr, Ptr, I64, F32]),
+    Entry::new("clip_scale_f32", &[Ptr, Ptr, Ptr, I64, F32]),
+];
 
 /// AdamW hyper-parameters of one step of one tensor; `step` counts from 1.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -86,5 +99,29 @@ pub fn ema_update(
     let mut b = dev.stream().launch_builder(&f);
     b.arg(teacher).arg(student).arg(&n_i).arg(&momentum);
     unsafe { b.launch(grid_1d(n)) }.map_err(|e| format!("launch ema_update_f32 (n={n}): {e}"))?;
+    Ok(())
+}
+
+/// out = g * min(1, max_norm / (norm + 1e-6)) for the first `n` elements, `norm` = ||g|| as one
+/// device element (DINO's per-tensor clipping, with no host round trip).
+pub fn clip_scale(
+    dev: &GpuDevice,
+    n: usize,
+    max_norm: f32,
+    g: &CudaSlice<f32>,
+    norm: &CudaSlice<f32>,
+    out: &mut CudaSlice<f32>,
+) -> Result<()> {
+    check_len("clip grad", n, g.len())?;
+    check_len("clip norm", 1, norm.len())?;
+    check_len("clip out", n, out.len())?;
+    if n == 0 {
+        return Ok(());
+    }
+    let f = dev.function(OPTIM, "clip_scale_f32")?;
+    let n_i = n as i64;
+    let mut b = dev.stream().launch_builder(&f);
+    b.arg(g).arg(norm).arg(out).arg(&n_i).arg(&max_norm);
+    unsafe { b.launch(grid_1d(n)) }.map_err(|e| format!("launch clip_scale_f32 (n={n}): {e}"))?;
     Ok(())
 }

@@ -40,6 +40,9 @@ pub struct DinoLoss {
     /// Sinkhorn-Knopp.
     pub center: Vec<f64>,
     pub centering: Centering,
+    /// c on the GPU (f32 [K]) once the teacher runs there: updated in place by
+    /// [`DinoLoss::update_center`], read by [`DinoLoss::center_values`]; `center` is then stale.
+    pub(crate) device_center: Option<Tensor>,
 }
 
 /// The loss tensor (backward reaches the student) and the diagnostics of the paper.
@@ -62,6 +65,7 @@ impl DinoLoss {
             center_momentum: 0.9,
             center: vec![0.0; out_dim],
             centering: Centering::Center,
+            device_center: None,
         }
     }
 
@@ -73,7 +77,10 @@ impl DinoLoss {
             let q = sinkhorn_knopp(&teacher.to_vec_f64(), rows, self.out_dim, teacher_temp, 3);
             return Ok(Tensor::from_slice(&q, &[rows, self.out_dim])?.to_dtype(teacher.dtype()));
         }
-        let c = self.center_tensor(teacher.dtype())?;
+        let c = match &self.device_center {
+            Some(c) if teacher.is_cuda() => c.reshape(&[1, self.out_dim])?,
+            _ => self.center_tensor(teacher.dtype())?.to(teacher.device())?,
+        };
         teacher
             .detach()
             .sub(&c)?
@@ -165,6 +172,15 @@ impl DinoLoss {
         if self.centering == Centering::SinkhornKnopp {
             return Ok(());
         }
+        if teacher.is_cuda() {
+            // on the GPU: column sums, scale and EMA on the device, nothing read back
+            if self.device_center.is_none() {
+                let c = Tensor::from_slice(&self.center, &[k])?.try_to_dtype(DType::F32)?;
+                self.device_center = Some(c.to(teacher.device())?);
+            }
+            let c = self.device_center.as_ref().expect("set above");
+            return c.cuda_center_update(&teacher.detach(), self.center_momentum);
+        }
         let rows = teacher.shape()[0];
         self.update_center_from_sums(&row_sums(teacher, k), rows);
         Ok(())
@@ -193,6 +209,17 @@ pub fn row_sums(teacher: &Tensor, k: usize) -> Vec<f64> {
         }
     }
     sums
+}
+
+impl DinoLoss {
+    /// c as f64 values: `center`, or the GPU's copy read back when the teacher runs there (for
+    /// checkpoints).
+    pub fn center_values(&self) -> Result<Vec<f64>> {
+        match &self.device_center {
+            Some(c) => Ok(c.to(dinonat_engine::Device::Cpu)?.to_vec_f64()),
+            None => Ok(self.center.clone()),
+        }
+    }
 }
 
 /// DINOv2's `sinkhorn_knopp_teacher` on logits t [rows, k] (f64): Q = exp(t / τt), normalised to

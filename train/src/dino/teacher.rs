@@ -2,7 +2,8 @@
 //! iteration after the optimiser step:  θt <- m θt + (1 - m) θs.
 //!
 //! Every entry of the stores is averaged (trained and fixed ones, as the reference walks
-//! `parameters()`), matched by name; the teacher never receives gradients.
+//! `parameters()`), matched by name; the teacher never receives gradients. On the GPU each entry
+//! is one fused in-place kernel (`Tensor::cuda_ema_update`).
 
 use dinonat_engine::nn::ParamStore;
 use dinonat_engine::{DType, EngineError, Result};
@@ -23,6 +24,11 @@ pub fn ema_update(teacher: &ParamStore, student: &ParamStore, momentum: f64) -> 
                 shape: t.tensor.shape().to_vec(),
                 message: format!("student's '{name}' has shape {:?}", s.shape()),
             });
+        }
+        if t.tensor.is_cuda() {
+            // on the GPU: one fused kernel per tensor, in place, nothing read back
+            t.tensor.cuda_ema_update(s, momentum)?;
+            continue;
         }
         match t.tensor.dtype() {
             DType::F32 => {

@@ -483,7 +483,7 @@ impl Trainer {
             self.step,
             &self.student,
             &self.teacher,
-            &self.loss.center,
+            &self.loss.center_values()?,
             &self.optimizer,
         )?;
         Ok(path)

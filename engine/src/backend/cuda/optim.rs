@@ -1,7 +1,10 @@
 //! The optimiser updates on the GPU, in place and not recorded in the graph: one fused AdamW
-//! step and the DINO teacher's EMA (kernels/cuda/optim.cu).
+//! step, the DINO teacher's EMA, DINO's centre update and the per-tensor gradient clipping
+//! (kernels/cuda/optim.cu). None of them reads a value back to the host.
 
 use crate::kernels::cuda::optim::{self as kopt, AdamWStep};
+use crate::kernels::cuda::reduce as kr;
+use crate::kernels::elementwise::MapOp;
 use crate::storage::cuda_err;
 use crate::{EngineError, Result, Tensor};
 
@@ -98,5 +101,56 @@ impl Tensor {
             kopt::ema_update(dev, n, momentum as f32, &mut t.data, ss)
                 .map_err(cuda_err(OP, self.shape()))
         })
+    }
+
+    /// DINO's centre update in place on this CUDA centre c [K] from the teacher's logits
+    /// t [rows, K]: c <- m c + (1 - m) * (sum over rows of t) / rows (the column sums in fixed
+    /// chunks, so a rerun is bitwise identical; not recorded in the graph).
+    pub fn cuda_center_update(&self, teacher: &Tensor, momentum: f64) -> Result<()> {
+        const OP: &str = "cuda_center_update";
+        let k = self.numel();
+        check_in_place(OP, self, &[k])?;
+        if !teacher.is_cuda() || teacher.rank() != 2 || teacher.shape()[1] != k {
+            return Err(EngineError::arg(
+                OP,
+                teacher.shape(),
+                format!("teacher logits must be a CUDA tensor [rows, {k}]"),
+            ));
+        }
+        let rows = teacher.shape()[0];
+        if rows == 0 {
+            return Err(EngineError::arg(OP, teacher.shape(), "no teacher rows"));
+        }
+        teacher.with_cuda(OP, |dev, ts| {
+            let err = cuda_err(OP, teacher.shape());
+            let mut sums = super::alloc(dev, OP, &[k])?;
+            kr::sum_rows(dev, rows, k, ts, &mut sums).map_err(&err)?;
+            let mut mean = super::alloc(dev, OP, &[k])?;
+            let scale = MapOp::Affine(1.0 / rows as f64, 0.0);
+            kr::map(dev, scale, k, &sums, &mut mean).map_err(&err)?;
+            let mut cs = self.write_storage();
+            let c = cs.cuda_mut().expect("checked: a CUDA tensor");
+            kopt::ema_update(dev, k, momentum as f32, &mut c.data, &mean).map_err(&err)
+        })
+    }
+
+    /// DINO's per-tensor clipping of this CUDA gradient g: (g * min(1, max_norm / (||g|| + 1e-6)),
+    /// ||g||), both on the device (the norm a 0-d tensor; nothing is read back).
+    pub(crate) fn cuda_clip_grad_norm(&self, max_norm: f64) -> Result<(Tensor, Tensor)> {
+        const OP: &str = "clip_grad_norms";
+        let norm = {
+            let _guard = crate::no_grad();
+            self.detach().mul(&self.detach())?.sum_all()?.sqrt()?
+        };
+        let n = self.numel();
+        let clipped = self.with_cuda(OP, |dev, gs| {
+            norm.with_cuda(OP, |_, ns| {
+                let mut out = super::alloc(dev, OP, self.shape())?;
+                kopt::clip_scale(dev, n, max_norm as f32, gs, ns, &mut out)
+                    .map_err(cuda_err(OP, self.shape()))?;
+                Ok(super::storage(dev, out))
+            })
+        })?;
+        Ok((Tensor::from_storage(clipped, self.shape()), norm))
     }
 }

@@ -1,0 +1,135 @@
+//! The PTX entry signature of a kernel as its Rust launch passes the arguments, and the parser
+//! that reads the signatures NVRTC compiled (`.entry name(.param .u64 ..., ...)`), so a test can
+//! check every launch against the PTX without a GPU: an argument of the wrong width would be a
+//! silent misread on the device.
+
+/// One kernel argument as PTX declares it: a device pointer or `long long` (`.u64` / `.s64`),
+/// an `int` (`.u32` / `.s32`), a `float` (`.f32`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Param {
+    Ptr,
+    I64,
+    I32,
+    F32,
+}
+
+impl Param {
+    /// The PTX parameter type's width class: pointers and 64-bit integers are both 8-byte `.b64`
+    /// words to the launch.
+    fn ptx_class(self) -> &'static str {
+        match self {
+            Param::Ptr | Param::I64 => "b64",
+            Param::I32 => "b32",
+            Param::F32 => "f32",
+        }
+    }
+}
+
+/// A kernel name with the arguments its launch pushes, in order.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    pub name: &'static str,
+    pub params: &'static [Param],
+}
+
+impl Entry {
+    pub const fn new(name: &'static str, params: &'static [Param]) -> Entry {
+        Entry { name, params }
+    }
+}
+
+/// Every `.entry` of a PTX text with its parameters' width classes ("b64", "b32", "f32", or the
+/// raw PTX type for anything else).
+pub fn ptx_entries(ptx: &str) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut rest = ptx;
+    while let Some(at) = rest.find(".entry ") {
+        let after = &rest[at + ".entry ".len()..];
+        let Some(open) = after.find('(') else { break };
+        let name = after[..open].trim().to_string();
+        let close = after[open..].find(')').map_or(after.len(), |c| open + c);
+        let params = after[open + 1..close]
+            .split(',')
+            .filter(|p| p.contains(".param"))
+            .map(|p| {
+                let ty = p
+                    .split_whitespace()
+                    .find(|w| w.starts_with('.') && *w != ".param")
+                    .unwrap_or("?");
+                match ty {
+                    ".u64" | ".s64" | ".b64" => "b64".to_string(),
+                    ".u32" | ".s32" | ".b32" => "b32".to_string(),
+                    ".f32" => "f32".to_string(),
+                    other => other.to_string(),
+                }
+            })
+            .collect();
+        out.push((name, params));
+        rest = &after[close..];
+    }
+    out
+}
+
+/// Checks `entries` against the PTX of their source: each exists with exactly those parameter
+/// widths, and the PTX has no entry the list lacks. Errors name the kernel.
+pub fn check_entries(ptx: &str, entries: &[Entry]) -> Result<(), String> {
+    let found = ptx_entries(ptx);
+    for e in entries {
+        let Some((_, params)) = found.iter().find(|(n, _)| n == e.name) else {
+            return Err(format!("kernel {} is not in the PTX", e.name));
+        };
+        let want: Vec<&str> = e.params.iter().map(|p| p.ptx_class()).collect();
+        if *params != want {
+            return Err(format!(
+                "kernel {}: the PTX takes {params:?}, the launch passes {want:?}",
+                e.name
+            ));
+        }
+    }
+    if let Some((n, _)) = found
+        .iter()
+        .find(|(n, _)| !entries.iter().any(|e| e.name == n))
+    {
+        return Err(format!(
+            "kernel {n} is in the PTX but not in the launch table"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PTX: &str = "
+.visible .entry k1(
+\t.param .u64 k1_param_0,
+\t.param .u32 k1_param_1,
+\t.param .f32 k1_param_2
+)
+{ ret; }
+.visible .entry k2()
+{ ret; }";
+
+    #[test]
+    fn parses_entries_and_finds_mismatches() {
+        let e = ptx_entries(PTX);
+        assert_eq!(
+            e[0],
+            ("k1".into(), vec!["b64".into(), "b32".into(), "f32".into()])
+        );
+        assert_eq!(e[1], ("k2".into(), vec![]));
+        let good = [
+            Entry::new("k1", &[Param::Ptr, Param::I32, Param::F32]),
+            Entry::new("k2", &[]),
+        ];
+        assert_eq!(check_entries(PTX, &good), Ok(()));
+        let wide = [
+            Entry::new("k1", &[Param::Ptr, Param::I64, Param::F32]),
+            good[1],
+        ];
+        assert!(check_entries(PTX, &wide).unwrap_err().contains("k1"));
+        let missing = [good[0]];
+        assert!(check_entries(PTX, &missing).unwrap_err().contains("k2"));
+    }
+}
