@@ -58,12 +58,12 @@ pub fn bf16_from_f64(x: f64) -> bf16 {
     bf16::from_bits(((rounded as f32).to_bits() >> 16) as u16)
 }
 
-/// dst[i] = RNE(src[i]).
-pub fn narrow_f32(src: &[f32], dst: &mut [bf16]) {
-    assert_eq!(src.len(), dst.len(), "narrow_f32: lengths differ");
-    let run = |(d, s): (&mut [bf16], &[f32])| {
+/// dst[i] = f(src[i]), in parallel chunks for long slices.
+fn convert<S: Copy + Sync, D: Send>(src: &[S], dst: &mut [D], f: impl Fn(S) -> D + Sync) {
+    assert_eq!(src.len(), dst.len(), "bf16 conversion: lengths differ");
+    let run = |(d, s): (&mut [D], &[S])| {
         for (o, &v) in d.iter_mut().zip(s) {
-            *o = bf16_from_f32(v);
+            *o = f(v);
         }
     };
     if src.len() > PAR_CHUNK {
@@ -75,21 +75,14 @@ pub fn narrow_f32(src: &[f32], dst: &mut [bf16]) {
     }
 }
 
+/// dst[i] = RNE(src[i]).
+pub fn narrow_f32(src: &[f32], dst: &mut [bf16]) {
+    convert(src, dst, bf16_from_f32)
+}
+
 /// dst[i] = src[i] as f32 (exact).
 pub fn widen_to_f32(src: &[bf16], dst: &mut [f32]) {
-    assert_eq!(src.len(), dst.len(), "widen_to_f32: lengths differ");
-    let run = |(d, s): (&mut [f32], &[bf16])| {
-        for (o, &v) in d.iter_mut().zip(s) {
-            *o = f32_from_bf16(v);
-        }
-    };
-    if src.len() > PAR_CHUNK {
-        dst.par_chunks_mut(PAR_CHUNK)
-            .zip(src.par_chunks(PAR_CHUNK))
-            .for_each(run);
-    } else {
-        run((dst, src));
-    }
+    convert(src, dst, f32_from_bf16)
 }
 
 #[cfg(test)]
