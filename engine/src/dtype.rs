@@ -1,18 +1,22 @@
 //! Element types. `DType` is the run-time tag; [`Element`] is the compile-time side (how a host
 //! buffer of each type is wrapped, sliced and allocated). Which kernels each type runs (fast f32,
-//! the plain f64 references for gradient checks) is the backend's business: `backend::cpu`.
+//! the plain f64 references for gradient checks, BF16 widened to f32) is the backend's business:
+//! `backend::cpu`.
 
 use crate::kernels::Float;
 use crate::pool;
 use crate::storage::CpuStorage;
 
-/// The element type of a tensor. Open for growth: BF16 / F16 (via `half`) arrive with the CUDA
-/// storage, so code outside this crate must not match it exhaustively.
+/// The element type of a tensor. Open for growth (F16 next), so code outside this crate must not
+/// match it exhaustively.
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
     F32,
     F64,
+    /// bfloat16 (`half::bf16`): stored in 2 bytes, computed in f32 (docs/autodiff.md, "Data
+    /// types"). Host only so far.
+    BF16,
 }
 
 impl DType {
@@ -20,6 +24,7 @@ impl DType {
         match self {
             DType::F32 => 4,
             DType::F64 => 8,
+            DType::BF16 => 2,
         }
     }
 }
@@ -38,6 +43,11 @@ macro_rules! with_dtype {
             $crate::DType::F64 => {
                 #[allow(dead_code)]
                 type $T = f64;
+                $body
+            }
+            $crate::DType::BF16 => {
+                #[allow(dead_code)]
+                type $T = $crate::bf16;
                 $body
             }
         }
@@ -118,4 +128,33 @@ impl Element for f64 {
         vec![0.0; len]
     }
     fn recycle(_v: Vec<f64>) {}
+}
+
+impl Element for half::bf16 {
+    const DTYPE: DType = DType::BF16;
+    fn wrap(v: Vec<half::bf16>) -> CpuStorage {
+        CpuStorage::BF16(v)
+    }
+    fn slice(s: &CpuStorage) -> Option<&[half::bf16]> {
+        match s {
+            CpuStorage::BF16(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn slice_mut(s: &mut CpuStorage) -> Option<&mut [half::bf16]> {
+        match s {
+            CpuStorage::BF16(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn slice_of_f32(_: &mut [f32]) -> Option<&mut [half::bf16]> {
+        None
+    }
+    fn alloc(len: usize) -> Vec<half::bf16> {
+        vec![half::bf16::ZERO; len]
+    }
+    fn alloc_zeroed(len: usize) -> Vec<half::bf16> {
+        vec![half::bf16::ZERO; len]
+    }
+    fn recycle(_v: Vec<half::bf16>) {}
 }

@@ -5,7 +5,8 @@
 //! views and storage), then `ops/` (one file per op family: shapes checked, the backend's forward,
 //! one backward for every device), then `backend/` (the only place that matches on device x
 //! dtype). f32 tensors run the kernels' fast paths; f64 tensors run their plain references, which
-//! is what the gradient checks ([`gradcheck`]) use.
+//! is what the gradient checks ([`gradcheck`]) use; BF16 tensors are stored in 2 bytes and
+//! computed in f32.
 
 pub use dinonat_kernels as kernels;
 
@@ -27,6 +28,8 @@ pub mod tensor;
 pub use autograd::{is_grad_enabled, no_grad, Gradients, NoGradGuard};
 pub use dtype::{DType, Element};
 pub use error::{EngineError, Result};
+/// bfloat16, the element type of `DType::BF16` tensors.
+pub use half::bf16;
 pub use kernels::cuda::GemmPrecision;
 pub use layout::Layout;
 pub use rng::{Rng, RowWindow};

@@ -80,6 +80,13 @@ fn update_param(p: &Tensor, mut f: impl FnMut(usize, f64) -> f64) -> Result<()> 
                 *x = f(i, *x);
             }
         }),
+        // an update below half a BF16 ulp would vanish: the master weights stay f32
+        DType::BF16 => Err(EngineError::arg(
+            "optimiser step",
+            p.shape(),
+            "the parameter is BF16: optimisers update f32 (or f64) master weights; keep it f32 \
+             and run the forward on p.to_dtype(DType::BF16) (the gradient comes back in f32)",
+        )),
     }
 }
 

@@ -28,6 +28,7 @@ pub enum Storage {
 pub enum CpuStorage {
     F32(Vec<f32>),
     F64(Vec<f64>),
+    BF16(Vec<half::bf16>),
 }
 
 /// An f32 buffer on the GPU (f32 is the only dtype on CUDA so far).
@@ -53,6 +54,7 @@ impl Storage {
         match self {
             Storage::Cpu(CpuStorage::F32(_)) => DType::F32,
             Storage::Cpu(CpuStorage::F64(_)) => DType::F64,
+            Storage::Cpu(CpuStorage::BF16(_)) => DType::BF16,
             Storage::Cuda(_) => DType::F32,
         }
     }
@@ -60,6 +62,7 @@ impl Storage {
         match self {
             Storage::Cpu(CpuStorage::F32(v)) => v.len(),
             Storage::Cpu(CpuStorage::F64(v)) => v.len(),
+            Storage::Cpu(CpuStorage::BF16(v)) => v.len(),
             Storage::Cuda(s) => s.data.len(),
         }
     }

@@ -168,6 +168,24 @@ impl Tensor {
         Tensor::from_node(src.0.storage.clone(), layout, requires_grad, None, op)
     }
 
+    /// A detached leaf over `data` (a buffer as long as this tensor's storage, e.g. a widened
+    /// copy of it) read through this tensor's layout.
+    pub(crate) fn over_storage(&self, data: Storage) -> Tensor {
+        let storage = Arc::new(RwLock::new(data));
+        Tensor::from_node(storage, self.0.layout.clone(), false, None, None)
+    }
+
+    /// A detached leaf over this tensor's storage read through `other`'s layout.
+    pub(crate) fn with_layout_of(&self, other: &Tensor) -> Tensor {
+        Tensor::from_node(
+            self.0.storage.clone(),
+            other.0.layout.clone(),
+            false,
+            None,
+            None,
+        )
+    }
+
     // ---- devices (docs/gpu-ops.md) ---------------------------------------------------------
 
     pub fn is_cuda(&self) -> bool {

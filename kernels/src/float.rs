@@ -1,9 +1,11 @@
-//! The scalar types the reference kernels are generic over (f32 for everything, f64 for gradient checks).
+//! The scalar types the reference kernels are generic over (f32 for everything, f64 for gradient
+//! checks), and bfloat16, which the engine stores but computes in f32 (each method widens, computes
+//! in f32 and rounds once, to nearest even).
 
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAssign};
 
-/// A real floating-point scalar: `f32` or `f64`.
+/// A real floating-point scalar: `f32`, `f64` or `half::bf16`.
 pub trait Float:
     Copy
     + Debug
@@ -95,3 +97,54 @@ macro_rules! impl_float {
 
 impl_float!(f32, libm::erff);
 impl_float!(f64, libm::erf);
+
+/// bf16 arithmetic as `half` does it: widen to f32, compute, round once to nearest even.
+impl Float for half::bf16 {
+    const ZERO: Self = half::bf16::ZERO;
+    const ONE: Self = half::bf16::ONE;
+    const NEG_INFINITY: Self = half::bf16::NEG_INFINITY;
+    #[inline(always)]
+    fn from_f64(x: f64) -> Self {
+        crate::cpu::bf16::bf16_from_f64(x)
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        crate::cpu::bf16::f32_from_bf16(self) as f64
+    }
+    #[inline(always)]
+    fn exp(self) -> Self {
+        Self::from_f32(self.to_f32().exp())
+    }
+    #[inline(always)]
+    fn ln(self) -> Self {
+        Self::from_f32(self.to_f32().ln())
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        Self::from_f32(self.to_f32().sqrt())
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        Self::from_bits(self.to_bits() & 0x7FFF)
+    }
+    #[inline(always)]
+    fn powf(self, p: Self) -> Self {
+        Self::from_f32(self.to_f32().powf(p.to_f32()))
+    }
+    #[inline(always)]
+    fn erf(self) -> Self {
+        Self::from_f32(libm::erff(self.to_f32()))
+    }
+    #[inline(always)]
+    fn max(self, other: Self) -> Self {
+        Self::from_f32(self.to_f32().max(other.to_f32()))
+    }
+    #[inline(always)]
+    fn min(self, other: Self) -> Self {
+        Self::from_f32(self.to_f32().min(other.to_f32()))
+    }
+    #[inline(always)]
+    fn is_finite(self) -> bool {
+        self.to_f32().is_finite()
+    }
+}

@@ -1,8 +1,10 @@
 //! The CPU backend: host buffers of f32 (the fast kernels) or f64 (their plain references, for
-//! the gradient checks), chosen through [`CpuKernels`]. One file per op family, forward and
+//! the gradient checks), chosen through [`CpuKernels`]; BF16 buffers are widened to f32 and the
+//! results rounded back ([`bf16`]). One file per op family, forward and
 //! backward side by side; every function returns a fresh row-major buffer.
 
 mod attention;
+pub(crate) mod bf16;
 mod elementwise;
 mod kernels;
 mod matmul;

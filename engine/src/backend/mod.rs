@@ -3,8 +3,8 @@
 //!
 //! Each function here takes tensors (storage and layout) and returns a fresh row-major
 //! [`Storage`] on their device: [`cpu`] runs `dinonat_kernels::cpu` (the fast f32 kernels, the
-//! plain references for f64, chosen by [`cpu::CpuKernels`]), [`cuda`] runs `dinonat_kernels::cuda`
-//! (f32). An op (`ops/`) validates shapes, calls a forward here and records ONE backward closure
+//! plain references for f64, chosen by [`cpu::CpuKernels`]; BF16 widened to f32 and the results
+//! rounded back, `cpu::bf16`), [`cuda`] runs `dinonat_kernels::cuda` (f32). An op (`ops/`) validates shapes, calls a forward here and records ONE backward closure
 //! that calls the backward here or other ops, so the same backward runs on every device. Adding a
 //! dtype or a device touches this layer and the kernels, not the ops.
 //!
@@ -22,12 +22,21 @@ use crate::layout::Layout;
 use crate::storage::{Device, Storage};
 use crate::{with_dtype, DType, Element, EngineError, Result, Tensor};
 
-/// Runs `$cpu` with `$T` bound to the element type of a host tensor, `$cuda` on the GPU.
+/// Runs `$cpu` with `$T` bound to the element type of a host f32 / f64 tensor, `$bf16` for a host
+/// BF16 one (computed in f32: `cpu::bf16`), `$cuda` on the GPU.
 macro_rules! on_device {
-    ($t:expr, $T:ident => $cpu:expr, cuda => $cuda:expr) => {
-        match $t.device() {
-            Device::Cpu => with_dtype!($t.dtype(), $T => $cpu),
-            Device::Cuda(_) => $cuda,
+    ($t:expr, $T:ident => $cpu:expr, bf16 => $bf16:expr, cuda => $cuda:expr) => {
+        match ($t.device(), $t.dtype()) {
+            (Device::Cuda(_), _) => $cuda,
+            (Device::Cpu, DType::F32) => {
+                type $T = f32;
+                $cpu
+            }
+            (Device::Cpu, DType::F64) => {
+                type $T = f64;
+                $cpu
+            }
+            (Device::Cpu, DType::BF16) => $bf16,
         }
     };
 }
@@ -62,33 +71,45 @@ pub(crate) fn heads(t: &[Tensor; 3], views: [HeadsView; 3]) -> Heads<'_> {
 /// a op b at the broadcast `shape`.
 pub(crate) fn binary(op: BinaryOp, a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Storage> {
     device_of(op.name(), &[a, b])?;
-    on_device!(a, T => Ok(cpu::binary::<T>(op, a, b, shape)), cuda => cuda::binary(op, a, b, shape))
+    on_device!(a, T => Ok(cpu::binary::<T>(op, a, b, shape)),
+        bf16 => Ok(cpu::bf16::binary(op, a, b, shape)),
+        cuda => cuda::binary(op, a, b, shape))
 }
 
 /// f(x) elementwise.
 pub(crate) fn map(op: MapOp, name: &'static str, x: &Tensor) -> Result<Storage> {
-    on_device!(x, T => Ok(cpu::map::<T>(op, x)), cuda => cuda::map(op, name, x))
+    on_device!(x, T => Ok(cpu::map::<T>(op, x)),
+        bf16 => Ok(cpu::bf16::map(op, x)),
+        cuda => cuda::map(op, name, x))
 }
 
 /// GELU (erf form) and its backward dx = dy * (Phi(x) + x phi(x)).
 pub(crate) fn gelu_forward(x: &Tensor) -> Result<Storage> {
-    on_device!(x, T => Ok(cpu::gelu_forward::<T>(x)), cuda => cuda::gelu_forward(x))
+    on_device!(x, T => Ok(cpu::gelu_forward::<T>(x)),
+        bf16 => Ok(cpu::bf16::gelu_forward(x)),
+        cuda => cuda::gelu_forward(x))
 }
 pub(crate) fn gelu_backward(x: &Tensor, dy: &Tensor) -> Result<Storage> {
     device_of("gelu backward", &[x, dy])?;
-    on_device!(x, T => Ok(cpu::gelu_backward::<T>(x, dy)), cuda => cuda::gelu_backward(x, dy))
+    on_device!(x, T => Ok(cpu::gelu_backward::<T>(x, dy)),
+        bf16 => Ok(cpu::bf16::gelu_backward(x, dy)),
+        cuda => cuda::gelu_backward(x, dy))
 }
 
 // ---- rows: softmax, layer norm, L2 normalisation ------------------------------------------------
 
 /// softmax (or log-softmax when `log`) over the last axis.
 pub(crate) fn softmax_forward(x: &Tensor, log: bool) -> Result<Storage> {
-    on_device!(x, T => Ok(cpu::softmax_forward::<T>(x, log)), cuda => cuda::softmax_forward(x, log))
+    on_device!(x, T => Ok(cpu::softmax_forward::<T>(x, log)),
+        bf16 => Ok(cpu::bf16::softmax_forward(x, log)),
+        cuda => cuda::softmax_forward(x, log))
 }
 /// dx from the saved output y and dy.
 pub(crate) fn softmax_backward(y: &Tensor, dy: &Tensor, log: bool) -> Result<Storage> {
     device_of("softmax backward", &[y, dy])?;
-    on_device!(y, T => Ok(cpu::softmax_backward::<T>(y, dy, log)), cuda => cuda::softmax_backward(y, dy, log))
+    on_device!(y, T => Ok(cpu::softmax_backward::<T>(y, dy, log)),
+        bf16 => Ok(cpu::bf16::softmax_backward(y, dy, log)),
+        cuda => cuda::softmax_backward(y, dy, log))
 }
 
 /// [y, mean, rstd] of layer norm over the last axis.
@@ -100,6 +121,7 @@ pub(crate) fn layernorm_forward(
 ) -> Result<[Storage; 3]> {
     device_of("layer_norm", &[x, gamma, beta])?;
     on_device!(x, T => Ok(cpu::layernorm_forward::<T>(x, gamma, beta, eps)),
+        bf16 => Ok(cpu::bf16::layernorm_forward(x, gamma, beta, eps)),
         cuda => cuda::layernorm_forward(x, gamma, beta, eps))
 }
 /// [dx, dgamma, dbeta] from x, gamma, the saved mean and rstd, and dy.
@@ -112,12 +134,15 @@ pub(crate) fn layernorm_backward(
 ) -> Result<[Storage; 3]> {
     device_of("layer_norm backward", &[x, gamma, mean, rstd, dy])?;
     on_device!(x, T => Ok(cpu::layernorm_backward::<T>(x, gamma, mean, rstd, dy)),
+        bf16 => Ok(cpu::bf16::layernorm_backward(x, gamma, mean, rstd, dy)),
         cuda => cuda::layernorm_backward(x, gamma, mean, rstd, dy))
 }
 
 /// [y, norms]: y = x / max(||x||, eps) per row of the last axis, and the norms ||x|| [rows].
 pub(crate) fn l2_normalize_forward(x: &Tensor, eps: f64) -> Result<[Storage; 2]> {
-    on_device!(x, T => Ok(cpu::l2_normalize_forward::<T>(x, eps)), cuda => cuda::l2_normalize_forward(x, eps))
+    on_device!(x, T => Ok(cpu::l2_normalize_forward::<T>(x, eps)),
+        bf16 => Ok(cpu::bf16::l2_normalize_forward(x, eps)),
+        cuda => cuda::l2_normalize_forward(x, eps))
 }
 /// dx = (dy - y <dy, y>) / r where r > eps, else dy / eps.
 pub(crate) fn l2_normalize_backward(
@@ -128,6 +153,7 @@ pub(crate) fn l2_normalize_backward(
 ) -> Result<Storage> {
     device_of("l2_normalize backward", &[y, norms, dy])?;
     on_device!(y, T => Ok(cpu::l2_normalize_backward::<T>(y, norms, dy, eps)),
+        bf16 => Ok(cpu::bf16::l2_normalize_backward(y, norms, dy, eps)),
         cuda => cuda::l2_normalize_backward(y, norms, dy, eps))
 }
 
@@ -135,11 +161,15 @@ pub(crate) fn l2_normalize_backward(
 
 /// Sum over axis `dim` (the result has the other axes in order).
 pub(crate) fn sum_axis(x: &Tensor, dim: usize) -> Result<Storage> {
-    on_device!(x, T => Ok(cpu::sum_axis::<T>(x, dim)), cuda => cuda::sum_axis(x, dim))
+    on_device!(x, T => Ok(cpu::sum_axis::<T>(x, dim)),
+        bf16 => Ok(cpu::bf16::sum_axis(x, dim)),
+        cuda => cuda::sum_axis(x, dim))
 }
 /// Sum of all elements (one element), the same for any thread count.
 pub(crate) fn sum_all(x: &Tensor) -> Result<Storage> {
-    on_device!(x, T => Ok(cpu::sum_all::<T>(x)), cuda => cuda::sum_all(x))
+    on_device!(x, T => Ok(cpu::sum_all::<T>(x)),
+        bf16 => Ok(cpu::bf16::sum_all(x)),
+        cuda => cuda::sum_all(x))
 }
 /// Where each maximum of [`max_axis`] sits along its axis, kept on the tensor's device (the
 /// backward reads it there: no round trip).
@@ -153,6 +183,9 @@ pub(crate) fn max_axis(x: &Tensor, dim: usize) -> Result<(Storage, Argmax)> {
     on_device!(x, T => {
         let (y, at) = cpu::max_axis::<T>(x, dim);
         Ok((y, Argmax::Host(at)))
+    }, bf16 => {
+        let (y, at) = cpu::bf16::max_axis(x, dim);
+        Ok((y, Argmax::Host(at)))
     }, cuda => cuda::max_axis(x, dim))
 }
 /// dx of max: dy at the saved positions, 0 elsewhere; `dims` = (outer, n, inner) of x.
@@ -161,11 +194,11 @@ pub(crate) fn max_backward(
     argmax: &Argmax,
     dims: (usize, usize, usize),
 ) -> Result<Storage> {
-    match (dy.device(), argmax) {
-        (Device::Cpu, Argmax::Host(at)) => {
-            Ok(with_dtype!(dy.dtype(), T => cpu::max_backward::<T>(dy, at, dims)))
-        }
-        _ => cuda::max_backward(dy, argmax, dims),
+    match argmax {
+        Argmax::Host(at) => on_device!(dy, T => Ok(cpu::max_backward::<T>(dy, at, dims)),
+            bf16 => Ok(cpu::bf16::max_backward(dy, at, dims)),
+            cuda => cuda::max_backward(dy, argmax, dims)),
+        Argmax::Cuda(_) => cuda::max_backward(dy, argmax, dims),
     }
 }
 
@@ -179,7 +212,9 @@ pub(crate) fn matmul(
     mkn: (usize, usize, usize),
 ) -> Result<Storage> {
     device_of("matmul", &[a, b])?;
-    on_device!(a, T => Ok(cpu::matmul::<T>(a, b, batch, mkn)), cuda => cuda::matmul(a, b, batch, mkn))
+    on_device!(a, T => Ok(cpu::matmul::<T>(a, b, batch, mkn)),
+        bf16 => Ok(cpu::bf16::matmul(a, b, batch, mkn)),
+        cuda => cuda::matmul(a, b, batch, mkn))
 }
 
 /// y = x W^T + b as [rows, out] (x read as [rows, in]).
@@ -187,7 +222,9 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Resu
     let mut all = vec![x, weight];
     all.extend(bias);
     device_of("linear", &all)?;
-    on_device!(x, T => Ok(cpu::linear::<T>(x, weight, bias)), cuda => cuda::linear(x, weight, bias))
+    on_device!(x, T => Ok(cpu::linear::<T>(x, weight, bias)),
+        bf16 => Ok(cpu::bf16::linear(x, weight, bias)),
+        cuda => cuda::linear(x, weight, bias))
 }
 
 /// y [N, O, oh, ow] of conv2d (im2col + GEMM per image).
@@ -201,6 +238,7 @@ pub(crate) fn conv2d_forward(
     all.extend(bias);
     device_of("conv2d", &all)?;
     on_device!(x, T => cpu::conv2d_forward::<T>(x, weight, bias, geom),
+        bf16 => cpu::bf16::conv2d_forward(x, weight, bias, geom),
         cuda => cuda::conv2d_forward(x, weight, bias, geom))
 }
 /// [dx, dW, db] of conv2d (db only `with_bias`).
@@ -213,6 +251,7 @@ pub(crate) fn conv2d_backward(
 ) -> Result<(Storage, Storage, Option<Storage>)> {
     device_of("conv2d backward", &[x, weight, dy])?;
     on_device!(x, T => Ok(cpu::conv2d_backward::<T>(x, weight, dy, geom, with_bias)),
+        bf16 => Ok(cpu::bf16::conv2d_backward(x, weight, dy, geom, with_bias)),
         cuda => cuda::conv2d_backward(x, weight, dy, geom, with_bias))
 }
 
@@ -222,7 +261,9 @@ pub(crate) fn conv2d_backward(
 pub(crate) fn attention_forward(p: &Attention, qkv: Heads) -> Result<[Storage; 2]> {
     let x = qkv[0].0;
     device_of("attention", &[x, qkv[1].0, qkv[2].0])?;
-    on_device!(x, T => Ok(cpu::attention_forward::<T>(p, qkv)), cuda => cuda::attention_forward(p, qkv))
+    on_device!(x, T => Ok(cpu::attention_forward::<T>(p, qkv)),
+        bf16 => Ok(cpu::bf16::attention_forward(p, qkv)),
+        cuda => cuda::attention_forward(p, qkv))
 }
 /// dQ, dK, dV in one buffer of `len` elements through `grads` (fused dQKV or three blocks).
 pub(crate) fn attention_backward(
@@ -235,6 +276,7 @@ pub(crate) fn attention_backward(
     let x = qkv[0].0;
     device_of("attention backward", &[x, saved[0], saved[1], dy])?;
     on_device!(x, T => Ok(cpu::attention_backward::<T>(p, qkv, saved, dy, (len, grads))),
+        bf16 => Ok(cpu::bf16::attention_backward(p, qkv, saved, dy, (len, grads))),
         cuda => cuda::attention_backward(p, qkv, saved, dy, (len, grads)))
 }
 
@@ -244,7 +286,9 @@ pub(crate) fn na_forward(p: &Na2d, qkv: Heads, rpb: Option<&Tensor>) -> Result<[
     let mut all = vec![x, qkv[1].0, qkv[2].0];
     all.extend(rpb);
     device_of("neighborhood_attention_2d", &all)?;
-    on_device!(x, T => Ok(cpu::na_forward::<T>(p, qkv, rpb)), cuda => cuda::na_forward(p, qkv, rpb))
+    on_device!(x, T => Ok(cpu::na_forward::<T>(p, qkv, rpb)),
+        bf16 => Ok(cpu::bf16::na_forward(p, qkv, rpb)),
+        cuda => cuda::na_forward(p, qkv, rpb))
 }
 /// dQ, dK, dV in one buffer (as [`attention_backward`]) and d(rpb) when `with_rpb`.
 pub(crate) fn na_backward(
@@ -258,6 +302,7 @@ pub(crate) fn na_backward(
     let x = qkv[0].0;
     device_of("neighborhood_attention_2d backward", &[x, attn, dy])?;
     on_device!(x, T => Ok(cpu::na_backward::<T>(p, qkv, attn, dy, (len, grads), with_rpb)),
+        bf16 => Ok(cpu::bf16::na_backward(p, qkv, attn, dy, (len, grads), with_rpb)),
         cuda => cuda::na_backward(p, qkv, attn, dy, (len, grads), with_rpb))
 }
 
@@ -265,11 +310,14 @@ pub(crate) fn na_backward(
 
 /// The elements of `x` in row-major order, copied.
 pub(crate) fn contiguous(x: &Tensor) -> Result<Storage> {
-    on_device!(x, T => Ok(cpu::contiguous::<T>(x)), cuda => cuda::contiguous(x))
+    on_device!(x, T => Ok(cpu::contiguous::<T>(x)),
+        bf16 => Ok(cpu::bf16::contiguous(x)),
+        cuda => cuda::contiguous(x))
 }
 /// `g` (row-major, the shape of `region`) written into zeros of shape `full` at `region`.
 pub(crate) fn scatter_into_zeros(g: &Tensor, full: &[usize], region: &Layout) -> Result<Storage> {
     on_device!(g, T => Ok(cpu::scatter_into_zeros::<T>(g, full, region)),
+        bf16 => Ok(cpu::bf16::scatter_into_zeros(g, full, region)),
         cuda => cuda::scatter_into_zeros(g, full, region))
 }
 /// `tensors` joined along `dim` (shapes checked by the op).
@@ -277,11 +325,14 @@ pub(crate) fn cat(tensors: &[Tensor], dim: usize, shape: &[usize]) -> Result<Sto
     let all: Vec<&Tensor> = tensors.iter().collect();
     device_of("cat", &all)?;
     let x = &tensors[0];
-    on_device!(x, T => Ok(cpu::cat::<T>(tensors, dim, shape)), cuda => cuda::cat(tensors, dim, shape))
+    on_device!(x, T => Ok(cpu::cat::<T>(tensors, dim, shape)),
+        bf16 => Ok(cpu::bf16::cat(tensors, dim, shape)),
+        cuda => cuda::cat(tensors, dim, shape))
 }
 /// `indices` picked along `dim`.
 pub(crate) fn index_select(x: &Tensor, dim: usize, indices: &[usize]) -> Result<Storage> {
     on_device!(x, T => Ok(cpu::index_select::<T>(x, dim, indices)),
+        bf16 => Ok(cpu::bf16::index_select(x, dim, indices)),
         cuda => cuda::index_select(x, dim, indices))
 }
 /// dx of index_select: dy scatter-added into zeros of `in_shape`.
@@ -292,6 +343,7 @@ pub(crate) fn index_select_backward(
     in_shape: &[usize],
 ) -> Result<Storage> {
     on_device!(dy, T => Ok(cpu::index_select_backward::<T>(dy, dim, indices, in_shape)),
+        bf16 => Ok(cpu::bf16::index_select_backward(dy, dim, indices, in_shape)),
         cuda => cuda::index_select_backward(dy, dim, indices, in_shape))
 }
 /// The values of `x` in `dtype`.
@@ -307,10 +359,13 @@ pub(crate) fn to_dtype(x: &Tensor, dtype: DType) -> Result<Storage> {
 /// Copies `src`'s values into `dst`'s storage (same shape and dtype, `dst` contiguous).
 pub(crate) fn assign(dst: &Tensor, src: &Tensor) -> Result<()> {
     device_of("assign", &[dst, src])?;
-    on_device!(dst, T => {
-        let values = src.to_vec::<T>()?;
-        dst.update_in_place(|d: &mut [T]| d.copy_from_slice(&values))
-    }, cuda => cuda::assign(dst, src))
+    match dst.device() {
+        Device::Cpu => with_dtype!(dst.dtype(), T => {
+            let values = src.to_vec::<T>()?;
+            dst.update_in_place(|d: &mut [T]| d.copy_from_slice(&values))
+        }),
+        Device::Cuda(_) => cuda::assign(dst, src),
+    }
 }
 
 /// `f` on the elements of a contiguous tensor of dtype `T` (checked by the caller): in place on

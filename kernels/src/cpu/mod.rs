@@ -9,6 +9,7 @@
 //!   whatever the number of threads.
 
 pub mod attention;
+pub mod bf16;
 pub mod conv;
 pub mod elementwise;
 pub mod gelu;

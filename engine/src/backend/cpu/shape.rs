@@ -2,10 +2,11 @@
 //! index_select and dtype conversion.
 
 use super::{storage, CpuKernels};
+use crate::kernels::cpu::bf16::{narrow_f32, widen_to_f32};
 use crate::layout::split_dims;
 use crate::layout::Layout;
-use crate::storage::Storage;
-use crate::Tensor;
+use crate::storage::{CpuStorage, Storage};
+use crate::{bf16, DType, Element, Tensor};
 
 pub(crate) fn contiguous<T: CpuKernels>(x: &Tensor) -> Storage {
     storage(x.with_contiguous(|s: &[T]| {
@@ -89,8 +90,26 @@ pub(crate) fn index_select_backward<T: CpuKernels>(
     storage(dx)
 }
 
-/// The values of `x` (any host dtype) as `T`, through f64 (exact for f32 <-> f64).
-pub(crate) fn to_dtype<T: CpuKernels>(x: &Tensor) -> Storage {
-    let values = x.to_vec_f64();
-    storage(values.iter().map(|&v| T::from_f64(v)).collect::<Vec<T>>())
+/// The values of `x` (any host dtype) as `T`: f32 <-> BF16 by the kernels' conversions (RNE one
+/// way, exact the other), every other pair through f64 (exact, or rounded once to nearest even
+/// for f64 -> BF16).
+pub(crate) fn to_dtype<T: Element>(x: &Tensor) -> Storage {
+    match (x.dtype(), T::DTYPE) {
+        (DType::F32, DType::BF16) => {
+            Storage::Cpu(CpuStorage::BF16(x.with_contiguous(|s: &[f32]| {
+                let mut v = bf16::alloc(s.len());
+                narrow_f32(s, &mut v);
+                v
+            })))
+        }
+        (DType::BF16, DType::F32) => storage(x.with_contiguous(|s: &[bf16]| {
+            let mut v = f32::alloc(s.len());
+            widen_to_f32(s, &mut v);
+            v
+        })),
+        _ => {
+            let values = x.to_vec_f64();
+            storage(values.iter().map(|&v| T::from_f64(v)).collect::<Vec<T>>())
+        }
+    }
 }
