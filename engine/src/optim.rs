@@ -7,14 +7,17 @@
 //!
 //! Parameters come in groups ([`ParamGroup`]) whose lr and weight decay are scaled separately:
 //! [`ParamGroup::from_store`] puts 1-D tensors and `rpb` (the store's `no_decay` flag) in a group
-//! without decay, as DINO and NAT do. The moments are kept in f64 whatever the parameter's dtype,
-//! and saved as F64 tensors, so a resumed run continues bit for bit.
+//! without decay, as DINO and NAT do. AdamW's moments and arithmetic are in the parameter's dtype
+//! (f32 for the networks, as the CUDA kernel `adamw_step_f32`; f64 in the tests), saved in that
+//! dtype, so a resumed run continues bit for bit; F64 moments of older checkpoints load rounded
+//! once to f32.
 //!
 //! A parameter with no gradient in a step (DINO's frozen last layer drops it) is skipped entirely:
 //! no decay, no moment update, as PyTorch does for `p.grad is None`.
 
+use crate::kernels::Float;
 use crate::nn::ParamStore;
-use crate::{DType, EngineError, Gradients, Result, Tensor};
+use crate::{DType, Element, EngineError, Gradients, Result, Tensor};
 use std::collections::HashMap;
 
 mod device;
@@ -80,14 +83,78 @@ fn update_param(p: &Tensor, mut f: impl FnMut(usize, f64) -> f64) -> Result<()> 
                 *x = f(i, *x);
             }
         }),
-        // an update below half a BF16 ulp would vanish: the master weights stay f32
-        DType::BF16 => Err(EngineError::arg(
-            "optimiser step",
-            p.shape(),
-            "the parameter is BF16: optimisers update f32 (or f64) master weights; keep it f32 \
-             and run the forward on p.to_dtype(DType::BF16) (the gradient comes back in f32)",
-        )),
+        DType::BF16 => Err(bf16_parameter(p)),
     }
+}
+
+/// An update below half a BF16 ulp would vanish: the master weights stay f32.
+fn bf16_parameter(p: &Tensor) -> EngineError {
+    EngineError::arg(
+        "optimiser step",
+        p.shape(),
+        "the parameter is BF16: optimisers update f32 (or f64) master weights; keep it f32 \
+         and run the forward on p.to_dtype(DType::BF16) (the gradient comes back in f32)",
+    )
+}
+
+/// The first and second moments of one parameter, in its dtype.
+#[derive(Clone, Debug)]
+enum Moments {
+    F32(Vec<f32>, Vec<f32>),
+    F64(Vec<f64>, Vec<f64>),
+}
+
+/// One step's scalars in the parameter's type T: 1 - η λ, β1, 1 - β1, β2, 1 - β2 and ε computed
+/// in T from η, λ, β, ε rounded to T (as the CUDA kernel does), the bias corrections 1 - β^t in
+/// f64 then rounded.
+struct AdamWScalars<T> {
+    lr: T,
+    decay: T,
+    b1: T,
+    c1: T,
+    b2: T,
+    c2: T,
+    eps: T,
+    bc1: T,
+    bc2: T,
+}
+
+impl<T: Float> AdamWScalars<T> {
+    fn new(lr: f64, wd: f64, (b1, b2, eps): (f64, f64, f64), t: u64) -> AdamWScalars<T> {
+        let (lr_t, b1_t, b2_t) = (T::from_f64(lr), T::from_f64(b1), T::from_f64(b2));
+        AdamWScalars {
+            lr: lr_t,
+            decay: T::ONE - lr_t * T::from_f64(wd),
+            b1: b1_t,
+            c1: T::ONE - b1_t,
+            b2: b2_t,
+            c2: T::ONE - b2_t,
+            eps: T::from_f64(eps),
+            bc1: T::from_f64(1.0 - b1.powi(t as i32)),
+            bc2: T::from_f64(1.0 - b2.powi(t as i32)),
+        }
+    }
+}
+
+/// p <- p (1 - η λ); m <- β1 m + (1 - β1) g; v <- β2 v + (1 - β2) g²;
+/// p <- p - η (m / bc1) / (sqrt(v / bc2) + ε), elementwise in T.
+fn adamw_update<T: Element>(
+    p: &Tensor,
+    g: &Tensor,
+    m: &mut [T],
+    v: &mut [T],
+    s: &AdamWScalars<T>,
+) -> Result<()> {
+    g.with_contiguous(|g: &[T]| {
+        p.update_in_place(|p: &mut [T]| {
+            for (((x, &gi), mi), vi) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                let decayed = *x * s.decay;
+                *mi = s.b1 * *mi + s.c1 * gi;
+                *vi = s.b2 * *vi + s.c2 * gi * gi;
+                *x = decayed - s.lr * (*mi / s.bc1) / ((*vi / s.bc2).sqrt() + s.eps);
+            }
+        })
+    })
 }
 
 /// AdamW: for a parameter p with gradient g at step t (1-based), lr η, weight decay λ:
@@ -101,8 +168,7 @@ pub struct AdamW {
     pub eps: f64,
     /// Steps taken per parameter (a skipped parameter does not advance its own count).
     steps: HashMap<String, u64>,
-    m: HashMap<String, Vec<f64>>,
-    v: HashMap<String, Vec<f64>>,
+    moments: HashMap<String, Moments>,
     /// m and v of the parameters on the GPU, as f32 device tensors (optim/device.rs).
     device_moments: device::DeviceMoments,
 }
@@ -116,8 +182,7 @@ impl AdamW {
             beta2: 0.999,
             eps: 1e-8,
             steps: HashMap::new(),
-            m: HashMap::new(),
-            v: HashMap::new(),
+            moments: HashMap::new(),
             device_moments: Default::default(),
         }
     }
@@ -139,26 +204,37 @@ impl AdamW {
                     self.device_moments.step(name, p, g, &h)?;
                     continue;
                 }
-                let g = values(g);
-                let n = g.len();
-                let m = self.m.entry(name.clone()).or_insert_with(|| vec![0.0; n]);
-                let v = self.v.entry(name.clone()).or_insert_with(|| vec![0.0; n]);
+                p.check_dtype("AdamW::step", g)?;
+                let n = p.numel();
+                let moments = match self.moments.get_mut(name) {
+                    Some(moments) => moments,
+                    None => {
+                        let fresh = match p.dtype() {
+                            DType::F32 => Moments::F32(vec![0.0; n], vec![0.0; n]),
+                            DType::F64 => Moments::F64(vec![0.0; n], vec![0.0; n]),
+                            _ => return Err(bf16_parameter(p)),
+                        };
+                        self.moments.entry(name.clone()).or_insert(fresh)
+                    }
+                };
                 let t = self.steps.entry(name.clone()).or_insert(0);
                 *t += 1;
-                let bc1 = 1.0 - b1.powi(*t as i32);
-                let bc2 = 1.0 - b2.powi(*t as i32);
-                update_param(p, |i, x| {
-                    let x = x * (1.0 - lr * wd);
-                    m[i] = b1 * m[i] + (1.0 - b1) * g[i];
-                    v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
-                    x - lr * (m[i] / bc1) / ((v[i] / bc2).sqrt() + eps)
-                })?;
+                let hyper = (b1, b2, eps);
+                match moments {
+                    Moments::F32(m, v) => {
+                        adamw_update(p, g, m, v, &AdamWScalars::new(lr, wd, hyper, *t))?
+                    }
+                    Moments::F64(m, v) => {
+                        adamw_update(p, g, m, v, &AdamWScalars::new(lr, wd, hyper, *t))?
+                    }
+                }
             }
         }
         Ok(())
     }
 
-    /// The state as named f64 tensors: `adamw.m.<name>`, `adamw.v.<name>`, `adamw.step.<name>`.
+    /// The state as named tensors: `adamw.m.<name>`, `adamw.v.<name>` (the parameter's dtype) and
+    /// `adamw.step.<name>` (one f64).
     pub fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
         let mut out = Vec::new();
         for group in &self.groups {
@@ -174,13 +250,22 @@ impl AdamW {
                     ));
                     continue;
                 }
-                let (Some(m), Some(v), Some(t)) =
-                    (self.m.get(name), self.v.get(name), self.steps.get(name))
+                let (Some(moments), Some(t)) = (self.moments.get(name), self.steps.get(name))
                 else {
                     continue;
                 };
-                out.push((format!("adamw.m.{name}"), Tensor::from_slice(m, p.shape())?));
-                out.push((format!("adamw.v.{name}"), Tensor::from_slice(v, p.shape())?));
+                let (m, v) = match moments {
+                    Moments::F32(m, v) => (
+                        Tensor::from_slice(m, p.shape())?,
+                        Tensor::from_slice(v, p.shape())?,
+                    ),
+                    Moments::F64(m, v) => (
+                        Tensor::from_slice(m, p.shape())?,
+                        Tensor::from_slice(v, p.shape())?,
+                    ),
+                };
+                out.push((format!("adamw.m.{name}"), m));
+                out.push((format!("adamw.v.{name}"), v));
                 out.push((
                     format!("adamw.step.{name}"),
                     Tensor::from_vec(vec![*t as f64], &[1])?,
@@ -192,13 +277,15 @@ impl AdamW {
 
     /// Restores the state written by [`AdamW::state_tensors`]; `get` looks a tensor up by name.
     /// Parameters absent from the state start fresh; a mis-shaped entry is an error naming it.
+    /// Moments of another dtype are converted to the parameter's (the F64 moments of checkpoints
+    /// written before the moments became f32 are rounded once, to nearest).
     pub fn load_state(&mut self, get: impl Fn(&str) -> Option<Tensor>) -> Result<()> {
         for group in &self.groups {
             for (name, p) in &group.params {
                 let Some(t) = get(&format!("adamw.step.{name}")) else {
                     continue;
                 };
-                let fetch = |kind: &str| -> Result<Vec<f64>> {
+                let fetch = |kind: &str| -> Result<Tensor> {
                     let key = format!("adamw.{kind}.{name}");
                     let x = get(&key).ok_or_else(|| {
                         EngineError::arg("AdamW::load_state", p.shape(), format!("'{key}' missing"))
@@ -210,17 +297,20 @@ impl AdamW {
                             format!("'{key}' has shape {:?}", x.shape()),
                         ));
                     }
-                    Ok(values(&x))
+                    Ok(x.to_dtype(p.dtype()))
                 };
                 let (m, v) = (fetch("m")?, fetch("v")?);
                 if p.is_cuda() {
-                    let host = |x: Vec<f64>| Tensor::from_vec(x, p.shape());
-                    self.device_moments.load(name, p, &host(m)?, &host(v)?)?;
+                    self.device_moments.load(name, p, &m, &v)?;
                     self.steps.insert(name.clone(), t.item()? as u64);
                     continue;
                 }
-                self.m.insert(name.clone(), m);
-                self.v.insert(name.clone(), v);
+                let moments = match p.dtype() {
+                    DType::F32 => Moments::F32(m.to_vec()?, v.to_vec()?),
+                    DType::F64 => Moments::F64(m.to_vec()?, v.to_vec()?),
+                    _ => return Err(bf16_parameter(p)),
+                };
+                self.moments.insert(name.clone(), moments);
                 self.steps.insert(name.clone(), t.item()? as u64);
             }
         }
@@ -435,6 +525,72 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("adamw.m.net.w"), "{e}");
+    }
+
+    #[test]
+    fn adamw_f32_state_tracks_f64_and_loads_older_f64_moments() {
+        // the same 20 steps in f32 and in f64 from the same start: f32 moments and arithmetic
+        // stay within 1e-5 (relative) of f64
+        let start = crate::Rng::new(5).normal(&[4, 33], 0.0, 1.0, DType::F64);
+        let p64 = Tensor::parameter("p", &start);
+        let p32 = Tensor::parameter("p", &start.to_dtype(DType::F32));
+        let group = |p: &Tensor| {
+            vec![ParamGroup {
+                name: "g".into(),
+                params: vec![("p".into(), p.clone())],
+                lr_scale: 1.0,
+                weight_decay_scale: 1.0,
+            }]
+        };
+        let (mut o64, mut o32) = (AdamW::new(group(&p64)), AdamW::new(group(&p32)));
+        let mut rng = crate::Rng::new(6);
+        for _ in 0..20 {
+            let g = rng.normal_vec(p64.numel());
+            o64.step(&grads_of(&[(&p64, g.clone())]), 1e-2, 0.05)
+                .unwrap();
+            o32.step(&grads_of(&[(&p32, g)]), 1e-2, 0.05).unwrap();
+        }
+        let (a, b) = (p64.to_vec_f64(), p32.to_vec_f64());
+        let err = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).powi(2))
+            .sum::<f64>()
+            .sqrt()
+            / a.iter().map(|x| x * x).sum::<f64>().sqrt();
+        println!("20 AdamW steps, f32 vs f64: rel err {err:.2e}");
+        assert!(err < 1e-5, "f32 vs f64 AdamW: rel err {err:.2e}");
+        let state = o32.state_tensors().unwrap();
+        assert!(state
+            .iter()
+            .all(|(n, t)| n.contains("step") || t.dtype() == DType::F32));
+
+        // a checkpoint written before the change holds F64 moments: they load, rounded once
+        let old: Vec<(String, Tensor)> = o64.state_tensors().unwrap();
+        assert!(old.iter().all(|(_, t)| t.dtype() == DType::F64));
+        let q = Tensor::parameter("p", &p64.detach().to_dtype(DType::F32));
+        let mut resumed = AdamW::new(group(&q));
+        resumed
+            .load_state(|n| old.iter().find(|(k, _)| k == n).map(|(_, t)| t.clone()))
+            .unwrap();
+        let loaded = resumed.state_tensors().unwrap();
+        for ((name, was), (_, now)) in old.iter().zip(&loaded) {
+            if name.starts_with("adamw.step.") {
+                assert_eq!(now.to_vec_f64(), was.to_vec_f64());
+                continue;
+            }
+            let want: Vec<f32> = was.to_vec_f64().iter().map(|&x| x as f32).collect();
+            assert_eq!(now.to_vec::<f32>().unwrap(), want, "{name}");
+        }
+        let g = rng.normal_vec(q.numel());
+        resumed.step(&grads_of(&[(&q, g)]), 1e-2, 0.05).unwrap();
+        assert!(q.to_vec_f64().iter().all(|x| x.is_finite()));
+        assert_eq!(resumed.steps.get("p"), Some(&21));
+        // a gradient of another dtype is an error naming both
+        let mut wrong = Gradients::default();
+        wrong.insert(&q, Tensor::ones(q.shape(), DType::F64));
+        let e = resumed.step(&wrong, 1e-2, 0.0).unwrap_err().to_string();
+        assert!(e.contains("F64") && e.contains("F32"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The training loop end to end on a tiny config: the loss moves, resume is bitwise, checkpoints
 //! are atomic, bad input gives errors naming the flag or file.
 
-use dinonat_engine::Tensor;
+use dinonat_engine::io::{load_safetensors, save_safetensors};
+use dinonat_engine::{DType, Tensor};
 use dinonat_train::trainer::config::TrainConfig;
 use dinonat_train::trainer::log::{read_log, StepLog};
 use dinonat_train::trainer::network::named_tensors;
@@ -381,4 +382,47 @@ fn configs_saved_before_new_fields_load_with_the_old_behaviour() {
     assert_eq!(t.student.head.bn.len(), 2);
     assert!(t.student.head.params.get("mlp.1.weight").is_some());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_checkpoint_with_f64_optimiser_state_still_resumes() {
+    // checkpoints written before the moments became f32 hold adamw.{m,v}.* as F64 (the centre
+    // is F64 in both forms)
+    let (a, b) = (tmp_dir("f64-full"), tmp_dir("f64-old"));
+    let mut full = Trainer::new(tiny(&a)).unwrap();
+    let full_logs = full.run(None, |_| {}).unwrap();
+    let mut first = Trainer::new(tiny(&b)).unwrap();
+    first.run(Some(2), |_| {}).unwrap();
+    drop(first);
+    let path = checkpoint_path(&b);
+    let file = load_safetensors(&path).unwrap();
+    let old_form: Vec<(String, Tensor)> = file
+        .tensors
+        .iter()
+        .map(|(n, t)| match n.starts_with("adamw.") {
+            true => (n.clone(), t.to_dtype(DType::F64)),
+            false => (n.clone(), t.clone()),
+        })
+        .collect();
+    save_safetensors(&path, &old_form, Some(&file.metadata)).unwrap();
+    let reread = load_safetensors(&path).unwrap();
+    let moments: Vec<&Tensor> = reread
+        .tensors
+        .iter()
+        .filter(|(n, _)| n.starts_with("adamw.m.") || n.starts_with("adamw.v."))
+        .map(|(_, t)| t)
+        .collect();
+    assert!(!moments.is_empty() && moments.iter().all(|t| t.dtype() == DType::F64));
+    assert_eq!(reread.get("center").unwrap().dtype(), DType::F64);
+
+    let mut second = Trainer::resume(&path, None).unwrap();
+    assert_eq!(second.step, 2);
+    let second_logs = second.run(None, |_| {}).unwrap();
+    // the F64 moments are f32 values widened, so the run continues bit for bit
+    let losses: Vec<u64> = second_logs.iter().map(|l| l.loss.to_bits()).collect();
+    let want: Vec<u64> = full_logs[2..].iter().map(|l| l.loss.to_bits()).collect();
+    assert_eq!(losses, want);
+    assert_eq!(teacher_values(&full), teacher_values(&second));
+    let _ = std::fs::remove_dir_all(&a);
+    let _ = std::fs::remove_dir_all(&b);
 }

@@ -2,7 +2,7 @@
 //! tensors and one fused kernel per tensor updates p, m and v in place (`Tensor::cuda_adamw_step`,
 //! kernels/cuda/optim.cu); the bias corrections are computed on the host in f64. Nothing is read
 //! back during a step. The checkpoint form is the host path's (`adamw.m.<name>` and
-//! `adamw.v.<name>` as F64 tensors), so a run saved on one device resumes on the other.
+//! `adamw.v.<name>` as F32 tensors), so a run saved on one device resumes on the other.
 
 use crate::kernels::cuda::optim::AdamWStep;
 use crate::{DType, Device, Result, Tensor};
@@ -24,13 +24,13 @@ impl DeviceMoments {
         p.cuda_adamw_step(g, m, v, h)
     }
 
-    /// m and v of `name` read back as F64 host tensors (for checkpoints), if it has them.
+    /// m and v of `name` read back as F32 host tensors (for checkpoints), if it has them.
     pub(super) fn state(&self, name: &str) -> Result<Option<[Tensor; 2]>> {
         let Some([m, v]) = self.0.get(name) else {
             return Ok(None);
         };
         let _guard = crate::no_grad();
-        let host = |t: &Tensor| t.to(Device::Cpu)?.try_to_dtype(DType::F64);
+        let host = |t: &Tensor| t.to(Device::Cpu);
         Ok(Some([host(m)?, host(v)?]))
     }
 

@@ -2,7 +2,7 @@
 //! engine::io), holding everything `--resume` needs to continue bit for bit:
 //!   student.{backbone,head}.*, teacher.{backbone,head}.*   the two networks (f32)
 //!   center                                                 DINO's centre c (f64)
-//!   adamw.{m,v,step}.*                                     the optimiser state (f64)
+//!   adamw.{m,v,step}.*                                     the optimiser state (m, v: f32, F64 in older files)
 //! and in the metadata: `format`, `step` (the next step to run) and `config` (TrainConfig as JSON).
 //! The data order and augmentations are functions of (seed, epoch, index) and drop path's
 //! generator of (seed, step), so the step is the whole RNG/data position.
