@@ -4,9 +4,9 @@
 //! wanted instructions. Calling these methods outside such an entry point on a CPU without the
 //! feature is undefined behaviour, hence `unsafe`.
 //!
-//! `exp` is the Cephes single-precision polynomial (range reduction by ln 2, degree-6 polynomial,
-//! 2^n built in the exponent bits); relative error about 2e-7 on [-87, 88]. Inputs are clamped
-//! to that range, so exp(-inf) gives 1.2e-38 (not 0) and never NaN.
+//! `exp` is the kernels' one vector exp, `crate::cpu::elementwise::simd::exp` (within 0.61 ulp of
+//! the f64 exp over the normal range, exp(-inf) = 0, exp(inf) = inf, NaN -> NaN), called on the
+//! same registers through the elementwise layer's vector types.
 
 /// One SIMD register type and the operations the kernels need.
 pub(crate) trait Simd: Copy {
@@ -45,20 +45,6 @@ pub(crate) trait Simd: Copy {
         }
     }
 }
-
-const EXP_LO: f32 = -87.336_54;
-const EXP_HI: f32 = 88.376_26;
-const LOG2E: f32 = std::f32::consts::LOG2_E;
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
-const EXP_P: [f32; 6] = [
-    1.987_569_1e-4,
-    1.398_199_9e-3,
-    8.333_452e-3,
-    4.166_579_6e-2,
-    0.166_666_65,
-    0.5,
-];
 
 /// Portable path: 8 lanes as an array; plain loops the compiler auto-vectorises for the baseline.
 #[derive(Clone, Copy)]
@@ -116,11 +102,8 @@ impl Simd for Portable {
     }
     #[inline(always)]
     unsafe fn exp(x: [f32; 8]) -> [f32; 8] {
-        let mut r = [0.0f32; 8];
-        for i in 0..8 {
-            r[i] = x[i].clamp(EXP_LO, EXP_HI).exp();
-        }
-        r
+        use crate::cpu::elementwise::simd as ew;
+        ew::exp(ew::Portable(x)).0
     }
     #[inline(always)]
     unsafe fn hsum(v: [f32; 8]) -> f32 {
@@ -214,22 +197,7 @@ mod x86 {
         }
         #[inline(always)]
         unsafe fn exp(x: __m256) -> __m256 {
-            let x = _mm256_min_ps(_mm256_max_ps(x, Self::splat(EXP_LO)), Self::splat(EXP_HI));
-            let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-                _mm256_mul_ps(x, Self::splat(LOG2E)),
-            );
-            let r = _mm256_fnmadd_ps(n, Self::splat(LN2_HI), x);
-            let r = _mm256_fnmadd_ps(n, Self::splat(LN2_LO), r);
-            let mut p = Self::splat(EXP_P[0]);
-            for &c in &EXP_P[1..] {
-                p = _mm256_fmadd_ps(p, r, Self::splat(c));
-            }
-            let y = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, Self::splat(1.0)));
-            let pow2 = _mm256_slli_epi32::<23>(_mm256_add_epi32(
-                _mm256_cvtps_epi32(n),
-                _mm256_set1_epi32(127),
-            ));
-            _mm256_mul_ps(y, _mm256_castsi256_ps(pow2))
+            crate::cpu::elementwise::simd::exp(crate::cpu::elementwise::simd::Avx2(x)).0
         }
         #[inline(always)]
         unsafe fn transpose8(src: &[*const f32; 8], scale: f32, dst: *mut f32, dst_stride: usize) {
@@ -290,22 +258,7 @@ mod x86 {
         }
         #[inline(always)]
         unsafe fn exp(x: __m512) -> __m512 {
-            let x = _mm512_min_ps(_mm512_max_ps(x, Self::splat(EXP_LO)), Self::splat(EXP_HI));
-            let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-                _mm512_mul_ps(x, Self::splat(LOG2E)),
-            );
-            let r = _mm512_fnmadd_ps(n, Self::splat(LN2_HI), x);
-            let r = _mm512_fnmadd_ps(n, Self::splat(LN2_LO), r);
-            let mut p = Self::splat(EXP_P[0]);
-            for &c in &EXP_P[1..] {
-                p = _mm512_fmadd_ps(p, r, Self::splat(c));
-            }
-            let y = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, Self::splat(1.0)));
-            let pow2 = _mm512_slli_epi32::<23>(_mm512_add_epi32(
-                _mm512_cvtps_epi32(n),
-                _mm512_set1_epi32(127),
-            ));
-            _mm512_mul_ps(y, _mm512_castsi512_ps(pow2))
+            crate::cpu::elementwise::simd::exp(crate::cpu::elementwise::simd::Avx512(x)).0
         }
         #[inline(always)]
         unsafe fn transpose8(src: &[*const f32; 8], scale: f32, dst: *mut f32, dst_stride: usize) {
@@ -329,18 +282,21 @@ mod tests {
     use super::*;
     use crate::cpu::isa::Isa;
 
+    /// Max error in ulp of the result against f64 exp, over every 997th f32 in [-87.3, 88.7]
+    /// (normal results; the sweep of the elementwise `exp_sweep`).
     unsafe fn exp_err<S: Simd>() -> f64 {
+        let lo = (-87.3f32).to_bits();
+        let neg = (0x8000_0001u32..=lo).step_by(997);
+        let pos = (0u32..=88.7f32.to_bits()).step_by(997);
         let mut worst = 0.0f64;
         let mut buf = [0.0f32; 16];
-        let mut x = -87.0f32;
-        while x < 88.0 {
+        for x in neg.chain(pos).map(f32::from_bits) {
             S::store(buf.as_mut_ptr(), S::exp(S::splat(x)));
             let want = (x as f64).exp();
-            worst = worst.max(((buf[0] as f64) - want).abs() / want);
-            x += 0.0137;
+            worst = worst.max(((buf[0] as f64) - want).abs() / (want * f32::EPSILON as f64));
         }
         S::store(buf.as_mut_ptr(), S::exp(S::splat(f32::NEG_INFINITY)));
-        assert!(buf[0] >= 0.0 && buf[0] < 1e-37);
+        assert_eq!(buf[0], 0.0);
         worst
     }
 
@@ -355,7 +311,9 @@ mod tests {
         exp_err::<Avx2>()
     }
 
-    /// Tolerance: relative error < 1e-6 over the clamped range, for every available path.
+    /// Tolerance: 2 ulp of the result over the normal range, for every available path (measured
+    /// 0.61 ulp on AVX-512 and AVX2, 0.79 portable; the attention kernels' own Cephes exp before
+    /// it measured 0.99 ulp below 88.3 and saturated above 88.38).
     #[test]
     fn exp_matches_f64_on_each_path() {
         for isa in Isa::available() {
@@ -368,7 +326,8 @@ mod tests {
                     _ => exp_err::<Portable>(),
                 }
             };
-            assert!(err < 1e-6, "{}: exp relative error {err}", isa.name());
+            println!("attention exp {}: max error {err:.2} ulp", isa.name());
+            assert!(err <= 2.0, "{}: exp error {err} ulp", isa.name());
         }
     }
 }

@@ -74,7 +74,7 @@ pub(crate) trait SimdF32: Copy {
 
 /// Portable path: 8 lanes as a plain array; loops the compiler vectorises for any target.
 #[derive(Clone, Copy)]
-pub(crate) struct Portable([f32; 8]);
+pub(crate) struct Portable(pub(crate) [f32; 8]);
 
 macro_rules! portable_map {
     ($a:expr, |$x:ident| $e:expr) => {{

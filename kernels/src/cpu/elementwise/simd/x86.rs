@@ -5,7 +5,7 @@ use std::arch::x86_64::*;
 
 /// AVX2 + FMA: 8 lanes of `__m256`.
 #[derive(Clone, Copy)]
-pub(crate) struct Avx2(__m256);
+pub(crate) struct Avx2(pub(crate) __m256);
 
 impl SimdF32 for Avx2 {
     const LANES: usize = 8;
@@ -107,7 +107,7 @@ impl SimdF32 for Avx2 {
 
 /// AVX-512F: 16 lanes of `__m512`.
 #[derive(Clone, Copy)]
-pub(crate) struct Avx512(__m512);
+pub(crate) struct Avx512(pub(crate) __m512);
 
 impl SimdF32 for Avx512 {
     const LANES: usize = 16;
