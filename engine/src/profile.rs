@@ -65,6 +65,8 @@ pub struct ProfileCell {
     pub kind: Kind,
     pub seconds: f64,
     pub calls: u64,
+    /// Floating-point operations of the calls that declared them ([`KernelScope::flops`]).
+    pub flops: f64,
 }
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -97,6 +99,7 @@ pub fn phase(name: &'static str) {
 pub struct KernelScope {
     holds_depth: bool,
     timed: Option<(Kind, Instant)>,
+    flops: f64,
 }
 
 /// Opens a scope for a backend call of `kind` (a no-op unless profiling is on; a scope nested
@@ -106,6 +109,7 @@ pub fn kernel(kind: Kind) -> KernelScope {
         return KernelScope {
             holds_depth: false,
             timed: None,
+            flops: 0.0,
         };
     }
     let outermost = DEPTH.with(|d| {
@@ -116,6 +120,15 @@ pub fn kernel(kind: Kind) -> KernelScope {
     KernelScope {
         holds_depth: true,
         timed: outermost.then(|| (kind, Instant::now())),
+        flops: 0.0,
+    }
+}
+
+impl KernelScope {
+    /// Declares the call's floating-point operations (2 per multiply-add), for a GFLOP/s figure.
+    pub fn flops(mut self, flops: f64) -> KernelScope {
+        self.flops = flops;
+        self
     }
 }
 
@@ -137,12 +150,14 @@ impl Drop for KernelScope {
             Some(c) => {
                 c.seconds += seconds;
                 c.calls += 1;
+                c.flops += self.flops;
             }
             None => cells.push(ProfileCell {
                 phase,
                 kind,
                 seconds,
                 calls: 1,
+                flops: self.flops,
             }),
         }
     }

@@ -23,16 +23,17 @@ fn seconds(cells: &[ProfileCell], phase: &str, kind: Option<Kind>, steps: f64) -
     cells.iter().filter(hit).map(|c| c.seconds).sum::<f64>() / steps
 }
 
-/// The kinds present, largest total first.
-fn kinds_by_time(cells: &[ProfileCell]) -> Vec<(Kind, f64, f64)> {
-    let mut kinds: Vec<(Kind, f64, f64)> = Vec::new();
+/// The kinds present with their seconds, calls and FLOPs over all phases, largest time first.
+fn kinds_by_time(cells: &[ProfileCell]) -> Vec<(Kind, f64, f64, f64)> {
+    let mut kinds: Vec<(Kind, f64, f64, f64)> = Vec::new();
     for c in cells {
         match kinds.iter_mut().find(|k| k.0 == c.kind) {
             Some(k) => {
                 k.1 += c.seconds;
                 k.2 += c.calls as f64;
+                k.3 += c.flops;
             }
-            None => kinds.push((c.kind, c.seconds, c.calls as f64)),
+            None => kinds.push((c.kind, c.seconds, c.calls as f64, c.flops)),
         }
     }
     kinds.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -40,15 +41,18 @@ fn kinds_by_time(cells: &[ProfileCell]) -> Vec<(Kind, f64, f64)> {
 }
 
 /// The table: one row per kind (seconds per step in each phase, total, share of the step, calls
-/// per step), then the time outside the kernels per phase; `timings` are means per step.
+/// per step, GFLOP/s where the kernels declare their FLOPs), then the time outside the kernels per phase; `timings` are means per step.
 pub fn print(cells: &[ProfileCell], timings: &StepTimings, step: f64, steps: f64) {
     let phases = phases(timings);
     let mut head = format!("{:<42}", "where the step goes (s per step)");
     for (p, _) in &phases {
         head += &format!(" {p:>12}");
     }
-    println!("{head} {:>9} {:>7} {:>9}", "total", "share", "calls");
-    for (kind, total, calls) in kinds_by_time(cells) {
+    println!(
+        "{head} {:>9} {:>7} {:>9} {:>8}",
+        "total", "share", "calls", "GFLOP/s"
+    );
+    for (kind, total, calls, flops) in kinds_by_time(cells) {
         let mut row = format!("{:<42}", kind.name());
         for (p, _) in &phases {
             row += &match seconds(cells, p, Some(kind), steps) {
@@ -58,7 +62,14 @@ pub fn print(cells: &[ProfileCell], timings: &StepTimings, step: f64, steps: f64
         }
         let total = total / steps;
         let share = 100.0 * total / step;
-        println!("{row} {total:>9.4} {share:>6.1}% {:>9.0}", calls / steps);
+        let rate = match flops {
+            0.0 => "-".to_string(),
+            f => format!("{:.1}", f / total / steps / 1e9),
+        };
+        println!(
+            "{row} {total:>9.4} {share:>6.1}% {:>9.0} {rate:>8}",
+            calls / steps
+        );
     }
     let mut row = format!("{:<42}", "outside kernels (graph, autograd, glue)");
     let mut outside = 0.0;
@@ -81,6 +92,7 @@ pub fn to_json(cells: &[ProfileCell], timings: &StepTimings, steps: f64) -> Valu
                 "kind": c.kind.name(),
                 "seconds_per_step": c.seconds / steps,
                 "calls_per_step": c.calls as f64 / steps,
+                "flops_per_step": c.flops / steps,
             })
         })
         .collect();

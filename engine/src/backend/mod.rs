@@ -226,7 +226,8 @@ pub(crate) fn matmul(
     batch: &[usize],
     mkn: (usize, usize, usize),
 ) -> Result<Storage> {
-    let _profile = profile::kernel(Kind::Gemm);
+    let flops = 2.0 * (batch.iter().product::<usize>() * mkn.0 * mkn.1 * mkn.2) as f64;
+    let _profile = profile::kernel(Kind::Gemm).flops(flops);
     device_of("matmul", &[a, b])?;
     on_device!(a, T => Ok(cpu::matmul::<T>(a, b, batch, mkn)),
         bf16 => Ok(cpu::bf16::matmul(a, b, batch, mkn)),
@@ -235,7 +236,9 @@ pub(crate) fn matmul(
 
 /// y = x W^T + b as [rows, out] (x read as [rows, in]).
 pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Storage> {
-    let _profile = profile::kernel(Kind::Gemm);
+    let (out_f, in_f) = (weight.shape()[0], weight.shape()[1]);
+    let flops = 2.0 * (x.numel() / in_f.max(1) * in_f * out_f) as f64;
+    let _profile = profile::kernel(Kind::Gemm).flops(flops);
     let mut all = vec![x, weight];
     all.extend(bias);
     device_of("linear", &all)?;
@@ -251,7 +254,8 @@ pub(crate) fn conv2d_forward(
     bias: Option<&Tensor>,
     geom: Conv2dGeometry,
 ) -> Result<Storage> {
-    let _profile = profile::kernel(Kind::Conv);
+    let macs = x.shape()[0] * geom.col_cols() * geom.col_rows() * weight.shape()[0];
+    let _profile = profile::kernel(Kind::Conv).flops(2.0 * macs as f64);
     let mut all = vec![x, weight];
     all.extend(bias);
     device_of("conv2d", &all)?;
@@ -267,7 +271,8 @@ pub(crate) fn conv2d_backward(
     geom: Conv2dGeometry,
     with_bias: bool,
 ) -> Result<(Storage, Storage, Option<Storage>)> {
-    let _profile = profile::kernel(Kind::Conv);
+    let macs = x.shape()[0] * geom.col_cols() * geom.col_rows() * weight.shape()[0];
+    let _profile = profile::kernel(Kind::Conv).flops(4.0 * macs as f64);
     device_of("conv2d backward", &[x, weight, dy])?;
     on_device!(x, T => Ok(cpu::conv2d_backward::<T>(x, weight, dy, geom, with_bias)),
         bf16 => Ok(cpu::bf16::conv2d_backward(x, weight, dy, geom, with_bias)),
