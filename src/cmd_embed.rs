@@ -4,9 +4,9 @@
 
 use clap::{Args, ValueEnum};
 use dinonat_engine::Device;
+use dinonat_eval::curate::embed::{csv_beside, embed_paths, write_embeddings};
+use dinonat_eval::curate::{list_images, BackboneSource};
 use dinonat_model::Nat;
-use dinonat_train::curate::embed::{csv_beside, embed_paths, write_embeddings};
-use dinonat_train::curate::{list_images, BackboneSource};
 use dinonat_train::guard::{check_outputs, Named};
 use std::path::PathBuf;
 

@@ -1,17 +1,17 @@
 //! `dinonat knn` and `dinonat linear`: frozen-feature evaluation (docs/evaluation-commands.md). Both extract
-//! features of a train and a val split with the evaluation transform (dinonat_train::features), then run the
-//! weighted k-NN classifier or train a linear probe on the cached features (dinonat_train::eval).
+//! features of a train and a val split with the evaluation transform (dinonat_eval::features), then run the
+//! weighted k-NN classifier or train a linear probe on the cached features (dinonat_eval::knn, dinonat_eval::linear).
 
 use clap::{Args, ValueEnum};
 use dinonat_engine::io::load_safetensors;
 use dinonat_engine::DType;
+use dinonat_eval::features::{extract_features, spread_indices, FeatureSource, Features};
+use dinonat_eval::knn::{knn_classify_with_progress, KnnConfig};
+use dinonat_eval::linear::{train_linear_probe, LinearProbeConfig, Preprocess};
+use dinonat_eval::metrics::{mean_std, ClassificationReport};
 use dinonat_model::{load_backbone, Nat, NatConfig};
 use dinonat_train::augment::EvalTransform;
 use dinonat_train::data::{open_dataset, Dataset, Procedural};
-use dinonat_train::eval::knn::{knn_classify_with_progress, KnnConfig};
-use dinonat_train::eval::linear::{train_linear_probe, LinearProbeConfig, Preprocess};
-use dinonat_train::eval::metrics::{mean_std, ClassificationReport};
-use dinonat_train::features::{extract_features, spread_indices, FeatureSource, Features};
 use dinonat_train::guard;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Curation pipelines on folders of images (docs/curation.md): embeddings ([`embed`]), filtering
 //! a folder (near-duplicates, outliers, clusters, exemplars: [`filter`]) and the RGB <-> IR
 //! cross-modal evaluation ([`crossmodal`]). Each reads images, runs a NAT backbone under the eval
-//! transform, and hands the features to [`crate::eval`].
+//! transform, and hands the features to the evaluations of this crate.
 
 pub mod crossmodal;
 pub mod descriptors;
@@ -37,8 +37,8 @@ macro_rules! from_error {
 from_error!(
     dinonat_model::ModelError,
     dinonat_engine::EngineError,
-    crate::data::DataError,
-    crate::eval::EvalError,
+    dinonat_train::data::DataError,
+    crate::EvalError,
     std::io::Error
 );
 
@@ -178,9 +178,9 @@ pub fn list_images(dir: &Path, flag: &str) -> Result<Vec<PathBuf>> {
     if !dir.is_dir() {
         return err(format!("{flag} {}: not a folder", dir.display()));
     }
-    let folder =
-        crate::data::ImageFolder::open(dir).map_err(|e| CurateError(format!("{flag} {e}")))?;
-    let paths: Vec<PathBuf> = (0..crate::data::Dataset::len(&folder))
+    let folder = dinonat_train::data::ImageFolder::open(dir)
+        .map_err(|e| CurateError(format!("{flag} {e}")))?;
+    let paths: Vec<PathBuf> = (0..dinonat_train::data::Dataset::len(&folder))
         .map(|i| folder.path(i).to_path_buf())
         .collect();
     // CSVs and keep-lists name files in UTF-8: a lossy name would list a path that does not exist.
@@ -193,9 +193,10 @@ pub fn list_images(dir: &Path, flag: &str) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-/// Fails when `out` is `input` or lies inside it ([`crate::guard::check_outputs`]).
+/// Fails when `out` is `input` or lies inside it ([`dinonat_train::guard::check_outputs`]).
 pub fn refuse_inside(out: &Path, input: &Path, out_flag: &str, in_flag: &str) -> Result<()> {
-    crate::guard::check_outputs(&[(out_flag, out)], &[(in_flag, input)]).map_err(CurateError)
+    dinonat_train::guard::check_outputs(&[(out_flag, out)], &[(in_flag, input)])
+        .map_err(CurateError)
 }
 
 #[cfg(test)]
