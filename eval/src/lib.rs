@@ -13,6 +13,7 @@
 //! threads (queries are processed in fixed chunks whose results are written to fixed places), and every ranking
 //! breaks ties by the lower index.
 
+pub mod backbone;
 pub mod cluster;
 pub mod curate;
 pub mod features;

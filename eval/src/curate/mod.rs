@@ -1,15 +1,13 @@
 //! Curation pipelines on folders of images (docs/curation.md): embeddings ([`embed`]), filtering
 //! a folder (near-duplicates, outliers, clusters, exemplars: [`filter`]) and the RGB <-> IR
-//! cross-modal evaluation ([`crossmodal`]). Each reads images, runs a NAT backbone under the eval
-//! transform, and hands the features to the evaluations of this crate.
+//! cross-modal evaluation ([`crossmodal`]). Each reads images, runs a NAT backbone (loaded by
+//! [`crate::backbone`]) under the eval transform, and hands the features to the evaluations of this crate.
 
 pub mod crossmodal;
 pub mod descriptors;
 pub mod embed;
 pub mod filter;
 
-use dinonat_engine::DType;
-use dinonat_model::{load_backbone, Nat, NatConfig};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -46,127 +44,6 @@ pub type Result<T> = std::result::Result<T, CurateError>;
 
 pub fn err<T>(message: impl Into<String>) -> Result<T> {
     Err(CurateError(message.into()))
-}
-
-/// Where the backbone's weights come from.
-#[derive(Clone, Debug, PartialEq)]
-pub enum BackboneSource {
-    /// A backbone file (safetensors, reference names); `arch` None = the `arch` in its metadata.
-    Weights { path: PathBuf, arch: Option<String> },
-    /// Fresh NAT init from `seed` (a baseline: features of an untrained network).
-    RandomInit { arch: String, seed: u64 },
-    /// A DINO training checkpoint (format `dinonat-dino-checkpoint`): its teacher backbone
-    /// (`teacher.backbone.*`), the network DINO evaluates; `arch` None = the checkpoint's config.
-    Checkpoint { path: PathBuf, arch: Option<String> },
-}
-
-/// The `format` metadata of the trainer's checkpoints.
-pub const CHECKPOINT_FORMAT: &str = "dinonat-dino-checkpoint";
-
-/// The teacher backbone of a training checkpoint.
-fn load_checkpoint_teacher(path: &Path, arch: Option<&str>) -> Result<Nat> {
-    let shown = path.display();
-    if !path.is_file() {
-        return err(format!("--checkpoint {shown}: no such file"));
-    }
-    let file =
-        dinonat_engine::io::load_safetensors(path).map_err(|e| CurateError(e.to_string()))?;
-    if file.metadata.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
-        return err(format!(
-            "--checkpoint {shown}: not a DinoNAT training checkpoint (format is not '{CHECKPOINT_FORMAT}'); a backbone file goes to --weights"
-        ));
-    }
-    let arch = match arch {
-        Some(a) => a.to_string(),
-        None => file
-            .metadata
-            .get("config")
-            .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
-            .and_then(|c| c.get("arch").and_then(|a| a.as_str().map(str::to_string)))
-            .ok_or_else(|| {
-                CurateError(format!(
-                    "--checkpoint {shown}: no arch in its config; pass --arch"
-                ))
-            })?,
-    };
-    let nat = Nat::new(&NatConfig::from_name(&arch)?, DType::F32, 0)?;
-    let mut missing = Vec::new();
-    for (name, param) in nat.params.iter() {
-        let key = format!("teacher.backbone.{name}");
-        match file.get(&key) {
-            Some(t) if t.shape() == param.tensor.shape() => nat.params.assign(name, t)?,
-            Some(t) => missing.push(format!(
-                "{key} (shape {:?}, {arch} needs {:?})",
-                t.shape(),
-                param.tensor.shape()
-            )),
-            None => missing.push(key),
-        }
-    }
-    if !missing.is_empty() {
-        return err(format!(
-            "--checkpoint {shown}: {} teacher backbone tensor(s) missing or mis-shaped for {arch}: {}",
-            missing.len(),
-            missing.join(", ")
-        ));
-    }
-    Ok(nat)
-}
-
-impl BackboneSource {
-    /// Builds the network; notes (e.g. ignored head tensors) go to `notes`. Weights that are not
-    /// all finite are refused (they would give NaN features without a word).
-    pub fn load(&self, notes: &mut Vec<String>) -> Result<Nat> {
-        let nat = self.load_unchecked(notes)?;
-        for (name, param) in nat.params.iter() {
-            if let Some(x) = param.tensor.to_vec_f64().iter().find(|x| !x.is_finite()) {
-                let (flag, path) = match self {
-                    BackboneSource::Weights { path, .. } => ("--weights", path.display()),
-                    BackboneSource::Checkpoint { path, .. } => ("--checkpoint", path.display()),
-                    BackboneSource::RandomInit { .. } => {
-                        return err(format!("random init: '{name}' holds {x}"))
-                    }
-                };
-                return err(format!(
-                    "{flag} {path}: tensor '{name}' holds {x}: weights must be finite"
-                ));
-            }
-        }
-        Ok(nat)
-    }
-
-    fn load_unchecked(&self, notes: &mut Vec<String>) -> Result<Nat> {
-        match self {
-            BackboneSource::RandomInit { arch, seed } => {
-                Ok(Nat::new(&NatConfig::from_name(arch)?, DType::F32, *seed)?)
-            }
-            BackboneSource::Checkpoint { path, arch } => {
-                load_checkpoint_teacher(path, arch.as_deref())
-            }
-            BackboneSource::Weights { path, arch } => {
-                if !path.is_file() {
-                    return err(format!("--weights {}: no such file", path.display()));
-                }
-                let arch = match arch {
-                    Some(a) => a.clone(),
-                    None => dinonat_engine::io::load_safetensors(path)
-                        .map_err(|e| CurateError(e.to_string()))?
-                        .metadata
-                        .get("arch")
-                        .cloned()
-                        .ok_or_else(|| {
-                            CurateError(format!(
-                                "--weights {}: the file names no architecture; pass --arch",
-                                path.display()
-                            ))
-                        })?,
-                };
-                let (nat, n) = load_backbone(path, &NatConfig::from_name(&arch)?)?;
-                notes.extend(n);
-                Ok(nat)
-            }
-        }
-    }
 }
 
 /// The images of `dir` (flat, or in class sub-folders), sorted by path; `flag` names the
