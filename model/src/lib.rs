@@ -18,5 +18,5 @@ pub use checkpoint::{load_backbone, save_backbone};
 pub use config::{AttentionKind, DilationSchedule, NatConfig};
 pub use dino_head::{DinoHead, DinoHeadConfig};
 pub use error::{ModelError, Result};
-pub use nat::Nat;
+pub use nat::{ForwardPoint, Nat};
 pub use network::DinoNetwork;

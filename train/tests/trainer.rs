@@ -324,25 +324,6 @@ fn koleo_changes_the_update_and_stays_finite() {
 }
 
 #[test]
-fn export_writes_the_teacher_backbone() {
-    let dir = tmp_dir("export");
-    let mut t = Trainer::new(tiny(&dir)).unwrap();
-    t.run(Some(1), |_| {}).unwrap();
-    let out = dir.join("backbone.safetensors");
-    checkpoint::export_teacher_backbone(&checkpoint_path(&dir), &out).unwrap();
-    let (nat, _) = dinonat_model::load_backbone(&out, &t.config.backbone().unwrap()).unwrap();
-    for (name, p) in nat.params.iter() {
-        let want = t.teacher.backbone.params.get(name).unwrap();
-        assert_eq!(
-            p.tensor.to_vec::<f32>().unwrap(),
-            want.to_vec::<f32>().unwrap(),
-            "{name}"
-        );
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
 fn configs_saved_before_new_fields_load_with_the_old_behaviour() {
     let dir = tmp_dir("old-config");
     let config = TrainConfig {
