@@ -36,23 +36,6 @@ deadline=$((t0 + ${GPU_CHECK_BUDGET:-230})) # leave time for the table inside th
 steps="$logdir/steps.log"
 : >"$steps"
 
-# run_step NAME CAP_SECONDS OUTFILE CMD...: stdout+stderr to OUTFILE, status to steps.log
-run_step() {
-    local name=$1 cap=$2 out=$3
-    shift 3
-    local left=$((deadline - $(date +%s)))
-    if [ "$left" -lt 5 ]; then
-        echo "$name: not run (time budget spent)" | tee -a "$steps"
-        return 99
-    fi
-    [ "$cap" -gt "$left" ] && cap=$left
-    local s=$(date +%s)
-    timeout -k 5 "$cap" "$@" >"$out" 2>&1
-    local rc=$?
-    echo "$name: rc=$rc in $(($(date +%s) - s)) s (cap $cap s)$([ $rc = 124 ] && echo ' TIMED OUT')" | tee -a "$steps"
-    return $rc
-}
-
 # --- environment: the card, the libraries
 {
     date -u

@@ -1,17 +1,21 @@
 //! Data-parallel collectives (docs/distributed.md): the few operations data-parallel DINO needs
 //! between ranks, on engines users already run — MPI ([`mpi`], cargo feature `mpi`) for CPU ranks
-//! and launch — plus [`Single`] (a world of one: no launcher, costs nothing) and [`ThreadWorld`]
-//! (ranks as threads of one process, for tests and for checking a recipe without a launcher).
+//! and launch, NCCL ([`nccl`], cargo feature `nccl`) for gradients on GPUs — plus [`Single`] (a
+//! world of one: no launcher, costs nothing) and [`ThreadWorld`] (ranks as threads of one process,
+//! for tests and for checking a recipe without a launcher).
 //!
 //! Every reduction here is **deterministic**: [`all_reduce_sum`] gives the same bits on every rank
 //! whatever order messages arrive in. It is a reduce-scatter then an all-gather, both built on
 //! fixed-layout primitives: the buffer is cut into one chunk per rank, rank c receives every rank's
 //! copy of chunk c (`all_to_all`), adds them in rank order 0, 1, ..., n-1, and the summed chunks are
 //! gathered back in rank order. Each rank sends and receives about 2 (n - 1) / n of the buffer, as a
-//! ring all-reduce does.
+//! ring all-reduce does. NCCL's all-reduce of GPU buffers adds in its own fixed order instead
+//! ([`nccl`]).
 
 #[cfg(feature = "mpi")]
 pub mod mpi;
+#[cfg(feature = "nccl")]
+pub mod nccl;
 mod threads;
 
 pub use threads::ThreadWorld;
@@ -46,8 +50,14 @@ pub trait Collective {
     /// Every rank's `buf` becomes `root`'s (same length on every rank).
     fn broadcast_bytes(&self, buf: &mut [u8], root: usize) -> Result<()>;
     fn barrier(&self) -> Result<()>;
-    /// The backend's name for messages ("single", "threads", "mpi").
+    /// The backend's name for messages ("single", "threads", "mpi", "nccl").
     fn name(&self) -> &'static str;
+    /// The NCCL communicator for buffers on the GPU, where this backend has one
+    /// ([`nccl::NcclWorld`]); host-only backends have none.
+    #[cfg(feature = "nccl")]
+    fn nccl(&self) -> Option<&nccl::Nccl> {
+        None
+    }
 }
 
 /// A world of one process: every collective is the identity.

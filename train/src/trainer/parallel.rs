@@ -10,7 +10,7 @@ use super::{Result, TrainError};
 use crate::dino::loss::{row_sums, sinkhorn_knopp};
 use crate::dino::DinoLoss;
 use crate::dist::{all_gather, all_reduce_mean, all_reduce_sum, Collective};
-use dinonat_engine::autograd::Gradients;
+use dinonat_engine::autograd::{no_grad, Gradients};
 use dinonat_engine::{Device, RowWindow, Tensor};
 
 fn dist_err(e: crate::dist::DistError) -> TrainError {
@@ -33,48 +33,109 @@ pub fn shard<'a>(comm: &dyn Collective, batch: &'a [usize]) -> &'a [usize] {
     &batch[comm.rank() * local..(comm.rank() + 1) * local]
 }
 
-/// Every gradient of `params` <- its mean over ranks, as one bucket in the parameters' order.
+/// Every gradient of `params` <- its mean over ranks: those on the CPU as one bucket through the
+/// host collective (rank-order sums), those on the GPU as one bucket through NCCL
+/// ([`Collective::nccl`]; cargo feature `nccl`), each in the parameters' order.
 pub fn average_gradients(
     comm: &dyn Collective,
     grads: &mut Gradients,
     params: &[(String, Tensor)],
 ) -> Result<()> {
-    let mut flat: Vec<f32> = Vec::new();
-    let mut present = Vec::new();
+    let (mut host, mut gpu) = (Bucket::default(), Bucket::default());
     for (name, p) in params {
         if let Some(g) = grads.get(p) {
-            if g.device() != Device::Cpu {
-                return Err(TrainError(format!(
-                    "data parallel: the gradient of {name} is on {:?}; MPI averages CPU gradients \
-                     (GPU ranks use NCCL, docs/distributed.md)",
-                    g.device()
-                )));
-            }
-            flat.extend(g.to_vec::<f32>()?);
-            present.push((p, g.shape().to_vec()));
+            let bucket = if g.device() == Device::Cpu {
+                &mut host
+            } else {
+                check_gpu_path(comm, name, g)?;
+                &mut gpu
+            };
+            bucket.values.extend(g.to_vec::<f32>()?);
+            bucket
+                .present
+                .push((p.clone(), g.shape().to_vec(), g.device()));
         }
     }
     // every rank must hold the same gradients, or the buckets would not line up
-    let mut count = [present.len() as f64, flat.len() as f64];
-    let sent = count;
+    let sent = [
+        host.present.len(),
+        host.values.len(),
+        gpu.present.len(),
+        gpu.values.len(),
+    ]
+    .map(|x| x as f64);
+    let mut count = sent;
     all_reduce_mean(comm, &mut count).map_err(dist_err)?;
     if count != sent {
         return Err(TrainError(format!(
-            "data parallel: rank {} has {} gradients ({} values), the ranks' mean is {:?}",
+            "data parallel: rank {} has {} + {} gradients ({} + {} values on CPU + GPU), the ranks' mean is {:?}",
             comm.rank(),
             sent[0],
+            sent[2],
             sent[1],
+            sent[3],
             count
         )));
     }
-    all_reduce_mean(comm, &mut flat).map_err(dist_err)?;
-    let mut at = 0;
-    for (p, shape) in present {
-        let n: usize = shape.iter().product();
-        grads.insert(p, Tensor::from_slice(&flat[at..at + n], &shape)?);
-        at += n;
+    all_reduce_mean(comm, &mut host.values).map_err(dist_err)?;
+    if !gpu.present.is_empty() {
+        gpu_mean(comm, &mut gpu.values)?;
+    }
+    let _no_graph = no_grad();
+    for bucket in [host, gpu] {
+        let mut at = 0;
+        for (p, shape, device) in bucket.present {
+            let n: usize = shape.iter().product();
+            grads.insert(
+                &p,
+                Tensor::from_slice(&bucket.values[at..at + n], &shape)?.to(device)?,
+            );
+            at += n;
+        }
     }
     Ok(())
+}
+
+/// Gradients gathered into one flat bucket, with where each came from.
+#[derive(Default)]
+struct Bucket {
+    values: Vec<f32>,
+    present: Vec<(Tensor, Vec<usize>, Device)>,
+}
+
+/// A gradient on the GPU needs a backend with NCCL.
+fn check_gpu_path(comm: &dyn Collective, name: &str, g: &Tensor) -> Result<()> {
+    #[cfg(feature = "nccl")]
+    if comm.nccl().is_some() {
+        return Ok(());
+    }
+    Err(TrainError(format!(
+        "data parallel: the gradient of {name} is on {:?}; the {} backend averages CPU gradients \
+         (GPU ranks use NCCL: build with --features nccl, docs/distributed.md)",
+        g.device(),
+        comm.name()
+    )))
+}
+
+/// `values` <- their mean over ranks through NCCL. The engine has no public access to a tensor's
+/// device buffer yet, so the GPU gradients are staged through host memory into one device bucket
+/// (docs/distributed.md, "GPUs: NCCL").
+#[cfg(feature = "nccl")]
+fn gpu_mean(comm: &dyn Collective, values: &mut [f32]) -> Result<()> {
+    use crate::dist::nccl::Reduce;
+    let nccl = comm.nccl().expect("checked by check_gpu_path");
+    let dev = nccl.device();
+    let gpu = |e: String| TrainError(format!("data parallel (NCCL): {e}"));
+    let mut bucket = dev.upload(values).map_err(gpu)?;
+    nccl.all_reduce(&mut [&mut bucket], Reduce::Mean)
+        .map_err(dist_err)?;
+    values.copy_from_slice(&dev.download(&bucket).map_err(gpu)?);
+    Ok(())
+}
+
+#[cfg(not(feature = "nccl"))]
+fn gpu_mean(_: &dyn Collective, _: &mut [f32]) -> Result<()> {
+    unreachable!("check_gpu_path refuses GPU gradients without the nccl feature")
 }
 
 /// Sinkhorn-Knopp's targets over the global batch, this rank's rows: every rank's teacher logits
