@@ -14,5 +14,4 @@ pub mod features;
 pub mod grid;
 pub mod guard;
 pub mod maps;
-pub mod rng;
 pub mod trainer;

@@ -7,7 +7,7 @@
 
 use super::metrics::ClassificationReport;
 use super::{l2_normalized, rows_of, EvalError, Result};
-use crate::rng::SplitMix64;
+use dinonat_engine::SplitMix64;
 use dinonat_kernels::cpu::gemm::{sgemm, Layout};
 
 /// How features are prepared before the linear layer.

@@ -1,8 +1,8 @@
 //! Pins the first values of every seeded stream (the engine's tensor `Rng` and the data loader's
 //! `SplitMix64`), so that a refactor of the generators keeps every seeded result bit for bit.
 
-use dinonat_engine::{DType, Rng, RowWindow};
-use dinonat_train::rng::{mix64, SplitMix64};
+use dinonat_engine::rng::mix64;
+use dinonat_engine::{DType, Rng, RowWindow, SplitMix64};
 
 fn bits(v: &[f64]) -> Vec<u64> {
     v.iter().map(|x| x.to_bits()).collect()
