@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The cross-modal numbers of one network (docs/curation.md, "Measured"): RoadScene IR<->RGB retrieval (pooled
-# features and layout) and attention IoU, thermset-mini k-NN, thermset-mini background-vs-people separation
-# with filter --keep-like / --reject-like (10 background and 12 people exemplars, spread over the train split's
-# files), and the share of attention inside the thermal-dogs-people boxes. Needs ../shared/data (skips a set
-# that is missing) and a built dinonat.
+# The cross-modal numbers of one network (docs/notebook/2026-11-27-roadscene-crossmodal.md records a run):
+# RoadScene IR<->RGB retrieval (pooled features and layout) and attention IoU, thermset-mini k-NN, thermset-mini
+# background-vs-people separation with filter --keep-like / --reject-like (10 background and 12 people exemplars,
+# spread over the train split's files), and the share of attention inside the thermal-dogs-people boxes. Needs
+# ../shared/data (skips a set that is missing) and a built dinonat.
 #
 #   scripts/eval-thermal.sh OUT_DIR SIZE WEIGHT_FLAGS...
 #   e.g. scripts/eval-thermal.sh runs/eval-trained 64 --checkpoint runs/imagenette/checkpoint.safetensors

@@ -33,6 +33,6 @@ pub use error::{EngineError, Result};
 pub use half::bf16;
 pub use kernels::cuda::GemmPrecision;
 pub use layout::Layout;
-pub use rng::{Rng, RowWindow};
+pub use rng::{Rng, RowWindow, SplitMix64};
 pub use storage::{gemm_precision_scope, set_cuda_gemm_precision, Device, GemmPrecisionScope};
 pub use tensor::Tensor;

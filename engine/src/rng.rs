@@ -1,9 +1,14 @@
-//! Seeded, counter-based random numbers: element i of a draw is a pure function of
-//! (seed, stream, i) — SplitMix64's output function applied to a counter — so results do not
-//! depend on the thread count or on how the work is split.
+//! The project's one random-number generator, SplitMix64 (Steele, Lea, Flood, "Fast splittable
+//! pseudorandom number generators", OOPSLA 2014): a counter advanced by the golden-ratio increment,
+//! each output a bijective mix of the counter. Two ways to read it:
 //!
-//! Each draw from an [`Rng`] takes the next stream, so two draws differ but a program that makes
-//! the same draws in the same order gets the same numbers.
+//! - [`SplitMix64`], sequential draws from a keyed stream: the data loader keys one stream per
+//!   (seed, epoch, index), so what a crop looks like never depends on which thread made it
+//!   (docs/augmentation.md, "Determinism").
+//! - [`Rng`], random tensors: element i of a draw is output i of the draw's stream, a pure function of
+//!   (seed, stream, i), so results do not depend on the thread count or on how the work is split.
+//!   Each draw from an [`Rng`] takes the next stream, so two draws differ but a program that makes
+//!   the same draws in the same order gets the same numbers.
 
 use crate::kernels::Float;
 use crate::{with_dtype, DType, EngineError, Result, Tensor};
@@ -11,30 +16,128 @@ use rayon::prelude::*;
 
 const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
-/// SplitMix64's finaliser (Steele, Lea, Flood 2014): a bijective mix of 64 bits.
-fn mix64(mut z: u64) -> u64 {
+/// SplitMix64's finaliser: a bijection on u64 with good avalanche.
+pub fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
 
+/// Uniform in [0, 1) from the top 53 of 64 random bits.
+fn unit(bits: u64) -> f64 {
+    (bits >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// An integer in 0..n from 64 random bits by multiply-shift (Lemire); the bias is below
+/// 2^-64 * n, negligible here.
+fn below(bits: u64, n: u64) -> u64 {
+    ((bits as u128 * n as u128) >> 64) as u64
+}
+
+/// Box-Muller from two uniforms in [0, 1): the radius and the angle, so that r cos(theta) and
+/// r sin(theta) are two independent standard normals.
+fn box_muller(u1: f64, u2: f64) -> (f64, f64) {
+    let r = (-2.0 * (1.0 - u1).ln()).sqrt(); // 1 - u1 in (0, 1], so ln is finite
+    (r, std::f64::consts::TAU * u2)
+}
+
+/// A SplitMix64 stream: its state is the counter.
+#[derive(Clone, Debug)]
+pub struct SplitMix64 {
+    state: u64,
+}
+
+impl SplitMix64 {
+    /// The stream whose first output is `mix64(state + GOLDEN_GAMMA)`.
+    pub fn new(state: u64) -> Self {
+        Self { state }
+    }
+
+    /// A stream keyed by an arbitrary list of words (seed, epoch, index, view, ...).
+    pub fn keyed(words: &[u64]) -> Self {
+        let mut key = 0x6A09_E667_F3BC_C908u64; // arbitrary non-zero start (sqrt 2 fraction)
+        for &w in words {
+            key = mix64(key ^ mix64(w.wrapping_add(GOLDEN_GAMMA)));
+        }
+        Self { state: key }
+    }
+
+    /// The stream for one sample of one epoch.
+    pub fn for_sample(seed: u64, epoch: u64, index: u64) -> Self {
+        Self::keyed(&[seed, epoch, index])
+    }
+
+    /// An independent sub-stream (e.g. one per crop), unaffected by how much the parent has consumed.
+    pub fn fork(&self, stream: u64) -> Self {
+        Self::keyed(&[self.state, stream])
+    }
+
+    /// Output `i` (from 0) of the stream, without advancing it: what the (i+1)-th `next_u64` gives.
+    pub fn nth(&self, i: u64) -> u64 {
+        mix64(
+            self.state
+                .wrapping_add(i.wrapping_add(1).wrapping_mul(GOLDEN_GAMMA)),
+        )
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(GOLDEN_GAMMA);
+        mix64(self.state)
+    }
+
+    /// Uniform in [0, 1) with 53 random bits.
+    pub fn next_f64(&mut self) -> f64 {
+        unit(self.next_u64())
+    }
+
+    /// Uniform in [lo, hi).
+    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.next_f64()
+    }
+
+    /// Uniform integer in [lo, hi) (hi > lo), like torch.randint(lo, hi).
+    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        debug_assert!(hi > lo, "empty range {lo}..{hi}");
+        lo + below(self.next_u64(), (hi - lo) as u64) as i64
+    }
+
+    /// True with probability p.
+    pub fn bernoulli(&mut self, p: f64) -> bool {
+        self.next_f64() < p
+    }
+
+    /// Standard normal (Box-Muller; one value per call, the partner is dropped for simplicity).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.next_f64();
+        let (r, theta) = box_muller(u1, self.next_f64());
+        r * theta.cos()
+    }
+
+    /// A uniformly random permutation of 0..n (Fisher-Yates).
+    pub fn permutation(&mut self, n: usize) -> Vec<usize> {
+        let mut p: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let j = self.range(0, i as i64 + 1) as usize;
+            p.swap(i, j);
+        }
+        p
+    }
+}
+
 /// The `i`-th 64 random bits of stream `key`.
 fn bits_at(key: u64, i: u64) -> u64 {
-    mix64(key.wrapping_add(i.wrapping_add(1).wrapping_mul(GOLDEN_GAMMA)))
+    SplitMix64::new(key).nth(i)
 }
 
 /// Uniform in [0, 1) with 53 random bits.
 fn unit_at(key: u64, i: u64) -> f64 {
-    (bits_at(key, i) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    unit(bits_at(key, i))
 }
 
 /// Standard normal by Box-Muller; elements 2j and 2j+1 share one pair of uniforms.
 fn normal_at(key: u64, i: u64) -> f64 {
     let pair = i & !1;
-    let u1 = 1.0 - unit_at(key, pair); // (0, 1], so ln is finite
-    let u2 = unit_at(key, pair + 1);
-    let r = (-2.0 * u1.ln()).sqrt();
-    let theta = 2.0 * std::f64::consts::PI * u2;
+    let (r, theta) = box_muller(unit_at(key, pair), unit_at(key, pair + 1));
     if i & 1 == 0 {
         r * theta.cos()
     } else {
@@ -193,7 +296,7 @@ impl Rng {
     /// A random integer in 0..n (n > 0), e.g. for shuffles and crop positions.
     pub fn below(&mut self, n: u64) -> u64 {
         let key = self.next_key();
-        ((bits_at(key, 0) as u128 * n as u128) >> 64) as u64
+        below(bits_at(key, 0), n)
     }
 
     /// Uniform in [lo, hi).
@@ -243,6 +346,31 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streams_differ_and_repeat() {
+        let draw = |mut r: SplitMix64| (0..4).map(|_| r.next_u64()).collect::<Vec<_>>();
+        let a = draw(SplitMix64::for_sample(1, 2, 3));
+        assert_eq!(a, draw(SplitMix64::for_sample(1, 2, 3)));
+        assert_ne!(a, draw(SplitMix64::for_sample(1, 3, 2)));
+        // counter access reads the same stream
+        let r = SplitMix64::for_sample(1, 2, 3);
+        assert_eq!(a, (0..4).map(|i| r.nth(i)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn range_and_uniform_bounds() {
+        let mut r = SplitMix64::keyed(&[7]);
+        for _ in 0..10_000 {
+            let k = r.range(-3, 4);
+            assert!((-3..4).contains(&k));
+            let u = r.uniform(0.25, 0.5);
+            assert!((0.25..0.5).contains(&u));
+        }
+        let mut p = r.permutation(33);
+        p.sort_unstable();
+        assert_eq!(p, (0..33).collect::<Vec<_>>());
+    }
 
     #[test]
     fn per_row_draws_do_not_depend_on_how_the_batch_is_split() {

@@ -1,5 +1,6 @@
 //! Feature evaluations (eval/src, docs/evaluation.md) on synthetic features with known structure.
 
+use dinonat_engine::SplitMix64;
 use dinonat_eval::cluster::{
     exemplar_search, kmeans, near_duplicate_groups, outliers, propagate_labels, ExemplarRule,
     KMeansConfig, Metric, PropagationConfig,
@@ -11,7 +12,6 @@ use dinonat_eval::linear::{train_linear_probe, LinearProbeConfig, Preprocess};
 use dinonat_eval::retrieval::{
     attention_mass_mask, cross_modal_retrieval, layout_descriptor, mask_iou, median_rank,
 };
-use dinonat_train::rng::SplitMix64;
 
 fn gaussian(rng: &mut SplitMix64, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.normal() as f32).collect()

@@ -246,7 +246,7 @@ fn time(threads: usize, mut f: impl FnMut()) -> Timing {
     let first = start.elapsed().max(Duration::from_micros(1));
     let repeats = ((CASE_BUDGET.as_secs_f64() / first.as_secs_f64()) as usize)
         .clamp(MIN_REPEATS, MAX_REPEATS);
-    let cpu_start = process_cpu_seconds();
+    let cpu_start = super::process_cpu_seconds();
     let mut ms: Vec<f64> = (0..repeats)
         .map(|_| {
             let t = Instant::now();
@@ -255,7 +255,7 @@ fn time(threads: usize, mut f: impl FnMut()) -> Timing {
         })
         .collect();
     let cpu_ms = cpu_start
-        .zip(process_cpu_seconds())
+        .zip(super::process_cpu_seconds())
         .map(|(a, b)| (b - a) * 1e3 / (repeats * threads) as f64);
     ms.sort_by(f64::total_cmp);
     Timing {
@@ -263,33 +263,6 @@ fn time(threads: usize, mut f: impl FnMut()) -> Timing {
         repeats,
         cpu_ms,
     }
-}
-
-/// CPU time of this process, all threads, from `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)`
-/// (nanosecond resolution: the scheduler's own run-time accounting).
-#[cfg(target_os = "linux")]
-fn process_cpu_seconds() -> Option<f64> {
-    #[repr(C)]
-    struct Timespec {
-        tv_sec: i64,
-        tv_nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-    }
-    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
-    let mut t = Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec (two 64-bit fields on 64-bit Linux) into `t`.
-    let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut t) };
-    (rc == 0).then_some(t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn process_cpu_seconds() -> Option<f64> {
-    None
 }
 
 /// Fused QKV input, output, saved statistics and gradients of one grid size.

@@ -34,15 +34,6 @@ fn step_flops(c: &TrainConfig) -> Result<f64, String> {
     Ok(c.batch_size as f64 * (teacher + student))
 }
 
-/// Seconds of CPU (user + system) this process has used, where /proc says so.
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
 pub fn run(args: &TrainStepArgs) -> Result<(), String> {
     match args.threads {
         None => measure(args),
@@ -133,11 +124,11 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
         let clock = Instant::now();
         let batch = t.prepare_batch(0, i).map_err(|e| e.to_string())?;
         let data_s = clock.elapsed().as_secs_f64();
-        let cpu0 = cpu_seconds();
+        let cpu0 = super::process_cpu_seconds();
         let clock = Instant::now();
         let log = t.train_step(&batch).map_err(|e| e.to_string())?;
         let secs = clock.elapsed().as_secs_f64();
-        let cpu_s = cpu_seconds()
+        let cpu_s = super::process_cpu_seconds()
             .zip(cpu0)
             .map(|(b, a)| b - a)
             .unwrap_or(f64::NAN);

@@ -7,7 +7,7 @@
 
 use crate::augment::{EvalTransform, MultiCropConfig};
 use crate::data::{get_with_policy, BadSamples, Dataset, ErrorPolicy, Result};
-use crate::rng::SplitMix64;
+use dinonat_engine::SplitMix64;
 use rayon::prelude::*;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;

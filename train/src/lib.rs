@@ -10,5 +10,4 @@ pub mod dino;
 pub mod dist;
 pub mod grid;
 pub mod guard;
-pub mod rng;
 pub mod trainer;

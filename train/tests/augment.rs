@@ -1,10 +1,10 @@
 //! Multi-crop augmentation, resampling, photometric transforms, evaluation transform.
 
+use dinonat_engine::SplitMix64;
 use dinonat_train::augment::colour::*;
 use dinonat_train::augment::*;
 use dinonat_train::data::{Dataset, Procedural, RgbImage};
 use dinonat_train::grid::write_image_grid;
-use dinonat_train::rng::SplitMix64;
 
 fn constant(w: usize, h: usize, rgb: [f32; 3]) -> Planar {
     let mut p = Planar::zeros(w, h);

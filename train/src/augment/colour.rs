@@ -3,7 +3,7 @@
 
 use super::Planar;
 use crate::data::procedural::hsv_to_rgb;
-use crate::rng::SplitMix64;
+use dinonat_engine::SplitMix64;
 
 /// ITU-R 601-2 luma, as PIL's "L" mode and torchvision's rgb_to_grayscale.
 pub const LUMA: [f32; 3] = [0.299, 0.587, 0.114];

@@ -1,7 +1,7 @@
 //! RandomResizedCrop's box sampling (Szegedy et al. 2015's "Inception" crop, as in torchvision
 //! `RandomResizedCrop.get_params`; docs/augmentation.md).
 
-use crate::rng::SplitMix64;
+use dinonat_engine::SplitMix64;
 
 /// A crop box in pixels: left x, top y, width, height. `fallback` is true when the ten random tries failed and the
 /// centre crop was used.

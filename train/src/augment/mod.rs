@@ -14,7 +14,7 @@ pub use crop::{random_resized_crop_box, CropBox};
 pub use resize::{resize, resize_region, Filter};
 
 use crate::data::RgbImage;
-use crate::rng::SplitMix64;
+use dinonat_engine::SplitMix64;
 
 /// A float RGB image, planar (CHW): three planes of width * height values, in [0, 1] before normalisation.
 #[derive(Clone, Debug, PartialEq)]

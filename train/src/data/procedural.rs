@@ -17,7 +17,7 @@ pub(crate) use scene::hsv_to_rgb;
 pub use scene::ObjectBox;
 
 use super::{Dataset, Result, RgbImage, Sample};
-use crate::rng::SplitMix64;
+use dinonat_engine::SplitMix64;
 use scene::Scene;
 
 pub const PROCEDURAL_CLASSES: [&str; 10] = [

@@ -11,6 +11,7 @@ use crate::dino::loss::{row_sums, sinkhorn_knopp};
 use crate::dino::DinoLoss;
 use crate::dist::{all_gather, all_reduce_mean, all_reduce_sum, Collective};
 use dinonat_engine::autograd::{no_grad, Gradients};
+use dinonat_engine::rng::mix64;
 use dinonat_engine::{Device, RowWindow, Tensor};
 
 fn dist_err(e: crate::dist::DistError) -> TrainError {
@@ -200,7 +201,7 @@ pub fn agree(comm: &dyn Collective, stop: bool) -> Result<bool> {
 /// Refuses to start unless every rank runs the same config from the same step (a rank started
 /// with other flags, or resumed from another checkpoint, would train a different network).
 pub fn check_same_start(comm: &dyn Collective, config_json: &str, step: usize) -> Result<()> {
-    let h = crate::rng::mix64(config_json.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+    let h = mix64(config_json.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     }));
     // each 32-bit half and the step are exact in f64
