@@ -4,9 +4,10 @@
 # (kernels::cuda::skip_gpu_test); packing here runs no tests.
 export DINONAT_REQUIRE_GPU=1
 
-# find_test_bin PACKAGE TARGET: the path of a release test binary cargo builds (here, with Rust).
+# find_test_bin PACKAGE TARGET [FEATURES]: the path of a release test binary cargo builds (here,
+# with Rust), with FEATURES (e.g. gemm-dev) enabled.
 find_test_bin() {
-    cargo test -p "$1" --release --test "$2" --no-run --message-format=json 2>/dev/null |
+    cargo test -p "$1" --release ${3:+--features "$3"} --test "$2" --no-run --message-format=json 2>/dev/null |
         python3 -c 'import sys,json
 for l in sys.stdin:
     m=json.loads(l)
