@@ -151,67 +151,19 @@ pub fn gemm_tf32_bt(
     c: &mut CudaSlice<f32>,
     ldc: usize,
 ) -> Result<()> {
-    if m == 0 || n == 0 || batch.count == 0 {
-        return Ok(());
-    }
-    if batch.count > 65_535 {
-        return Err(format!(
-            "gemm_tf32_bt: batch count {} exceeds 65535",
-            batch.count
-        ));
-    }
-    if k == 0
-        || !direct_ok_chunk(4, k, m, lda, batch.a, batch.count)
-        || !direct_ok_chunk(4, k, n, ldbt, batch.b, batch.count)
-    {
-        return Err(format!(
-            "gemm_tf32_bt: need k > 0 and k, lda, ldbt and batch strides multiples of 4 with \
-             non-overlapping matrices (k {k}, lda {lda}, ldbt {ldbt}, batch strides {} / {})",
-            batch.a, batch.b
-        ));
-    }
-    check_operand(
-        "A",
-        a.len(),
-        batch.count,
-        batch.a,
-        MatrixLayout::row_major(lda).min_len(m, k),
-    )?;
-    check_operand(
-        "B^T",
-        bt.len(),
-        batch.count,
-        batch.b,
-        MatrixLayout::row_major(ldbt).min_len(n, k),
-    )?;
-    check_operand(
-        "C",
-        c.len(),
-        batch.count,
-        batch.c,
-        MatrixLayout::row_major(ldc).min_len(m, n),
-    )?;
-    wgmma::launch(
-        dev,
-        false,
-        false,
+    let p = BtProblem {
         tile,
-        batch.count,
+        batch,
         m,
-        n,
         k,
-        a,
-        lda,
-        batch.a,
-        bt,
-        ldbt,
-        batch.b,
+        n,
         alpha,
+        lda,
+        ldbt,
         beta,
-        c,
         ldc,
-        batch.c,
-    )
+    };
+    gemm_bt("gemm_tf32_bt", 4, false, dev, p, a, bt, c)
 }
 
 /// BF16 GEMM with B given K-major, as B^T (n x k row-major, ldbt; the layout of a linear layer's
@@ -235,49 +187,83 @@ pub fn gemm_bf16_bt(
     c: &mut CudaSlice<f32>,
     ldc: usize,
 ) -> Result<()> {
+    let p = BtProblem {
+        tile,
+        batch,
+        m,
+        k,
+        n,
+        alpha,
+        lda,
+        ldbt,
+        beta,
+        ldc,
+    };
+    gemm_bt("gemm_bf16_bt", 8, true, dev, p, a, bt, c)
+}
+
+/// The scalars of a B^T GEMM (see [`gemm_bf16_bt`]).
+struct BtProblem {
+    tile: Option<WgmmaTile>,
+    batch: BatchStrides,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    lda: usize,
+    ldbt: usize,
+    beta: f32,
+    ldc: usize,
+}
+
+/// [`gemm_tf32_bt`] and [`gemm_bf16_bt`]: checks (`chunk` elements = 16 bytes), then one wgmma
+/// launch on the operands in place.
+#[allow(clippy::too_many_arguments)]
+fn gemm_bt<T: cudarc::driver::DeviceRepr>(
+    what: &str,
+    chunk: usize,
+    is_bf16: bool,
+    dev: &GpuDevice,
+    p: BtProblem,
+    a: &CudaSlice<T>,
+    bt: &CudaSlice<T>,
+    c: &mut CudaSlice<f32>,
+) -> Result<()> {
+    let BtProblem {
+        tile,
+        batch,
+        m,
+        k,
+        n,
+        alpha,
+        lda,
+        ldbt,
+        beta,
+        ldc,
+    } = p;
     if m == 0 || n == 0 || batch.count == 0 {
         return Ok(());
     }
     if batch.count > 65_535 {
-        return Err(format!(
-            "gemm_bf16_bt: batch count {} exceeds 65535",
-            batch.count
-        ));
+        return Err(format!("{what}: batch count {} exceeds 65535", batch.count));
     }
     if k == 0
-        || !direct_ok(k, m, lda, batch.a, batch.count)
-        || !direct_ok(k, n, ldbt, batch.b, batch.count)
+        || !direct_ok_chunk(chunk, k, m, lda, batch.a, batch.count)
+        || !direct_ok_chunk(chunk, k, n, ldbt, batch.b, batch.count)
     {
         return Err(format!(
-            "gemm_bf16_bt: need k > 0 and k, lda, ldbt and batch strides multiples of 8 with \
+            "{what}: need k > 0 and k, lda, ldbt and batch strides multiples of {chunk} with \
              non-overlapping matrices (k {k}, lda {lda}, ldbt {ldbt}, batch strides {} / {})",
             batch.a, batch.b
         ));
     }
-    check_operand(
-        "A",
-        a.len(),
-        batch.count,
-        batch.a,
-        MatrixLayout::row_major(lda).min_len(m, k),
-    )?;
-    check_operand(
-        "B^T",
-        bt.len(),
-        batch.count,
-        batch.b,
-        MatrixLayout::row_major(ldbt).min_len(n, k),
-    )?;
-    check_operand(
-        "C",
-        c.len(),
-        batch.count,
-        batch.c,
-        MatrixLayout::row_major(ldc).min_len(m, n),
-    )?;
+    let row_major = |ld: usize, rows, cols| MatrixLayout::row_major(ld).min_len(rows, cols);
+    check_operand("A", a.len(), batch.count, batch.a, row_major(lda, m, k))?;
+    check_operand("B^T", bt.len(), batch.count, batch.b, row_major(ldbt, n, k))?;
+    check_operand("C", c.len(), batch.count, batch.c, row_major(ldc, m, n))?;
     wgmma::launch(
         dev,
-        true,
+        is_bf16,
         false,
         tile,
         batch.count,
