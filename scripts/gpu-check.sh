@@ -2,8 +2,10 @@
 # The GPU check, in two halves (docs/gpu.md):
 #
 #   scripts/gpu-check.sh --pack <bindir>   on a development machine (Rust, no GPU): builds the
-#       release binaries, copies the stripped `dinonat`, the stripped GPU test binary (`cuda-tests`,
-#       kernels/tests/cuda.rs), this script and scripts/gemm_torch.py into <bindir>.
+#       release binaries with the GEMM dev corner (feature gemm-dev: forced kernels, bf16 / B^T
+#       operands, DINONAT_NO_WGMMA / DINONAT_NO_NMAJOR), copies the stripped `dinonat`, the stripped
+#       GPU test binary (`cuda-tests`, kernels/tests/cuda.rs), this script and
+#       scripts/gemm_torch.py into <bindir>.
 #   <bindir>/gpu-check.sh <logdir>         on the GPU host (driver, NVRTC, PyTorch; no Rust):
 #       nvidia-smi, the GPU tests, `dinonat info`, `dinonat bench gemm --device cuda --json`, the same
 #       shapes through torch.matmul (cuBLAS), optionally compute-sanitizer on the tests; each step
@@ -16,8 +18,8 @@ if [ "${1:-}" = "--pack" ]; then
     dest=${2:?usage: gpu-check.sh --pack <bindir>}
     root=$(cd "$(dirname "$0")/.." && pwd)
     cd "$root" || exit 1
-    cargo build --release || exit 1
-    test_bin=$(find_test_bin dinonat-kernels cuda)
+    cargo build --release -p dinonat --bin dinonat --features gemm-dev || exit 1
+    test_bin=$(find_test_bin dinonat-kernels cuda gemm-dev)
     [ -x "$test_bin" ] || { echo "GPU test binary not found"; exit 1; }
     mkdir -p "$dest"
     cp target/release/dinonat "$dest/dinonat"

@@ -23,7 +23,7 @@ ptx_dir=target/ptx
 mkdir -p "$ptx_dir"
 rm -f "$ptx_dir"/*.ptx
 DINONAT_REQUIRE_NVRTC=1 DINONAT_PTX_DIR="$root/$ptx_dir" \
-    cargo test -p dinonat-kernels --release --test cuda nvrtc -- --nocapture
+    cargo test -p dinonat-kernels --release --test cuda_ops -- nvrtc launches_match_the_ptx_entries --nocapture
 
 # Optional: registers and spills per kernel from ptxas (sm_90).
 nvcc_cache=target/nvcc-wheel

@@ -6,7 +6,6 @@
 use crate::kernels::cuda::{CudaSlice, GemmPrecision, GpuDevice};
 use crate::pool;
 use crate::{DType, EngineError, Result};
-use std::sync::atomic::{AtomicU8, Ordering};
 
 /// The device a tensor lives on. `Cuda(ordinal)`: only ordinal 0 (the process's GPU) for now.
 #[non_exhaustive]
@@ -133,45 +132,28 @@ pub(crate) fn not_on_cuda(op: &'static str, shape: &[usize]) -> EngineError {
     )
 }
 
-static GEMM_PRECISION: AtomicU8 = AtomicU8::new(0);
-
 thread_local! {
     static SCOPED_PRECISION: std::cell::Cell<Option<GemmPrecision>> = const { std::cell::Cell::new(None) };
 }
 
-/// The default precision of matmul / linear / conv2d on CUDA for this process: `Fp32Simt` (the
-/// default, f32 parity with the CPU within 2e-5), `Tf32` or `Bf16` (tensor cores, f32
-/// accumulation). A [`gemm_precision_scope`] overrides it on its thread.
-pub fn set_cuda_gemm_precision(p: GemmPrecision) {
-    let code = match p {
-        GemmPrecision::Fp32Simt => 0,
-        GemmPrecision::Tf32 => 1,
-        GemmPrecision::Bf16 => 2,
-    };
-    GEMM_PRECISION.store(code, Ordering::Relaxed);
-}
-
-/// The precision the next CUDA GEMM of this thread runs at: the innermost scope's, else the
-/// process default.
+/// The precision the next CUDA GEMM of this thread (matmul, linear, conv2d) runs at: the innermost
+/// [`gemm_precision_scope`]'s, else `Fp32Simt` (FP32 FMA: parity with the CPU within 2e-5).
 pub fn cuda_gemm_precision() -> GemmPrecision {
-    if let Some(p) = SCOPED_PRECISION.with(|s| s.get()) {
-        return p;
-    }
-    match GEMM_PRECISION.load(Ordering::Relaxed) {
-        1 => GemmPrecision::Tf32,
-        2 => GemmPrecision::Bf16,
-        _ => GemmPrecision::Fp32Simt,
-    }
+    SCOPED_PRECISION
+        .with(|s| s.get())
+        .unwrap_or(GemmPrecision::Fp32Simt)
 }
 
 /// Restores the previous precision when dropped.
+#[must_use = "the precision holds only while the guard lives: `let _p = gemm_precision_scope(..);`"]
 pub struct GemmPrecisionScope {
     previous: Option<GemmPrecision>,
 }
 
 /// `let _p = gemm_precision_scope(GemmPrecision::Tf32);`: the CUDA GEMMs of this thread (matmul,
-/// linear, conv2d, forward and the backward run inside the scope) use `p` until the guard drops;
-/// scopes nest. The CPU ignores it (its GEMM is f32).
+/// linear, conv2d, forward and the backward run inside the scope: the precision is read when a
+/// GEMM runs) use `p` (`Tf32`, `Bf16`: tensor cores, f32 accumulation) until the guard drops;
+/// scopes nest (drop them in reverse order, as blocks do). The CPU ignores it (its GEMM is f32).
 pub fn gemm_precision_scope(p: GemmPrecision) -> GemmPrecisionScope {
     let previous = SCOPED_PRECISION.with(|s| s.replace(Some(p)));
     GemmPrecisionScope { previous }

@@ -23,6 +23,13 @@ impl MatrixLayout {
             col_stride: rows,
         }
     }
+    /// The layout of the transposed matrix (the same elements, rows and columns swapped).
+    pub fn transposed(self) -> MatrixLayout {
+        MatrixLayout {
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
     /// The smallest buffer length that holds a `rows x cols` matrix with this layout.
     pub fn min_len(self, rows: usize, cols: usize) -> usize {
         if rows == 0 || cols == 0 {

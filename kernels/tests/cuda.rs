@@ -1,12 +1,12 @@
-//! GPU parity tests: every CUDA kernel against the CPU reference on fresh random inputs of awkward
-//! shapes, outputs poisoned with NaN first, relative Frobenius-norm error against the stated
-//! tolerance (GemmPrecision::tolerance). Without a GPU each test prints why and returns.
-//! `nvrtc_compiles_every_source` needs only libnvrtc (scripts/nvrtc-check.sh).
+//! GPU parity tests of the GEMMs: every kernel and tile (forced through the dev corner,
+//! `cuda::gemm::dev`, feature `gemm-dev`: `cargo test -p dinonat-kernels --release --features
+//! gemm-dev --test cuda`) against the CPU reference on fresh random inputs of awkward shapes,
+//! outputs poisoned with NaN first, relative Frobenius-norm error against the stated tolerance
+//! (GemmPrecision::tolerance). Without a GPU each test prints why and returns.
 
-use dinonat_kernels::cpu::gelu::{gelu_backward_reference, gelu_forward_reference};
 use dinonat_kernels::cpu::gemm::gemm_reference;
-use dinonat_kernels::cuda::gemm::{GemmKernel, WgmmaTile};
-use dinonat_kernels::cuda::{elementwise, gemm, nvrtc, GemmPrecision, GpuDevice, MmaTile};
+use dinonat_kernels::cuda::gemm::dev::{self as gemm, GemmKernel, MmaTile, WgmmaTile};
+use dinonat_kernels::cuda::{GemmPrecision, GpuDevice};
 use dinonat_kernels::gemm::{BatchStrides, MatrixLayout};
 use half::bf16;
 
@@ -390,120 +390,6 @@ fn gemm_bf16_direct_matches_cpu() {
     }
     let bad = gemm::gemm_bf16(dev, one, m, 7, n, 1.0, &da, 7, &db, n, 0.0, &mut dc, n);
     assert!(bad.unwrap_err().contains("multiple of 8"));
-}
-
-#[test]
-fn elementwise_matches_cpu() {
-    let Some(dev) = device_or_skip() else { return };
-    let mut rng = Rng::fresh("elementwise");
-    for n in [1usize, 3, 7, 33, 257, 100_003] {
-        let x: Vec<f32> = rng.vec(n).into_iter().map(|v| 4.0 * v).collect();
-        let y = rng.vec(n);
-        let (dx, dy) = (dev.upload(&x).unwrap(), dev.upload(&y).unwrap());
-        let poison = vec![f32::NAN; n];
-
-        let mut out = dev.upload(&poison).unwrap();
-        elementwise::gelu_forward(dev, n, &dx, &mut out).unwrap();
-        let mut exact = vec![0.0f64; n];
-        gelu_forward_reference(&to_f64(&x), &mut exact);
-        let e1 = rel_err(&dev.download(&out).unwrap(), &exact);
-
-        let mut out = dev.upload(&poison).unwrap();
-        elementwise::gelu_backward(dev, n, &dx, &dy, &mut out).unwrap();
-        gelu_backward_reference(&to_f64(&x), &to_f64(&y), &mut exact);
-        let e2 = rel_err(&dev.download(&out).unwrap(), &exact);
-
-        let mut out = dev.upload(&poison).unwrap();
-        elementwise::add(dev, n, &dx, &dy, &mut out).unwrap();
-        let exact: Vec<f64> = x
-            .iter()
-            .zip(&y)
-            .map(|(&a, &b)| a as f64 + b as f64)
-            .collect();
-        let e3 = rel_err(&dev.download(&out).unwrap(), &exact);
-
-        let mut out = dev.upload(&poison).unwrap();
-        elementwise::scale(dev, n, -0.3, &dx, &mut out).unwrap();
-        let exact: Vec<f64> = x.iter().map(|&a| -0.3f32 as f64 * a as f64).collect();
-        let e4 = rel_err(&dev.download(&out).unwrap(), &exact);
-
-        let mut yy = dev.upload(&y).unwrap();
-        elementwise::axpy(dev, n, 1.7, &dx, &mut yy).unwrap();
-        let exact: Vec<f64> = x
-            .iter()
-            .zip(&y)
-            .map(|(&a, &b)| 1.7f32 as f64 * a as f64 + b as f64)
-            .collect();
-        let e5 = rel_err(&dev.download(&yy).unwrap(), &exact);
-
-        let mut h = dev.upload(&vec![bf16::NAN; n]).unwrap();
-        elementwise::f32_to_bf16(dev, n, &dx, &mut h).unwrap();
-        let got = dev.download(&h).unwrap();
-        let same = got
-            .iter()
-            .zip(&x)
-            .all(|(g, &v)| g.to_bits() == bf16::from_f32(v).to_bits());
-
-        println!("n={n}: gelu fwd {e1:.1e} bwd {e2:.1e} add {e3:.1e} scale {e4:.1e} axpy {e5:.1e} bf16 exact {same}");
-        for (what, e) in [
-            ("gelu fwd", e1),
-            ("gelu bwd", e2),
-            ("add", e3),
-            ("scale", e4),
-            ("axpy", e5),
-        ] {
-            assert!(e < 1e-6, "{what} n={n}: rel err {e:.2e} >= 1e-6");
-        }
-        assert!(
-            same,
-            "f32_to_bf16 n={n}: differs from round-to-nearest-even"
-        );
-    }
-}
-
-#[test]
-fn no_device_is_an_error_value() {
-    match GpuDevice::get() {
-        Ok(d) => println!("device present: {:?}", d.info()),
-        Err(e) => assert!(e.starts_with("no CUDA device: use --device cpu"), "{e}"),
-    }
-}
-
-#[test]
-fn nvrtc_compiles_every_source() {
-    let required = std::env::var("DINONAT_REQUIRE_NVRTC").as_deref() == Ok("1");
-    if !nvrtc::nvrtc_present() {
-        let msg = "libnvrtc cannot be loaded (run scripts/nvrtc-check.sh, or set LD_LIBRARY_PATH)";
-        assert!(!required, "DINONAT_REQUIRE_NVRTC=1 but {msg}");
-        println!("skipped: {msg}");
-        return;
-    }
-    match nvrtc::nvrtc_version() {
-        Ok(v) => println!("NVRTC {}.{}", v.0, v.1),
-        Err(e) => panic!("{e}"),
-    }
-    // DINONAT_PTX_DIR=<dir>: also write each PTX there (scripts/nvrtc-check.sh runs ptxas on them).
-    let ptx_dir = std::env::var("DINONAT_PTX_DIR").ok();
-    for arch in ["sm_80", "sm_90"] {
-        for source in nvrtc::ALL_SOURCES {
-            let ptx = nvrtc::compile(source, arch).unwrap_or_else(|e| panic!("{e}"));
-            let text = ptx.to_src();
-            let target = nvrtc::arch_for_source(source, arch);
-            println!("{target} {}: {} bytes of PTX", source.name, text.len());
-            if target == "sm_90a" {
-                // The architecture-specific path really was compiled (__CUDA_ARCH_FEAT_SM90_ALL).
-                assert!(
-                    text.contains("wgmma.mma_async") && text.contains("cp.async.bulk.tensor"),
-                    "{}: no wgmma / TMA in the sm_90a PTX",
-                    source.name
-                );
-            }
-            if let Some(dir) = &ptx_dir {
-                let path = format!("{dir}/{}.{target}.ptx", source.name.trim_end_matches(".cu"));
-                std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {path}: {e}"));
-            }
-        }
-    }
 }
 
 /// The device when it runs the wgmma kernels (compute capability 9.0), else a printed skip.

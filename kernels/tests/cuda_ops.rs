@@ -1,11 +1,14 @@
 //! GPU parity tests of the engine-op kernels (reduce, softmax, layernorm, conv, optim): each
 //! against its CPU reference computed in f64 on fresh random inputs of awkward shapes (1, 3, 7,
 //! 33, 257, 1000 x 513), outputs poisoned with NaN first, relative Frobenius-norm error below the
-//! stated tolerance (f32 kernels: 1e-5). Without a GPU each test prints why and returns.
-//! `nvrtc_compiles_ops_sources` and `launches_match_the_ptx_entries` need only libnvrtc.
+//! stated tolerance (f32 kernels: 1e-5); also elementwise.cu against its CPU references. Without a
+//! GPU each test prints why and returns. `nvrtc_compiles_every_source` (every CUDA source, the
+//! GEMMs' included, for sm_80 and sm_90 / sm_90a) and `launches_match_the_ptx_entries` need only
+//! libnvrtc (scripts/nvrtc-check.sh runs both).
 
 use dinonat_kernels::conv::Conv2dGeometry;
 use dinonat_kernels::cpu::conv::{col2im_reference, im2col_reference};
+use dinonat_kernels::cpu::gelu::{gelu_backward_reference, gelu_forward_reference};
 use dinonat_kernels::cpu::layernorm::{layernorm_backward_reference, layernorm_forward_reference};
 use dinonat_kernels::cpu::softmax::{
     log_softmax_backward_reference, log_softmax_forward_reference, softmax_backward_reference,
@@ -14,7 +17,8 @@ use dinonat_kernels::cpu::softmax::{
 use dinonat_kernels::cuda::optim::AdamWStep;
 use dinonat_kernels::cuda::reduce::{BinaryOp, MapOp, View};
 use dinonat_kernels::cuda::{
-    conv, layernorm, nvrtc, optim, reduce, select, signature, softmax, GpuDevice,
+    bf16, conv, elementwise, gemm, layernorm, nvrtc, optim, reduce, select, signature, softmax,
+    GpuDevice,
 };
 
 /// The f32 kernels' bound on the relative-norm error against f64.
@@ -96,23 +100,116 @@ const SHAPES: [(usize, usize); 7] = [
 ];
 
 #[test]
-fn nvrtc_compiles_ops_sources() {
+fn nvrtc_compiles_every_source() {
+    let required = std::env::var("DINONAT_REQUIRE_NVRTC").as_deref() == Ok("1");
     if !nvrtc::nvrtc_present() {
-        dinonat_kernels::cuda::skip_gpu_test(
-            "libnvrtc cannot be loaded (scripts/nvrtc-check.sh sets it up)",
-        );
+        let msg = "libnvrtc cannot be loaded (run scripts/nvrtc-check.sh, or set LD_LIBRARY_PATH)";
+        assert!(!required, "DINONAT_REQUIRE_NVRTC=1 but {msg}");
+        dinonat_kernels::cuda::skip_gpu_test(msg);
         return;
     }
-    for source in [
-        nvrtc::REDUCE,
-        nvrtc::SOFTMAX,
-        nvrtc::LAYERNORM,
-        nvrtc::CONV,
-        nvrtc::OPTIM,
-        nvrtc::SELECT,
-    ] {
-        let ptx = nvrtc::compile(source, "sm_90").unwrap_or_else(|e| panic!("{e}"));
-        println!("sm_90 {}: {} bytes of PTX", source.name, ptx.to_src().len());
+    match nvrtc::nvrtc_version() {
+        Ok(v) => println!("NVRTC {}.{}", v.0, v.1),
+        Err(e) => panic!("{e}"),
+    }
+    // DINONAT_PTX_DIR=<dir>: also write each PTX there (scripts/nvrtc-check.sh runs ptxas on them).
+    let ptx_dir = std::env::var("DINONAT_PTX_DIR").ok();
+    for arch in ["sm_80", "sm_90"] {
+        for source in nvrtc::ALL_SOURCES {
+            let ptx = nvrtc::compile(source, arch).unwrap_or_else(|e| panic!("{e}"));
+            let text = ptx.to_src();
+            let target = nvrtc::arch_for_source(source, arch);
+            println!("{target} {}: {} bytes of PTX", source.name, text.len());
+            if target == "sm_90a" {
+                // The architecture-specific path really was compiled (__CUDA_ARCH_FEAT_SM90_ALL).
+                assert!(
+                    text.contains("wgmma.mma_async") && text.contains("cp.async.bulk.tensor"),
+                    "{}: no wgmma / TMA in the sm_90a PTX",
+                    source.name
+                );
+            }
+            if let Some(dir) = &ptx_dir {
+                let path = format!("{dir}/{}.{target}.ptx", source.name.trim_end_matches(".cu"));
+                std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {path}: {e}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn no_device_is_an_error_value() {
+    match GpuDevice::get() {
+        Ok(d) => println!("device present: {:?}", d.info()),
+        Err(e) => assert!(e.starts_with("no CUDA device: use --device cpu"), "{e}"),
+    }
+}
+
+#[test]
+fn elementwise_matches_cpu() {
+    let Some(dev) = device_or_skip() else { return };
+    let mut rng = Rng::fresh("elementwise");
+    for n in [1usize, 3, 7, 33, 257, 100_003] {
+        let x: Vec<f32> = rng.vec(n).into_iter().map(|v| 4.0 * v).collect();
+        let y = rng.vec(n);
+        let (dx, dy) = (dev.upload(&x).unwrap(), dev.upload(&y).unwrap());
+        let poison = vec![f32::NAN; n];
+
+        let mut out = dev.upload(&poison).unwrap();
+        elementwise::gelu_forward(dev, n, &dx, &mut out).unwrap();
+        let mut exact = vec![0.0f64; n];
+        gelu_forward_reference(&f64s(&x), &mut exact);
+        let e1 = rel_err(&dev.download(&out).unwrap(), &exact);
+
+        let mut out = dev.upload(&poison).unwrap();
+        elementwise::gelu_backward(dev, n, &dx, &dy, &mut out).unwrap();
+        gelu_backward_reference(&f64s(&x), &f64s(&y), &mut exact);
+        let e2 = rel_err(&dev.download(&out).unwrap(), &exact);
+
+        let mut out = dev.upload(&poison).unwrap();
+        elementwise::add(dev, n, &dx, &dy, &mut out).unwrap();
+        let exact: Vec<f64> = x
+            .iter()
+            .zip(&y)
+            .map(|(&a, &b)| a as f64 + b as f64)
+            .collect();
+        let e3 = rel_err(&dev.download(&out).unwrap(), &exact);
+
+        let mut out = dev.upload(&poison).unwrap();
+        elementwise::scale(dev, n, -0.3, &dx, &mut out).unwrap();
+        let exact: Vec<f64> = x.iter().map(|&a| -0.3f32 as f64 * a as f64).collect();
+        let e4 = rel_err(&dev.download(&out).unwrap(), &exact);
+
+        let mut yy = dev.upload(&y).unwrap();
+        elementwise::axpy(dev, n, 1.7, &dx, &mut yy).unwrap();
+        let exact: Vec<f64> = x
+            .iter()
+            .zip(&y)
+            .map(|(&a, &b)| 1.7f32 as f64 * a as f64 + b as f64)
+            .collect();
+        let e5 = rel_err(&dev.download(&yy).unwrap(), &exact);
+
+        let mut h = dev.upload(&vec![bf16::NAN; n]).unwrap();
+        elementwise::f32_to_bf16(dev, n, &dx, &mut h).unwrap();
+        let got = dev.download(&h).unwrap();
+        let same = got
+            .iter()
+            .zip(&x)
+            .all(|(g, &v)| g.to_bits() == bf16::from_f32(v).to_bits());
+
+        println!("n={n}: gelu fwd {e1:.1e} bwd {e2:.1e} add {e3:.1e} scale {e4:.1e} axpy {e5:.1e} bf16 exact {same}");
+        for (what, e) in [
+            ("gelu fwd", e1),
+            ("gelu bwd", e2),
+            ("add", e3),
+            ("scale", e4),
+            ("axpy", e5),
+        ] {
+            assert!(e < 1e-6, "{what} n={n}: rel err {e:.2e} >= 1e-6");
+        }
+        assert!(
+            same,
+            "f32_to_bf16 n={n}: differs from round-to-nearest-even"
+        );
     }
 }
 
@@ -526,8 +623,8 @@ fn adamw_and_ema_match_cpu() {
     }
 }
 
-/// select.cu and optim.cu for sm_80 and sm_90a: each launch's arguments (`ENTRIES`, next to the
-/// launch code) against the entry signatures in the PTX.
+/// select.cu, optim.cu and the three GEMM sources for sm_80 and sm_90a: each launch's arguments
+/// (`ENTRIES`, next to the launch code) against the entry signatures in the PTX.
 #[test]
 fn launches_match_the_ptx_entries() {
     if !nvrtc::nvrtc_present() {
@@ -540,6 +637,9 @@ fn launches_match_the_ptx_entries() {
         for (source, entries) in [
             (nvrtc::SELECT, select::ENTRIES),
             (nvrtc::OPTIM, optim::ENTRIES),
+            (nvrtc::GEMM_SIMT, gemm::SIMT_ENTRIES),
+            (nvrtc::GEMM_MMA, gemm::MMA_ENTRIES),
+            (nvrtc::GEMM_WGMMA, gemm::WGMMA_ENTRIES),
         ] {
             let ptx = nvrtc::compile(source, arch).unwrap_or_else(|e| panic!("{e}"));
             signature::check_entries(&ptx.to_src(), entries)

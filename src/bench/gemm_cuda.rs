@@ -7,13 +7,12 @@
 //! On compute capability 9.0 the wgmma kernels are timed too: TF32 and BF16 calls as above (the
 //! TF32 call includes laying out and rounding A and B, the BF16 call transposing B to K-major),
 //! and `gemm_bf16_bt` with B already K-major (B^T n x k, as a linear layer's weight is stored).
+//! Built with the feature `gemm-dev` only (the kernels' GEMM dev corner, `cuda::gemm::dev`).
 
 use super::GemmArgs;
 use dinonat_kernels::cpu::gemm::{BatchStrides, Layout};
-use dinonat_kernels::cuda::gemm::{GemmKernel, WgmmaTile};
-use dinonat_kernels::cuda::{
-    bf16, elementwise, gemm, CudaSlice, GemmPrecision, GpuDevice, MmaTile,
-};
+use dinonat_kernels::cuda::gemm::dev::{self as gemm, GemmKernel, MmaTile, WgmmaTile};
+use dinonat_kernels::cuda::{bf16, elementwise, CudaSlice, GemmPrecision, GpuDevice};
 
 const DEFAULT_SHAPES: [(usize, usize, usize); 3] =
     [(1024, 1024, 1024), (2048, 2048, 2048), (4096, 4096, 4096)];

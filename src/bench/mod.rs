@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod attention_cuda;
 pub mod gemm;
+#[cfg(feature = "gemm-dev")]
 pub mod gemm_cuda;
 mod profile;
 pub mod train_step;
@@ -136,7 +137,14 @@ pub fn run(which: BenchCommand) -> Result<(), String> {
     match which {
         BenchCommand::Gemm(args) => match args.device {
             Device::Cpu => gemm::run(&args),
+            #[cfg(feature = "gemm-dev")]
             Device::Cuda => gemm_cuda::run(&args),
+            #[cfg(not(feature = "gemm-dev"))]
+            Device::Cuda => Err(
+                "bench gemm --device cuda times the GEMM dev corner: build with \
+                                 `cargo build --release --features gemm-dev`"
+                    .to_string(),
+            ),
         },
         BenchCommand::Attention(args) => match args.device {
             Device::Cpu => attention::run(&args),

@@ -13,6 +13,7 @@
 
 pub(crate) mod cpu;
 pub(crate) mod cuda;
+mod qkv;
 
 pub(crate) use crate::kernels::attention::{Attention, HeadsView};
 pub(crate) use crate::kernels::conv::Conv2dGeometry;
@@ -22,6 +23,7 @@ use crate::layout::Layout;
 use crate::profile::{self, Kind};
 use crate::storage::{Device, Storage};
 use crate::{with_dtype, DType, Element, EngineError, Result, Tensor};
+pub(crate) use qkv::{heads, Heads};
 
 /// Runs `$cpu` with `$T` bound to the element type of a host f32 / f64 tensor, `$bf16` for a host
 /// BF16 one (computed in f32: `cpu::bf16`), `$cuda` on the GPU.
@@ -57,14 +59,6 @@ pub(crate) fn device_of(op: &'static str, ts: &[&Tensor]) -> Result<Device> {
         )),
         None => Ok(first.device()),
     }
-}
-
-/// q, k, v of an attention op as the kernels read them: each tensor and its view.
-pub(crate) type Heads<'a> = [(&'a Tensor, HeadsView); 3];
-
-/// q, k, v paired with their views.
-pub(crate) fn heads(t: &[Tensor; 3], views: [HeadsView; 3]) -> Heads<'_> {
-    [(&t[0], views[0]), (&t[1], views[1]), (&t[2], views[2])]
 }
 
 // ---- elementwise ------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ impl Tensor {
                 Ok(vec![Some(
                     g.reshape(&keep_shape)?
                         .broadcast_to(&in_shape)?
-                        .contiguous(),
+                        .try_contiguous()?,
                 )])
             }),
         ))
@@ -96,7 +96,7 @@ impl Tensor {
             &[],
             "sum_all",
             &[self],
-            Box::new(move |g| Ok(vec![Some(g.broadcast_to(&in_shape)?.contiguous())])),
+            Box::new(move |g| Ok(vec![Some(g.broadcast_to(&in_shape)?.try_contiguous()?)])),
         ))
     }
 

@@ -19,20 +19,26 @@ pub(crate) fn check_dim(op: &'static str, t: &Tensor, dim: usize) -> Result<()> 
 }
 
 impl Tensor {
-    /// A row-major copy (or `self` when already contiguous). Backward: identity.
+    /// A row-major copy (or `self` when already contiguous). Backward: identity. Panics where
+    /// [`Tensor::try_contiguous`] returns an error (only a CUDA driver failure).
     pub fn contiguous(&self) -> Tensor {
+        self.try_contiguous().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Tensor::contiguous`], with a CUDA driver failure as an error (the layout is valid by
+    /// construction, so nothing else can fail).
+    pub fn try_contiguous(&self) -> Result<Tensor> {
         if self.is_contiguous() {
-            return self.clone();
+            return Ok(self.clone());
         }
-        // Only a driver failure can make this fail (the layout is valid by construction).
-        let data = backend::contiguous(self).unwrap_or_else(|e| panic!("{e}"));
-        Tensor::from_storage_op(
+        let data = backend::contiguous(self)?;
+        Ok(Tensor::from_storage_op(
             data,
             self.shape(),
             "contiguous",
             &[self],
             Box::new(|g| Ok(vec![Some(g.clone())])),
-        )
+        ))
     }
 
     /// The same elements under a new shape; a view when contiguous, else a copy.
@@ -41,7 +47,7 @@ impl Tensor {
         if shape.iter().product::<usize>() != self.numel() {
             return Err(EngineError::shape("reshape", self.shape(), shape));
         }
-        let src = self.contiguous();
+        let src = self.try_contiguous()?;
         let layout = src.layout().reshape(shape).expect("contiguous after copy");
         let in_shape = self.shape().to_vec();
         Ok(Tensor::view_op(

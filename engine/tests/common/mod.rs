@@ -75,6 +75,11 @@ pub type OpFn = dyn Fn(&[Tensor]) -> Result<Tensor>;
 
 /// Runs `f` on the CPU and on the GPU; compares y and d(sum(y * w))/d input for every input.
 pub fn parity(rng: &mut Rng, name: &str, inputs: &[Tensor], f: &OpFn) {
+    parity_within(rng, name, inputs, f, (TOL_FORWARD, TOL_BACKWARD));
+}
+
+/// [`parity`] with the (forward, gradient) tolerances given.
+pub fn parity_within(rng: &mut Rng, name: &str, inputs: &[Tensor], f: &OpFn, tol: (f64, f64)) {
     let cpu_in: Vec<Tensor> = inputs.iter().map(|t| t.with_grad()).collect();
     let y = f(&cpu_in).unwrap_or_else(|e| panic!("{name} on CPU: {e}"));
     let w = rng.tensor(y.shape(), -1.0, 1.0);
@@ -96,7 +101,11 @@ pub fn parity(rng: &mut Rng, name: &str, inputs: &[Tensor], f: &OpFn) {
         .unwrap_or_else(|e| panic!("{name} backward on CUDA: {e}"));
     let e = rel_err(&yg.to_vec::<f32>().unwrap(), &y.to_vec::<f32>().unwrap());
     println!("{name}: forward rel err {e:.2e}");
-    assert!(e < TOL_FORWARD, "{name}: forward rel err {e:.3e}");
+    assert!(
+        e < tol.0,
+        "{name}: forward rel err {e:.3e} (tol {:.0e})",
+        tol.0
+    );
     for (i, (c, g)) in cpu_in.iter().zip(&gpu_in).enumerate() {
         let gc = grads
             .get(c)
@@ -107,6 +116,10 @@ pub fn parity(rng: &mut Rng, name: &str, inputs: &[Tensor], f: &OpFn) {
         assert!(gg.is_cuda(), "{name}: grad {i} not on the GPU");
         let e = rel_err(&gg.to_vec::<f32>().unwrap(), &gc.to_vec::<f32>().unwrap());
         println!("{name}: grad {i} rel err {e:.2e}");
-        assert!(e < TOL_BACKWARD, "{name}: grad {i} rel err {e:.3e}");
+        assert!(
+            e < tol.1,
+            "{name}: grad {i} rel err {e:.3e} (tol {:.0e})",
+            tol.1
+        );
     }
 }

@@ -5,7 +5,8 @@
 //!   never a panic), upload/download helpers, and the per-process module cache.
 //! - [`nvrtc`]: the embedded sources and their NVRTC compilation, usable without a GPU.
 //! - [`elementwise`]: add, scale, axpy, GELU forward/backward, f32 -> bf16.
-//! - [`gemm`]: SIMT FP32, TF32 and BF16 tensor-core GEMMs ([`GemmPrecision`]).
+//! - [`gemm`]: SIMT FP32, TF32 and BF16 tensor-core GEMMs ([`GemmPrecision`]); its dev corner
+//!   (`gemm::dev`, feature `gemm-dev`) forces kernels and takes bf16 / B^T operands.
 //! - [`select`]: max with its positions, index_select, and their backwards.
 //! - [`signature`]: each launch's PTX entry signature, checked against the compiled PTX.
 
@@ -24,7 +25,7 @@ pub mod signature;
 pub mod softmax;
 
 pub use device::{skip_gpu_test, GpuDevice, GpuInfo, REQUIRE_GPU};
-pub use gemm::{GemmPrecision, MmaTile};
+pub use gemm::GemmPrecision;
 
 /// Device buffers and the bf16 type, re-exported so callers need not depend on cudarc or half.
 pub use cudarc::driver::CudaSlice;

@@ -86,7 +86,8 @@ pub fn sum_rows(
     }
     let cr = chunk_rows(rows);
     let chunks = rows.div_ceil(cr).max(1);
-    let mut partial = dev.zeros::<f32>(chunks * cols)?;
+    // Pass 1 writes every (chunk, column) partial: no memset.
+    let mut partial = dev.uninit::<f32>(chunks * cols)?;
     let (r, c, cr_i, ch) = (
         to_i32("rows", rows)?,
         to_i32("cols", cols)?,

@@ -4,13 +4,15 @@
 //! silent misread on the device.
 
 /// One kernel argument as PTX declares it: a device pointer or `long long` (`.u64` / `.s64`),
-/// an `int` (`.u32` / `.s32`), a `float` (`.f32`).
+/// an `int` (`.u32` / `.s32`), a `float` (`.f32`), a TMA descriptor passed by value
+/// (`__grid_constant__ CUtensorMap`: `.param .align 64 .b8 name[128]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Param {
     Ptr,
     I64,
     I32,
     F32,
+    TensorMap,
 }
 
 impl Param {
@@ -21,6 +23,7 @@ impl Param {
             Param::Ptr | Param::I64 => "b64",
             Param::I32 => "b32",
             Param::F32 => "f32",
+            Param::TensorMap => "b8[128]",
         }
     }
 }
@@ -38,8 +41,8 @@ impl Entry {
     }
 }
 
-/// Every `.entry` of a PTX text with its parameters' width classes ("b64", "b32", "f32", or the
-/// raw PTX type for anything else).
+/// Every `.entry` of a PTX text with its parameters' width classes ("b64", "b32", "f32", "b8[N]"
+/// for an N-byte aggregate, or the raw PTX type for anything else).
 pub fn ptx_entries(ptx: &str) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
     let mut rest = ptx;
@@ -52,11 +55,17 @@ pub fn ptx_entries(ptx: &str) -> Vec<(String, Vec<String>)> {
             .split(',')
             .filter(|p| p.contains(".param"))
             .map(|p| {
-                let ty = p
-                    .split_whitespace()
-                    .find(|w| w.starts_with('.') && *w != ".param")
-                    .unwrap_or("?");
-                match ty {
+                let words: Vec<&str> = p.split_whitespace().collect();
+                // an aggregate by value: `.param .align 64 .b8 name[128]`
+                let dims = words.last().and_then(|w| w.find('[').map(|i| &w[i..]));
+                if let (Some(dims), true) = (dims, words.contains(&".b8")) {
+                    return format!("b8{dims}");
+                }
+                let ty = words
+                    .iter()
+                    .find(|w| w.starts_with('.') && **w != ".param" && **w != ".align")
+                    .unwrap_or(&"?");
+                match *ty {
                     ".u64" | ".s64" | ".b64" => "b64".to_string(),
                     ".u32" | ".s32" | ".b32" => "b32".to_string(),
                     ".f32" => "f32".to_string(),
@@ -109,6 +118,11 @@ mod tests {
 )
 { ret; }
 .visible .entry k2()
+{ ret; }
+.visible .entry k3(
+\t.param .align 64 .b8 k3_param_0[128],
+\t.param .u32 k3_param_1
+)
 { ret; }";
 
     #[test]
@@ -119,17 +133,20 @@ mod tests {
             ("k1".into(), vec!["b64".into(), "b32".into(), "f32".into()])
         );
         assert_eq!(e[1], ("k2".into(), vec![]));
+        assert_eq!(e[2], ("k3".into(), vec!["b8[128]".into(), "b32".into()]));
         let good = [
             Entry::new("k1", &[Param::Ptr, Param::I32, Param::F32]),
             Entry::new("k2", &[]),
+            Entry::new("k3", &[Param::TensorMap, Param::I32]),
         ];
         assert_eq!(check_entries(PTX, &good), Ok(()));
         let wide = [
             Entry::new("k1", &[Param::Ptr, Param::I64, Param::F32]),
             good[1],
+            good[2],
         ];
         assert!(check_entries(PTX, &wide).unwrap_err().contains("k1"));
-        let missing = [good[0]];
+        let missing = [good[0], good[2]];
         assert!(check_entries(PTX, &missing).unwrap_err().contains("k2"));
     }
 }

@@ -3,7 +3,7 @@
 //! three views (fused dQKV or three blocks).
 
 use super::{storage, CpuKernels};
-use crate::backend::Heads;
+use crate::backend::qkv::Heads;
 use crate::kernels::attention::{Attention, HeadsGradsMut, HeadsRef, HeadsView};
 use crate::kernels::neighborhood_attention::Na2d;
 use crate::storage::Storage;

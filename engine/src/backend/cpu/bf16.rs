@@ -9,8 +9,12 @@
 //! the first version: the f32 copy costs memory and a pass; CPU BF16 kernels (GEMM packing
 //! straight from BF16, then AVX512-BF16 dot products) will replace it op by op.
 
-use crate::backend::{heads, Attention, BinaryOp, Conv2dGeometry, Heads, HeadsView, MapOp, Na2d};
+use crate::backend::qkv::{heads, Heads};
+use crate::kernels::attention::{Attention, HeadsView};
+use crate::kernels::conv::Conv2dGeometry;
 use crate::kernels::cpu::bf16::{narrow_f32, widen_to_f32};
+use crate::kernels::elementwise::{BinaryOp, MapOp};
+use crate::kernels::neighborhood_attention::Na2d;
 use crate::layout::Layout;
 use crate::storage::{CpuStorage, Storage};
 use crate::{bf16, DType, Element, Result, Tensor};

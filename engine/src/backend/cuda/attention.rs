@@ -2,7 +2,7 @@
 //! f32): q, k, v read in place through their views, the gradients written into one buffer.
 
 use super::{alloc, buffer, storage};
-use crate::backend::Heads;
+use crate::backend::qkv::Heads;
 use crate::kernels::attention::{Attention, HeadsView};
 use crate::kernels::cuda::attention as katt;
 use crate::kernels::cuda::neighborhood_attention::{na2d_backward, na2d_forward, GpuHeads};

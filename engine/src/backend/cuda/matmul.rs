@@ -1,5 +1,6 @@
 //! Products on the GPU: batched matmul, linear and conv2d (batched im2col + GEMM) on the CUDA
-//! GEMM at the process's precision (`storage::cuda_gemm_precision`).
+//! GEMM at the calling thread's precision (`storage::cuda_gemm_precision`: the innermost
+//! `gemm_precision_scope`'s, else FP32 SIMT).
 
 use super::{alloc, buffer, storage, zeros};
 use crate::kernels::conv::Conv2dGeometry;

@@ -10,10 +10,11 @@
 use rayon::prelude::*;
 
 use super::blocks::{
-    chunk_logits, load_tile, store_tile, weighted_sum, weighted_sum_strided, ColumnPlan, Pattern,
-    RowInputs, Scratch, SharedMut, Strided, Transposed, ROW_TILE,
+    load_tile, store_tile, weighted_sum, weighted_sum_strided, ColumnPlan, Pattern, Scratch,
+    SharedMut, Strided, Transposed, ROW_TILE,
 };
 use super::fused::{halo, lanes};
+use super::logits::{chunk_logits, RowInputs};
 use super::simd::{Portable, Simd};
 use super::{inverse_window, HeadsGradsMut, HeadsRef, HeadsView, Na2d};
 use crate::cpu::isa::{self, Isa};

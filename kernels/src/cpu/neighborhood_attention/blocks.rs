@@ -292,5 +292,4 @@ pub(super) unsafe fn load_tile<S: Simd>(
     }
 }
 
-pub(super) use super::logits::{chunk_logits, softmax_lanes, RowInputs};
 pub(crate) use super::weighted_sum::{weighted_sum, weighted_sum_strided, Pattern, Strided};

@@ -7,9 +7,9 @@
 use rayon::prelude::*;
 
 use super::blocks::{
-    chunk_logits, softmax_lanes, store_tile, weighted_sum_strided, ColumnPlan, RowInputs,
-    SharedMut, Strided, Transposed, ROW_TILE,
+    store_tile, weighted_sum_strided, ColumnPlan, SharedMut, Strided, Transposed, ROW_TILE,
 };
+use super::logits::{chunk_logits, softmax_lanes, RowInputs};
 use super::simd::{Portable, Simd};
 use super::{HeadsRef, HeadsView, Na2d};
 use crate::cpu::isa::{self, Isa};

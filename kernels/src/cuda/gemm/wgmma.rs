@@ -1,6 +1,7 @@
 //! Host side of the Hopper GEMM (kernels/cuda/gemm_wgmma.cu, sm_90a): operand layout, TMA tensor
-//! maps (`cuTensorMapEncodeTiled`), launch. Reached through `gemm::gemm_batched_kernel` and
-//! `gemm::gemm_bf16_bt`; docs/gpu.md ("wgmma path").
+//! maps (`cuTensorMapEncodeTiled`), launch. Reached through `gemm::gemm_batched` on compute
+//! capability 9.0 (f32 operands) and the dev corner (`dev`: forced tiles, bf16 operands, B^T);
+//! docs/gpu.md ("wgmma path").
 //!
 //! wgmma reads both operands K-major: A as m x k row-major and B as B^T (n x k row-major), each row
 //! pitch a multiple of 16 bytes (TMA). f32 operands are laid out by one pass each (`wg_pack_*`:
@@ -9,6 +10,7 @@
 
 use crate::cuda::device::GpuDevice;
 use crate::cuda::nvrtc::GEMM_WGMMA;
+use crate::cuda::signature::{Entry, Param, Param::*};
 use crate::cuda::Result;
 use crate::gemm::{BatchStrides, MatrixLayout};
 use cudarc::driver::sys::{self, CUfunction_attribute_enum};
@@ -24,14 +26,6 @@ pub enum WgmmaTile {
 }
 
 impl WgmmaTile {
-    pub const ALL: [WgmmaTile; 2] = [WgmmaTile::T128x128, WgmmaTile::T128x256];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            WgmmaTile::T128x128 => "wgmma 128x128",
-            WgmmaTile::T128x256 => "wgmma 128x256",
-        }
-    }
     fn block_n(self) -> usize {
         match self {
             WgmmaTile::T128x128 => 128,
@@ -43,13 +37,6 @@ impl WgmmaTile {
         match self {
             WgmmaTile::T128x128 => 197_728,
             WgmmaTile::T128x256 => 197_696,
-        }
-    }
-    /// The name with "B N-major" (the bf16 kernel reading a row-major B in place).
-    pub fn name_n_major(self) -> &'static str {
-        match self {
-            WgmmaTile::T128x128 => "wgmma 128x128 B N-major",
-            WgmmaTile::T128x256 => "wgmma 128x256 B N-major",
         }
     }
     fn kernel(self, bf16: bool, b_n_major: bool) -> &'static str {
@@ -75,13 +62,38 @@ impl WgmmaTile {
     }
 }
 
+/// gemm_wgmma.cu's entries as [`launch`] and [`pack`] pass their arguments.
+pub const ENTRIES: &[Entry] = &[
+    Entry::new("gemm_tf32_wgmma_128x256", WG),
+    Entry::new("gemm_tf32_wgmma_128x128", WG),
+    Entry::new("gemm_bf16_wgmma_128x256", WG),
+    Entry::new("gemm_bf16_wgmma_128x128", WG),
+    Entry::new("gemm_bf16n_wgmma_128x256", WG),
+    Entry::new("gemm_bf16n_wgmma_128x128", WG),
+    Entry::new("wg_pack_tf32", PACK),
+    Entry::new("wg_pack_bf16", PACK),
+    Entry::new("wg_pack_bf16_copy", PACK),
+];
+const WG: &[Param] = &[
+    Param::TensorMap,
+    Param::TensorMap,
+    I32,
+    I32,
+    I32,
+    F32,
+    F32,
+    Ptr,
+    I64,
+    I64,
+];
+const PACK: &[Param] = &[Ptr, I64, I64, I64, I32, I32, I32, Ptr, I32, I64];
+
 const BM: usize = 128;
 const THREADS: u32 = 384;
 
-/// True on the devices the wgmma kernels run on (compute capability 9.0: H100, H200), unless the
-/// environment sets `DINONAT_NO_WGMMA` (then `GemmKernel::Auto` takes mma.sync, as elsewhere).
-pub fn available(dev: &GpuDevice) -> bool {
-    dev.info().compute_capability == (9, 0) && std::env::var_os("DINONAT_NO_WGMMA").is_none()
+/// True on the devices the wgmma kernels run on (compute capability 9.0: H100, H200).
+pub(super) fn available(dev: &GpuDevice) -> bool {
+    dev.info().compute_capability == (9, 0)
 }
 
 /// A `CUtensorMap` passed by value (`__grid_constant__`) to the kernel.
@@ -149,7 +161,7 @@ fn tensor_map<T: DeviceRepr>(
 /// Lay out a rows x cols operand (element (i, j) at i * l.row_stride + j * l.col_stride, matrix t at
 /// t * src_batch) as row-major rows x cols_pad of the kernel's element type, padding with zeros.
 #[allow(clippy::too_many_arguments)]
-fn pack<S: DeviceRepr, D: DeviceRepr>(
+pub(super) fn pack<S: DeviceRepr, D: DeviceRepr>(
     dev: &GpuDevice,
     kernel: &'static str,
     src: &CudaSlice<S>,
@@ -195,13 +207,6 @@ fn pack<S: DeviceRepr, D: DeviceRepr>(
     Ok(dst)
 }
 
-fn transposed(l: MatrixLayout) -> MatrixLayout {
-    MatrixLayout {
-        row_stride: l.col_stride,
-        col_stride: l.row_stride,
-    }
-}
-
 /// TF32 or BF16 GEMM of f32 operands in any layout; C row-major (ldc).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn gemm_f32(
@@ -236,7 +241,7 @@ pub(super) fn gemm_f32(
     let c_batch = batch.c;
     if is_bf16 {
         let pa = pack::<f32, bf16>(dev, kernel, a, la, batch.a, count, m, k, kp)?;
-        let pb = pack::<f32, bf16>(dev, kernel, b, transposed(lb), batch.b, count, n, k, kp)?;
+        let pb = pack::<f32, bf16>(dev, kernel, b, lb.transposed(), batch.b, count, n, k, kp)?;
         launch(
             dev,
             true,
@@ -260,7 +265,7 @@ pub(super) fn gemm_f32(
         )
     } else {
         let pa = pack::<f32, f32>(dev, kernel, a, la, batch.a, count, m, k, kp)?;
-        let pb = pack::<f32, f32>(dev, kernel, b, transposed(lb), batch.b, count, n, k, kp)?;
+        let pb = pack::<f32, f32>(dev, kernel, b, lb.transposed(), batch.b, count, n, k, kp)?;
         launch(
             dev,
             false,
@@ -285,206 +290,8 @@ pub(super) fn gemm_f32(
     }
 }
 
-/// Whether bf16 operands can be read in place: 16-byte pitches and matrix strides, matrices that
-/// do not overlap (the tensor map's batch stride).
-pub(super) fn direct_ok(
-    k: usize,
-    rows: usize,
-    ld: usize,
-    batch_stride: usize,
-    count: usize,
-) -> bool {
-    direct_ok_chunk(8, k, rows, ld, batch_stride, count)
-}
-
-/// [`direct_ok`] for elements of 16 / `chunk` bytes (8: bf16, 4: f32).
-pub(super) fn direct_ok_chunk(
-    chunk: usize,
-    k: usize,
-    rows: usize,
-    ld: usize,
-    batch_stride: usize,
-    count: usize,
-) -> bool {
-    k.is_multiple_of(chunk)
-        && ld.is_multiple_of(chunk)
-        && ld >= k.max(1)
-        && (count == 1 || (batch_stride.is_multiple_of(chunk) && batch_stride >= rows * ld))
-}
-
-/// TF32 GEMM of f32 operands used as they are: A m x k row-major (lda), B^T n x k row-major
-/// (ldbt). wgmma reads the upper 19 bits of each f32 (truncation); operands rounded to TF32
-/// beforehand give the error of the other paths.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn gemm_tf32_bt(
-    dev: &GpuDevice,
-    tile: Option<WgmmaTile>,
-    batch: BatchStrides,
-    m: usize,
-    k: usize,
-    n: usize,
-    alpha: f32,
-    a: &CudaSlice<f32>,
-    lda: usize,
-    bt: &CudaSlice<f32>,
-    ldbt: usize,
-    beta: f32,
-    c: &mut CudaSlice<f32>,
-    ldc: usize,
-) -> Result<()> {
-    launch(
-        dev,
-        false,
-        false,
-        tile,
-        batch.count,
-        m,
-        n,
-        k,
-        a,
-        lda,
-        batch.a,
-        bt,
-        ldbt,
-        batch.b,
-        alpha,
-        beta,
-        c,
-        ldc,
-        batch.c,
-    )
-}
-
-/// BF16 GEMM with A m x k row-major (lda) and B given K-major as B^T, n x k row-major (ldbt).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn gemm_bf16_bt(
-    dev: &GpuDevice,
-    tile: Option<WgmmaTile>,
-    batch: BatchStrides,
-    m: usize,
-    k: usize,
-    n: usize,
-    alpha: f32,
-    a: &CudaSlice<bf16>,
-    lda: usize,
-    bt: &CudaSlice<bf16>,
-    ldbt: usize,
-    beta: f32,
-    c: &mut CudaSlice<f32>,
-    ldc: usize,
-) -> Result<()> {
-    launch(
-        dev,
-        true,
-        false,
-        tile,
-        batch.count,
-        m,
-        n,
-        k,
-        a,
-        lda,
-        batch.a,
-        bt,
-        ldbt,
-        batch.b,
-        alpha,
-        beta,
-        c,
-        ldc,
-        batch.c,
-    )
-}
-
-/// BF16 GEMM with row-major bf16 B (k x n, ldb): B is transposed to K-major first (one pass).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn gemm_bf16_b_row_major(
-    dev: &GpuDevice,
-    tile: Option<WgmmaTile>,
-    batch: BatchStrides,
-    m: usize,
-    k: usize,
-    n: usize,
-    alpha: f32,
-    a: &CudaSlice<bf16>,
-    lda: usize,
-    b: &CudaSlice<bf16>,
-    ldb: usize,
-    beta: f32,
-    c: &mut CudaSlice<f32>,
-    ldc: usize,
-) -> Result<()> {
-    let kp = k; // a multiple of 8, > 0 (checked by the caller)
-    let lb = MatrixLayout {
-        row_stride: 1,
-        col_stride: ldb,
-    }; // B^T: element (j, p) at p * ldb + j
-    let bt = pack::<bf16, bf16>(
-        dev,
-        "wg_pack_bf16_copy",
-        b,
-        lb,
-        batch.b,
-        batch.count,
-        n,
-        k,
-        kp,
-    )?;
-    let strides = BatchStrides {
-        count: batch.count,
-        a: batch.a,
-        b: n * kp,
-        c: batch.c,
-    };
-    gemm_bf16_bt(
-        dev, tile, strides, m, kp, n, alpha, a, lda, &bt, kp, beta, c, ldc,
-    )
-}
-
-/// BF16 GEMM with row-major bf16 B (k x n, ldb) read in place, N-major (imm-trans-b = 1).
-/// The caller checks [`direct_ok`] for A and for B (as an n-wide, k-row operand).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn gemm_bf16_b_n_major(
-    dev: &GpuDevice,
-    tile: Option<WgmmaTile>,
-    batch: BatchStrides,
-    m: usize,
-    k: usize,
-    n: usize,
-    alpha: f32,
-    a: &CudaSlice<bf16>,
-    lda: usize,
-    b: &CudaSlice<bf16>,
-    ldb: usize,
-    beta: f32,
-    c: &mut CudaSlice<f32>,
-    ldc: usize,
-) -> Result<()> {
-    launch(
-        dev,
-        true,
-        true,
-        tile,
-        batch.count,
-        m,
-        n,
-        k,
-        a,
-        lda,
-        batch.a,
-        b,
-        ldb,
-        batch.b,
-        alpha,
-        beta,
-        c,
-        ldc,
-        batch.c,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn launch<T: DeviceRepr>(
+pub(super) fn launch<T: DeviceRepr>(
     dev: &GpuDevice,
     is_bf16: bool,
     b_n_major: bool,
