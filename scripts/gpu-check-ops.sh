@@ -4,8 +4,8 @@
 #   scripts/gpu-check-ops.sh --pack <bindir>   here (Rust, no GPU): builds and strips the test
 #       binaries kernels/tests/cuda_ops.rs (`ops-tests`), engine/tests/cuda.rs (`engine-tests`),
 #       engine/tests/cuda_attention.rs (`engine-attention-tests`), engine/tests/cuda_optim.rs
-#       (`engine-optim-tests`), train/tests/cuda_dino.rs (`train-dino-tests`) and the train
-#       library's unit tests (`train-tests`, run for `backbone_features_on_cuda_match_the_cpu`) and
+#       (`engine-optim-tests`), train/tests/cuda_dino.rs (`train-dino-tests`) and the eval
+#       library's unit tests (`eval-tests`, run for `backbone_features_on_cuda_match_the_cpu`) and
 #       copies them with this script into <bindir>. DINONAT_REQUIRE_GPU=1 (gpu-lib.sh): a skip is
 #       a failure.
 #   <bindir>/gpu-check-ops.sh <logdir>         on the GPU host (driver + NVRTC, no Rust): runs both
@@ -23,7 +23,7 @@ if [ "${1:-}" = "--pack" ]; then
     att=$(find_test_bin dinonat-engine cuda_attention)
     opt=$(find_test_bin dinonat-engine cuda_optim)
     dno=$(find_test_bin dinonat-train cuda_dino)
-    trn=$(find_lib_test_bin dinonat-train)
+    trn=$(find_lib_test_bin dinonat-eval)
     for b in "$ops" "$eng" "$att" "$opt" "$dno" "$trn"; do
         [ -x "$b" ] || { echo "test binaries not found ($ops, $eng, $att, $opt, $dno, $trn)"; exit 1; }
     done
@@ -33,8 +33,8 @@ if [ "${1:-}" = "--pack" ]; then
     cp "$att" "$dest/engine-attention-tests"
     cp "$opt" "$dest/engine-optim-tests"
     cp "$dno" "$dest/train-dino-tests"
-    cp "$trn" "$dest/train-tests"
-    for b in ops-tests engine-tests engine-attention-tests engine-optim-tests train-dino-tests train-tests; do
+    cp "$trn" "$dest/eval-tests"
+    for b in ops-tests engine-tests engine-attention-tests engine-optim-tests train-dino-tests eval-tests; do
         strip "$dest/$b"
     done
     cp scripts/gpu-check-ops.sh scripts/gpu-lib.sh "$dest/"
@@ -64,7 +64,7 @@ run_step engine-tests 60 "$logdir/engine-tests.log" "$bin/engine-tests" --test-t
 run_step engine-attention-tests 40 "$logdir/engine-attention-tests.log" "$bin/engine-attention-tests" --test-threads=1 --nocapture
 run_step engine-optim-tests 30 "$logdir/engine-optim-tests.log" "$bin/engine-optim-tests" --test-threads=1 --nocapture
 run_step train-dino-tests 30 "$logdir/train-dino-tests.log" "$bin/train-dino-tests" --test-threads=1 --nocapture
-run_step train-features 40 "$logdir/train-features.log" "$bin/train-tests" backbone_features_on_cuda_match_the_cpu --test-threads=1 --nocapture
+run_step eval-features 40 "$logdir/eval-features.log" "$bin/eval-tests" backbone_features_on_cuda_match_the_cpu --test-threads=1 --nocapture
 
 {
     echo "## gpu-check-ops: ${card:-no GPU found} ($(date -u '+%Y-%m-%d %H:%M UTC'))"
