@@ -208,7 +208,7 @@ pub struct ExportArgs {
 }
 
 /// What the flags default to. On the built-in set: the values that make a run of minutes learn
-/// (docs/training.md, "Fourth diagnosis"). With --data: DINO's values (the Imagenette recipe's), because the
+/// (docs/notebook/2026-11-27-fourth-diagnosis-short-run-recipe.md). With --data: DINO's values (the Imagenette recipe's), because the
 /// built-in values were measured to hurt there (28.1 % against 35.4 % k-NN at step 800).
 struct RunDefaults {
     batch_size: usize,
