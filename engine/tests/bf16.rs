@@ -4,10 +4,13 @@
 //! BF16 leaf must be BF16. Also: the conversions through the Tensor API bit-exact against `half`,
 //! f32 accumulation, and the errors of mixed dtypes, BF16 on CUDA and BF16 optimiser steps.
 //!
-//! Tolerances: a BF16 result is the f32 result rounded once (relative error <= 2^-9 = 1.95e-3
-//! per element); composite ops (mean = sum then scale, matmul's views) round twice: forward
-//! 2^-8 = 3.9e-3. Gradients go through two to four roundings (dy * w, the op's backward, the
-//! sum of a broadcast), 2^-7 = 7.8e-3.
+//! Tolerances: a BF16 result is the f32 result rounded once; BF16 keeps 8 significant bits, so
+//! one rounding to nearest errs by at most u = 2^-8 = 3.9e-3 relative per element, and over
+//! many elements the norm-wise error is a fraction of that (the errors average). The forward is
+//! held to u norm-wise; a one-element result rounded twice (mean_all = sum_all, rounded, then
+//! scaled and rounded) can err by 2u in the worst case and is held to 2u = 7.8e-3. Gradients go
+//! through two to four roundings (dy * w, the op's backward, the sum of a broadcast), norm-wise
+//! 2u = 7.8e-3.
 
 #![allow(clippy::cloned_ref_to_slice_refs)] // the inputs read better as lists
 
@@ -36,6 +39,11 @@ fn poison_pool(len: usize) {
 
 /// `f` on BF16 inputs vs `f` on the same values in f32: y and every input gradient.
 fn check(r: &mut Rng, name: &str, inputs: &[Tensor], f: &OpFn) {
+    check_within(r, name, inputs, f, TOL_FORWARD)
+}
+
+/// [`check`] with the forward held to `tol_forward`.
+fn check_within(r: &mut Rng, name: &str, inputs: &[Tensor], f: &OpFn, tol_forward: f64) {
     let rounded: Vec<Tensor> = inputs.iter().map(|t| t.to_dtype(DType::BF16)).collect();
     let ref_in: Vec<Tensor> = rounded
         .iter()
@@ -58,7 +66,7 @@ fn check(r: &mut Rng, name: &str, inputs: &[Tensor], f: &OpFn) {
 
     let e = rel_err(&f32_values(&yb), &y.to_vec::<f32>().unwrap());
     println!("{name}: forward rel err {e:.2e}");
-    assert!(e < TOL_FORWARD, "{name}: forward rel err {e:.3e}");
+    assert!(e < tol_forward, "{name}: forward rel err {e:.3e}");
     for (i, (c, b)) in ref_in.iter().zip(&bf_in).enumerate() {
         let (Some(gc), Some(gb)) = (grads.get(c), grads_b.get(b)) else {
             panic!("{name}: input {i} has no gradient");
@@ -96,7 +104,15 @@ fn elementwise_and_reductions_in_bf16_match_f32() {
     }
     check(&mut r, "mean", &[a.clone()], &|t| t[0].mean(2, false));
     check(&mut r, "sum_all", &[pos.clone()], &|t| t[0].sum_all());
-    check(&mut r, "mean_all", &[a.clone()], &|t| t[0].mean_all());
+    // one element rounded twice (the sum, then the mean): 2u in the worst case
+    let mean_all: &OpFn = &|t| t[0].mean_all();
+    check_within(
+        &mut r,
+        "mean_all",
+        &[a.clone()],
+        mean_all,
+        2.0 * TOL_FORWARD,
+    );
     check(&mut r, "to_dtype f32 and back", &[a.clone()], &|t| {
         Ok(t[0].to_dtype(DType::F32).exp()?.to_dtype(t[0].dtype()))
     });
