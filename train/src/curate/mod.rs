@@ -9,7 +9,7 @@ pub mod embed;
 pub mod filter;
 
 use dinonat_engine::DType;
-use dinonat_model::{load_backbone, Nat, NatConfig};
+use dinonat_model::{Nat, NatConfig};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -51,7 +51,8 @@ pub fn err<T>(message: impl Into<String>) -> Result<T> {
 /// Where the backbone's weights come from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum BackboneSource {
-    /// A backbone file (safetensors, reference names); `arch` None = the `arch` in its metadata.
+    /// A backbone file (safetensors or a PyTorch `.pth`; docs/pth.md); `arch` None = the `arch`
+    /// in its metadata, else inferred from its shapes.
     Weights { path: PathBuf, arch: Option<String> },
     /// Fresh NAT init from `seed` (a baseline: features of an untrained network).
     RandomInit { arch: String, seed: u64 },
@@ -147,21 +148,7 @@ impl BackboneSource {
                 if !path.is_file() {
                     return err(format!("--weights {}: no such file", path.display()));
                 }
-                let arch = match arch {
-                    Some(a) => a.clone(),
-                    None => dinonat_engine::io::load_safetensors(path)
-                        .map_err(|e| CurateError(e.to_string()))?
-                        .metadata
-                        .get("arch")
-                        .cloned()
-                        .ok_or_else(|| {
-                            CurateError(format!(
-                                "--weights {}: the file names no architecture; pass --arch",
-                                path.display()
-                            ))
-                        })?,
-                };
-                let (nat, n) = load_backbone(path, &NatConfig::from_name(&arch)?)?;
+                let (nat, n) = dinonat_model::load_weights(path, arch.as_deref())?;
                 notes.extend(n);
                 Ok(nat)
             }
