@@ -17,7 +17,11 @@ on the 2x2 one) and the random weights of scripts/make-nat-fixture.py (imported 
                            "half": f16, "bf16", "f64", "long"} (zip) and views_legacy.pth
     forward.safetensors   input [2, 3, 32, 32] F32, teacher_output / student_output [2, 16] F64:
                           the float64 forward on exactly the stored float32 weights.
-Usage: python3 scripts/make-pth-fixtures.py [--ref PATH/dino_step_torch.py] [--out DIR]
+With --nat-mini DIR it writes instead, for the ignored test of model/tests/pth.rs (78 MB, not
+committed): DIR/nat_mini.pth (the reference NAT at nat_mini's config, random weights, as a bare state
+dict like SHI-Labs' released files) and DIR/nat_mini_forward.safetensors (input [2, 3, 64, 64] F32,
+output [2, 512] F64).
+Usage: python3 scripts/make-pth-fixtures.py [--ref PATH/dino_step_torch.py] [--out DIR | --nat-mini DIR]
 """
 import argparse, importlib.util, json, os, sys
 from argparse import Namespace
@@ -68,6 +72,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ref", default=None, help="path of dino_step_torch.py")
     ap.add_argument("--out", default=os.path.join(HERE, "..", "model", "tests", "fixtures", "pth"))
+    ap.add_argument("--nat-mini", default=None, metavar="DIR")
     args = ap.parse_args()
     fixture = load(os.path.join(HERE, "make-nat-fixture.py"), "make_nat_fixture")
     ref = args.ref or next((c for c in [os.path.join(HERE, *[".."] * n, "shared", "bench-ref", "dino_step_torch.py")
@@ -76,6 +81,8 @@ def main():
         sys.exit("dino_step_torch.py not found: pass --ref")
     import torch
 
+    if args.nat_mini:
+        return nat_mini(fixture, load(ref, "dino_step_torch"), args.nat_mini, torch)
     os.makedirs(args.out, exist_ok=True)
     out = lambda name: os.path.join(args.out, name)
     gen = torch.Generator().manual_seed(fixture.SEED + 1)
@@ -125,6 +132,21 @@ def main():
     assert torch.equal(back["teacher"]["backbone.norm.weight"], t_state["norm.weight"])
     for f in sorted(os.listdir(args.out)):
         print(f"{f}: {os.path.getsize(out(f))} bytes")
+
+
+def nat_mini(fixture, mod, out, torch):
+    os.makedirs(out, exist_ok=True)
+    gen = torch.Generator().manual_seed(fixture.SEED + 2)
+    net = mod.NAT().double().eval()  # the reference's defaults are nat_mini's config
+    fixture.randomize(net, torch, gen)
+    torch.save({n: p.detach().float() for n, p in net.state_dict().items()}, os.path.join(out, "nat_mini.pth"))
+    x = torch.randn(2, 3, 64, 64, generator=gen, dtype=torch.float64).float()
+    with torch.no_grad():
+        y = net(x.double())
+    fixture.write_safetensors(os.path.join(out, "nat_mini_forward.safetensors"), [
+        ("input", "F32", tuple(x.shape), fixture.flat(x)), ("output", "F64", tuple(y.shape), fixture.flat(y))],
+        {"format": "dinonat-pth-fixture", "torch": torch.__version__})
+    print(f"wrote {out}/nat_mini.pth ({os.path.getsize(os.path.join(out, 'nat_mini.pth'))} bytes) and the forward")
 
 
 if __name__ == "__main__":

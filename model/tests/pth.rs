@@ -251,3 +251,25 @@ fn hugging_face_names_with_layer_scale_map_back_exactly() {
         }
     ));
 }
+
+/// nat_mini saved by PyTorch (78 MB, not committed):
+///   python3 scripts/make-pth-fixtures.py --nat-mini /tmp/pth-nat-mini
+///   DINONAT_PTH_NAT_MINI=/tmp/pth-nat-mini cargo test --release -p dinonat-model --test pth -- --ignored
+#[test]
+#[ignore]
+fn nat_mini_saved_by_torch_gives_the_torch_forward() {
+    let Some(dir) = std::env::var_os("DINONAT_PTH_NAT_MINI").map(PathBuf::from) else {
+        eprintln!("skipped: set DINONAT_PTH_NAT_MINI to the folder of scripts/make-pth-fixtures.py --nat-mini");
+        return;
+    };
+    let f = load_safetensors(&dir.join("nat_mini_forward.safetensors")).unwrap();
+    let path = dir.join("nat_mini.pth");
+    let (given, _) = load_weights(&path, Some("nat_mini")).unwrap();
+    let (inferred, notes) = load_weights(&path, None).unwrap();
+    assert_eq!(inferred.config.name, "nat_mini", "{notes:?}");
+    for nat in [given, inferred] {
+        let err = relative_error(&nat, &f, "output");
+        eprintln!("nat_mini.pth: relative error {err:.2e} (tolerance {TOL:e})");
+        assert!(err < TOL, "{err}");
+    }
+}
