@@ -99,6 +99,9 @@ fn the_hand_built_archive_is_read_when_it_is_honest() {
     assert_eq!(f.tensors.len(), 1);
     assert_eq!(f.tensors[0].0, "w");
     assert_eq!(f.tensors[0].1.to_vec_f64(), [1.5, 2.5, 3.5]);
+    // a tensor with no elements is named, not loaded
+    let f = parse_pth(&archive(&tensor_pickle(4, 0, 0), &floats(4))).unwrap();
+    assert!(f.tensors.is_empty() && f.skipped == ["w"]);
 }
 
 #[test]

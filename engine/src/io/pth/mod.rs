@@ -37,7 +37,7 @@ pub const MAX_EXPANSION: u64 = 4;
 pub struct PthFile {
     /// Floating-point tensors by dotted name, in the file's order (f64 stays f64, the rest f32).
     pub tensors: Vec<(String, Tensor)>,
-    /// Integer and boolean tensors (counters, index buffers), named but not loaded.
+    /// Integer and boolean tensors (counters, index buffers) and empty ones, named but not loaded.
     pub skipped: Vec<String>,
     /// "zip" or "legacy".
     pub container: &'static str,
@@ -224,7 +224,11 @@ fn materialise<'a>(
         skipped: Vec::new(),
         container,
     };
-    for ((name, dtype, bytes, _), (_, t)) in views.into_iter().zip(&found) {
+    for ((name, dtype, bytes, count), (_, t)) in views.into_iter().zip(&found) {
+        if count == 0 {
+            out.skipped.push(name.clone());
+            continue;
+        }
         match read_view(t, dtype, bytes) {
             Some(v) => out.tensors.push((
                 name.clone(),
