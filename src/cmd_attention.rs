@@ -3,12 +3,12 @@
 
 use crate::cmd_embed::{DeviceArg, WeightArgs};
 use clap::Args;
+use dinonat_eval::curate::embed::load_views;
+use dinonat_eval::curate::list_images;
+use dinonat_eval::maps::default_level;
+use dinonat_eval::maps::figures::{image_maps, pair_figure, FigureOptions};
 use dinonat_train::augment::EvalTransform;
-use dinonat_train::curate::embed::load_views;
-use dinonat_train::curate::list_images;
 use dinonat_train::grid::write_png;
-use dinonat_train::maps::default_level;
-use dinonat_train::maps::figures::{image_maps, pair_figure, FigureOptions};
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]

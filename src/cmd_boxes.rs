@@ -4,7 +4,7 @@
 
 use crate::cmd_embed::{progress, DeviceArg, WeightArgs};
 use clap::Args;
-use dinonat_train::maps::boxes_eval::{run_boxes, BoxesConfig, BoxesReport, ShareSummary, PRIORS};
+use dinonat_eval::maps::boxes_eval::{run_boxes, BoxesConfig, BoxesReport, ShareSummary, PRIORS};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,7 @@
 
 use crate::cmd_embed::{progress, DeviceArg, WeightArgs};
 use clap::Args;
-use dinonat_train::curate::crossmodal::{run_crossmodal, CrossModalConfig};
+use dinonat_eval::curate::crossmodal::{run_crossmodal, CrossModalConfig};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]

@@ -4,9 +4,10 @@
 
 use clap::{Args, ValueEnum};
 use dinonat_engine::Device;
+use dinonat_eval::backbone::{BackboneSource, Param};
+use dinonat_eval::curate::embed::{csv_beside, embed_paths, write_embeddings};
+use dinonat_eval::curate::list_images;
 use dinonat_model::Nat;
-use dinonat_train::curate::embed::{csv_beside, embed_paths, write_embeddings};
-use dinonat_train::curate::{list_images, BackboneSource};
 use dinonat_train::guard::{check_outputs, Named};
 use std::path::PathBuf;
 
@@ -73,13 +74,27 @@ impl WeightArgs {
 
     /// Loads the backbone, printing notes (ignored head tensors) to stderr.
     pub fn load(&self) -> Result<Nat, String> {
-        let mut notes = Vec::new();
-        let nat = self.source()?.load(&mut notes).map_err(|e| e.to_string())?;
-        for n in notes {
-            eprintln!("note: {n}");
-        }
-        Ok(nat)
+        load_backbone(&self.source()?)
     }
+}
+
+/// The flag of a backbone parameter (the library's errors name parameters, the command line its flags).
+pub fn flag(param: Param) -> &'static str {
+    match param {
+        Param::Weights => "--weights",
+        Param::Checkpoint => "--checkpoint",
+        Param::Arch => "--arch",
+    }
+}
+
+/// Loads `source` with the one backbone loader, printing notes (ignored head tensors) to stderr.
+pub fn load_backbone(source: &BackboneSource) -> Result<Nat, String> {
+    let mut notes = Vec::new();
+    let nat = source.load(&mut notes).map_err(|e| e.describe(flag))?;
+    for n in notes {
+        eprintln!("note: {n}");
+    }
+    Ok(nat)
 }
 
 pub use crate::progress::progress;

@@ -1,20 +1,20 @@
 //! `dinonat knn` and `dinonat linear`: frozen-feature evaluation (docs/evaluation-commands.md). Both extract
-//! features of a train and a val split with the evaluation transform (dinonat_train::features), then run the
-//! weighted k-NN classifier or train a linear probe on the cached features (dinonat_train::eval).
+//! features of a train and a val split with the evaluation transform (dinonat_eval::features), then run the
+//! weighted k-NN classifier or train a linear probe on the cached features (dinonat_eval::knn, ::linear).
 
+use crate::cmd_embed::load_backbone;
 use clap::{Args, ValueEnum};
-use dinonat_engine::io::load_safetensors;
-use dinonat_engine::DType;
-use dinonat_model::{load_backbone, Nat, NatConfig};
+use dinonat_eval::backbone::BackboneSource;
+use dinonat_eval::features::{extract_features, spread_indices, FeatureSource, Features};
+use dinonat_eval::knn::{knn_classify_with_progress, KnnConfig};
+use dinonat_eval::linear::{train_linear_probe, LinearProbeConfig, Preprocess};
+use dinonat_eval::metrics::{mean_std, ClassificationReport};
+use dinonat_model::Nat;
 use dinonat_train::augment::EvalTransform;
 use dinonat_train::data::{open_dataset, Dataset, Procedural};
-use dinonat_train::eval::knn::{knn_classify_with_progress, KnnConfig};
-use dinonat_train::eval::linear::{train_linear_probe, LinearProbeConfig, Preprocess};
-use dinonat_train::eval::metrics::{mean_std, ClassificationReport};
-use dinonat_train::features::{extract_features, spread_indices, FeatureSource, Features};
 use dinonat_train::guard;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Where the images come from.
@@ -57,7 +57,8 @@ pub struct FeatureArgs {
     /// checkpoint's config (an --arch must match it).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["weights", "random_init"])]
     pub checkpoint: Option<PathBuf>,
-    /// Backbone weights (safetensors under NAT names; a DinoNetwork file's `backbone.*` also loads); needs --arch.
+    /// Backbone weights (safetensors under NAT names; a DinoNetwork file's `backbone.*` also loads); the architecture
+    /// is --arch, else the file's `arch` metadata.
     #[arg(long, value_name = "FILE", conflicts_with = "random_init")]
     pub weights: Option<PathBuf>,
     /// A randomly initialised backbone (seeded by --seed); needs --arch.
@@ -163,86 +164,29 @@ fn build_backbone(args: &FeatureArgs) -> Result<Option<Nat>, String> {
         }
         return Ok(None);
     }
-    if let Some(path) = &args.checkpoint {
-        return load_teacher(path, args.arch.as_deref()).map(Some);
-    }
-    if args.weights.is_none() && !args.random_init {
+    let arch = args.arch.clone();
+    let source = if let Some(path) = &args.checkpoint {
+        BackboneSource::Checkpoint {
+            path: path.clone(),
+            arch,
+        }
+    } else if let Some(path) = &args.weights {
+        BackboneSource::Weights {
+            path: path.clone(),
+            arch,
+        }
+    } else if args.random_init {
+        BackboneSource::RandomInit {
+            arch: arch.ok_or("--arch NAME is required with --random-init")?,
+            seed: args.seed,
+        }
+    } else {
         return Err(
             "choose the features: --pixels, --checkpoint FILE, --weights FILE --arch NAME, or --random-init --arch NAME"
                 .into(),
         );
-    }
-    let name = args
-        .arch
-        .as_ref()
-        .ok_or("--arch NAME is required with --weights and --random-init")?;
-    let config = NatConfig::from_name(name).map_err(|e| format!("--arch {name}: {e}"))?;
-    match &args.weights {
-        Some(path) => {
-            let (nat, notes) = load_backbone(path, &config)
-                .map_err(|e| format!("--weights {}: {e}", path.display()))?;
-            for note in notes {
-                eprintln!("note: {note}");
-            }
-            Ok(Some(nat))
-        }
-        None => Nat::new(&config, DType::F32, args.seed)
-            .map(Some)
-            .map_err(|e| format!("--arch {name}: {e}")),
-    }
-}
-
-/// The `format` metadata of `dinonat train` checkpoints (docs/training.md, "Checkpoints and resume").
-const CHECKPOINT_FORMAT: &str = "dinonat-dino-checkpoint";
-
-/// The teacher backbone of a training checkpoint: the architecture from the metadata's `config.arch`, the weights
-/// from `teacher.backbone.*`. Every missing or mis-shaped tensor is named.
-fn load_teacher(path: &Path, arch: Option<&str>) -> Result<Nat, String> {
-    let bad = |m: String| format!("--checkpoint {}: {m}", path.display());
-    let file = load_safetensors(path).map_err(|e| bad(e.to_string()))?;
-    if file.metadata.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
-        return Err(bad(format!(
-            "not a DinoNAT training checkpoint (format is not '{CHECKPOINT_FORMAT}'; for a backbone file use --weights FILE --arch NAME)"
-        )));
-    }
-    let config: Value = file
-        .metadata
-        .get("config")
-        .and_then(|c| serde_json::from_str(c).ok())
-        .ok_or_else(|| bad("no valid 'config' JSON in the metadata".into()))?;
-    let name = config["arch"]
-        .as_str()
-        .ok_or_else(|| bad("the config has no 'arch'".into()))?;
-    if let Some(a) = arch {
-        if a != name {
-            return Err(bad(format!("holds a {name} backbone, not --arch {a}")));
-        }
-    }
-    let nat_config = NatConfig::from_name(name).map_err(|e| bad(e.to_string()))?;
-    let nat = Nat::new(&nat_config, DType::F32, 0).map_err(|e| bad(e.to_string()))?;
-    let mut problems = Vec::new();
-    for (name, param) in nat.params.iter() {
-        let key = format!("teacher.backbone.{name}");
-        match file.get(&key) {
-            None => problems.push(format!("'{key}' missing")),
-            Some(t) if t.shape() != param.tensor.shape() => problems.push(format!(
-                "'{key}' has shape {:?}, expected {:?}",
-                t.shape(),
-                param.tensor.shape()
-            )),
-            Some(_) => {}
-        }
-    }
-    if !problems.is_empty() {
-        return Err(bad(format!("does not fit {name}: {}", problems.join("; "))));
-    }
-    for (name, _) in nat.params.iter() {
-        let t = file
-            .get(&format!("teacher.backbone.{name}"))
-            .expect("checked above");
-        nat.params.assign(name, t).map_err(|e| bad(e.to_string()))?;
-    }
-    Ok(nat)
+    };
+    load_backbone(&source).map(Some)
 }
 
 fn extract(data: &DataArgs, args: &FeatureArgs) -> Result<Extracted, String> {

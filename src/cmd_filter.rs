@@ -4,7 +4,7 @@
 
 use crate::cmd_embed::{progress, DeviceArg, WeightArgs};
 use clap::Args;
-use dinonat_train::curate::filter::{run_filter, FilterConfig};
+use dinonat_eval::curate::filter::{run_filter, FilterConfig};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]

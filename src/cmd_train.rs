@@ -9,7 +9,7 @@ use dinonat_train::dino::schedule::WarmupFractions;
 use dinonat_train::dino::Centering;
 use dinonat_train::dist::{self, Collective};
 use dinonat_train::trainer::config::TrainConfig;
-use dinonat_train::trainer::{checkpoint, Control, Trainer};
+use dinonat_train::trainer::{Control, Trainer};
 use serde_json::json;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -682,7 +682,8 @@ fn check_run_paths(c: &TrainConfig, a: &TrainArgs) -> Result<(), String> {
 
 pub fn export(a: ExportArgs) -> Result<(), String> {
     dinonat_train::guard::check_outputs(&[("--out", &a.out)], &[("--checkpoint", &a.checkpoint)])?;
-    checkpoint::export_teacher_backbone(&a.checkpoint, &a.out).map_err(|e| e.to_string())?;
+    dinonat_eval::backbone::export_teacher_backbone(&a.checkpoint, &a.out)
+        .map_err(|e| e.describe(crate::cmd_embed::flag))?;
     println!(
         "wrote the teacher backbone of {} to {}",
         a.checkpoint.display(),

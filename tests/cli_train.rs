@@ -164,6 +164,7 @@ fn bench_train_step_json_reports_img_per_s() {
         "--steps",
         "1",
         "--json",
+        "--profile",
     ]);
     assert!(ok, "bench failed: {stderr}");
     assert!(
@@ -183,6 +184,26 @@ fn bench_train_step_json_reports_img_per_s() {
         "gflops",
     ] {
         assert!(v[key].as_f64().is_some(), "{key} missing: {v}");
+    }
+    // --profile: the kernels of each phase take part of that phase, and the GEMMs, the
+    // neighborhood attention and the convolutions of the forward are among them
+    let cells = v["profile"]["cells"].as_array().expect("profile cells");
+    let phase = |name: &str| -> f64 {
+        let kernels: f64 = cells
+            .iter()
+            .filter(|c| c["phase"] == name)
+            .map(|c| c["seconds_per_step"].as_f64().unwrap())
+            .sum();
+        let outside = v["profile"]["outside_kernels"][name].as_f64().unwrap();
+        assert!(kernels > 0.0 && outside >= 0.0, "{name}: {v}");
+        kernels + outside
+    };
+    let forward = phase("forward");
+    assert!((forward - v["forward_seconds"].as_f64().unwrap()).abs() < 1e-9);
+    assert!(phase("backward") <= v["backward_seconds"].as_f64().unwrap() + 1e-9);
+    for kind in ["GEMM (matmul, linear)", "neighborhood attention", "conv2d"] {
+        let hit = |c: &&serde_json::Value| c["phase"] == "forward" && c["kind"] == kind;
+        assert!(cells.iter().any(|c| hit(&c)), "{kind} missing: {v}");
     }
 }
 

@@ -21,6 +21,7 @@ pub mod nn;
 mod ops;
 pub mod optim;
 pub mod pool;
+pub mod profile;
 pub mod rng;
 pub mod storage;
 pub mod tensor;

@@ -19,5 +19,5 @@ pub use checkpoint::{load_backbone, load_weights, save_backbone};
 pub use config::{AttentionKind, DilationSchedule, NatConfig};
 pub use dino_head::{DinoHead, DinoHeadConfig};
 pub use error::{ModelError, Result};
-pub use nat::Nat;
+pub use nat::{ForwardPoint, Nat};
 pub use network::DinoNetwork;

@@ -167,6 +167,19 @@ pub struct Nat {
     pub head: Option<Linear>,
 }
 
+/// A place in [`Nat::forward_tokens_with`] where the hook sees the pass's tensor.
+#[derive(Clone, Copy, Debug)]
+pub enum ForwardPoint<'a> {
+    /// The input of block `block` of level `level`, [B, h, w, D].
+    BlockInput {
+        level: usize,
+        block: usize,
+        x: &'a Tensor,
+    },
+    /// The output of level `level`'s last block, before its downsampler, [B, h, w, D].
+    LevelOutput { level: usize, x: &'a Tensor },
+}
+
 impl Nat {
     /// Builds the network with fresh weights (NAT's init) from `seed`.
     pub fn new(config: &NatConfig, dtype: DType, seed: u64) -> Result<Nat> {
@@ -246,6 +259,18 @@ impl Nat {
     /// images [B, in, H, W] -> token map after the final LayerNorm [B, h, w, F], on the device of
     /// the parameters (images on another device are copied there first: an explicit `to`).
     pub fn forward_tokens(&self, images: &Tensor, training: bool, rng: &mut Rng) -> Result<Tensor> {
+        self.forward_tokens_with(images, training, rng, &mut |_| {})
+    }
+
+    /// [`Nat::forward_tokens`], showing `hook` each block's input and each level's output as the
+    /// pass goes (attention maps keep those of one level; the pass itself is unchanged).
+    pub fn forward_tokens_with(
+        &self,
+        images: &Tensor,
+        training: bool,
+        rng: &mut Rng,
+        hook: &mut dyn FnMut(ForwardPoint<'_>),
+    ) -> Result<Tensor> {
         if images.rank() != 4 || images.shape()[1] != self.config.in_channels {
             return Err(ModelError::Config(format!(
                 "{}: images must be [batch, {}, height, width], got {:?}",
@@ -256,10 +281,16 @@ impl Nat {
         }
         let images = images.to(self.device())?;
         let mut x = self.patch_embed.forward(&images)?;
-        for level in &self.levels {
-            for block in &level.blocks {
+        for (l, level) in self.levels.iter().enumerate() {
+            for (b, block) in level.blocks.iter().enumerate() {
+                hook(ForwardPoint::BlockInput {
+                    level: l,
+                    block: b,
+                    x: &x,
+                });
                 x = block.forward(&x, training, rng)?;
             }
+            hook(ForwardPoint::LevelOutput { level: l, x: &x });
             if let Some(down) = &level.downsample {
                 x = down.forward(&x)?;
             }
@@ -274,7 +305,18 @@ impl Nat {
         training: bool,
         rng: &mut Rng,
     ) -> Result<Tensor> {
-        let x = self.forward_tokens(images, training, rng)?;
+        self.forward_features_with(images, training, rng, &mut |_| {})
+    }
+
+    /// [`Nat::forward_features`] with the hook of [`Nat::forward_tokens_with`].
+    pub fn forward_features_with(
+        &self,
+        images: &Tensor,
+        training: bool,
+        rng: &mut Rng,
+        hook: &mut dyn FnMut(ForwardPoint<'_>),
+    ) -> Result<Tensor> {
+        let x = self.forward_tokens_with(images, training, rng, hook)?;
         let (b, h, w, f) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
         Ok(x.reshape(&[b, h * w, f])?.mean_tokens()?)
     }

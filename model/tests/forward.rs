@@ -5,7 +5,7 @@ use dinonat_model::attention::{
     full_attention_qkv, full_attention_qkv_reference, neighborhood_attention_qkv,
     neighborhood_attention_qkv_reference, window_1d,
 };
-use dinonat_model::{AttentionKind, DilationSchedule, Nat, NatConfig};
+use dinonat_model::{AttentionKind, DilationSchedule, ForwardPoint, Nat, NatConfig};
 
 fn images(b: usize, side: usize, dtype: DType, seed: u64) -> Tensor {
     Rng::new(seed).normal(&[b, 3, side, side], 0.0, 1.0, dtype)
@@ -245,4 +245,56 @@ fn full_attention_equals_na_with_a_window_covering_the_map() {
             assert!((x - y).abs() < tol, "{dtype:?}: {x} vs {y}");
         }
     }
+}
+
+/// The hook of `forward_tokens_with` sees each block's input and each level's output, in order, and equals a pass
+/// run block by block with the network's public parts (the reference); the pass itself is unchanged.
+#[test]
+fn forward_hook_sees_every_block_input_and_level_output() {
+    let nat = Nat::new(&NatConfig::nat_pico(), DType::F32, 3).unwrap();
+    let x = images(2, 32, DType::F32, 9);
+    let mut seen = Vec::new();
+    let hooked = nat
+        .forward_tokens_with(&x, false, &mut Rng::new(0), &mut |p| {
+            seen.push(match p {
+                ForwardPoint::BlockInput { level, block, x } => (level, Some(block), x.clone()),
+                ForwardPoint::LevelOutput { level, x } => (level, None, x.clone()),
+            })
+        })
+        .unwrap();
+    let plain = nat.forward_tokens(&x, false, &mut Rng::new(0)).unwrap();
+    assert_eq!(
+        hooked.to_vec::<f32>().unwrap(),
+        plain.to_vec::<f32>().unwrap()
+    );
+    let mut want = Vec::new();
+    let mut t = nat.patch_embed.forward(&x).unwrap();
+    for (l, level) in nat.levels.iter().enumerate() {
+        for (b, block) in level.blocks.iter().enumerate() {
+            want.push((l, Some(b), t.clone()));
+            t = block.forward(&t, false, &mut Rng::new(0)).unwrap();
+        }
+        want.push((l, None, t.clone()));
+        if let Some(down) = &level.downsample {
+            t = down.forward(&t).unwrap();
+        }
+    }
+    assert_eq!(seen.len(), want.len());
+    for ((l, b, got), (wl, wb, w)) in seen.iter().zip(&want) {
+        assert_eq!((l, b), (wl, wb));
+        assert_eq!(got.shape(), w.shape());
+        assert_eq!(
+            got.to_vec::<f32>().unwrap(),
+            w.to_vec::<f32>().unwrap(),
+            "{l} {b:?}"
+        );
+    }
+    let pooled = nat.forward_features(&x, false, &mut Rng::new(0)).unwrap();
+    let pooled_hooked = nat
+        .forward_features_with(&x, false, &mut Rng::new(0), &mut |_| {})
+        .unwrap();
+    assert_eq!(
+        pooled.to_vec::<f32>().unwrap(),
+        pooled_hooked.to_vec::<f32>().unwrap()
+    );
 }

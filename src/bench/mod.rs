@@ -4,6 +4,7 @@ pub mod attention;
 pub mod attention_cuda;
 pub mod gemm;
 pub mod gemm_cuda;
+mod profile;
 pub mod train_step;
 
 use crate::Device;
@@ -60,6 +61,10 @@ pub struct TrainStepArgs {
     /// One JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also time each kind of kernel (GEMM, NA, layer norm, copies, ...) in each phase of the
+    /// measured steps, and what lies outside the kernels: a table of where the step goes.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 #[derive(Args, Clone, Debug)]

@@ -8,8 +8,9 @@
 //! FLOPs: 2 x the backbone's multiply-adds (`NatConfig::macs`: convs, linears, attention) plus
 //! the head's linears, per view; the student's backward counts twice its forward.
 
-use super::TrainStepArgs;
+use super::{profile, TrainStepArgs};
 use crate::progress::Progress;
+use dinonat_engine::profile as engine_profile;
 use dinonat_train::dino::schedule::WarmupFractions;
 use dinonat_train::trainer::config::TrainConfig;
 use dinonat_train::trainer::{StepTimings, Trainer};
@@ -126,6 +127,9 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
     let (mut sum, mut data, mut step_s, mut cpu) = (StepTimings::default(), 0.0, 0.0, 0.0);
     let mut bar = Progress::starting_at("bench train-step (steps)", 0);
     for i in 0..total {
+        if a.profile && i == a.warmup {
+            engine_profile::start();
+        }
         let clock = Instant::now();
         let batch = t.prepare_batch(0, i).map_err(|e| e.to_string())?;
         let data_s = clock.elapsed().as_secs_f64();
@@ -155,11 +159,13 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
             sum.backward += l.backward;
             sum.optimizer += l.optimizer;
             sum.ema += l.ema;
+            sum.all_reduce += l.all_reduce;
             data += data_s;
             step_s += secs;
             cpu += cpu_s;
         }
     }
+    let cells = a.profile.then(engine_profile::finish);
     let n = a.steps as f64;
     let step = step_s / n;
     let img_per_s = t.config.batch_size as f64 / step;
@@ -172,6 +178,13 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
         sum.ema / n,
         data / n,
     );
+    let mean = StepTimings {
+        forward: fw,
+        backward: bw,
+        optimizer: op,
+        ema,
+        all_reduce: sum.all_reduce / n,
+    };
     if a.json {
         println!(
             "{}",
@@ -199,6 +212,7 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
                 "cpu_seconds_per_step": cpu_per_step,
                 "gflop_per_step": flops / 1e9,
                 "gflops": gflops,
+                "profile": cells.as_ref().map(|c| profile::to_json(c, &mean, n)),
             })
         );
     } else {
@@ -207,6 +221,9 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
              optimiser {op:.4} s, EMA {ema:.4} s | data (separate, not in the step) {dt:.3} s | \
              {gflops:.1} GFLOP/s sustained | CPU {cpu_per_step:.2} s per step"
         );
+        if let Some(cells) = &cells {
+            profile::print(cells, &mean, step, n);
+        }
     }
     Ok(())
 }

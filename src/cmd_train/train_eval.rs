@@ -5,12 +5,12 @@
 
 use crate::plot::line_chart;
 use dinonat_engine::DType;
+use dinonat_eval::features::{extract_features, FeatureSource};
+use dinonat_eval::knn::{knn_classify, KnnConfig};
+use dinonat_eval::metrics::ClassificationReport;
 use dinonat_model::{DinoNetwork, Nat};
 use dinonat_train::augment::EvalTransform;
 use dinonat_train::data::{Dataset, Procedural};
-use dinonat_train::eval::knn::{knn_classify, KnnConfig};
-use dinonat_train::eval::metrics::ClassificationReport;
-use dinonat_train::features::{extract_features, FeatureSource};
 use dinonat_train::trainer::config::TrainConfig;
 use dinonat_train::trainer::log::StepLog;
 use std::path::{Path, PathBuf};
@@ -316,7 +316,7 @@ pub struct SeedSummary {
 
 /// Summarises the JSON objects of `train_run` over `seeds` (same order).
 pub fn seed_summary(seeds: &[u64], runs: &[serde_json::Value]) -> SeedSummary {
-    use dinonat_train::eval::metrics::mean_std;
+    use dinonat_eval::metrics::mean_std;
     use serde_json::json;
     let mut table = format!(
         "k-NN top-1 % over training seeds {:?} (mean +- std):\n| features | split | mean | std | per seed |\n|---|---|---|---|---|",

@@ -116,10 +116,11 @@ fn a_resumed_runs_curves_read_the_earlier_log_rows() {
     let mut t = Trainer::new(c).unwrap();
     let logs = t.run(None, |_| {}).unwrap();
     let log = dir.join("log.csv");
-    // the rows as written (the CSV keeps 9 decimals of the loss)
-    let rows = |l: &[StepLog]| -> Vec<(usize, i64)> {
+    // the rows as written (the CSV keeps 9 decimals of the loss: a value read back prints the
+    // same 9 decimals, where scaling and rounding could land either side of a boundary)
+    let rows = |l: &[StepLog]| -> Vec<(usize, String)> {
         l.iter()
-            .map(|l| (l.step, (l.loss * 1e8).round() as i64))
+            .map(|l| (l.step, format!("{:.9}", l.loss)))
             .collect()
     };
     assert_eq!(rows(&read_log(&log, 3)), rows(&logs[..3]));
@@ -320,25 +321,6 @@ fn koleo_changes_the_update_and_stays_finite() {
         student_after(0.0, "koleo-off"),
         student_after(0.5, "koleo-on")
     );
-}
-
-#[test]
-fn export_writes_the_teacher_backbone() {
-    let dir = tmp_dir("export");
-    let mut t = Trainer::new(tiny(&dir)).unwrap();
-    t.run(Some(1), |_| {}).unwrap();
-    let out = dir.join("backbone.safetensors");
-    checkpoint::export_teacher_backbone(&checkpoint_path(&dir), &out).unwrap();
-    let (nat, _) = dinonat_model::load_backbone(&out, &t.config.backbone().unwrap()).unwrap();
-    for (name, p) in nat.params.iter() {
-        let want = t.teacher.backbone.params.get(name).unwrap();
-        assert_eq!(
-            p.tensor.to_vec::<f32>().unwrap(),
-            want.to_vec::<f32>().unwrap(),
-            "{name}"
-        );
-    }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

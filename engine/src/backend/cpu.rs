@@ -5,6 +5,7 @@
 
 mod attention;
 pub(crate) mod bf16;
+mod conv;
 mod elementwise;
 mod kernels;
 mod matmul;
@@ -12,12 +13,13 @@ mod reduce;
 mod shape;
 
 pub(crate) use attention::{attention_backward, attention_forward, na_backward, na_forward};
+pub(crate) use conv::{conv2d_backward, conv2d_forward};
 pub(crate) use elementwise::{
     binary, gelu_backward, gelu_forward, l2_normalize_backward, l2_normalize_forward,
     layernorm_backward, layernorm_forward, map, softmax_backward, softmax_forward,
 };
 pub(crate) use kernels::CpuKernels;
-pub(crate) use matmul::{conv2d_backward, conv2d_forward, linear, matmul};
+pub(crate) use matmul::{linear, matmul};
 pub(crate) use reduce::{max_axis, max_backward, sum_all, sum_axis};
 pub(crate) use shape::{
     cat, contiguous, index_select, index_select_backward, scatter_into_zeros, to_dtype,

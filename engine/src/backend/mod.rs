@@ -19,6 +19,7 @@ pub(crate) use crate::kernels::conv::Conv2dGeometry;
 pub(crate) use crate::kernels::elementwise::{BinaryOp, MapOp};
 pub(crate) use crate::kernels::neighborhood_attention::Na2d;
 use crate::layout::Layout;
+use crate::profile::{self, Kind};
 use crate::storage::{Device, Storage};
 use crate::{with_dtype, DType, Element, EngineError, Result, Tensor};
 
@@ -70,6 +71,7 @@ pub(crate) fn heads(t: &[Tensor; 3], views: [HeadsView; 3]) -> Heads<'_> {
 
 /// a op b at the broadcast `shape`.
 pub(crate) fn binary(op: BinaryOp, a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Storage> {
+    let _profile = profile::kernel(Kind::Elementwise);
     device_of(op.name(), &[a, b])?;
     on_device!(a, T => Ok(cpu::binary::<T>(op, a, b, shape)),
         bf16 => Ok(cpu::bf16::binary(op, a, b, shape)),
@@ -78,6 +80,7 @@ pub(crate) fn binary(op: BinaryOp, a: &Tensor, b: &Tensor, shape: &[usize]) -> R
 
 /// f(x) elementwise.
 pub(crate) fn map(op: MapOp, name: &'static str, x: &Tensor) -> Result<Storage> {
+    let _profile = profile::kernel(Kind::Elementwise);
     on_device!(x, T => Ok(cpu::map::<T>(op, x)),
         bf16 => Ok(cpu::bf16::map(op, x)),
         cuda => cuda::map(op, name, x))
@@ -85,11 +88,13 @@ pub(crate) fn map(op: MapOp, name: &'static str, x: &Tensor) -> Result<Storage> 
 
 /// GELU (erf form) and its backward dx = dy * (Phi(x) + x phi(x)).
 pub(crate) fn gelu_forward(x: &Tensor) -> Result<Storage> {
+    let _profile = profile::kernel(Kind::Gelu);
     on_device!(x, T => Ok(cpu::gelu_forward::<T>(x)),
         bf16 => Ok(cpu::bf16::gelu_forward(x)),
         cuda => cuda::gelu_forward(x))
 }
 pub(crate) fn gelu_backward(x: &Tensor, dy: &Tensor) -> Result<Storage> {
+    let _profile = profile::kernel(Kind::Gelu);
     device_of("gelu backward", &[x, dy])?;
     on_device!(x, T => Ok(cpu::gelu_backward::<T>(x, dy)),
         bf16 => Ok(cpu::bf16::gelu_backward(x, dy)),
@@ -100,12 +105,14 @@ pub(crate) fn gelu_backward(x: &Tensor, dy: &Tensor) -> Result<Storage> {
 
 /// softmax (or log-softmax when `log`) over the last axis.
 pub(crate) fn softmax_forward(x: &Tensor, log: bool) -> Result<Storage> {
+    let _profile = profile::kernel(Kind::Softmax);
     on_device!(x, T => Ok(cpu::softmax_forward::<T>(x, log)),
         bf16 => Ok(cpu::bf16::softmax_forward(x, log)),
         cuda => cuda::softmax_forward(x, log))
 }
 /// dx from the saved output y and dy.
 pub(crate) fn softmax_backward(y: &Tensor, dy: &Tensor, log: bool) -> Result<Storage> {
+    let _profile = profile::kernel(Kind::Softmax);
     device_of("softmax backward", &[y, dy])?;
     on_device!(y, T => Ok(cpu::softmax_backward::<T>(y, dy, log)),
         bf16 => Ok(cpu::bf16::softmax_backward(y, dy, log)),
@@ -119,6 +126,7 @@ pub(crate) fn layernorm_forward(
     beta: &Tensor,
     eps: f64,
 ) -> Result<[Storage; 3]> {
+    let _profile = profile::kernel(Kind::LayerNorm);
     device_of("layer_norm", &[x, gamma, beta])?;
     on_device!(x, T => Ok(cpu::layernorm_forward::<T>(x, gamma, beta, eps)),
         bf16 => Ok(cpu::bf16::layernorm_forward(x, gamma, beta, eps)),
@@ -132,6 +140,7 @@ pub(crate) fn layernorm_backward(
     rstd: &Tensor,
     dy: &Tensor,
 ) -> Result<[Storage; 3]> {
+    let _profile = profile::kernel(Kind::LayerNorm);
     device_of("layer_norm backward", &[x, gamma, mean, rstd, dy])?;
     on_device!(x, T => Ok(cpu::layernorm_backward::<T>(x, gamma, mean, rstd, dy)),
         bf16 => Ok(cpu::bf16::layernorm_backward(x, gamma, mean, rstd, dy)),
@@ -140,6 +149,7 @@ pub(crate) fn layernorm_backward(
 
 /// [y, norms]: y = x / max(||x||, eps) per row of the last axis, and the norms ||x|| [rows].
 pub(crate) fn l2_normalize_forward(x: &Tensor, eps: f64) -> Result<[Storage; 2]> {
+    let _profile = profile::kernel(Kind::Elementwise);
     on_device!(x, T => Ok(cpu::l2_normalize_forward::<T>(x, eps)),
         bf16 => Ok(cpu::bf16::l2_normalize_forward(x, eps)),
         cuda => cuda::l2_normalize_forward(x, eps))
@@ -151,6 +161,7 @@ pub(crate) fn l2_normalize_backward(
     dy: &Tensor,
     eps: f64,
 ) -> Result<Storage> {
+    let _profile = profile::kernel(Kind::Elementwise);
     device_of("l2_normalize backward", &[y, norms, dy])?;
     on_device!(y, T => Ok(cpu::l2_normalize_backward::<T>(y, norms, dy, eps)),
         bf16 => Ok(cpu::bf16::l2_normalize_backward(y, norms, dy, eps)),
@@ -161,12 +172,14 @@ pub(crate) fn l2_normalize_backward(
 
 /// Sum over axis `dim` (the result has the other axes in order).
 pub(crate) fn sum_axis(x: &Tensor, dim: usize) -> Result<Storage> {
+    let _profile = profile::kernel(Kind::Reduction);
     on_device!(x, T => Ok(cpu::sum_axis::<T>(x, dim)),
         bf16 => Ok(cpu::bf16::sum_axis(x, dim)),
         cuda => cuda::sum_axis(x, dim))
 }
 /// Sum of all elements (one element), the same for any thread count.
 pub(crate) fn sum_all(x: &Tensor) -> Result<Storage> {
+    let _profile = profile::kernel(Kind::Reduction);
     on_device!(x, T => Ok(cpu::sum_all::<T>(x)),
         bf16 => Ok(cpu::bf16::sum_all(x)),
         cuda => cuda::sum_all(x))
@@ -180,6 +193,7 @@ pub(crate) enum Argmax {
 
 /// Max over axis `dim` and the (first) position of each max along it.
 pub(crate) fn max_axis(x: &Tensor, dim: usize) -> Result<(Storage, Argmax)> {
+    let _profile = profile::kernel(Kind::Reduction);
     on_device!(x, T => {
         let (y, at) = cpu::max_axis::<T>(x, dim);
         Ok((y, Argmax::Host(at)))
@@ -194,6 +208,7 @@ pub(crate) fn max_backward(
     argmax: &Argmax,
     dims: (usize, usize, usize),
 ) -> Result<Storage> {
+    let _profile = profile::kernel(Kind::Reduction);
     match argmax {
         Argmax::Host(at) => on_device!(dy, T => Ok(cpu::max_backward::<T>(dy, at, dims)),
             bf16 => Ok(cpu::bf16::max_backward(dy, at, dims)),
@@ -211,6 +226,8 @@ pub(crate) fn matmul(
     batch: &[usize],
     mkn: (usize, usize, usize),
 ) -> Result<Storage> {
+    let flops = 2.0 * (batch.iter().product::<usize>() * mkn.0 * mkn.1 * mkn.2) as f64;
+    let _profile = profile::kernel(Kind::Gemm).flops(flops);
     device_of("matmul", &[a, b])?;
     on_device!(a, T => Ok(cpu::matmul::<T>(a, b, batch, mkn)),
         bf16 => Ok(cpu::bf16::matmul(a, b, batch, mkn)),
@@ -219,6 +236,9 @@ pub(crate) fn matmul(
 
 /// y = x W^T + b as [rows, out] (x read as [rows, in]).
 pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Storage> {
+    let (out_f, in_f) = (weight.shape()[0], weight.shape()[1]);
+    let flops = 2.0 * (x.numel() / in_f.max(1) * in_f * out_f) as f64;
+    let _profile = profile::kernel(Kind::Gemm).flops(flops);
     let mut all = vec![x, weight];
     all.extend(bias);
     device_of("linear", &all)?;
@@ -234,6 +254,8 @@ pub(crate) fn conv2d_forward(
     bias: Option<&Tensor>,
     geom: Conv2dGeometry,
 ) -> Result<Storage> {
+    let macs = x.shape()[0] * geom.col_cols() * geom.col_rows() * weight.shape()[0];
+    let _profile = profile::kernel(Kind::Conv).flops(2.0 * macs as f64);
     let mut all = vec![x, weight];
     all.extend(bias);
     device_of("conv2d", &all)?;
@@ -249,6 +271,8 @@ pub(crate) fn conv2d_backward(
     geom: Conv2dGeometry,
     with_bias: bool,
 ) -> Result<(Storage, Storage, Option<Storage>)> {
+    let macs = x.shape()[0] * geom.col_cols() * geom.col_rows() * weight.shape()[0];
+    let _profile = profile::kernel(Kind::Conv).flops(4.0 * macs as f64);
     device_of("conv2d backward", &[x, weight, dy])?;
     on_device!(x, T => Ok(cpu::conv2d_backward::<T>(x, weight, dy, geom, with_bias)),
         bf16 => Ok(cpu::bf16::conv2d_backward(x, weight, dy, geom, with_bias)),
@@ -259,6 +283,7 @@ pub(crate) fn conv2d_backward(
 
 /// [out, lse] of full attention (flash style).
 pub(crate) fn attention_forward(p: &Attention, qkv: Heads) -> Result<[Storage; 2]> {
+    let _profile = profile::kernel(Kind::Attention);
     let x = qkv[0].0;
     device_of("attention", &[x, qkv[1].0, qkv[2].0])?;
     on_device!(x, T => Ok(cpu::attention_forward::<T>(p, qkv)),
@@ -273,6 +298,7 @@ pub(crate) fn attention_backward(
     dy: &Tensor,
     (len, grads): (usize, [HeadsView; 3]),
 ) -> Result<Storage> {
+    let _profile = profile::kernel(Kind::Attention);
     let x = qkv[0].0;
     device_of("attention backward", &[x, saved[0], saved[1], dy])?;
     on_device!(x, T => Ok(cpu::attention_backward::<T>(p, qkv, saved, dy, (len, grads))),
@@ -282,6 +308,7 @@ pub(crate) fn attention_backward(
 
 /// [out, attn] of 2-D neighborhood attention.
 pub(crate) fn na_forward(p: &Na2d, qkv: Heads, rpb: Option<&Tensor>) -> Result<[Storage; 2]> {
+    let _profile = profile::kernel(Kind::NeighborhoodAttention);
     let x = qkv[0].0;
     let mut all = vec![x, qkv[1].0, qkv[2].0];
     all.extend(rpb);
@@ -299,6 +326,7 @@ pub(crate) fn na_backward(
     (len, grads): (usize, [HeadsView; 3]),
     with_rpb: bool,
 ) -> Result<(Storage, Option<Storage>)> {
+    let _profile = profile::kernel(Kind::NeighborhoodAttention);
     let x = qkv[0].0;
     device_of("neighborhood_attention_2d backward", &[x, attn, dy])?;
     on_device!(x, T => Ok(cpu::na_backward::<T>(p, qkv, attn, dy, (len, grads), with_rpb)),
@@ -310,18 +338,21 @@ pub(crate) fn na_backward(
 
 /// The elements of `x` in row-major order, copied.
 pub(crate) fn contiguous(x: &Tensor) -> Result<Storage> {
+    let _profile = profile::kernel(Kind::Copy);
     on_device!(x, T => Ok(cpu::contiguous::<T>(x)),
         bf16 => Ok(cpu::bf16::contiguous(x)),
         cuda => cuda::contiguous(x))
 }
 /// `g` (row-major, the shape of `region`) written into zeros of shape `full` at `region`.
 pub(crate) fn scatter_into_zeros(g: &Tensor, full: &[usize], region: &Layout) -> Result<Storage> {
+    let _profile = profile::kernel(Kind::Copy);
     on_device!(g, T => Ok(cpu::scatter_into_zeros::<T>(g, full, region)),
         bf16 => Ok(cpu::bf16::scatter_into_zeros(g, full, region)),
         cuda => cuda::scatter_into_zeros(g, full, region))
 }
 /// `tensors` joined along `dim` (shapes checked by the op).
 pub(crate) fn cat(tensors: &[Tensor], dim: usize, shape: &[usize]) -> Result<Storage> {
+    let _profile = profile::kernel(Kind::Copy);
     let all: Vec<&Tensor> = tensors.iter().collect();
     device_of("cat", &all)?;
     let x = &tensors[0];
@@ -331,6 +362,7 @@ pub(crate) fn cat(tensors: &[Tensor], dim: usize, shape: &[usize]) -> Result<Sto
 }
 /// `indices` picked along `dim`.
 pub(crate) fn index_select(x: &Tensor, dim: usize, indices: &[usize]) -> Result<Storage> {
+    let _profile = profile::kernel(Kind::Copy);
     on_device!(x, T => Ok(cpu::index_select::<T>(x, dim, indices)),
         bf16 => Ok(cpu::bf16::index_select(x, dim, indices)),
         cuda => cuda::index_select(x, dim, indices))
@@ -342,12 +374,14 @@ pub(crate) fn index_select_backward(
     indices: &[usize],
     in_shape: &[usize],
 ) -> Result<Storage> {
+    let _profile = profile::kernel(Kind::Copy);
     on_device!(dy, T => Ok(cpu::index_select_backward::<T>(dy, dim, indices, in_shape)),
         bf16 => Ok(cpu::bf16::index_select_backward(dy, dim, indices, in_shape)),
         cuda => cuda::index_select_backward(dy, dim, indices, in_shape))
 }
 /// The values of `x` in `dtype`.
 pub(crate) fn to_dtype(x: &Tensor, dtype: DType) -> Result<Storage> {
+    let _profile = profile::kernel(Kind::Copy);
     match x.device() {
         Device::Cpu => Ok(with_dtype!(dtype, T => cpu::to_dtype::<T>(x))),
         Device::Cuda(_) => cuda::to_dtype(x, dtype),
@@ -358,6 +392,7 @@ pub(crate) fn to_dtype(x: &Tensor, dtype: DType) -> Result<Storage> {
 
 /// Copies `src`'s values into `dst`'s storage (same shape and dtype, `dst` contiguous).
 pub(crate) fn assign(dst: &Tensor, src: &Tensor) -> Result<()> {
+    let _profile = profile::kernel(Kind::Copy);
     device_of("assign", &[dst, src])?;
     match dst.device() {
         Device::Cpu => with_dtype!(dst.dtype(), T => {
@@ -374,6 +409,7 @@ pub(crate) fn update_in_place<T: Element, R>(
     t: &Tensor,
     f: impl FnOnce(&mut [T]) -> R,
 ) -> Result<R> {
+    let _profile = profile::kernel(Kind::InPlace);
     match t.device() {
         Device::Cpu => {
             let mut guard = t.write_storage();

@@ -1,7 +1,8 @@
 //! 2-D convolution, NCHW, as im2col + GEMM (kernels::cpu::conv, docs/conv.md).
 //! x [N, C, H, W], weight [O, C, kh, kw], bias [O] -> y [N, O, oh, ow].
-//! Per image, with cols = im2col(x_n) [C kh kw, oh ow] and W as [O, C kh kw]:
-//!   y_n = W cols + b;   dW += dy_n cols^T;   dcols = W^T dy_n, dx_n = col2im(dcols);   db = sum dy.
+//! Per group of images, with cols = im2col(x_group) [C kh kw, G oh ow] and W as [O, C kh kw]
+//! (the CPU backend: backend/cpu/conv.rs):
+//!   Y = W cols + b;   dW += dY cols^T;   dcols = W^T dY, dx = col2im(dcols);   db = sum dy.
 //! The column matrix is recomputed in backward instead of kept (it is kh kw times larger than x).
 
 use crate::backend::{self, Conv2dGeometry};

@@ -1,12 +1,14 @@
-//! im2col / col2im for 2-D convolution as a GEMM: the image [C, H, W] becomes a matrix
-//! [C * kh * kw, out_h * out_w] whose column p holds the receptive field of output pixel p
-//! (zero where the window falls on padding). Math: docs/conv.md.
+//! im2col / col2im for 2-D convolution as a GEMM: the images [N, C, H, W] become one matrix
+//! [C * kh * kw, N * out_h * out_w] whose column n * P + p (P = out_h * out_w) holds the receptive
+//! field of output pixel p of image n (zero where the window falls on padding), so that one GEMM
+//! W [O, C kh kw] x cols serves a whole batch of images (a GEMM per image is only P columns
+//! wide: 4 at the last downsampler of a 64 px NAT). Math: docs/conv.md.
 //!
 //! The fast versions (version 2; version 1 was the reference, with a bounds test per element)
 //! work on whole output rows: for each (c, ki, kj, oy) the valid range of ox is computed once,
 //! the padding is zero-filled, and the inside is a contiguous copy (stride 1) or a strided gather.
 //! Channels run in parallel: channel c owns rows c*kh*kw .. (c+1)*kh*kw of the column matrix and
-//! plane c of the image, so col2im needs no atomics, and since each image element receives its
+//! plane c of every image, so col2im needs no atomics, and since each image element receives its
 //! terms in the reference's order (ki, kj, oy, ox), col2im is bitwise equal to the reference.
 
 use crate::cpu::elementwise::PAR_MIN_ELEMS;
@@ -15,47 +17,35 @@ use rayon::prelude::*;
 
 pub use crate::conv::Conv2dGeometry;
 
-/// image [C, H, W] -> cols [C * kh * kw, out_h * out_w] (every element written).
-pub fn im2col_reference<T: Float>(g: &Conv2dGeometry, image: &[T], cols: &mut [T]) {
-    let (oh, ow) = (g.out_h(), g.out_w());
-    for c in 0..g.channels {
-        for ki in 0..g.kernel_h {
-            for kj in 0..g.kernel_w {
-                let row = (c * g.kernel_h + ki) * g.kernel_w + kj;
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let y = (oy * g.stride_h + ki) as isize - g.pad_h as isize;
-                        let x = (ox * g.stride_w + kj) as isize - g.pad_w as isize;
-                        let inside =
-                            y >= 0 && x >= 0 && (y as usize) < g.height && (x as usize) < g.width;
-                        cols[row * oh * ow + oy * ow + ox] = if inside {
-                            image[(c * g.height + y as usize) * g.width + x as usize]
-                        } else {
-                            T::ZERO
-                        };
-                    }
-                }
-            }
-        }
-    }
+/// The receptive-field element of column matrix row (c, ki, kj) at output (oy, ox), if inside.
+fn source(
+    g: &Conv2dGeometry,
+    c: usize,
+    (ki, kj): (usize, usize),
+    (oy, ox): (usize, usize),
+) -> Option<usize> {
+    let y = (oy * g.stride_h + ki) as isize - g.pad_h as isize;
+    let x = (ox * g.stride_w + kj) as isize - g.pad_w as isize;
+    let inside = y >= 0 && x >= 0 && (y as usize) < g.height && (x as usize) < g.width;
+    inside.then(|| (c * g.height + y as usize) * g.width + x as usize)
 }
 
-/// cols [C * kh * kw, out_h * out_w] -> image [C, H, W]: the adjoint of im2col (overlapping
-/// windows are summed; every image element is written).
-pub fn col2im_reference<T: Float>(g: &Conv2dGeometry, cols: &[T], image: &mut [T]) {
+/// images [N, C, H, W] -> cols [C * kh * kw, N * out_h * out_w] (every element written).
+pub fn im2col_reference<T: Float>(g: &Conv2dGeometry, images: &[T], cols: &mut [T]) {
+    let (n, plane, ld) = check(g, images.len(), cols.len(), "im2col");
     let (oh, ow) = (g.out_h(), g.out_w());
-    image.iter_mut().for_each(|v| *v = T::ZERO);
-    for c in 0..g.channels {
-        for ki in 0..g.kernel_h {
-            for kj in 0..g.kernel_w {
-                let row = (c * g.kernel_h + ki) * g.kernel_w + kj;
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let y = (oy * g.stride_h + ki) as isize - g.pad_h as isize;
-                        let x = (ox * g.stride_w + kj) as isize - g.pad_w as isize;
-                        if y >= 0 && x >= 0 && (y as usize) < g.height && (x as usize) < g.width {
-                            image[(c * g.height + y as usize) * g.width + x as usize] +=
-                                cols[row * oh * ow + oy * ow + ox];
+    for (i, image) in images.chunks(plane * g.channels).take(n).enumerate() {
+        for c in 0..g.channels {
+            for ki in 0..g.kernel_h {
+                for kj in 0..g.kernel_w {
+                    let row = (c * g.kernel_h + ki) * g.kernel_w + kj;
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            cols[row * ld + (i * oh + oy) * ow + ox] =
+                                match source(g, c, (ki, kj), (oy, ox)) {
+                                    Some(at) => image[at],
+                                    None => T::ZERO,
+                                };
                         }
                     }
                 }
@@ -64,54 +54,99 @@ pub fn col2im_reference<T: Float>(g: &Conv2dGeometry, cols: &[T], image: &mut [T
     }
 }
 
-/// Fast f32 im2col (exact: the same values as the reference).
-pub fn im2col(g: &Conv2dGeometry, image: &[f32], cols: &mut [f32]) {
-    let (plane, per_channel) = check(g, image.len(), cols.len(), "im2col");
-    if cols.len() < PAR_MIN_ELEMS {
-        for (img, col) in image.chunks(plane).zip(cols.chunks_mut(per_channel)) {
-            im2col_channel(g, img, col);
+/// cols [C * kh * kw, N * out_h * out_w] -> images [N, C, H, W]: the adjoint of im2col
+/// (overlapping windows are summed; every image element is written).
+pub fn col2im_reference<T: Float>(g: &Conv2dGeometry, cols: &[T], images: &mut [T]) {
+    let (n, plane, ld) = check(g, images.len(), cols.len(), "col2im");
+    let (oh, ow) = (g.out_h(), g.out_w());
+    images.iter_mut().for_each(|v| *v = T::ZERO);
+    for (i, image) in images.chunks_mut(plane * g.channels).take(n).enumerate() {
+        for c in 0..g.channels {
+            for ki in 0..g.kernel_h {
+                for kj in 0..g.kernel_w {
+                    let row = (c * g.kernel_h + ki) * g.kernel_w + kj;
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            if let Some(at) = source(g, c, (ki, kj), (oy, ox)) {
+                                image[at] += cols[row * ld + (i * oh + oy) * ow + ox];
+                            }
+                        }
+                    }
+                }
+            }
         }
-    } else {
-        image
-            .par_chunks(plane)
-            .zip(cols.par_chunks_mut(per_channel))
-            .for_each(|(img, col)| im2col_channel(g, img, col));
     }
 }
 
-/// Fast f32 col2im (bitwise equal to the reference, any thread count).
-pub fn col2im(g: &Conv2dGeometry, cols: &[f32], image: &mut [f32]) {
-    let (plane, per_channel) = check(g, image.len(), cols.len(), "col2im");
-    if cols.len() < PAR_MIN_ELEMS {
-        for (img, col) in image.chunks_mut(plane).zip(cols.chunks(per_channel)) {
-            col2im_channel(g, col, img);
+/// Fast f32 im2col of a batch of images (exact: the same values as the reference).
+pub fn im2col(g: &Conv2dGeometry, images: &[f32], cols: &mut [f32]) {
+    let (n, plane, ld) = check(g, images.len(), cols.len(), "im2col");
+    let band = g.kernel_h * g.kernel_w * ld;
+    let channel = |(c, col): (usize, &mut [f32])| {
+        for i in 0..n {
+            let img = &images[(i * g.channels + c) * plane..][..plane];
+            im2col_channel(g, img, &mut col[i * g.col_cols()..], ld);
         }
+    };
+    if cols.len() < PAR_MIN_ELEMS {
+        cols.chunks_mut(band).enumerate().for_each(channel);
     } else {
-        image
-            .par_chunks_mut(plane)
-            .zip(cols.par_chunks(per_channel))
-            .for_each(|(img, col)| col2im_channel(g, col, img));
+        cols.par_chunks_mut(band).enumerate().for_each(channel);
     }
 }
 
-/// Checks the buffer sizes; returns (image plane size, column elements per channel).
-fn check(g: &Conv2dGeometry, image: usize, cols: usize, what: &str) -> (usize, usize) {
+/// Fast f32 col2im of a batch of images (bitwise equal to the reference, any thread count).
+pub fn col2im(g: &Conv2dGeometry, cols: &[f32], images: &mut [f32]) {
+    let (n, plane, ld) = check(g, images.len(), cols.len(), "col2im");
+    let band = g.kernel_h * g.kernel_w * ld;
+    // plane c of every image, as one mutable slice per (image, channel)
+    let mut planes: Vec<Vec<&mut [f32]>> = (0..g.channels).map(|_| Vec::with_capacity(n)).collect();
+    for (j, p) in images
+        .chunks_mut(plane.max(1))
+        .enumerate()
+        .take(n * g.channels)
+    {
+        planes[j % g.channels].push(p);
+    }
+    let channel = |(col, imgs): (&[f32], &mut Vec<&mut [f32]>)| {
+        for (i, img) in imgs.iter_mut().enumerate() {
+            col2im_channel(g, &col[i * g.col_cols()..], img, ld);
+        }
+    };
+    if cols.len() < PAR_MIN_ELEMS {
+        cols.chunks(band).zip(planes.iter_mut()).for_each(channel);
+    } else {
+        cols.par_chunks(band)
+            .zip(planes.par_iter_mut())
+            .for_each(channel);
+    }
+}
+
+/// Checks the geometry and buffer sizes; returns (images N, image plane size H W, the column
+/// matrix's row length N P).
+fn check(g: &Conv2dGeometry, images: usize, cols: usize, what: &str) -> (usize, usize, usize) {
     assert!(
         g.stride_h > 0
             && g.stride_w > 0
+            && g.channels > 0
+            && g.height * g.width > 0
             && g.height + 2 * g.pad_h >= g.kernel_h
             && g.width + 2 * g.pad_w >= g.kernel_w,
         "{what}: invalid geometry {g:?}"
     );
     let plane = g.height * g.width;
-    let per_channel = g.kernel_h * g.kernel_w * g.col_cols();
-    assert_eq!(image, g.channels * plane, "{what}: image length for {g:?}");
+    let n = images / (g.channels * plane);
+    assert_eq!(
+        images,
+        n * g.channels * plane,
+        "{what}: image length for {g:?}"
+    );
     assert_eq!(
         cols,
-        g.channels * per_channel,
-        "{what}: column matrix length for {g:?}"
+        g.col_rows() * n * g.col_cols(),
+        "{what}: column matrix length for {n} images of {g:?}"
     );
-    (plane, per_channel)
+    (n, plane, n * g.col_cols())
 }
 
 /// The output columns ox whose input column x = ox * stride + k - pad lies in [0, width).
@@ -126,15 +161,15 @@ fn valid_range(out: usize, stride: usize, k: usize, pad: usize, width: usize) ->
     (lo, hi.max(lo))
 }
 
-/// One channel: img [H, W] -> col [kh * kw, oh * ow].
-fn im2col_channel(g: &Conv2dGeometry, img: &[f32], col: &mut [f32]) {
+/// One channel of one image: img [H, W] -> the kh * kw rows of its band, row r at
+/// `col[r * ld..][..oh * ow]`.
+fn im2col_channel(g: &Conv2dGeometry, img: &[f32], col: &mut [f32], ld: usize) {
     let (oh, ow) = (g.out_h(), g.out_w());
-    let mut rows = col.chunks_mut(oh * ow);
     for ki in 0..g.kernel_h {
         let (y_lo, y_hi) = valid_range(oh, g.stride_h, ki, g.pad_h, g.height);
         for kj in 0..g.kernel_w {
             let (x_lo, x_hi) = valid_range(ow, g.stride_w, kj, g.pad_w, g.width);
-            let row = rows.next().expect("kernel_h * kernel_w rows");
+            let row = &mut col[(ki * g.kernel_w + kj) * ld..][..oh * ow];
             for (oy, out) in row.chunks_mut(ow).enumerate() {
                 if oy < y_lo || oy >= y_hi {
                     out.fill(0.0);
@@ -159,16 +194,16 @@ fn im2col_channel(g: &Conv2dGeometry, img: &[f32], col: &mut [f32]) {
     }
 }
 
-/// One channel: col [kh * kw, oh * ow] -> img [H, W], terms added in the reference's order.
-fn col2im_channel(g: &Conv2dGeometry, col: &[f32], img: &mut [f32]) {
+/// One channel of one image: the kh * kw rows of its band (as [`im2col_channel`]) -> img [H, W],
+/// terms added in the reference's order.
+fn col2im_channel(g: &Conv2dGeometry, col: &[f32], img: &mut [f32], ld: usize) {
     let (oh, ow) = (g.out_h(), g.out_w());
     img.fill(0.0);
-    let mut rows = col.chunks(oh * ow);
     for ki in 0..g.kernel_h {
         let (y_lo, y_hi) = valid_range(oh, g.stride_h, ki, g.pad_h, g.height);
         for kj in 0..g.kernel_w {
             let (x_lo, x_hi) = valid_range(ow, g.stride_w, kj, g.pad_w, g.width);
-            let row = rows.next().expect("kernel_h * kernel_w rows");
+            let row = &col[(ki * g.kernel_w + kj) * ld..][..oh * ow];
             for oy in y_lo..y_hi {
                 let y = oy * g.stride_h + ki - g.pad_h;
                 let x0 = x_lo * g.stride_w + kj - g.pad_w;
@@ -237,25 +272,62 @@ mod tests {
     fn im2col_col2im_equal_reference_bitwise() {
         let mut rng = Rng::new(41);
         for g in geometries() {
-            let n_img = g.channels * g.height * g.width;
-            let n_col = g.col_rows() * g.col_cols();
-            let image = rng.vec(n_img, -1.0, 1.0);
-            let (mut got, mut want) = (poisoned(n_col), poisoned(n_col));
-            im2col(&g, &image, &mut got);
-            im2col_reference(&g, &image, &mut want);
-            assert_bitwise(&format!("im2col {g:?}"), &got, &want);
-            let cols = rng.vec(n_col, -1.0, 1.0);
-            let (mut got, mut want) = (poisoned(n_img), poisoned(n_img));
-            col2im(&g, &cols, &mut got);
-            col2im_reference(&g, &cols, &mut want);
-            // Same terms in the same order: tolerance 0.
-            assert_bitwise(&format!("col2im {g:?}"), &got, &want);
-            let two = with_threads(2, || {
-                let mut img = poisoned(n_img);
-                col2im(&g, &cols, &mut img);
-                img
-            });
-            assert_bitwise(&format!("col2im 2 threads {g:?}"), &two, &want);
+            for n in [1, 3] {
+                let n_img = n * g.channels * g.height * g.width;
+                let n_col = g.col_rows() * n * g.col_cols();
+                let image = rng.vec(n_img, -1.0, 1.0);
+                let (mut got, mut want) = (poisoned(n_col), poisoned(n_col));
+                im2col(&g, &image, &mut got);
+                im2col_reference(&g, &image, &mut want);
+                assert_bitwise(&format!("im2col {n} x {g:?}"), &got, &want);
+                let cols = rng.vec(n_col, -1.0, 1.0);
+                let (mut got, mut want) = (poisoned(n_img), poisoned(n_img));
+                col2im(&g, &cols, &mut got);
+                col2im_reference(&g, &cols, &mut want);
+                // Same terms in the same order: tolerance 0.
+                assert_bitwise(&format!("col2im {n} x {g:?}"), &got, &want);
+                let two = with_threads(2, || {
+                    let mut img = poisoned(n_img);
+                    col2im(&g, &cols, &mut img);
+                    img
+                });
+                assert_bitwise(&format!("col2im 2 threads {n} x {g:?}"), &two, &want);
+            }
+        }
+    }
+
+    /// The batch layout: image i's columns are block i of each row, and col2im of a batch is
+    /// col2im of each image's blocks.
+    #[test]
+    fn a_batch_is_its_images_side_by_side() {
+        let mut rng = Rng::new(42);
+        for g in geometries() {
+            let (n, p, k) = (3, g.col_cols(), g.col_rows());
+            let len = g.channels * g.height * g.width;
+            let images = rng.vec(n * len, -1.0, 1.0);
+            let mut batch = poisoned(k * n * p);
+            im2col(&g, &images, &mut batch);
+            let cols = rng.vec(k * n * p, -1.0, 1.0);
+            let mut back = poisoned(n * len);
+            col2im(&g, &cols, &mut back);
+            for i in 0..n {
+                let mut one = poisoned(k * p);
+                im2col(&g, &images[i * len..][..len], &mut one);
+                let block: Vec<f32> = (0..k)
+                    .flat_map(|r| batch[r * n * p + i * p..][..p].to_vec())
+                    .collect();
+                assert_bitwise(&format!("im2col image {i} of {g:?}"), &block, &one);
+                let mine: Vec<f32> = (0..k)
+                    .flat_map(|r| cols[r * n * p + i * p..][..p].to_vec())
+                    .collect();
+                let mut img = poisoned(len);
+                col2im(&g, &mine, &mut img);
+                assert_bitwise(
+                    &format!("col2im image {i} of {g:?}"),
+                    &back[i * len..][..len],
+                    &img,
+                );
+            }
         }
     }
 }

@@ -182,21 +182,3 @@ pub fn remove_orphan_temps(dir: &Path) -> usize {
     }
     removed
 }
-
-/// Writes the teacher's backbone of checkpoint `checkpoint` as a backbone file (nat.md names).
-pub fn export_teacher_backbone(checkpoint: &Path, out: &Path) -> Result<()> {
-    let ck = load(checkpoint)?;
-    let backbone = ck.backbone_config()?;
-    let nat = dinonat_model::Nat::new(&backbone, dinonat_engine::DType::F32, 0)?;
-    for name in nat.params.names() {
-        let key = format!("teacher.backbone.{name}");
-        nat.params.assign(name, ck.tensor(&key, checkpoint)?)?;
-    }
-    Ok(dinonat_model::save_backbone(&nat, out)?)
-}
-
-impl Checkpoint {
-    fn backbone_config(&self) -> Result<dinonat_model::NatConfig> {
-        self.config.backbone()
-    }
-}

@@ -21,8 +21,8 @@ use crate::dist::{Collective, Single};
 use crate::rng::mix64;
 use config::TrainConfig;
 use dinonat_engine::optim::{all_params, clip_grad_norms, AdamW};
-use dinonat_engine::DType;
 use dinonat_engine::{no_grad, Rng, Tensor};
+use dinonat_engine::{profile, DType};
 use log::{CsvLog, StepLog};
 use network::{batch_tensors, param_groups, DinoNetwork};
 use std::fmt;
@@ -250,6 +250,7 @@ impl Trainer {
         );
         let frozen = s.last_layer_frozen(step);
         let (crops, global) = batch_tensors(batch)?;
+        profile::phase("forward");
         let mut clock = Instant::now();
         let mut lap = || {
             let t = clock.elapsed().as_secs_f64();
@@ -303,13 +304,16 @@ impl Trainer {
             )));
         }
         let forward = lap();
+        profile::phase("backward");
         let mut grads = out.loss.backward()?;
         drop(out);
         let backward = lap();
+        profile::phase("all-reduce");
         if world > 1 {
             parallel::average_gradients(comm, &mut grads, &self.params)?;
         }
         let all_reduce = lap();
+        profile::phase("optimiser");
         if self.config.clip_grad > 0.0 {
             clip_grad_norms(&mut grads, &self.params, self.config.clip_grad)?;
         }
@@ -321,6 +325,7 @@ impl Trainer {
         self.optimizer.step(&grads, lr, wd)?;
         drop(grads);
         let optimizer = lap();
+        profile::phase("EMA + centre");
         ema_update(
             &self.teacher.backbone.params,
             &self.student.backbone.params,
@@ -343,6 +348,7 @@ impl Trainer {
             ema: lap(),
             all_reduce,
         };
+        profile::phase("other");
 
         let seconds = start.elapsed().as_secs_f64();
         let log = StepLog {

@@ -1,12 +1,11 @@
-//! Products on the CPU: batched matmul, linear and conv2d (im2col + GEMM) on the kernels' GEMM
+//! Products on the CPU: batched matmul and linear on the kernels' GEMM
 //! with strided operands: a transposed view is passed as a column-major layout, never copied.
 
 use super::{storage, CpuKernels};
-use crate::kernels::conv::Conv2dGeometry;
 use crate::kernels::gemm::{BatchStrides, MatrixLayout as Mat};
 use crate::layout::Layout;
 use crate::storage::Storage;
-use crate::{Result, Tensor};
+use crate::Tensor;
 
 /// The GEMM layout of the last two dims of `l`.
 fn matrix_layout(l: &Layout) -> Mat {
@@ -164,106 +163,4 @@ pub(crate) fn linear<T: CpuKernels>(x: &Tensor, weight: &Tensor, bias: Option<&T
         });
     }
     storage(y)
-}
-
-/// Per image, cols = im2col(x_n) [C kh kw, oh ow], y_n = W cols + b.
-pub(crate) fn conv2d_forward<T: CpuKernels>(
-    x: &Tensor,
-    weight: &Tensor,
-    bias: Option<&Tensor>,
-    geom: Conv2dGeometry,
-) -> Result<Storage> {
-    let (n, o) = (x.shape()[0], weight.shape()[0]);
-    let (k, p) = (geom.col_rows(), geom.col_cols());
-    let image_len = geom.channels * geom.height * geom.width;
-    let mut y = T::alloc(n * o * p);
-    let mut cols = T::alloc(k * p);
-    let bias_values = bias.map(|b| b.to_vec::<T>()).transpose()?;
-    x.with_contiguous(|xs: &[T]| {
-        weight.with_contiguous(|ws: &[T]| {
-            for (img, yn) in xs.chunks(image_len).zip(y.chunks_mut(o * p)) {
-                T::im2col(&geom, img, &mut cols);
-                let beta = match &bias_values {
-                    Some(bv) => {
-                        for (row, &b) in yn.chunks_mut(p).zip(bv) {
-                            row.fill(b);
-                        }
-                        T::ONE
-                    }
-                    None => T::ZERO,
-                };
-                let (rm_k, rm_p) = (Mat::row_major(k), Mat::row_major(p));
-                T::gemm(o, k, p, T::ONE, ws, rm_k, &cols, rm_p, beta, yn, rm_p);
-            }
-        })
-    });
-    T::recycle(cols);
-    Ok(storage(y))
-}
-
-/// dW = sum_n dy_n cols_n^T;  dcols = W^T dy_n, dx_n = col2im(dcols);  db = sum of dy.
-/// The column matrix is recomputed instead of kept (it is kh kw times larger than x).
-pub(crate) fn conv2d_backward<T: CpuKernels>(
-    x: &Tensor,
-    weight: &Tensor,
-    g: &Tensor,
-    geom: Conv2dGeometry,
-    with_bias: bool,
-) -> (Storage, Storage, Option<Storage>) {
-    let (n, o) = (x.shape()[0], weight.shape()[0]);
-    let (k, p) = (geom.col_rows(), geom.col_cols());
-    let image_len = geom.channels * geom.height * geom.width;
-    let mut dx = T::alloc(n * image_len);
-    let mut dw = T::alloc_zeroed(o * k);
-    let mut db = vec![T::ZERO; o];
-    let mut cols = T::alloc(k * p);
-    let mut dcols = T::alloc(k * p);
-    x.with_contiguous(|xs: &[T]| {
-        weight.with_contiguous(|ws: &[T]| {
-            g.with_contiguous(|gs: &[T]| {
-                let images = xs.chunks(image_len).zip(dx.chunks_mut(image_len));
-                for ((img, dimg), gn) in images.zip(gs.chunks(o * p)) {
-                    T::im2col(&geom, img, &mut cols);
-                    let (rm_k, rm_p) = (Mat::row_major(k), Mat::row_major(p));
-                    // dW += dy_n [O, P] cols^T [P, K]
-                    T::gemm(
-                        o,
-                        p,
-                        k,
-                        T::ONE,
-                        gn,
-                        rm_p,
-                        &cols,
-                        Mat::col_major(p),
-                        T::ONE,
-                        &mut dw,
-                        rm_k,
-                    );
-                    // dcols [K, P] = W^T [K, O] dy_n [O, P]
-                    T::gemm(
-                        k,
-                        o,
-                        p,
-                        T::ONE,
-                        ws,
-                        Mat::col_major(k),
-                        gn,
-                        rm_p,
-                        T::ZERO,
-                        &mut dcols,
-                        rm_p,
-                    );
-                    T::col2im(&geom, &dcols, dimg);
-                    for (d, row) in db.iter_mut().zip(gn.chunks(p)) {
-                        for &v in row {
-                            *d += v;
-                        }
-                    }
-                }
-            })
-        })
-    });
-    T::recycle(cols);
-    T::recycle(dcols);
-    (storage(dx), storage(dw), with_bias.then(|| storage(db)))
 }

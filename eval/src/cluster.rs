@@ -10,7 +10,7 @@ use super::{
     by_similarity_then_index, l2_normalized, map_similarity_chunks, rows_of, top_k, EvalError,
     Result,
 };
-use crate::rng::SplitMix64;
+use dinonat_train::rng::SplitMix64;
 use rayon::prelude::*;
 
 /// What "near" means for k-means on l2-normalised features.

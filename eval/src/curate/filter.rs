@@ -6,14 +6,14 @@
 
 use super::embed::{csv_field, embed_paths, load_views};
 use super::{err, list_images, refuse_inside, CurateError, Result};
-use crate::augment::EvalTransform;
-use crate::data::RgbImage;
-use crate::eval::cluster::{
+use crate::cluster::{
     exemplar_search, kmeans, near_duplicate_groups, outliers, ExemplarRule, KMeansConfig,
 };
-use crate::eval::{l2_normalized, map_similarity_chunks};
-use crate::grid::{image_grid, write_png};
+use crate::{l2_normalized, map_similarity_chunks};
 use dinonat_model::Nat;
+use dinonat_train::augment::EvalTransform;
+use dinonat_train::data::RgbImage;
+use dinonat_train::grid::{image_grid, write_png};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 

@@ -3,11 +3,11 @@
 //! mean over tokens (before any head), as DINO's k-NN evaluation uses.
 
 use super::{err, CurateError, Result};
-use crate::augment::{EvalTransform, Planar};
-use crate::data::read_image;
 use dinonat_engine::io::save_safetensors;
 use dinonat_engine::{no_grad, Rng, Tensor};
 use dinonat_model::Nat;
+use dinonat_train::augment::{EvalTransform, Planar};
+use dinonat_train::data::read_image;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -44,7 +44,7 @@ pub fn embed_paths(
     batch: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<f32>> {
-    crate::guard::image_side("--size", size, 8).map_err(CurateError)?;
+    dinonat_train::guard::image_side("--size", size, 8).map_err(CurateError)?;
     if batch == 0 {
         return err("--batch 0: must be at least 1");
     }

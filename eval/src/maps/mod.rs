@@ -12,8 +12,8 @@
 //!
 //! [`render`] turns maps into pictures (upsampling, colour map, the 60%-mass mask overlay).
 //!
-//! The model is run here block by block with its public parts, so the inputs of every block of
-//! the chosen level can be kept (the model's own forward keeps nothing).
+//! The model runs its own forward (`Nat::forward_features_with`); a hook keeps the inputs of every
+//! block of the chosen level and the level's output.
 
 pub mod boxes;
 pub mod boxes_eval;
@@ -25,7 +25,7 @@ pub mod priors;
 pub mod render;
 
 use dinonat_engine::{Rng, Tensor};
-use dinonat_model::{ModelError, Nat, NatConfig};
+use dinonat_model::{ForwardPoint, ModelError, Nat, NatConfig};
 
 pub type Result<T> = std::result::Result<T, ModelError>;
 
@@ -55,8 +55,8 @@ pub struct LevelCapture {
 }
 
 /// Runs `nat` on `images` [B, in, H, W] (inference: no drop path) and returns the pooled
-/// features [B, F] (final LayerNorm, mean over tokens: the same ops as `Nat::forward_features`)
-/// together with the inputs and output of the blocks of `level`.
+/// features [B, F] (`Nat::forward_features_with` itself) together with the inputs and output of
+/// the blocks of `level`, kept by its hook.
 pub fn forward_with_capture(
     nat: &Nat,
     images: &Tensor,
@@ -70,41 +70,23 @@ pub fn forward_with_capture(
             levels - 1
         )));
     }
-    if images.rank() != 4 || images.shape()[1] != nat.config.in_channels {
-        return Err(ModelError::Config(format!(
-            "{}: images must be [batch, {}, height, width], got {:?}",
-            nat.config.name,
-            nat.config.in_channels,
-            images.shape()
-        )));
-    }
-    let mut rng = Rng::new(0);
-    let mut x = nat.patch_embed.forward(images)?;
-    let mut capture = None;
-    for (i, lv) in nat.levels.iter().enumerate() {
-        let mut inputs = Vec::new();
-        for block in &lv.blocks {
-            if i == level {
-                inputs.push(x.clone());
+    let mut block_inputs = Vec::new();
+    let mut tokens = None;
+    let features =
+        nat.forward_features_with(images, false, &mut Rng::new(0), &mut |point| match point {
+            ForwardPoint::BlockInput { level: l, x, .. } if l == level => {
+                block_inputs.push(x.clone())
             }
-            x = block.forward(&x, false, &mut rng)?;
-        }
-        if i == level {
-            capture = Some(LevelCapture {
-                level,
-                grid: (x.shape()[1], x.shape()[2]),
-                block_inputs: inputs,
-                tokens: x.clone(),
-            });
-        }
-        if let Some(down) = &lv.downsample {
-            x = down.forward(&x)?;
-        }
-    }
-    let x = nat.norm.forward(&x)?;
-    let (b, h, w, f) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
-    let features = x.reshape(&[b, h * w, f])?.mean_tokens()?;
-    let capture = capture.ok_or_else(|| ModelError::Config(format!("level {level} not run")))?;
+            ForwardPoint::LevelOutput { level: l, x } if l == level => tokens = Some(x.clone()),
+            _ => {}
+        })?;
+    let tokens = tokens.ok_or_else(|| ModelError::Config(format!("level {level} not run")))?;
+    let capture = LevelCapture {
+        level,
+        grid: (tokens.shape()[1], tokens.shape()[2]),
+        block_inputs,
+        tokens,
+    };
     Ok((features, capture))
 }
 

@@ -1,14 +1,14 @@
-//! Feature evaluations (train/src/eval, docs/evaluation.md) on synthetic features with known structure.
+//! Feature evaluations (eval/src, docs/evaluation.md) on synthetic features with known structure.
 
-use dinonat_train::eval::cluster::{
+use dinonat_eval::cluster::{
     exemplar_search, kmeans, near_duplicate_groups, outliers, propagate_labels, ExemplarRule,
     KMeansConfig, Metric, PropagationConfig,
 };
-use dinonat_train::eval::knn::{
+use dinonat_eval::knn::{
     knn_classify, knn_classify_reference, knn_classify_with_progress, KnnConfig,
 };
-use dinonat_train::eval::linear::{train_linear_probe, LinearProbeConfig, Preprocess};
-use dinonat_train::eval::retrieval::{
+use dinonat_eval::linear::{train_linear_probe, LinearProbeConfig, Preprocess};
+use dinonat_eval::retrieval::{
     attention_mass_mask, cross_modal_retrieval, layout_descriptor, mask_iou, median_rank,
 };
 use dinonat_train::rng::SplitMix64;

@@ -1,6 +1,6 @@
 //! Feature extraction for evaluation (docs/evaluation-commands.md): a data set, the evaluation transform and either
 //! a frozen NAT backbone or nothing (raw pixels) -> an `[N, F]` f32 matrix plus the labels, ready for
-//! [`crate::eval::knn`] and [`crate::eval::linear`].
+//! [`crate::knn`] and [`crate::linear`].
 //!
 //! Backbone features are DINO's choice for NAT (../shared/docs/dino.md, "Evaluation"): the final LayerNorm of the
 //! token map, mean-pooled over tokens ([`Nat::forward_features`] in inference mode, no graph recorded). Raw-pixel
@@ -14,10 +14,10 @@
 //! Device: the backbone's (`Nat::to_device(Device::Cuda(0))` for the GPU, CPU by default); each
 //! batch of images is uploaded to it and the features are downloaded.
 
-use crate::augment::{EvalTransform, Planar};
-use crate::data::Dataset;
 use dinonat_engine::{no_grad, Rng, Tensor};
 use dinonat_model::Nat;
+use dinonat_train::augment::{EvalTransform, Planar};
+use dinonat_train::data::Dataset;
 use rayon::prelude::*;
 use std::fmt;
 
@@ -169,9 +169,9 @@ pub fn extract_features(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::Procedural;
     use dinonat_engine::DType;
     use dinonat_model::NatConfig;
+    use dinonat_train::data::Procedural;
 
     #[test]
     fn spread_indices_are_even_and_capped() {

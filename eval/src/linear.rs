@@ -7,8 +7,8 @@
 
 use super::metrics::ClassificationReport;
 use super::{l2_normalized, rows_of, EvalError, Result};
-use crate::rng::SplitMix64;
 use dinonat_kernels::cpu::gemm::{sgemm, Layout};
+use dinonat_train::rng::SplitMix64;
 
 /// How features are prepared before the linear layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

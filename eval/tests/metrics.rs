@@ -1,7 +1,7 @@
-//! Classification metrics and their controls (train/src/eval/metrics.rs) on hand-made cases whose answer is
+//! Classification metrics and their controls (eval/src/metrics.rs) on hand-made cases whose answer is
 //! known.
 
-use dinonat_train::eval::metrics::{
+use dinonat_eval::metrics::{
     bootstrap_interval, mean_std, mean_with_interval, ClassificationReport,
 };
 

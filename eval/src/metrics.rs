@@ -7,7 +7,7 @@
 //! table); [`bootstrap_interval`] is also the interval of every per-image mean elsewhere (box shares, mask IoU).
 
 use super::{argsort_descending, EvalError, Result};
-use crate::rng::SplitMix64;
+use dinonat_train::rng::SplitMix64;
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{json, Value};

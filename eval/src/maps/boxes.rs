@@ -4,7 +4,7 @@
 //! on the boxes, with and without the 60%-mass threshold.
 
 use super::render::mass_mask;
-use crate::augment::EvalTransform;
+use dinonat_train::augment::EvalTransform;
 use std::path::Path;
 
 /// One YOLO box: class id and centre / size normalised to the original image.
@@ -268,7 +268,7 @@ mod tests {
                 px[(y * w + x) * 3..(y * w + x) * 3 + 3].fill(255);
             }
         }
-        let img = crate::data::RgbImage::new(w, h, px);
+        let img = dinonat_train::data::RgbImage::new(w, h, px);
         let t = EvalTransform::square(40);
         let view = t.apply(&img);
         let yb = YoloBox {

@@ -7,11 +7,11 @@ use super::pca::pca_rgb;
 use super::pooled::{head_mean, pooled_query_attention};
 use super::render::{display_factor, enlarge, heatmap, mark, mass_mask, overlay_mask, rgb_map};
 use super::{forward_with_capture, Result};
-use crate::augment::{Planar, IMAGENET_MEAN, IMAGENET_STD};
-use crate::data::RgbImage;
-use crate::grid::image_grid;
 use dinonat_engine::{no_grad, Tensor};
 use dinonat_model::Nat;
+use dinonat_train::augment::{Planar, IMAGENET_MEAN, IMAGENET_STD};
+use dinonat_train::data::RgbImage;
+use dinonat_train::grid::image_grid;
 
 /// Space between panels, in pixels.
 pub const PADDING: usize = 4;

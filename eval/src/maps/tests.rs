@@ -6,9 +6,9 @@ use super::pca::{pca_rgb, principal_components};
 use super::pooled::{head_mean, pooled_query_attention, pooled_query_from_qk};
 use super::render::{display_factor, upsample_nearest};
 use super::{default_level, forward_with_capture};
-use crate::augment::Planar;
 use dinonat_engine::{no_grad, DType, Rng, Tensor};
 use dinonat_model::{Nat, NatConfig};
+use dinonat_train::augment::Planar;
 
 fn images(batch: usize, size: usize, seed: u64) -> Tensor {
     let mut rng = Rng::new(seed);

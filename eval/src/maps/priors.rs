@@ -8,7 +8,7 @@
 //! - uniform: a constant map; its score is computed in closed form by the caller (the boxes' area fraction, the
 //!   expected IoU of random masks).
 
-use crate::augment::{Planar, IMAGENET_MEAN, IMAGENET_STD};
+use dinonat_train::augment::{Planar, IMAGENET_MEAN, IMAGENET_STD};
 
 /// Luma Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601) of an eval-transformed view, back in [0, 1] units
 /// (undoing the ImageNet normalisation): `[height * width]`.

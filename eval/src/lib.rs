@@ -1,16 +1,25 @@
+//! DinoNAT's evaluation side, on frozen backbones: feature extraction ([`features`]: a data set, the evaluation
+//! transform and a backbone or raw pixels -> a feature matrix), the evaluations of those features below, attention
+//! maps ([`maps`]) and dataset curation ([`curate`]: embeddings, filtering, RGB <-> IR retrieval). It reads images
+//! through `dinonat-train`'s data path and never touches the trainer.
+//!
 //! Evaluation of learned features (docs/evaluation.md): k-NN classification ([`knn`]), clustering, near-duplicate,
 //! outlier and exemplar search ([`cluster`]), cross-modal retrieval and attention-mask utilities ([`retrieval`]),
 //! a linear probe ([`linear`]), and the metrics every classifier reports beside its controls ([`metrics`]).
 //!
-//! Everything here works on plain row-major feature matrices: `features` is `[N, dim]` as a flat `&[f32]`, row `i`
-//! holding the feature vector of item `i`. No tensor engine is involved, so the evaluations can run on features
-//! cached to disk by any backbone. Every result is deterministic: no step depends on the number of rayon threads
-//! (queries are processed in fixed chunks whose results are written to fixed places), and every ranking breaks
-//! ties by the lower index.
+//! Everything in those five works on plain row-major feature matrices: `features` is `[N, dim]` as a flat `&[f32]`,
+//! row `i` holding the feature vector of item `i`. No tensor engine is involved, so the evaluations can run on
+//! features cached to disk by any backbone. Every result is deterministic: no step depends on the number of rayon
+//! threads (queries are processed in fixed chunks whose results are written to fixed places), and every ranking
+//! breaks ties by the lower index.
 
+pub mod backbone;
 pub mod cluster;
+pub mod curate;
+pub mod features;
 pub mod knn;
 pub mod linear;
+pub mod maps;
 pub mod metrics;
 pub mod retrieval;
 

@@ -9,9 +9,9 @@
 //!   per cell): the same edges, but a dark-to-bright step and a bright-to-dark one land in different values.
 
 use super::Result;
-use crate::augment::Planar;
-use crate::eval::retrieval::layout_descriptor;
 use crate::maps::priors::{cell_means, luminance};
+use crate::retrieval::layout_descriptor;
+use dinonat_train::augment::Planar;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Descriptor {

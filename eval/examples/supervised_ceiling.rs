@@ -1,16 +1,16 @@
 //! Diagnostic: how far a backbone gets on the built-in classes WITH labels in a given number of
 //! steps (the ceiling a self-supervised run of the same length can hope for). Global crops of the
 //! default DINO augmentation, cross-entropy on a linear classifier, AdamW, then the same k-NN as
-//! `dinonat train`. `cargo run --release -p dinonat-train --example supervised_ceiling -- [STEPS] [ARCH] [SIZE]`
+//! `dinonat train`. `cargo run --release -p dinonat-eval --example supervised_ceiling -- [STEPS] [ARCH] [SIZE]`
 use dinonat_engine::nn::{Linear, ParamStore};
 use dinonat_engine::optim::{AdamW, ParamGroup};
 use dinonat_engine::{DType, Rng, Tensor};
+use dinonat_eval::features::{extract_features, FeatureSource};
+use dinonat_eval::knn::{knn_classify, KnnConfig};
 use dinonat_model::Nat;
 use dinonat_train::augment::EvalTransform;
 use dinonat_train::batch::BatchBuilder;
 use dinonat_train::data::{Dataset, Procedural};
-use dinonat_train::eval::knn::{knn_classify, KnnConfig};
-use dinonat_train::features::{extract_features, FeatureSource};
 use dinonat_train::trainer::config::TrainConfig;
 use std::sync::Arc;
 

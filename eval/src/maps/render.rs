@@ -2,8 +2,8 @@
 //! its block of pixels, as DINO's `interpolate(scale_factor = patch, mode = "nearest")`), a colour
 //! map, and the overlay of the 60%-mass mask on the image.
 
-use crate::data::RgbImage;
-use crate::eval::retrieval::attention_mass_mask;
+use crate::retrieval::attention_mass_mask;
+use dinonat_train::data::RgbImage;
 
 /// DINO's threshold: the tokens that hold 60% of the attention mass.
 pub const DEFAULT_MASS: f64 = 0.6;

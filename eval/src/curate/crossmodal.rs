@@ -1,10 +1,10 @@
 //! RGB <-> IR cross-modal evaluation (docs/curation.md, "Cross-modal"): pairs two folders by
 //! identical file name, embeds both images of each pair through the same eval transform (so a
 //! pixel-aligned pair stays aligned), and reports
-//! - retrieval top-1 / top-5 IR -> RGB and RGB -> IR among all pairs ([`crate::eval::retrieval`]:
+//! - retrieval top-1 / top-5 IR -> RGB and RGB -> IR among all pairs ([`crate::retrieval`]:
 //!   cosine in f64, ties counted against the true partner), and the median rank of the true partner;
 //! - the same retrieval by layout: the token map of `--level`, each channel standardised over the
-//!   positions ([`crate::eval::retrieval::layout_descriptor`]), compared position by position;
+//!   positions ([`crate::retrieval::layout_descriptor`]), compared position by position;
 //! - the IoU of the 60%-mass masks of the two images' pooled-query maps (head mean), per pair,
 //!   averaged; the same per head; and, as a control, with every IR mask compared to the next
 //!   pair's RGB mask (what alignment by chance or a centre bias alone gives);
@@ -17,19 +17,19 @@
 use super::descriptors::{descriptor, Descriptor};
 use super::embed::{batch_tensor, load_views};
 use super::{err, list_images, refuse_inside, Result};
-use crate::augment::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD};
-use crate::data::RgbImage;
-use crate::eval::metrics::{mean_with_interval, Interval, BOOTSTRAP_SEED};
-use crate::eval::retrieval::{cross_modal_retrieval, layout_descriptor, mask_iou, RetrievalReport};
-use crate::grid::{image_grid, write_png};
 use crate::maps::pooled::{head_mean, pooled_query_attention};
 use crate::maps::priors::{
     cell_means, central_square, centre_gaussian, luminance, random_mask_iou,
 };
 use crate::maps::render::{display_factor, enlarge, heatmap, mass_mask, overlay_mask};
 use crate::maps::{default_level, forward_with_capture};
+use crate::metrics::{mean_with_interval, Interval, BOOTSTRAP_SEED};
+use crate::retrieval::{cross_modal_retrieval, layout_descriptor, mask_iou, RetrievalReport};
 use dinonat_engine::no_grad;
 use dinonat_model::Nat;
+use dinonat_train::augment::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD};
+use dinonat_train::data::RgbImage;
+use dinonat_train::grid::{image_grid, write_png};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
