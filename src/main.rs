@@ -4,6 +4,7 @@ mod bench;
 mod cmd_attention;
 mod cmd_boxes;
 mod cmd_builtin;
+mod cmd_convert;
 mod cmd_crossmodal;
 mod cmd_embed;
 mod cmd_eval;
@@ -46,6 +47,8 @@ enum Command {
     Train(cmd_train::TrainArgs),
     /// Writes the teacher backbone of a training checkpoint as a backbone file.
     Export(cmd_train::ExportArgs),
+    /// Writes a PyTorch `.pth` (official NAT / DiNAT, DINO, Hugging Face names) as a backbone file.
+    Convert(cmd_convert::ConvertArgs),
     /// Embeddings of a folder of images (safetensors + CSV of paths).
     Embed(cmd_embed::EmbedArgs),
     /// Near-duplicates, outliers, clusters and exemplar matches of a folder (report + contact sheets).
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         Command::Bench { which } => bench::run(which),
         Command::Train(args) => cmd_train::train(args),
         Command::Export(args) => cmd_train::export(args),
+        Command::Convert(args) => cmd_convert::run(args),
         Command::Embed(args) => cmd_embed::run(args),
         Command::Filter(args) => cmd_filter::run(args),
         Command::Crossmodal(args) => cmd_crossmodal::run(args),

@@ -1,6 +1,7 @@
 //! Mutation fuzzing on the stable toolchain, as ordinary tests (docs/data.md, "Hostile inputs").
 //! Each target generates VALID files (PNG, JPEG, IDX plain and gzipped, CIFAR-10 records, a
-//! training checkpoint's safetensors, a backbone file, the training config as JSON), mutates them
+//! training checkpoint's safetensors, a backbone file, the training config as JSON, PyTorch `.pth`
+//! checkpoints of both containers), mutates them
 //! (bit flips, truncation, extreme bytes, chunk insertion / deletion / duplication, and edits of
 //! header fields: lengths, dims, shapes, offsets), and feeds each case to the loader. A case
 //! counts as a crash when the loader panics; every target counts the cases that got past its
@@ -552,6 +553,34 @@ fn config_target(cases: usize) -> Tally {
     })
 }
 
+/// torch.save's files (model/tests/fixtures/pth, zip and legacy) through the `.pth` reader, in
+/// memory. A case is past the header when it got beyond the container (zip directory, CRC, magic).
+fn pth_target(cases: usize) -> Tally {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("model/tests/fixtures/pth");
+    let valid: Vec<Valid> = [
+        "official_legacy.pth",
+        "views_legacy.pth",
+        "official.pth",
+        "views.pth",
+    ]
+    .iter()
+    .map(|f| (std::fs::read(dir.join(f)).unwrap(), vec![], 4))
+    .collect();
+    fuzz(
+        "pth reader",
+        7,
+        cases,
+        &valid,
+        false,
+        |b| match dinonat_engine::io::pth::parse_pth(b) {
+            Ok(_) => true,
+            Err(e) => !["zip", "CRC", "magic", "legacy stream", "neither"]
+                .iter()
+                .any(|w| e.contains(w)),
+        },
+    )
+}
+
 // Bounded runs (the default test run; seconds in all).
 
 #[test]
@@ -582,6 +611,11 @@ fn fuzz_backbone_loader() {
 #[test]
 fn fuzz_config_json() {
     check(config_target(cases(5000, false)), cases(5000, false));
+}
+
+#[test]
+fn fuzz_pth_reader() {
+    check(pth_target(cases(5000, false)), cases(5000, false));
 }
 
 // The long run: DINONAT_FUZZ_CASES per target (default 200000).
@@ -620,4 +654,10 @@ fn fuzz_long_backbone_loader() {
 #[ignore]
 fn fuzz_long_config_json() {
     check(config_target(cases(0, true)), cases(0, true));
+}
+
+#[test]
+#[ignore]
+fn fuzz_long_pth_reader() {
+    check(pth_target(cases(0, true)), cases(0, true));
 }

@@ -5,6 +5,11 @@
 //! Writes are atomic: the bytes go to a temporary file in the same directory, which is flushed to
 //! disk (fsync) and then renamed over the target, so a crash leaves the old file or the new one,
 //! never half of one. Errors name the file and, where there is one, the tensor.
+//!
+//! [`load_tensor_file`] reads safetensors or a PyTorch checkpoint ([`pth`]), chosen by the file's
+//! first bytes, not its extension.
+
+pub mod pth;
 
 use crate::{DType, Tensor};
 use safetensors::{Dtype as StDtype, SafeTensors, View};
@@ -162,6 +167,30 @@ impl TensorFile {
     pub fn get(&self, name: &str) -> Option<&Tensor> {
         self.tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t)
     }
+}
+
+/// Reads a safetensors file or a PyTorch checkpoint (`.pth`, zip or legacy; [`pth`]), told apart
+/// by the first bytes. A checkpoint's tensors keep their dotted names; its metadata says
+/// `format` = `pytorch-pth`, `container` = `zip` / `legacy`, and `skipped` lists the integer and
+/// boolean tensors that were not loaded (comma-separated).
+pub fn load_tensor_file(path: &Path) -> Result<TensorFile, IoError> {
+    let mut head = [0u8; 4];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .map_err(|e| IoError::new(path, None, format!("cannot read: {e}")))?;
+    if !pth::is_pth(&head[..n]) {
+        return load_safetensors(path);
+    }
+    let file = pth::load_pth(path)?;
+    let metadata = HashMap::from([
+        ("format".to_string(), "pytorch-pth".to_string()),
+        ("container".to_string(), file.container.to_string()),
+        ("skipped".to_string(), file.skipped.join(",")),
+    ]);
+    Ok(TensorFile {
+        tensors: file.tensors,
+        metadata,
+    })
 }
 
 /// Reads every tensor of a safetensors file. F64 stays f64; F32, F16 and BF16 become f32.

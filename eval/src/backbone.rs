@@ -13,7 +13,7 @@
 //! Weights that are not all finite are refused: they would give NaN features without a word. Errors name the
 //! parameter at fault ([`Param`]); [`BackboneError::describe`] lets a command line name its flags instead.
 
-use dinonat_engine::io::{load_safetensors, TensorFile};
+use dinonat_engine::io::{load_tensor_file, TensorFile};
 use dinonat_engine::DType;
 use dinonat_model::{load_backbone, save_backbone, Nat, NatConfig};
 use dinonat_train::trainer::checkpoint::FORMAT as CHECKPOINT_FORMAT;
@@ -163,7 +163,7 @@ fn read(param: Param, path: &Path) -> Result<TensorFile> {
     if !path.is_file() {
         return Err(error("no such file".into()));
     }
-    load_safetensors(path).map_err(|e| error(e.to_string()))
+    load_tensor_file(path).map_err(|e| error(e.to_string()))
 }
 
 /// The architecture a training checkpoint's config records, checked against a requested one.
@@ -232,10 +232,14 @@ fn weights(path: &Path, requested: Option<&str>, notes: &mut Vec<String>) -> Res
         (Some(a), _) => a.to_string(),
         (None, Some(r)) => r.clone(),
         (None, None) => {
-            return Err(BackboneError::NoArch {
-                param: Param::Weights,
-                path: path.to_path_buf(),
-            })
+            // no arch recorded (a PyTorch .pth, a converted file): inferred from the shapes
+            let (nat, n) =
+                dinonat_model::load_weights(path, None).map_err(|e| BackboneError::Misfit {
+                    param: Param::Weights,
+                    message: e.to_string(),
+                })?;
+            notes.extend(n);
+            return Ok(nat);
         }
     };
     let (nat, n) = load_backbone(path, &config_of(&arch)?).map_err(|e| {

@@ -1,5 +1,7 @@
-//! Backbone files: safetensors under the reference weight names (docs/nat.md), so converted
-//! official NAT checkpoints and DINO checkpoints load as they are.
+//! Backbone files: safetensors under the reference weight names (docs/nat.md), and the files of
+//! other projects through the name maps of [`crate::weights`]: PyTorch `.pth` checkpoints (official
+//! NAT / DiNAT, DINO training checkpoints, Hugging Face NAT / DiNAT), told apart by their first
+//! bytes (docs/pth.md).
 //!
 //! Loading strips the prefixes DINO adds (`module.` from distributed training, `backbone.`),
 //! ignores `head.*` entries when the config has no classifier (a classifier or a DINO head;
@@ -8,8 +10,9 @@
 
 use crate::config::NatConfig;
 use crate::nat::Nat;
+use crate::weights::{infer_config, read_weights, Network, Weights};
 use crate::{ModelError, Result};
-use dinonat_engine::io::{load_safetensors, save_safetensors};
+use dinonat_engine::io::save_safetensors;
 use dinonat_engine::{DType, Tensor};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -31,14 +34,46 @@ pub fn load_backbone(path: &Path, config: &NatConfig) -> Result<(Nat, Vec<String
     Ok((nat, notes))
 }
 
+/// Builds the network of `path` and fills it: the architecture is `arch` when given, else the
+/// file's `arch` metadata, else inferred from the shapes ([`infer_config`]); a DINO checkpoint
+/// gives its teacher. Returns the network and notes on what was read, inferred and skipped.
+pub fn load_weights(path: &Path, arch: Option<&str>) -> Result<(Nat, Vec<String>)> {
+    load_network_weights(path, arch, Network::Teacher)
+}
+
+/// [`load_weights`] with the network of a DINO checkpoint chosen.
+pub fn load_network_weights(
+    path: &Path,
+    arch: Option<&str>,
+    network: Network,
+) -> Result<(Nat, Vec<String>)> {
+    let weights = read_weights(path, network)?;
+    let mut notes = Vec::new();
+    let config = match arch.map(str::to_string).or_else(|| weights.arch.clone()) {
+        Some(a) => NatConfig::from_name(&a)?,
+        None => {
+            let (c, note) = infer_config(&weights.tensors, weights.dinat)
+                .map_err(|m| ModelError::Config(format!("{}: {m}", path.display())))?;
+            notes.push(format!("{}: {note}", path.display()));
+            c
+        }
+    };
+    let nat = Nat::new(&config, DType::F32, 0)?;
+    notes.extend(fill(&nat, weights, path)?);
+    Ok((nat, notes))
+}
+
 /// Copies every tensor of `path` into `nat`'s parameters (in place). Nothing is written unless
 /// every parameter is present with the right shape.
 pub fn load_backbone_into(nat: &Nat, path: &Path) -> Result<Vec<String>> {
-    let file = load_safetensors(path)?;
+    fill(nat, read_weights(path, Network::Teacher)?, path)
+}
+
+fn fill(nat: &Nat, weights: Weights, path: &Path) -> Result<Vec<String>> {
     let mut found: BTreeMap<String, Tensor> = BTreeMap::new();
     let mut ignored_head = Vec::new();
     let mut unexpected = Vec::new();
-    for (name, t) in file.tensors {
+    for (name, t) in weights.tensors {
         let n = strip_prefixes(&name);
         if nat.params.contains(n) {
             found.insert(n.to_string(), t);
@@ -73,7 +108,11 @@ pub fn load_backbone_into(nat: &Nat, path: &Path) -> Result<Vec<String>> {
     for (name, t) in &found {
         nat.params.assign(name, t)?;
     }
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = weights
+        .notes
+        .into_iter()
+        .map(|n| format!("{}: {n}", path.display()))
+        .collect();
     if !ignored_head.is_empty() {
         notes.push(format!(
             "{}: ignored {} head tensor(s) (a classifier or projection head; the backbone does not use them): {}",
@@ -85,12 +124,13 @@ pub fn load_backbone_into(nat: &Nat, path: &Path) -> Result<Vec<String>> {
     Ok(notes)
 }
 
-/// Writes every parameter of `nat` (and its classifier, if any) with `arch` in the metadata.
+/// Writes every parameter of `nat` (and its classifier, if any) with `arch` in the metadata when
+/// the config has a name [`NatConfig::from_name`] knows (an inferred one is inferred again).
 pub fn save_backbone(nat: &Nat, path: &Path) -> Result<()> {
-    let meta = HashMap::from([
-        ("format".to_string(), "dinonat-nat".to_string()),
-        ("arch".to_string(), nat.config.name.clone()),
-    ]);
+    let mut meta = HashMap::from([("format".to_string(), "dinonat-nat".to_string())]);
+    if NatConfig::from_name(&nat.config.name).is_ok() {
+        meta.insert("arch".to_string(), nat.config.name.clone());
+    }
     Ok(save_safetensors(
         path,
         &nat.params.named_tensors(),

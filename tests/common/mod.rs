@@ -53,3 +53,17 @@ pub fn check_scored_maps(
         assert!((0.0..=1.0).contains(&v) && lo <= v && v <= hi, "{m}");
     }
 }
+
+/// Runs the `dinonat` binary: (success, stdout, stderr).
+#[allow(dead_code)] // not every test file that includes this module runs the binary
+pub fn dinonat(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dinonat"))
+        .args(args)
+        .output()
+        .expect("the dinonat binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
