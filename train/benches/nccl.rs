@@ -12,7 +12,7 @@
 //! GPUs: in place it has nothing to do, out of place it copies; the figures are then its call cost
 //! and the copy bandwidth, not a link's.
 
-use dinonat_kernels::cuda::GpuDevice;
+use dinonat_engine::kernels::cuda::GpuDevice;
 use dinonat_train::dist::nccl::{Nccl, Reduce};
 
 const SIZES: [(&str, usize); 3] = [
@@ -40,7 +40,8 @@ fn main() {
         Err(e) => {
             println!("skipped: {e}");
             // on the GPU host (the packed check) a bench that cannot run is a failure
-            let required = std::env::var(dinonat_kernels::cuda::REQUIRE_GPU).as_deref() == Ok("1");
+            let required =
+                std::env::var(dinonat_engine::kernels::cuda::REQUIRE_GPU).as_deref() == Ok("1");
             std::process::exit(required as i32);
         }
     };

@@ -18,7 +18,7 @@
 use super::{Collective, DistError, Result};
 use cudarc::driver::CudaSlice;
 use cudarc::nccl::{result::NcclError, sys, Comm, Id, ReduceOp};
-use dinonat_kernels::cuda::GpuDevice;
+use dinonat_engine::kernels::cuda::GpuDevice;
 use std::ffi::CStr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
