@@ -126,8 +126,39 @@ impl Trainer {
     /// created where the parameters are. Without a GPU, `Device::Cuda` is an error value.
     pub fn new_on(config: TrainConfig, device: Device) -> Result<Trainer> {
         let mut t = Trainer::new_on_cpu(config)?;
+        if let Some(path) = t.config.init.clone() {
+            t.load_init(&path)?;
+        }
         t.move_to(device)?;
         Ok(t)
+    }
+
+    /// Loads student, teacher and centre from the training checkpoint `path` (`config.init`);
+    /// the network it holds must be this run's (arch and head sizes), else an error naming both.
+    fn load_init(&mut self, path: &Path) -> Result<()> {
+        let ck = checkpoint::load(path)?;
+        let network = |c: &TrainConfig| {
+            format!(
+                "{} with head {}-{}-{} -> K {}{}",
+                c.arch,
+                c.head_hidden_dim,
+                c.head_hidden_dim,
+                c.head_bottleneck_dim,
+                c.out_dim,
+                if c.head_bn { " (batch norm)" } else { "" }
+            )
+        };
+        let (theirs, ours) = (network(&ck.config), network(&self.config));
+        if theirs != ours {
+            return Err(TrainError(format!(
+                "init {}: its network is {theirs}, this run's is {ours}",
+                path.display()
+            )));
+        }
+        ck.restore_network(&self.student, "student", path)?;
+        ck.restore_network(&self.teacher, "teacher", path)?;
+        self.loss.center = ck.center(self.config.out_dim, path)?;
+        Ok(())
     }
 
     fn new_on_cpu(config: TrainConfig) -> Result<Trainer> {
