@@ -291,6 +291,7 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
         checkpoint_every: a.checkpoint_every,
         log_every: a.log_every.max(1),
         out_dir: a.out.clone(),
+        init: None,
     };
     if let (None, Some(epochs)) = (a.steps, a.epochs) {
         let len = c.dataset().map_err(|e| e.to_string())?.len();

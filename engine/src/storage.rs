@@ -117,6 +117,17 @@ pub fn cuda_device(ordinal: usize) -> Result<&'static GpuDevice> {
     GpuDevice::get().map_err(|e| EngineError::arg("to", &[], e))
 }
 
+/// Waits for the work queued on `device` (nothing to wait for on the CPU); an asynchronous
+/// kernel error surfaces here as an error value. Timings of GPU work call it before reading a clock.
+pub fn synchronize(device: Device) -> Result<()> {
+    match device {
+        Device::Cpu => Ok(()),
+        Device::Cuda(ordinal) => cuda_device(ordinal)?
+            .synchronize()
+            .map_err(|e| EngineError::arg("synchronize", &[], e)),
+    }
+}
+
 /// An error of a CUDA call inside op `op`, with the kernel's message.
 pub(crate) fn cuda_err(op: &'static str, shape: &[usize]) -> impl Fn(String) -> EngineError {
     let shape = shape.to_vec();

@@ -9,7 +9,7 @@
 
 use crate::{ModelError, Result};
 use dinonat_engine::nn::{Init, Linear, ParamStore};
-use dinonat_engine::{DType, Tensor};
+use dinonat_engine::{DType, Device, Tensor};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct DinoHeadConfig {
@@ -124,6 +124,20 @@ impl DinoHead {
     /// Linear weights truncated normal 0.02, biases 0; v with PyTorch's Linear default
     /// (U(+-1/sqrt(bottleneck)), as DINO creates the last layer after its init pass); g = 1.
     pub fn new(config: &DinoHeadConfig, dtype: DType, seed: u64) -> Result<DinoHead> {
+        DinoHead::build(config, ParamStore::new(dtype, seed))
+    }
+
+    /// The same head with every parameter copied to `device` (new leaves; the original is
+    /// unchanged), as [`crate::Nat::to_device`].
+    pub fn to_device(&self, device: Device) -> Result<DinoHead> {
+        if device == self.params.device() {
+            return Ok(self.clone());
+        }
+        DinoHead::build(&self.config, self.params.to_device(device)?.replaying())
+    }
+
+    /// Builds the layers on store `s` (fresh, or replaying existing entries).
+    fn build(config: &DinoHeadConfig, mut s: ParamStore) -> Result<DinoHead> {
         let c = config;
         if c.nlayers == 0
             || c.in_dim == 0
@@ -135,7 +149,6 @@ impl DinoHead {
                 "DINO head: every size must be positive ({c:?})"
             )));
         }
-        let mut s = ParamStore::new(dtype, seed);
         let mlp = c
             .mlp_layers()
             .into_iter()

@@ -8,7 +8,7 @@ use crate::nat::Nat;
 use crate::{ModelError, NatConfig, Result};
 use dinonat_engine::io::{load_safetensors, save_safetensors};
 use dinonat_engine::nn::Param;
-use dinonat_engine::{DType, Rng, Tensor};
+use dinonat_engine::{DType, Device, Rng, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -41,6 +41,20 @@ impl DinoNetwork {
             backbone: Nat::new(nat, dtype, a)?,
             head: DinoHead::new(head, dtype, b)?,
         })
+    }
+
+    /// The same network with every parameter copied to `device` (new leaves; the original is
+    /// unchanged). Without a GPU, `Device::Cuda` is an error value (see [`Nat::to_device`]).
+    pub fn to_device(&self, device: Device) -> Result<DinoNetwork> {
+        Ok(DinoNetwork {
+            backbone: self.backbone.to_device(device)?,
+            head: self.head.to_device(device)?,
+        })
+    }
+
+    /// The device of the parameters.
+    pub fn device(&self) -> Device {
+        self.backbone.device()
     }
 
     /// Crops (each [B, 3, H_i, W_i]) -> logits [sum of B, K], in the order given. Consecutive

@@ -120,3 +120,48 @@ fn names_save_load_and_copy() {
     assert!(DinoNetwork::new(&nat, &DinoHeadConfig::new(100, 8), DType::F32, 0).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `to_device` moves backbone and head together: on a GPU the moved network's logits match the
+/// CPU's (relative L2 < 1e-4, f32 on both); without one, the engine's "no CUDA device" error.
+#[test]
+fn network_to_cuda_matches_the_cpu_or_is_an_error() {
+    use dinonat_engine::Device;
+    let _g = no_grad();
+    let net = network(5);
+    assert_eq!(net.to_device(Device::Cpu).unwrap().device(), Device::Cpu);
+    let gpu = match net.to_device(Device::Cuda(0)) {
+        Ok(g) => g,
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains("no CUDA device: use --device cpu"), "{msg}");
+            dinonat_engine::kernels::cuda::skip_gpu_test(&msg);
+            return;
+        }
+    };
+    assert_eq!(
+        (gpu.device(), gpu.head.params.device()),
+        (Device::Cuda(0), Device::Cuda(0))
+    );
+    let mut rng = Rng::new(6);
+    let crops: Vec<Tensor> = [32, 16]
+        .iter()
+        .map(|&s| rng.normal(&[2, 3, s, s], 0.0, 1.0, DType::F32))
+        .collect();
+    let want = net
+        .forward_crops(&crops, false, &mut rng)
+        .unwrap()
+        .to_vec_f64();
+    let on_gpu: Vec<Tensor> = crops
+        .iter()
+        .map(|c| c.to(Device::Cuda(0)).unwrap())
+        .collect();
+    let got = gpu
+        .forward_crops(&on_gpu, false, &mut rng)
+        .unwrap()
+        .to_vec_f64();
+    let num: f64 = got.iter().zip(&want).map(|(a, b)| (a - b) * (a - b)).sum();
+    let den: f64 = want.iter().map(|b| b * b).sum();
+    let rel = (num / den).sqrt();
+    println!("DINO network logits on CUDA vs CPU: rel L2 {rel:.2e}");
+    assert!(rel < 1e-4, "rel L2 {rel:.3e}");
+}

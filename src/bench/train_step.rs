@@ -88,6 +88,7 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
         checkpoint_every: 0,
         log_every: 1,
         out_dir: std::env::temp_dir(),
+        init: None,
     };
     let flops = step_flops(&config)?;
     let mut t = Trainer::new(config).map_err(|e| e.to_string())?;

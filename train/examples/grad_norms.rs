@@ -33,7 +33,7 @@ fn main() {
         .collect();
     let idx: Vec<usize> = (0..config.batch_size).collect();
     let batch = builder.build(0, &idx).unwrap();
-    let (crops, global) = batch_tensors(&batch).unwrap();
+    let (crops, global) = batch_tensors(&batch, dinonat_engine::Device::Cpu).unwrap();
     let mut rng = dinonat_engine::rng::Rng::new(1);
     let tout = {
         let _g = dinonat_engine::no_grad();

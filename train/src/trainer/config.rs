@@ -83,6 +83,12 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     pub log_every: usize,
     pub out_dir: PathBuf,
+    /// The training checkpoint this run starts from (`--init`; domain-adaptive DINO, e.g. an
+    /// RGB-trained run continued on thermal frames): student, teacher (backbone and head) and
+    /// centre are loaded at step 0; the optimiser and every schedule start afresh. None: weights
+    /// from the seed. Configs saved before this field: None.
+    #[serde(default)]
+    pub init: Option<PathBuf>,
 }
 
 fn default_teacher_temp() -> f64 {
@@ -144,6 +150,7 @@ impl Default for TrainConfig {
             checkpoint_every: 100,
             log_every: 10,
             out_dir: PathBuf::from("runs/dino"),
+            init: None,
         }
     }
 }

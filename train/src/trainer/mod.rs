@@ -21,7 +21,7 @@ use crate::dist::{Collective, Single};
 use config::TrainConfig;
 use dinonat_engine::optim::{all_params, clip_grad_norms, AdamW};
 use dinonat_engine::rng::mix64;
-use dinonat_engine::{no_grad, Rng, Tensor};
+use dinonat_engine::{no_grad, Device, Rng, Tensor};
 use dinonat_engine::{profile, DType};
 use log::{CsvLog, StepLog};
 use network::{batch_tensors, param_groups, DinoNetwork};
@@ -89,6 +89,8 @@ pub struct Trainer {
     pub last_timings: StepTimings,
     /// The data-parallel world ([`Single`] unless [`Trainer::set_collective`]).
     comm: Rc<dyn Collective>,
+    /// Where the networks, the optimiser state and the centre live ([`Trainer::new_on`]).
+    device: Device,
 }
 
 /// Seconds spent in each part of one step (`dinonat bench train-step` reports them).
@@ -114,8 +116,52 @@ pub enum Control {
 }
 
 impl Trainer {
-    /// A fresh run: student initialised from the seed, teacher an exact copy of it.
+    /// A fresh run on the CPU: student initialised from the seed, teacher an exact copy of it.
     pub fn new(config: TrainConfig) -> Result<Trainer> {
+        Trainer::new_on(config, Device::Cpu)
+    }
+
+    /// A fresh run on `device`: the networks are initialised on the CPU from the seed (so every
+    /// device starts from the same weights) and moved; the optimiser's state and the centre are
+    /// created where the parameters are. Without a GPU, `Device::Cuda` is an error value.
+    pub fn new_on(config: TrainConfig, device: Device) -> Result<Trainer> {
+        let mut t = Trainer::new_on_cpu(config)?;
+        if let Some(path) = t.config.init.clone() {
+            t.load_init(&path)?;
+        }
+        t.move_to(device)?;
+        Ok(t)
+    }
+
+    /// Loads student, teacher and centre from the training checkpoint `path` (`config.init`);
+    /// the network it holds must be this run's (arch and head sizes), else an error naming both.
+    fn load_init(&mut self, path: &Path) -> Result<()> {
+        let ck = checkpoint::load(path)?;
+        let network = |c: &TrainConfig| {
+            format!(
+                "{} with head {}-{}-{} -> K {}{}",
+                c.arch,
+                c.head_hidden_dim,
+                c.head_hidden_dim,
+                c.head_bottleneck_dim,
+                c.out_dim,
+                if c.head_bn { " (batch norm)" } else { "" }
+            )
+        };
+        let (theirs, ours) = (network(&ck.config), network(&self.config));
+        if theirs != ours {
+            return Err(TrainError(format!(
+                "init {}: its network is {theirs}, this run's is {ours}",
+                path.display()
+            )));
+        }
+        ck.restore_network(&self.student, "student", path)?;
+        ck.restore_network(&self.teacher, "teacher", path)?;
+        self.loss.center = ck.center(self.config.out_dim, path)?;
+        Ok(())
+    }
+
+    fn new_on_cpu(config: TrainConfig) -> Result<Trainer> {
         config.validate()?;
         let backbone = config.backbone()?;
         let head = config.head(backbone.num_features());
@@ -139,13 +185,7 @@ impl Trainer {
         let builder = Arc::new(BatchBuilder::new(dataset, config.multi_crop(), config.seed));
         let optimizer = AdamW::new(param_groups(&student));
         let params = all_params(&optimizer.groups);
-        let last_layer = student
-            .head
-            .params
-            .trainable()
-            .filter(|(n, _)| n.starts_with("last_layer."))
-            .map(|(_, t)| t.clone())
-            .collect();
+        let last_layer = last_layer(&student);
         Ok(Trainer {
             schedules: config.schedules(),
             loss: DinoLoss {
@@ -163,18 +203,54 @@ impl Trainer {
             last_layer,
             last_timings: StepTimings::default(),
             comm: Rc::new(Single),
+            device: Device::Cpu,
         })
     }
 
-    /// Continues the run saved in `path` (its config, networks, centre, optimiser and step).
-    /// `out_dir` replaces the run directory when given.
+    /// Moves student, teacher, the optimiser's moments and the centre to `device` (the optimiser
+    /// is rebuilt over the moved parameters and given the same state: moments, per-parameter
+    /// steps). Called before training starts.
+    fn move_to(&mut self, device: Device) -> Result<()> {
+        if device == self.device {
+            return Ok(());
+        }
+        let state = self.optimizer.state_tensors()?;
+        self.student = self.student.to_device(device)?;
+        self.teacher = self.teacher.to_device(device)?;
+        let mut optimizer = AdamW::new(param_groups(&self.student));
+        optimizer.load_state(|name| {
+            state
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.clone())
+        })?;
+        self.optimizer = optimizer;
+        self.params = all_params(&self.optimizer.groups);
+        self.last_layer = last_layer(&self.student);
+        self.device = device;
+        Ok(())
+    }
+
+    /// Where the run computes.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Continues the run saved in `path` (its config, networks, centre, optimiser and step) on
+    /// the CPU. `out_dir` replaces the run directory when given.
     pub fn resume(path: &Path, out_dir: Option<PathBuf>) -> Result<Trainer> {
+        Trainer::resume_on(path, out_dir, Device::Cpu)
+    }
+
+    /// [`Trainer::resume`] on `device`: a checkpoint is the same file whichever device wrote
+    /// it (tensors are saved from the host), so a run may move between CPU and GPU at a resume.
+    pub fn resume_on(path: &Path, out_dir: Option<PathBuf>, device: Device) -> Result<Trainer> {
         let ck = checkpoint::load(path)?;
         let mut config = ck.config.clone();
         if let Some(d) = out_dir {
             config.out_dir = d;
         }
-        let mut t = Trainer::new(config)?;
+        let mut t = Trainer::new_on_cpu(config)?;
         ck.restore_network(&t.student, "student", path)?;
         ck.restore_network(&t.teacher, "teacher", path)?;
         t.loss.center = ck.center(t.config.out_dim, path)?;
@@ -184,6 +260,7 @@ impl Trainer {
             .load_state(|name| ck.file.get(name).cloned())
             .map_err(|e| TrainError(format!("{}: {e}", path.display())))?;
         t.step = ck.step;
+        t.move_to(device)?;
         Ok(t)
     }
 
@@ -249,13 +326,18 @@ impl Trainer {
             s.teacher_temp(step),
         );
         let frozen = s.last_layer_frozen(step);
-        let (crops, global) = batch_tensors(batch)?;
+        let (crops, global) = batch_tensors(batch, self.device)?;
         profile::phase("forward");
         let mut clock = Instant::now();
+        let device = self.device;
         let mut lap = || {
+            // GPU kernels run asynchronously: wait for them so each phase is charged its own time
+            if device != Device::Cpu {
+                dinonat_engine::synchronize(device)?;
+            }
             let t = clock.elapsed().as_secs_f64();
             clock = Instant::now();
-            t
+            Ok::<f64, TrainError>(t)
         };
         // drop path's generator is a function of (seed, step): a resumed run draws the same masks,
         // and each rank of a data-parallel run draws its rows' numbers of the whole batch
@@ -303,16 +385,16 @@ impl Trainer {
                 step + 1
             )));
         }
-        let forward = lap();
+        let forward = lap()?;
         profile::phase("backward");
         let mut grads = out.loss.backward()?;
         drop(out);
-        let backward = lap();
+        let backward = lap()?;
         profile::phase("all-reduce");
         if world > 1 {
             parallel::average_gradients(comm, &mut grads, &self.params)?;
         }
-        let all_reduce = lap();
+        let all_reduce = lap()?;
         profile::phase("optimiser");
         if self.config.clip_grad > 0.0 {
             clip_grad_norms(&mut grads, &self.params, self.config.clip_grad)?;
@@ -324,7 +406,7 @@ impl Trainer {
         }
         self.optimizer.step(&grads, lr, wd)?;
         drop(grads);
-        let optimizer = lap();
+        let optimizer = lap()?;
         profile::phase("EMA + centre");
         ema_update(
             &self.teacher.backbone.params,
@@ -345,7 +427,7 @@ impl Trainer {
             forward,
             backward,
             optimizer,
-            ema: lap(),
+            ema: lap()?,
             all_reduce,
         };
         profile::phase("other");
@@ -494,4 +576,15 @@ impl Trainer {
         )?;
         Ok(path)
     }
+}
+
+/// The head's last layer (its gradient is dropped while frozen).
+fn last_layer(student: &DinoNetwork) -> Vec<Tensor> {
+    student
+        .head
+        .params
+        .trainable()
+        .filter(|(n, _)| n.starts_with("last_layer."))
+        .map(|(_, t)| t.clone())
+        .collect()
 }

@@ -6,7 +6,7 @@ use super::Result;
 use crate::batch::MultiCropBatch;
 use dinonat_engine::nn::ParamStore;
 use dinonat_engine::optim::ParamGroup;
-use dinonat_engine::Tensor;
+use dinonat_engine::{Device, Tensor};
 pub use dinonat_model::DinoNetwork;
 
 /// The two stores of a network under their checkpoint prefixes.
@@ -35,13 +35,14 @@ pub fn named_tensors(net: &DinoNetwork, prefix: &str) -> Vec<(String, Tensor)> {
         .collect()
 }
 
-/// The batch's crop buffers as tensors, and the teacher's input (the 2 global views, [2N, 3, S, S]).
-pub fn batch_tensors(batch: &MultiCropBatch) -> Result<(Vec<Tensor>, Tensor)> {
+/// The batch's crop buffers as tensors on `device` (one upload per resolution), and the teacher's
+/// input (the 2 global views, [2N, 3, S, S]).
+pub fn batch_tensors(batch: &MultiCropBatch, device: Device) -> Result<(Vec<Tensor>, Tensor)> {
     let n = batch.indices.len();
     let crops = batch
         .crops
         .iter()
-        .map(|c| Tensor::from_slice(&c.data, &[c.views * n, 3, c.size, c.size]))
+        .map(|c| Tensor::from_slice(&c.data, &[c.views * n, 3, c.size, c.size])?.to(device))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let global = crops[0].narrow(0, 0, 2 * n)?.contiguous();
     Ok((crops, global))
