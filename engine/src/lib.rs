@@ -22,11 +22,12 @@ mod ops;
 pub mod optim;
 pub mod pool;
 pub mod profile;
+pub mod recompute;
 pub mod rng;
 pub mod storage;
 pub mod tensor;
 
-pub use autograd::{is_grad_enabled, no_grad, Gradients, NoGradGuard};
+pub use autograd::{enable_grad, is_grad_enabled, no_grad, Gradients, NoGradGuard};
 pub use dtype::{DType, Element};
 pub use error::{EngineError, Result};
 /// bfloat16, the element type of `DType::BF16` tensors.

@@ -240,6 +240,13 @@ impl Trainer {
         self.device
     }
 
+    /// Activation checkpointing per NAT level in the student (`Nat::checkpoint_levels`; the
+    /// teacher keeps no graph anyway): less memory for about one more student forward per step,
+    /// the same numbers bit for bit.
+    pub fn set_checkpoint_levels(&mut self, on: bool) {
+        self.student.backbone.checkpoint_levels = on;
+    }
+
     /// Continues the run saved in `path` (its config, networks, centre, optimiser and step) on
     /// the CPU. `out_dir` replaces the run directory when given.
     pub fn resume(path: &Path, out_dir: Option<PathBuf>) -> Result<Trainer> {
