@@ -52,6 +52,13 @@ impl Drop for NoGradGuard {
     }
 }
 
+/// `let _guard = enable_grad();` — ops in this scope record the graph again, inside a
+/// [`no_grad`] scope or a backward (activation checkpointing's recomputation, recompute.rs).
+pub fn enable_grad() -> NoGradGuard {
+    let previous = GRAD_ENABLED.with(|g| g.replace(true));
+    NoGradGuard { previous }
+}
+
 /// Gradients of the leaves of a graph, keyed by tensor id.
 #[derive(Default, Debug)]
 pub struct Gradients {

@@ -22,11 +22,12 @@ mod ops;
 pub mod optim;
 pub mod pool;
 pub mod profile;
+pub mod recompute;
 pub mod rng;
 pub mod storage;
 pub mod tensor;
 
-pub use autograd::{is_grad_enabled, no_grad, Gradients, NoGradGuard};
+pub use autograd::{enable_grad, is_grad_enabled, no_grad, Gradients, NoGradGuard};
 pub use dtype::{DType, Element};
 pub use error::{EngineError, Result};
 /// bfloat16, the element type of `DType::BF16` tensors.
@@ -35,6 +36,7 @@ pub use kernels::cuda::GemmPrecision;
 pub use layout::Layout;
 pub use rng::{Rng, RowWindow, SplitMix64};
 pub use storage::{
-    cuda_gemm_precision, gemm_precision_scope, synchronize, Device, GemmPrecisionScope,
+    cuda_gemm_precision, device_memory, gemm_precision_scope, synchronize, Device,
+    GemmPrecisionScope,
 };
 pub use tensor::Tensor;

@@ -128,6 +128,18 @@ pub fn synchronize(device: Device) -> Result<()> {
     }
 }
 
+/// Device memory (in use, total) in bytes on `device` (`GpuDevice::memory`: every process's
+/// allocations and the allocator's cache); None on the CPU.
+pub fn device_memory(device: Device) -> Result<Option<(usize, usize)>> {
+    match device {
+        Device::Cpu => Ok(None),
+        Device::Cuda(ordinal) => cuda_device(ordinal)?
+            .memory()
+            .map(Some)
+            .map_err(|e| EngineError::arg("device_memory", &[], e)),
+    }
+}
+
 /// An error of a CUDA call inside op `op`, with the kernel's message.
 pub(crate) fn cuda_err(op: &'static str, shape: &[usize]) -> impl Fn(String) -> EngineError {
     let shape = shape.to_vec();

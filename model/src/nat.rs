@@ -6,7 +6,9 @@ use crate::attention::Attention;
 use crate::config::NatConfig;
 use crate::{ModelError, Result};
 use dinonat_engine::nn::{join, Conv2d, Init, LayerNorm, Linear, ParamStore};
-use dinonat_engine::{DType, Device, Rng, Tensor};
+use dinonat_engine::recompute::checkpointed;
+use dinonat_engine::{DType, Device, EngineError, Rng, Tensor};
+use std::sync::{Arc, Mutex};
 
 /// Overlapping tokenizer: Conv 3x3 s2 (in -> C/2) then Conv 3x3 s2 (C/2 -> C), no activation
 /// between, then LayerNorm(C) on channels-last.  [B, in, H, W] -> [B, H/4, W/4, C].
@@ -165,6 +167,11 @@ pub struct Nat {
     pub norm: LayerNorm,
     /// Linear classifier on the pooled features (`head.*`), when `num_classes` > 0.
     pub head: Option<Linear>,
+    /// Activation checkpointing per level (training only): each level's blocks keep only their
+    /// input for the backward and run again there (dinonat_engine::recompute), trading about one
+    /// more forward pass for the memory of all but one level's intermediates. Same values and
+    /// gradients, bit for bit. Not part of the config: it changes memory, not the network.
+    pub checkpoint_levels: bool,
 }
 
 /// A place in [`Nat::forward_tokens_with`] where the hook sees the pass's tensor.
@@ -193,7 +200,9 @@ impl Nat {
         if device == self.device() {
             return Ok(self.clone());
         }
-        Nat::build(&self.config, self.params.to_device(device)?.replaying())
+        let mut moved = Nat::build(&self.config, self.params.to_device(device)?.replaying())?;
+        moved.checkpoint_levels = self.checkpoint_levels;
+        Ok(moved)
     }
 
     /// The device of the parameters.
@@ -253,6 +262,7 @@ impl Nat {
             levels,
             norm,
             head,
+            checkpoint_levels: false,
         })
     }
 
@@ -281,14 +291,24 @@ impl Nat {
         }
         let images = images.to(self.device())?;
         let mut x = self.patch_embed.forward(&images)?;
+        let recompute = self.checkpoint_levels && training && dinonat_engine::is_grad_enabled();
         for (l, level) in self.levels.iter().enumerate() {
-            for (b, block) in level.blocks.iter().enumerate() {
+            if recompute {
                 hook(ForwardPoint::BlockInput {
                     level: l,
-                    block: b,
+                    block: 0,
                     x: &x,
                 });
-                x = block.forward(&x, training, rng)?;
+                x = self.checkpointed_level(l, &x, rng)?;
+            } else {
+                for (b, block) in level.blocks.iter().enumerate() {
+                    hook(ForwardPoint::BlockInput {
+                        level: l,
+                        block: b,
+                        x: &x,
+                    });
+                    x = block.forward(&x, training, rng)?;
+                }
             }
             hook(ForwardPoint::LevelOutput { level: l, x: &x });
             if let Some(down) = &level.downsample {
@@ -296,6 +316,42 @@ impl Nat {
             }
         }
         Ok(self.norm.forward(&x)?)
+    }
+
+    /// Level `l`'s blocks on `x` as one checkpointed op (`checkpoint_levels`). Drop path's draws
+    /// come from `rng`: the recomputation starts from a copy of its state before the level, and
+    /// `rng` ends where the blocks leave it, as without checkpointing. The hook sees only the
+    /// level's input and output.
+    fn checkpointed_level(&self, l: usize, x: &Tensor, rng: &mut Rng) -> Result<Tensor> {
+        let prefix = format!("levels.{l}.blocks.");
+        let params: Vec<Tensor> = self
+            .params
+            .trainable()
+            .filter(|(n, _)| n.starts_with(&prefix))
+            .map(|(_, t)| t.clone())
+            .collect();
+        let blocks = self.levels[l].blocks.clone();
+        let (start, end) = (rng.clone(), Arc::new(Mutex::new(None)));
+        let end_of_call = end.clone();
+        let y = checkpointed(x, &params, move |x| {
+            let mut rng = start.clone();
+            let mut x = x.clone();
+            for block in &blocks {
+                x = block.forward(&x, true, &mut rng).map_err(|e| match e {
+                    ModelError::Engine(e) => e,
+                    other => EngineError::InvalidArgument {
+                        op: "checkpointed level",
+                        shape: x.shape().to_vec(),
+                        message: other.to_string(),
+                    },
+                })?;
+            }
+            *end_of_call.lock().unwrap_or_else(|p| p.into_inner()) = Some(rng);
+            Ok(x)
+        })?;
+        let after = end.lock().unwrap_or_else(|p| p.into_inner()).take();
+        *rng = after.expect("the level ran once in the forward");
+        Ok(y)
     }
 
     /// images [B, in, H, W] -> pooled features [B, F] (mean over tokens of the final map).

@@ -106,6 +106,14 @@ fn twenty_dino_steps_on_cuda_match_the_cpu() {
     assert_eq!(gpu.device(), GPU);
     assert_eq!(gpu.student.device(), GPU);
     let got = losses(&mut gpu, None);
+    let (peak, total) = gpu.peak_device_memory.expect("measured on the GPU");
+    println!(
+        "peak device memory {} MiB of {} MiB",
+        peak >> 20,
+        total >> 20
+    );
+    assert!(peak > 0 && peak <= total);
+    assert_eq!(cpu.peak_device_memory, None);
     assert_losses_close("f32", &got, &want, 1e-3);
     let e = rel_l2(&teacher(&gpu), &teacher(&cpu));
     println!("teacher weights after 20 steps: rel L2 {e:.2e}");

@@ -1,5 +1,6 @@
 //! `TrainConfig::init` (`dinonat train --init CHECKPOINT`): a run that starts from another run's
-//! student, teacher and centre, with a fresh optimiser and schedules from step 0.
+//! student, teacher and centre, with a fresh optimiser and schedules from step 0; and activation
+//! checkpointing, which must not change a run.
 
 use dinonat_train::trainer::config::TrainConfig;
 use dinonat_train::trainer::network::named_tensors;
@@ -101,6 +102,33 @@ fn init_from_another_network_is_an_error_naming_both() {
     let e = Trainer::new(config).err().expect("no file").to_string();
     assert!(e.contains("missing.safetensors"), "{e}");
     for d in [src, dst] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// Activation checkpointing changes memory, not numbers: three steps give the same losses and the
+/// same teacher, bit for bit.
+#[test]
+fn checkpointed_levels_train_the_same_run() {
+    let (a_dir, b_dir) = (tmp_dir("kept"), tmp_dir("recomputed"));
+    let mut kept = Trainer::new(tiny(&a_dir, 2)).unwrap();
+    let mut recomputed = Trainer::new(tiny(&b_dir, 2)).unwrap();
+    recomputed.set_checkpoint_levels(true);
+    let la: Vec<f64> = kept
+        .run(Some(3), |_| {})
+        .unwrap()
+        .iter()
+        .map(|l| l.loss)
+        .collect();
+    let lb: Vec<f64> = recomputed
+        .run(Some(3), |_| {})
+        .unwrap()
+        .iter()
+        .map(|l| l.loss)
+        .collect();
+    assert_eq!(la, lb);
+    assert_eq!(values(&kept, "teacher"), values(&recomputed, "teacher"));
+    for d in [a_dir, b_dir] {
         let _ = std::fs::remove_dir_all(d);
     }
 }

@@ -114,6 +114,16 @@ impl GpuDevice {
         &self.stream
     }
 
+    /// Device memory in use and in total, in bytes: total minus free as the driver reports it,
+    /// so it counts every process's allocations and memory the allocator keeps cached.
+    pub fn memory(&self) -> Result<(usize, usize)> {
+        let (free, total) = self
+            .ctx
+            .mem_get_info()
+            .map_err(|e| format!("CUDA mem_get_info: {e}"))?;
+        Ok((total.saturating_sub(free), total))
+    }
+
     /// Wait for all work queued on the stream; surfaces asynchronous kernel errors.
     pub fn synchronize(&self) -> Result<()> {
         self.stream

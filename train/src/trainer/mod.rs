@@ -91,6 +91,9 @@ pub struct Trainer {
     comm: Rc<dyn Collective>,
     /// Where the networks, the optimiser state and the centre live ([`Trainer::new_on`]).
     device: Device,
+    /// On a GPU: the most device memory in use after a step so far, and the device's total
+    /// (bytes; [`dinonat_engine::device_memory`]). None on the CPU.
+    pub peak_device_memory: Option<(usize, usize)>,
 }
 
 /// Seconds spent in each part of one step (`dinonat bench train-step` reports them).
@@ -204,6 +207,7 @@ impl Trainer {
             last_timings: StepTimings::default(),
             comm: Rc::new(Single),
             device: Device::Cpu,
+            peak_device_memory: None,
         })
     }
 
@@ -234,6 +238,13 @@ impl Trainer {
     /// Where the run computes.
     pub fn device(&self) -> Device {
         self.device
+    }
+
+    /// Activation checkpointing per NAT level in the student (`Nat::checkpoint_levels`; the
+    /// teacher keeps no graph anyway): less memory for about one more student forward per step,
+    /// the same numbers bit for bit.
+    pub fn set_checkpoint_levels(&mut self, on: bool) {
+        self.student.backbone.checkpoint_levels = on;
     }
 
     /// Continues the run saved in `path` (its config, networks, centre, optimiser and step) on
@@ -430,6 +441,10 @@ impl Trainer {
             ema: lap()?,
             all_reduce,
         };
+        if let Some((used, total)) = dinonat_engine::device_memory(self.device)? {
+            let peak = self.peak_device_memory.map_or(0, |p| p.0).max(used);
+            self.peak_device_memory = Some((peak, total));
+        }
         profile::phase("other");
 
         let seconds = start.elapsed().as_secs_f64();
