@@ -8,17 +8,8 @@ use dinonat_engine::nn::{Init, ParamStore};
 use dinonat_engine::{DType, Device, Rng, Tensor};
 use dinonat_train::dino::{ema_update, DinoLoss};
 
-fn gpu_or_skip() -> bool {
-    match Tensor::zeros(&[1], DType::F32).to(Device::Cuda(0)) {
-        Ok(_) => true,
-        Err(e) => {
-            let msg = e.to_string();
-            assert!(msg.contains("no CUDA device: use --device cpu"), "{msg}");
-            dinonat_engine::kernels::cuda::skip_gpu_test(&msg);
-            false
-        }
-    }
-}
+mod common;
+use common::gpu_or_skip;
 
 fn rel_err(got: &[f64], exact: &[f64]) -> f64 {
     let num: f64 = got.iter().zip(exact).map(|(a, b)| (a - b) * (a - b)).sum();

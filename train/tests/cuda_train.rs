@@ -16,28 +16,12 @@ use dinonat_engine::{gemm_precision_scope, Device, GemmPrecision, Tensor};
 use dinonat_train::trainer::config::TrainConfig;
 use dinonat_train::trainer::network::named_tensors;
 use dinonat_train::trainer::{checkpoint_path, Trainer};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod common;
+use common::{gpu_or_skip, tmp_dir};
 
 const GPU: Device = Device::Cuda(0);
-
-fn gpu_or_skip() -> bool {
-    match Tensor::zeros(&[1], dinonat_engine::DType::F32).to(GPU) {
-        Ok(_) => true,
-        Err(e) => {
-            let msg = e.to_string();
-            assert!(msg.contains("no CUDA device: use --device cpu"), "{msg}");
-            dinonat_engine::kernels::cuda::skip_gpu_test(&msg);
-            false
-        }
-    }
-}
-
-fn tmp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("dinonat-cuda-train-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// nat_pico on 32 / 16 px crops, K = 64, a 32-image procedural set, 20 steps of batch 8, with
 /// drop path (its masks are drawn on the host, so both devices drop the same rows).

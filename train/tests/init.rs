@@ -5,33 +5,15 @@
 use dinonat_train::trainer::config::TrainConfig;
 use dinonat_train::trainer::network::named_tensors;
 use dinonat_train::trainer::{checkpoint, checkpoint_path, Trainer};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn tmp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("dinonat-init-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod common;
+use common::tmp_dir;
 
 fn tiny(out_dir: &Path, seed: u64) -> TrainConfig {
     TrainConfig {
-        arch: "nat_pico".into(),
-        out_dim: 32,
-        head_hidden_dim: 32,
-        head_bottleneck_dim: 16,
-        procedural_len: 16,
-        procedural_size: 24,
-        global_size: 16,
-        local_size: 8,
-        n_local: 2,
-        batch_size: 4,
-        steps: 4,
         seed,
-        base_lr: 0.05,
-        checkpoint_every: 0,
-        out_dir: out_dir.to_path_buf(),
-        ..TrainConfig::default()
+        ..common::tiny(out_dir)
     }
 }
 

@@ -7,36 +7,9 @@ use dinonat_train::trainer::config::TrainConfig;
 use dinonat_train::trainer::log::{read_log, StepLog};
 use dinonat_train::trainer::network::named_tensors;
 use dinonat_train::trainer::{checkpoint, checkpoint_path, Trainer};
-use std::path::{Path, PathBuf};
+mod common;
 
-fn tmp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("dinonat-trainer-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// nat_pico on 16 / 8 px crops, K = 32, a 16-image procedural set, 4 steps of batch 4.
-fn tiny(out_dir: &Path) -> TrainConfig {
-    TrainConfig {
-        arch: "nat_pico".into(),
-        out_dim: 32,
-        head_hidden_dim: 32,
-        head_bottleneck_dim: 16,
-        procedural_len: 16,
-        procedural_size: 24,
-        global_size: 16,
-        local_size: 8,
-        n_local: 2,
-        batch_size: 4,
-        steps: 4,
-        base_lr: 0.05,
-        teacher_temp: 0.07,
-        checkpoint_every: 0,
-        out_dir: out_dir.to_path_buf(),
-        ..TrainConfig::default()
-    }
-}
+use common::{tiny, tmp_dir};
 
 fn teacher_values(t: &Trainer) -> Vec<Vec<f32>> {
     named_tensors(&t.teacher, "teacher")
