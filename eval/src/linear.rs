@@ -243,36 +243,11 @@ pub fn train_linear_probe(
             }
             // Forward: Z = Xb W^T + b, then dZ = (softmax(Z) - Y) / B in place.
             let mut dz = probe.logits(&xb[..b * f]);
-            for (row, &i) in dz.chunks_mut(c).zip(batch) {
-                let label = train.1[i];
-                let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                let sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
-                loss_sum += sum.ln() - (row[label] - max) as f64;
-                for (j, v) in row.iter_mut().enumerate() {
-                    let p = ((*v - max) as f64).exp() / sum;
-                    *v = ((p - (j == label) as u8 as f64) / b as f64) as f32;
-                }
-            }
-            // Backward: dW = dZ^T Xb ([C, B] x [B, F]), db = column sums of dZ.
-            sgemm(
-                c,
-                b,
-                f,
-                1.0,
-                &dz,
-                Layout::col_major(c),
-                &xb[..b * f],
-                Layout::row_major(f),
-                0.0,
-                &mut grad_w,
-                Layout::row_major(f),
-            );
+            cross_entropy_backward(&mut dz, batch, train.1, c, &mut loss_sum);
+            linear_backward(&dz, &xb[..b * f], (c, f), &mut grad_w, &mut grad_b);
             let lr = config.learning_rate
                 * 0.5
                 * (1.0 + (std::f64::consts::PI * step as f64 / total_steps as f64).cos()) as f32;
-            for (j, g) in grad_b.iter_mut().enumerate() {
-                *g = dz.chunks(c).map(|row| row[j]).sum();
-            }
             let mu = config.momentum;
             sgd_momentum_step(&mut probe.weights, &mut velocity_w, &grad_w, lr, mu);
             sgd_momentum_step(&mut probe.bias, &mut velocity_b, &grad_b, lr, mu);
@@ -290,6 +265,56 @@ pub fn train_linear_probe(
         best_val_top1,
         train_loss_per_epoch,
     })
+}
+
+/// Logits `z` (`[B, C]`, rows of the training images `batch`) become dL/dZ = (softmax(z) - Y) / B
+/// in place; each row's cross-entropy is added to `loss_sum`.
+fn cross_entropy_backward(
+    z: &mut [f32],
+    batch: &[usize],
+    labels: &[usize],
+    c: usize,
+    loss_sum: &mut f64,
+) {
+    let b = batch.len();
+    for (row, &i) in z.chunks_mut(c).zip(batch) {
+        let label = labels[i];
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
+        *loss_sum += sum.ln() - (row[label] - max) as f64;
+        for (j, v) in row.iter_mut().enumerate() {
+            let p = ((*v - max) as f64).exp() / sum;
+            *v = ((p - (j == label) as u8 as f64) / b as f64) as f32;
+        }
+    }
+}
+
+/// dW = dZ^T Xb (`[C, B] x [B, F]`, one SGEMM with dZ read transposed) and db = the column sums
+/// of dZ.
+fn linear_backward(
+    dz: &[f32],
+    xb: &[f32],
+    (c, f): (usize, usize),
+    grad_w: &mut [f32],
+    grad_b: &mut [f32],
+) {
+    let b = xb.len() / f;
+    sgemm(
+        c,
+        b,
+        f,
+        1.0,
+        dz,
+        Layout::col_major(c),
+        xb,
+        Layout::row_major(f),
+        0.0,
+        grad_w,
+        Layout::row_major(f),
+    );
+    for (j, g) in grad_b.iter_mut().enumerate() {
+        *g = dz.chunks(c).map(|row| row[j]).sum();
+    }
 }
 
 /// The project's SGD with momentum, in PyTorch's form (no weight decay): v <- mu v + g, w <- w - lr v,
