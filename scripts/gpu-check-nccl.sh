@@ -3,7 +3,7 @@
 #
 #   scripts/gpu-check-nccl.sh --pack <bindir>   here (Rust, no GPU): builds with the train crate's
 #       feature `nccl` (no MPI: the checks run one rank) and copies into <bindir> the stripped test
-#       binary of train/tests/nccl.rs (`nccl-tests`), the bandwidth benchmark train/benches/nccl.rs
+#       binary of train/tests/nccl.rs (`nccl-tests`), the bandwidth benchmark bench/benches/nccl.rs
 #       (`nccl-bench`), this script and gpu-lib.sh. DINONAT_REQUIRE_GPU=1 (gpu-lib.sh): a skip fails.
 #   <bindir>/gpu-check-nccl.sh <logdir>         on the GPU host (driver, NVRTC, libnccl; no Rust):
 #       finds libnccl (the system's or the pip wheel nvidia-nccl-cu13's libnccl.so.2, linked as
@@ -20,7 +20,7 @@ if [ "${1:-}" = "--pack" ]; then
     root=$(cd "$(dirname "$0")/.." && pwd)
     cd "$root" || exit 1
     tests=$(find_test_bin dinonat-train nccl nccl)
-    bench=$(find_test_bin dinonat-train nccl nccl bench)
+    bench=$(find_test_bin dinonat-bench nccl nccl bench)
     for b in "$tests" "$bench"; do
         [ -x "$b" ] || { echo "NCCL binaries not found ($tests, $bench)"; exit 1; }
     done

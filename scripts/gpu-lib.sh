@@ -5,7 +5,7 @@
 export DINONAT_REQUIRE_GPU=1
 
 # find_test_bin PACKAGE TARGET [FEATURES] [KIND]: the path of a release test binary cargo builds (here,
-# with Rust); KIND is "test" (tests/TARGET.rs, the default) or "bench" (benches/TARGET.rs).
+# with Rust); KIND is "test" (tests/TARGET.rs, the default) or "bench" (benches/TARGET.rs of PACKAGE).
 find_test_bin() {
     cargo test -p "$1" --release --"${4:-test}" "$2" ${3:+--features "$3"} --no-run --message-format=json 2>/dev/null |
         python3 -c 'import sys,json

@@ -1,6 +1,5 @@
 //! The `dinonat` command line: subcommands that call the library crates, nothing else.
 
-mod bench;
 mod cmd_attention;
 mod cmd_boxes;
 mod cmd_builtin;
@@ -11,10 +10,9 @@ mod cmd_eval;
 mod cmd_filter;
 mod cmd_train;
 mod info;
-mod plot;
-mod progress;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use dinonat_report::{plot, progress};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -41,7 +39,7 @@ enum Command {
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
-        which: bench::BenchCommand,
+        which: dinonat_bench::BenchCommand,
     },
     /// DINO self-supervised training of a NAT (docs/training.md).
     Train(cmd_train::TrainArgs),
@@ -67,13 +65,6 @@ enum Command {
     Linear(cmd_eval::LinearArgs),
 }
 
-/// Where a command computes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Device {
-    Cpu,
-    Cuda,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !(cli.max_megapixels > 0.0 && cli.max_megapixels <= 1024.0) {
@@ -86,7 +77,7 @@ fn main() -> ExitCode {
     dinonat_train::data::read::set_max_pixels((cli.max_megapixels * 1e6) as u64);
     let result = match cli.command {
         Command::Info => info::run(),
-        Command::Bench { which } => bench::run(which),
+        Command::Bench { which } => dinonat_bench::run(which),
         Command::Train(args) => cmd_train::train(args),
         Command::Export(args) => cmd_train::export(args),
         Command::Convert(args) => cmd_convert::run(args),

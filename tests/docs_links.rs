@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-const ROOTS: [&str; 10] = [
-    "engine/", "kernels/", "model/", "train/", "eval/", "src/", "tests/", "scripts/", "benches/",
-    "docs/",
+const ROOTS: [&str; 11] = [
+    "engine/", "kernels/", "model/", "train/", "eval/", "report/", "bench/", "src/", "tests/",
+    "scripts/", "docs/",
 ];
 
 /// Targets of `[text](target)` links that are not URLs or anchors.

@@ -367,7 +367,6 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: &mut ParamStore,
         prefix: &str,

@@ -2,7 +2,6 @@
 //!
 //! - [`AdamW`]: Adam with decoupled weight decay (Loshchilov & Hutter, ICLR 2019), PyTorch's
 //!   update order: decay the weight, update the moments, step with bias-corrected moments.
-//! - [`Sgd`]: SGD with (PyTorch-style) momentum, for the linear probe.
 //! - [`clip_grad_norms`]: DINO's clipping, each tensor by its OWN norm (not the global norm).
 //!
 //! Parameters come in groups ([`ParamGroup`]) whose lr and weight decay are scaled separately:
@@ -68,23 +67,6 @@ impl ParamGroup {
 /// Reads the values of a parameter or gradient as f64.
 fn values(t: &Tensor) -> Vec<f64> {
     t.to_vec_f64()
-}
-
-/// Applies `f(index, old) -> new` to every element of `p` in place (f32 or f64).
-fn update_param(p: &Tensor, mut f: impl FnMut(usize, f64) -> f64) -> Result<()> {
-    match p.dtype() {
-        DType::F32 => p.update_in_place(|d: &mut [f32]| {
-            for (i, x) in d.iter_mut().enumerate() {
-                *x = f(i, *x as f64) as f32;
-            }
-        }),
-        DType::F64 => p.update_in_place(|d: &mut [f64]| {
-            for (i, x) in d.iter_mut().enumerate() {
-                *x = f(i, *x);
-            }
-        }),
-        DType::BF16 => Err(bf16_parameter(p)),
-    }
 }
 
 /// An update below half a BF16 ulp would vanish: the master weights stay f32.
@@ -329,54 +311,6 @@ fn check_grad(op: &'static str, name: &str, p: &Tensor, g: &Tensor) -> Result<()
     Ok(())
 }
 
-/// SGD with momentum μ and (coupled, L2) weight decay λ, as PyTorch:
-///   g <- g + λ p;  b <- g at the first step, else μ b + g;  p <- p - η b.
-#[derive(Clone, Debug)]
-pub struct Sgd {
-    pub groups: Vec<ParamGroup>,
-    pub momentum: f64,
-    buffers: HashMap<String, Vec<f64>>,
-}
-
-impl Sgd {
-    pub fn new(groups: Vec<ParamGroup>, momentum: f64) -> Sgd {
-        Sgd {
-            groups,
-            momentum,
-            buffers: HashMap::new(),
-        }
-    }
-
-    pub fn step(&mut self, grads: &Gradients, lr: f64, weight_decay: f64) -> Result<()> {
-        let mu = self.momentum;
-        for group in &self.groups {
-            let lr = lr * group.lr_scale;
-            let wd = weight_decay * group.weight_decay_scale;
-            for (name, p) in &group.params {
-                let Some(g) = grads.get(p) else { continue };
-                check_grad("Sgd::step", name, p, g)?;
-                let mut g = values(g);
-                if wd != 0.0 {
-                    for (gi, pi) in g.iter_mut().zip(values(p)) {
-                        *gi += wd * pi;
-                    }
-                }
-                let b = match self.buffers.get_mut(name) {
-                    Some(b) => {
-                        for (bi, gi) in b.iter_mut().zip(&g) {
-                            *bi = mu * *bi + gi;
-                        }
-                        b
-                    }
-                    None => self.buffers.entry(name.clone()).or_insert(g),
-                };
-                update_param(p, |i, x| x - lr * b[i])?;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Clips each parameter's gradient to norm at most `max_norm` by its own norm:
 /// g <- g * max_norm / (||g|| + 1e-6) when that factor is below 1 (DINO's `clip_gradients`).
 /// Returns the norm of each gradient before clipping, in `params` order (None: no gradient), as
@@ -591,22 +525,6 @@ mod tests {
         wrong.insert(&q, Tensor::ones(q.shape(), DType::F64));
         let e = resumed.step(&wrong, 1e-2, 0.0).unwrap_err().to_string();
         assert!(e.contains("F64") && e.contains("F32"), "{e}");
-    }
-
-    #[test]
-    fn sgd_momentum_matches_pytorch() {
-        let mut store = ParamStore::new(DType::F64, 1);
-        let w = store.add("w", &[2, 1], Init::Constant(1.0)).unwrap();
-        let mut opt = Sgd::new(ParamGroup::from_store(&store, ""), 0.9);
-        opt.step(&grads_of(&[(&w, vec![1.0, 2.0])]), 0.1, 0.0)
-            .unwrap();
-        // b = g; p = 1 - 0.1 g
-        assert_eq!(w.to_vec::<f64>().unwrap(), vec![0.9, 0.8]);
-        opt.step(&grads_of(&[(&w, vec![1.0, 0.0])]), 0.1, 0.0)
-            .unwrap();
-        // b = 0.9 b + g = (1.9, 1.8)
-        let got = w.to_vec::<f64>().unwrap();
-        assert!((got[0] - 0.71).abs() < 1e-15 && (got[1] - 0.62).abs() < 1e-15);
     }
 
     #[test]

@@ -407,6 +407,32 @@ impl PropagationConfig {
     }
 }
 
+/// The symmetric k-NN graph of the `n` rows of `features`: W_ij = max(cos, 0)^3 for the `k` nearest
+/// neighbours of each row, W + W^T as adjacency lists sorted by neighbour index (so every sum over
+/// them runs in a fixed order).
+fn knn_graph(features: &[f32], dim: usize, n: usize, k: usize) -> Vec<Vec<(usize, f64)>> {
+    let x = l2_normalized(features, dim);
+    let neighbours: Vec<Vec<(f32, usize)>> = map_similarity_chunks(&x, &x, dim, |start, sims| {
+        sims.chunks(n)
+            .enumerate()
+            .map(|(r, row)| top_k(row, k, Some(start + r)))
+            .collect::<Vec<_>>()
+    })
+    .concat();
+    let mut graph: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
+    for (i, near) in neighbours.iter().enumerate() {
+        for &(s, j) in near {
+            let w = (s.max(0.0) as f64).powi(3);
+            graph[i].push((j, w));
+            graph[j].push((i, w));
+        }
+    }
+    for edges in graph.iter_mut() {
+        edges.sort_by_key(|e| e.0);
+    }
+    graph
+}
+
 /// Label propagation on a k-NN graph (Zhou et al. 2004, "Learning with Local and Global Consistency"; graph as
 /// in Iscen et al. 2019, "Label Propagation for Deep Semi-supervised Learning"): W_ij = max(cos, 0)^3 for the k
 /// nearest neighbours, symmetrised W + W^T, normalised S = D^-1/2 W D^-1/2; then F <- alpha S F + (1 - alpha) Y
@@ -437,26 +463,7 @@ pub fn propagate_labels(
             config.k, config.alpha
         )));
     }
-    let x = l2_normalized(features, dim);
-    let neighbours: Vec<Vec<(f32, usize)>> = map_similarity_chunks(&x, &x, dim, |start, sims| {
-        sims.chunks(n)
-            .enumerate()
-            .map(|(r, row)| top_k(row, config.k, Some(start + r)))
-            .collect::<Vec<_>>()
-    })
-    .concat();
-    // Symmetric adjacency lists, sorted by neighbour index so every sum below runs in a fixed order.
-    let mut graph: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
-    for (i, near) in neighbours.iter().enumerate() {
-        for &(s, j) in near {
-            let w = (s.max(0.0) as f64).powi(3);
-            graph[i].push((j, w));
-            graph[j].push((i, w));
-        }
-    }
-    for edges in graph.iter_mut() {
-        edges.sort_by_key(|e| e.0);
-    }
+    let graph = knn_graph(features, dim, n, config.k);
     let degree: Vec<f64> = graph.iter().map(|e| e.iter().map(|p| p.1).sum()).collect();
     let mut y = vec![0.0f64; n * c];
     for (i, l) in labels.iter().enumerate() {

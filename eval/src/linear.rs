@@ -232,7 +232,7 @@ pub fn train_linear_probe(
     let mut step = 0usize;
     let (mut val_top1_per_epoch, mut train_loss_per_epoch) = (Vec::new(), Vec::new());
     let mut xb = vec![0.0f32; config.batch_size.min(n) * f];
-    let mut grad_w = vec![0.0f32; c * f];
+    let (mut grad_w, mut grad_b) = (vec![0.0f32; c * f], vec![0.0f32; c]);
     for epoch in 0..config.epochs {
         let order = SplitMix64::keyed(&[config.seed, epoch as u64, 0x7368_7566]).permutation(n);
         let mut loss_sum = 0.0f64;
@@ -243,43 +243,14 @@ pub fn train_linear_probe(
             }
             // Forward: Z = Xb W^T + b, then dZ = (softmax(Z) - Y) / B in place.
             let mut dz = probe.logits(&xb[..b * f]);
-            for (row, &i) in dz.chunks_mut(c).zip(batch) {
-                let label = train.1[i];
-                let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                let sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
-                loss_sum += sum.ln() - (row[label] - max) as f64;
-                for (j, v) in row.iter_mut().enumerate() {
-                    let p = ((*v - max) as f64).exp() / sum;
-                    *v = ((p - (j == label) as u8 as f64) / b as f64) as f32;
-                }
-            }
-            // Backward: dW = dZ^T Xb ([C, B] x [B, F]), db = column sums of dZ.
-            sgemm(
-                c,
-                b,
-                f,
-                1.0,
-                &dz,
-                Layout::col_major(c),
-                &xb[..b * f],
-                Layout::row_major(f),
-                0.0,
-                &mut grad_w,
-                Layout::row_major(f),
-            );
+            cross_entropy_backward(&mut dz, batch, train.1, c, &mut loss_sum);
+            linear_backward(&dz, &xb[..b * f], (c, f), &mut grad_w, &mut grad_b);
             let lr = config.learning_rate
                 * 0.5
                 * (1.0 + (std::f64::consts::PI * step as f64 / total_steps as f64).cos()) as f32;
-            // SGD with momentum, PyTorch's form: v = mu v + g, w -= lr v.
-            for ((w, v), g) in probe.weights.iter_mut().zip(&mut velocity_w).zip(&grad_w) {
-                *v = config.momentum * *v + g;
-                *w -= lr * *v;
-            }
-            for (j, (bias, v)) in probe.bias.iter_mut().zip(&mut velocity_b).enumerate() {
-                let g: f32 = dz.chunks(c).map(|row| row[j]).sum();
-                *v = config.momentum * *v + g;
-                *bias -= lr * *v;
-            }
+            let mu = config.momentum;
+            sgd_momentum_step(&mut probe.weights, &mut velocity_w, &grad_w, lr, mu);
+            sgd_momentum_step(&mut probe.bias, &mut velocity_b, &grad_b, lr, mu);
             step += 1;
         }
         train_loss_per_epoch.push(loss_sum / n as f64);
@@ -294,4 +265,83 @@ pub fn train_linear_probe(
         best_val_top1,
         train_loss_per_epoch,
     })
+}
+
+/// Logits `z` (`[B, C]`, rows of the training images `batch`) become dL/dZ = (softmax(z) - Y) / B
+/// in place; each row's cross-entropy is added to `loss_sum`.
+fn cross_entropy_backward(
+    z: &mut [f32],
+    batch: &[usize],
+    labels: &[usize],
+    c: usize,
+    loss_sum: &mut f64,
+) {
+    let b = batch.len();
+    for (row, &i) in z.chunks_mut(c).zip(batch) {
+        let label = labels[i];
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
+        *loss_sum += sum.ln() - (row[label] - max) as f64;
+        for (j, v) in row.iter_mut().enumerate() {
+            let p = ((*v - max) as f64).exp() / sum;
+            *v = ((p - (j == label) as u8 as f64) / b as f64) as f32;
+        }
+    }
+}
+
+/// dW = dZ^T Xb (`[C, B] x [B, F]`, one SGEMM with dZ read transposed) and db = the column sums
+/// of dZ.
+fn linear_backward(
+    dz: &[f32],
+    xb: &[f32],
+    (c, f): (usize, usize),
+    grad_w: &mut [f32],
+    grad_b: &mut [f32],
+) {
+    let b = xb.len() / f;
+    sgemm(
+        c,
+        b,
+        f,
+        1.0,
+        dz,
+        Layout::col_major(c),
+        xb,
+        Layout::row_major(f),
+        0.0,
+        grad_w,
+        Layout::row_major(f),
+    );
+    for (j, g) in grad_b.iter_mut().enumerate() {
+        *g = dz.chunks(c).map(|row| row[j]).sum();
+    }
+}
+
+/// The project's SGD with momentum, in PyTorch's form (no weight decay): v <- mu v + g, w <- w - lr v,
+/// with v = 0 before the first step (so v = g then). The linear probe is its only user.
+pub fn sgd_momentum_step(w: &mut [f32], v: &mut [f32], g: &[f32], lr: f32, mu: f32) {
+    for ((w, v), g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
+        *v = mu * *v + g;
+        *w -= lr * *v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sgd_momentum_step;
+
+    #[test]
+    fn sgd_momentum_matches_pytorch() {
+        // torch.optim.SGD([w], lr=0.1, momentum=0.9) on w = (1, 1), gradients (1, 2) then (1, 0).
+        let (mut w, mut v) = (vec![1.0f32, 1.0], vec![0.0f32; 2]);
+        sgd_momentum_step(&mut w, &mut v, &[1.0, 2.0], 0.1, 0.9);
+        assert_eq!(w, vec![0.9, 0.8]); // v = g
+        sgd_momentum_step(&mut w, &mut v, &[1.0, 0.0], 0.1, 0.9);
+        // v = 0.9 v + g = (1.9, 1.8); w = (0.71, 0.62) to f32 rounding
+        assert_eq!(v, vec![1.9, 1.8]);
+        assert!(
+            (w[0] - 0.71).abs() < 1e-6 && (w[1] - 0.62).abs() < 1e-6,
+            "{w:?}"
+        );
+    }
 }

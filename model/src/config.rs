@@ -68,7 +68,6 @@ pub struct NatConfig {
 }
 
 impl NatConfig {
-    #[allow(clippy::too_many_arguments)]
     fn reference(
         name: &str,
         c: usize,

@@ -59,14 +59,14 @@ fn count_groups<'a>(names: impl Iterator<Item = &'a String>) -> String {
     list.join(", ")
 }
 
-/// The name maps, on a file already read.
-pub fn map_names(file: TensorFile, network: Network) -> std::result::Result<Weights, String> {
-    let mut notes = Vec::new();
-    let skipped = file.metadata.get("skipped").filter(|s| !s.is_empty());
-    if let Some(s) = skipped {
-        notes.push(format!("integer / boolean tensors not loaded: {s}"));
-    }
-    let names: Vec<&String> = file.tensors.iter().map(|(n, _)| n).collect();
+/// The tensors of `network` when the file holds a DINO checkpoint (`teacher.` / `student.`) or a
+/// wrapped state dict (`model.`, `state_dict.`, `model_ema.`), that prefix removed; else all of them.
+fn select_network(
+    tensors: Named,
+    network: Network,
+    notes: &mut Vec<String>,
+) -> std::result::Result<Named, String> {
+    let names: Vec<&String> = tensors.iter().map(|(n, _)| n).collect();
     let has = |p: &str| names.iter().any(|n| n.starts_with(p));
     let chosen = if has("teacher.") || has("student.") {
         Some(match network {
@@ -78,28 +78,38 @@ pub fn map_names(file: TensorFile, network: Network) -> std::result::Result<Weig
             .into_iter()
             .find(|p| has(p))
     };
-    let mut tensors = file.tensors;
-    if let Some(prefix) = chosen {
-        let (inside, outside): (Vec<_>, Vec<_>) = tensors
-            .into_iter()
-            .partition(|(n, _)| n.starts_with(prefix));
-        if inside.is_empty() {
-            return Err(format!("a DINO checkpoint without '{prefix}*' tensors"));
-        }
-        notes.push(format!(
-            "read the {} tensors under '{prefix}'{}",
-            inside.len(),
-            if outside.is_empty() {
-                String::new()
-            } else {
-                format!("; unused: {}", count_groups(outside.iter().map(|(n, _)| n)))
-            }
-        ));
-        tensors = inside
-            .into_iter()
-            .map(|(n, t)| (n[prefix.len()..].to_string(), t))
-            .collect();
+    let Some(prefix) = chosen else {
+        return Ok(tensors);
+    };
+    let (inside, outside): (Vec<_>, Vec<_>) = tensors
+        .into_iter()
+        .partition(|(n, _)| n.starts_with(prefix));
+    if inside.is_empty() {
+        return Err(format!("a DINO checkpoint without '{prefix}*' tensors"));
     }
+    notes.push(format!(
+        "read the {} tensors under '{prefix}'{}",
+        inside.len(),
+        if outside.is_empty() {
+            String::new()
+        } else {
+            format!("; unused: {}", count_groups(outside.iter().map(|(n, _)| n)))
+        }
+    ));
+    Ok(inside
+        .into_iter()
+        .map(|(n, t)| (n[prefix.len()..].to_string(), t))
+        .collect())
+}
+
+/// The name maps, on a file already read.
+pub fn map_names(file: TensorFile, network: Network) -> std::result::Result<Weights, String> {
+    let mut notes = Vec::new();
+    let skipped = file.metadata.get("skipped").filter(|s| !s.is_empty());
+    if let Some(s) = skipped {
+        notes.push(format!("integer / boolean tensors not loaded: {s}"));
+    }
+    let tensors = select_network(file.tensors, network, &mut notes)?;
     let hf = tensors.iter().any(|(n, _)| {
         let n = strip_prefixes(n);
         n.starts_with("nat.") || n.starts_with("dinat.") || n.starts_with("encoder.levels.")
@@ -224,6 +234,34 @@ fn hf_name(
     one(n.to_string())
 }
 
+/// The named config (or its `dinat_` twin when `dinat`) whose parameter shapes, the head left
+/// out, are exactly those of `tensors`, with the note that says so.
+fn named_config(
+    tensors: &BTreeMap<String, Tensor>,
+    dinat: bool,
+) -> std::result::Result<Option<(NatConfig, String)>, String> {
+    let wanted: Vec<(String, Vec<usize>)> = tensors
+        .iter()
+        .filter(|(n, _)| !n.starts_with("head."))
+        .map(|(n, t)| (n.clone(), t.shape().to_vec()))
+        .collect();
+    for base in NatConfig::NAMES {
+        let name = if dinat {
+            base.replacen("nat_", "dinat_", 1)
+        } else {
+            base.to_string()
+        };
+        let c = NatConfig::from_name(&name).map_err(|e| e.to_string())?;
+        let mut shapes = c.parameter_shapes();
+        shapes.sort();
+        if shapes == wanted {
+            let note = format!("architecture {name}: the shapes are exactly its own");
+            return Ok(Some((c, note)));
+        }
+    }
+    Ok(None)
+}
+
 /// The architecture the reference-named `tensors` describe. A named config (or its `dinat_`
 /// twin when `dinat`) when the shapes are exactly its own; otherwise a config built from the
 /// shapes (named `inferred`), with the paper's tokenizer stride 4 and NAT's dilation 1 (neither
@@ -263,26 +301,8 @@ pub fn infer_config(
     let layer_scale = tensors
         .contains_key("levels.0.blocks.0.gamma1")
         .then_some(1e-5);
-    let wanted: Vec<(String, Vec<usize>)> = tensors
-        .iter()
-        .filter(|(n, _)| !n.starts_with("head."))
-        .map(|(n, t)| (n.clone(), t.shape().to_vec()))
-        .collect();
-    for base in NatConfig::NAMES {
-        let name = if dinat {
-            base.replacen("nat_", "dinat_", 1)
-        } else {
-            base.to_string()
-        };
-        let c = NatConfig::from_name(&name).map_err(|e| e.to_string())?;
-        let mut shapes = c.parameter_shapes();
-        shapes.sort();
-        if shapes == wanted {
-            return Ok((
-                c,
-                format!("architecture {name}: the shapes are exactly its own"),
-            ));
-        }
+    if let Some(named) = named_config(tensors, dinat)? {
+        return Ok(named);
     }
     let config = NatConfig {
         name: "inferred".into(),

@@ -105,7 +105,6 @@ fn window_rule_matches_the_documented_example() {
 
 /// NA computed query by query from the definition, with the window written in its closed form
 /// start = clamp(i_g - k'/2, 0, L_g - k').
-#[allow(clippy::too_many_arguments)]
 fn naive_na(
     qkv: &[f64],
     b: usize,

@@ -27,7 +27,7 @@ use crate::metrics::{mean_with_interval, Interval, BOOTSTRAP_SEED};
 use crate::retrieval::{cross_modal_retrieval, layout_descriptor, mask_iou, RetrievalReport};
 use dinonat_engine::no_grad;
 use dinonat_model::Nat;
-use dinonat_train::augment::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD};
+use dinonat_train::augment::{EvalTransform, Planar, IMAGENET_MEAN, IMAGENET_STD};
 use dinonat_train::data::RgbImage;
 use dinonat_train::grid::{image_grid, write_png};
 use serde::Serialize;
@@ -214,12 +214,8 @@ pub fn pair_by_name(
     (pairs, rgb_only, ir_map.into_keys().collect())
 }
 
-/// Runs the evaluation; `progress(done, total)` after each batch of pairs.
-pub fn run_crossmodal(
-    nat: &Nat,
-    config: &CrossModalConfig,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<CrossModalReport> {
+/// The pairs of `config`'s two folders; unmatched names are an error unless `skip_unmatched`.
+fn matched_pairs(config: &CrossModalConfig) -> Result<Pairing> {
     let rgb = list_images(&config.rgb, "--rgb")?;
     let ir = list_images(&config.ir, "--ir")?;
     let (pairs, rgb_only, ir_only) = pair_by_name(&config.rgb, &rgb, &config.ir, &ir);
@@ -247,6 +243,13 @@ pub fn run_crossmodal(
             config.ir.display()
         ));
     }
+    Ok((pairs, rgb_only, ir_only))
+}
+
+/// (pairs, names only in the RGB folder, names only in the IR folder), as [`pair_by_name`].
+type Pairing = (Vec<(PathBuf, PathBuf)>, Vec<String>, Vec<String>);
+
+fn check_config(config: &CrossModalConfig) -> Result<()> {
     if let Some(f) = &config.figure {
         refuse_inside(f, &config.rgb, "--figure", "--rgb")?;
         refuse_inside(f, &config.ir, "--figure", "--ir")?;
@@ -260,78 +263,166 @@ pub fn run_crossmodal(
     if !(config.mass > 0.0 && config.mass <= 1.0) {
         return err(format!("--mass {}: must be in (0, 1]", config.mass));
     }
+    Ok(())
+}
+
+/// What the network and the controls give for the images of one modality, in pair order.
+struct Modality {
+    /// Pooled features, `[n, dim]`.
+    features: Vec<f32>,
+    /// Pooled-query maps, `[n, heads, cells]`.
+    maps: Vec<f32>,
+    /// Layout descriptors of the level's tokens, `[n, ...]`.
+    layout: Vec<f32>,
+    /// The non-learned descriptors, one flat `[n, ...]` per [`Descriptor`] kind.
+    descriptors: Vec<Vec<f32>>,
+    /// Each image's luminance per token.
+    token_luminance: Vec<Vec<f32>>,
+}
+
+impl Modality {
+    fn new() -> Modality {
+        Modality {
+            features: Vec::new(),
+            maps: Vec::new(),
+            layout: Vec::new(),
+            descriptors: vec![Vec::new(); 3],
+            token_luminance: Vec::new(),
+        }
+    }
+
+    /// Embeds one batch of this modality's images and appends what it gives; returns the batch's
+    /// views and maps (for the figure).
+    fn push_batch(
+        &mut self,
+        nat: &Nat,
+        paths: &[PathBuf],
+        transform: &EvalTransform,
+        level: usize,
+    ) -> Result<BatchMaps> {
+        let views = load_views(paths, transform)?;
+        let (features, capture) = forward_with_capture(nat, &batch_tensor(&views)?, level)?;
+        let maps = pooled_query_attention(nat, &capture)?;
+        let grid = capture.grid;
+        for view in &views {
+            for (k, kind) in Descriptor::ALL.into_iter().enumerate() {
+                self.descriptors[k].extend(descriptor(view, kind, grid)?);
+            }
+            let y = luminance(view);
+            self.token_luminance
+                .push(cell_means(&y, view.width, view.height, grid));
+        }
+        let heads = maps.len() / (paths.len() * grid.0 * grid.1);
+        let tokens = capture.tokens.to_vec::<f32>()?;
+        let per_image = tokens.len() / paths.len();
+        let positions = grid.0 * grid.1;
+        for t in tokens.chunks(per_image) {
+            self.layout
+                .extend(layout_descriptor(t, positions, per_image / positions)?);
+        }
+        self.features.extend(features.to_vec::<f32>()?);
+        self.maps.extend_from_slice(&maps);
+        Ok(BatchMaps {
+            views,
+            maps,
+            grid,
+            heads,
+        })
+    }
+}
+
+/// One batch of one modality: its views and pooled-query maps on the token grid.
+struct BatchMaps {
+    views: Vec<Planar>,
+    /// `[batch, heads, cells]`.
+    maps: Vec<f32>,
+    grid: (usize, usize),
+    heads: usize,
+}
+
+/// One row of the figure: for each modality the image, its head-mean map as a heatmap, and the
+/// image under the mass mask.
+fn figure_row(batch: &[BatchMaps], b: usize, config: &CrossModalConfig) -> RgbImage {
+    let mut row = Vec::new();
+    for BatchMaps {
+        views,
+        maps,
+        grid,
+        heads,
+    } in batch
+    {
+        let (grid, heads) = (*grid, *heads);
+        let cells = grid.0 * grid.1;
+        let map = head_mean(&maps[b * heads * cells..(b + 1) * heads * cells], heads);
+        let f = display_factor(config.size);
+        let img = enlarge(&views[b].to_rgb(IMAGENET_MEAN, IMAGENET_STD), f);
+        let heat = heatmap(&map, grid, img.width, img.height);
+        let masked = overlay_mask(&img, &mass_mask(&map, config.mass), grid);
+        row.extend([img, heat, masked]);
+    }
+    image_grid(&row, row.len(), 4, [255, 255, 255])
+}
+
+/// Runs the evaluation; `progress(done, total)` after each batch of pairs.
+pub fn run_crossmodal(
+    nat: &Nat,
+    config: &CrossModalConfig,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<CrossModalReport> {
+    let (pairs, rgb_only, ir_only) = matched_pairs(config)?;
+    check_config(config)?;
     let level = config
         .level
         .unwrap_or_else(|| default_level(&nat.config, config.size, config.size));
     let transform = EvalTransform::square(config.size);
     let _guard = no_grad();
     let n = pairs.len();
-    let (mut f_rgb, mut f_ir) = (Vec::new(), Vec::new());
-    let (mut m_rgb, mut m_ir) = (Vec::new(), Vec::new());
-    let (mut l_rgb, mut l_ir) = (Vec::new(), Vec::new());
-    // Per modality: the descriptors of each kind (flat rows) and each image's luminance per token.
-    let mut descriptors = [vec![Vec::new(); 3], vec![Vec::new(); 3]];
-    let mut token_luminance: [Vec<Vec<f32>>; 2] = [Vec::new(), Vec::new()];
+    let mut modalities = [Modality::new(), Modality::new()];
     let mut figure_rows: Vec<RgbImage> = Vec::new();
     let mut grid = (0, 0);
     let mut heads = 1;
     for (ci, chunk) in pairs.chunks(config.batch).enumerate() {
         let (rp, ip): (Vec<PathBuf>, Vec<PathBuf>) = chunk.iter().cloned().unzip();
-        let mut per_modality = Vec::new();
+        let mut batch = Vec::new();
         for (m, paths) in [&rp, &ip].into_iter().enumerate() {
-            let views = load_views(paths, &transform)?;
-            let (features, capture) = forward_with_capture(nat, &batch_tensor(&views)?, level)?;
-            let maps = pooled_query_attention(nat, &capture)?;
-            grid = capture.grid;
-            for view in &views {
-                for (k, kind) in Descriptor::ALL.into_iter().enumerate() {
-                    descriptors[m][k].extend(descriptor(view, kind, grid)?);
-                }
-                let y = luminance(view);
-                token_luminance[m].push(cell_means(&y, view.width, view.height, grid));
-            }
-            heads = maps.len() / (chunk.len() * grid.0 * grid.1);
-            let tokens = capture.tokens.to_vec::<f32>()?;
-            let per_image = tokens.len() / chunk.len();
-            let positions = grid.0 * grid.1;
-            let mut layout = Vec::with_capacity(tokens.len());
-            for t in tokens.chunks(per_image) {
-                layout.extend(layout_descriptor(t, positions, per_image / positions)?);
-            }
-            per_modality.push((features.to_vec::<f32>()?, maps, views, layout));
-        }
-        let cells = grid.0 * grid.1;
-        for (m, (features, maps, _, layout)) in per_modality.iter().enumerate() {
-            if m == 0 {
-                f_rgb.extend_from_slice(features);
-                m_rgb.extend_from_slice(maps);
-                l_rgb.extend_from_slice(layout);
-            } else {
-                f_ir.extend_from_slice(features);
-                m_ir.extend_from_slice(maps);
-                l_ir.extend_from_slice(layout);
-            }
+            let maps = modalities[m].push_batch(nat, paths, &transform, level)?;
+            (grid, heads) = (maps.grid, maps.heads);
+            batch.push(maps);
         }
         for b in 0..chunk.len() {
             if ci * config.batch + b >= config.figure_pairs || config.figure.is_none() {
                 break;
             }
-            let mut row = Vec::new();
-            for (_, maps, views, _) in &per_modality {
-                let map = head_mean(&maps[b * heads * cells..(b + 1) * heads * cells], heads);
-                let f = display_factor(config.size);
-                let img = enlarge(&views[b].to_rgb(IMAGENET_MEAN, IMAGENET_STD), f);
-                let heat = heatmap(&map, grid, img.width, img.height);
-                let masked = overlay_mask(&img, &mass_mask(&map, config.mass), grid);
-                row.extend([img, heat, masked]);
-            }
-            figure_rows.push(image_grid(&row, row.len(), 4, [255, 255, 255]));
+            figure_rows.push(figure_row(&batch, b, config));
         }
         progress((ci * config.batch + chunk.len()).min(n), n);
     }
-    let dim = f_rgb.len() / n;
-    let r = cross_modal_retrieval(&f_ir, &f_rgb, dim)?;
-    let layout = cross_modal_retrieval(&l_ir, &l_rgb, l_rgb.len() / n)?;
+    let [rgb, ir] = &modalities;
+    let mut report = score(nat, config, (rgb, ir), grid, heads)?;
+    (
+        report.level,
+        report.skipped_rgb_only,
+        report.skipped_ir_only,
+    ) = (level, rgb_only, ir_only);
+    if let Some(path) = &config.figure {
+        let sheet = image_grid(&figure_rows, 1, 6, [255, 255, 255]);
+        write_png(path, &sheet)?;
+    }
+    Ok(report)
+}
+
+/// Retrieval and mask IoU of the network and the controls over all pairs.
+fn score(
+    nat: &Nat,
+    config: &CrossModalConfig,
+    (rgb, ir): (&Modality, &Modality),
+    grid: (usize, usize),
+    heads: usize,
+) -> Result<CrossModalReport> {
+    let n = rgb.token_luminance.len();
+    let dim = rgb.features.len() / n;
+    let r = cross_modal_retrieval(&ir.features, &rgb.features, dim)?;
+    let layout = cross_modal_retrieval(&ir.layout, &rgb.layout, rgb.layout.len() / n)?;
     let cells = grid.0 * grid.1;
     let mask_of = |maps: &[f32], i: usize| {
         mass_mask(
@@ -339,12 +430,12 @@ pub fn run_crossmodal(
             config.mass,
         )
     };
-    let masks_rgb: Vec<Vec<bool>> = (0..n).map(|i| mask_of(&m_rgb, i)).collect();
-    let masks_ir: Vec<Vec<bool>> = (0..n).map(|i| mask_of(&m_ir, i)).collect();
+    let masks_rgb: Vec<Vec<bool>> = (0..n).map(|i| mask_of(&rgb.maps, i)).collect();
+    let masks_ir: Vec<Vec<bool>> = (0..n).map(|i| mask_of(&ir.maps, i)).collect();
     let iou = iou_scores(
         &masks_rgb,
         &masks_ir,
-        (&token_luminance[0], &token_luminance[1]),
+        (&rgb.token_luminance, &ir.token_luminance),
         grid,
         config.mass,
     )?;
@@ -353,7 +444,7 @@ pub fn run_crossmodal(
         RetrievalScore::new("network_layout", &layout),
     ];
     for (k, kind) in Descriptor::ALL.into_iter().enumerate() {
-        let (d_rgb, d_ir) = (&descriptors[0][k], &descriptors[1][k]);
+        let (d_rgb, d_ir) = (&rgb.descriptors[k], &ir.descriptors[k]);
         let scored = cross_modal_retrieval(d_ir, d_rgb, d_rgb.len() / n)?;
         retrieval.push(RetrievalScore::new(kind.name(), &scored));
     }
@@ -364,18 +455,14 @@ pub fn run_crossmodal(
                 let o = (i * heads + h) * cells;
                 mass_mask(&maps[o..o + cells], config.mass)
             };
-            iou_heads += mask_iou(&at(&m_rgb), &at(&m_ir))?;
+            iou_heads += mask_iou(&at(&rgb.maps), &at(&ir.maps))?;
         }
-    }
-    if let Some(path) = &config.figure {
-        let sheet = image_grid(&figure_rows, 1, 6, [255, 255, 255]);
-        write_png(path, &sheet)?;
     }
     Ok(CrossModalReport {
         arch: nat.config.name.clone(),
         pairs: n,
         size: config.size,
-        level,
+        level: 0,
         grid: [grid.0, grid.1],
         mass: config.mass,
         retrieval_top1_ir_to_rgb: r.a_to_b_top1,
@@ -398,8 +485,8 @@ pub fn run_crossmodal(
         attention_iou_shifted: iou[5].iou,
         retrieval,
         iou,
-        skipped_rgb_only: rgb_only,
-        skipped_ir_only: ir_only,
+        skipped_rgb_only: Vec::new(),
+        skipped_ir_only: Vec::new(),
     })
 }
 

@@ -87,22 +87,7 @@ pub fn run_filter(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<FilterReport> {
     let paths = list_images(&config.images, "--images")?;
-    refuse_inside(&config.out, &config.images, "--out", "--images")?;
-    if let Some(k) = &config.keep_list {
-        refuse_inside(k, &config.images, "--keep-list", "--images")?;
-    }
-    if !(-1.0..=1.0).contains(&config.dup_threshold) {
-        return err(format!(
-            "--dup-threshold {}: a cosine similarity in [-1, 1]",
-            config.dup_threshold
-        ));
-    }
-    if !(0.0..=100.0).contains(&config.outlier_percentile) {
-        return err(format!(
-            "--outlier-percentile {}: must be in [0, 100]",
-            config.outlier_percentile
-        ));
-    }
+    check_config(config)?;
     let exemplar_paths = match &config.keep_like {
         Some(d) => list_images(d, "--keep-like")?,
         None => Vec::new(),
@@ -135,66 +120,18 @@ pub fn run_filter(
     } else {
         None
     };
-    let mut similarity = vec![None; n];
-    if !reject_paths.is_empty() {
-        // s_keep / s_reject per image: the best cosine to each exemplar set (GEMM chunks, as exemplar_search)
-        let x = l2_normalized(&features, dim);
-        let (own, exemplars) = x.split_at(n * dim);
-        let (keep_count, bank_rows) = (exemplar_paths.len(), exemplars.len() / dim);
-        let best = map_similarity_chunks(own, exemplars, dim, |_, sims| {
-            sims.chunks(bank_rows)
-                .map(|row| {
-                    let max = |r: &[f32]| r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    (max(&row[..keep_count]), max(&row[keep_count..]))
-                })
-                .collect::<Vec<_>>()
-        })
-        .concat();
-        for (s, (s_keep, s_reject)) in similarity.iter_mut().zip(best) {
-            if s_keep > s_reject + config.exemplar_margin {
-                *s = Some(s_keep);
-            }
-        }
-    } else if !exemplar_paths.is_empty() {
-        let exemplars: Vec<usize> = (n..all.len()).collect();
-        let rule = ExemplarRule::Margin(config.exemplar_margin);
-        for m in exemplar_search(&features, dim, &exemplars, rule)? {
-            similarity[m.index] = Some(m.exemplar_similarity);
-        }
-    }
-
-    let mut group_of = vec![None; n];
-    for (g, members) in groups.iter().enumerate() {
-        for &i in members {
-            group_of[i] = Some(g);
-        }
-    }
-    let mut is_outlier = vec![false; n];
-    flagged.iter().for_each(|&i| is_outlier[i] = true);
+    let keep_count = exemplar_paths.len();
+    let similarity = exemplar_similarity(&features, n, dim, keep_count, config.exemplar_margin)?;
     let name = |i: usize| paths[i].display().to_string();
-    let items: Vec<ItemReport> = (0..n)
-        .map(|i| {
-            let first = group_of[i].is_some_and(|g| groups[g][0] == i);
-            let wanted = exemplar_paths.is_empty() || similarity[i].is_some();
-            ItemReport {
-                path: name(i),
-                cluster: assignment.as_ref().map(|a| a[i]),
-                duplicate_group: group_of[i],
-                duplicate_first: first,
-                density: density[i],
-                outlier: is_outlier[i],
-                exemplar_similarity: similarity[i],
-                kept: wanted && !is_outlier[i] && (group_of[i].is_none() || first),
-            }
-        })
-        .collect();
-
-    std::fs::create_dir_all(config.out.join("sheets")).map_err(|e| {
-        CurateError(format!(
-            "--out {}: cannot create: {e}",
-            config.out.display()
-        ))
-    })?;
+    let flags = Flags {
+        groups: &groups,
+        outliers: &flagged,
+        density: &density,
+        assignment: assignment.as_deref(),
+        similarity: &similarity,
+        exemplars: !exemplar_paths.is_empty(),
+    };
+    let items = item_reports(&paths, &flags);
     let sheets = write_sheets(config, &paths, &groups, &flagged, assignment.as_deref())?;
 
     let report = FilterReport {
@@ -215,6 +152,125 @@ pub fn run_filter(
         items,
         sheets,
     };
+    write_outputs(config, &report)?;
+    Ok(report)
+}
+
+/// The flags, CSV checks and `--keep-list` / `--out` placement of `config`.
+fn check_config(config: &FilterConfig) -> Result<()> {
+    refuse_inside(&config.out, &config.images, "--out", "--images")?;
+    if let Some(k) = &config.keep_list {
+        refuse_inside(k, &config.images, "--keep-list", "--images")?;
+    }
+    if !(-1.0..=1.0).contains(&config.dup_threshold) {
+        return err(format!(
+            "--dup-threshold {}: a cosine similarity in [-1, 1]",
+            config.dup_threshold
+        ));
+    }
+    if !(0.0..=100.0).contains(&config.outlier_percentile) {
+        return err(format!(
+            "--outlier-percentile {}: must be in [0, 100]",
+            config.outlier_percentile
+        ));
+    }
+    Ok(())
+}
+
+/// Each image's similarity to the exemplars, None where it is not wanted. `features` holds the
+/// `n` images, then `keep_count` keep exemplars, then any reject exemplars.
+fn exemplar_similarity(
+    features: &[f32],
+    n: usize,
+    dim: usize,
+    keep_count: usize,
+    margin: f32,
+) -> Result<Vec<Option<f32>>> {
+    let rows = features.len() / dim;
+    if rows > n + keep_count {
+        return Ok(keep_or_reject(features, n, dim, keep_count, margin));
+    }
+    let mut similarity = vec![None; n];
+    if keep_count > 0 {
+        let exemplars: Vec<usize> = (n..rows).collect();
+        let rule = ExemplarRule::Margin(margin);
+        for m in exemplar_search(features, dim, &exemplars, rule)? {
+            similarity[m.index] = Some(m.exemplar_similarity);
+        }
+    }
+    Ok(similarity)
+}
+
+/// With keep and reject exemplars (rows `n..n + keep` and the rest of `features`): an image's
+/// similarity is its best cosine to the keep set, kept only when that beats the best to the reject
+/// set by `margin` (GEMM chunks, as `exemplar_search`).
+fn keep_or_reject(
+    features: &[f32],
+    n: usize,
+    dim: usize,
+    keep_count: usize,
+    margin: f32,
+) -> Vec<Option<f32>> {
+    let x = l2_normalized(features, dim);
+    let (own, exemplars) = x.split_at(n * dim);
+    let bank_rows = exemplars.len() / dim;
+    let best = map_similarity_chunks(own, exemplars, dim, |_, sims| {
+        sims.chunks(bank_rows)
+            .map(|row| {
+                let max = |r: &[f32]| r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                (max(&row[..keep_count]), max(&row[keep_count..]))
+            })
+            .collect::<Vec<_>>()
+    })
+    .concat();
+    best.into_iter()
+        .map(|(s_keep, s_reject)| (s_keep > s_reject + margin).then_some(s_keep))
+        .collect()
+}
+
+/// What the filter found, per image index.
+struct Flags<'a> {
+    groups: &'a [Vec<usize>],
+    outliers: &'a [usize],
+    density: &'a [f32],
+    assignment: Option<&'a [usize]>,
+    similarity: &'a [Option<f32>],
+    /// Whether exemplars were given (then only images with a similarity are wanted).
+    exemplars: bool,
+}
+
+/// One row per image: its flags and whether it is kept (wanted, not an outlier, and the first of
+/// its duplicate group if in one).
+fn item_reports(paths: &[PathBuf], f: &Flags) -> Vec<ItemReport> {
+    let n = paths.len();
+    let mut group_of = vec![None; n];
+    for (g, members) in f.groups.iter().enumerate() {
+        for &i in members {
+            group_of[i] = Some(g);
+        }
+    }
+    let mut is_outlier = vec![false; n];
+    f.outliers.iter().for_each(|&i| is_outlier[i] = true);
+    (0..n)
+        .map(|i| {
+            let first = group_of[i].is_some_and(|g| f.groups[g][0] == i);
+            let wanted = !f.exemplars || f.similarity[i].is_some();
+            ItemReport {
+                path: paths[i].display().to_string(),
+                cluster: f.assignment.map(|a| a[i]),
+                duplicate_group: group_of[i],
+                duplicate_first: first,
+                density: f.density[i],
+                outlier: is_outlier[i],
+                exemplar_similarity: f.similarity[i],
+                kept: wanted && !is_outlier[i] && (group_of[i].is_none() || first),
+            }
+        })
+        .collect()
+}
+
+/// `report.csv`, `report.json` under `config.out`, and the `--keep-list` if asked for.
+fn write_outputs(config: &FilterConfig, report: &FilterReport) -> Result<()> {
     let mut csv = String::from(
         "path,cluster,duplicate_group,duplicate_first,density,outlier,exemplar_similarity,kept\n",
     );
@@ -233,7 +289,7 @@ pub fn run_filter(
         ));
     }
     write_text(&config.out.join("report.csv"), &csv)?;
-    let json = serde_json::to_string_pretty(&report).map_err(|e| CurateError(e.to_string()))?;
+    let json = serde_json::to_string_pretty(report).map_err(|e| CurateError(e.to_string()))?;
     write_text(&config.out.join("report.json"), &json)?;
     if let Some(list) = &config.keep_list {
         let text: String = report
@@ -244,7 +300,7 @@ pub fn run_filter(
             .collect();
         write_text(list, &text)?;
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Contact sheets under `out/sheets/`: one per cluster, one per duplicate group, one of the
@@ -256,6 +312,12 @@ fn write_sheets(
     flagged: &[usize],
     assignment: Option<&[usize]>,
 ) -> Result<Vec<String>> {
+    std::fs::create_dir_all(config.out.join("sheets")).map_err(|e| {
+        CurateError(format!(
+            "--out {}: cannot create: {e}",
+            config.out.display()
+        ))
+    })?;
     // Thumbnails: the eval crop without normalisation.
     let thumb = EvalTransform {
         mean: [0.0; 3],

@@ -143,12 +143,8 @@ fn summary(name: String, rows: &[(usize, Measured)]) -> ShareSummary {
     }
 }
 
-/// Runs the measurement; `progress(done, total)` after each batch.
-pub fn run_boxes(
-    nat: &Nat,
-    config: &BoxesConfig,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<BoxesReport> {
+/// The checked flags of `config`, and the level to read (the default when none is given).
+fn check_config(nat: &Nat, config: &BoxesConfig) -> Result<usize> {
     if !config.labels.is_dir() {
         return err(format!(
             "--labels {}: no such folder",
@@ -175,10 +171,21 @@ pub fn run_boxes(
             levels - 1
         ));
     }
-    let paths = list_images(&config.images, "--images")?;
+    Ok(level)
+}
+
+/// An image and its boxes.
+type Labelled = (PathBuf, Vec<YoloBox>);
+
+/// The images of `paths` with at least one box, with their boxes; and how many had no label file
+/// and how many an empty one.
+fn labelled_images(
+    config: &BoxesConfig,
+    paths: &[PathBuf],
+) -> Result<(Vec<Labelled>, usize, usize)> {
     let (mut no_file, mut no_boxes) = (0, 0);
-    let mut work: Vec<(PathBuf, Vec<YoloBox>)> = Vec::new();
-    for p in &paths {
+    let mut work: Vec<Labelled> = Vec::new();
+    for p in paths {
         match label_path(&config.images, &config.labels, p) {
             None => no_file += 1,
             Some(l) => {
@@ -191,84 +198,153 @@ pub fn run_boxes(
             }
         }
     }
+    Ok((work, no_file, no_boxes))
+}
+
+/// Decodes a batch: each image's (width, height) and its view through `transform`.
+fn load_batch(chunk: &[Labelled], transform: &EvalTransform) -> Result<DecodedBatch> {
+    Ok(chunk
+        .par_iter()
+        .map(|(p, _)| {
+            let name = p.display().to_string();
+            let bytes =
+                std::fs::read(p).map_err(|e| DataError::new(&name, format!("cannot read: {e}")))?;
+            let img = decode_image(&bytes, &name)?;
+            Ok(((img.width, img.height), transform.apply(&img)))
+        })
+        .collect::<std::result::Result<Vec<_>, DataError>>()?
+        .into_iter()
+        .unzip())
+}
+
+/// Each image's (width, height) and its view.
+type DecodedBatch = (Vec<(usize, usize)>, Vec<Planar>);
+
+/// The shares of one image (its head-mean `map` on `grid`), overall and per class, beside the
+/// priors; None when no box reaches into the crop.
+fn measure_image(
+    (path, boxes): &Labelled,
+    (w, h): (usize, usize),
+    view: &Planar,
+    map: &[f32],
+    grid: (usize, usize),
+    transform: &EvalTransform,
+    mass: f64,
+) -> Option<ImageShare> {
+    let cells = grid.0 * grid.1;
+    let bright = cell_means(&luminance(view), view.width, view.height, grid);
+    let gaussian = centre_gaussian(grid);
+    let in_crop: Vec<(usize, [f64; 4])> = boxes
+        .iter()
+        .filter_map(|yb| box_in_crop(yb, transform, w, h).map(|r| (yb.class, r)))
+        .collect();
+    if in_crop.is_empty() {
+        return None;
+    }
+    let kept = mass_mask(map, mass).iter().filter(|&&k| k).count();
+    let square = central_square(grid, kept);
+    let measure = |rects: &[[f64; 4]]| -> (Measured, usize) {
+        let cov = token_coverage(rects, transform.crop, grid);
+        let s = box_share(map, &cov, mass);
+        let masked = |m: &[f32], mass: f64| box_share(m, &cov, mass).masked;
+        let fraction = cov.iter().sum::<f64>() / cells as f64;
+        let v = [
+            fraction,
+            s.masked,
+            s.map,
+            masked(&gaussian, mass),
+            masked(&square, 1.0),
+            masked(&bright, mass),
+        ];
+        (v, s.kept)
+    };
+    let all: Vec<[f64; 4]> = in_crop.iter().map(|r| r.1).collect();
+    let (v, kept_tokens) = measure(&all);
+    let mut per_class = BTreeMap::new();
+    for class in in_crop
+        .iter()
+        .map(|r| r.0)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let rects: Vec<[f64; 4]> = in_crop
+            .iter()
+            .filter(|r| r.0 == class)
+            .map(|r| r.1)
+            .collect();
+        per_class.insert(class, (rects.len(), measure(&rects).0));
+    }
+    Some(ImageShare {
+        path: path.clone(),
+        boxes: in_crop.len(),
+        box_fraction: v[0],
+        share_masked: v[1],
+        share_map: v[2],
+        kept_tokens,
+        priors: [v[3], v[4], v[5]],
+        per_class,
+    })
+}
+
+/// The summary over all images, then one per class (named from `class_names` where known).
+fn summaries(
+    per_image: &[ImageShare],
+    class_names: &[String],
+) -> (ShareSummary, Vec<ShareSummary>) {
+    let rows: Vec<(usize, Measured)> = per_image
+        .iter()
+        .map(|r| {
+            let [g, sq, i] = r.priors;
+            (
+                r.boxes,
+                [r.box_fraction, r.share_masked, r.share_map, g, sq, i],
+            )
+        })
+        .collect();
+    let mut by_class: BTreeMap<usize, Vec<(usize, Measured)>> = BTreeMap::new();
+    for r in per_image {
+        for (&class, &v) in &r.per_class {
+            by_class.entry(class).or_default().push(v);
+        }
+    }
+    let classes = by_class
+        .into_iter()
+        .map(|(class, rows)| {
+            let name = class_names
+                .get(class)
+                .cloned()
+                .unwrap_or_else(|| class.to_string());
+            summary(name, &rows)
+        })
+        .collect();
+    (summary("all".into(), &rows), classes)
+}
+
+/// Runs the measurement; `progress(done, total)` after each batch.
+pub fn run_boxes(
+    nat: &Nat,
+    config: &BoxesConfig,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<BoxesReport> {
+    let level = check_config(nat, config)?;
+    let paths = list_images(&config.images, "--images")?;
+    let (work, no_file, no_boxes) = labelled_images(config, &paths)?;
     let transform = EvalTransform::square(config.size);
-    let crop = transform.crop;
     let _guard = no_grad();
     let mut per_image = Vec::new();
     let (mut outside, mut grid) = (0, (0, 0));
     for (ci, chunk) in work.chunks(config.batch).enumerate() {
-        let (dims, views): (Vec<(usize, usize)>, Vec<Planar>) = chunk
-            .par_iter()
-            .map(|(p, _)| {
-                let name = p.display().to_string();
-                let bytes = std::fs::read(p)
-                    .map_err(|e| DataError::new(&name, format!("cannot read: {e}")))?;
-                let img = decode_image(&bytes, &name)?;
-                Ok(((img.width, img.height), transform.apply(&img)))
-            })
-            .collect::<std::result::Result<Vec<_>, DataError>>()?
-            .into_iter()
-            .unzip();
+        let (dims, views) = load_batch(chunk, &transform)?;
         let (_, capture) = forward_with_capture(nat, &batch_tensor(&views)?, level)?;
         let maps = pooled_query_attention(nat, &capture)?;
         grid = capture.grid;
         let cells = grid.0 * grid.1;
         let heads = maps.len() / (chunk.len() * cells);
-        for (b, ((path, boxes), (w, h))) in chunk.iter().zip(&dims).enumerate() {
+        for (b, (item, &dim)) in chunk.iter().zip(&dims).enumerate() {
             let map = head_mean(&maps[b * heads * cells..(b + 1) * heads * cells], heads);
-            let view = &views[b];
-            let bright = cell_means(&luminance(view), view.width, view.height, grid);
-            let gaussian = centre_gaussian(grid);
-            let in_crop: Vec<(usize, [f64; 4])> = boxes
-                .iter()
-                .filter_map(|yb| box_in_crop(yb, &transform, *w, *h).map(|r| (yb.class, r)))
-                .collect();
-            if in_crop.is_empty() {
-                outside += 1;
-                continue;
+            match measure_image(item, dim, &views[b], &map, grid, &transform, config.mass) {
+                Some(share) => per_image.push(share),
+                None => outside += 1,
             }
-            let kept = mass_mask(&map, config.mass).iter().filter(|&&k| k).count();
-            let square = central_square(grid, kept);
-            let measure = |rects: &[[f64; 4]]| -> (Measured, usize) {
-                let cov = token_coverage(rects, crop, grid);
-                let s = box_share(&map, &cov, config.mass);
-                let masked = |m: &[f32], mass: f64| box_share(m, &cov, mass).masked;
-                let fraction = cov.iter().sum::<f64>() / cells as f64;
-                let v = [
-                    fraction,
-                    s.masked,
-                    s.map,
-                    masked(&gaussian, config.mass),
-                    masked(&square, 1.0),
-                    masked(&bright, config.mass),
-                ];
-                (v, s.kept)
-            };
-            let all: Vec<[f64; 4]> = in_crop.iter().map(|r| r.1).collect();
-            let (v, kept_tokens) = measure(&all);
-            let mut per_class = BTreeMap::new();
-            for class in in_crop
-                .iter()
-                .map(|r| r.0)
-                .collect::<std::collections::BTreeSet<_>>()
-            {
-                let rects: Vec<[f64; 4]> = in_crop
-                    .iter()
-                    .filter(|r| r.0 == class)
-                    .map(|r| r.1)
-                    .collect();
-                per_class.insert(class, (rects.len(), measure(&rects).0));
-            }
-            per_image.push(ImageShare {
-                path: path.clone(),
-                boxes: in_crop.len(),
-                box_fraction: v[0],
-                share_masked: v[1],
-                share_map: v[2],
-                kept_tokens,
-                priors: [v[3], v[4], v[5]],
-                per_class,
-            });
         }
         progress(
             (ci * config.batch + chunk.len()).min(work.len()),
@@ -283,33 +359,7 @@ pub fn run_boxes(
             config.labels.display()
         ));
     }
-    let rows: Vec<(usize, Measured)> = per_image
-        .iter()
-        .map(|r| {
-            let [g, sq, i] = r.priors;
-            (
-                r.boxes,
-                [r.box_fraction, r.share_masked, r.share_map, g, sq, i],
-            )
-        })
-        .collect();
-    let mut by_class: BTreeMap<usize, Vec<(usize, Measured)>> = BTreeMap::new();
-    for r in &per_image {
-        for (&class, &v) in &r.per_class {
-            by_class.entry(class).or_default().push(v);
-        }
-    }
-    let classes = by_class
-        .into_iter()
-        .map(|(class, rows)| {
-            let name = config
-                .class_names
-                .get(class)
-                .cloned()
-                .unwrap_or_else(|| class.to_string());
-            summary(name, &rows)
-        })
-        .collect();
+    let (all, classes) = summaries(&per_image, &config.class_names);
     Ok(BoxesReport {
         arch: nat.config.name.clone(),
         size: config.size,
@@ -321,7 +371,7 @@ pub fn run_boxes(
         skipped_no_label_file: no_file,
         skipped_no_boxes: no_boxes,
         skipped_outside_crop: outside,
-        all: summary("all".into(), &rows),
+        all,
         classes,
         per_image,
     })

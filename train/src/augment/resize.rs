@@ -79,7 +79,6 @@ fn taps(in_size: usize, out_size: usize, filter: Filter, antialias: bool) -> Vec
 
 /// Resample the region (x0, y0, w, h) of `src` to out_w x out_h. Taps stay inside the region (the region is
 /// cropped first, as torchvision's `resized_crop` does). Bicubic overshoot is clamped to [0, 1].
-#[allow(clippy::too_many_arguments)]
 pub fn resize_region(
     src: &Planar,
     x0: usize,

@@ -106,7 +106,6 @@ pub(super) unsafe fn transpose_tokens<S: Simd>(
 /// out[r * ldo + t] = scale * sum_c a[r * lda + c] * bt[c * ldb + t] for r < rows and t < n
 /// rounded up to whole vectors (the extra columns are computed from bt's padding and ignored).
 /// Register block: 4 rows x 2 vectors.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) unsafe fn logits_block<S: Simd>(
     a: *const f32,
@@ -145,7 +144,6 @@ pub(super) unsafe fn logits_block<S: Simd>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn mk<S: Simd, const NR: usize, const NV: usize>(
     a: *const f32,
@@ -183,7 +181,6 @@ unsafe fn mk<S: Simd, const NR: usize, const NV: usize>(
 /// (rows x inner) by (inner x d) product, the P V / dS K / P^T dO / dS^T Q of the flash kernels.
 /// With d a multiple of LANES it is the register-blocked `logits_block` (4 rows share each load of
 /// x); otherwise one weighted sum per row (no reads past a row's d values).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) unsafe fn rows_times_matrix<S: Simd>(
     w: *const f32,

@@ -22,7 +22,6 @@ const KEY_TASK: usize = 64;
 
 /// Fast f32 backward; same arguments and results as
 /// [`attention_backward_reference`](super::attention_backward_reference).
-#[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     p: &Attention,
     q: HeadsRef<f32>,
@@ -53,7 +52,6 @@ struct BwdCtx<'a> {
 }
 
 /// The backward on a chosen instruction set (tests run every available one).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_with(
     isa: Isa,
     p: &Attention,
@@ -136,7 +134,6 @@ unsafe fn keys_avx2(ctx: &BwdCtx, t: usize) {
 
 /// For `rows` rows of `cols` columns (row stride ld) of recomputed logits in `s` and dP in `dp`:
 /// s <- P = exp(s - lse[r]); dp <- dS = P (dP - D[r]).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn probabilities_and_ds<S: Simd>(
     s: *mut f32,

@@ -79,7 +79,6 @@ pub fn attention_forward_reference<T: Float>(
 /// Gradients of [`attention_forward_reference`]: dP = dO V^T, dS = P (dP - rowsum(dO * O)),
 /// dQ = s dS K, dK = s dS^T Q, dV = P^T dO. `out` and `lse` are accepted for the same signature as
 /// the fast version; P is recomputed exactly here.
-#[allow(clippy::too_many_arguments)]
 pub fn attention_backward_reference<T: Float>(
     p: &Attention,
     q: HeadsRef<T>,

@@ -23,7 +23,6 @@ use rayon::prelude::*;
 mod tests;
 
 /// Forward per row of length `cols`; writes y, mean[row], rstd[row].
-#[allow(clippy::too_many_arguments)]
 pub fn layernorm_forward_reference<T: Float>(
     x: &[T],
     gamma: &[T],
@@ -56,7 +55,6 @@ pub fn layernorm_forward_reference<T: Float>(
 }
 
 /// Backward: writes dx (per row) and dgamma, dbeta (summed over rows, in row order).
-#[allow(clippy::too_many_arguments)]
 pub fn layernorm_backward_reference<T: Float>(
     x: &[T],
     gamma: &[T],
@@ -100,7 +98,6 @@ pub fn layernorm_backward_reference<T: Float>(
 }
 
 /// Fast f32 forward; writes y, mean[row], rstd[row].
-#[allow(clippy::too_many_arguments)]
 pub fn layernorm_forward(
     x: &[f32],
     gamma: &[f32],
@@ -115,7 +112,6 @@ pub fn layernorm_forward(
 }
 
 /// Fast f32 backward; writes dx, and dgamma, dbeta summed over rows (deterministic).
-#[allow(clippy::too_many_arguments)]
 pub fn layernorm_backward(
     x: &[f32],
     gamma: &[f32],
@@ -170,7 +166,6 @@ fn check(
     rows
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_with(
     isa: Isa,
     x: &[f32],
@@ -201,7 +196,6 @@ pub(crate) fn forward_with(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_with(
     isa: Isa,
     x: &[f32],
@@ -260,7 +254,6 @@ pub(crate) fn backward_with(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn forward_rows_generic<V: SimdF32>(
     x: &[f32],
@@ -299,7 +292,6 @@ unsafe fn forward_rows_generic<V: SimdF32>(
 }
 
 /// dx for the rows of one chunk, and acc = [sum dy * xhat | sum dy] over those rows.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn backward_rows_generic<V: SimdF32>(
     x: &[f32],

@@ -21,7 +21,6 @@ use crate::cpu::isa::{self, Isa};
 
 /// Fast f32 backward; same arguments and results as
 /// [`neighborhood_attention_2d_backward_reference`](super::neighborhood_attention_2d_backward_reference).
-#[allow(clippy::too_many_arguments)]
 pub fn neighborhood_attention_2d_backward(
     p: &Na2d,
     q: HeadsRef<f32>,
@@ -53,7 +52,6 @@ struct BwdCtx<'a> {
 }
 
 /// The backward on a chosen instruction set (tests run every available one).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_with(
     isa: Isa,
     p: &Na2d,

@@ -222,7 +222,6 @@ impl Transposed {
 /// (this query row, slot 0, column 0), `plane` = W, the distance between slots. Slots beyond the
 /// window get 0. With column dilation 1 and a full chunk the lanes are consecutive columns: one
 /// vector store per slot.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) unsafe fn store_tile<S: Simd>(
     tile: *const f32,
@@ -258,7 +257,6 @@ pub(super) unsafe fn store_tile<S: Simd>(
 }
 
 /// The inverse of [`store_tile`] for the valid slots (other tile entries are left as they are).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) unsafe fn load_tile<S: Simd>(
     src: *const f32,

@@ -40,7 +40,6 @@ pub(super) struct FwdCtx<'a> {
 }
 
 /// The forward on a chosen instruction set (tests run every available one).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_with(
     isa: Isa,
     p: &Na2d,

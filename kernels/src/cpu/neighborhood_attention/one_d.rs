@@ -69,7 +69,6 @@ pub fn neighborhood_attention_1d_forward_reference<T: Float>(
 }
 
 /// Fast f32 1-D backward.
-#[allow(clippy::too_many_arguments)]
 pub fn neighborhood_attention_1d_backward(
     p: &Na1d,
     q: HeadsRef<f32>,
@@ -84,7 +83,6 @@ pub fn neighborhood_attention_1d_backward(
 }
 
 /// Plain 1-D backward (generic), same arguments.
-#[allow(clippy::too_many_arguments)]
 pub fn neighborhood_attention_1d_backward_reference<T: Float>(
     p: &Na1d,
     q: HeadsRef<T>,

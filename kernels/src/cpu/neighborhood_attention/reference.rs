@@ -100,7 +100,6 @@ pub fn neighborhood_attention_2d_forward_reference<T: Float>(
 
 /// Gradients of [`neighborhood_attention_2d_forward_reference`] from the saved `attn` and `d_out`
 /// (layout of `out`): dQ, dK, dV written through `grads`' views, d(rpb) written if given.
-#[allow(clippy::too_many_arguments)]
 pub fn neighborhood_attention_2d_backward_reference<T: Float>(
     p: &Na2d,
     q: HeadsRef<T>,

@@ -101,7 +101,6 @@ pub(crate) struct Strided<'a> {
 
 /// [`weighted_sum`] for `ncols` columns in arithmetic progression in both the weights and the
 /// values (a query's window: the weight tile's slots, a window row's keys): no index loads.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) unsafe fn weighted_sum_strided<S: Simd>(
     d: usize,
@@ -137,7 +136,6 @@ pub(crate) unsafe fn weighted_sum_strided<S: Simd>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn wss_block<S: Simd, const NV: usize>(
     c0: usize,

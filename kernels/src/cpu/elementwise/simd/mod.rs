@@ -202,19 +202,16 @@ macro_rules! isa_dispatch {
     ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)?
         = $generic:ident $(:: <$($extra:ty),*>)?;) => {
         $(#[$m])*
-        #[allow(clippy::too_many_arguments)]
         $vis fn $name(isa: $crate::cpu::isa::Isa, $($arg: $ty),*) $(-> $ret)? {
             use $crate::cpu::elementwise::simd as s;
             assert!(isa <= $crate::cpu::isa::detected(), "{} path not supported here", isa.name());
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f")]
-            #[allow(clippy::too_many_arguments)]
             unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
                 unsafe { $generic::<s::Avx512 $($(, $extra)*)?>($($arg),*) }
             }
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
-            #[allow(clippy::too_many_arguments)]
             unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
                 unsafe { $generic::<s::Avx2 $($(, $extra)*)?>($($arg),*) }
             }

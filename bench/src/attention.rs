@@ -14,12 +14,13 @@
 //! attention would hold the B heads N^2 probabilities.
 
 use super::AttentionArgs;
+use crate::timing::{gflop_per_s, median, process_cpu_seconds, random, repeats, wall_ms};
 use dinonat_kernels::cpu::attention::{self as full, Attention};
 use dinonat_kernels::cpu::neighborhood_attention::{
     self as na, HeadsGradsMut, HeadsRef, HeadsView, Na2d,
 };
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Time spent on the timed repeats of one case (after one warm-up call), roughly.
 const CASE_BUDGET: Duration = Duration::from_millis(400);
@@ -241,25 +242,16 @@ impl Timing {
 
 /// One warm-up call, then repeats adapted to its cost.
 fn time(threads: usize, mut f: impl FnMut()) -> Timing {
-    let start = Instant::now();
-    f();
-    let first = start.elapsed().max(Duration::from_micros(1));
-    let repeats = ((CASE_BUDGET.as_secs_f64() / first.as_secs_f64()) as usize)
-        .clamp(MIN_REPEATS, MAX_REPEATS);
-    let cpu_start = super::process_cpu_seconds();
-    let mut ms: Vec<f64> = (0..repeats)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
+    let (first, ()) = wall_ms(&mut f);
+    let budget = CASE_BUDGET.as_secs_f64() * 1e3;
+    let repeats = repeats(budget, first, MIN_REPEATS, MAX_REPEATS);
+    let cpu_start = process_cpu_seconds();
+    let ms: Vec<f64> = (0..repeats).map(|_| wall_ms(&mut f).0).collect();
     let cpu_ms = cpu_start
-        .zip(super::process_cpu_seconds())
+        .zip(process_cpu_seconds())
         .map(|(a, b)| (b - a) * 1e3 / (repeats * threads) as f64);
-    ms.sort_by(f64::total_cmp);
     Timing {
-        ms: ms[ms.len() / 2],
+        ms: median(ms),
         repeats,
         cpu_ms,
     }
@@ -278,18 +270,6 @@ struct Buffers {
     saved: Vec<f32>,
     rpb: Vec<f32>,
     d_rpb: Vec<f32>,
-}
-
-fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
 }
 
 impl Buffers {
@@ -428,7 +408,7 @@ fn table(args: &AttentionArgs, threads: usize, cases: &[Case]) -> String {
             "-".into()
         };
         let dash = || "-".to_string();
-        let rate = |ms: f64| format!("{:.1}", c.gflop / ms * 1e3);
+        let rate = |ms: f64| format!("{:.1}", gflop_per_s(c.gflop, ms));
         let (ms, gflops, cpu, cpu_gflops, reps) = match c.timing {
             Some(t) => (
                 format!("{:.3}", t.ms),
@@ -500,11 +480,11 @@ fn json_line(args: &AttentionArgs, threads: usize, c: &Case) -> String {
         "dim": args.dim,
         "pass": c.pass.name(),
         "ms": ms,
-        "gflops": c.gflop / ms * 1e3,
+        "gflops": gflop_per_s(c.gflop, ms),
         "gflop": c.gflop,
         "repeats": t.repeats,
         "cpu_ms": t.cpu_ms,
-        "cpu_gflops": t.cpu_ms.map(|v| c.gflop / v * 1e3),
+        "cpu_gflops": t.cpu_ms.map(|v| gflop_per_s(c.gflop, v)),
         "threads": threads,
         "extra_mem_bytes": c.extra_mem_bytes,
         "naive_mem_bytes": c.naive_mem_bytes,
@@ -521,7 +501,7 @@ fn csv(args: &AttentionArgs, threads: usize, cases: &[Case]) -> String {
         let (ms, gflops, cpu, reps) = match c.timing {
             Some(t) => (
                 format!("{:.4}", t.ms),
-                format!("{:.2}", c.gflop / t.ms * 1e3),
+                format!("{:.2}", gflop_per_s(c.gflop, t.ms)),
                 t.cpu_ms.map_or(String::new(), |v| format!("{v:.4}")),
                 t.repeats.to_string(),
             ),

@@ -1,6 +1,6 @@
 //! NCCL all-reduce bandwidth of f32 gradient buffers on this process's GPU (cargo feature `nccl`):
 //!
-//!     cargo bench -p dinonat-train --features nccl --bench nccl            # one GPU, a world of one
+//!     cargo bench -p dinonat-bench --features nccl --bench nccl            # one GPU, a world of one
 //!     NCCL_COMM_ID=host0:29500 mpirun -np N target/release/deps/nccl-...   # N GPUs (one per rank)
 //!
 //! Sizes: nat_pico's gradients (1.1 M f32), nat_mini's with K 1024 (25.5 M) and nat_base's with
@@ -26,11 +26,7 @@ fn median_ms(dev: &GpuDevice, mut f: impl FnMut() -> Result<(), String>) -> Resu
     for _ in 0..3 {
         f()?;
     }
-    let mut samples = (0..5)
-        .map(|_| dev.time_ms(10, &mut f))
-        .collect::<Result<Vec<f64>, String>>()?;
-    samples.sort_by(f64::total_cmp);
-    Ok(samples[2])
+    dinonat_bench::timing::gpu_median_ms(dev, 5, 10, f)
 }
 
 fn main() {

@@ -9,7 +9,9 @@
 //! and `gemm_bf16_bt` with B already K-major (B^T n x k, as a linear layer's weight is stored).
 //! Built with the feature `gemm-dev` only (the kernels' GEMM dev corner, `cuda::gemm::dev`).
 
+use super::gemm::parse_shape;
 use super::GemmArgs;
+use crate::timing::{gpu_batch, gpu_median_ms, random};
 use dinonat_kernels::cpu::gemm::{BatchStrides, Layout};
 use dinonat_kernels::cuda::gemm::dev::{self as gemm, GemmKernel, MmaTile, WgmmaTile};
 use dinonat_kernels::cuda::{bf16, elementwise, CudaSlice, GemmPrecision, GpuDevice};
@@ -78,34 +80,6 @@ pub fn roofline_tflops(p: GemmPrecision) -> f64 {
         GemmPrecision::Tf32 => 495.0,
         GemmPrecision::Bf16 => 990.0,
     }
-}
-
-fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
-    let parts: Vec<&str> = s.split('x').collect();
-    let bad = || format!("--shape {s}: expected MxKxN with positive integers, e.g. 1024x1024x1024");
-    if parts.len() != 3 {
-        return Err(bad());
-    }
-    let v: Vec<usize> = parts
-        .iter()
-        .map(|p| p.trim().parse::<usize>().map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    if v.contains(&0) {
-        return Err(bad());
-    }
-    Ok((v[0], v[1], v[2]))
-}
-
-fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
 }
 
 struct Operands {
@@ -191,14 +165,8 @@ fn time_ms(
     o: &mut Operands,
 ) -> Result<f64, String> {
     dev.time_ms(3, || launch(dev, var, shape, o))?; // module load, clocks up
-    let estimate = dev.time_ms(1, || launch(dev, var, shape, o))?.max(1e-4);
-    let reps = ((2.0 / estimate).ceil() as usize).clamp(1, 200);
-    let mut samples = Vec::new();
-    for _ in 0..15 {
-        samples.push(dev.time_ms(reps, || launch(dev, var, shape, o))?);
-    }
-    samples.sort_by(|x, y| x.total_cmp(y));
-    Ok(samples[samples.len() / 2])
+    let (reps, _) = gpu_batch(dev, 2.0, 200, || launch(dev, var, shape, o))?;
+    gpu_median_ms(dev, 15, reps, || launch(dev, var, shape, o))
 }
 
 /// ||C - C_exact|| / ||C_exact|| over 64 sampled entries, exact in f64 from the f32 operands.

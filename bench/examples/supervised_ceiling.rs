@@ -1,7 +1,7 @@
 //! Diagnostic: how far a backbone gets on the built-in classes WITH labels in a given number of
 //! steps (the ceiling a self-supervised run of the same length can hope for). Global crops of the
 //! default DINO augmentation, cross-entropy on a linear classifier, AdamW, then the same k-NN as
-//! `dinonat train`. `cargo run --release -p dinonat-eval --example supervised_ceiling -- [STEPS] [ARCH] [SIZE]`
+//! `dinonat train`. `cargo run --release -p dinonat-bench --example supervised_ceiling -- [STEPS] [ARCH] [SIZE]`
 use dinonat_engine::nn::{Linear, ParamStore};
 use dinonat_engine::optim::{AdamW, ParamGroup};
 use dinonat_engine::{DType, Rng, Tensor};

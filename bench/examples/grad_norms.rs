@@ -1,5 +1,5 @@
 //! Diagnostic: per-tensor gradient norms of one DINO step of the default run, and the relative
-//! change of every student tensor after N steps. `cargo run --release -p dinonat-train --example grad_norms -- [STEPS]`
+//! change of every student tensor after N steps. `cargo run --release -p dinonat-bench --example grad_norms -- [STEPS]`
 use dinonat_engine::Tensor;
 use dinonat_train::batch::BatchBuilder;
 use dinonat_train::trainer::config::TrainConfig;

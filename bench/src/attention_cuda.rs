@@ -13,6 +13,7 @@
 //! two breakdown rows follow for NA: "bwd" (the backward alone) and "bwd-no-drpb" (without d(rpb)).
 
 use super::AttentionArgs;
+use crate::timing::{gflop_per_s, gpu_batch, gpu_median_ms};
 use dinonat_kernels::cpu::attention::Attention;
 use dinonat_kernels::cpu::neighborhood_attention::{HeadsView, Na2d};
 use dinonat_kernels::cuda::attention::{attention_backward, attention_forward};
@@ -22,30 +23,17 @@ use dinonat_kernels::cuda::neighborhood_attention::{
 use dinonat_kernels::cuda::{bf16, CudaSlice, GpuDevice};
 
 fn random<T: GpuFloat>(n: usize, seed: u64) -> Vec<T> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            T::from_f32(((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0)
-        })
-        .collect()
+    let values = crate::timing::random(n, seed);
+    values.into_iter().map(T::from_f32).collect()
 }
 
 /// Median milliseconds per call: warm-up, then 9 samples of `reps` calls (~3 ms each) between
 /// two CUDA events.
 fn time_ms(dev: &GpuDevice, mut f: impl FnMut() -> Result<(), String>) -> Result<f64, String> {
     dev.time_ms(2, &mut f)?;
-    let estimate = dev.time_ms(1, &mut f)?.max(1e-3);
-    let reps = ((3.0 / estimate).ceil() as usize).clamp(1, 100);
+    let (reps, estimate) = gpu_batch(dev, 3.0, 100, &mut f)?;
     let samples_n = if estimate > 50.0 { 3 } else { 9 };
-    let mut samples = Vec::new();
-    for _ in 0..samples_n {
-        samples.push(dev.time_ms(reps, &mut f)?);
-    }
-    samples.sort_by(|x, y| x.total_cmp(y));
-    Ok(samples[samples.len() / 2])
+    gpu_median_ms(dev, samples_n, reps, f)
 }
 
 struct Row {
@@ -283,7 +271,7 @@ fn run_typed<T: GpuFloat>(args: &AttentionArgs, dtype: &str) -> Result<(), Strin
             } else {
                 (1, false)
             };
-            let gflops = r.gflop / (r.ms * 1e-3);
+            let gflops = gflop_per_s(r.gflop, r.ms);
             if args.json {
                 println!(
                     "{}",

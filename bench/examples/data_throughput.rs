@@ -1,18 +1,16 @@
 //! Measures the data path and a raw-pixel baseline on the procedural set:
-//!   cargo run -p dinonat-train --release --example data_throughput [path/to/imagefolder]
+//!   cargo run -p dinonat-bench --release --example data_throughput [path/to/imagefolder]
 //! Prints images/s for procedural generation, multi-crop batches (small and DINO presets) and, when a folder is
 //! given, decoding + DINO multi-crop on it; then the k-NN (k = 20, cosine) top-1 of raw pixels on procedural data.
 
+use dinonat_bench::timing::wall_ms;
 use dinonat_train::augment::{EvalTransform, MultiCropConfig};
 use dinonat_train::batch::{eval_batch, BatchBuilder};
 use dinonat_train::data::{BadSamples, Dataset, ErrorPolicy, ImageFolder, Procedural};
 use std::sync::Arc;
-use std::time::Instant;
 
 fn rate(what: &str, n: usize, f: impl FnOnce()) {
-    let t = Instant::now();
-    f();
-    let s = t.elapsed().as_secs_f64();
+    let s = wall_ms(f).0 / 1e3;
     println!(
         "{what:<48} {n:>5} images in {s:>6.2} s = {:>7.1} img/s",
         n as f64 / s

@@ -1,19 +1,19 @@
 //! Rough timings of engine ops in f32 (not a benchmark suite: one warm-up, then the median of a
-//! few runs). `cargo run -p dinonat-engine --release --example engine_timing`
+//! few runs). `cargo run -p dinonat-bench --release --example engine_timing`
 
+use dinonat_bench::timing::{median, wall_ms};
 use dinonat_engine::{DType, Result, Rng, Tensor};
-use std::time::Instant;
 
+/// One warm-up call, then the median of `runs` calls, in ms.
 fn median_ms(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     f()?;
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let t = Instant::now();
-        f()?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(|a, b| a.total_cmp(b));
-    Ok(times[runs / 2])
+    let times = (0..runs)
+        .map(|_| match wall_ms(&mut f) {
+            (ms, Ok(())) => Ok(ms),
+            (_, Err(e)) => Err(e),
+        })
+        .collect::<Result<Vec<f64>>>()?;
+    Ok(median(times))
 }
 
 fn main() -> Result<()> {

@@ -1,5 +1,5 @@
 //! A contact sheet of the built-in procedural images, each beside its thermal twin:
-//! `cargo run --release -p dinonat-train --example procedural_sheet -- OUT.png [N] [SIZE]`.
+//! `cargo run --release -p dinonat-bench --example procedural_sheet -- OUT.png [N] [SIZE]`.
 use dinonat_train::data::{Dataset, Procedural};
 use dinonat_train::grid::write_image_grid;
 

@@ -4,12 +4,13 @@
 
 use super::GemmArgs;
 use crate::progress::Progress;
+use crate::timing::{gflop_per_s, median, random, repeats};
 use dinonat_kernels::cpu::gemm::{sgemm, Layout};
 use dinonat_kernels::cpu::isa;
 use std::time::Instant;
 
 /// Cubes, then the NAT shapes: qkv, proj, fc2 of a 56x56 stage at batch 8, a 28x28 stage, and an MLP.
-const SHAPES: [(usize, usize, usize); 9] = [
+pub const SHAPES: [(usize, usize, usize); 9] = [
     (256, 256, 256),
     (512, 512, 512),
     (1024, 1024, 1024),
@@ -41,8 +42,8 @@ pub fn run(args: &GemmArgs) -> Result<(), String> {
     }
 }
 
-/// "MxKxN" -> (m, k, n).
-fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
+/// "MxKxN" -> (m, k, n) (`--shape` of `bench gemm`, CPU and CUDA).
+pub(crate) fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
     let bad =
         || format!("--shape {s:?}: expected MxKxN with positive integers, e.g. 1024x1024x1024");
     let dims: Vec<usize> = s
@@ -65,7 +66,7 @@ fn measure_all(shapes: &[(usize, usize, usize)], json: bool) -> Result<(), Strin
     let mut bar = Progress::starting_at("bench gemm (shapes)", 0);
     for (i, &(m, k, n)) in shapes.iter().enumerate() {
         let ms = median_ms(m, k, n);
-        let gflops = 2.0 * (m * k * n) as f64 / (ms * 1e6);
+        let gflops = gflop_per_s(2.0 * (m * k * n) as f64 / 1e9, ms);
         if json {
             let row = serde_json::json!({
                 "m": m, "k": k, "n": n, "gflops": gflops, "ms": ms, "threads": threads, "isa": isa,
@@ -82,19 +83,8 @@ fn measure_all(shapes: &[(usize, usize, usize)], json: bool) -> Result<(), Strin
 
 /// Median wall time of C = A B in milliseconds; about half a second of runs, at least 5.
 fn median_ms(m: usize, k: usize, n: usize) -> f64 {
-    let mut seed = 0x2545f4914f6cdd1du64;
-    let mut fill = |len: usize| -> Vec<f32> {
-        (0..len)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect()
-    };
-    let a = fill(m * k);
-    let b = fill(k * n);
+    let a = random(m * k, 1);
+    let b = random(k * n, 2);
     let mut c = vec![0.0f32; m * n];
     let mut once = || {
         let t = Instant::now();
@@ -114,8 +104,6 @@ fn median_ms(m: usize, k: usize, n: usize) -> f64 {
         t.elapsed().as_secs_f64() * 1e3
     };
     let first = once().max(once());
-    let reps = ((500.0 / first.max(1e-3)) as usize).clamp(5, 200);
-    let mut times: Vec<f64> = (0..reps).map(|_| once()).collect();
-    times.sort_by(f64::total_cmp);
-    times[reps / 2]
+    let reps = repeats(500.0, first, 5, 200);
+    median((0..reps).map(|_| once()).collect())
 }

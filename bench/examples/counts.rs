@@ -1,6 +1,6 @@
 //! Prints the configs table of docs/nat.md (params, MACs) and, with `--time`, the forward and
 //! forward+backward time of a batch for the small configs at their resolution.
-//!     cargo run -p dinonat-model --release --example counts -- [--time]
+//!     cargo run -p dinonat-bench --release --example counts -- [--time]
 
 use dinonat_engine::{DType, Rng};
 use dinonat_model::{Nat, NatConfig};

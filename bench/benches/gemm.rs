@@ -1,32 +1,16 @@
 //! Criterion: our SGEMM on cubes and the NAT shapes (see `--features compare` for third-party GEMMs).
 //!
-//! `cargo bench --bench gemm` times `dinonat_kernels::cpu::gemm::sgemm` (row-major C = A B, all
-//! rayon threads); `cargo bench --bench gemm --features compare` adds, on the same shapes and
+//! `cargo bench -p dinonat-bench --bench gemm` times `dinonat_kernels::cpu::gemm::sgemm` (row-major C = A B, all
+//! rayon threads); `cargo bench -p dinonat-bench --bench gemm --features compare` adds, on the same shapes and
 //! buffers, `matrixmultiply::sgemm` (single-threaded unless its `threading` feature is on) and
 //! `gemm::gemm` (rayon, all threads). Throughput is reported as elements = flops (2 m k n).
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+// Cubes, then the NAT shapes: the same as `dinonat bench gemm`.
+use dinonat_bench::gemm::SHAPES;
+use dinonat_bench::timing::random;
 use dinonat_kernels::cpu::gemm::{sgemm, Layout};
 use std::hint::black_box;
 use std::time::Duration;
-
-/// Cubes, then the NAT shapes (qkv, proj, fc2 of a 56x56 stage at batch 8; a 28x28 stage; an MLP).
-const SHAPES: [(usize, usize, usize); 9] = [
-    (256, 256, 256),
-    (512, 512, 512),
-    (1024, 1024, 1024),
-    (2048, 2048, 2048),
-    (25088, 64, 192),
-    (25088, 64, 64),
-    (25088, 192, 64),
-    (6272, 128, 384),
-    (128, 512, 2048),
-];
-
-fn filled(len: usize, seed: u32) -> Vec<f32> {
-    (0..len as u32)
-        .map(|i| ((i.wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 1000.0 - 0.5)
-        .collect()
-}
 
 fn gemm(c: &mut Criterion) {
     let mut group = c.benchmark_group("sgemm");
@@ -36,8 +20,8 @@ fn gemm(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
     for &(m, k, n) in &SHAPES {
         let name = format!("{m}x{k}x{n}");
-        let a = filled(m * k, 1);
-        let b = filled(k * n, 2);
+        let a = random(m * k, 1);
+        let b = random(k * n, 2);
         let mut out = vec![0.0f32; m * n];
         group.throughput(Throughput::Elements(2 * (m * k * n) as u64));
         group.bench_function(BenchmarkId::new("dinonat", &name), |bch| {

@@ -1,4 +1,7 @@
-//! `dinonat bench ...`: measured, side-by-side timings (never timed unit tests).
+//! The benchmarks of DinoNAT in one place: `dinonat bench ...` (this library: measured,
+//! side-by-side timings, never timed unit tests), the criterion benches (benches/), and the timing
+//! and diagnostic examples (examples/; README.md lists them). Every timing goes through
+//! `timing` (median of repeats after a warm-up, process CPU time, GFLOP/s).
 
 pub mod attention;
 pub mod attention_cuda;
@@ -6,10 +9,20 @@ pub mod gemm;
 #[cfg(feature = "gemm-dev")]
 pub mod gemm_cuda;
 mod profile;
+pub mod timing;
 pub mod train_step;
 
-use crate::Device;
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
+use dinonat_report::{plot, progress};
+// train_step.rs reads the CPU time as `super::process_cpu_seconds`.
+use timing::process_cpu_seconds;
+
+/// Where a benchmark computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Device {
+    Cpu,
+    Cuda,
+}
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -151,58 +164,5 @@ pub fn run(which: BenchCommand) -> Result<(), String> {
             Device::Cuda => attention_cuda::run(&args),
         },
         BenchCommand::TrainStep(args) => train_step::run(&args),
-    }
-}
-
-/// Seconds of CPU (user + system) this process has used, all threads, from
-/// `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)` (nanosecond resolution: the scheduler's own run-time
-/// accounting); the one CPU-time helper of the benchmarks.
-#[cfg(target_os = "linux")]
-pub(crate) fn process_cpu_seconds() -> Option<f64> {
-    #[repr(C)]
-    struct Timespec {
-        tv_sec: i64,
-        tv_nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-    }
-    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
-    let mut t = Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec (two 64-bit fields on 64-bit Linux) into `t`.
-    let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut t) };
-    (rc == 0).then_some(t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9)
-}
-
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn process_cpu_seconds() -> Option<f64> {
-    None
-}
-
-#[cfg(all(test, target_os = "linux"))]
-mod tests {
-    use super::process_cpu_seconds;
-
-    #[test]
-    fn process_cpu_time_advances_with_work() {
-        let start = process_cpu_seconds().expect("CLOCK_PROCESS_CPUTIME_ID on Linux");
-        assert!(start > 0.0, "{start}");
-        let (mut x, mut now) = (1u64, start);
-        for _ in 0..1000 {
-            for i in 0..100_000u64 {
-                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
-            }
-            now = process_cpu_seconds().expect("clock");
-            if now > start {
-                break;
-            }
-        }
-        assert!(
-            now > start,
-            "no CPU time counted after the work ({start} -> {now}, {x})"
-        );
     }
 }

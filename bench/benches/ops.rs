@@ -2,9 +2,10 @@
 //! the same size, as bytes moved per second (one read of the input + one write of the output:
 //! 2 * 8192 * 512 * 4 bytes = 32 MiB per call), so the kernels' GB/s sit beside the copy's.
 //!
-//! Run: `cargo bench --bench ops` (set `DINONAT_ISA=avx2|portable` to time a lower path).
+//! Run: `cargo bench -p dinonat-bench --bench ops` (set `DINONAT_ISA=avx2|portable` to time a lower path).
 //! Each kernel runs on 1 thread and on the whole rayon pool; the scalar references on 1 thread.
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use dinonat_bench::timing::random;
 use dinonat_kernels::cpu::{gelu, isa, layernorm, softmax};
 use rayon::prelude::*;
 use std::hint::black_box;
@@ -13,17 +14,9 @@ use std::time::Duration;
 const ROWS: usize = 8192;
 const COLS: usize = 512;
 
+/// A fixed pseudo-random pattern in [-4, 4).
 fn input(n: usize) -> Vec<f32> {
-    // A fixed pseudo-random pattern in [-4, 4) (no rand dependency needed for a benchmark).
-    let mut s = 0x2545_f491_4f6c_dd1du64;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 * 8.0 - 4.0
-        })
-        .collect()
+    random(n, 1).into_iter().map(|v| 4.0 * v).collect()
 }
 
 fn ops(c: &mut Criterion) {

@@ -3,6 +3,7 @@
 //! layout), f32. NA at the target shape (B4 h2 56x56 d32, k7, rpb) and at B4 h4 28x28 d32; full
 //! attention at B4 h4 28x28 d32 and at the target shape. `dinonat bench attention` sweeps sizes.
 use criterion::{criterion_group, criterion_main, Criterion};
+use dinonat_bench::timing::random;
 use dinonat_kernels::cpu::attention::{attention_backward, attention_forward, Attention};
 use dinonat_kernels::cpu::neighborhood_attention::{
     neighborhood_attention_2d_backward, neighborhood_attention_2d_forward, HeadsGradsMut, HeadsRef,
@@ -10,18 +11,6 @@ use dinonat_kernels::cpu::neighborhood_attention::{
 };
 use std::hint::black_box;
 use std::time::Duration;
-
-fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// (batch, side, heads, dim)
 const NA_SHAPES: [(usize, usize, usize, usize); 2] = [(4, 56, 2, 32), (4, 28, 4, 32)];
