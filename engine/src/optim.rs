@@ -65,9 +65,9 @@ impl ParamGroup {
     }
 }
 
-/// Reads the values of a parameter or gradient as f64.
-fn values(t: &Tensor) -> Vec<f64> {
-    t.to_vec_f64()
+/// Reads the values of a parameter or gradient as f64 (a CUDA driver failure is an error).
+fn values(t: &Tensor) -> Result<Vec<f64>> {
+    t.try_to_vec_f64()
 }
 
 /// Applies `f(index, old) -> new` to every element of `p` in place (f32 or f64).
@@ -297,7 +297,7 @@ impl AdamW {
                             format!("'{key}' has shape {:?}", x.shape()),
                         ));
                     }
-                    Ok(x.to_dtype(p.dtype()))
+                    x.try_to_dtype(p.dtype())
                 };
                 let (m, v) = (fetch("m")?, fetch("v")?);
                 if p.is_cuda() {
@@ -355,9 +355,9 @@ impl Sgd {
             for (name, p) in &group.params {
                 let Some(g) = grads.get(p) else { continue };
                 check_grad("Sgd::step", name, p, g)?;
-                let mut g = values(g);
+                let mut g = values(g)?;
                 if wd != 0.0 {
-                    for (gi, pi) in g.iter_mut().zip(values(p)) {
+                    for (gi, pi) in g.iter_mut().zip(values(p)?) {
                         *gi += wd * pi;
                     }
                 }
@@ -399,7 +399,7 @@ pub fn clip_grad_norms(
             norms.push(Some(norm));
             continue;
         }
-        let norm = values(g).iter().map(|x| x * x).sum::<f64>().sqrt();
+        let norm = values(g)?.iter().map(|x| x * x).sum::<f64>().sqrt();
         norms.push(Some(Tensor::scalar(norm, DType::F64)));
         let coef = max_norm / (norm + 1e-6);
         if coef < 1.0 {
