@@ -4,7 +4,9 @@
 #   scripts/gpu-check-ops.sh --pack <bindir>   here (Rust, no GPU): builds and strips the test
 #       binaries kernels/tests/cuda_ops.rs (`ops-tests`), engine/tests/cuda.rs (`engine-tests`),
 #       engine/tests/cuda_attention.rs (`engine-attention-tests`), engine/tests/cuda_optim.rs
-#       (`engine-optim-tests`), train/tests/cuda_dino.rs (`train-dino-tests`) and the eval
+#       (`engine-optim-tests`), engine/tests/cuda_bf16.rs (`engine-bf16-tests`: BF16 storage on
+#       CUDA), model/tests/cuda_bf16.rs (`model-bf16-tests`: a NAT forward in BF16),
+#       train/tests/cuda_dino.rs (`train-dino-tests`) and the eval
 #       library's unit tests (`eval-tests`, run for `backbone_features_on_cuda_match_the_cpu`) and
 #       copies them with this script into <bindir>. DINONAT_REQUIRE_GPU=1 (gpu-lib.sh): a skip is
 #       a failure.
@@ -22,19 +24,23 @@ if [ "${1:-}" = "--pack" ]; then
     eng=$(find_test_bin dinonat-engine cuda)
     att=$(find_test_bin dinonat-engine cuda_attention)
     opt=$(find_test_bin dinonat-engine cuda_optim)
+    ebf=$(find_test_bin dinonat-engine cuda_bf16)
+    mbf=$(find_test_bin dinonat-model cuda_bf16)
     dno=$(find_test_bin dinonat-train cuda_dino)
     trn=$(find_lib_test_bin dinonat-eval)
-    for b in "$ops" "$eng" "$att" "$opt" "$dno" "$trn"; do
-        [ -x "$b" ] || { echo "test binaries not found ($ops, $eng, $att, $opt, $dno, $trn)"; exit 1; }
+    for b in "$ops" "$eng" "$att" "$opt" "$ebf" "$mbf" "$dno" "$trn"; do
+        [ -x "$b" ] || { echo "test binaries not found ($ops, $eng, $att, $opt, $ebf, $mbf, $dno, $trn)"; exit 1; }
     done
     mkdir -p "$dest"
     cp "$ops" "$dest/ops-tests"
     cp "$eng" "$dest/engine-tests"
     cp "$att" "$dest/engine-attention-tests"
     cp "$opt" "$dest/engine-optim-tests"
+    cp "$ebf" "$dest/engine-bf16-tests"
+    cp "$mbf" "$dest/model-bf16-tests"
     cp "$dno" "$dest/train-dino-tests"
     cp "$trn" "$dest/eval-tests"
-    for b in ops-tests engine-tests engine-attention-tests engine-optim-tests train-dino-tests eval-tests; do
+    for b in ops-tests engine-tests engine-attention-tests engine-optim-tests engine-bf16-tests model-bf16-tests train-dino-tests eval-tests; do
         strip "$dest/$b"
     done
     cp scripts/gpu-check-ops.sh scripts/gpu-lib.sh "$dest/"
@@ -63,6 +69,8 @@ run_step ops-tests 60 "$logdir/ops-tests.log" "$bin/ops-tests" --test-threads=1 
 run_step engine-tests 60 "$logdir/engine-tests.log" "$bin/engine-tests" --test-threads=1 --nocapture
 run_step engine-attention-tests 40 "$logdir/engine-attention-tests.log" "$bin/engine-attention-tests" --test-threads=1 --nocapture
 run_step engine-optim-tests 30 "$logdir/engine-optim-tests.log" "$bin/engine-optim-tests" --test-threads=1 --nocapture
+run_step engine-bf16-tests 30 "$logdir/engine-bf16-tests.log" "$bin/engine-bf16-tests" --test-threads=1 --nocapture
+run_step model-bf16-tests 30 "$logdir/model-bf16-tests.log" "$bin/model-bf16-tests" --test-threads=1 --nocapture
 run_step train-dino-tests 30 "$logdir/train-dino-tests.log" "$bin/train-dino-tests" --test-threads=1 --nocapture
 run_step eval-features 40 "$logdir/eval-features.log" "$bin/eval-tests" backbone_features_on_cuda_match_the_cpu --test-threads=1 --nocapture
 
@@ -72,7 +80,7 @@ run_step eval-features 40 "$logdir/eval-features.log" "$bin/eval-tests" backbone
     echo "| step | result |"
     echo "| --- | --- |"
     sed -E 's/^([^:]+): (.*)$/| \1 | \2 |/' "$steps"
-    for f in ops-tests engine-tests engine-attention-tests engine-optim-tests train-dino-tests train-features; do
+    for f in ops-tests engine-tests engine-attention-tests engine-optim-tests engine-bf16-tests model-bf16-tests train-dino-tests eval-features; do
         [ -f "$logdir/$f.log" ] || continue
         grep -E '^test result|FAILED|panicked|skipped' "$logdir/$f.log" | head -n 12 | sed "s/^/| $f | /; s/$/ |/"
     done
