@@ -4,9 +4,11 @@
 #   scripts/gpu-check-ops.sh --pack <bindir>   here (Rust, no GPU): builds and strips the test
 #       binaries kernels/tests/cuda_ops.rs (`ops-tests`), engine/tests/cuda.rs (`engine-tests`),
 #       engine/tests/cuda_attention.rs (`engine-attention-tests`), engine/tests/cuda_optim.rs
-#       (`engine-optim-tests`), train/tests/cuda_dino.rs (`train-dino-tests`),
-#       train/tests/cuda_train.rs (`train-loop-tests`: 20 DINO steps on the GPU against the CPU),
-#       model/tests/network.rs (`model-network-tests`: the DINO network moved to the GPU) and the eval
+#       (`engine-optim-tests`), engine/tests/cuda_bf16.rs (`engine-bf16-tests`: BF16 storage on
+#       CUDA), model/tests/cuda_bf16.rs (`model-bf16-tests`: a NAT forward in BF16),
+#       train/tests/cuda_dino.rs (`train-dino-tests`), train/tests/cuda_train.rs (`train-loop-tests`:
+#       20 DINO steps on the GPU against the CPU), model/tests/network.rs (`model-network-tests`: the
+#       DINO network moved to the GPU) and the eval
 #       library's unit tests (`eval-tests`, run for `backbone_features_on_cuda_match_the_cpu`) and
 #       copies them with this script into <bindir>. DINONAT_REQUIRE_GPU=1 (gpu-lib.sh): a skip is
 #       a failure.
@@ -24,23 +26,27 @@ if [ "${1:-}" = "--pack" ]; then
     eng=$(find_test_bin dinonat-engine cuda)
     att=$(find_test_bin dinonat-engine cuda_attention)
     opt=$(find_test_bin dinonat-engine cuda_optim)
+    ebf=$(find_test_bin dinonat-engine cuda_bf16)
+    mbf=$(find_test_bin dinonat-model cuda_bf16)
     dno=$(find_test_bin dinonat-train cuda_dino)
     lop=$(find_test_bin dinonat-train cuda_train)
     net=$(find_test_bin dinonat-model network)
     trn=$(find_lib_test_bin dinonat-eval)
-    for b in "$ops" "$eng" "$att" "$opt" "$dno" "$lop" "$net" "$trn"; do
-        [ -x "$b" ] || { echo "test binaries not found ($ops, $eng, $att, $opt, $dno, $lop, $net, $trn)"; exit 1; }
+    for b in "$ops" "$eng" "$att" "$opt" "$ebf" "$mbf" "$dno" "$lop" "$net" "$trn"; do
+        [ -x "$b" ] || { echo "test binaries not found ($ops, $eng, $att, $opt, $ebf, $mbf, $dno, $lop, $net, $trn)"; exit 1; }
     done
     mkdir -p "$dest"
     cp "$ops" "$dest/ops-tests"
     cp "$eng" "$dest/engine-tests"
     cp "$att" "$dest/engine-attention-tests"
     cp "$opt" "$dest/engine-optim-tests"
+    cp "$ebf" "$dest/engine-bf16-tests"
+    cp "$mbf" "$dest/model-bf16-tests"
     cp "$dno" "$dest/train-dino-tests"
     cp "$lop" "$dest/train-loop-tests"
     cp "$net" "$dest/model-network-tests"
     cp "$trn" "$dest/eval-tests"
-    for b in ops-tests engine-tests engine-attention-tests engine-optim-tests train-dino-tests train-loop-tests model-network-tests eval-tests; do
+    for b in ops-tests engine-tests engine-attention-tests engine-optim-tests engine-bf16-tests model-bf16-tests train-dino-tests train-loop-tests model-network-tests eval-tests; do
         strip "$dest/$b"
     done
     cp scripts/gpu-check-ops.sh scripts/gpu-lib.sh "$dest/"
@@ -69,6 +75,8 @@ run_step ops-tests 60 "$logdir/ops-tests.log" "$bin/ops-tests" --test-threads=1 
 run_step engine-tests 60 "$logdir/engine-tests.log" "$bin/engine-tests" --test-threads=1 --nocapture
 run_step engine-attention-tests 40 "$logdir/engine-attention-tests.log" "$bin/engine-attention-tests" --test-threads=1 --nocapture
 run_step engine-optim-tests 30 "$logdir/engine-optim-tests.log" "$bin/engine-optim-tests" --test-threads=1 --nocapture
+run_step engine-bf16-tests 30 "$logdir/engine-bf16-tests.log" "$bin/engine-bf16-tests" --test-threads=1 --nocapture
+run_step model-bf16-tests 30 "$logdir/model-bf16-tests.log" "$bin/model-bf16-tests" --test-threads=1 --nocapture
 run_step train-dino-tests 30 "$logdir/train-dino-tests.log" "$bin/train-dino-tests" --test-threads=1 --nocapture
 run_step model-network-tests 20 "$logdir/model-network-tests.log" "$bin/model-network-tests" network_to_cuda --test-threads=1 --nocapture
 run_step train-loop-tests 60 "$logdir/train-loop-tests.log" "$bin/train-loop-tests" --test-threads=1 --nocapture
@@ -80,7 +88,7 @@ run_step eval-features 40 "$logdir/eval-features.log" "$bin/eval-tests" backbone
     echo "| step | result |"
     echo "| --- | --- |"
     sed -E 's/^([^:]+): (.*)$/| \1 | \2 |/' "$steps"
-    for f in ops-tests engine-tests engine-attention-tests engine-optim-tests train-dino-tests model-network-tests train-loop-tests eval-features; do
+    for f in ops-tests engine-tests engine-attention-tests engine-optim-tests engine-bf16-tests model-bf16-tests train-dino-tests model-network-tests train-loop-tests eval-features; do
         [ -f "$logdir/$f.log" ] || continue
         grep -E '^test result|FAILED|panicked|skipped' "$logdir/$f.log" | head -n 12 | sed "s/^/| $f | /; s/$/ |/"
     done

@@ -15,7 +15,7 @@ pub enum DType {
     F32,
     F64,
     /// bfloat16 (`half::bf16`): stored in 2 bytes, computed in f32 (docs/autodiff.md, "Data
-    /// types"). Host only so far.
+    /// types"), on the host and on CUDA.
     BF16,
 }
 
@@ -61,8 +61,6 @@ pub trait Element: Float {
     fn wrap(v: Vec<Self>) -> CpuStorage;
     fn slice(s: &CpuStorage) -> Option<&[Self]>;
     fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
-    /// An f32 slice as `Self` (`None` unless `Self` is f32): device buffers come back as f32.
-    fn slice_of_f32(s: &mut [f32]) -> Option<&mut [Self]>;
     /// A buffer of `len` elements with unspecified contents (from the pool for f32).
     fn alloc(len: usize) -> Vec<Self>;
     fn alloc_zeroed(len: usize) -> Vec<Self>;
@@ -86,9 +84,6 @@ impl Element for f32 {
             CpuStorage::F32(v) => Some(v),
             _ => None,
         }
-    }
-    fn slice_of_f32(s: &mut [f32]) -> Option<&mut [f32]> {
-        Some(s)
     }
     fn alloc(len: usize) -> Vec<f32> {
         pool::take_f32(len)
@@ -118,9 +113,6 @@ impl Element for f64 {
             _ => None,
         }
     }
-    fn slice_of_f32(_: &mut [f32]) -> Option<&mut [f64]> {
-        None
-    }
     fn alloc(len: usize) -> Vec<f64> {
         vec![0.0; len]
     }
@@ -146,9 +138,6 @@ impl Element for half::bf16 {
             CpuStorage::BF16(v) => Some(v),
             _ => None,
         }
-    }
-    fn slice_of_f32(_: &mut [f32]) -> Option<&mut [half::bf16]> {
-        None
     }
     fn alloc(len: usize) -> Vec<half::bf16> {
         vec![half::bf16::ZERO; len]

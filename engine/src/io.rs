@@ -71,29 +71,29 @@ impl View for &Bytes {
     }
 }
 
-fn to_bytes(t: &Tensor) -> Bytes {
+/// A tensor's values as safetensors bytes (a CUDA tensor is downloaded: a driver failure is an
+/// error).
+fn to_bytes(t: &Tensor) -> crate::Result<Bytes> {
+    let values = t.try_to_vec_f64()?;
     let (dtype, data) = match t.dtype() {
         DType::F64 => (
             StDtype::F64,
-            t.to_vec_f64()
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect(),
+            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         ),
         // f32 and anything narrower is stored as f32
         _ => (
             StDtype::F32,
-            t.to_vec_f64()
+            values
                 .iter()
                 .flat_map(|&v| (v as f32).to_le_bytes())
                 .collect(),
         ),
     };
-    Bytes {
+    Ok(Bytes {
         dtype,
         shape: t.shape().to_vec(),
         data,
-    }
+    })
 }
 
 /// Writes `tensors` (name, tensor) to `path` atomically, with optional string `metadata`
@@ -112,8 +112,11 @@ pub fn save_safetensors(
     }
     let bytes: Vec<(String, Bytes)> = tensors
         .iter()
-        .map(|(n, t)| (n.clone(), to_bytes(t)))
-        .collect();
+        .map(|(n, t)| {
+            let b = to_bytes(t).map_err(|e| IoError::new(path, Some(n), e.to_string()))?;
+            Ok((n.clone(), b))
+        })
+        .collect::<Result<_, IoError>>()?;
     let buffer = safetensors::serialize(
         bytes.iter().map(|(n, b)| (n.as_str(), b)),
         metadata.cloned(),

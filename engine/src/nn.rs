@@ -193,7 +193,7 @@ impl ParamStore {
             Tensor::parameter(name, value)
         } else {
             let _guard = crate::no_grad();
-            value.contiguous().detach()
+            value.try_contiguous()?.detach()
         };
         let no_decay = value.rank() <= 1 || name == "rpb" || name.ends_with(".rpb");
         self.params.insert(
@@ -267,7 +267,7 @@ impl ParamStore {
                 shape: value.shape().to_vec(),
                 message: format!("no parameter named '{name}'"),
             })?;
-        p.tensor.assign(&value.to_dtype(self.dtype))
+        p.tensor.assign(&value.try_to_dtype(self.dtype)?)
     }
 
     /// Copies every value of `other` into the entry of the same name (teacher <- student).

@@ -64,9 +64,9 @@ impl ParamGroup {
     }
 }
 
-/// Reads the values of a parameter or gradient as f64.
-fn values(t: &Tensor) -> Vec<f64> {
-    t.to_vec_f64()
+/// Reads the values of a parameter or gradient as f64 (a CUDA driver failure is an error).
+fn values(t: &Tensor) -> Result<Vec<f64>> {
+    t.try_to_vec_f64()
 }
 
 /// An update below half a BF16 ulp would vanish: the master weights stay f32.
@@ -279,7 +279,7 @@ impl AdamW {
                             format!("'{key}' has shape {:?}", x.shape()),
                         ));
                     }
-                    Ok(x.to_dtype(p.dtype()))
+                    x.try_to_dtype(p.dtype())
                 };
                 let (m, v) = (fetch("m")?, fetch("v")?);
                 if p.is_cuda() {
@@ -333,7 +333,7 @@ pub fn clip_grad_norms(
             norms.push(Some(norm));
             continue;
         }
-        let norm = values(g).iter().map(|x| x * x).sum::<f64>().sqrt();
+        let norm = values(g)?.iter().map(|x| x * x).sum::<f64>().sqrt();
         norms.push(Some(Tensor::scalar(norm, DType::F64)));
         let coef = max_norm / (norm + 1e-6);
         if coef < 1.0 {

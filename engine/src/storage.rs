@@ -1,11 +1,13 @@
 //! Where a tensor's elements live. `Storage` is an enum over devices: `Cpu` (host vectors) and
-//! `Cuda` (an f32 device buffer from cudarc on the process's GPU); views share one storage.
+//! `Cuda` (an f32 or BF16 device buffer from cudarc on the process's GPU); views share one
+//! storage.
 //! Copies between devices are explicit (`Tensor::to`); an op given CUDA tensors runs its CUDA
 //! kernels or returns "op X is not available on CUDA", never a silent copy (docs/gpu-ops.md).
 
 use crate::kernels::cuda::{CudaSlice, GemmPrecision, GpuDevice};
 use crate::pool;
 use crate::{DType, EngineError, Result};
+use half::bf16;
 
 /// The device a tensor lives on. `Cuda(ordinal)`: only ordinal 0 (the process's GPU) for now.
 #[non_exhaustive]
@@ -30,16 +32,67 @@ pub enum CpuStorage {
     BF16(Vec<half::bf16>),
 }
 
-/// An f32 buffer on the GPU (f32 is the only dtype on CUDA so far).
+/// A buffer on the GPU: f32 (what the CUDA kernels compute in) or BF16 (storage only: the
+/// backend widens it to f32 on the device for every op, `backend::cuda::bf16`). No f64 on CUDA.
+pub enum CudaBuffer {
+    F32(CudaSlice<f32>),
+    BF16(CudaSlice<bf16>),
+}
+
+/// A device buffer and the GPU it lives on.
 pub struct CudaStorage {
-    pub data: CudaSlice<f32>,
+    pub data: CudaBuffer,
     pub dev: &'static GpuDevice,
 }
 
 impl std::fmt::Debug for CudaStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CudaStorage(f32 x {})", self.data.len())
+        write!(f, "CudaStorage({:?} x {})", self.dtype(), self.len())
     }
+}
+
+impl CudaStorage {
+    pub fn dtype(&self) -> DType {
+        match self.data {
+            CudaBuffer::F32(_) => DType::F32,
+            CudaBuffer::BF16(_) => DType::BF16,
+        }
+    }
+    pub fn len(&self) -> usize {
+        match &self.data {
+            CudaBuffer::F32(d) => d.len(),
+            CudaBuffer::BF16(d) => d.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The f32 buffer an f32 kernel of op `op` reads; a BF16 one is an error (an engine bug: the
+    /// backend widens BF16 operands before any f32 kernel).
+    pub(crate) fn f32(&self, op: &'static str, shape: &[usize]) -> Result<&CudaSlice<f32>> {
+        match &self.data {
+            CudaBuffer::F32(d) => Ok(d),
+            CudaBuffer::BF16(_) => Err(not_f32(op, shape)),
+        }
+    }
+    pub(crate) fn f32_mut(
+        &mut self,
+        op: &'static str,
+        shape: &[usize],
+    ) -> Result<&mut CudaSlice<f32>> {
+        match &mut self.data {
+            CudaBuffer::F32(d) => Ok(d),
+            CudaBuffer::BF16(_) => Err(not_f32(op, shape)),
+        }
+    }
+}
+
+fn not_f32(op: &'static str, shape: &[usize]) -> EngineError {
+    EngineError::arg(
+        op,
+        shape,
+        "this CUDA kernel takes f32 buffers and got a BF16 one (convert with .to_dtype(DType::F32))",
+    )
 }
 
 impl Storage {
@@ -54,7 +107,7 @@ impl Storage {
             Storage::Cpu(CpuStorage::F32(_)) => DType::F32,
             Storage::Cpu(CpuStorage::F64(_)) => DType::F64,
             Storage::Cpu(CpuStorage::BF16(_)) => DType::BF16,
-            Storage::Cuda(_) => DType::F32,
+            Storage::Cuda(s) => s.dtype(),
         }
     }
     pub fn len(&self) -> usize {
@@ -62,7 +115,7 @@ impl Storage {
             Storage::Cpu(CpuStorage::F32(v)) => v.len(),
             Storage::Cpu(CpuStorage::F64(v)) => v.len(),
             Storage::Cpu(CpuStorage::BF16(v)) => v.len(),
-            Storage::Cuda(s) => s.data.len(),
+            Storage::Cuda(s) => s.len(),
         }
     }
     pub fn is_empty(&self) -> bool {

@@ -5,7 +5,7 @@ use crate::autograd::{is_grad_enabled, BackwardFn, Op};
 use crate::kernels::cuda::{reduce as cuda_reduce, CudaSlice, GpuDevice};
 use crate::kernels::Float;
 use crate::layout::Layout;
-use crate::storage::{cuda_device, cuda_err, CpuStorage, CudaStorage, Device, Storage};
+use crate::storage::{cuda_err, Device, Storage};
 use crate::{with_dtype, DType, Element, EngineError, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -106,17 +106,6 @@ impl Tensor {
         }
     }
 
-    /// The result of an op over a fresh buffer.
-    pub(crate) fn from_op<T: Element>(
-        data: Vec<T>,
-        shape: &[usize],
-        name: &'static str,
-        inputs: &[&Tensor],
-        backward: BackwardFn,
-    ) -> Tensor {
-        Tensor::from_storage_op(Storage::Cpu(T::wrap(data)), shape, name, inputs, backward)
-    }
-
     /// A leaf over a fresh row-major buffer of any device and dtype (no gradient).
     pub(crate) fn from_storage(data: Storage, shape: &[usize]) -> Tensor {
         let storage = Arc::new(RwLock::new(data));
@@ -192,8 +181,9 @@ impl Tensor {
         matches!(self.device(), Device::Cuda(_))
     }
 
-    /// Calls `f` with the GPU and this CUDA tensor's elements in row-major order from index 0:
-    /// the storage itself when the layout is contiguous at offset 0, else a strided copy.
+    /// Calls `f` with the GPU and this f32 CUDA tensor's elements in row-major order from index
+    /// 0: the storage itself when the layout is contiguous at offset 0, else a strided copy. A CPU
+    /// or a BF16 tensor is an error naming `op` (the backend widens BF16 first).
     pub(crate) fn with_cuda<R>(
         &self,
         op: &'static str,
@@ -207,71 +197,38 @@ impl Tensor {
                 "expected a CUDA tensor, got a CPU one (use .to)",
             ));
         };
+        let data = cs.f32(op, self.shape())?;
         let l = &self.0.layout;
         if l.is_contiguous() && l.offset == 0 {
-            return f(cs.dev, &cs.data);
+            return f(cs.dev, data);
         }
         let dev = cs.dev;
         let mut buf = dev
             .uninit::<f32>(l.numel().max(1))
             .map_err(cuda_err(op, self.shape()))?;
-        cuda_reduce::strided_copy(dev, &cs.data, &l.shape, &l.strides, l.offset, &mut buf)
+        cuda_reduce::strided_copy(dev, data, &l.shape, &l.strides, l.offset, &mut buf)
             .map_err(cuda_err(op, self.shape()))?;
         drop(guard);
         f(dev, &buf)
     }
 
     /// The same values on `device`: an explicit copy (recorded: the gradient goes back to this
-    /// tensor's device). Only f32 tensors go to CUDA. Without a GPU: the error "no CUDA device:
-    /// use --device cpu (...)".
+    /// tensor's device), in the same dtype. f32 and BF16 tensors go to CUDA (f64 does not).
+    /// Without a GPU: the error "no CUDA device: use --device cpu (...)".
     pub fn to(&self, device: Device) -> Result<Tensor> {
         if device == self.device() {
             return Ok(self.clone());
         }
         let back = self.device();
         let backward: BackwardFn = Box::new(move |g| Ok(vec![Some(g.to(back)?)]));
-        match device {
-            Device::Cuda(ordinal) => {
-                let dev = cuda_device(ordinal)?;
-                if self.dtype() != DType::F32 {
-                    return Err(EngineError::arg(
-                        "to",
-                        self.shape(),
-                        format!("only f32 tensors can go to CUDA (got {:?})", self.dtype()),
-                    ));
-                }
-                let host = self
-                    .with_contiguous(|s: &[f32]| dev.upload(if s.is_empty() { &[0.0] } else { s }));
-                let data = host.map_err(cuda_err("to", self.shape()))?;
-                Ok(Tensor::from_storage_op(
-                    Storage::Cuda(CudaStorage { data, dev }),
-                    self.shape(),
-                    "to",
-                    &[self],
-                    backward,
-                ))
-            }
-            Device::Cpu => {
-                let values = self.download("to")?;
-                Ok(Tensor::from_op(
-                    values,
-                    self.shape(),
-                    "to",
-                    &[self],
-                    backward,
-                ))
-            }
-        }
-    }
-
-    /// A CUDA tensor's elements in row-major order, copied to the host.
-    fn download(&self, op: &'static str) -> Result<Vec<f32>> {
-        let n = self.numel();
-        self.with_cuda(op, |dev, buf| {
-            let mut v = dev.download(buf).map_err(cuda_err(op, self.shape()))?;
-            v.truncate(n);
-            Ok(v)
-        })
+        let data = crate::backend::to_device(self, device, "to")?;
+        Ok(Tensor::from_storage_op(
+            data,
+            self.shape(),
+            "to",
+            &[self],
+            backward,
+        ))
     }
 
     // ---- creation -------------------------------------------------------------------------
@@ -448,7 +405,8 @@ impl Tensor {
         r
     }
 
-    /// The elements in row-major order, as `T` (an error if the dtype differs).
+    /// The elements in row-major order, as `T` (an error if the dtype differs; a CUDA tensor is
+    /// copied to the host, a driver failure is an error).
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
         if self.dtype() != T::DTYPE {
             return Err(EngineError::DTypeMismatch {
@@ -458,22 +416,33 @@ impl Tensor {
             });
         }
         if self.is_cuda() {
-            let v = self.download("to_vec")?;
-            return Ok(T::slice(&CpuStorage::F32(v)).expect("f32").to_vec());
+            return self.on_host("to_vec")?.to_vec::<T>();
         }
         Ok(self.with_contiguous(|s: &[T]| s.to_vec()))
     }
 
-    /// The elements in row-major order, converted to f64 (any dtype).
-    /// A CUDA tensor is copied to the host (panics only if the driver fails).
+    /// The elements in row-major order, converted to f64 (any dtype). A CUDA tensor is copied to
+    /// the host and panics if the driver fails: [`Tensor::try_to_vec_f64`] returns that error.
     pub fn to_vec_f64(&self) -> Vec<f64> {
+        self.try_to_vec_f64().unwrap_or_else(|e| {
+            panic!("to_vec_f64 of a CUDA tensor: {e} (try_to_vec_f64 returns it)")
+        })
+    }
+
+    /// [`Tensor::to_vec_f64`], with a CUDA driver failure as an error (a host tensor never fails).
+    pub fn try_to_vec_f64(&self) -> Result<Vec<f64>> {
         if self.is_cuda() {
-            let v = self
-                .download("to_vec_f64")
-                .unwrap_or_else(|e| panic!("{e}"));
-            return v.iter().map(|&x| x as f64).collect();
+            return self.on_host("to_vec_f64")?.try_to_vec_f64();
         }
-        with_dtype!(self.dtype(), T => self.with_contiguous(|s: &[T]| s.iter().map(|v| v.to_f64()).collect()))
+        Ok(
+            with_dtype!(self.dtype(), T => self.with_contiguous(|s: &[T]| s.iter().map(|v| v.to_f64()).collect())),
+        )
+    }
+
+    /// A detached host copy of a CUDA tensor (same dtype), for reading its values.
+    fn on_host(&self, op: &'static str) -> Result<Tensor> {
+        let data = crate::backend::to_device(&self.detach(), Device::Cpu, op)?;
+        Ok(Tensor::from_storage(data, self.shape()))
     }
 
     /// The value of a one-element tensor.
@@ -485,10 +454,7 @@ impl Tensor {
                 "needs exactly one element",
             ));
         }
-        if self.is_cuda() {
-            return Ok(self.download("item")?[0] as f64);
-        }
-        Ok(self.to_vec_f64()[0])
+        Ok(self.try_to_vec_f64()?[0])
     }
 
     /// Mutates the elements in place (optimizer steps, EMA). Needs a contiguous tensor of dtype T;

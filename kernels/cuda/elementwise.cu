@@ -1,4 +1,4 @@
-// Elementwise kernels (f32): add, scale, axpy, GELU (erf form) forward and backward, f32 -> bf16.
+// Elementwise kernels (f32): add, scale, axpy, GELU (erf form) forward and backward, f32 <-> bf16.
 // One thread per element, grid-stride loop. CPU references: kernels/src/cpu/{elementwise,gelu}.rs.
 // Math of GELU: docs/gelu.md. No headers: NVRTC provides erff/expf; bf16 is stored as unsigned short.
 
@@ -44,12 +44,25 @@ extern "C" __global__ void gelu_backward_f32(const float* x, const float* dy, fl
     }
 }
 
-// Round to nearest even (cvt.rn.bf16.f32, sm_80+).
+// f32 -> bf16, round to nearest even, NaN quieted: the integer rule of kernels/src/cpu/bf16.rs
+// (`bf16_from_f32`), so the CPU and the GPU narrow bit for bit alike (cvt.rn.bf16.f32 would give
+// the canonical NaN instead of the quieted payload).
 extern "C" __global__ void f32_to_bf16(const float* x, unsigned short* y, long long n) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
          i += (long long)gridDim.x * blockDim.x) {
-        unsigned short h;
-        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(x[i]));
-        y[i] = h;
+        unsigned int b = __float_as_uint(x[i]);
+        unsigned int rounded = (b + 0x7FFFu + ((b >> 16) & 1u)) >> 16;
+        unsigned int nan = (b >> 16) | 0x0040u;
+        y[i] = (unsigned short)((b & 0x7FFFFFFFu) > 0x7F800000u ? nan : rounded);
+    }
+}
+
+// bf16 -> f32, exact; NaN quieted (`f32_from_bf16` of kernels/src/cpu/bf16.rs).
+extern "C" __global__ void bf16_to_f32(const unsigned short* x, float* y, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        unsigned int b = x[i];
+        unsigned int quiet = (b & 0x7FFFu) > 0x7F80u ? 0x0040u : 0u;
+        y[i] = __uint_as_float((b | quiet) << 16);
     }
 }

@@ -7,6 +7,7 @@
 //! libnvrtc (scripts/nvrtc-check.sh runs both).
 
 use dinonat_kernels::conv::Conv2dGeometry;
+use dinonat_kernels::cpu::bf16::{bf16_from_f32, f32_from_bf16, rounding_cases};
 use dinonat_kernels::cpu::conv::{col2im_reference, im2col_reference};
 use dinonat_kernels::cpu::gelu::{gelu_backward_reference, gelu_forward_reference};
 use dinonat_kernels::cpu::layernorm::{layernorm_backward_reference, layernorm_forward_reference};
@@ -17,8 +18,8 @@ use dinonat_kernels::cpu::softmax::{
 use dinonat_kernels::cuda::optim::AdamWStep;
 use dinonat_kernels::cuda::reduce::{BinaryOp, MapOp, View};
 use dinonat_kernels::cuda::{
-    bf16, conv, elementwise, gemm, layernorm, nvrtc, optim, reduce, select, signature, softmax,
-    GpuDevice,
+    attention, bf16, conv, elementwise, gemm, layernorm, neighborhood_attention, nvrtc, optim,
+    reduce, select, signature, softmax, GpuDevice,
 };
 
 /// The f32 kernels' bound on the relative-norm error against f64.
@@ -623,8 +624,9 @@ fn adamw_and_ema_match_cpu() {
     }
 }
 
-/// select.cu, optim.cu and the three GEMM sources for sm_80 and sm_90a: each launch's arguments
-/// (`ENTRIES`, next to the launch code) against the entry signatures in the PTX.
+/// Every CUDA source for sm_80 and sm_90a: each launch's arguments (`ENTRIES` / `entries()`,
+/// next to the launch code) against the entry signatures in the PTX, and no PTX entry without a
+/// launch-table row.
 #[test]
 fn launches_match_the_ptx_entries() {
     if !nvrtc::nvrtc_present() {
@@ -633,20 +635,80 @@ fn launches_match_the_ptx_entries() {
         );
         return;
     }
+    let (na, att) = (neighborhood_attention::entries(), attention::entries());
+    let tables: [(nvrtc::Source, &[signature::Entry]); 12] = [
+        (nvrtc::ELEMENTWISE, elementwise::ENTRIES),
+        (nvrtc::REDUCE, reduce::ENTRIES),
+        (nvrtc::SOFTMAX, softmax::ENTRIES),
+        (nvrtc::LAYERNORM, layernorm::ENTRIES),
+        (nvrtc::CONV, conv::ENTRIES),
+        (nvrtc::ATTENTION, &att),
+        (nvrtc::NEIGHBORHOOD_ATTENTION, &na),
+        (nvrtc::SELECT, select::ENTRIES),
+        (nvrtc::OPTIM, optim::ENTRIES),
+        (nvrtc::GEMM_SIMT, gemm::SIMT_ENTRIES),
+        (nvrtc::GEMM_MMA, gemm::MMA_ENTRIES),
+        (nvrtc::GEMM_WGMMA, gemm::WGMMA_ENTRIES),
+    ];
+    // every source has its table
+    for s in nvrtc::ALL_SOURCES {
+        assert!(
+            tables.iter().any(|(t, _)| t.name == s.name),
+            "{} has no launch table",
+            s.name
+        );
+    }
     for arch in ["sm_80", "sm_90a"] {
-        for (source, entries) in [
-            (nvrtc::SELECT, select::ENTRIES),
-            (nvrtc::OPTIM, optim::ENTRIES),
-            (nvrtc::GEMM_SIMT, gemm::SIMT_ENTRIES),
-            (nvrtc::GEMM_MMA, gemm::MMA_ENTRIES),
-            (nvrtc::GEMM_WGMMA, gemm::WGMMA_ENTRIES),
-        ] {
+        for (source, entries) in tables {
             let ptx = nvrtc::compile(source, arch).unwrap_or_else(|e| panic!("{e}"));
             signature::check_entries(&ptx.to_src(), entries)
                 .unwrap_or_else(|e| panic!("{arch} {}: {e}", source.name));
             println!("{arch} {}: {} entries match", source.name, entries.len());
         }
     }
+}
+
+/// The CPU tests' rounding cases, then `random` random bit patterns.
+fn awkward_f32(random: usize) -> Vec<f32> {
+    let mut v = rounding_cases();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    v.extend((0..random).map(|_| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        f32::from_bits(seed as u32)
+    }));
+    v
+}
+
+/// f32 -> bf16 and bf16 -> f32 on the device against the CPU's rule (`cpu::bf16`), bit for bit:
+/// narrowing on awkward and random values (NaN payloads quieted alike), widening on all 65536
+/// bf16 patterns; outputs poisoned.
+#[test]
+fn bf16_conversions_match_the_cpu_bit_for_bit() {
+    let Some(dev) = device_or_skip() else { return };
+    let x = awkward_f32(1 << 20);
+    let n = x.len();
+    let dx = dev.upload(&x).unwrap();
+    let mut h = dev.upload(&vec![bf16::from_bits(0x7FFF); n]).unwrap();
+    elementwise::f32_to_bf16(dev, n, &dx, &mut h).unwrap();
+    let got = dev.download(&h).unwrap();
+    for (v, g) in x.iter().zip(&got) {
+        let want = bf16_from_f32(*v);
+        assert_eq!(g.to_bits(), want.to_bits(), "narrow {:#010x}", v.to_bits());
+    }
+    let all: Vec<bf16> = (0..=u16::MAX).map(bf16::from_bits).collect();
+    let da = dev.upload(&all).unwrap();
+    let mut w = dev
+        .upload(&vec![f32::from_bits(0x7FBF_FFFF); all.len()])
+        .unwrap();
+    elementwise::bf16_to_f32(dev, all.len(), &da, &mut w).unwrap();
+    let wide = dev.download(&w).unwrap();
+    for (h, g) in all.iter().zip(&wide) {
+        let want = f32_from_bf16(*h);
+        assert_eq!(g.to_bits(), want.to_bits(), "widen {:#06x}", h.to_bits());
+    }
+    println!("bf16 conversions: {n} narrowed, 65536 widened, bit for bit");
 }
 
 /// x [outer, n, inner] with ties (values on a coarse grid) and a NaN in the first row.

@@ -27,19 +27,19 @@ pub(crate) struct Prepared {
     pub offset: usize,
 }
 
-pub(crate) fn prepare(t: &Tensor) -> Prepared {
+pub(crate) fn prepare(t: &Tensor) -> Result<Prepared> {
     let last = t.rank() - 1;
     let tensor = if t.shape()[last] <= 1 || t.strides()[last] == 1 {
         t.detach()
     } else {
         let _guard = no_grad();
-        t.contiguous().detach()
+        t.try_contiguous()?.detach()
     };
-    Prepared {
+    Ok(Prepared {
         strides: tensor.strides()[..last].to_vec(),
         offset: tensor.layout().offset,
         tensor,
-    }
+    })
 }
 
 impl Prepared {
@@ -183,7 +183,7 @@ impl Tensor {
             scale,
         };
         p.check().map_err(|m| shape_error(OP, q, m))?;
-        let (pq, pk, pv) = (prepare(q), prepare(k), prepare(v));
+        let (pq, pk, pv) = (prepare(q)?, prepare(k)?, prepare(v)?);
         let views = [pq.token_view(0), pk.token_view(0), pv.token_view(0)];
         let saved = [pq.tensor, pk.tensor, pv.tensor];
         attention_op(OP, p, saved, views, None, &[q, k, v], s)
@@ -216,7 +216,7 @@ impl Tensor {
             scale,
         };
         p.check().map_err(|m| shape_error(OP, qkv, m))?;
-        let pf = prepare(qkv);
+        let pf = prepare(qkv)?;
         let views = [0, 1, 2].map(|w| pf.fused_view(w, heads, d));
         let t = pf.tensor;
         let saved = [t.clone(), t.clone(), t];

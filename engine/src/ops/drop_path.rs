@@ -30,7 +30,7 @@ impl Tensor {
         let mut mask_shape = vec![1; self.rank()];
         mask_shape[0] = batch;
         let mask = Tensor::from_vec(mask, &mask_shape)?
-            .to_dtype(self.dtype())
+            .try_to_dtype(self.dtype())?
             .to(self.device())?;
         self.mul(&mask)
     }

@@ -90,7 +90,7 @@ impl Tensor {
             scale,
         };
         check_problem(OP, q, &p, rpb)?;
-        let (pq, pk, pv) = (prepare(q), prepare(k), prepare(v));
+        let (pq, pk, pv) = (prepare(q)?, prepare(k)?, prepare(v)?);
         let views = [pq.grid_view(0), pk.grid_view(0), pv.grid_view(0)];
         let saved = [pq.tensor, pk.tensor, pv.tensor];
         let mut inputs = vec![q, k, v];
@@ -138,7 +138,7 @@ impl Tensor {
             scale,
         };
         check_problem(OP, qkv, &p, rpb)?;
-        let pf = prepare(qkv);
+        let pf = prepare(qkv)?;
         let views = [0, 1, 2].map(|w| pf.fused_view(w, heads, d));
         let t = pf.tensor;
         let saved = [t.clone(), t.clone(), t];

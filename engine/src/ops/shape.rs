@@ -20,9 +20,11 @@ pub(crate) fn check_dim(op: &'static str, t: &Tensor, dim: usize) -> Result<()> 
 
 impl Tensor {
     /// A row-major copy (or `self` when already contiguous). Backward: identity. Panics where
-    /// [`Tensor::try_contiguous`] returns an error (only a CUDA driver failure).
+    /// [`Tensor::try_contiguous`] returns an error (only a CUDA driver failure: a host copy
+    /// cannot fail).
     pub fn contiguous(&self) -> Tensor {
-        self.try_contiguous().unwrap_or_else(|e| panic!("{e}"))
+        self.try_contiguous()
+            .unwrap_or_else(|e| panic!("contiguous: {e} (try_contiguous returns this error)"))
     }
 
     /// [`Tensor::contiguous`], with a CUDA driver failure as an error (the layout is valid by
@@ -317,9 +319,11 @@ impl Tensor {
     }
 
     /// A copy in another dtype.  dx = dy converted back. Panics where [`Tensor::try_to_dtype`]
-    /// returns an error (a dtype the tensor's device cannot hold: CUDA holds f32 only).
+    /// returns an error (on CUDA: F64, which it cannot hold, or a driver failure; a host
+    /// conversion cannot fail).
     pub fn to_dtype(&self, dtype: crate::DType) -> Tensor {
-        self.try_to_dtype(dtype).unwrap_or_else(|e| panic!("{e}"))
+        self.try_to_dtype(dtype)
+            .unwrap_or_else(|e| panic!("to_dtype: {e} (try_to_dtype returns this error)"))
     }
 
     /// A copy in another dtype, or the error naming the dtype the device cannot hold.

@@ -85,6 +85,48 @@ pub fn widen_to_f32(src: &[bf16], dst: &mut [f32]) {
     convert(src, dst, f32_from_bf16)
 }
 
+/// f32 values where narrowing to bf16 goes wrong if it is done carelessly (ties with odd and
+/// even kept parts and one ulp either side in several binades, subnormals, the overflow tie,
+/// infinities, signed zeros, quiet and signalling NaNs with payloads): the cases every test of a
+/// narrowing (this file's, the CUDA kernel's, the engine's on both devices) starts from.
+pub fn rounding_cases() -> Vec<f32> {
+    let mut v = vec![
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        -f32::NAN,
+        f32::from_bits(0x7F80_0001), // signalling NaN
+        f32::from_bits(0xFFC1_2345),
+        f32::MAX,
+        f32::MIN,
+        f32::MIN_POSITIVE,
+        f32::from_bits(1),           // smallest subnormal
+        f32::from_bits(0x0000_8000), // a tie below the smallest bf16 subnormal
+        f32::from_bits(0x0001_8000), // a tie between bf16 subnormals (odd -> up)
+        f32::from_bits(0x0002_8000), // (even -> stays)
+        f32::from_bits(0x007F_FFFF), // largest subnormal: rounds up to MIN_POSITIVE
+        f32::from_bits(0x7F7F_8000), // tie at the top: rounds to infinity
+        f32::from_bits(0x7F7F_7FFF), // just below it: stays finite
+    ];
+    // ties, and one ulp either side of them, around 1 and in other binades
+    for base in [
+        0x3F80_0000u32,
+        0x3F81_0000,
+        0xBF80_0000,
+        0x4B00_0000,
+        0x0080_0000,
+    ] {
+        for low in [0x7FFF, 0x8000, 0x8001, 0x17FFF, 0x18000, 0x18001, 0xFFFF] {
+            v.push(f32::from_bits(base + low));
+        }
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,52 +139,13 @@ mod tests {
         *seed
     }
 
-    /// Values where rounding goes wrong if it is done carelessly.
-    fn awkward_f32() -> Vec<f32> {
-        let mut v = vec![
-            0.0,
-            -0.0,
-            1.0,
-            -1.0,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            f32::NAN,
-            -f32::NAN,
-            f32::from_bits(0x7F80_0001), // signalling NaN
-            f32::from_bits(0xFFC1_2345),
-            f32::MAX,
-            f32::MIN,
-            f32::MIN_POSITIVE,
-            f32::from_bits(1),           // smallest subnormal
-            f32::from_bits(0x0000_8000), // a tie below the smallest bf16 subnormal
-            f32::from_bits(0x0001_8000), // a tie between bf16 subnormals (odd -> up)
-            f32::from_bits(0x0002_8000), // (even -> stays)
-            f32::from_bits(0x007F_FFFF), // largest subnormal: rounds up to MIN_POSITIVE
-            f32::from_bits(0x7F7F_8000), // tie at the top: rounds to infinity
-            f32::from_bits(0x7F7F_7FFF), // just below it: stays finite
-        ];
-        // ties, and one ulp either side of them, around 1 and in other binades
-        for base in [
-            0x3F80_0000u32,
-            0x3F81_0000,
-            0xBF80_0000,
-            0x4B00_0000,
-            0x0080_0000,
-        ] {
-            for low in [0x7FFF, 0x8000, 0x8001, 0x17FFF, 0x18000, 0x18001, 0xFFFF] {
-                v.push(f32::from_bits(base + low));
-            }
-        }
-        v
-    }
-
     fn same(a: bf16, b: bf16) -> bool {
         a.to_bits() == b.to_bits()
     }
 
     #[test]
     fn narrowing_f32_matches_half_bit_for_bit() {
-        let mut values = awkward_f32();
+        let mut values = rounding_cases();
         let mut seed = 0x9e37_79b9_7f4a_7c15;
         values.extend((0..1 << 20).map(|_| f32::from_bits(bits(&mut seed) as u32)));
         for &x in &values {
@@ -179,7 +182,7 @@ mod tests {
     fn narrowing_f64_is_correctly_rounded() {
         // on f32 values the direct rounding equals f32 -> bf16 (there is nothing below f32's bits)
         let mut seed = 0x2545_f491_4f6c_dd1d;
-        let mut values = awkward_f32();
+        let mut values = rounding_cases();
         values.extend((0..1 << 18).map(|_| f32::from_bits(bits(&mut seed) as u32)));
         for &x in &values {
             let (ours, want) = (bf16_from_f64(x as f64), bf16::from_f32(x));

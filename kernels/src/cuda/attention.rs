@@ -8,9 +8,11 @@
 use super::device::GpuDevice;
 use super::neighborhood_attention::{dmax, intern, GpuFloat, GpuHeads, GpuView};
 use super::nvrtc::ATTENTION;
+use super::signature::{Entry, Param, Param::*};
 use super::Result;
 use crate::attention::{Attention, HeadsView};
 use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
+use half::bf16;
 
 /// Rows (queries or keys) per block; matches `BLOCK` in the CUDA source.
 const BLOCK: usize = 64;
@@ -34,6 +36,31 @@ struct AttnParams {
 }
 // SAFETY: plain-old-data with the C layout of the kernel's parameter struct.
 unsafe impl DeviceRepr for AttnParams {}
+
+/// The kernel of `pass` ("fwd", "bwd_q", "bwd_kv") for element type `t` and head-dim width `dmax`.
+fn kernel_name(pass: &str, t: &str, dmax: usize) -> String {
+    format!("attn_{pass}_{t}_d{dmax}")
+}
+
+/// The PTX entry of each kernel (every element type and head-dim width) as the launches below
+/// pass its arguments (checked against the compiled PTX by `kernels/tests/cuda_ops.rs`).
+pub fn entries() -> Vec<Entry> {
+    const P: Param = Struct(std::mem::size_of::<AttnParams>());
+    let mut out = Vec::new();
+    for t in [<f32 as GpuFloat>::NAME, <bf16 as GpuFloat>::NAME] {
+        for dm in [32, 64, 128] {
+            let passes: [(&str, &'static [Param]); 3] = [
+                ("fwd", &[P, Ptr, Ptr, Ptr, Ptr, Ptr]),
+                ("bwd_q", &[P, Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, Ptr]),
+                ("bwd_kv", &[P, Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, Ptr]),
+            ];
+            for (pass, params) in passes {
+                out.push(Entry::new(intern(&kernel_name(pass, t, dm)), params));
+            }
+        }
+    }
+    out
+}
 
 fn params(p: &Attention, views: [HeadsView; 6]) -> Result<AttnParams> {
     let i = |name: &str, x: usize| {
@@ -128,7 +155,7 @@ pub fn attention_forward<T: GpuFloat>(
     let dm = dmax(p.head_dim, "attention")?;
     let none = HeadsView::contiguous(1, 1, 1, 1);
     let prm = params(p, [q.view, k.view, v.view, none, none, none])?;
-    let name = format!("attn_fwd_{}_d{dm}", T::NAME);
+    let name = kernel_name("fwd", T::NAME, dm);
     let smem = 2 * BLOCK * p.head_dim;
     let f = function(dev, &name, smem * 4)?;
     let mut b = dev.stream().launch_builder(&f);
@@ -176,7 +203,7 @@ pub fn attention_backward<T: GpuFloat>(
     let prm = params(p, [q.view, k.view, v.view, dq, dk, dv])?;
     let mut dsum = dev.zeros::<f32>(p.lse_len())?;
 
-    let name = format!("attn_bwd_q_{}_d{dm}", T::NAME);
+    let name = kernel_name("bwd_q", T::NAME, dm);
     let smem = 2 * BLOCK * p.head_dim;
     let f = function(dev, &name, smem * 4)?;
     let mut b = dev.stream().launch_builder(&f);
@@ -191,7 +218,7 @@ pub fn attention_backward<T: GpuFloat>(
         .arg(&mut *grads);
     unsafe { b.launch(config(p, smem)?) }.map_err(|e| format!("launch {name} for {p:?}: {e}"))?;
 
-    let name = format!("attn_bwd_kv_{}_d{dm}", T::NAME);
+    let name = kernel_name("bwd_kv", T::NAME, dm);
     let smem = 2 * BLOCK * p.head_dim + 2 * BLOCK;
     let f = function(dev, &name, smem * 4)?;
     let mut b = dev.stream().launch_builder(&f);

@@ -5,6 +5,7 @@
 use super::device::GpuDevice;
 use super::nvrtc::CONV;
 use super::reduce::{check_len, grid_1d, to_i32};
+use super::signature::{Entry, Param::*};
 use super::Result;
 use crate::conv::Conv2dGeometry;
 use cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg};
@@ -28,6 +29,15 @@ struct GeometryC {
 
 // SAFETY: a plain #[repr(C)] struct of i32, the same layout as the kernel's `Geometry`.
 unsafe impl DeviceRepr for GeometryC {}
+
+const GEOMETRY: crate::cuda::signature::Param = Struct(std::mem::size_of::<GeometryC>());
+
+/// The PTX entry of each kernel as the launches below pass its arguments (checked against the
+/// compiled PTX by `kernels/tests/cuda_ops.rs`).
+pub const ENTRIES: &[Entry] = &[
+    Entry::new("im2col_f32", &[Ptr, Ptr, I32, GEOMETRY]),
+    Entry::new("col2im_f32", &[Ptr, Ptr, I32, GEOMETRY]),
+];
 
 fn geometry(g: &Conv2dGeometry) -> Result<GeometryC> {
     if g.kernel_h == 0 || g.kernel_w == 0 || g.stride_h == 0 || g.stride_w == 0 {

@@ -12,7 +12,7 @@ use cudarc::driver::{
 };
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// What the GPU is.
 #[derive(Clone, Debug)]
@@ -188,19 +188,27 @@ impl GpuDevice {
     /// A kernel of `source`, compiled with NVRTC for this device on first use and cached.
     pub fn function(&self, source: Source, name: &'static str) -> Result<CudaFunction> {
         let key = (source.name, name);
-        if let Some(f) = self.functions.lock().unwrap().get(&key) {
+        if let Some(f) = self
+            .functions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
             return Ok(f.clone());
         }
         let module = self.module(source)?;
         let f = module
             .load_function(name)
             .map_err(|e| format!("kernel {name} in {}: {e}", source.name))?;
-        self.functions.lock().unwrap().insert(key, f.clone());
+        self.functions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, f.clone());
         Ok(f)
     }
 
     fn module(&self, source: Source) -> Result<Arc<CudaModule>> {
-        let mut modules = self.modules.lock().unwrap();
+        let mut modules = self.modules.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(m) = modules.get(source.name) {
             return Ok(m.clone());
         }

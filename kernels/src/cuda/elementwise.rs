@@ -1,11 +1,25 @@
 //! Elementwise kernels on device buffers (kernels/cuda/elementwise.cu). CPU references:
-//! `cpu::gelu::gelu_forward_reference` etc. Every launch's error is returned.
+//! `cpu::gelu::gelu_forward_reference` etc., `cpu::bf16::{bf16_from_f32, f32_from_bf16}` for the
+//! conversions (the same integer rule: equal bit for bit). Every launch's error is returned.
 
 use super::device::GpuDevice;
 use super::nvrtc::ELEMENTWISE;
+use super::signature::{Entry, Param::*};
 use super::Result;
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use half::bf16;
+
+/// The PTX entry of each kernel as the launches below pass its arguments (checked against the
+/// compiled PTX by `kernels/tests/cuda_ops.rs`).
+pub const ENTRIES: &[Entry] = &[
+    Entry::new("add_f32", &[Ptr, Ptr, Ptr, I64]),
+    Entry::new("scale_f32", &[F32, Ptr, Ptr, I64]),
+    Entry::new("axpy_f32", &[F32, Ptr, Ptr, I64]),
+    Entry::new("gelu_forward_f32", &[Ptr, Ptr, I64]),
+    Entry::new("gelu_backward_f32", &[Ptr, Ptr, Ptr, I64]),
+    Entry::new("f32_to_bf16", &[Ptr, Ptr, I64]),
+    Entry::new("bf16_to_f32", &[Ptr, Ptr, I64]),
+];
 
 fn config(n: usize) -> LaunchConfig {
     let blocks = n.div_ceil(256).clamp(1, 65_535) as u32;
@@ -117,7 +131,7 @@ pub fn gelu_backward(
     Ok(())
 }
 
-/// y = bf16(x), round to nearest even.
+/// y = bf16(x), round to nearest even, NaN quieted (`cpu::bf16::bf16_from_f32`).
 pub fn f32_to_bf16(
     dev: &GpuDevice,
     n: usize,
@@ -131,5 +145,22 @@ pub fn f32_to_bf16(
     let mut b = dev.stream().launch_builder(&f);
     b.arg(x).arg(y).arg(&n_i);
     unsafe { b.launch(config(n)) }.map_err(|e| format!("launch f32_to_bf16 (n={n}): {e}"))?;
+    Ok(())
+}
+
+/// y = f32(x), exact, NaN quieted (`cpu::bf16::f32_from_bf16`).
+pub fn bf16_to_f32(
+    dev: &GpuDevice,
+    n: usize,
+    x: &CudaSlice<bf16>,
+    y: &mut CudaSlice<f32>,
+) -> Result<()> {
+    check_len("bf16_to_f32 x", n, x.len())?;
+    check_len("bf16_to_f32 y", n, y.len())?;
+    let f = dev.function(ELEMENTWISE, "bf16_to_f32")?;
+    let n_i = n as i64;
+    let mut b = dev.stream().launch_builder(&f);
+    b.arg(x).arg(y).arg(&n_i);
+    unsafe { b.launch(config(n)) }.map_err(|e| format!("launch bf16_to_f32 (n={n}): {e}"))?;
     Ok(())
 }

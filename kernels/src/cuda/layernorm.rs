@@ -5,8 +5,30 @@
 use super::device::GpuDevice;
 use super::nvrtc::LAYERNORM;
 use super::reduce::{check_len, chunk_rows, grid_rows, to_i32};
+use super::signature::{Entry, Param::*};
 use super::Result;
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+
+/// The PTX entry of each kernel as the launches below pass its arguments (checked against the
+/// compiled PTX by `kernels/tests/cuda_ops.rs`).
+pub const ENTRIES: &[Entry] = &[
+    Entry::new(
+        "layernorm_forward_f32",
+        &[Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, I32, I32, F32],
+    ),
+    Entry::new(
+        "layernorm_backward_dx_f32",
+        &[Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, I32, I32],
+    ),
+    Entry::new(
+        "layernorm_backward_params_partial_f32",
+        &[Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, I32, I32, I32],
+    ),
+    Entry::new(
+        "layernorm_backward_params_final_f32",
+        &[Ptr, Ptr, Ptr, Ptr, I32, I32],
+    ),
+];
 
 /// Forward: y [rows, cols], mean and rstd [rows] saved for the backward.
 #[allow(clippy::too_many_arguments)]

@@ -4,11 +4,12 @@
 //! - [`device`]: the guarded, process-wide [`GpuDevice`] (no libcuda or no GPU is an error value,
 //!   never a panic), upload/download helpers, and the per-process module cache.
 //! - [`nvrtc`]: the embedded sources and their NVRTC compilation, usable without a GPU.
-//! - [`elementwise`]: add, scale, axpy, GELU forward/backward, f32 -> bf16.
+//! - [`elementwise`]: add, scale, axpy, GELU forward/backward, f32 <-> bf16 (the CPU's rounding).
 //! - [`gemm`]: SIMT FP32, TF32 and BF16 tensor-core GEMMs ([`GemmPrecision`]); its dev corner
 //!   (`gemm::dev`, feature `gemm-dev`) forces kernels and takes bf16 / B^T operands.
 //! - [`select`]: max with its positions, index_select, and their backwards.
-//! - [`signature`]: each launch's PTX entry signature, checked against the compiled PTX.
+//! - [`signature`]: each launch's PTX entry signature (a table beside every family's launches),
+//!   checked against the compiled PTX.
 
 pub mod attention;
 pub mod conv;

@@ -8,6 +8,7 @@
 
 use super::device::GpuDevice;
 use super::nvrtc::NEIGHBORHOOD_ATTENTION;
+use super::signature::{Entry, Param, Param::*};
 use super::Result;
 use crate::attention::HeadsView;
 use crate::neighborhood_attention::window::{group_len, inverse_window, window};
@@ -246,6 +247,30 @@ fn kernel_name(pass: &str, t: &str, dmax: usize, smem: bool) -> String {
     )
 }
 
+/// The PTX entry of each kernel (every element type, head-dim width and shared-memory variant)
+/// as the launches below pass its arguments (checked against the compiled PTX by
+/// `kernels/tests/cuda_ops.rs`).
+pub fn entries() -> Vec<Entry> {
+    const P: Param = Struct(std::mem::size_of::<NaParams>());
+    let mut out = vec![Entry::new("na2d_rpb_reduce", &[P, Ptr, Ptr])];
+    for t in [<f32 as GpuFloat>::NAME, <bf16 as GpuFloat>::NAME] {
+        for dm in [32, 64, 128] {
+            for smem in [true, false] {
+                let passes: [(&str, &'static [Param]); 3] = [
+                    ("fwd", &[P, Ptr, Ptr, Ptr, Ptr, Ptr, Ptr]),
+                    ("bwd_q", &[P, Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, Ptr]),
+                    ("bwd_kv", &[P, Ptr, Ptr, Ptr, Ptr, Ptr]),
+                ];
+                for (pass, params) in passes {
+                    let name = intern(&kernel_name(pass, t, dm, smem));
+                    out.push(Entry::new(name, params));
+                }
+            }
+        }
+    }
+    out
+}
+
 fn function(dev: &GpuDevice, name: &str, smem: usize) -> Result<cudarc::driver::CudaFunction> {
     let leaked: &'static str = intern(name);
     let f = dev.function(NEIGHBORHOOD_ATTENTION, leaked)?;
@@ -270,7 +295,7 @@ pub(crate) fn intern(name: &str) -> &'static str {
     let mut set = NAMES
         .get_or_init(|| Mutex::new(HashSet::new()))
         .lock()
-        .unwrap();
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(s) = set.get(name) {
         return s;
     }

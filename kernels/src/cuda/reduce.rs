@@ -4,8 +4,24 @@
 
 use super::device::GpuDevice;
 use super::nvrtc::REDUCE;
+use super::signature::{Entry, Param::*};
 use super::Result;
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+
+/// The PTX entry of each kernel as the launches below pass its arguments (checked against the
+/// compiled PTX by `kernels/tests/cuda_ops.rs`).
+pub const ENTRIES: &[Entry] = &[
+    Entry::new("sum_last_f32", &[Ptr, Ptr, I32, I32]),
+    Entry::new("sum_rows_partial_f32", &[Ptr, Ptr, I32, I32, I32]),
+    Entry::new("sum_chunks_f32", &[Ptr, Ptr, I32, I32]),
+    Entry::new("strided_copy_f32", &[Ptr, Ptr, I64, I32, Ptr, Ptr, I64]),
+    Entry::new("strided_scatter_f32", &[Ptr, Ptr, I64, I32, Ptr, Ptr, I64]),
+    Entry::new(
+        "binary_strided_f32",
+        &[I32, Ptr, Ptr, I64, Ptr, Ptr, I64, Ptr, I64, I32, Ptr],
+    ),
+    Entry::new("map_f32", &[I32, Ptr, Ptr, I64, F32, F32]),
+];
 
 /// Threads per block of the row kernels (one block per row).
 pub const ROW_THREADS: u32 = 256;

@@ -5,7 +5,9 @@
 
 /// One kernel argument as PTX declares it: a device pointer or `long long` (`.u64` / `.s64`),
 /// an `int` (`.u32` / `.s32`), a `float` (`.f32`), a TMA descriptor passed by value
-/// (`__grid_constant__ CUtensorMap`: `.param .align 64 .b8 name[128]`).
+/// (`__grid_constant__ CUtensorMap`: `.param .align 64 .b8 name[128]`), or a parameter struct
+/// passed by value (`Struct(std::mem::size_of::<TheRustStruct>())`: `.param .align 4 .b8
+/// name[N]`, so a field added on one side only changes N and fails the check).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Param {
     Ptr,
@@ -13,17 +15,19 @@ pub enum Param {
     I32,
     F32,
     TensorMap,
+    Struct(usize),
 }
 
 impl Param {
     /// The PTX parameter type's width class: pointers and 64-bit integers are both 8-byte `.b64`
     /// words to the launch.
-    fn ptx_class(self) -> &'static str {
+    fn ptx_class(self) -> String {
         match self {
-            Param::Ptr | Param::I64 => "b64",
-            Param::I32 => "b32",
-            Param::F32 => "f32",
-            Param::TensorMap => "b8[128]",
+            Param::Ptr | Param::I64 => "b64".into(),
+            Param::I32 => "b32".into(),
+            Param::F32 => "f32".into(),
+            Param::TensorMap => "b8[128]".into(),
+            Param::Struct(bytes) => format!("b8[{bytes}]"),
         }
     }
 }
@@ -87,7 +91,7 @@ pub fn check_entries(ptx: &str, entries: &[Entry]) -> Result<(), String> {
         let Some((_, params)) = found.iter().find(|(n, _)| n == e.name) else {
             return Err(format!("kernel {} is not in the PTX", e.name));
         };
-        let want: Vec<&str> = e.params.iter().map(|p| p.ptx_class()).collect();
+        let want: Vec<String> = e.params.iter().map(|p| p.ptx_class()).collect();
         if *params != want {
             return Err(format!(
                 "kernel {}: the PTX takes {params:?}, the launch passes {want:?}",
@@ -123,6 +127,11 @@ mod tests {
 \t.param .align 64 .b8 k3_param_0[128],
 \t.param .u32 k3_param_1
 )
+{ ret; }
+.visible .entry k4(
+\t.param .align 4 .b8 k4_param_0[44],
+\t.param .u64 k4_param_1
+)
 { ret; }";
 
     #[test]
@@ -138,15 +147,24 @@ mod tests {
             Entry::new("k1", &[Param::Ptr, Param::I32, Param::F32]),
             Entry::new("k2", &[]),
             Entry::new("k3", &[Param::TensorMap, Param::I32]),
+            Entry::new("k4", &[Param::Struct(44), Param::Ptr]),
         ];
         assert_eq!(check_entries(PTX, &good), Ok(()));
+        let grown = [
+            good[0],
+            good[1],
+            good[2],
+            Entry::new("k4", &[Param::Struct(48), Param::Ptr]),
+        ];
+        assert!(check_entries(PTX, &grown).unwrap_err().contains("k4"));
         let wide = [
             Entry::new("k1", &[Param::Ptr, Param::I64, Param::F32]),
             good[1],
             good[2],
+            good[3],
         ];
         assert!(check_entries(PTX, &wide).unwrap_err().contains("k1"));
-        let missing = [good[0], good[2]];
+        let missing = [good[0], good[2], good[3]];
         assert!(check_entries(PTX, &missing).unwrap_err().contains("k2"));
     }
 }

@@ -5,8 +5,16 @@
 use super::device::GpuDevice;
 use super::nvrtc::SOFTMAX;
 use super::reduce::{check_len, grid_rows, to_i32};
+use super::signature::{Entry, Param::*};
 use super::Result;
 use cudarc::driver::{CudaSlice, PushKernelArg};
+
+/// The PTX entry of each kernel as the launches below pass its arguments (checked against the
+/// compiled PTX by `kernels/tests/cuda_ops.rs`).
+pub const ENTRIES: &[Entry] = &[
+    Entry::new("softmax_forward_f32", &[Ptr, Ptr, I32, I32, I32]),
+    Entry::new("softmax_backward_f32", &[Ptr, Ptr, Ptr, I32, I32, I32]),
+];
 
 /// y = softmax(x) (or log-softmax with `log`) per row of x [rows, cols].
 pub fn softmax_forward(

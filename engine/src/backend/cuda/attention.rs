@@ -22,13 +22,14 @@ fn with_heads<R>(
     let guards = qkv.map(|(t, _)| t.read_storage());
     let mut s = Vec::with_capacity(3);
     for ((t, _), g) in qkv.iter().zip(&guards) {
-        s.push(buffer(op, t, g)?);
+        let cs = buffer(op, t, g)?;
+        s.push((cs.dev, cs.f32(op, t.shape())?));
     }
     let h = |i: usize| GpuHeads {
-        data: &s[i].data,
+        data: s[i].1,
         view: qkv[i].1,
     };
-    f(s[0].dev, h(0), h(1), h(2))
+    f(s[0].0, h(0), h(1), h(2))
 }
 
 pub(crate) fn attention_forward(p: &Attention, qkv: Heads) -> Result<[Storage; 2]> {

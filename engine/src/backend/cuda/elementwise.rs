@@ -21,12 +21,12 @@ pub(crate) fn binary(op: BinaryOp, a: &Tensor, b: &Tensor, shape: &[usize]) -> R
     let dev = sa.dev;
     let mut out = alloc(dev, name, shape)?;
     let va = View {
-        data: &sa.data,
+        data: sa.f32(name, a.shape())?,
         strides: &la.strides,
         offset: la.offset,
     };
     let vb = View {
-        data: &sb.data,
+        data: sb.f32(name, b.shape())?,
         strides: &lb.strides,
         offset: lb.offset,
     };
@@ -266,7 +266,8 @@ pub(crate) fn contiguous(x: &Tensor) -> Result<Storage> {
     let s = buffer("contiguous", x, &guard)?;
     let l = x.layout();
     let mut out = alloc(s.dev, "contiguous", x.shape())?;
-    kr::strided_copy(s.dev, &s.data, &l.shape, &l.strides, l.offset, &mut out)
+    let data = s.f32("contiguous", x.shape())?;
+    kr::strided_copy(s.dev, data, &l.shape, &l.strides, l.offset, &mut out)
         .map_err(cuda_err("contiguous", x.shape()))?;
     Ok(storage(s.dev, out))
 }
@@ -322,23 +323,8 @@ pub(crate) fn assign(dst: &Tensor, src: &Tensor) -> Result<()> {
             .cuda_mut()
             .ok_or_else(|| crate::storage::not_on_cuda(OP, dst.shape()))?;
         let l = dst.layout();
-        kr::strided_scatter(dev, ss, &l.shape, &l.strides, l.offset, &mut d.data)
+        let d = d.f32_mut(OP, dst.shape())?;
+        kr::strided_scatter(dev, ss, &l.shape, &l.strides, l.offset, d)
             .map_err(cuda_err(OP, dst.shape()))
     })
-}
-
-/// `f` applied to the elements of a contiguous CUDA tensor on the host: one download and one
-/// upload (optimiser code written for host slices; the device updates are `cuda_adamw_step`,
-/// `cuda_ema_update`).
-pub(crate) fn update_in_place<R>(t: &Tensor, f: impl FnOnce(&mut [f32]) -> R) -> Result<R> {
-    const OP: &str = "update_in_place";
-    let mut guard = t.write_storage();
-    let s = guard
-        .cuda_mut()
-        .ok_or_else(|| crate::storage::not_on_cuda(OP, t.shape()))?;
-    let mut host = s.dev.download(&s.data).map_err(cuda_err(OP, t.shape()))?;
-    let l = t.layout();
-    let r = f(&mut host[l.offset..l.offset + l.numel()]);
-    s.data = s.dev.upload(&host).map_err(cuda_err(OP, t.shape()))?;
-    Ok(r)
 }

@@ -70,7 +70,10 @@ fn gemm_into(
             b: ob.batch_stride,
             c: m * n,
         };
-        let (pa, pb) = ((&sa.data, oa.mat), (&sb.data, ob.mat));
+        let (pa, pb) = (
+            (sa.f32(op, a.shape())?, oa.mat),
+            (sb.f32(op, b.shape())?, ob.mat),
+        );
         gemm::gemm_batched(
             dev,
             cuda_gemm_precision(),

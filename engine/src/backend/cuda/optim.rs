@@ -4,8 +4,9 @@
 
 use crate::kernels::cuda::optim::{self as kopt, AdamWStep};
 use crate::kernels::cuda::reduce as kr;
+use crate::kernels::cuda::CudaSlice;
 use crate::kernels::elementwise::MapOp;
-use crate::storage::cuda_err;
+use crate::storage::{cuda_err, not_on_cuda, Storage};
 use crate::{EngineError, Result, Tensor};
 
 /// A CUDA tensor that an in-place update may write: contiguous from offset 0, of `shape`.
@@ -28,6 +29,19 @@ fn check_in_place(op: &'static str, t: &Tensor, shape: &[usize]) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The f32 device buffer of `t` under its write guard (a CPU or BF16 tensor is an error: the
+/// optimisers keep f32 master weights).
+fn device_f32<'a>(
+    op: &'static str,
+    t: &Tensor,
+    guard: &'a mut Storage,
+) -> Result<&'a mut CudaSlice<f32>> {
+    guard
+        .cuda_mut()
+        .ok_or_else(|| not_on_cuda(op, t.shape()))?
+        .f32_mut(op, t.shape())
 }
 
 impl Tensor {
@@ -70,12 +84,11 @@ impl Tensor {
             let mut ms = m.write_storage();
             let mut vs = v.write_storage();
             let (p, mm, vv) = (
-                ps.cuda_mut().expect("cuda"),
-                ms.cuda_mut().expect("cuda"),
-                vs.cuda_mut().expect("cuda"),
+                device_f32(OP, self, &mut ps)?,
+                device_f32(OP, m, &mut ms)?,
+                device_f32(OP, v, &mut vs)?,
             );
-            kopt::adamw_step(dev, n, h, &mut p.data, gs, &mut mm.data, &mut vv.data)
-                .map_err(cuda_err(OP, self.shape()))
+            kopt::adamw_step(dev, n, h, p, gs, mm, vv).map_err(cuda_err(OP, self.shape()))
         })
     }
 
@@ -97,9 +110,8 @@ impl Tensor {
         let n = self.numel();
         student.with_cuda(OP, |dev, ss| {
             let mut ts = self.write_storage();
-            let t = ts.cuda_mut().expect("cuda");
-            kopt::ema_update(dev, n, momentum as f32, &mut t.data, ss)
-                .map_err(cuda_err(OP, self.shape()))
+            let t = device_f32(OP, self, &mut ts)?;
+            kopt::ema_update(dev, n, momentum as f32, t, ss).map_err(cuda_err(OP, self.shape()))
         })
     }
 
@@ -129,8 +141,8 @@ impl Tensor {
             let scale = MapOp::Affine(1.0 / rows as f64, 0.0);
             kr::map(dev, scale, k, &sums, &mut mean).map_err(&err)?;
             let mut cs = self.write_storage();
-            let c = cs.cuda_mut().expect("checked: a CUDA tensor");
-            kopt::ema_update(dev, k, momentum as f32, &mut c.data, &mean).map_err(&err)
+            let c = device_f32(OP, self, &mut cs)?;
+            kopt::ema_update(dev, k, momentum as f32, c, &mean).map_err(&err)
         })
     }
 

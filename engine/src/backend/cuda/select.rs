@@ -1,13 +1,12 @@
 //! Selections along one axis on the GPU (kernels::cuda::select): max with the positions of the
-//! maxima kept on the device for the backward, index_select and its backward; and `to_dtype`,
-//! which on CUDA (f32 storage only) is a copy to f32 or an error.
+//! maxima kept on the device for the backward, index_select and its backward.
 
 use super::{alloc, storage};
-use crate::backend::Argmax;
+use crate::backend::argmax::Argmax;
 use crate::kernels::cuda::select as ksel;
 use crate::layout::split_dims;
 use crate::storage::{cuda_err, Storage};
-use crate::{DType, EngineError, Result, Tensor};
+use crate::{EngineError, Result, Tensor};
 
 /// y = max over `dim` and the position of each max (an i32 device buffer).
 pub(crate) fn max_axis(x: &Tensor, dim: usize) -> Result<(Storage, Argmax)> {
@@ -72,20 +71,4 @@ pub(crate) fn index_select_backward(
             .map_err(cuda_err(OP, in_shape))?;
         Ok(storage(dev, dx))
     })
-}
-
-/// CUDA tensors hold f32 only: to F32 is a row-major copy; any other dtype is an error that
-/// says how to get it.
-pub(crate) fn to_dtype(x: &Tensor, dtype: DType) -> Result<Storage> {
-    match dtype {
-        DType::F32 => super::contiguous(x),
-        other => Err(EngineError::arg(
-            "to_dtype",
-            x.shape(),
-            format!(
-                "CUDA tensors are f32 only, {other:?} is not available on CUDA \
-                 (move the tensor with .to(Device::Cpu) first)"
-            ),
-        )),
-    }
 }
