@@ -66,6 +66,8 @@ pub struct TrainStepArgs {
     /// measured steps, and what lies outside the kernels: a table of where the step goes.
     #[arg(long)]
     pub profile: bool,
+    #[command(flatten)]
+    pub precision: crate::args::PrecisionArgs,
 }
 
 #[derive(Args, Clone, Debug)]

@@ -88,6 +88,7 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
         checkpoint_every: 0,
         log_every: 1,
         out_dir: std::env::temp_dir(),
+        precision: a.precision.resolve(None)?,
     };
     let flops = step_flops(&config)?;
     let mut t = Trainer::new(config).map_err(|e| e.to_string())?;
@@ -191,6 +192,7 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
                 "head_hidden": t.config.head_hidden_dim,
                 "head_bottleneck": t.config.head_bottleneck_dim,
                 "threads": rayon::current_num_threads(),
+                "precision": t.config.precision.name(),
                 "warmup_steps": a.warmup,
                 "steps": a.steps,
                 "step_seconds": step,

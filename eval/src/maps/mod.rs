@@ -17,6 +17,7 @@
 
 pub mod boxes;
 pub mod boxes_eval;
+pub mod boxes_report;
 pub mod figures;
 pub mod neighbourhood;
 pub mod pca;

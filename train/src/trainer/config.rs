@@ -83,6 +83,49 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     pub log_every: usize,
     pub out_dir: PathBuf,
+    /// The precision of the training step's GEMMs, forward and backward (parameters, optimiser
+    /// state and checkpoints stay f32). Configs saved before this field: f32.
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+/// The GEMM precision of a run: the step runs inside [`dinonat_engine::gemm_precision_scope`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// FP32 FMA (the reference).
+    #[default]
+    F32,
+    /// bf16 inputs, f32 accumulation.
+    Bf16,
+    /// TF32 tensor cores (CUDA only).
+    Tf32,
+}
+
+impl Precision {
+    /// The engine's GEMM precision.
+    pub fn gemm(self) -> dinonat_engine::GemmPrecision {
+        match self {
+            Precision::F32 => dinonat_engine::GemmPrecision::Fp32Simt,
+            Precision::Bf16 => dinonat_engine::GemmPrecision::Bf16,
+            Precision::Tf32 => dinonat_engine::GemmPrecision::Tf32,
+        }
+    }
+
+    /// `f32`, `bf16` or `tf32`, as the run's JSON and config write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::Tf32 => "tf32",
+        }
+    }
+
+    /// Runs `work` with the GEMMs of this thread at this precision.
+    pub fn scope<R>(self, work: impl FnOnce() -> R) -> R {
+        let _scope = dinonat_engine::gemm_precision_scope(self.gemm());
+        work()
+    }
 }
 
 fn default_teacher_temp() -> f64 {
@@ -144,6 +187,7 @@ impl Default for TrainConfig {
             checkpoint_every: 100,
             log_every: 10,
             out_dir: PathBuf::from("runs/dino"),
+            precision: Precision::F32,
         }
     }
 }

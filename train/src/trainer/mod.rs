@@ -237,8 +237,14 @@ impl Trainer {
         ))
     }
 
-    /// One DINO iteration on `batch` (Algorithm 1).
+    /// One DINO iteration on `batch` (Algorithm 1), its GEMMs (forward and backward) at the run's
+    /// precision (`TrainConfig::precision`).
     pub fn train_step(&mut self, batch: &MultiCropBatch) -> Result<StepLog> {
+        let precision = self.config.precision;
+        precision.scope(|| self.iteration(batch))
+    }
+
+    fn iteration(&mut self, batch: &MultiCropBatch) -> Result<StepLog> {
         let start = Instant::now();
         let step = self.step;
         let s = &self.schedules;

@@ -1,20 +1,22 @@
 //! `dinonat attention`: attention maps of NAT (docs/attention-maps.md) as PNGs, per image and,
 //! with --pair-dir, per pair of images with the same file name.
 
-use crate::cmd_embed::{DeviceArg, WeightArgs};
+use crate::args::{BackboneArgs, DeviceArg};
 use clap::Args;
 use dinonat_eval::curate::embed::load_views;
 use dinonat_eval::curate::list_images;
 use dinonat_eval::maps::default_level;
 use dinonat_eval::maps::figures::{image_maps, pair_figure, FigureOptions};
+use dinonat_model::Nat;
 use dinonat_train::augment::EvalTransform;
+use dinonat_train::data::RgbImage;
 use dinonat_train::grid::write_png;
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct AttentionArgs {
     #[command(flatten)]
-    pub weights: WeightArgs,
+    pub weights: BackboneArgs,
     /// An image file or a folder of images.
     #[arg(long, value_name = "PATH")]
     pub images: PathBuf,
@@ -92,8 +94,47 @@ pub fn run(args: AttentionArgs) -> Result<(), String> {
     } else {
         args.images.clone()
     };
+    check(&args, &input_dir)?;
+    let nat = args.device.place(args.weights.load()?)?;
+    let levels = nat.config.num_levels();
+    let level = args
+        .level
+        .unwrap_or_else(|| default_level(&nat.config, args.size, args.size));
+    if level >= levels {
+        return Err(format!(
+            "--level {level}: {} has levels 0..{}",
+            nat.config.name,
+            levels - 1
+        ));
+    }
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| format!("--out {}: cannot create: {e}", args.out.display()))?;
+    let options = FigureOptions {
+        level,
+        mass: (!args.no_mask).then_some(args.mass),
+        pixel: args.pixel,
+    };
+    if args.sheet.is_some() && args.sheet_images == 0 {
+        return Err("--sheet-images 0: the sheet needs at least 1 image".into());
+    }
+    let (written, sheet_rows) = write_figures(&args, &nat, &paths, &input_dir, &options)?;
+    if let Some(sheet) = &args.sheet {
+        let grid = dinonat_train::grid::image_grid(&sheet_rows, 1, 4, [255, 255, 255]);
+        write_png(sheet, &grid).map_err(|e| format!("--sheet: {e}"))?;
+        println!("sheet of {} images: {}", sheet_rows.len(), sheet.display());
+    }
+    println!(
+        "{} images, level {level}: {written} figures in {}",
+        paths.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// The flags that need no backbone: outputs apart from inputs, the pixel inside the crop, sizes.
+fn check(args: &AttentionArgs, input_dir: &Path) -> Result<(), String> {
     let mut inputs = args.weights.inputs();
-    inputs.push(("--images", &input_dir));
+    inputs.push(("--images", input_dir));
     inputs.extend(args.pair_dir.as_deref().map(|p| ("--pair-dir", p)));
     let mut outputs = vec![("--out", args.out.as_path())];
     outputs.extend(args.sheet.as_deref().map(|p| ("--sheet", p)));
@@ -117,35 +158,23 @@ pub fn run(args: AttentionArgs) -> Result<(), String> {
             args.size, args.batch, args.mass
         ));
     }
-    let nat = args.device.place(args.weights.load()?)?;
-    let levels = nat.config.num_levels();
-    let level = args
-        .level
-        .unwrap_or_else(|| default_level(&nat.config, args.size, args.size));
-    if level >= levels {
-        return Err(format!(
-            "--level {level}: {} has levels 0..{}",
-            nat.config.name,
-            levels - 1
-        ));
-    }
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| format!("--out {}: cannot create: {e}", args.out.display()))?;
-    let mass = (!args.no_mask).then_some(args.mass);
-    let options = FigureOptions {
-        level,
-        mass,
-        pixel: args.pixel,
-    };
+    Ok(())
+}
+
+/// Writes the figures of every image (and its pair); returns how many, and the sheet's rows.
+fn write_figures(
+    args: &AttentionArgs,
+    nat: &Nat,
+    paths: &[PathBuf],
+    input_dir: &Path,
+    options: &FigureOptions,
+) -> Result<(usize, Vec<RgbImage>), String> {
     let transform = EvalTransform::square(args.size);
-    if args.sheet.is_some() && args.sheet_images == 0 {
-        return Err("--sheet-images 0: the sheet needs at least 1 image".into());
-    }
     let mut sheet_rows = Vec::new();
     let mut written = 0;
     for chunk in paths.chunks(args.batch) {
         let views = load_views(chunk, &transform).map_err(|e| e.to_string())?;
-        let maps = image_maps(&nat, &views, &options).map_err(|e| e.to_string())?;
+        let maps = image_maps(nat, &views, options).map_err(|e| e.to_string())?;
         for (path, m) in chunk.iter().zip(&maps) {
             let s = stem(path);
             let save =
@@ -160,29 +189,19 @@ pub fn run(args: AttentionArgs) -> Result<(), String> {
                 save(format!("{s}_neighbourhood.png"), f)?;
                 written += 1;
             }
-            if let Some(other) = args
-                .pair_dir
-                .as_ref()
-                .and_then(|d| pair_path(d, path, &input_dir))
-            {
+            let pair = args.pair_dir.as_ref();
+            if let Some(other) = pair.and_then(|d| pair_path(d, path, input_dir)) {
                 let v = load_views(&[other], &transform).map_err(|e| e.to_string())?;
-                let om = image_maps(&nat, &v, &options).map_err(|e| e.to_string())?;
-                save(format!("{s}_pair.png"), &pair_figure(m, &om[0], mass))?;
+                let om = image_maps(nat, &v, options).map_err(|e| e.to_string())?;
+                save(
+                    format!("{s}_pair.png"),
+                    &pair_figure(m, &om[0], options.mass),
+                )?;
                 written += 1;
             }
         }
         eprint!("\rattention: {written} figures");
     }
     eprintln!();
-    if let Some(sheet) = &args.sheet {
-        let grid = dinonat_train::grid::image_grid(&sheet_rows, 1, 4, [255, 255, 255]);
-        write_png(sheet, &grid).map_err(|e| format!("--sheet: {e}"))?;
-        println!("sheet of {} images: {}", sheet_rows.len(), sheet.display());
-    }
-    println!(
-        "{} images, level {level}: {written} figures in {}",
-        paths.len(),
-        args.out.display()
-    );
-    Ok(())
+    Ok((written, sheet_rows))
 }

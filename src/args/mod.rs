@@ -1,0 +1,259 @@
+//! The argument groups that several commands share: where the backbone comes from
+//! ([`BackboneArgs`]), where the network runs ([`DeviceArg`]) and at what GEMM precision
+//! ([`PrecisionArgs`]). The library speaks of parameters; these map them to flags.
+
+use clap::{Args, ValueEnum};
+use dinonat_engine::Device;
+use dinonat_eval::backbone::{BackboneSource, Param};
+use dinonat_model::Nat;
+use dinonat_train::guard::Named;
+use dinonat_train::trainer::config::Precision;
+use std::path::PathBuf;
+
+pub mod frozen;
+
+/// Where the backbone comes from: --checkpoint FILE, --weights FILE [--arch NAME] or
+/// --random-init [--arch NAME].
+#[derive(Args, Clone, Debug)]
+pub struct BackboneArgs {
+    /// Backbone weights (safetensors with the reference NAT names; DINO's `backbone.` prefix is
+    /// stripped, `head.*` ignored).
+    #[arg(long, value_name = "FILE", conflicts_with = "random_init")]
+    pub weights: Option<PathBuf>,
+    /// Architecture (nat_mini, nat_tiny, nat_small, nat_base, nat_nano, nat_pico; dinat_ prefix,
+    /// _full suffix). Default: the file's `arch` metadata (--weights), the training config
+    /// (--checkpoint), nat_mini (--random-init).
+    #[arg(long, value_name = "NAME")]
+    pub arch: Option<String>,
+    /// A DINO training checkpoint (`dinonat train`): its teacher backbone is used.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["weights", "random_init"])]
+    pub checkpoint: Option<PathBuf>,
+    /// Fresh NAT initialisation (an untrained baseline).
+    #[arg(long)]
+    pub random_init: bool,
+    /// Seed of --random-init.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl BackboneArgs {
+    pub fn source(&self) -> Result<BackboneSource, String> {
+        if let Some(path) = &self.checkpoint {
+            return Ok(BackboneSource::Checkpoint {
+                path: path.clone(),
+                arch: self.arch.clone(),
+            });
+        }
+        match (&self.weights, self.random_init) {
+            (Some(path), false) => Ok(BackboneSource::Weights {
+                path: path.clone(),
+                arch: self.arch.clone(),
+            }),
+            (None, true) => Ok(BackboneSource::RandomInit {
+                arch: self.arch.clone().unwrap_or_else(|| "nat_mini".into()),
+                seed: self.seed,
+            }),
+            (Some(_), true) => Err("--weights and --random-init exclude each other".into()),
+            (None, false) => Err(
+                "no backbone: pass --checkpoint FILE, --weights FILE [--arch NAME] or --random-init [--arch NAME]"
+                    .into(),
+            ),
+        }
+    }
+
+    /// The files these flags read, for [`dinonat_train::guard::check_outputs`].
+    pub fn inputs(&self) -> Vec<Named<'_>> {
+        let files = [
+            ("--weights", &self.weights),
+            ("--checkpoint", &self.checkpoint),
+        ];
+        files
+            .into_iter()
+            .filter_map(|(flag, p)| p.as_deref().map(|p| (flag, p)))
+            .collect()
+    }
+
+    /// Loads the backbone, printing notes (ignored head tensors) to stderr.
+    pub fn load(&self) -> Result<Nat, String> {
+        load_backbone(&self.source()?)
+    }
+}
+
+/// The flag of a backbone parameter (the library's errors name parameters, the command line its flags).
+pub fn flag(param: Param) -> &'static str {
+    match param {
+        Param::Weights => "--weights",
+        Param::Checkpoint => "--checkpoint",
+        Param::Arch => "--arch",
+    }
+}
+
+/// Loads `source` with the one backbone loader, printing notes (ignored head tensors) to stderr.
+pub fn load_backbone(source: &BackboneSource) -> Result<Nat, String> {
+    let mut notes = Vec::new();
+    let nat = source.load(&mut notes).map_err(|e| e.describe(flag))?;
+    for n in notes {
+        eprintln!("note: {n}");
+    }
+    Ok(nat)
+}
+
+/// `--device cpu|cuda`: where the network runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    #[default]
+    Cpu,
+    Cuda,
+}
+
+impl DeviceArg {
+    pub fn device(self) -> Device {
+        match self {
+            DeviceArg::Cpu => Device::Cpu,
+            DeviceArg::Cuda => Device::Cuda(0),
+        }
+    }
+
+    /// `nat` on this device: its parameters copied there (f32 only). Without a GPU, `cuda` gives
+    /// "no CUDA device: use --device cpu (...)".
+    pub fn place(self, nat: Nat) -> Result<Nat, String> {
+        match self {
+            DeviceArg::Cpu => Ok(nat),
+            DeviceArg::Cuda => {
+                let dev = self.device();
+                // The GPU first, so that its absence is the error even for an f64 model.
+                dinonat_engine::Tensor::zeros(&[1], dinonat_engine::DType::F32)
+                    .to(dev)
+                    .map_err(|e| device_error(&e.to_string()))?;
+                nat.to_device(dev).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// The engine's error without a GPU, reworded to lead with the fix.
+fn device_error(engine: &str) -> String {
+    match engine.find("no CUDA device") {
+        Some(at) => engine[at..].to_string(),
+        None => engine.to_string(),
+    }
+}
+
+/// `--precision f32|bf16|tf32`: the precision of the GEMMs (matmul, linear, convolution), forward
+/// and backward; parameters, optimiser state and checkpoints stay f32.
+#[derive(Args, Clone, Copy, Debug, Default)]
+pub struct PrecisionArgs {
+    /// GEMM precision: f32 (FP32 FMA), bf16 (bf16 inputs, f32 accumulation) or tf32 (tensor
+    /// cores; --device cuda only). Parameters and checkpoints stay f32.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    pub precision: PrecisionArg,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionArg {
+    #[default]
+    F32,
+    Bf16,
+    Tf32,
+}
+
+impl PrecisionArgs {
+    /// The library's precision for work on `device` (None: a command without --device, the CPU).
+    pub fn resolve(self, device: Option<DeviceArg>) -> Result<Precision, String> {
+        match (self.precision, device) {
+            (PrecisionArg::F32, _) => Ok(Precision::F32),
+            (PrecisionArg::Bf16, _) => Ok(Precision::Bf16),
+            (PrecisionArg::Tf32, Some(DeviceArg::Cuda)) => Ok(Precision::Tf32),
+            (PrecisionArg::Tf32, _) => Err(
+                "--precision tf32: TF32 is a tensor-core format of the GPU; it needs --device cuda \
+                 (on the CPU use --precision f32 or bf16)"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// `message` of a library error with its parameter names as the command's flags (`(param, flag)`
+/// pairs): a parameter that opens the message, and every parameter whose name holds an underscore
+/// (with `everywhere`, every parameter) wherever it stands as a whole word outside a path (where
+/// plain words such as `seed` are also prose, leave `everywhere` off).
+pub fn param_flags(message: impl ToString, names: &[(&str, &str)], everywhere: bool) -> String {
+    let mut m = message.to_string();
+    let word_end = |s: &str, at: usize| {
+        !s[at..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphanumeric() || "_/\\.".contains(c))
+    };
+    if let Some((p, f)) = names
+        .iter()
+        .find(|(p, _)| m.starts_with(p) && word_end(&m, p.len()))
+    {
+        m = format!("{f}{}", &m[p.len()..]);
+    }
+    for (p, f) in names.iter().filter(|(p, _)| everywhere || p.contains('_')) {
+        let mut out = String::new();
+        let mut rest = m.as_str();
+        while let Some(at) = rest.find(p) {
+            let before = rest[..at].chars().next_back();
+            let whole = !before.is_some_and(|c| c.is_alphanumeric() || "_-/\\.".contains(c))
+                && word_end(rest, at + p.len());
+            out += &rest[..at];
+            out += if whole { f } else { p };
+            rest = &rest[at + p.len()..];
+        }
+        m = out + rest;
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_become_flags() {
+        let names = [
+            ("seed", "--seed"),
+            ("eval_train", "--eval-train"),
+            ("n_local", "--local-crops"),
+        ];
+        let m = param_flags("seed 3: choose another seed", &names, false);
+        assert_eq!(m, "--seed 3: choose another seed");
+        let m = param_flags("seed 3: choose another seed", &names, true);
+        assert_eq!(m, "--seed 3: choose another --seed");
+        let m = param_flags("eval_train, eval_val; n_local 0, my_n_local", &names, false);
+        assert_eq!(m, "--eval-train, eval_val; --local-crops 0, my_n_local");
+        let m = param_flags("eval_train /d/eval_train: no images", &names, false);
+        assert_eq!(
+            m, "--eval-train /d/eval_train: no images",
+            "paths keep their names"
+        );
+        assert_eq!(param_flags("seeds: x", &names, true), "seeds: x");
+    }
+
+    /// --precision maps to the library's precision; tf32 needs --device cuda.
+    #[test]
+    fn precision_resolves_per_device() {
+        let p = |precision| PrecisionArgs { precision };
+        assert_eq!(p(PrecisionArg::F32).resolve(None), Ok(Precision::F32));
+        assert_eq!(
+            p(PrecisionArg::Bf16).resolve(Some(DeviceArg::Cpu)),
+            Ok(Precision::Bf16)
+        );
+        let cuda = p(PrecisionArg::Tf32).resolve(Some(DeviceArg::Cuda));
+        assert_eq!(cuda, Ok(Precision::Tf32));
+        for device in [None, Some(DeviceArg::Cpu)] {
+            let e = p(PrecisionArg::Tf32).resolve(device).unwrap_err();
+            assert!(
+                e.starts_with("--precision tf32") && e.contains("--device cuda"),
+                "{e}"
+            );
+        }
+        assert_eq!(Precision::Bf16.gemm(), dinonat_engine::GemmPrecision::Bf16);
+        assert_eq!(
+            Precision::F32.gemm(),
+            dinonat_engine::GemmPrecision::Fp32Simt
+        );
+    }
+}
