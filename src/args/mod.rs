@@ -207,6 +207,50 @@ pub fn param_flags(message: impl ToString, names: &[(&str, &str)], everywhere: b
     m
 }
 
+/// The parameters of a training run (`TrainConfig`, `run_policy`, `knn_splits`) as the flags of
+/// `dinonat train` and `dinonat bench train-step`.
+pub const TRAIN_FLAGS: &[(&str, &str)] = &[
+    ("arch", "--arch"),
+    ("data", "--data"),
+    ("seed", "--seed"),
+    ("steps", "--steps"),
+    ("epochs", "--epochs"),
+    ("batch_size", "--batch-size"),
+    ("max_minutes", "--max-minutes"),
+    ("out_dim", "--out-dim"),
+    ("head_hidden_dim", "--head-hidden"),
+    ("head_bottleneck_dim", "--head-bottleneck"),
+    ("global_size", "--global-size"),
+    ("local_size", "--local-size"),
+    ("n_local", "--local-crops"),
+    ("procedural_len", "--procedural-len"),
+    ("procedural_size", "--procedural-size"),
+    ("base_lr", "--lr"),
+    ("teacher_temp", "--teacher-temp"),
+    ("drop_path", "--drop-path"),
+    ("koleo", "--koleo"),
+    ("dino_weight", "--dino-weight"),
+    ("momentum_teacher", "--momentum-teacher"),
+    ("momentum_teacher_end", "--momentum-teacher-end"),
+    ("lr_end", "--lr-end"),
+    ("hue", "--hue"),
+    ("grayscale", "--grayscale"),
+    ("invert", "--invert"),
+    ("clip_grad", "--clip-grad"),
+    ("lr_warmup", "--lr-warmup"),
+    ("temp_warmup", "--temp-warmup"),
+    ("freeze_last_layer", "--freeze-last-layer"),
+    ("eval_train", "--eval-train"),
+    ("eval_val", "--eval-val"),
+    ("eval_size", "--eval-size"),
+    ("eval_builtin", "--eval-builtin"),
+];
+
+/// A training error with its parameters named as flags.
+pub fn train_flagged(e: impl ToString) -> String {
+    param_flags(e, TRAIN_FLAGS, false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

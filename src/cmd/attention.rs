@@ -3,13 +3,10 @@
 
 use crate::args::{BackboneArgs, DeviceArg};
 use clap::Args;
-use dinonat_eval::curate::embed::load_views;
 use dinonat_eval::curate::list_images;
-use dinonat_eval::maps::default_level;
-use dinonat_eval::maps::figures::{image_maps, pair_figure, FigureOptions};
-use dinonat_model::Nat;
-use dinonat_train::augment::EvalTransform;
-use dinonat_train::data::RgbImage;
+use dinonat_eval::maps::choose_level;
+use dinonat_eval::maps::figure_files::{write_figures, FigureFiles};
+use dinonat_eval::maps::figures::FigureOptions;
 use dinonat_train::grid::write_png;
 use std::path::{Path, PathBuf};
 
@@ -64,22 +61,6 @@ fn parse_pixel(s: &str) -> Result<(usize, usize), String> {
     ))
 }
 
-/// The image of `--pair-dir` that pairs with `path`: the same path relative to the input folder
-/// (class sub-folders included), when that file exists.
-fn pair_path(pair_dir: &Path, path: &Path, input_dir: &Path) -> Option<PathBuf> {
-    let relative = match path.strip_prefix(input_dir) {
-        Ok(r) if !r.as_os_str().is_empty() => r.to_path_buf(),
-        _ => PathBuf::from(path.file_name()?),
-    };
-    Some(pair_dir.join(relative)).filter(|p| p.is_file())
-}
-
-fn stem(p: &Path) -> String {
-    p.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image".into())
-}
-
 pub fn run(args: AttentionArgs) -> Result<(), String> {
     let paths = if args.images.is_file() {
         vec![args.images.clone()]
@@ -96,17 +77,7 @@ pub fn run(args: AttentionArgs) -> Result<(), String> {
     };
     check(&args, &input_dir)?;
     let nat = args.device.place(args.weights.load()?)?;
-    let levels = nat.config.num_levels();
-    let level = args
-        .level
-        .unwrap_or_else(|| default_level(&nat.config, args.size, args.size));
-    if level >= levels {
-        return Err(format!(
-            "--level {level}: {} has levels 0..{}",
-            nat.config.name,
-            levels - 1
-        ));
-    }
+    let level = choose_level(&nat.config, args.level, args.size).map_err(|e| format!("--{e}"))?;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("--out {}: cannot create: {e}", args.out.display()))?;
     let options = FigureOptions {
@@ -117,7 +88,23 @@ pub fn run(args: AttentionArgs) -> Result<(), String> {
     if args.sheet.is_some() && args.sheet_images == 0 {
         return Err("--sheet-images 0: the sheet needs at least 1 image".into());
     }
-    let (written, sheet_rows) = write_figures(&args, &nat, &paths, &input_dir, &options)?;
+    let job = FigureFiles {
+        out: &args.out,
+        input_dir: &input_dir,
+        pair_dir: args.pair_dir.as_deref(),
+        size: args.size,
+        batch: args.batch,
+        options,
+        sheet_images: if args.sheet.is_some() {
+            args.sheet_images
+        } else {
+            0
+        },
+    };
+    let (written, sheet_rows) = write_figures(&nat, &paths, &job, &mut |written| {
+        eprint!("\rattention: {written} figures")
+    })?;
+    eprintln!();
     if let Some(sheet) = &args.sheet {
         let grid = dinonat_train::grid::image_grid(&sheet_rows, 1, 4, [255, 255, 255]);
         write_png(sheet, &grid).map_err(|e| format!("--sheet: {e}"))?;
@@ -159,49 +146,4 @@ fn check(args: &AttentionArgs, input_dir: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Writes the figures of every image (and its pair); returns how many, and the sheet's rows.
-fn write_figures(
-    args: &AttentionArgs,
-    nat: &Nat,
-    paths: &[PathBuf],
-    input_dir: &Path,
-    options: &FigureOptions,
-) -> Result<(usize, Vec<RgbImage>), String> {
-    let transform = EvalTransform::square(args.size);
-    let mut sheet_rows = Vec::new();
-    let mut written = 0;
-    for chunk in paths.chunks(args.batch) {
-        let views = load_views(chunk, &transform).map_err(|e| e.to_string())?;
-        let maps = image_maps(nat, &views, options).map_err(|e| e.to_string())?;
-        for (path, m) in chunk.iter().zip(&maps) {
-            let s = stem(path);
-            let save =
-                |name: String, img| write_png(&args.out.join(name), img).map_err(|e| e.to_string());
-            save(format!("{s}_pooled.png"), &m.pooled_figure)?;
-            if args.sheet.is_some() && sheet_rows.len() < args.sheet_images {
-                sheet_rows.push(m.pooled_figure.clone());
-            }
-            save(format!("{s}_pca.png"), &m.pca_figure)?;
-            written += 2;
-            if let Some(f) = &m.neighbourhood_figure {
-                save(format!("{s}_neighbourhood.png"), f)?;
-                written += 1;
-            }
-            let pair = args.pair_dir.as_ref();
-            if let Some(other) = pair.and_then(|d| pair_path(d, path, input_dir)) {
-                let v = load_views(&[other], &transform).map_err(|e| e.to_string())?;
-                let om = image_maps(nat, &v, options).map_err(|e| e.to_string())?;
-                save(
-                    format!("{s}_pair.png"),
-                    &pair_figure(m, &om[0], options.mass),
-                )?;
-                written += 1;
-            }
-        }
-        eprint!("\rattention: {written} figures");
-    }
-    eprintln!();
-    Ok((written, sheet_rows))
 }

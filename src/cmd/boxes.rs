@@ -72,7 +72,15 @@ pub fn run(args: BoxesArgs) -> Result<(), String> {
         mass: args.mass,
         class_names: class_names.clone(),
     };
-    let r = run_boxes(&nat, &config, &mut progress("boxes (images)")).map_err(|e| e.to_string())?;
+    let flags = [
+        ("labels", "--labels"),
+        ("size", "--size"),
+        ("batch", "--batch"),
+        ("mass", "--mass"),
+        ("level", "--level"),
+    ];
+    let r = run_boxes(&nat, &config, &mut progress("boxes (images)"))
+        .map_err(|e| crate::args::param_flags(e, &flags, false))?;
     if let Some(f) = &args.csv {
         write_csv(f, &r, &class_names).map_err(|e| format!("--{e}"))?;
     }

@@ -1,7 +1,7 @@
 //! The flags of `dinonat train` and the run's `TrainConfig` they make; the defaults that depend
 //! on the data are the train crate's (`dinonat_train::run_policy`).
 
-use crate::args::PrecisionArgs;
+use crate::args::{train_flagged, PrecisionArgs};
 use clap::{Args, ValueEnum};
 use dinonat_train::dino::schedule::WarmupFractions;
 use dinonat_train::dino::Centering;
@@ -193,35 +193,6 @@ pub struct TrainArgs {
     pub precision: PrecisionArgs,
 }
 
-/// The library's parameters as this command's flags (`crate::args::param_flags`).
-pub const FLAGS: &[(&str, &str)] = &[
-    ("arch", "--arch"),
-    ("data", "--data"),
-    ("seed", "--seed"),
-    ("steps", "--steps"),
-    ("epochs", "--epochs"),
-    ("batch_size", "--batch-size"),
-    ("max_minutes", "--max-minutes"),
-    ("out_dim", "--out-dim"),
-    ("head_hidden_dim", "--head-hidden"),
-    ("head_bottleneck_dim", "--head-bottleneck"),
-    ("global_size", "--global-size"),
-    ("local_size", "--local-size"),
-    ("n_local", "--local-crops"),
-    ("procedural_len", "--procedural-len"),
-    ("procedural_size", "--procedural-size"),
-    ("base_lr", "--lr"),
-    ("eval_train", "--eval-train"),
-    ("eval_val", "--eval-val"),
-    ("eval_size", "--eval-size"),
-    ("eval_builtin", "--eval-builtin"),
-];
-
-/// A library error of this command with its parameters named as flags.
-pub fn flagged(e: impl ToString) -> String {
-    crate::args::param_flags(e, FLAGS, false)
-}
-
 /// The run's config: the flags, the crop preset, and `run_policy`'s defaults for the data.
 pub fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
     let (g, l, n) = match a.crops {
@@ -274,7 +245,7 @@ pub fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
         momentum_teacher_end: a.momentum_teacher_end,
         koleo: a.koleo,
     };
-    given.apply(&mut c, n).map_err(flagged)?;
+    given.apply(&mut c, n).map_err(train_flagged)?;
     Ok(c)
 }
 

@@ -14,10 +14,10 @@ mod flags;
 mod report;
 mod run;
 
+use crate::args::train_flagged as flagged;
 use dinonat_train::dist::{self, Collective};
 use dinonat_train::run_policy::Deadline;
 use dinonat_train::trainer::Trainer;
-use flags::flagged;
 pub use flags::TrainArgs;
 use std::rc::Rc;
 
@@ -26,7 +26,8 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
         Deadline::new(m).map_err(flagged)?;
     }
     if let Some(path) = &a.check_checkpoint {
-        let t = Trainer::resume(path, None).map_err(|e| format!("--check-checkpoint: {e}"))?;
+        let t = Trainer::resume(path, None)
+            .map_err(|e| format!("--check-checkpoint: {}", flagged(e)))?;
         println!(
             "checkpoint {}: step {} of {}, {} ok",
             path.display(),

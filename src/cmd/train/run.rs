@@ -3,8 +3,9 @@
 //! the curves and the run's JSON object.
 
 use super::curves::Curves;
-use super::flags::{flagged, TrainArgs};
+use super::flags::TrainArgs;
 use super::report::{knn_table, Baselines};
+use crate::args::train_flagged as flagged;
 use dinonat_eval::knn_splits::EvalSplit;
 use dinonat_train::data::ErrorPolicy;
 use dinonat_train::dist::Collective;
@@ -30,7 +31,7 @@ pub fn train_run(
     if rank != 0 {
         // a follower trains its shard; rank 0 evaluates, prints and writes the run directory
         t.run_with(a.stop_at, |_, _| Ok(Control::Continue))
-            .map_err(|e| format!("rank {rank}: {e}"))?;
+            .map_err(|e| format!("rank {rank}: {}", flagged(e)))?;
         return Ok(serde_json::Value::Null);
     }
     describe(&t, comm.as_ref(), a.json);
@@ -88,7 +89,7 @@ fn open_trainer(
     let mut t = match &a.resume {
         Some(path) => {
             let out = (out != Path::new("runs/dino")).then(|| out.to_path_buf());
-            Trainer::resume(path, out).map_err(|e| format!("--resume: {e}"))?
+            Trainer::resume(path, out).map_err(|e| format!("--resume: {}", flagged(e)))?
         }
         None => {
             let mut c = super::flags::config(a)?;
@@ -105,7 +106,7 @@ fn open_trainer(
         t.set_error_policy(ErrorPolicy::Stop)
             .map_err(|e| e.to_string())?;
     }
-    t.set_collective(comm.clone()).map_err(|e| e.to_string())?;
+    t.set_collective(comm.clone()).map_err(flagged)?;
     Ok(t)
 }
 
@@ -266,7 +267,7 @@ fn failed(t: &Trainer, curves: &Curves, e: TrainError) -> String {
         .skipped_summary()
         .map(|s| format!("; {s}"))
         .unwrap_or_default();
-    format!("{e}; {kept}{skipped}")
+    format!("{}; {kept}{skipped}", flagged(e))
 }
 
 impl Done {
