@@ -1,17 +1,12 @@
 //! The `dinonat` command line: subcommands that call the library crates, nothing else.
 
-mod cmd_attention;
-mod cmd_boxes;
-mod cmd_builtin;
-mod cmd_convert;
-mod cmd_crossmodal;
-mod cmd_embed;
-mod cmd_eval;
-mod cmd_filter;
-mod cmd_train;
-mod info;
+mod args;
+mod cmd;
 
 use clap::{Parser, Subcommand};
+use cmd::{
+    attention, boxes, builtin, convert, crossmodal, embed, export, filter, info, knn, linear, train,
+};
 use dinonat_report::{plot, progress};
 use std::process::ExitCode;
 
@@ -42,27 +37,27 @@ enum Command {
         which: dinonat_bench::BenchCommand,
     },
     /// DINO self-supervised training of a NAT (docs/training.md).
-    Train(cmd_train::TrainArgs),
+    Train(train::TrainArgs),
     /// Writes the teacher backbone of a training checkpoint as a backbone file.
-    Export(cmd_train::ExportArgs),
+    Export(export::ExportArgs),
     /// Writes a PyTorch `.pth` (official NAT / DiNAT, DINO, Hugging Face names) as a backbone file.
-    Convert(cmd_convert::ConvertArgs),
+    Convert(convert::ConvertArgs),
     /// Embeddings of a folder of images (safetensors + CSV of paths).
-    Embed(cmd_embed::EmbedArgs),
+    Embed(embed::EmbedArgs),
     /// Near-duplicates, outliers, clusters and exemplar matches of a folder (report + contact sheets).
-    Filter(cmd_filter::FilterArgs),
+    Filter(filter::FilterArgs),
     /// RGB <-> IR retrieval and attention-mask IoU of image pairs with the same file name.
-    Crossmodal(cmd_crossmodal::CrossModalArgs),
+    Crossmodal(crossmodal::CrossModalArgs),
     /// Attention maps of NAT (pooled query, neighbourhood, PCA) as PNGs.
-    Attention(cmd_attention::AttentionArgs),
+    Attention(attention::AttentionArgs),
     /// Share of the thresholded attention inside YOLO boxes, against the boxes' area (chance).
-    Boxes(cmd_boxes::BoxesArgs),
+    Boxes(boxes::BoxesArgs),
     /// Writes the built-in procedural set (RGB, thermal twins, YOLO boxes) to folders.
-    Builtin(cmd_builtin::BuiltinArgs),
+    Builtin(builtin::BuiltinArgs),
     /// Weighted k-NN (k = 20, T = 0.07) on frozen features: top-1 / top-5 on a val split.
-    Knn(cmd_eval::KnnArgs),
+    Knn(knn::KnnArgs),
     /// Linear probe on cached frozen features: top-1 / top-5 on a val split.
-    Linear(cmd_eval::LinearArgs),
+    Linear(linear::LinearArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,17 +73,17 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info => info::run(),
         Command::Bench { which } => dinonat_bench::run(which),
-        Command::Train(args) => cmd_train::train(args),
-        Command::Export(args) => cmd_train::export(args),
-        Command::Convert(args) => cmd_convert::run(args),
-        Command::Embed(args) => cmd_embed::run(args),
-        Command::Filter(args) => cmd_filter::run(args),
-        Command::Crossmodal(args) => cmd_crossmodal::run(args),
-        Command::Attention(args) => cmd_attention::run(args),
-        Command::Boxes(args) => cmd_boxes::run(args),
-        Command::Builtin(args) => cmd_builtin::run(args),
-        Command::Knn(args) => cmd_eval::run_knn(args),
-        Command::Linear(args) => cmd_eval::run_linear(args),
+        Command::Train(args) => train::train(args),
+        Command::Export(args) => export::run(args),
+        Command::Convert(args) => convert::run(args),
+        Command::Embed(args) => embed::run(args),
+        Command::Filter(args) => filter::run(args),
+        Command::Crossmodal(args) => crossmodal::run(args),
+        Command::Attention(args) => attention::run(args),
+        Command::Boxes(args) => boxes::run(args),
+        Command::Builtin(args) => builtin::run(args),
+        Command::Knn(args) => knn::run(args),
+        Command::Linear(args) => linear::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

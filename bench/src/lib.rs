@@ -12,17 +12,13 @@ mod profile;
 pub mod timing;
 pub mod train_step;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use dinonat_report::{plot, progress};
 // train_step.rs reads the CPU time as `super::process_cpu_seconds`.
 use timing::process_cpu_seconds;
 
-/// Where a benchmark computes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Device {
-    Cpu,
-    Cuda,
-}
+/// Where a benchmark computes: the one device flag of the command line.
+pub use dinonat_report::args::DeviceArg as Device;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -79,6 +75,8 @@ pub struct TrainStepArgs {
     /// measured steps, and what lies outside the kernels: a table of where the step goes.
     #[arg(long)]
     pub profile: bool,
+    #[command(flatten)]
+    pub precision: dinonat_report::args::PrecisionArgs,
 }
 
 #[derive(Args, Clone, Debug)]

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 /// FLOPs of one step: teacher forward of 2 global views, student forward + backward (3x) of all.
 fn step_flops(c: &TrainConfig) -> Result<f64, String> {
-    let nat = c.backbone().map_err(|e| e.to_string())?;
+    let nat = c.backbone().map_err(dinonat_report::args::train_flagged)?;
     let f = nat.num_features() as f64;
     let (h, b, k) = (
         c.head_hidden_dim as f64,
@@ -89,9 +89,10 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
         log_every: 1,
         out_dir: std::env::temp_dir(),
         init: None,
+        precision: a.precision.resolve(None)?,
     };
     let flops = step_flops(&config)?;
-    let mut t = Trainer::new(config).map_err(|e| e.to_string())?;
+    let mut t = Trainer::new(config).map_err(dinonat_report::args::train_flagged)?;
     let c = &t.config;
     let describe = format!(
         "{} + head {}-{}-{} -> K {} | {} px images, crops 2 x {} + {} x {} | batch {} | {} threads",
@@ -192,6 +193,7 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
                 "head_hidden": t.config.head_hidden_dim,
                 "head_bottleneck": t.config.head_bottleneck_dim,
                 "threads": rayon::current_num_threads(),
+                "precision": t.config.precision.name(),
                 "warmup_steps": a.warmup,
                 "steps": a.steps,
                 "step_seconds": step,

@@ -3,7 +3,8 @@
 //! maps ([`maps`]) and dataset curation ([`curate`]: embeddings, filtering, RGB <-> IR retrieval). It reads images
 //! through `dinonat-train`'s data path and never touches the trainer.
 //!
-//! Evaluation of learned features (docs/evaluation.md): k-NN classification ([`knn`]), clustering, near-duplicate,
+//! Evaluation of learned features (docs/evaluation.md): k-NN classification ([`knn`]; a training run's held-out
+//! k-NN protocol in [`knn_splits`]; the `knn` / `linear` commands' runs in [`frozen`]), clustering, near-duplicate,
 //! outlier and exemplar search ([`cluster`]), cross-modal retrieval and attention-mask utilities ([`retrieval`]),
 //! a linear probe ([`linear`]), and the metrics every classifier reports beside its controls ([`metrics`]).
 //!
@@ -17,7 +18,9 @@ pub mod backbone;
 pub mod cluster;
 pub mod curate;
 pub mod features;
+pub mod frozen;
 pub mod knn;
+pub mod knn_splits;
 pub mod linear;
 pub mod maps;
 pub mod metrics;

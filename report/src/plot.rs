@@ -203,36 +203,25 @@ where
         .map_err(|e| failed(&e))?;
     for (i, (name, points)) in series.iter().enumerate() {
         let color = COLOURS[i % COLOURS.len()];
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().copied(),
-                color.stroke_width(2),
-            ))
-            .map_err(|e| failed(&e))?
-            .label(name.as_ref())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2))
-            });
+        let line = LineSeries::new(points.iter().copied(), color.stroke_width(2));
+        let key = move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2));
+        let drawn = chart.draw_series(line).map_err(|e| failed(&e))?;
+        drawn.label(name.as_ref()).legend(key);
         if points.len() <= MAX_DOTTED_POINTS {
-            chart
-                .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
-                .map_err(|e| failed(&e))?;
+            let dots = points.iter().map(|&p| Circle::new(p, 3, color.filled()));
+            chart.draw_series(dots).map_err(|e| failed(&e))?;
         }
     }
     let grey = RGBColor(90, 90, 90);
     for (label, x) in markers {
+        let rule = PathElement::new(vec![(*x, y_lo), (*x, y_hi)], grey.stroke_width(1));
         chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(*x, y_lo), (*x, y_hi)],
-                grey.stroke_width(1),
-            )))
+            .draw_series(std::iter::once(rule))
             .map_err(|e| failed(&e))?;
+        let font = ("sans-serif", 14).into_font().color(&grey);
+        let text = Text::new(format!(" {}", label.as_ref()), (*x, y_hi), font);
         chart
-            .draw_series(std::iter::once(Text::new(
-                format!(" {}", label.as_ref()),
-                (*x, y_hi),
-                ("sans-serif", 14).into_font().color(&grey),
-            )))
+            .draw_series(std::iter::once(text))
             .map_err(|e| failed(&e))?;
     }
     chart

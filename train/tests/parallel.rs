@@ -132,6 +132,6 @@ fn a_batch_that_does_not_split_evenly_is_refused() {
             .to_string()
     });
     for e in errs {
-        assert!(e.contains("--batch-size") && e.contains("3 ranks"), "{e}");
+        assert!(e.contains("batch_size") && e.contains("3 ranks"), "{e}");
     }
 }

@@ -9,7 +9,7 @@ use super::boxes::{box_in_crop, box_share, read_yolo, token_coverage, YoloBox};
 use super::pooled::{head_mean, pooled_query_attention};
 use super::priors::{cell_means, central_square, centre_gaussian, luminance};
 use super::render::mass_mask;
-use super::{default_level, forward_with_capture};
+use super::{choose_level, forward_with_capture};
 use crate::curate::embed::batch_tensor;
 use crate::curate::{err, list_images, CurateError, Result};
 use crate::metrics::{mean_with_interval, Interval, BOOTSTRAP_SEED};
@@ -28,7 +28,7 @@ pub struct BoxesConfig {
     pub labels: PathBuf,
     pub size: usize,
     pub batch: usize,
-    /// None = the default level ([`default_level`]).
+    /// None = the default level ([`super::default_level`]).
     pub level: Option<usize>,
     pub mass: f64,
     /// Names of class ids 0, 1, ...; ids beyond the list are shown as numbers.
@@ -143,35 +143,25 @@ fn summary(name: String, rows: &[(usize, Measured)]) -> ShareSummary {
     }
 }
 
-/// The checked flags of `config`, and the level to read (the default when none is given).
+/// The checked parameters of `config` (errors name them: `labels`, `size`, `batch`, `mass`,
+/// `level`), and the level to read (the default when none is given).
 fn check_config(nat: &Nat, config: &BoxesConfig) -> Result<usize> {
     if !config.labels.is_dir() {
         return err(format!(
-            "--labels {}: no such folder",
+            "labels {}: no such folder",
             config.labels.display()
         ));
     }
     if config.size < 8 {
-        return err(format!("--size {}: must be at least 8 pixels", config.size));
+        return err(format!("size {}: must be at least 8 pixels", config.size));
     }
     if config.batch == 0 {
-        return err("--batch 0: must be at least 1");
+        return err("batch 0: must be at least 1");
     }
     if !(config.mass > 0.0 && config.mass <= 1.0) {
-        return err(format!("--mass {}: must be in (0, 1]", config.mass));
+        return err(format!("mass {}: must be in (0, 1]", config.mass));
     }
-    let levels = nat.config.num_levels();
-    let level = config
-        .level
-        .unwrap_or_else(|| default_level(&nat.config, config.size, config.size));
-    if level >= levels {
-        return err(format!(
-            "--level {level}: {} has levels 0..{}",
-            nat.config.name,
-            levels - 1
-        ));
-    }
-    Ok(level)
+    choose_level(&nat.config, config.level, config.size).map_err(CurateError)
 }
 
 /// An image and its boxes.

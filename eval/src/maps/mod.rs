@@ -17,6 +17,8 @@
 
 pub mod boxes;
 pub mod boxes_eval;
+pub mod boxes_report;
+pub mod figure_files;
 pub mod figures;
 pub mod neighbourhood;
 pub mod pca;
@@ -42,6 +44,25 @@ pub fn default_level(config: &NatConfig, h: usize, w: usize) -> usize {
         .unwrap_or(0)
 }
 
+/// `level`, else [`default_level`] of a `size` x `size` input; an error naming the parameter
+/// `level` when the network has no such level.
+pub fn choose_level(
+    config: &NatConfig,
+    level: Option<usize>,
+    size: usize,
+) -> std::result::Result<usize, String> {
+    let levels = config.num_levels();
+    let level = level.unwrap_or_else(|| default_level(config, size, size));
+    if level >= levels {
+        return Err(format!(
+            "level {level}: {} has levels 0..{}",
+            config.name,
+            levels - 1
+        ));
+    }
+    Ok(level)
+}
+
 /// What a forward pass kept of one level.
 #[derive(Clone, Debug)]
 pub struct LevelCapture {
@@ -65,7 +86,7 @@ pub fn forward_with_capture(
     let levels = nat.levels.len();
     if level >= levels {
         return Err(ModelError::Config(format!(
-            "--level {level}: {} has levels 0..{}",
+            "level {level}: {} has levels 0..{}",
             nat.config.name,
             levels - 1
         )));

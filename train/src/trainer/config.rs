@@ -89,6 +89,49 @@ pub struct TrainConfig {
     /// from the seed. Configs saved before this field: None.
     #[serde(default)]
     pub init: Option<PathBuf>,
+    /// The precision of the training step's GEMMs, forward and backward (parameters, optimiser
+    /// state and checkpoints stay f32). Configs saved before this field: f32.
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+/// The GEMM precision of a run: the step runs inside [`dinonat_engine::gemm_precision_scope`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// FP32 FMA (the reference).
+    #[default]
+    F32,
+    /// bf16 inputs, f32 accumulation.
+    Bf16,
+    /// TF32 tensor cores (CUDA only).
+    Tf32,
+}
+
+impl Precision {
+    /// The engine's GEMM precision.
+    pub fn gemm(self) -> dinonat_engine::GemmPrecision {
+        match self {
+            Precision::F32 => dinonat_engine::GemmPrecision::Fp32Simt,
+            Precision::Bf16 => dinonat_engine::GemmPrecision::Bf16,
+            Precision::Tf32 => dinonat_engine::GemmPrecision::Tf32,
+        }
+    }
+
+    /// `f32`, `bf16` or `tf32`, as the run's JSON and config write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::Tf32 => "tf32",
+        }
+    }
+
+    /// Runs `work` with the GEMMs of this thread at this precision.
+    pub fn scope<R>(self, work: impl FnOnce() -> R) -> R {
+        let _scope = dinonat_engine::gemm_precision_scope(self.gemm());
+        work()
+    }
 }
 
 fn default_teacher_temp() -> f64 {
@@ -151,6 +194,7 @@ impl Default for TrainConfig {
             log_every: 10,
             out_dir: PathBuf::from("runs/dino"),
             init: None,
+            precision: Precision::F32,
         }
     }
 }
@@ -188,7 +232,7 @@ impl TrainConfig {
 
     /// The student's backbone config (drop path as configured).
     pub fn backbone(&self) -> Result<NatConfig> {
-        let mut c = NatConfig::from_name(&self.arch).map_err(|e| TrainError::flag("--arch", e))?;
+        let mut c = NatConfig::from_name(&self.arch).map_err(|e| TrainError::param("arch", e))?;
         c.drop_path = self.drop_path;
         c.num_classes = 0;
         Ok(c)
@@ -203,51 +247,51 @@ impl TrainConfig {
         }
     }
 
-    /// Every value checked before anything is built; the message names the flag.
+    /// Every value checked before anything is built; the message names the parameter (the field).
     pub fn validate(&self) -> Result<()> {
         let positive = [
-            ("--out-dim", self.out_dim),
-            ("--head-hidden", self.head_hidden_dim),
-            ("--head-bottleneck", self.head_bottleneck_dim),
-            ("--batch-size", self.batch_size),
-            ("--steps", self.steps),
-            ("--global-size", self.global_size),
-            ("--local-size", self.local_size),
-            ("--procedural-len", self.procedural_len),
-            ("--procedural-size", self.procedural_size),
+            ("out_dim", self.out_dim),
+            ("head_hidden_dim", self.head_hidden_dim),
+            ("head_bottleneck_dim", self.head_bottleneck_dim),
+            ("batch_size", self.batch_size),
+            ("steps", self.steps),
+            ("global_size", self.global_size),
+            ("local_size", self.local_size),
+            ("procedural_len", self.procedural_len),
+            ("procedural_size", self.procedural_size),
         ];
         for (flag, v) in positive {
             if v == 0 {
-                return Err(TrainError::flag(flag, "must be positive"));
+                return Err(TrainError::param(flag, "must be positive"));
             }
         }
         use crate::guard::{at_most, MAX_BUILTIN_IMAGES, MAX_IMAGE_SIDE};
         let caps = [
-            ("--global-size", self.global_size, MAX_IMAGE_SIDE, "pixels"),
-            ("--local-size", self.local_size, MAX_IMAGE_SIDE, "pixels"),
+            ("global_size", self.global_size, MAX_IMAGE_SIDE, "pixels"),
+            ("local_size", self.local_size, MAX_IMAGE_SIDE, "pixels"),
             (
-                "--procedural-size",
+                "procedural_size",
                 self.procedural_size,
                 MAX_IMAGE_SIDE,
                 "pixels",
             ),
             (
-                "--procedural-len",
+                "procedural_len",
                 self.procedural_len,
                 MAX_BUILTIN_IMAGES,
                 "images",
             ),
-            ("--local-crops", self.n_local, 64, "local crops"),
-            ("--batch-size", self.batch_size, 1 << 16, "images"),
-            ("--out-dim", self.out_dim, 1 << 20, "prototypes"),
-            ("--head-hidden", self.head_hidden_dim, 1 << 16, "units"),
+            ("n_local", self.n_local, 64, "local crops"),
+            ("batch_size", self.batch_size, 1 << 16, "images"),
+            ("out_dim", self.out_dim, 1 << 20, "prototypes"),
+            ("head_hidden_dim", self.head_hidden_dim, 1 << 16, "units"),
             (
-                "--head-bottleneck",
+                "head_bottleneck_dim",
                 self.head_bottleneck_dim,
                 1 << 16,
                 "units",
             ),
-            ("--steps", self.steps, 1 << 32, "steps"),
+            ("steps", self.steps, 1 << 32, "steps"),
         ];
         for (flag, v, max, what) in caps {
             at_most(flag, v, max, what).map_err(TrainError)?;
@@ -258,7 +302,7 @@ impl TrainConfig {
         let floats = self.batch_size as u64 * views as u64 * 3;
         if floats > 1 << 28 {
             return Err(TrainError(format!(
-                "--batch-size {} with crops 2 x {} + {} x {} px needs {} MB of input per step, over the cap of 1024 MB: use a smaller batch or crops",
+                "batch_size {} with crops 2 x {} + {} x {} px needs {} MB of input per step, over the cap of 1024 MB: use a smaller batch or crops",
                 self.batch_size,
                 self.global_size,
                 self.n_local,
@@ -267,102 +311,102 @@ impl TrainConfig {
             )));
         }
         if !(self.base_lr.is_finite() && self.base_lr > 0.0) {
-            return Err(TrainError::flag(
-                "--lr",
+            return Err(TrainError::param(
+                "base_lr",
                 format!("{} must be positive", self.base_lr),
             ));
         }
         if !(self.teacher_temp.is_finite() && self.teacher_temp > 0.0) {
-            return Err(TrainError::flag(
-                "--teacher-temp",
+            return Err(TrainError::param(
+                "teacher_temp",
                 format!("{} must be positive", self.teacher_temp),
             ));
         }
         if !(0.0..1.0).contains(&self.drop_path) {
-            return Err(TrainError::flag(
-                "--drop-path",
+            return Err(TrainError::param(
+                "drop_path",
                 format!("{} must be in [0, 1)", self.drop_path),
             ));
         }
         if !(self.koleo.is_finite() && self.koleo >= 0.0) {
-            return Err(TrainError::flag(
-                "--koleo",
+            return Err(TrainError::param(
+                "koleo",
                 format!("{} must be a non-negative weight", self.koleo),
             ));
         }
         if !(self.dino_weight.is_finite() && self.dino_weight >= 0.0) {
-            return Err(TrainError::flag(
-                "--dino-weight",
+            return Err(TrainError::param(
+                "dino_weight",
                 format!("{} must be a non-negative weight", self.dino_weight),
             ));
         }
         if self.dino_weight == 0.0 && self.koleo == 0.0 {
-            return Err(TrainError::flag(
-                "--dino-weight",
-                "0 with --koleo 0 leaves no loss to train".to_string(),
+            return Err(TrainError::param(
+                "dino_weight",
+                "0 with koleo 0 leaves no loss to train".to_string(),
             ));
         }
         if self.koleo > 0.0 && self.batch_size < 2 {
-            return Err(TrainError::flag(
-                "--koleo",
+            return Err(TrainError::param(
+                "koleo",
                 format!(
-                    "needs --batch-size >= 2 (nearest neighbours within a batch), got {}",
+                    "needs batch_size >= 2 (nearest neighbours within a batch), got {}",
                     self.batch_size
                 ),
             ));
         }
         if !(0.0..1.0).contains(&self.momentum_teacher) {
-            return Err(TrainError::flag(
-                "--momentum-teacher",
+            return Err(TrainError::param(
+                "momentum_teacher",
                 format!("{} must be in [0, 1)", self.momentum_teacher),
             ));
         }
         if !(self.momentum_teacher..=1.0).contains(&self.momentum_teacher_end) {
-            return Err(TrainError::flag(
-                "--momentum-teacher-end",
+            return Err(TrainError::param(
+                "momentum_teacher_end",
                 format!(
-                    "{} must be in [--momentum-teacher, 1] = [{}, 1]",
+                    "{} must be in [momentum_teacher, 1] = [{}, 1]",
                     self.momentum_teacher_end, self.momentum_teacher
                 ),
             ));
         }
         if let Some(f) = self.lr_end {
             if !(0.0..=1.0).contains(&f) {
-                return Err(TrainError::flag(
-                    "--lr-end",
+                return Err(TrainError::param(
+                    "lr_end",
                     format!("{f} must be a fraction of the peak lr in [0, 1]"),
                 ));
             }
         }
         if !(0.0..=0.5).contains(&self.hue) {
-            return Err(TrainError::flag(
-                "--hue",
+            return Err(TrainError::param(
+                "hue",
                 format!("{} must be in [0, 0.5]", self.hue),
             ));
         }
         if !(0.0..=1.0).contains(&self.grayscale) {
-            return Err(TrainError::flag(
-                "--grayscale",
+            return Err(TrainError::param(
+                "grayscale",
                 format!("{} must be a probability in [0, 1]", self.grayscale),
             ));
         }
         if !(0.0..=1.0).contains(&self.invert) {
-            return Err(TrainError::flag(
-                "--invert",
+            return Err(TrainError::param(
+                "invert",
                 format!("{} must be a probability in [0, 1]", self.invert),
             ));
         }
         if self.clip_grad.is_nan() || self.clip_grad < 0.0 {
-            return Err(TrainError::flag("--clip-grad", "must be >= 0"));
+            return Err(TrainError::param("clip_grad", "must be >= 0"));
         }
         let w = self.warmups;
         for (flag, f) in [
-            ("--lr-warmup", w.lr),
-            ("--temp-warmup", w.teacher_temp),
-            ("--freeze-last-layer", w.freeze_last_layer),
+            ("lr_warmup", w.lr),
+            ("temp_warmup", w.teacher_temp),
+            ("freeze_last_layer", w.freeze_last_layer),
         ] {
             if !(0.0..=1.0).contains(&f) {
-                return Err(TrainError::flag(
+                return Err(TrainError::param(
                     flag,
                     format!("{f} must be a fraction in [0, 1]"),
                 ));
@@ -370,7 +414,7 @@ impl TrainConfig {
         }
         self.backbone()?
             .validate()
-            .map_err(|e| TrainError::flag("--arch", e))?;
+            .map_err(|e| TrainError::param("arch", e))?;
         Ok(())
     }
 
@@ -378,10 +422,10 @@ impl TrainConfig {
     pub fn dataset(&self) -> Result<Arc<dyn Dataset>> {
         match &self.data {
             Some(path) => {
-                let d = open_dataset(path, true).map_err(|e| TrainError::flag("--data", e))?;
+                let d = open_dataset(path, true).map_err(|e| TrainError::param("data", e))?;
                 if d.is_empty() {
-                    return Err(TrainError::flag(
-                        "--data",
+                    return Err(TrainError::param(
+                        "data",
                         format!("{} holds no images", path.display()),
                     ));
                 }

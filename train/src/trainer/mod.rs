@@ -36,8 +36,9 @@ use std::time::Instant;
 pub struct TrainError(pub String);
 
 impl TrainError {
-    pub fn flag(flag: &str, e: impl fmt::Display) -> TrainError {
-        TrainError(format!("{flag}: {e}"))
+    /// An error of the parameter `param` (a `TrainConfig` field; the command line maps it to its flag).
+    pub fn param(param: &str, e: impl fmt::Display) -> TrainError {
+        TrainError(format!("{param}: {e}"))
     }
 }
 impl fmt::Display for TrainError {
@@ -176,8 +177,8 @@ impl Trainer {
         let dataset = config.dataset()?;
         let steps_per_epoch = dataset.len() / config.batch_size;
         if steps_per_epoch == 0 {
-            return Err(TrainError::flag(
-                "--batch-size",
+            return Err(TrainError::param(
+                "batch_size",
                 format!(
                     "{} is larger than the data set ({} images)",
                     config.batch_size,
@@ -280,8 +281,8 @@ impl Trainer {
     pub fn set_collective(&mut self, comm: Rc<dyn Collective>) -> Result<()> {
         let (n, b) = (comm.size(), self.config.batch_size);
         if !b.is_multiple_of(n) {
-            return Err(TrainError::flag(
-                "--batch-size",
+            return Err(TrainError::param(
+                "batch_size",
                 format!("{b} (the global batch) does not split evenly over {n} ranks"),
             ));
         }
@@ -325,8 +326,14 @@ impl Trainer {
         ))
     }
 
-    /// One DINO iteration on `batch` (Algorithm 1).
+    /// One DINO iteration on `batch` (Algorithm 1), its GEMMs (forward and backward) at the run's
+    /// precision (`TrainConfig::precision`).
     pub fn train_step(&mut self, batch: &MultiCropBatch) -> Result<StepLog> {
+        let precision = self.config.precision;
+        precision.scope(|| self.iteration(batch))
+    }
+
+    fn iteration(&mut self, batch: &MultiCropBatch) -> Result<StepLog> {
         let start = Instant::now();
         let step = self.step;
         let s = &self.schedules;
@@ -392,7 +399,7 @@ impl Trainer {
         if !(loss.is_finite() && teacher_entropy.is_finite() && kl.is_finite()) {
             return Err(TrainError(format!(
                 "step {}: the loss is {loss} (teacher entropy {teacher_entropy}, KL {kl}): not finite; \
-                 stopping before the update (lower --lr, or keep --clip-grad on)",
+                 stopping before the update (lower base_lr, or keep clip_grad on)",
                 step + 1
             )));
         }

@@ -1,20 +1,19 @@
 //! `dinonat attention`: attention maps of NAT (docs/attention-maps.md) as PNGs, per image and,
 //! with --pair-dir, per pair of images with the same file name.
 
-use crate::cmd_embed::{DeviceArg, WeightArgs};
+use crate::args::{BackboneArgs, DeviceArg};
 use clap::Args;
-use dinonat_eval::curate::embed::load_views;
 use dinonat_eval::curate::list_images;
-use dinonat_eval::maps::default_level;
-use dinonat_eval::maps::figures::{image_maps, pair_figure, FigureOptions};
-use dinonat_train::augment::EvalTransform;
+use dinonat_eval::maps::choose_level;
+use dinonat_eval::maps::figure_files::{write_figures, FigureFiles};
+use dinonat_eval::maps::figures::FigureOptions;
 use dinonat_train::grid::write_png;
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct AttentionArgs {
     #[command(flatten)]
-    pub weights: WeightArgs,
+    pub weights: BackboneArgs,
     /// An image file or a folder of images.
     #[arg(long, value_name = "PATH")]
     pub images: PathBuf,
@@ -62,22 +61,6 @@ fn parse_pixel(s: &str) -> Result<(usize, usize), String> {
     ))
 }
 
-/// The image of `--pair-dir` that pairs with `path`: the same path relative to the input folder
-/// (class sub-folders included), when that file exists.
-fn pair_path(pair_dir: &Path, path: &Path, input_dir: &Path) -> Option<PathBuf> {
-    let relative = match path.strip_prefix(input_dir) {
-        Ok(r) if !r.as_os_str().is_empty() => r.to_path_buf(),
-        _ => PathBuf::from(path.file_name()?),
-    };
-    Some(pair_dir.join(relative)).filter(|p| p.is_file())
-}
-
-fn stem(p: &Path) -> String {
-    p.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image".into())
-}
-
 pub fn run(args: AttentionArgs) -> Result<(), String> {
     let paths = if args.images.is_file() {
         vec![args.images.clone()]
@@ -92,8 +75,53 @@ pub fn run(args: AttentionArgs) -> Result<(), String> {
     } else {
         args.images.clone()
     };
+    check(&args, &input_dir)?;
+    let nat = args.device.place(args.weights.load()?)?;
+    let level = choose_level(&nat.config, args.level, args.size).map_err(|e| format!("--{e}"))?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| format!("--out {}: cannot create: {e}", args.out.display()))?;
+    let options = FigureOptions {
+        level,
+        mass: (!args.no_mask).then_some(args.mass),
+        pixel: args.pixel,
+    };
+    if args.sheet.is_some() && args.sheet_images == 0 {
+        return Err("--sheet-images 0: the sheet needs at least 1 image".into());
+    }
+    let job = FigureFiles {
+        out: &args.out,
+        input_dir: &input_dir,
+        pair_dir: args.pair_dir.as_deref(),
+        size: args.size,
+        batch: args.batch,
+        options,
+        sheet_images: if args.sheet.is_some() {
+            args.sheet_images
+        } else {
+            0
+        },
+    };
+    let (written, sheet_rows) = write_figures(&nat, &paths, &job, &mut |written| {
+        eprint!("\rattention: {written} figures")
+    })?;
+    eprintln!();
+    if let Some(sheet) = &args.sheet {
+        let grid = dinonat_train::grid::image_grid(&sheet_rows, 1, 4, [255, 255, 255]);
+        write_png(sheet, &grid).map_err(|e| format!("--sheet: {e}"))?;
+        println!("sheet of {} images: {}", sheet_rows.len(), sheet.display());
+    }
+    println!(
+        "{} images, level {level}: {written} figures in {}",
+        paths.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// The flags that need no backbone: outputs apart from inputs, the pixel inside the crop, sizes.
+fn check(args: &AttentionArgs, input_dir: &Path) -> Result<(), String> {
     let mut inputs = args.weights.inputs();
-    inputs.push(("--images", &input_dir));
+    inputs.push(("--images", input_dir));
     inputs.extend(args.pair_dir.as_deref().map(|p| ("--pair-dir", p)));
     let mut outputs = vec![("--out", args.out.as_path())];
     outputs.extend(args.sheet.as_deref().map(|p| ("--sheet", p)));
@@ -117,72 +145,5 @@ pub fn run(args: AttentionArgs) -> Result<(), String> {
             args.size, args.batch, args.mass
         ));
     }
-    let nat = args.device.place(args.weights.load()?)?;
-    let levels = nat.config.num_levels();
-    let level = args
-        .level
-        .unwrap_or_else(|| default_level(&nat.config, args.size, args.size));
-    if level >= levels {
-        return Err(format!(
-            "--level {level}: {} has levels 0..{}",
-            nat.config.name,
-            levels - 1
-        ));
-    }
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| format!("--out {}: cannot create: {e}", args.out.display()))?;
-    let mass = (!args.no_mask).then_some(args.mass);
-    let options = FigureOptions {
-        level,
-        mass,
-        pixel: args.pixel,
-    };
-    let transform = EvalTransform::square(args.size);
-    if args.sheet.is_some() && args.sheet_images == 0 {
-        return Err("--sheet-images 0: the sheet needs at least 1 image".into());
-    }
-    let mut sheet_rows = Vec::new();
-    let mut written = 0;
-    for chunk in paths.chunks(args.batch) {
-        let views = load_views(chunk, &transform).map_err(|e| e.to_string())?;
-        let maps = image_maps(&nat, &views, &options).map_err(|e| e.to_string())?;
-        for (path, m) in chunk.iter().zip(&maps) {
-            let s = stem(path);
-            let save =
-                |name: String, img| write_png(&args.out.join(name), img).map_err(|e| e.to_string());
-            save(format!("{s}_pooled.png"), &m.pooled_figure)?;
-            if args.sheet.is_some() && sheet_rows.len() < args.sheet_images {
-                sheet_rows.push(m.pooled_figure.clone());
-            }
-            save(format!("{s}_pca.png"), &m.pca_figure)?;
-            written += 2;
-            if let Some(f) = &m.neighbourhood_figure {
-                save(format!("{s}_neighbourhood.png"), f)?;
-                written += 1;
-            }
-            if let Some(other) = args
-                .pair_dir
-                .as_ref()
-                .and_then(|d| pair_path(d, path, &input_dir))
-            {
-                let v = load_views(&[other], &transform).map_err(|e| e.to_string())?;
-                let om = image_maps(&nat, &v, &options).map_err(|e| e.to_string())?;
-                save(format!("{s}_pair.png"), &pair_figure(m, &om[0], mass))?;
-                written += 1;
-            }
-        }
-        eprint!("\rattention: {written} figures");
-    }
-    eprintln!();
-    if let Some(sheet) = &args.sheet {
-        let grid = dinonat_train::grid::image_grid(&sheet_rows, 1, 4, [255, 255, 255]);
-        write_png(sheet, &grid).map_err(|e| format!("--sheet: {e}"))?;
-        println!("sheet of {} images: {}", sheet_rows.len(), sheet.display());
-    }
-    println!(
-        "{} images, level {level}: {written} figures in {}",
-        paths.len(),
-        args.out.display()
-    );
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! report (CSV + JSON), contact sheets and an optional list of kept files. The input folder is
 //! only read.
 
-use crate::cmd_embed::{progress, DeviceArg, WeightArgs};
+use crate::args::{BackboneArgs, DeviceArg};
+use crate::progress::progress;
 use clap::Args;
 use dinonat_eval::curate::filter::{run_filter, FilterConfig};
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 #[derive(Args, Debug)]
 pub struct FilterArgs {
     #[command(flatten)]
-    pub weights: WeightArgs,
+    pub weights: BackboneArgs,
     /// Folder to examine (never modified).
     #[arg(long, value_name = "DIR")]
     pub images: PathBuf,

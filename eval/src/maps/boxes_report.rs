@@ -1,49 +1,9 @@
-//! `dinonat boxes --images DIR --labels DIR`: the share of the thresholded pooled-query attention that falls
-//! inside YOLO boxes, against the chance level of the boxes' area (docs/attention-maps.md, "Attention inside
-//! boxes").
+//! The report of `dinonat boxes` (docs/attention-maps.md, "Attention inside boxes"): class names
+//! from a YOLO `data.yaml`, the per-image CSV and the text tables of a [`BoxesReport`].
 
-use crate::cmd_embed::{progress, DeviceArg, WeightArgs};
-use clap::Args;
-use dinonat_eval::maps::boxes_eval::{run_boxes, BoxesConfig, BoxesReport, ShareSummary, PRIORS};
+use super::boxes_eval::{BoxesReport, ShareSummary, PRIORS};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-#[derive(Args, Debug)]
-pub struct BoxesArgs {
-    #[command(flatten)]
-    pub weights: WeightArgs,
-    /// Folder of images (flat, or in sub-folders).
-    #[arg(long, value_name = "DIR")]
-    pub images: PathBuf,
-    /// Folder of YOLO labels: `<relative path>.txt` or `<stem>.txt`, lines `class cx cy w h` normalised to the
-    /// original image.
-    #[arg(long, value_name = "DIR")]
-    pub labels: PathBuf,
-    #[arg(long, default_value_t = 224)]
-    pub size: usize,
-    #[arg(long, default_value_t = 8)]
-    pub batch: usize,
-    /// Level of the maps (default: the deepest with a grid of at least 14x14).
-    #[arg(long)]
-    pub level: Option<usize>,
-    /// Attention mass kept by the threshold.
-    #[arg(long, default_value_t = 0.6)]
-    pub mass: f64,
-    /// Names of the class ids 0, 1, ... (comma separated), e.g. dog,person. Default: the one-line `names: [...]`
-    /// of a `data.yaml` in the parent or grand-parent folder of --labels, when there is one.
-    #[arg(long, value_name = "A,B,...", value_delimiter = ',')]
-    pub class_names: Vec<String>,
-    /// Per-image CSV (must not lie inside --images or --labels).
-    #[arg(long, value_name = "FILE")]
-    pub csv: Option<PathBuf>,
-    /// Print the report as one JSON object.
-    #[arg(long)]
-    pub json: bool,
-    /// Where the backbone runs: cpu, or cuda (the process's GPU; images are uploaded per batch,
-    /// features and attention weights downloaded for the host-side maps).
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    pub device: DeviceArg,
-}
 
 /// Class names from the first `data.yaml` beside or above `labels` that has a one-line `names: [a, 'b', ...]`.
 pub fn yaml_names(labels: &Path) -> Option<(PathBuf, Vec<String>)> {
@@ -64,7 +24,8 @@ pub fn yaml_names(labels: &Path) -> Option<(PathBuf, Vec<String>)> {
     })
 }
 
-fn write_csv(path: &Path, r: &BoxesReport, names: &[String]) -> Result<(), String> {
+/// The per-image CSV of `r` (class columns named by `names`); errors name the parameter `csv`.
+pub fn write_csv(path: &Path, r: &BoxesReport, names: &[String]) -> Result<(), String> {
     let shown = path.display();
     let mut ids: Vec<usize> = r
         .per_image
@@ -102,7 +63,7 @@ fn write_csv(path: &Path, r: &BoxesReport, names: &[String]) -> Result<(), Strin
     }
     std::fs::File::create(path)
         .and_then(|mut f| f.write_all(text.as_bytes()))
-        .map_err(|e| format!("--csv {shown}: cannot write: {e}"))
+        .map_err(|e| format!("csv {shown}: cannot write: {e}"))
 }
 
 fn line(s: &ShareSummary) -> String {
@@ -139,45 +100,14 @@ fn controls_line(s: &ShareSummary) -> String {
     format!("{:<10} {}", s.name, cells.join("  "))
 }
 
-pub fn run(args: BoxesArgs) -> Result<(), String> {
-    if let Some(f) = &args.csv {
-        let mut inputs = args.weights.inputs();
-        inputs.extend([
-            ("--images", args.images.as_path()),
-            ("--labels", &args.labels),
-        ]);
-        dinonat_train::guard::check_outputs(&[("--csv", f)], &inputs)?;
-    }
-    let mut class_names = args.class_names.clone();
-    if class_names.is_empty() {
-        if let Some((file, names)) = yaml_names(&args.labels) {
-            eprintln!("class names from {}", file.display());
-            class_names = names;
-        }
-    }
-    let nat = args.device.place(args.weights.load()?)?;
-    let config = BoxesConfig {
-        images: args.images,
-        labels: args.labels,
-        size: args.size,
-        batch: args.batch,
-        level: args.level,
-        mass: args.mass,
-        class_names: class_names.clone(),
-    };
-    let r = run_boxes(&nat, &config, &mut progress("boxes (images)")).map_err(|e| e.to_string())?;
-    if let Some(f) = &args.csv {
-        write_csv(f, &r, &class_names)?;
-    }
-    if args.json {
-        println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
-        return Ok(());
-    }
-    println!(
+/// The report of `r` as text: what was used, the shares per class beside chance, and the masked
+/// share beside the controls (priors) with bootstrap intervals.
+pub fn text(r: &BoxesReport) -> String {
+    let mut out = vec![format!(
         "{} images with boxes of {} ({} without a label file, {} with no boxes, {} with boxes outside the crop: skipped)",
         r.images_used, r.images_found, r.skipped_no_label_file, r.skipped_no_boxes, r.skipped_outside_crop
-    );
-    println!(
+    )];
+    out.push(format!(
         "{} at {} px, pooled-query map (head mean) at level {} ({}x{}), threshold {:.0}% of the mass",
         r.arch,
         r.size,
@@ -185,17 +115,18 @@ pub fn run(args: BoxesArgs) -> Result<(), String> {
         r.grid[0],
         r.grid[1],
         100.0 * r.mass
-    );
-    println!(
+    ));
+    out.push(format!(
         "{:<10} {:>6} {:>6}   {:>8}  {:>8}  {:>8}   masked/chance",
         "class", "images", "boxes", "masked", "map", "chance"
-    );
-    println!("{}", line(&r.all));
+    ));
+    out.push(line(&r.all));
     for c in &r.classes {
-        println!("{}", line(c));
+        out.push(line(c));
     }
-    println!(
+    out.push(
         "masked share inside the boxes beside the controls (mean over images, 95% bootstrap interval):"
+            .to_string(),
     );
     let names: Vec<String> = r
         .all
@@ -203,10 +134,10 @@ pub fn run(args: BoxesArgs) -> Result<(), String> {
         .iter()
         .map(|m| format!("{:<19}", m.map))
         .collect();
-    println!("{:<10} {}", "class", names.join("  "));
-    println!("{}", controls_line(&r.all));
+    out.push(format!("{:<10} {}", "class", names.join("  ")));
+    out.push(controls_line(&r.all));
     for c in &r.classes {
-        println!("{}", controls_line(c));
+        out.push(controls_line(c));
     }
-    Ok(())
+    out.join("\n")
 }

@@ -1,7 +1,8 @@
 //! `dinonat crossmodal --rgb DIR --ir DIR`: IR <-> RGB retrieval and attention-mask IoU of pairs
 //! with the same file name.
 
-use crate::cmd_embed::{progress, DeviceArg, WeightArgs};
+use crate::args::{BackboneArgs, DeviceArg};
+use crate::progress::progress;
 use clap::Args;
 use dinonat_eval::curate::crossmodal::{run_crossmodal, CrossModalConfig};
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 #[derive(Args, Debug)]
 pub struct CrossModalArgs {
     #[command(flatten)]
-    pub weights: WeightArgs,
+    pub weights: BackboneArgs,
     /// Folder of visible images.
     #[arg(long, value_name = "DIR")]
     pub rgb: PathBuf,

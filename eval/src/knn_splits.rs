@@ -1,18 +1,20 @@
-//! What `dinonat train` measures besides the loss: the weighted k-NN (k = 20, T = 0.07) of the
-//! teacher's backbone on a held-out labelled split (and the tuning split), next to raw pixels and
-//! the random-init network (the run's step-0 teacher), and the PNG curves of a run
-//! (docs/training.md, "Held-out protocol" and "Curves and k-NN").
+//! The k-NN of a training run's teacher (weighted, k = 20, T = 0.07) on held-out labelled splits:
+//! the reported split (the built-in test split, or a pair of labelled folders) and, on built-in
+//! data, the tuning split, each beside raw pixels and the random-init network (the run's step-0
+//! teacher); the tables and JSON of one run and the mean +- std over training seeds
+//! (docs/training.md, "Held-out protocol"). Errors name the parameters `eval_train`, `eval_val`,
+//! `eval_size` and `eval_builtin`.
 
-use crate::plot::line_chart;
+use crate::features::{extract_features, FeatureSource};
+use crate::knn::{knn_classify, KnnConfig};
+use crate::metrics::{mean_std, ClassificationReport};
 use dinonat_engine::DType;
-use dinonat_eval::features::{extract_features, FeatureSource};
-use dinonat_eval::knn::{knn_classify, KnnConfig};
-use dinonat_eval::metrics::ClassificationReport;
 use dinonat_model::{DinoNetwork, Nat};
 use dinonat_train::augment::EvalTransform;
-use dinonat_train::data::{Dataset, Procedural};
+use dinonat_train::data::{open_dataset, Dataset, Procedural};
+use dinonat_train::run_policy::{BUILTIN_TEST_SEEDS, BUILTIN_TUNING_SEEDS};
 use dinonat_train::trainer::config::TrainConfig;
-use dinonat_train::trainer::log::StepLog;
+use serde_json::json;
 use std::path::{Path, PathBuf};
 
 /// Images per forward pass during extraction (as `dinonat knn`).
@@ -26,11 +28,6 @@ struct Split {
     val: Box<dyn Dataset>,
     name: String,
 }
-
-/// The built-in k-NN splits' seeds: tuning bank / queries, test bank / queries. Training seeds that
-/// equal one of them would train on evaluation images and are refused (`check_training_seed`).
-pub const BUILTIN_TUNING_SEEDS: (u64, u64) = (1, 2);
-pub const BUILTIN_TEST_SEEDS: (u64, u64) = (3, 4);
 
 /// The k-NN evaluation of a run: the reported split first (the built-in test split, or the
 /// `--eval-train/--eval-val` folders), then the built-in tuning split when training on built-in data.
@@ -59,19 +56,21 @@ impl Scores {
     }
 }
 
-/// Refuses a training seed that generates built-in evaluation images (docs/training.md, "Held-out
-/// protocol").
-pub fn check_training_seed(seed: u64) -> Result<(), String> {
-    let (a, b) = BUILTIN_TUNING_SEEDS;
-    let (c, d) = BUILTIN_TEST_SEEDS;
-    if [a, b, c, d].contains(&seed) {
+/// A labelled split for evaluation at `path`, named `name` in errors: any layout `open_dataset`
+/// recognises, with images and class sub-folders.
+pub fn open_labelled(name: &str, path: &Path, train: bool) -> Result<Box<dyn Dataset>, String> {
+    let data = open_dataset(path, train).map_err(|e| format!("{name}: {e}"))?;
+    if data.is_empty() {
+        return Err(format!("{name} {}: holds no images", path.display()));
+    }
+    if data.class_names().is_none() {
         return Err(format!(
-            "--seed {seed}: the built-in set of that seed is a k-NN evaluation split (tuning bank {a} / \
-             queries {b}, test bank {c} / queries {d}); training on it would test on training images: \
-             choose another seed (the README's runs use 0, 10, 20)"
+            "{name} {}: has no class sub-folders (evaluation needs labelled images: {}/CLASS/*.jpg)",
+            path.display(),
+            path.display()
         ));
     }
-    Ok(())
+    Ok(data)
 }
 
 impl EvalSplit {
@@ -85,20 +84,17 @@ impl EvalSplit {
         size: usize,
     ) -> Result<Option<EvalSplit>, String> {
         if size == 0 {
-            return Err("--eval-size must be positive".into());
+            return Err("eval_size must be positive".into());
         }
-        if train.is_some() {
-            let t = crate::cmd_eval::open_split("eval-train", train, true)?;
-            let v = crate::cmd_eval::open_split("eval-val", val, false)?;
+        if let Some(train) = train {
+            let val = val.as_ref().ok_or("eval_val is required with eval_train")?;
+            let t = open_labelled("eval_train", train, true)?;
+            let v = open_labelled("eval_val", val, false)?;
             if t.class_names() != v.class_names() {
-                return Err("--eval-train and --eval-val need the same class sub-folders".into());
+                return Err("eval_train and eval_val need the same class sub-folders".into());
             }
             let classes = t.class_names().map(|c| c.len()).unwrap_or(0);
-            let name = format!(
-                "{} / {}",
-                train.as_ref().unwrap().display(),
-                val.as_ref().unwrap().display()
-            );
+            let name = format!("{} / {}", train.display(), val.display());
             let split = Split {
                 role: "val",
                 train: t,
@@ -116,7 +112,7 @@ impl EvalSplit {
         }
         let (n_train, n_val) = (builtin[0], builtin[1]);
         if n_train == 0 || n_val == 0 {
-            return Err("--eval-builtin: both sizes must be positive".into());
+            return Err("eval_builtin: both sizes must be positive".into());
         }
         let split = |role, (bank, queries): (u64, u64)| {
             Split {
@@ -154,14 +150,14 @@ impl EvalSplit {
     fn knn(&self, source: FeatureSource<'_>) -> Result<Scores, String> {
         let t = EvalTransform::square(self.size);
         let all = |d: &dyn Dataset| (0..d.len()).collect::<Vec<_>>();
-        let extract = |flag: &str, d: &dyn Dataset| {
+        let extract = |name: &str, d: &dyn Dataset| {
             extract_features(d, &all(d), &t, source, EXTRACT_BATCH, &mut |_, _| {})
-                .map_err(|e| format!("--{flag}: {e}"))
+                .map_err(|e| format!("{name}: {e}"))
         };
         let mut scores = Vec::new();
         for s in &self.splits {
-            let bank = extract("eval-train", s.train.as_ref())?;
-            let queries = extract("eval-val", s.val.as_ref())?;
+            let bank = extract("eval_train", s.train.as_ref())?;
+            let queries = extract("eval_val", s.val.as_ref())?;
             let report = knn_classify(
                 &bank.values,
                 &bank.labels,
@@ -190,7 +186,7 @@ impl EvalSplit {
         backbone.drop_path = 0.0;
         let head = config.head(backbone.num_features());
         let net = DinoNetwork::new(&backbone, &head, DType::F32, config.seed)
-            .map_err(|e| format!("--arch: {e}"))?;
+            .map_err(|e| format!("arch: {e}"))?;
         self.knn_backbone(&net.backbone)
     }
 }
@@ -242,82 +238,14 @@ pub fn reports_json(trained: &Scores, random: &Scores, pixels: &Scores) -> serde
     serde_json::Value::Object(m)
 }
 
-/// "near 0" / "near ln K" when the teacher's entropy signals a collapse (docs/dino.md).
-pub fn collapse(entropy: f64, ln_k: f64) -> Option<&'static str> {
-    if entropy < 0.02 * ln_k {
-        Some("near 0")
-    } else if entropy > 0.98 * ln_k {
-        Some("near ln K")
-    } else {
-        None
-    }
-}
-
-/// The run's curves against the step (1-based: the step just finished).
-#[derive(Default)]
-pub struct Curves {
-    pub loss: Vec<(f64, f64)>,
-    pub kl: Vec<(f64, f64)>,
-    pub entropy: Vec<(f64, f64)>,
-    pub knn: Vec<(f64, f64)>,
-}
-
-impl Curves {
-    pub fn record(&mut self, l: &StepLog) {
-        let x = (l.step + 1) as f64;
-        self.loss.push((x, l.loss));
-        self.kl.push((x, l.kl));
-        self.entropy.push((x, l.teacher_entropy));
-    }
-
-    /// `curve_loss.png`, `curve_entropy.png` and (with two or more k-NN points) `curve_knn.png` in
-    /// `dir`; returns the paths written.
-    pub fn write_pngs(&self, dir: &Path) -> Result<Vec<String>, String> {
-        let none: &[(&str, f64)] = &[];
-        let mut written = Vec::new();
-        let mut chart = |name: &str, title: &str, y: &str, series: &[(&str, Vec<(f64, f64)>)]| {
-            if series.iter().all(|s| s.1.is_empty()) {
-                return Ok::<(), String>(());
-            }
-            let path = dir.join(name);
-            line_chart(&path, title, "step", y, series, none)?;
-            written.push(path.display().to_string());
-            Ok(())
-        };
-        chart(
-            "curve_loss.png",
-            "DINO loss and KL(teacher || student)",
-            "nats",
-            &[("loss", self.loss.clone()), ("KL", self.kl.clone())],
-        )?;
-        chart(
-            "curve_entropy.png",
-            "teacher entropy",
-            "nats",
-            &[("H(teacher)", self.entropy.clone())],
-        )?;
-        if self.knn.len() >= 2 {
-            chart(
-                "curve_knn.png",
-                "k-NN top-1 of the teacher (k = 20, T = 0.07)",
-                "top-1 %",
-                &[("teacher", self.knn.clone())],
-            )?;
-        }
-        Ok(written)
-    }
-}
-
 /// The mean +- std (sample std, n - 1) of several seeds' k-NN, as a table and one JSON object.
 pub struct SeedSummary {
     pub table: String,
     pub json: serde_json::Value,
 }
 
-/// Summarises the JSON objects of `train_run` over `seeds` (same order).
+/// Summarises the JSON objects of one training run per seed (`seeds`, same order).
 pub fn seed_summary(seeds: &[u64], runs: &[serde_json::Value]) -> SeedSummary {
-    use dinonat_eval::metrics::mean_std;
-    use serde_json::json;
     let mut table = format!(
         "k-NN top-1 % over training seeds {:?} (mean +- std):\n| features | split | mean | std | per seed |\n|---|---|---|---|---|",
         seeds
