@@ -263,3 +263,76 @@ fn map_commands_device_flag() {
     }
     let _ = std::fs::remove_dir_all(&t);
 }
+
+/// `knn`, `linear` and `train` with `--device cuda`: with a GPU, the same results as the CPU within
+/// stated tolerances (k-NN and probe top-1 within 2 points on 60 queries: a few near-tie queries may
+/// flip; the training loss of 3 steps within 1e-3 relative, as train/tests/cuda_train.rs); without
+/// one, "no CUDA device: use --device cpu".
+#[test]
+fn knn_linear_and_train_device_flag() {
+    let tiny_train = [
+        "--arch",
+        "nat_pico",
+        "--out-dim",
+        "32",
+        "--head-hidden",
+        "16",
+        "--head-bottleneck",
+        "8",
+        "--global-size",
+        "16",
+        "--local-size",
+        "8",
+        "--local-crops",
+        "2",
+        "--batch-size",
+        "4",
+        "--steps",
+        "3",
+        "--procedural-len",
+        "16",
+        "--procedural-size",
+        "32",
+        "--no-eval",
+        "--json",
+    ];
+    let dir = temp("knn-linear-train");
+    for cmd in ["knn", "linear", "train"] {
+        let run = |device: &str| {
+            let out = dir.join(format!("{cmd}-{device}"));
+            let mut args = vec![cmd, "--device", device];
+            if cmd == "train" {
+                args.extend(tiny_train);
+                args.extend(["--out", out.to_str().unwrap()]);
+                dinonat(&args)
+            } else {
+                args.extend(["--builtin", "--random-init", "--arch", "nat_pico", "--json"]);
+                args.extend(["--builtin-train", "200", "--builtin-val", "60"]);
+                dinonat(&args)
+            }
+        };
+        let (ok, cpu, err) = run("cpu");
+        assert!(ok, "{cmd} --device cpu: {err}");
+        let (ok, gpu, err) = run("cuda");
+        if !ok {
+            assert!(
+                err.contains("no CUDA device: use --device cpu"),
+                "{cmd}: {err}"
+            );
+            dinonat_kernels::cuda::skip_gpu_test(&format!("{cmd} --device cuda: {}", err.trim()));
+            continue;
+        }
+        let last = |s: &str| s.lines().last().unwrap_or_default().to_string();
+        let (c, g) = (last(&cpu), last(&gpu));
+        if cmd == "train" {
+            let (c, g) = (json_f64(&c, "final_loss"), json_f64(&g, "final_loss"));
+            println!("train --device cuda: final loss {g:.6} vs cpu {c:.6}");
+            assert!(((g - c) / c).abs() < 1e-3, "train: {g} vs {c}");
+        } else {
+            let (c, g) = (json_f64(&c, "top1"), json_f64(&g, "top1"));
+            println!("{cmd} --device cuda: top-1 {g:.2} vs cpu {c:.2}");
+            assert!((g - c).abs() <= 2.0, "{cmd}: {g} vs {c}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

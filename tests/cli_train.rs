@@ -364,3 +364,95 @@ fn held_out_protocol_refuses_evaluation_seeds_and_summarises_seeds() {
     assert!(stderr.contains("balanced accuracy") || stdout.contains("balanced accuracy"));
     assert!(dir.join("seed-10").join("checkpoint.safetensors").is_file());
 }
+
+/// `--init`: a new run from another run's checkpoint takes its network (the flags default to the
+/// checkpoint's) and records it; a contradicting flag is an error naming the flag and the file;
+/// `--device cuda` without a GPU is refused before anything is written, and `--checkpoint-levels`
+/// trains the same numbers.
+#[test]
+fn init_takes_the_checkpoints_network_and_device_and_checkpointing_flags_work() {
+    let dir = temp_dir("init");
+    let src = dir.join("src");
+    let mut args = vec!["train"];
+    args.extend(TINY);
+    args.extend(["--no-eval", "--json", "--out", src.to_str().unwrap()]);
+    let (ok, _, stderr) = dinonat(&args);
+    assert!(ok, "{stderr}");
+    let ck = src.join("checkpoint.safetensors");
+    let ck = ck.to_str().unwrap();
+    // no network flags: K 32 and the 16-16-8 head come from the checkpoint
+    let dst = dir.join("dst");
+    let small = [
+        "--global-size",
+        "16",
+        "--local-size",
+        "8",
+        "--local-crops",
+        "2",
+        "--batch-size",
+        "4",
+        "--steps",
+        "2",
+        "--procedural-len",
+        "16",
+        "--procedural-size",
+        "32",
+        "--no-eval",
+        "--json",
+    ];
+    let mut args = vec!["train", "--init", ck, "--out", dst.to_str().unwrap()];
+    args.extend(small);
+    let (ok, stdout, stderr) = dinonat(&args);
+    assert!(ok, "{stderr}");
+    let js = last_json(&stdout);
+    assert_eq!(js["init"], ck);
+    assert_eq!(js["steps"], 2);
+    let config = std::fs::read_to_string(dst.join("config.json")).unwrap();
+    assert!(
+        config.contains("\"out_dim\": 32") && config.contains("\"init\""),
+        "{config}"
+    );
+    // a contradicting flag
+    let mut args = vec!["train", "--init", ck, "--out-dim", "64"];
+    let bad = dir.join("bad");
+    args.extend(["--out", bad.to_str().unwrap()]);
+    args.extend(small);
+    let (ok, _, stderr) = dinonat(&args);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--out-dim 64") && stderr.contains(ck),
+        "{stderr}"
+    );
+    // --device cuda: either a GPU run or the engine's message, and then no run directory
+    let gpu = dir.join("gpu");
+    let mut args = vec!["train", "--device", "cuda", "--out", gpu.to_str().unwrap()];
+    args.extend(TINY);
+    args.extend(["--no-eval", "--json"]);
+    let (ok, _, stderr) = dinonat(&args);
+    if !ok {
+        assert!(
+            stderr.contains("no CUDA device: use --device cpu"),
+            "{stderr}"
+        );
+        assert!(!gpu.exists());
+    }
+    // activation checkpointing: the same final loss as the source run, bit for bit
+    let mut args = vec!["train"];
+    args.extend(TINY);
+    let recomputed = dir.join("recomputed");
+    args.extend(["--no-eval", "--json", "--checkpoint-levels"]);
+    args.extend(["--out", recomputed.to_str().unwrap()]);
+    let (ok, stdout, stderr) = dinonat(&args);
+    assert!(ok, "{stderr}");
+    let plain_dir = dir.join("plain");
+    let mut plain = vec!["train"];
+    plain.extend(TINY);
+    plain.extend(["--no-eval", "--json", "--out", plain_dir.to_str().unwrap()]);
+    let (ok, plain_out, stderr) = dinonat(&plain);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        last_json(&stdout)["final_loss"],
+        last_json(&plain_out)["final_loss"]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -77,6 +77,13 @@ pub struct TrainStepArgs {
     pub profile: bool,
     #[command(flatten)]
     pub precision: dinonat_report::args::PrecisionArgs,
+    /// Where the steps run: cpu, or cuda (the whole step on the GPU; the kernels are timed after a
+    /// device synchronisation at each phase's end).
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
+    /// Activation checkpointing per NAT level of the student (`dinonat train --checkpoint-levels`).
+    #[arg(long)]
+    pub checkpoint_levels: bool,
 }
 
 #[derive(Args, Clone, Debug)]

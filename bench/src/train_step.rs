@@ -89,13 +89,15 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
         log_every: 1,
         out_dir: std::env::temp_dir(),
         init: None,
-        precision: a.precision.resolve(None)?,
+        precision: a.precision.resolve(Some(a.device))?,
     };
     let flops = step_flops(&config)?;
-    let mut t = Trainer::new(config).map_err(dinonat_report::args::train_flagged)?;
+    let mut t = Trainer::new_on(config, a.device.device())
+        .map_err(|e| dinonat_report::args::device_error(&dinonat_report::args::train_flagged(e)))?;
+    t.set_checkpoint_levels(a.checkpoint_levels);
     let c = &t.config;
     let describe = format!(
-        "{} + head {}-{}-{} -> K {} | {} px images, crops 2 x {} + {} x {} | batch {} | {} threads",
+        "{} + head {}-{}-{} -> K {} | {} px images, crops 2 x {} + {} x {} | batch {} | {} threads | {:?}{}",
         c.arch,
         c.head_hidden_dim,
         c.head_hidden_dim,
@@ -106,7 +108,13 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
         c.n_local,
         c.local_size,
         c.batch_size,
-        rayon::current_num_threads()
+        rayon::current_num_threads(),
+        t.device(),
+        if a.checkpoint_levels {
+            " | activation checkpointing per level"
+        } else {
+            ""
+        }
     );
     if !a.json {
         println!("bench train-step: {describe}");
@@ -194,6 +202,9 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
                 "head_bottleneck": t.config.head_bottleneck_dim,
                 "threads": rayon::current_num_threads(),
                 "precision": t.config.precision.name(),
+                "device": format!("{:?}", t.device()).to_lowercase(),
+                "checkpoint_levels": a.checkpoint_levels,
+                "peak_device_mib": t.peak_device_memory.map(|(used, _)| used >> 20),
                 "warmup_steps": a.warmup,
                 "steps": a.steps,
                 "step_seconds": step,

@@ -41,7 +41,7 @@ impl DeviceArg {
 }
 
 /// The engine's error without a GPU, reworded to lead with the fix.
-fn device_error(engine: &str) -> String {
+pub fn device_error(engine: &str) -> String {
     match engine.find("no CUDA device") {
         Some(at) => engine[at..].to_string(),
         None => engine.to_string(),
@@ -153,6 +153,7 @@ pub const TRAIN_FLAGS: &[(&str, &str)] = &[
     ("eval_val", "--eval-val"),
     ("eval_size", "--eval-size"),
     ("eval_builtin", "--eval-builtin"),
+    ("init", "--init"),
 ];
 
 /// A training error with its parameters named as flags.

@@ -2,7 +2,7 @@
 //! ([`DataArgs`]) and the features ([`FeatureArgs`]), and the loop over seeds they share; the
 //! evaluation itself is `dinonat_eval::frozen`.
 
-use super::{load_backbone, PrecisionArgs};
+use super::{load_backbone, DeviceArg, PrecisionArgs};
 use clap::Args;
 use dinonat_eval::backbone::BackboneSource;
 use dinonat_eval::frozen::{self, BuiltinSplits, Extracted, Extraction, SeedRun};
@@ -80,6 +80,9 @@ pub struct FeatureArgs {
     pub json: bool,
     #[command(flatten)]
     pub precision: PrecisionArgs,
+    /// Where the features are extracted: cpu, or cuda (the backbone moved to the GPU).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
 }
 
 /// The library's parameters as these commands' flags.
@@ -213,9 +216,11 @@ fn extract(data: &DataArgs, args: &FeatureArgs) -> Result<Extracted, String> {
     };
     let classes = frozen::check(&e).map_err(flagged)?;
     // The data is opened first (cheap) so a wrong folder is reported before a backbone is built or loaded.
-    let nat = build_backbone(args)?;
+    let nat = build_backbone(args)?
+        .map(|n| args.device.place(n))
+        .transpose()?;
     e.backbone = nat.as_ref();
-    let precision = args.precision.resolve(None)?;
+    let precision = args.precision.resolve(Some(args.device))?;
     let mut progress = |name: &str| -> frozen::Progress {
         Box::new(crate::progress::progress(format!("{name} features")))
     };

@@ -1,11 +1,12 @@
 //! The flags of `dinonat train` and the run's `TrainConfig` they make; the defaults that depend
 //! on the data are the train crate's (`dinonat_train::run_policy`).
 
-use crate::args::{train_flagged, PrecisionArgs};
+use crate::args::{train_flagged, DeviceArg, PrecisionArgs};
 use clap::{Args, ValueEnum};
 use dinonat_train::dino::schedule::WarmupFractions;
 use dinonat_train::dino::Centering;
 use dinonat_train::run_policy::DataDependent;
+use dinonat_train::trainer::checkpoint;
 use dinonat_train::trainer::config::TrainConfig;
 use std::path::PathBuf;
 
@@ -29,19 +30,21 @@ pub enum Crops {
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Backbone config (nat_pico, nat_nano, nat_mini, ...; dinat_ prefix, _full suffix).
-    #[arg(long, default_value = "nat_pico")]
-    pub arch: String,
-    /// K, the DINO head's output dimension.
-    #[arg(long, default_value_t = 1024)]
-    pub out_dim: usize,
-    /// Hidden width of the DINO head's MLP (DINO: 2048).
-    #[arg(long, default_value_t = 512)]
-    pub head_hidden: usize,
-    /// Bottleneck width of the DINO head (DINO: 256).
-    #[arg(long, default_value_t = 128)]
-    pub head_bottleneck: usize,
-    /// BatchNorm in the DINO head's hidden layers (DINO's use_bn_in_head).
+    /// Backbone config (nat_pico, nat_nano, nat_mini, ...; dinat_ prefix, _full suffix)
+    /// [default: nat_pico, or the --init checkpoint's].
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// K, the DINO head's output dimension [default: 1024, or the --init checkpoint's].
+    #[arg(long)]
+    pub out_dim: Option<usize>,
+    /// Hidden width of the DINO head's MLP (DINO: 2048) [default: 512, or the --init checkpoint's].
+    #[arg(long)]
+    pub head_hidden: Option<usize>,
+    /// Bottleneck width of the DINO head (DINO: 256) [default: 128, or the --init checkpoint's].
+    #[arg(long)]
+    pub head_bottleneck: Option<usize>,
+    /// BatchNorm in the DINO head's hidden layers (DINO's use_bn_in_head; with --init, the
+    /// checkpoint's).
     #[arg(long)]
     pub head_bn: bool,
     /// Image folder, IDX or CIFAR-10 directory; omitted: the built-in procedural data set.
@@ -191,6 +194,78 @@ pub struct TrainArgs {
     /// With --resume the checkpoint's precision is used.
     #[command(flatten)]
     pub precision: PrecisionArgs,
+    /// Where the run computes: cpu, or cuda (student, teacher, head, centre and AdamW state on the
+    /// GPU; docs/training.md, "On a GPU"). Checkpoints are the same file on both, so --resume may
+    /// move a run between them.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+    /// Start a new run from another run's training checkpoint: its student, teacher (backbone and
+    /// head) and centre, with a fresh optimiser and every schedule from step 0 (domain-adaptive
+    /// DINO, e.g. an RGB-trained run continued on thermal frames; docs/training.md).
+    #[arg(long, value_name = "CHECKPOINT", conflicts_with = "resume")]
+    pub init: Option<PathBuf>,
+    /// Activation checkpointing: each NAT level of the student keeps only its input for the
+    /// backward and runs again there (less memory, about one more student forward per step, the
+    /// same numbers bit for bit).
+    #[arg(long)]
+    pub checkpoint_levels: bool,
+}
+
+/// The network of the run: the flags', each defaulting to the --init checkpoint's when there is
+/// one; a flag that contradicts the checkpoint is an error naming both.
+struct Network {
+    arch: String,
+    out_dim: usize,
+    head_hidden: usize,
+    head_bottleneck: usize,
+    head_bn: bool,
+}
+
+fn network(a: &TrainArgs) -> Result<Network, String> {
+    let Some(path) = &a.init else {
+        return Ok(Network {
+            arch: a.arch.clone().unwrap_or_else(|| "nat_pico".into()),
+            out_dim: a.out_dim.unwrap_or(1024),
+            head_hidden: a.head_hidden.unwrap_or(512),
+            head_bottleneck: a.head_bottleneck.unwrap_or(128),
+            head_bn: a.head_bn,
+        });
+    };
+    let theirs = checkpoint::load(path)
+        .map_err(|e| format!("--init: {e}"))?
+        .config;
+    fn pick<T: PartialEq + std::fmt::Display>(
+        flag: &str,
+        given: Option<T>,
+        theirs: T,
+        path: &std::path::Path,
+    ) -> Result<T, String> {
+        match given {
+            Some(g) if g != theirs => Err(format!(
+                "{flag} {g}: the --init checkpoint {} has {theirs}",
+                path.display()
+            )),
+            _ => Ok(theirs),
+        }
+    }
+    if a.head_bn && !theirs.head_bn {
+        return Err(format!(
+            "--head-bn: the --init checkpoint {} has no batch norm in its head",
+            path.display()
+        ));
+    }
+    Ok(Network {
+        arch: pick("--arch", a.arch.clone(), theirs.arch, path)?,
+        out_dim: pick("--out-dim", a.out_dim, theirs.out_dim, path)?,
+        head_hidden: pick("--head-hidden", a.head_hidden, theirs.head_hidden_dim, path)?,
+        head_bottleneck: pick(
+            "--head-bottleneck",
+            a.head_bottleneck,
+            theirs.head_bottleneck_dim,
+            path,
+        )?,
+        head_bn: theirs.head_bn,
+    })
 }
 
 /// The run's config: the flags, the crop preset, and `run_policy`'s defaults for the data.
@@ -200,12 +275,13 @@ pub fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
         Crops::Small => (64, 32, 8),
         Crops::Tiny => (32, 16, 8),
     };
+    let net = network(a)?;
     let mut c = TrainConfig {
-        arch: a.arch.clone(),
-        out_dim: a.out_dim,
-        head_hidden_dim: a.head_hidden,
-        head_bottleneck_dim: a.head_bottleneck,
-        head_bn: a.head_bn,
+        arch: net.arch,
+        out_dim: net.out_dim,
+        head_hidden_dim: net.head_hidden,
+        head_bottleneck_dim: net.head_bottleneck,
+        head_bn: net.head_bn,
         data: a.data.clone(),
         procedural_len: a.procedural_len,
         procedural_size: a.procedural_size,
@@ -232,8 +308,8 @@ pub fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
         checkpoint_every: a.checkpoint_every,
         log_every: a.log_every.max(1),
         out_dir: a.out.clone(),
-        init: None,
-        precision: a.precision.resolve(None)?,
+        init: a.init.clone(),
+        precision: a.precision.resolve(Some(a.device))?,
         ..TrainConfig::default()
     };
     let given = DataDependent {

@@ -89,15 +89,22 @@ fn open_trainer(
     let mut t = match &a.resume {
         Some(path) => {
             let out = (out != Path::new("runs/dino")).then(|| out.to_path_buf());
-            Trainer::resume(path, out).map_err(|e| format!("--resume: {}", flagged(e)))?
+            Trainer::resume_on(path, out, a.device.device()).map_err(|e| {
+                format!(
+                    "--resume: {}",
+                    dinonat_report::args::device_error(&flagged(e))
+                )
+            })?
         }
         None => {
             let mut c = super::flags::config(a)?;
             c.seed = seed;
             c.out_dir = out.to_path_buf();
-            Trainer::new(c).map_err(flagged)?
+            Trainer::new_on(c, a.device.device())
+                .map_err(|e| dinonat_report::args::device_error(&flagged(e)))?
         }
     };
+    t.set_checkpoint_levels(a.checkpoint_levels);
     if t.config.data.is_none() && !a.no_eval && a.eval_train.is_none() {
         check_training_seed(t.config.seed).map_err(flagged)?;
     }
@@ -291,6 +298,9 @@ impl Done {
             "dino_weight": t.config.dino_weight,
             "koleo": t.config.koleo,
             "precision": t.config.precision.name(),
+            "device": format!("{:?}", t.device()).to_lowercase(),
+            "peak_device_mib": t.peak_device_memory.map(|(used, _)| used >> 20),
+            "init": t.config.init.as_ref().map(|p| p.display().to_string()),
             "collapse_warnings": self.warnings,
             "unreadable_files": t.bad_samples().errors().len(),
             "world_size": world,
@@ -311,6 +321,14 @@ impl Done {
             (n * t.config.batch_size) as f64 / secs.max(1e-9),
             ckpt.display()
         );
+        if let Some((used, total)) = t.peak_device_memory {
+            say!(
+                js,
+                "peak device memory {} MiB of {} MiB (in use after a step: every process's allocations and the allocator's cache)",
+                used >> 20,
+                total >> 20
+            );
+        }
         if world > 1 {
             let params = t.optimizer.groups.iter().flat_map(|g| &g.params);
             let numel: usize = params.map(|(_, p)| p.numel()).sum();
