@@ -34,5 +34,7 @@ pub use half::bf16;
 pub use kernels::cuda::GemmPrecision;
 pub use layout::Layout;
 pub use rng::{Rng, RowWindow, SplitMix64};
-pub use storage::{cuda_gemm_precision, gemm_precision_scope, Device, GemmPrecisionScope};
+pub use storage::{
+    cuda_gemm_precision, gemm_precision, gemm_precision_scope, Device, GemmPrecisionScope,
+};
 pub use tensor::Tensor;
