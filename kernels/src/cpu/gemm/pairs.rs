@@ -63,50 +63,26 @@ unsafe fn at(v: View, r: usize, p: usize) -> f32 {
     *v.ptr.add(r * v.rs + p * v.cs)
 }
 
-/// Packs rows i0..i0+mc, k columns p0..p0+kc of A into MR-row panels of pairs.
-pub(crate) fn pack_a_pairs(
-    a: View,
+/// Packs rows i0..i0+mc, k columns p0..p0+kc of `v` into panels of `w` rows: pair q of row i at
+/// `dst[panel * w * kq + q * w + i]`. A block is packed as it is (w = MR); a B block as its
+/// transpose (rows = columns of B, w = NR), which gives B's panel layout.
+pub(crate) fn pack_pairs(
+    v: View,
     (i0, mc): (usize, usize),
     (p0, kc): (usize, usize),
-    mr: usize,
+    w: usize,
     dst: &mut [u32],
 ) {
     let kq = kc.div_ceil(2);
-    for (panel, out) in dst.chunks_mut(mr * kq).take(mc.div_ceil(mr)).enumerate() {
-        let i = i0 + panel * mr;
-        let rows = mr.min(i0 + mc - i);
+    for (panel, out) in dst.chunks_mut(w * kq).take(mc.div_ceil(w)).enumerate() {
+        let i = i0 + panel * w;
+        let rows = w.min(i0 + mc - i);
         for q in 0..kq {
             let (p, odd) = (p0 + 2 * q, 2 * q + 1 < kc);
-            for (r, o) in out[q * mr..(q + 1) * mr].iter_mut().enumerate() {
-                // SAFETY: rows i..i+rows, columns p0..p0+kc lie inside A (checked by the caller).
+            for (r, o) in out[q * w..(q + 1) * w].iter_mut().enumerate() {
+                // SAFETY: rows i..i+rows, columns p0..p0+kc lie inside `v` (checked by the caller).
                 *o = if r < rows {
-                    unsafe { pair(at(a, i + r, p), if odd { at(a, i + r, p + 1) } else { 0.0 }) }
-                } else {
-                    0
-                };
-            }
-        }
-    }
-}
-
-/// Packs k rows p0..p0+kc, columns j0..j0+nc of B into NR-column panels of pairs.
-pub(crate) fn pack_b_pairs(
-    b: View,
-    (p0, kc): (usize, usize),
-    (j0, nc): (usize, usize),
-    nr: usize,
-    dst: &mut [u32],
-) {
-    let kq = kc.div_ceil(2);
-    for (jp, out) in dst.chunks_mut(kq * nr).take(nc.div_ceil(nr)).enumerate() {
-        let j = j0 + jp * nr;
-        let cols = nr.min(j0 + nc - j);
-        for q in 0..kq {
-            let (p, odd) = (p0 + 2 * q, 2 * q + 1 < kc);
-            for (c, o) in out[q * nr..(q + 1) * nr].iter_mut().enumerate() {
-                // SAFETY: rows p0..p0+kc, columns j0..j0+nc lie inside B (checked by the caller).
-                *o = if c < cols {
-                    unsafe { pair(at(b, p, j + c), if odd { at(b, p + 1, j + c) } else { 0.0 }) }
+                    unsafe { pair(at(v, i + r, p), if odd { at(v, i + r, p + 1) } else { 0.0 }) }
                 } else {
                     0
                 };
@@ -137,6 +113,11 @@ pub(crate) fn gemm<K: PairKernel>(
         (m, n)
     };
     let n_pad = n.div_ceil(K::NR) * K::NR;
+    let bt = View {
+        ptr: b.ptr,
+        rs: b.cs,
+        cs: b.rs,
+    };
     // The scratch is f32; pairs are u32 of the same size and alignment.
     with_scratch(&B_BUF, k.div_ceil(2) * n_pad, |bbuf| {
         let bp = ViewMut {
@@ -153,7 +134,7 @@ pub(crate) fn gemm<K: PairKernel>(
                 let p = bp.offset(pc / 2 * n_pad + jc * kc.div_ceil(2)) as *mut u32;
                 std::slice::from_raw_parts_mut(p, len)
             };
-            pack_b_pairs(b, (pc, kc), (jc, nc), K::NR, out);
+            pack_pairs(bt, (jc, nc), (pc, kc), K::NR, out);
         };
         if parallel && k * n >= 1 << 16 {
             (0..k_blocks * n_blocks)
@@ -176,7 +157,7 @@ pub(crate) fn gemm<K: PairKernel>(
                     for pc in (0..k).step_by(K::KC) {
                         let kc = K::KC.min(k - pc);
                         let kq = kc.div_ceil(2);
-                        pack_a_pairs(a, (ic, mc), (pc, kc), K::MR, ablock);
+                        pack_pairs(a, (ic, mc), (pc, kc), K::MR, ablock);
                         for jc in (j0..j1).step_by(K::NC) {
                             for ir in (0..mc).step_by(K::MR) {
                                 for jr in (jc..(jc + K::NC).min(j1)).step_by(K::NR) {
