@@ -1,11 +1,12 @@
 //! `dinonat bench gemm` on the CPU: SGEMM GFLOP/s (2 m k n flops / median time) over the cubes
 //! and the NAT shapes, row-major C = A B. Compare with OpenBLAS through numpy in the same run
 //! (../shared/bench-ref/gemm_numpy_torch.py); absolute numbers on a shared machine drift.
+//! `--dtype bf16` times the BF16 GEMM (`sgemm_bf16`, its path named) right after f32 per shape.
 
 use super::GemmArgs;
 use crate::progress::Progress;
 use crate::timing::{gflop_per_s, median, random, repeats};
-use dinonat_kernels::cpu::gemm::{sgemm, Layout};
+use dinonat_kernels::cpu::gemm::{sgemm, sgemm_bf16, Layout};
 use dinonat_kernels::cpu::isa;
 use std::time::Instant;
 
@@ -31,14 +32,20 @@ pub fn run(args: &GemmArgs) -> Result<(), String> {
             .map(|s| parse_shape(s))
             .collect::<Result<Vec<_>, _>>()?
     };
+    let bf16 = match args.dtype.as_str() {
+        "f32" => false,
+        "bf16" => true,
+        d => return Err(format!("--dtype {d:?}: expected f32 or bf16")),
+    };
+    let measure = || measure_all(&shapes, args.json, bf16);
     match args.threads {
-        None => measure_all(&shapes, args.json),
+        None => measure(),
         Some(0) => Err("--threads: must be at least 1".into()),
         Some(t) => rayon::ThreadPoolBuilder::new()
             .num_threads(t)
             .build()
             .map_err(|e| format!("--threads {t}: cannot build a thread pool: {e}"))?
-            .install(|| measure_all(&shapes, args.json)),
+            .install(measure),
     }
 }
 
@@ -56,39 +63,74 @@ pub(crate) fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
     }
 }
 
-fn measure_all(shapes: &[(usize, usize, usize)], json: bool) -> Result<(), String> {
+fn measure_all(shapes: &[(usize, usize, usize)], json: bool, bf16: bool) -> Result<(), String> {
     let threads = rayon::current_num_threads();
     let isa = isa::active().name();
+    let path = isa::bf16_gemm_active().name();
     if !json {
         println!("sgemm, {threads} threads, isa {isa}; median of repeated runs after a warm-up");
-        println!("{:>20} {:>10} {:>10}", "m x k x n", "ms", "GFLOP/s");
+        if bf16 {
+            println!("bf16 GEMM path {path}, timed right after f32 on each shape");
+            let h = (
+                "m x k x n",
+                "f32 ms",
+                "GFLOP/s",
+                "bf16 ms",
+                "GFLOP/s",
+                "bf16/f32",
+            );
+            println!(
+                "{:>20} {:>10} {:>10} {:>10} {:>10} {:>9}",
+                h.0, h.1, h.2, h.3, h.4, h.5
+            );
+        } else {
+            println!("{:>20} {:>10} {:>10}", "m x k x n", "ms", "GFLOP/s");
+        }
     }
     let mut bar = Progress::starting_at("bench gemm (shapes)", 0);
     for (i, &(m, k, n)) in shapes.iter().enumerate() {
-        let ms = median_ms(m, k, n);
+        let ms = median_ms(m, k, n, sgemm);
         let gflops = gflop_per_s(2.0 * (m * k * n) as f64 / 1e9, ms);
-        if json {
-            let row = serde_json::json!({
-                "m": m, "k": k, "n": n, "gflops": gflops, "ms": ms, "threads": threads, "isa": isa,
-            });
-            bar.suspend(|| println!("{row}"));
+        let bf_ms = if bf16 {
+            median_ms(m, k, n, sgemm_bf16)
         } else {
-            let shape = format!("{m}x{k}x{n}");
-            bar.suspend(|| println!("{shape:>20} {ms:>10.3} {gflops:>10.1}"));
-        }
+            f64::NAN
+        };
+        let bf_gflops = gflop_per_s(2.0 * (m * k * n) as f64 / 1e9, bf_ms);
+        let shape = format!("{m}x{k}x{n}");
+        let line = match (json, bf16) {
+            (true, false) => serde_json::json!({
+                "m": m, "k": k, "n": n, "gflops": gflops, "ms": ms, "threads": threads, "isa": isa,
+            })
+            .to_string(),
+            (true, true) => serde_json::json!({
+                "m": m, "k": k, "n": n, "gflops": gflops, "ms": ms, "threads": threads, "isa": isa,
+                "bf16_gflops": bf_gflops, "bf16_ms": bf_ms, "bf16_path": path,
+            })
+            .to_string(),
+            (false, false) => format!("{shape:>20} {ms:>10.3} {gflops:>10.1}"),
+            (false, true) => format!(
+                "{shape:>20} {ms:>10.3} {gflops:>10.1} {bf_ms:>10.3} {bf_gflops:>10.1} {:>9.2}",
+                bf_gflops / gflops
+            ),
+        };
+        bar.suspend(|| println!("{line}"));
         bar.update(i + 1, shapes.len(), &format!("{m}x{k}x{n}"));
     }
     Ok(())
 }
 
+/// A GEMM with the signature of `sgemm` (f32 or BF16).
+type Gemm = fn(usize, usize, usize, f32, &[f32], Layout, &[f32], Layout, f32, &mut [f32], Layout);
+
 /// Median wall time of C = A B in milliseconds; about half a second of runs, at least 5.
-fn median_ms(m: usize, k: usize, n: usize) -> f64 {
+fn median_ms(m: usize, k: usize, n: usize, gemm: Gemm) -> f64 {
     let a = random(m * k, 1);
     let b = random(k * n, 2);
     let mut c = vec![0.0f32; m * n];
     let mut once = || {
         let t = Instant::now();
-        sgemm(
+        gemm(
             m,
             k,
             n,

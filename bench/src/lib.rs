@@ -146,6 +146,9 @@ pub struct GemmArgs {
     /// Only these shapes, as MxKxN (repeatable), e.g. --shape 1024x1024x1024.
     #[arg(long = "shape")]
     pub shapes: Vec<String>,
+    /// `bf16`: also time the BF16 GEMM (CPU) beside f32, shape by shape in the same run.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,

@@ -36,7 +36,7 @@ pub use kernels::cuda::GemmPrecision;
 pub use layout::Layout;
 pub use rng::{Rng, RowWindow, SplitMix64};
 pub use storage::{
-    cuda_gemm_precision, device_memory, gemm_precision_scope, synchronize, Device,
+    cuda_gemm_precision, device_memory, gemm_precision, gemm_precision_scope, synchronize, Device,
     GemmPrecisionScope,
 };
 pub use tensor::Tensor;

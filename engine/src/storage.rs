@@ -212,12 +212,17 @@ thread_local! {
     static SCOPED_PRECISION: std::cell::Cell<Option<GemmPrecision>> = const { std::cell::Cell::new(None) };
 }
 
-/// The precision the next CUDA GEMM of this thread (matmul, linear, conv2d) runs at: the innermost
-/// [`gemm_precision_scope`]'s, else `Fp32Simt` (FP32 FMA: parity with the CPU within 2e-5).
-pub fn cuda_gemm_precision() -> GemmPrecision {
+/// The precision the next GEMM of this thread (matmul, linear, conv2d; CPU or CUDA) runs at: the
+/// innermost [`gemm_precision_scope`]'s, else `Fp32Simt` (f32 multiply-adds).
+pub fn gemm_precision() -> GemmPrecision {
     SCOPED_PRECISION
         .with(|s| s.get())
         .unwrap_or(GemmPrecision::Fp32Simt)
+}
+
+/// The old name of [`gemm_precision`] (from when only CUDA read it).
+pub fn cuda_gemm_precision() -> GemmPrecision {
+    gemm_precision()
 }
 
 /// Restores the previous precision when dropped.
@@ -226,10 +231,13 @@ pub struct GemmPrecisionScope {
     previous: Option<GemmPrecision>,
 }
 
-/// `let _p = gemm_precision_scope(GemmPrecision::Tf32);`: the CUDA GEMMs of this thread (matmul,
+/// `let _p = gemm_precision_scope(GemmPrecision::Bf16);`: the GEMMs of this thread (matmul,
 /// linear, conv2d, forward and the backward run inside the scope: the precision is read when a
-/// GEMM runs) use `p` (`Tf32`, `Bf16`: tensor cores, f32 accumulation) until the guard drops;
-/// scopes nest (drop them in reverse order, as blocks do). The CPU ignores it (its GEMM is f32).
+/// GEMM runs) use `p` until the guard drops; scopes nest (drop them in reverse order, as blocks
+/// do). CUDA: `Tf32` / `Bf16` on tensor cores, f32 accumulation. CPU: `Bf16` rounds both operands
+/// to BF16 (to nearest even) and sums the products in f32 (`sgemm_bf16`, docs/gemm.md "BF16");
+/// `Tf32` runs the f32 GEMM (the CPU has no TF32). Only f32 tensors are affected on the CPU (f64
+/// GEMMs stay f64; BF16 tensors already hold BF16 values).
 pub fn gemm_precision_scope(p: GemmPrecision) -> GemmPrecisionScope {
     let previous = SCOPED_PRECISION.with(|s| s.replace(Some(p)));
     GemmPrecisionScope { previous }

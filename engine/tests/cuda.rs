@@ -253,7 +253,8 @@ fn gemm_precision_is_the_callers_choice() {
 }
 
 /// The precision scope without a GPU: the default is FP32 SIMT, scopes nest and restore the
-/// previous precision on drop, another thread keeps its own; the CPU's GEMM ignores it (bitwise).
+/// previous precision on drop, another thread keeps its own; on the CPU a Tf32 scope leaves the
+/// f32 GEMM as it is (bitwise) and a Bf16 scope rounds its operands (values: tests/cpu_bf16_gemm.rs).
 #[test]
 fn gemm_precision_scopes_nest_and_restore() {
     use dinonat_engine::{cuda_gemm_precision as current, gemm_precision_scope, GemmPrecision};
@@ -263,22 +264,24 @@ fn gemm_precision_scopes_nest_and_restore() {
         r.tensor(&[70, 11], -1.0, 1.0),
     );
     let f32_product = a.matmul(&b).unwrap().to_vec::<f32>().unwrap();
+    let same = |got: &[f32]| {
+        got.iter()
+            .zip(&f32_product)
+            .all(|(x, y)| x.to_bits() == y.to_bits())
+    };
     assert_eq!(current(), GemmPrecision::Fp32Simt);
     {
         let _outer = gemm_precision_scope(GemmPrecision::Tf32);
         assert_eq!(current(), GemmPrecision::Tf32);
+        let got = a.matmul(&b).unwrap().to_vec::<f32>().unwrap();
+        assert!(same(&got), "the CPU's matmul changed inside a Tf32 scope");
         {
             let _inner = gemm_precision_scope(GemmPrecision::Bf16);
             assert_eq!(current(), GemmPrecision::Bf16);
             let other = std::thread::spawn(current).join().unwrap();
             assert_eq!(other, GemmPrecision::Fp32Simt, "the scope is per thread");
             let got = a.matmul(&b).unwrap().to_vec::<f32>().unwrap();
-            assert!(
-                got.iter()
-                    .zip(&f32_product)
-                    .all(|(x, y)| x.to_bits() == y.to_bits()),
-                "the CPU's matmul changed inside a Bf16 scope"
-            );
+            assert!(!same(&got), "the CPU's matmul ignored a Bf16 scope");
         }
         assert_eq!(current(), GemmPrecision::Tf32);
     }

@@ -42,6 +42,10 @@ fn cpu_features() -> String {
             f("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
             f("avx2", std::arch::is_x86_feature_detected!("avx2")),
             f("fma", std::arch::is_x86_feature_detected!("fma")),
+            f(
+                "avx512bf16",
+                std::arch::is_x86_feature_detected!("avx512bf16"),
+            ),
         ]
         .join(" ")
     }
@@ -56,6 +60,12 @@ pub fn run() -> Result<(), String> {
     println!("cpu isa detected: {}", isa::detected().name());
     println!("cpu isa active:   {}", isa::active().name());
     println!("threads:          {}", rayon::current_num_threads());
+    let bf16 = isa::bf16_gemm_active();
+    let on = match bf16 {
+        isa::Bf16Gemm::RoundPack => format!(" (on the {} f32 kernel)", isa::active().name()),
+        isa::Bf16Gemm::DpBf16 => " (vdpbf16ps, 14x32 register tile)".into(),
+    };
+    println!("cpu bf16 gemm:    {}{on}", bf16.name());
     for (kernel, path) in kernel_paths(isa::active()) {
         println!("  {kernel:<24}{path}");
     }

@@ -58,6 +58,37 @@ pub fn bf16_from_f64(x: f64) -> bf16 {
     bf16::from_bits(((rounded as f32).to_bits() >> 16) as u16)
 }
 
+/// x rounded to the nearest BF16 (ties to even) and widened back: the f32 a BF16 GEMM multiplies.
+#[inline(always)]
+pub fn round_to_bf16(x: f32) -> f32 {
+    f32_from_bf16(bf16_from_f32(x))
+}
+
+/// Every element of `x` through [`round_to_bf16`], in place (the GEMM's packed panels; serial,
+/// the callers are already parallel). Integer arithmetic only, so the same bits on every path;
+/// compiled for AVX-512 too, where the active instruction set has it.
+pub fn round_to_bf16_in_place(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::cpu::isa::active() >= crate::cpu::isa::Isa::Avx512 {
+        // SAFETY: the processor has AVX-512F (active() never exceeds detected()).
+        return unsafe { round_in_place_avx512(x) };
+    }
+    round_in_place(x)
+}
+
+#[inline(always)]
+fn round_in_place(x: &mut [f32]) {
+    for v in x {
+        *v = round_to_bf16(*v);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn round_in_place_avx512(x: &mut [f32]) {
+    round_in_place(x)
+}
+
 /// dst[i] = f(src[i]), in parallel chunks for long slices.
 fn convert<S: Copy + Sync, D: Send>(src: &[S], dst: &mut [D], f: impl Fn(S) -> D + Sync) {
     assert_eq!(src.len(), dst.len(), "bf16 conversion: lengths differ");

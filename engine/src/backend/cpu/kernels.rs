@@ -115,6 +115,11 @@ pub(crate) trait CpuKernels: Element {
     );
 }
 
+/// Whether this thread's f32 GEMMs run in BF16 (inside `gemm_precision_scope(Bf16)`).
+fn bf16_gemm() -> bool {
+    crate::storage::gemm_precision() == crate::GemmPrecision::Bf16
+}
+
 impl CpuKernels for f32 {
     fn gemm(
         m: usize,
@@ -129,7 +134,11 @@ impl CpuKernels for f32 {
         c: &mut [f32],
         lc: Layout,
     ) {
-        gemm::sgemm(m, k, n, alpha, a, la, b, lb, beta, c, lc)
+        if bf16_gemm() {
+            gemm::sgemm_bf16(m, k, n, alpha, a, la, b, lb, beta, c, lc)
+        } else {
+            gemm::sgemm(m, k, n, alpha, a, la, b, lb, beta, c, lc)
+        }
     }
     fn gemm_batched(
         batch: BatchStrides,
@@ -143,7 +152,11 @@ impl CpuKernels for f32 {
         c: &mut [f32],
         lc: Layout,
     ) {
-        gemm::sgemm_batched(batch, m, k, n, 1.0, a, la, b, lb, 0.0, c, lc)
+        if bf16_gemm() {
+            gemm::sgemm_bf16_batched(batch, m, k, n, 1.0, a, la, b, lb, 0.0, c, lc)
+        } else {
+            gemm::sgemm_batched(batch, m, k, n, 1.0, a, la, b, lb, 0.0, c, lc)
+        }
     }
     fn softmax_forward(x: &[f32], y: &mut [f32], cols: usize) {
         softmax::softmax_forward(x, y, cols)

@@ -24,6 +24,7 @@ use std::cell::Cell;
 
 use super::pack::{pack_a, pack_b_block, pack_b_panel};
 use super::view::{View, ViewMut};
+use crate::cpu::bf16::round_to_bf16_in_place;
 
 /// One call of a microkernel: C[0..mr, 0..nr] = alpha * sum_p A[i, p] B[p, j] + beta * C
 /// (C is not read when beta == 0). The kernel always reads MR rows of A and NR columns of B
@@ -80,14 +81,14 @@ fn b_in_place<K: MicroKernel>(m: usize, b: View) -> bool {
 }
 
 /// Below this many multiply-adds a GEMM runs on the calling thread only.
-const SERIAL_MAX_FMAS: usize = 1 << 18;
+pub(crate) const SERIAL_MAX_FMAS: usize = 1 << 18;
 
 /// Roughly this many multiply-adds per parallel task (finer tasks balance better on a busy machine).
 const TASK_FMAS: usize = 1 << 22;
 
 thread_local! {
-    static A_BUF: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-    static B_BUF: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    pub(crate) static A_BUF: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    pub(crate) static B_BUF: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// Buffers above this many floats (64 MiB) are not kept after a call; below, keeping them saves
@@ -96,7 +97,7 @@ const KEEP_MAX: usize = 1 << 24;
 
 /// Runs `f` on a 64-byte aligned scratch slice of `len` floats taken from the thread-local `key`
 /// (taken, not borrowed, so a nested call on the same thread allocates instead of panicking).
-fn with_scratch<R>(
+pub(crate) fn with_scratch<R>(
     key: &'static std::thread::LocalKey<Cell<Vec<f32>>>,
     len: usize,
     f: impl FnOnce(&mut [f32]) -> R,
@@ -114,7 +115,10 @@ fn with_scratch<R>(
 }
 
 /// C = alpha * A * B + beta * C for an m x k A, k x n B and m x n C (unit column stride),
-/// k >= 1 and m, n >= 1. `parallel = false` keeps everything on the calling thread.
+/// k >= 1 and m, n >= 1. `parallel = false` keeps everything on the calling thread. `round`:
+/// every packed panel is rounded to BF16 (and widened back) before the microkernel reads it, and
+/// neither operand is read in place, so C is the f32 GEMM of the BF16-rounded operands, bit for
+/// bit (the same FMA sequence as without `round`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm<K: MicroKernel>(
     m: usize,
@@ -126,15 +130,16 @@ pub(crate) fn gemm<K: MicroKernel>(
     beta: f32,
     c: ViewMut,
     parallel: bool,
+    round: bool,
 ) {
     let parallel = parallel && m * n * k > SERIAL_MAX_FMAS && rayon::current_num_threads() > 1;
-    let pack_a = a.cs != 1 || n > ROWS_A_MAX_N;
+    let pack_a = round || a.cs != 1 || n > ROWS_A_MAX_N;
     let (m_step, n_step) = if parallel {
         split::<K>(m, k, n, rayon::current_num_threads())
     } else {
         (m, n)
     };
-    let b_mode = if b_in_place::<K>(m, b) {
+    let b_mode = if !round && b_in_place::<K>(m, b) {
         BMode::InPlace
     } else if m_step >= m && m <= K::MC {
         // One block of rows per task: each B block is used by exactly one task, right away.
@@ -147,7 +152,7 @@ pub(crate) fn gemm<K: MicroKernel>(
     let run = |bp: &mut [f32]| {
         let bp = bp.as_mut_ptr();
         if b_mode == BMode::Shared {
-            pack_all_b::<K>(k, n, b, bp, parallel);
+            pack_all_b::<K>(k, n, b, bp, parallel, round);
         }
         let plan = Plan {
             k,
@@ -165,6 +170,7 @@ pub(crate) fn gemm<K: MicroKernel>(
             b_mode,
             n_pad,
             c,
+            round,
         };
         let mt = m.div_ceil(m_step);
         let nt = n.div_ceil(n_step);
@@ -204,10 +210,21 @@ enum BMode {
 /// multiply-adds per element moved. At least 2 tasks per thread when there is enough work, so a
 /// core slowed by another process does not hold the others up.
 fn split<K: MicroKernel>(m: usize, k: usize, n: usize, threads: usize) -> (usize, usize) {
-    let m_tiles = m.div_ceil(K::MR);
-    let n_tiles = n.div_ceil(K::NR);
+    split_tiles((K::MR, K::NR), m, k, n, threads)
+}
+
+/// [`split`] for an mr x nr register tile.
+pub(crate) fn split_tiles(
+    (mr, nr): (usize, usize),
+    m: usize,
+    k: usize,
+    n: usize,
+    threads: usize,
+) -> (usize, usize) {
+    let m_tiles = m.div_ceil(mr);
+    let n_tiles = n.div_ceil(nr);
     let min_tasks = (m * n * k / TASK_FMAS).clamp(threads, 2 * threads);
-    let mut best = (usize::MAX, 0, (m_tiles * K::MR, n_tiles * K::NR));
+    let mut best = (usize::MAX, 0, (m_tiles * mr, n_tiles * nr));
     for mt in 1..=m_tiles.min(4 * threads) {
         for nt in 1..=n_tiles.min(4 * threads) {
             let (m_step, n_step) = (m_tiles.div_ceil(mt), n_tiles.div_ceil(nt));
@@ -216,11 +233,11 @@ fn split<K: MicroKernel>(m: usize, k: usize, n: usize, threads: usize) -> (usize
             if tasks < min_tasks.min(m_tiles * n_tiles) {
                 continue;
             }
-            let largest = m_step * K::MR * n_step * K::NR * k;
+            let largest = m_step * mr * n_step * nr * k;
             let moved = 8 * (nt * m * k + mt * k * n) / threads;
             let time = tasks.div_ceil(threads) * largest + moved;
             if time < best.0 || (time == best.0 && tasks > best.1) {
-                best = (time, tasks, (m_step * K::MR, n_step * K::NR));
+                best = (time, tasks, (m_step * mr, n_step * nr));
             }
         }
     }
@@ -229,7 +246,14 @@ fn split<K: MicroKernel>(m: usize, k: usize, n: usize, threads: usize) -> (usize
 
 /// Packs all of B: block of rows pc..pc+kc starts at `pc * n_pad`, panel jp of it at `jp * kc * NR`.
 /// In parallel over (KC block, NC block) pieces.
-fn pack_all_b<K: MicroKernel>(k: usize, n: usize, b: View, dst: *mut f32, parallel: bool) {
+fn pack_all_b<K: MicroKernel>(
+    k: usize,
+    n: usize,
+    b: View,
+    dst: *mut f32,
+    parallel: bool,
+    round: bool,
+) {
     let n_pad = n.div_ceil(K::NR) * K::NR;
     let n_blocks = n.div_ceil(K::NC);
     let k_blocks = k.div_ceil(K::KC);
@@ -244,6 +268,9 @@ fn pack_all_b<K: MicroKernel>(k: usize, n: usize, b: View, dst: *mut f32, parall
         unsafe {
             let out = std::slice::from_raw_parts_mut(dst.offset(pc * n_pad + jc * kc), len);
             pack_b_block(b, pc, kc, jc, nc, K::NR, out);
+            if round {
+                round_to_bf16_in_place(out);
+            }
         }
     };
     let total = k_blocks * n_blocks;
@@ -267,6 +294,8 @@ struct Plan {
     b_mode: BMode,
     n_pad: usize,
     c: ViewMut,
+    /// Round packed panels to BF16 (see [`gemm`]).
+    round: bool,
 }
 
 impl Plan {
@@ -292,6 +321,9 @@ impl Plan {
                     let beta = if pc == 0 { self.beta } else { 1.0 };
                     if self.pack_a {
                         pack_a(self.a, ic, mc, pc, kc, mr_, ablock);
+                        if self.round {
+                            round_to_bf16_in_place(&mut ablock[..mc.div_ceil(mr_) * mr_ * kc]);
+                        }
                     }
                     // With B read in place, its last partial panel is padded once per pc block.
                     let last = (self.n - 1) / nr_ * nr_;
@@ -302,6 +334,10 @@ impl Plan {
                         let jc_end = (jc + K::NC).min(j1);
                         if self.b_mode == BMode::Local {
                             pack_b_block(self.b, pc, kc, jc, jc_end - jc, nr_, bblock);
+                            if self.round {
+                                let len = (jc_end - jc).div_ceil(nr_) * nr_ * kc;
+                                round_to_bf16_in_place(&mut bblock[..len]);
+                            }
                         }
                         for ir in (0..mc).step_by(mr_) {
                             let mr = mr_.min(mc - ir);

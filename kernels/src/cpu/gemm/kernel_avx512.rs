@@ -88,18 +88,34 @@ unsafe fn tile<const ROWS: usize, const PACKED: bool>(t: &Tile) {
         a = a.wrapping_add(a_step);
         b = b.wrapping_add(t.b_rs);
     }
-    let m0 = lanes(t.nr);
-    let m1 = lanes(t.nr.saturating_sub(16));
-    let alpha = _mm512_set1_ps(t.alpha);
-    let beta = _mm512_set1_ps(t.beta);
+    store_tile(&acc, t.c, t.c_rs, (t.mr, t.nr), (t.alpha, t.beta));
+}
+
+/// C[0..mr, 0..nr] = alpha * acc + beta * C (C not read when beta == 0), masked to the valid
+/// corner; shared with the AVX512-BF16 kernel, whose accumulators have the same layout.
+///
+/// # Safety
+/// C must hold mr rows of nr writable floats, `c_rs` apart.
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) unsafe fn store_tile<const ROWS: usize>(
+    acc: &[[__m512; 2]; ROWS],
+    c: *mut f32,
+    c_rs: usize,
+    (mr, nr): (usize, usize),
+    (alpha, beta): (f32, f32),
+) {
+    let m0 = lanes(nr);
+    let m1 = lanes(nr.saturating_sub(16));
+    let (va, vb) = (_mm512_set1_ps(alpha), _mm512_set1_ps(beta));
     for (i, row) in acc.iter().enumerate() {
-        if i < t.mr {
-            let c = t.c.add(i * t.c_rs);
-            let mut v0 = _mm512_mul_ps(alpha, row[0]);
-            let mut v1 = _mm512_mul_ps(alpha, row[1]);
-            if t.beta != 0.0 {
-                v0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m0, c), v0);
-                v1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m1, c.wrapping_add(16)), v1);
+        if i < mr {
+            let c = c.add(i * c_rs);
+            let mut v0 = _mm512_mul_ps(va, row[0]);
+            let mut v1 = _mm512_mul_ps(va, row[1]);
+            if beta != 0.0 {
+                v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, c), v0);
+                v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, c.wrapping_add(16)), v1);
             }
             _mm512_mask_storeu_ps(c, m0, v0);
             _mm512_mask_storeu_ps(c.wrapping_add(16), m1, v1);

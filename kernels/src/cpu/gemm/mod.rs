@@ -13,18 +13,26 @@
 //! docs/gemm.md. k is never split between threads, so every element of C is the same sequence of
 //! operations for any thread count: results are bitwise identical for 1 and N threads.
 
+mod bf16;
 mod driver;
 #[cfg(target_arch = "x86_64")]
 mod kernel_avx2;
 #[cfg(target_arch = "x86_64")]
 mod kernel_avx512;
+#[cfg(target_arch = "x86_64")]
+mod kernel_avx512bf16;
 mod kernel_portable;
 mod pack;
+mod pairs;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_bf16;
 mod view;
 
-use crate::cpu::isa::{self, Isa};
+pub use bf16::{sgemm_bf16, sgemm_bf16_batched, sgemm_bf16_batched_with, sgemm_bf16_with};
+
+use crate::cpu::isa::{self, Bf16Gemm, Isa};
 use crate::Float;
 use rayon::prelude::*;
 use view::{View, ViewMut};
@@ -102,10 +110,60 @@ pub fn sgemm_with(
     c: &mut [f32],
     lc: MatrixLayout,
 ) {
+    run(Path::F32(isa), m, k, n, alpha, a, la, b, lb, beta, c, lc)
+}
+
+/// How a GEMM multiplies: the f32 microkernel of an instruction set, the same with both operands
+/// rounded to BF16 while packing, or BF16 pairs of k on a pair microkernel.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Path {
+    F32(Isa),
+    Round(Isa),
+    Pairs(PairPath),
+}
+
+/// The pair microkernels: the AVX512-BF16 instruction, or its scalar emulation (tests).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum PairPath {
+    #[cfg_attr(not(test), allow(dead_code))]
+    Emulated,
+    #[cfg(target_arch = "x86_64")]
+    Avx512Bf16,
+}
+
+impl Path {
+    /// The path of a BF16 GEMM choice (round-while-packing runs on the active f32 kernel).
+    pub(crate) fn bf16(p: Bf16Gemm) -> Path {
+        match p {
+            Bf16Gemm::RoundPack => Path::Round(isa::active()),
+            #[cfg(target_arch = "x86_64")]
+            Bf16Gemm::DpBf16 => Path::Pairs(PairPath::Avx512Bf16),
+            #[cfg(not(target_arch = "x86_64"))]
+            Bf16Gemm::DpBf16 => panic!("sgemm_bf16: avx512bf16 needs an x86-64 processor"),
+        }
+    }
+}
+
+/// One GEMM on `path`, lengths checked.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run(
+    path: Path,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    la: MatrixLayout,
+    b: &[f32],
+    lb: MatrixLayout,
+    beta: f32,
+    c: &mut [f32],
+    lc: MatrixLayout,
+) {
     check_lengths(1, (0, 0, 0), m, k, n, a, la, b, lb, c, lc);
     let (a, b) = (view(a, la), view(b, lb));
     // SAFETY: lengths checked above; `c` is borrowed mutably for the whole call.
-    unsafe { gemm_views(isa, m, k, n, alpha, a, b, beta, c.as_mut_ptr(), lc, true) }
+    unsafe { gemm_views(path, m, k, n, alpha, a, b, beta, c.as_mut_ptr(), lc, true) }
 }
 
 /// A batch of independent SGEMMs; matrix `t` of each operand starts at `t * stride`.
@@ -161,6 +219,40 @@ pub fn sgemm_batched_with(
     c: &mut [f32],
     lc: MatrixLayout,
 ) {
+    run_batched(
+        Path::F32(isa),
+        batch,
+        m,
+        k,
+        n,
+        alpha,
+        a,
+        la,
+        b,
+        lb,
+        beta,
+        c,
+        lc,
+    )
+}
+
+/// A batch of GEMMs on `path` (see [`sgemm_batched`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_batched(
+    path: Path,
+    batch: BatchStrides,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    la: MatrixLayout,
+    b: &[f32],
+    lb: MatrixLayout,
+    beta: f32,
+    c: &mut [f32],
+    lc: MatrixLayout,
+) {
     if batch.count == 0 {
         return;
     }
@@ -175,7 +267,7 @@ pub fn sgemm_batched_with(
         let (at, bt) = (av.offset(t * batch.a), bv.offset(t * batch.b));
         let ct = cp.offset(t * batch.c);
         // SAFETY: lengths checked above; items write disjoint parts of C when run in parallel.
-        unsafe { gemm_views(isa, m, k, n, alpha, at, bt, beta, ct, lc, parallel) }
+        unsafe { gemm_views(path, m, k, n, alpha, at, bt, beta, ct, lc, parallel) }
     };
     let threads = rayon::current_num_threads();
     let small = m * n * k < 1 << 20;
@@ -267,7 +359,7 @@ fn view(x: &[f32], l: MatrixLayout) -> View {
 /// The views must cover m x k, k x n and m x n elements of live buffers; C is written.
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_views(
-    isa: Isa,
+    path: Path,
     m: usize,
     k: usize,
     n: usize,
@@ -301,20 +393,20 @@ unsafe fn gemm_views(
             ptr: c,
             rs: lc.row_stride,
         };
-        dispatch(isa, m, k, n, alpha, a, b, beta, cv, parallel);
+        dispatch(path, m, k, n, alpha, a, b, beta, cv, parallel);
     } else if lc.row_stride == 1 {
         let cv = ViewMut {
             ptr: c,
             rs: lc.col_stride,
         };
-        dispatch(isa, n, k, m, alpha, t(b), t(a), beta, cv, parallel);
+        dispatch(path, n, k, m, alpha, t(b), t(a), beta, cv, parallel);
     } else {
         let mut tmp = vec![0.0f32; m * n];
         let cv = ViewMut {
             ptr: tmp.as_mut_ptr(),
             rs: n,
         };
-        dispatch(isa, m, k, n, alpha, a, b, 0.0, cv, parallel);
+        dispatch(path, m, k, n, alpha, a, b, 0.0, cv, parallel);
         for i in 0..m {
             for j in 0..n {
                 let x = c.add(i * lc.row_stride + j * lc.col_stride);
@@ -327,7 +419,7 @@ unsafe fn gemm_views(
 
 #[allow(clippy::too_many_arguments)]
 fn dispatch(
-    isa: Isa,
+    path: Path,
     m: usize,
     k: usize,
     n: usize,
@@ -338,6 +430,11 @@ fn dispatch(
     c: ViewMut,
     parallel: bool,
 ) {
+    let (isa, round) = match path {
+        Path::F32(isa) => (isa, false),
+        Path::Round(isa) => (isa, true),
+        Path::Pairs(p) => return dispatch_pairs(p, m, k, n, alpha, a, b, beta, c, parallel),
+    };
     assert!(
         isa <= isa::detected(),
         "sgemm: the {} path needs an instruction set this processor lacks",
@@ -346,12 +443,42 @@ fn dispatch(
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => {
-            driver::gemm::<kernel_avx512::Avx512>(m, k, n, alpha, a, b, beta, c, parallel)
+            driver::gemm::<kernel_avx512::Avx512>(m, k, n, alpha, a, b, beta, c, parallel, round)
         }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma => {
-            driver::gemm::<kernel_avx2::Avx2Fma>(m, k, n, alpha, a, b, beta, c, parallel)
+            driver::gemm::<kernel_avx2::Avx2Fma>(m, k, n, alpha, a, b, beta, c, parallel, round)
         }
-        _ => driver::gemm::<kernel_portable::Portable>(m, k, n, alpha, a, b, beta, c, parallel),
+        _ => driver::gemm::<kernel_portable::Portable>(
+            m, k, n, alpha, a, b, beta, c, parallel, round,
+        ),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dispatch_pairs(
+    p: PairPath,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: View,
+    b: View,
+    beta: f32,
+    c: ViewMut,
+    parallel: bool,
+) {
+    match p {
+        PairPath::Emulated => {
+            pairs::gemm::<pairs::Emulated>(m, k, n, alpha, a, b, beta, c, parallel)
+        }
+        #[cfg(target_arch = "x86_64")]
+        PairPath::Avx512Bf16 => {
+            assert!(
+                isa::bf16_gemm_detected() >= Bf16Gemm::DpBf16,
+                "sgemm_bf16: the avx512bf16 path needs an instruction set this processor lacks"
+            );
+            pairs::gemm::<kernel_avx512bf16::Avx512Bf16>(m, k, n, alpha, a, b, beta, c, parallel)
+        }
     }
 }

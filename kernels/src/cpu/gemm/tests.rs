@@ -7,11 +7,11 @@
 
 use super::*;
 
-struct Rng(u64);
+pub(super) struct Rng(pub u64);
 
 impl Rng {
     /// Uniform in [-1, 1).
-    fn next(&mut self) -> f32 {
+    pub fn next(&mut self) -> f32 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)
@@ -22,7 +22,7 @@ impl Rng {
 
 /// How an operand is stored.
 #[derive(Clone, Copy, Debug)]
-enum Store {
+pub(super) enum Store {
     /// Row-major, `pad` extra elements per row.
     Rows(usize),
     /// Column-major (a transposed operand), `pad` extra per column.
@@ -32,7 +32,12 @@ enum Store {
 }
 
 /// A rows x cols matrix with random values inside the view and NaN everywhere else.
-fn matrix(rng: &mut Rng, rows: usize, cols: usize, s: Store) -> (Vec<f32>, MatrixLayout) {
+pub(super) fn matrix(
+    rng: &mut Rng,
+    rows: usize,
+    cols: usize,
+    s: Store,
+) -> (Vec<f32>, MatrixLayout) {
     let l = match s {
         Store::Rows(pad) => MatrixLayout {
             row_stride: cols + pad,
@@ -56,14 +61,37 @@ fn matrix(rng: &mut Rng, rows: usize, cols: usize, s: Store) -> (Vec<f32>, Matri
     (v, l)
 }
 
+/// Every element rounded to BF16 and widened back (NaN padding stays NaN).
+pub(super) fn rounded(x: &[f32]) -> Vec<f32> {
+    x.iter()
+        .map(|&v| crate::cpu::bf16::round_to_bf16(v))
+        .collect()
+}
+
 fn to64(x: &[f32]) -> Vec<f64> {
     x.iter().map(|&v| v as f64).collect()
 }
 
-/// One product on one path; `c0 = None` poisons C with NaN and uses beta = 0.
+/// One product on one f32 path; beta == 0 poisons C with NaN.
 #[allow(clippy::too_many_arguments)]
 fn check(
     isa: Isa,
+    rng: &mut Rng,
+    mkn: (usize, usize, usize),
+    sa: Store,
+    sb: Store,
+    sc: Store,
+    alpha: f32,
+    beta: f32,
+) {
+    check_path(Path::F32(isa), rng, mkn, sa, sb, sc, alpha, beta)
+}
+
+/// One product on any path against the f64 reference (on the BF16-rounded operands for a BF16
+/// path); beta == 0 poisons C with NaN.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn check_path(
+    path: Path,
     rng: &mut Rng,
     (m, k, n): (usize, usize, usize),
     sa: Store,
@@ -83,7 +111,11 @@ fn check(
         }
     }
     let c_in = c.clone();
-    sgemm_with(isa, m, k, n, alpha, &a, la, &b, lb, beta, &mut c, lc);
+    run(path, m, k, n, alpha, &a, la, &b, lb, beta, &mut c, lc);
+    let (a, b) = match path {
+        Path::F32(_) => (a, b),
+        _ => (rounded(&a), rounded(&b)),
+    };
 
     let zero_nan = |x: &[f32]| -> Vec<f64> {
         x.iter()
@@ -128,9 +160,8 @@ fn check(
             let err = (c[at] as f64 - exact[at]).abs();
             assert!(
                 err <= tol * scale[at] + 1e-30,
-                "{} {m}x{k}x{n} A {sa:?} B {sb:?} C {sc:?} alpha {alpha} beta {beta}: \
+                "{path:?} {m}x{k}x{n} A {sa:?} B {sb:?} C {sc:?} alpha {alpha} beta {beta}: \
                  C[{i},{j}] = {} expected {} (tol {})",
-                isa.name(),
                 c[at],
                 exact[at],
                 tol * scale[at]
@@ -145,14 +176,13 @@ fn check(
         if !inside.contains(&x) {
             assert!(
                 after.to_bits() == before.to_bits(),
-                "{} {m}x{k}x{n}: wrote C[{x}] outside the view",
-                isa.name()
+                "{path:?} {m}x{k}x{n}: wrote C[{x}] outside the view"
             );
         }
     }
 }
 
-const AWKWARD: [usize; 5] = [1, 3, 7, 33, 257];
+pub(super) const AWKWARD: [usize; 5] = [1, 3, 7, 33, 257];
 
 #[test]
 fn sgemm_matches_reference_on_awkward_sizes_all_transposes() {
@@ -371,7 +401,7 @@ fn sgemm_degenerate_k_and_alpha() {
     }
 }
 
-fn run_in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+pub(super) fn run_in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()

@@ -1,0 +1,243 @@
+//! The BF16 dot-product GEMM: operands packed as BF16 pairs of consecutive k, a microkernel that
+//! takes one pair of products per step (`vdpbf16ps`), f32 accumulators (docs/gemm.md, "BF16").
+//!
+//! Same loop nest, task grid and determinism rule as the f32 driver (`driver.rs`): all of B is
+//! packed once (shared), tasks are rectangles of C in whole tiles, k is never split, so every
+//! element of C is one fixed sequence of pair steps for any thread count. Packing:
+//!
+//! - a pair is one u32: the BF16 (RNE) of the even k in the low half, of the odd k in the high half
+//!   (the lane order of `vdpbf16ps`); an odd k ends with the pair (x, 0);
+//! - A block -> MR-row panels, pair q of row i at `dst[panel * MR * kq + q * MR + i]`;
+//! - B -> for each KC block of rows, NR-column panels, pair q of column j at
+//!   `dst[pc / 2 * n_pad + panel * kq * NR + q * NR + j]`.
+//!
+//! Rows and columns past the edge are zero pairs; only the valid corner of a tile is stored.
+
+use rayon::prelude::*;
+
+use super::driver::{split_tiles, with_scratch, A_BUF, B_BUF, SERIAL_MAX_FMAS};
+use super::view::{View, ViewMut};
+use crate::cpu::bf16::bf16_from_f32;
+
+/// One microkernel call: C[0..mr, 0..nr] = alpha * sum_q dot(A pair q, B pair q) + beta * C
+/// (C not read when beta == 0).
+pub(crate) struct PairTile {
+    /// Pairs of k in this block.
+    pub kq: usize,
+    /// Packed A micro-panel: pair q of row i at `a[q * MR + i]`.
+    pub a: *const u32,
+    /// Packed B micro-panel: pair q of column j at `b[q * NR + j]`.
+    pub b: *const u32,
+    pub c: *mut f32,
+    pub c_rs: usize,
+    pub mr: usize,
+    pub nr: usize,
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+/// A pair microkernel and its blocking (KC counts k, not pairs, and is even).
+pub(crate) trait PairKernel {
+    const MR: usize;
+    const NR: usize;
+    const KC: usize;
+    const MC: usize;
+    const NC: usize;
+    /// # Safety
+    /// `t` must describe readable MR x kq and kq x NR packed pairs and a writable mr x nr C.
+    unsafe fn tile(t: &PairTile);
+}
+
+/// Two values rounded to BF16 as one pair: `even` in the low half, `odd` in the high half.
+#[inline(always)]
+pub(crate) fn pair(even: f32, odd: f32) -> u32 {
+    bf16_from_f32(even).to_bits() as u32 | (bf16_from_f32(odd).to_bits() as u32) << 16
+}
+
+/// Element (r, p) of `v`.
+///
+/// # Safety
+/// (r, p) must lie inside the matrix `v` views.
+#[inline(always)]
+unsafe fn at(v: View, r: usize, p: usize) -> f32 {
+    *v.ptr.add(r * v.rs + p * v.cs)
+}
+
+/// Packs rows i0..i0+mc, k columns p0..p0+kc of `v` into panels of `w` rows: pair q of row i at
+/// `dst[panel * w * kq + q * w + i]`. A block is packed as it is (w = MR); a B block as its
+/// transpose (rows = columns of B, w = NR), which gives B's panel layout.
+pub(crate) fn pack_pairs(
+    v: View,
+    (i0, mc): (usize, usize),
+    (p0, kc): (usize, usize),
+    w: usize,
+    dst: &mut [u32],
+) {
+    let kq = kc.div_ceil(2);
+    for (panel, out) in dst.chunks_mut(w * kq).take(mc.div_ceil(w)).enumerate() {
+        let i = i0 + panel * w;
+        let rows = w.min(i0 + mc - i);
+        for q in 0..kq {
+            let (p, odd) = (p0 + 2 * q, 2 * q + 1 < kc);
+            for (r, o) in out[q * w..(q + 1) * w].iter_mut().enumerate() {
+                // SAFETY: rows i..i+rows, columns p0..p0+kc lie inside `v` (checked by the caller).
+                *o = if r < rows {
+                    unsafe { pair(at(v, i + r, p), if odd { at(v, i + r, p + 1) } else { 0.0 }) }
+                } else {
+                    0
+                };
+            }
+        }
+    }
+}
+
+/// C = alpha * A * B + beta * C with both operands rounded to BF16 (pairs of k per step), for an
+/// m x k A, k x n B and m x n C (unit column stride), k >= 1 and m, n >= 1.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm<K: PairKernel>(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: View,
+    b: View,
+    beta: f32,
+    c: ViewMut,
+    parallel: bool,
+) {
+    let threads = rayon::current_num_threads();
+    let parallel = parallel && m * n * k > SERIAL_MAX_FMAS && threads > 1;
+    let (m_step, n_step) = if parallel {
+        split_tiles((K::MR, K::NR), m, k, n, threads)
+    } else {
+        (m, n)
+    };
+    let n_pad = n.div_ceil(K::NR) * K::NR;
+    let bt = View {
+        ptr: b.ptr,
+        rs: b.cs,
+        cs: b.rs,
+    };
+    // The scratch is f32; pairs are u32 of the same size and alignment.
+    with_scratch(&B_BUF, k.div_ceil(2) * n_pad, |bbuf| {
+        let bp = ViewMut {
+            ptr: bbuf.as_mut_ptr(),
+            rs: 0,
+        };
+        let (n_blocks, k_blocks) = (n.div_ceil(K::NC), k.div_ceil(K::KC));
+        let pack_piece = |idx: usize| {
+            let (pc, jc) = (idx / n_blocks * K::KC, idx % n_blocks * K::NC);
+            let (kc, nc) = (K::KC.min(k - pc), K::NC.min(n - jc));
+            let len = nc.div_ceil(K::NR) * K::NR * kc.div_ceil(2);
+            // SAFETY: piece (pc, jc) owns its own range of the k/2 * n_pad pairs.
+            let out = unsafe {
+                let p = bp.offset(pc / 2 * n_pad + jc * kc.div_ceil(2)) as *mut u32;
+                std::slice::from_raw_parts_mut(p, len)
+            };
+            pack_pairs(bt, (jc, nc), (pc, kc), K::NR, out);
+        };
+        if parallel && k * n >= 1 << 16 {
+            (0..k_blocks * n_blocks)
+                .into_par_iter()
+                .for_each(pack_piece);
+        } else {
+            (0..k_blocks * n_blocks).for_each(pack_piece);
+        }
+        let nt = n.div_ceil(n_step);
+        let task = |t: usize| {
+            let (i0, j0) = (t / nt * m_step, t % nt * n_step);
+            let (i1, j1) = ((i0 + m_step).min(m), (j0 + n_step).min(n));
+            with_scratch(&A_BUF, K::MC * K::KC / 2, |abuf| {
+                // SAFETY: the f32 scratch reinterpreted as pairs (same size and alignment).
+                let ablock = unsafe {
+                    std::slice::from_raw_parts_mut(abuf.as_mut_ptr() as *mut u32, abuf.len())
+                };
+                for ic in (i0..i1).step_by(K::MC) {
+                    let mc = K::MC.min(i1 - ic);
+                    for pc in (0..k).step_by(K::KC) {
+                        let kc = K::KC.min(k - pc);
+                        let kq = kc.div_ceil(2);
+                        pack_pairs(a, (ic, mc), (pc, kc), K::MR, ablock);
+                        for jc in (j0..j1).step_by(K::NC) {
+                            for ir in (0..mc).step_by(K::MR) {
+                                for jr in (jc..(jc + K::NC).min(j1)).step_by(K::NR) {
+                                    let t = PairTile {
+                                        kq,
+                                        a: ablock[ir * kq..].as_ptr(),
+                                        b: bp.offset(pc / 2 * n_pad + jr * kq) as *const u32,
+                                        c: c.offset((ic + ir) * c.rs + jr),
+                                        c_rs: c.rs,
+                                        mr: K::MR.min(mc - ir),
+                                        nr: K::NR.min(n - jr),
+                                        alpha,
+                                        beta: if pc == 0 { beta } else { 1.0 },
+                                    };
+                                    // SAFETY: packed panels and the C tile as the contract says.
+                                    unsafe { K::tile(&t) }
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+        };
+        let tasks = m.div_ceil(m_step) * nt;
+        if parallel {
+            (0..tasks).into_par_iter().for_each(task);
+        } else {
+            (0..tasks).for_each(task);
+        }
+    })
+}
+
+/// One lane of `vdpbf16ps` in scalar code (Intel SDM): acc + a_odd * b_odd, rounded to f32,
+/// then + a_even * b_even, rounded; products of two BF16 are exact in f32; subnormal inputs read
+/// as zero and subnormal results are flushed to zero (the instruction's fixed DAZ / FTZ / RNE).
+#[inline(always)]
+pub(crate) fn dpbf16_lane(acc: f32, a: u32, b: u32) -> f32 {
+    let daz = |x: f32| if x.is_subnormal() { 0.0 * x } else { x };
+    let even = |x: u32| daz(f32::from_bits(x << 16));
+    let odd = |x: u32| daz(f32::from_bits(x & 0xFFFF_0000));
+    let t = daz(acc + odd(a) * odd(b));
+    daz(t + even(a) * even(b))
+}
+
+/// The scalar emulation of the AVX512-BF16 microkernel (same tile and blocking), run on every
+/// machine so the pair packing and the driver are tested where the instruction is missing.
+pub(crate) struct Emulated;
+
+/// The emulated tile: 14 x 32, as the AVX512-BF16 kernel.
+const EMU_MR: usize = 14;
+const EMU_NR: usize = 32;
+
+impl PairKernel for Emulated {
+    const MR: usize = EMU_MR;
+    const NR: usize = EMU_NR;
+    const KC: usize = 256;
+    const MC: usize = EMU_MR * 24;
+    const NC: usize = 512;
+
+    unsafe fn tile(t: &PairTile) {
+        let mut acc = [[0.0f32; EMU_NR]; EMU_MR];
+        for q in 0..t.kq {
+            let b = std::slice::from_raw_parts(t.b.add(q * EMU_NR), EMU_NR);
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ai = *t.a.add(q * EMU_MR + i);
+                for (x, &bj) in row.iter_mut().zip(b) {
+                    *x = dpbf16_lane(*x, ai, bj);
+                }
+            }
+        }
+        for (i, row) in acc.iter().enumerate().take(t.mr) {
+            for (j, &v) in row.iter().enumerate().take(t.nr) {
+                let c = t.c.add(i * t.c_rs + j);
+                let v = t.alpha * v;
+                *c = if t.beta == 0.0 {
+                    v
+                } else {
+                    t.beta.mul_add(*c, v)
+                };
+            }
+        }
+    }
+}
