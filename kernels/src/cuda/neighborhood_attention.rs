@@ -136,7 +136,7 @@ struct Plan {
 
 /// The largest halo (rows, cols) of any tile on one axis: the union of the windows of its queries
 /// (`inverse` = false) or of the inverse neighbourhoods of its keys (`inverse` = true).
-fn max_halo(len: usize, kernel: usize, dil: usize, tile: usize, inverse: bool) -> usize {
+pub(crate) fn max_halo(len: usize, kernel: usize, dil: usize, tile: usize, inverse: bool) -> usize {
     let mut best = 0;
     for g in 0..dil.min(len) {
         let n = group_len(len, dil, g);

@@ -5,7 +5,9 @@
 
 /// One kernel argument as PTX declares it: a device pointer or `long long` (`.u64` / `.s64`),
 /// an `int` (`.u32` / `.s32`), a `float` (`.f32`), a TMA descriptor passed by value
-/// (`__grid_constant__ CUtensorMap`: `.param .align 64 .b8 name[128]`).
+/// (`__grid_constant__ CUtensorMap`: `.param .align 64 .b8 name[128]`), or a `#[repr(C)]`
+/// parameter struct passed by value (`Bytes(size_of::<S>())`: `.param .align 8 .b8 name[N]`, so the
+/// check also compares the Rust struct's size with the C one's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Param {
     Ptr,
@@ -13,17 +15,19 @@ pub enum Param {
     I32,
     F32,
     TensorMap,
+    Bytes(usize),
 }
 
 impl Param {
     /// The PTX parameter type's width class: pointers and 64-bit integers are both 8-byte `.b64`
     /// words to the launch.
-    fn ptx_class(self) -> &'static str {
+    fn ptx_class(self) -> String {
         match self {
-            Param::Ptr | Param::I64 => "b64",
-            Param::I32 => "b32",
-            Param::F32 => "f32",
-            Param::TensorMap => "b8[128]",
+            Param::Ptr | Param::I64 => "b64".into(),
+            Param::I32 => "b32".into(),
+            Param::F32 => "f32".into(),
+            Param::TensorMap => "b8[128]".into(),
+            Param::Bytes(n) => format!("b8[{n}]"),
         }
     }
 }
@@ -87,7 +91,7 @@ pub fn check_entries(ptx: &str, entries: &[Entry]) -> Result<(), String> {
         let Some((_, params)) = found.iter().find(|(n, _)| n == e.name) else {
             return Err(format!("kernel {} is not in the PTX", e.name));
         };
-        let want: Vec<&str> = e.params.iter().map(|p| p.ptx_class()).collect();
+        let want: Vec<String> = e.params.iter().map(|p| p.ptx_class()).collect();
         if *params != want {
             return Err(format!(
                 "kernel {}: the PTX takes {params:?}, the launch passes {want:?}",
@@ -146,6 +150,19 @@ mod tests {
             good[2],
         ];
         assert!(check_entries(PTX, &wide).unwrap_err().contains("k1"));
+        // A parameter struct by value is its size in bytes (the TensorMap is one of 128).
+        let by_size = [
+            good[0],
+            good[1],
+            Entry::new("k3", &[Param::Bytes(128), Param::I32]),
+        ];
+        assert_eq!(check_entries(PTX, &by_size), Ok(()));
+        let short = [
+            good[0],
+            good[1],
+            Entry::new("k3", &[Param::Bytes(120), Param::I32]),
+        ];
+        assert!(check_entries(PTX, &short).unwrap_err().contains("k3"));
         let missing = [good[0], good[2]];
         assert!(check_entries(PTX, &missing).unwrap_err().contains("k2"));
     }
