@@ -24,6 +24,8 @@ mkdir -p "$ptx_dir"
 rm -f "$ptx_dir"/*.ptx
 DINONAT_REQUIRE_NVRTC=1 DINONAT_PTX_DIR="$root/$ptx_dir" \
     cargo test -p dinonat-kernels --release --test cuda_ops -- nvrtc launches_match_the_ptx_entries --nocapture
+# The tensor-core NA (sm_80 and sm_90a; its launch table and parameter-struct size against the PTX).
+DINONAT_REQUIRE_NVRTC=1 cargo test -p dinonat-kernels --release --test cuda_na_mma -- nvrtc --nocapture
 
 # Optional: registers and spills per kernel from ptxas (sm_90).
 nvcc_cache=target/nvcc-wheel
