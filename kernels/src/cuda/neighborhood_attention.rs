@@ -7,7 +7,7 @@
 //! Design: docs/gpu-attention.md. Every launch's error is returned, never a panic.
 
 use super::device::GpuDevice;
-use super::nvrtc::NEIGHBORHOOD_ATTENTION;
+use super::nvrtc::{Source, NEIGHBORHOOD_ATTENTION};
 use super::Result;
 use crate::attention::HeadsView;
 use crate::neighborhood_attention::window::{group_len, inverse_window, window};
@@ -246,9 +246,15 @@ fn kernel_name(pass: &str, t: &str, dmax: usize, smem: bool) -> String {
     )
 }
 
-fn function(dev: &GpuDevice, name: &str, smem: usize) -> Result<cudarc::driver::CudaFunction> {
+/// Kernel `name` of `source`, its dynamic shared-memory limit raised to `smem` bytes when above 48 KB.
+pub(crate) fn function(
+    dev: &GpuDevice,
+    source: Source,
+    name: &str,
+    smem: usize,
+) -> Result<cudarc::driver::CudaFunction> {
     let leaked: &'static str = intern(name);
-    let f = dev.function(NEIGHBORHOOD_ATTENTION, leaked)?;
+    let f = dev.function(source, leaked)?;
     if smem > 48 * 1024 {
         dev.context()
             .bind_to_thread()
@@ -343,7 +349,7 @@ pub fn na2d_forward<T: GpuFloat>(
         attn.is_some(),
     )?;
     let name = kernel_name("fwd", T::NAME, dm, pl.use_smem);
-    let f = function(dev, &name, pl.smem)?;
+    let f = function(dev, NEIGHBORHOOD_ATTENTION, &name, pl.smem)?;
     let dummy = dev.zeros::<f32>(1)?;
     let mut dummy_attn = None;
     let attn_buf: &mut CudaSlice<f32> = match attn {
@@ -405,7 +411,7 @@ pub fn na2d_backward<T: GpuFloat>(
     let tiles = prm_q.blocks_x as usize * p.batch * p.heads;
     let mut partial = uninit(dev, if d_rpb.is_some() { tiles * table } else { 1 })?;
     let name = kernel_name("bwd_q", T::NAME, dm, pq.use_smem);
-    let f = function(dev, &name, pq.smem)?;
+    let f = function(dev, NEIGHBORHOOD_ATTENTION, &name, pq.smem)?;
     let mut b = dev.stream().launch_builder(&f);
     b.arg(&prm_q)
         .arg(k.data)
@@ -421,7 +427,7 @@ pub fn na2d_backward<T: GpuFloat>(
     let pk = plan(p, true);
     let prm = params(p, &pk, views, false, true)?;
     let name = kernel_name("bwd_kv", T::NAME, dm, pk.use_smem);
-    let f = function(dev, &name, pk.smem)?;
+    let f = function(dev, NEIGHBORHOOD_ATTENTION, &name, pk.smem)?;
     let mut b = dev.stream().launch_builder(&f);
     b.arg(&prm)
         .arg(q.data)

@@ -2,11 +2,12 @@
 //! the key-tile pass (dK, dV), and the fixed-order d(rpb) reduction. No atomics.
 
 use super::plan::plan;
-use super::{check_inputs, check_len, function, grid, kernel, lse_len, params};
+use super::{check_inputs, grid, kernel, lse_len, params};
 use crate::attention::HeadsView;
 use crate::cuda::device::GpuDevice;
-use crate::cuda::neighborhood_attention::{GpuFloat, GpuHeads};
+use crate::cuda::neighborhood_attention::{function, GpuFloat, GpuHeads};
 use crate::cuda::nvrtc::NEIGHBORHOOD_ATTENTION_MMA;
+use crate::cuda::reduce::check_len;
 use crate::cuda::Result;
 use crate::neighborhood_attention::Na2d;
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
@@ -38,14 +39,22 @@ pub fn na2d_mma_backward<T: GpuFloat>(
     d_rpb: Option<&mut CudaSlice<f32>>,
 ) -> Result<()> {
     check_inputs(p, [&q, &k, &v], rpb)?;
-    check_len("out", p.out_len(), out.len())?;
-    check_len("d_out", p.out_len(), d_out.len())?;
-    check_len("lse", lse_len(p), lse.len())?;
+    check_len("neighborhood attention (mma): out", p.out_len(), out.len())?;
+    check_len(
+        "neighborhood attention (mma): d_out",
+        p.out_len(),
+        d_out.len(),
+    )?;
+    check_len("neighborhood attention (mma): lse", lse_len(p), lse.len())?;
     for (name, view) in [("dq", dq), ("dk", dk), ("dv", dv)] {
-        check_len(name, view.min_len(p.dims()), grads.len())?;
+        check_len(
+            &format!("neighborhood attention (mma): {name}"),
+            view.min_len(p.dims()),
+            grads.len(),
+        )?;
     }
     if let Some(t) = &d_rpb {
-        check_len("d_rpb", p.rpb_len(), t.len())?;
+        check_len("neighborhood attention (mma): d_rpb", p.rpb_len(), t.len())?;
     }
     if d_rpb.is_some() && rpb.is_none() {
         return Err("neighborhood attention (mma): d_rpb asked without rpb".into());
@@ -59,7 +68,7 @@ pub fn na2d_mma_backward<T: GpuFloat>(
     let mut prm = params(p, &pq, views, rpb.is_some())?;
     let mut dsum = dev.uninit::<f32>(lse_len(p))?;
     let name = format!("na2d_mma_dot_{}", T::NAME);
-    let f = function(dev, &name, 0)?;
+    let f = function(dev, NEIGHBORHOOD_ATTENTION_MMA, &name, 0)?;
     let mut b = dev.stream().launch_builder(&f);
     b.arg(&prm).arg(out).arg(d_out).arg(&mut dsum);
     unsafe { b.launch(flat(lse_len(p), 256)) }
@@ -70,7 +79,7 @@ pub fn na2d_mma_backward<T: GpuFloat>(
     prm.want_ds = d_rpb.is_some() as i32;
     let mut ds = dev.uninit::<f32>(if d_rpb.is_some() { p.attn_len() } else { 1 })?;
     let name = kernel("bwd_q", T::NAME, p, &pq);
-    let f = function(dev, &name, pq.smem)?;
+    let f = function(dev, NEIGHBORHOOD_ATTENTION_MMA, &name, pq.smem)?;
     let mut b = dev.stream().launch_builder(&f);
     b.arg(&prm)
         .arg(q.data)
@@ -88,7 +97,7 @@ pub fn na2d_mma_backward<T: GpuFloat>(
     let pk = plan(p, true)?;
     let prm_k = params(p, &pk, views, rpb.is_some())?;
     let name = kernel("bwd_kv", T::NAME, p, &pk);
-    let f = function(dev, &name, pk.smem)?;
+    let f = function(dev, NEIGHBORHOOD_ATTENTION_MMA, &name, pk.smem)?;
     let mut b = dev.stream().launch_builder(&f);
     b.arg(&prm_k)
         .arg(q.data)
@@ -106,7 +115,7 @@ pub fn na2d_mma_backward<T: GpuFloat>(
         let table = p.rpb_len() / p.heads;
         let rows = p.batch * p.heads * p.height;
         let mut partial = dev.uninit::<f32>(rows * table)?;
-        let f = function(dev, "na2d_mma_rpb_rows", 0)?;
+        let f = function(dev, NEIGHBORHOOD_ATTENTION_MMA, "na2d_mma_rpb_rows", 0)?;
         let mut b = dev.stream().launch_builder(&f);
         b.arg(&prm).arg(&ds).arg(&mut partial);
         let cfg = LaunchConfig {

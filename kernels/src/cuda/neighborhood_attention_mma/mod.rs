@@ -12,13 +12,13 @@
 pub mod plan;
 
 use super::device::GpuDevice;
-use super::neighborhood_attention::{intern, GpuFloat, GpuHeads};
+use super::neighborhood_attention::{function, GpuFloat, GpuHeads, GpuView};
 use super::nvrtc::NEIGHBORHOOD_ATTENTION_MMA;
+use super::reduce::{check_len, to_i32};
 use super::signature::{Entry, Param};
 use super::Result;
 use crate::attention::HeadsView;
 use crate::neighborhood_attention::Na2d;
-use cudarc::driver::sys::CUfunction_attribute_enum;
 use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
 use plan::{plan, unsupported, MmaPlan};
 
@@ -31,34 +31,12 @@ pub fn mma_requested() -> bool {
     *ON.get_or_init(|| std::env::var(NA_MMA_ENV).as_deref() == Ok("1"))
 }
 
-/// Element strides as the kernels read them (`struct View`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-struct View {
-    offset: i64,
-    batch: i64,
-    row: i64,
-    col: i64,
-    head: i64,
-}
-impl From<HeadsView> for View {
-    fn from(v: HeadsView) -> View {
-        View {
-            offset: v.offset as i64,
-            batch: v.batch as i64,
-            row: v.row as i64,
-            col: v.col as i64,
-            head: v.head as i64,
-        }
-    }
-}
-
 /// Mirrors `struct MmaParams` of the CUDA source (field order and types must match; the size is
 /// checked against the PTX by [`ENTRIES`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 struct MmaParams {
-    views: [View; 6],
+    views: [GpuView; 6],
     batch: i32,
     height: i32,
     width: i32,
@@ -151,13 +129,9 @@ pub const ENTRIES: &[Entry] = &{
     all
 };
 
-fn to_i32(name: &str, x: usize) -> Result<i32> {
-    i32::try_from(x).map_err(|_| format!("neighborhood attention (mma): {name} = {x} exceeds i32"))
-}
-
 fn params(p: &Na2d, pl: &MmaPlan, views: [HeadsView; 6], has_rpb: bool) -> Result<MmaParams> {
     Ok(MmaParams {
-        views: views.map(View::from),
+        views: views.map(GpuView::from),
         batch: to_i32("batch", p.batch)?,
         height: to_i32("height", p.height)?,
         width: to_i32("width", p.width)?,
@@ -191,32 +165,8 @@ fn grid(p: &Na2d, pl: &MmaPlan) -> Result<LaunchConfig> {
     })
 }
 
-fn function(dev: &GpuDevice, name: &str, smem: usize) -> Result<cudarc::driver::CudaFunction> {
-    let f = dev.function(NEIGHBORHOOD_ATTENTION_MMA, intern(name))?;
-    if smem > 48 * 1024 {
-        dev.context()
-            .bind_to_thread()
-            .map_err(|e| format!("{name}: binding the CUDA context: {e}"))?;
-        f.set_attribute(
-            CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            smem as i32,
-        )
-        .map_err(|e| format!("{name}: raising the shared-memory limit to {smem} bytes: {e}"))?;
-    }
-    Ok(f)
-}
-
 fn kernel(pass: &str, t: &str, p: &Na2d, pl: &MmaPlan) -> String {
     format!("na2d_mma_{pass}_{t}_d{}_c{}", p.head_dim, pl.cw)
-}
-
-fn check_len(what: &str, need: usize, got: usize) -> Result<()> {
-    if got < need {
-        return Err(format!(
-            "neighborhood attention (mma): {what} has {got} elements, needs {need}"
-        ));
-    }
-    Ok(())
 }
 
 fn check_inputs<T>(p: &Na2d, qkv: [&GpuHeads<T>; 3], rpb: Option<&CudaSlice<f32>>) -> Result<()> {
@@ -234,7 +184,7 @@ fn check_inputs<T>(p: &Na2d, qkv: [&GpuHeads<T>; 3], rpb: Option<&CudaSlice<f32>
         )?;
     }
     if let Some(t) = rpb {
-        check_len("rpb", p.rpb_len(), t.len())?;
+        check_len("neighborhood attention (mma): rpb", p.rpb_len(), t.len())?;
     }
     Ok(())
 }
@@ -258,8 +208,8 @@ pub fn na2d_mma_forward<T: GpuFloat>(
     lse: &mut CudaSlice<f32>,
 ) -> Result<()> {
     check_inputs(p, [&q, &k, &v], rpb)?;
-    check_len("out", p.out_len(), out.len())?;
-    check_len("lse", lse_len(p), lse.len())?;
+    check_len("neighborhood attention (mma): out", p.out_len(), out.len())?;
+    check_len("neighborhood attention (mma): lse", lse_len(p), lse.len())?;
     let pl = plan(p, false)?;
     let none = HeadsView::contiguous(1, 1, 1, 1);
     let prm = params(
@@ -269,7 +219,7 @@ pub fn na2d_mma_forward<T: GpuFloat>(
         rpb.is_some(),
     )?;
     let name = kernel("fwd", T::NAME, p, &pl);
-    let f = function(dev, &name, pl.smem)?;
+    let f = function(dev, NEIGHBORHOOD_ATTENTION_MMA, &name, pl.smem)?;
     let dummy = dev.zeros::<f32>(1)?;
     let mut b = dev.stream().launch_builder(&f);
     b.arg(&prm)
