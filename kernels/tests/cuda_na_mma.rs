@@ -437,3 +437,51 @@ fn mma_vs_simt_timing() {
         );
     }
 }
+
+/// The dispatch: SIMT (probabilities saved) unless DINONAT_NA_MMA=1 and the shape is supported;
+/// an unsupported shape (head_dim 48) is SIMT even when asked.
+#[test]
+fn dispatch_is_opt_in_and_falls_back() {
+    use dinonat_kernels::cuda::neighborhood_attention_mma::{
+        mma_requested, na2d_backward_any, na2d_forward_any, NaSaved,
+    };
+    let Some(dev) = device_or_skip() else { return };
+    let mut rng = Rng::fresh("na dispatch");
+    for dim in [32, 48] {
+        let c: Case = (1, [9, 10], 2, dim, [5, 5], [1, 1], true, false);
+        let p = problem(&c);
+        let (v, len) = views(&c);
+        let x = dev.upload(&rng.vec::<bf16>(len, 1.5)).unwrap();
+        let t = dev.upload(&rng.vec::<f32>(p.rpb_len(), 0.5)).unwrap();
+        let g = dev.upload(&rng.vec::<bf16>(p.out_len(), 1.0)).unwrap();
+        let mut out: CudaSlice<bf16> = dev.zeros(p.out_len()).unwrap();
+        let mut grads: CudaSlice<bf16> = dev.zeros(len).unwrap();
+        let h = |i: usize| GpuHeads {
+            data: &x,
+            view: v[i],
+        };
+        let saved = na2d_forward_any(dev, &p, h(0), h(1), h(2), Some(&t), &mut out, true)
+            .unwrap()
+            .expect("keep = true saves");
+        let want_mma = mma_requested() && dim == 32;
+        assert_eq!(matches!(saved, NaSaved::Lse(_)), want_mma, "dim {dim}");
+        na2d_backward_any(
+            dev,
+            &p,
+            h(0),
+            h(1),
+            h(2),
+            Some(&t),
+            &out,
+            &saved,
+            &g,
+            &mut grads,
+            v,
+            None,
+        )
+        .unwrap();
+        let grads = dev.download(&grads).unwrap();
+        assert!(grads.iter().all(|x| x.to_f32().is_finite()), "dim {dim}");
+        println!("dispatch dim {dim}: mma {want_mma}");
+    }
+}
