@@ -34,7 +34,7 @@ fi
 
 logdir=${1:?usage: gpu-check-all.sh <logdir>   (or --pack <bindir>)}
 mkdir -p "$logdir"
-GPU_CHECK_BUDGET=${OPS_BUDGET_S:-150} bash "$here/ops/gpu-check-ops.sh" "$logdir/ops" >"$logdir/ops.out" 2>&1
+GPU_CHECK_BUDGET=${OPS_BUDGET_S:-240} bash "$here/ops/gpu-check-ops.sh" "$logdir/ops" >"$logdir/ops.out" 2>&1
 GPU_CHECK_BUDGET=${GEMM_BUDGET_S:-60} bash "$here/gemm/gpu-check.sh" "$logdir/gemm" >"$logdir/gemm.out" 2>&1
 BUDGET_S=${ATTN_BUDGET_S:-110} bash "$here/attn/gpu-check-attention.sh" "$logdir/attn" >"$logdir/attn.out" 2>&1
 mkdir -p "$logdir/cli"

@@ -8,7 +8,8 @@
 #       CUDA), model/tests/cuda_bf16.rs (`model-bf16-tests`: a NAT forward in BF16),
 #       train/tests/cuda_dino.rs (`train-dino-tests`), train/tests/cuda_train.rs (`train-loop-tests`:
 #       20 DINO steps on the GPU against the CPU), model/tests/network.rs (`model-network-tests`: the
-#       DINO network moved to the GPU) and the eval
+#       DINO network moved to the GPU), kernels/tests/cuda_na_mma.rs (`na-mma-tests`: tensor-core NA
+#       parity, then its timing against the SIMT NA, B8 h4 d32 k7 at 56^2 and 112^2) and the eval
 #       library's unit tests (`eval-tests`, run for `backbone_features_on_cuda_match_the_cpu`) and
 #       copies them with this script into <bindir>. DINONAT_REQUIRE_GPU=1 (gpu-lib.sh): a skip is
 #       a failure.
@@ -32,8 +33,9 @@ if [ "${1:-}" = "--pack" ]; then
     lop=$(find_test_bin dinonat-train cuda_train)
     net=$(find_test_bin dinonat-model network)
     trn=$(find_lib_test_bin dinonat-eval)
-    for b in "$ops" "$eng" "$att" "$opt" "$ebf" "$mbf" "$dno" "$lop" "$net" "$trn"; do
-        [ -x "$b" ] || { echo "test binaries not found ($ops, $eng, $att, $opt, $ebf, $mbf, $dno, $lop, $net, $trn)"; exit 1; }
+    nam=$(find_test_bin dinonat-kernels cuda_na_mma)
+    for b in "$ops" "$eng" "$att" "$opt" "$ebf" "$mbf" "$dno" "$lop" "$net" "$trn" "$nam"; do
+        [ -x "$b" ] || { echo "test binaries not found ($ops, $eng, $att, $opt, $ebf, $mbf, $dno, $lop, $net, $trn, $nam)"; exit 1; }
     done
     mkdir -p "$dest"
     cp "$ops" "$dest/ops-tests"
@@ -46,7 +48,8 @@ if [ "${1:-}" = "--pack" ]; then
     cp "$lop" "$dest/train-loop-tests"
     cp "$net" "$dest/model-network-tests"
     cp "$trn" "$dest/eval-tests"
-    for b in ops-tests engine-tests engine-attention-tests engine-optim-tests engine-bf16-tests model-bf16-tests train-dino-tests train-loop-tests model-network-tests eval-tests; do
+    cp "$nam" "$dest/na-mma-tests"
+    for b in ops-tests engine-tests engine-attention-tests engine-optim-tests engine-bf16-tests model-bf16-tests train-dino-tests train-loop-tests model-network-tests eval-tests na-mma-tests; do
         strip "$dest/$b"
     done
     cp scripts/gpu-check-ops.sh scripts/gpu-lib.sh "$dest/"
@@ -81,6 +84,8 @@ run_step train-dino-tests 30 "$logdir/train-dino-tests.log" "$bin/train-dino-tes
 run_step model-network-tests 20 "$logdir/model-network-tests.log" "$bin/model-network-tests" network_to_cuda --test-threads=1 --nocapture
 run_step train-loop-tests 60 "$logdir/train-loop-tests.log" "$bin/train-loop-tests" --test-threads=1 --nocapture
 run_step eval-features 40 "$logdir/eval-features.log" "$bin/eval-tests" backbone_features_on_cuda_match_the_cpu --test-threads=1 --nocapture
+run_step na-mma-tests 60 "$logdir/na-mma-tests.log" "$bin/na-mma-tests" --test-threads=1 --nocapture
+run_step na-mma-timing 30 "$logdir/na-mma-timing.log" "$bin/na-mma-tests" --ignored mma_vs_simt_timing --nocapture
 
 {
     echo "## gpu-check-ops: ${card:-no GPU found} ($(date -u '+%Y-%m-%d %H:%M UTC'))"
@@ -88,7 +93,7 @@ run_step eval-features 40 "$logdir/eval-features.log" "$bin/eval-tests" backbone
     echo "| step | result |"
     echo "| --- | --- |"
     sed -E 's/^([^:]+): (.*)$/| \1 | \2 |/' "$steps"
-    for f in ops-tests engine-tests engine-attention-tests engine-optim-tests engine-bf16-tests model-bf16-tests train-dino-tests model-network-tests train-loop-tests eval-features; do
+    for f in ops-tests engine-tests engine-attention-tests engine-optim-tests engine-bf16-tests model-bf16-tests train-dino-tests model-network-tests train-loop-tests eval-features na-mma-tests; do
         [ -f "$logdir/$f.log" ] || continue
         grep -E '^test result|FAILED|panicked|skipped' "$logdir/$f.log" | head -n 12 | sed "s/^/| $f | /; s/$/ |/"
     done
@@ -108,5 +113,7 @@ run_step eval-features 40 "$logdir/eval-features.log" "$bin/eval-tests" backbone
         awk '{kind=($0 ~ /forward rel err/) ? "forward (tol 2e-5)" : "gradients (tol 1e-4)";
               for (i=1;i<=NF;i++) if ($i=="err") e=$(i+1)+0; n[kind]++; if (e>m[kind]) {m[kind]=e; w[kind]=$0}}
              END {for (k in n) printf "| %s | %d | %.2e (%s) |\n", k, n[k], m[k], substr(w[k], 1, index(w[k], ":")-1)}'
+    echo
+    grep -hE '^na mma .*: out |^na B8 ' "$logdir/na-mma-tests.log" "$logdir/na-mma-timing.log" 2>/dev/null | sed 's/^/    /'
 } >"$logdir/table.md"
 cat "$logdir/table.md"

@@ -24,6 +24,8 @@ mkdir -p "$ptx_dir"
 rm -f "$ptx_dir"/*.ptx
 DINONAT_REQUIRE_NVRTC=1 DINONAT_PTX_DIR="$root/$ptx_dir" \
     cargo test -p dinonat-kernels --release --test cuda_ops -- nvrtc launches_match_the_ptx_entries --nocapture
+# (The tensor-core NA's module is one of them; kernels/tests/cuda_na_mma.rs checks it again, on its
+# own, where a GPU host runs it.)
 
 # Optional: registers and spills per kernel from ptxas (sm_90).
 nvcc_cache=target/nvcc-wheel

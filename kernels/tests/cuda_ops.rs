@@ -18,8 +18,8 @@ use dinonat_kernels::cpu::softmax::{
 use dinonat_kernels::cuda::optim::AdamWStep;
 use dinonat_kernels::cuda::reduce::{BinaryOp, MapOp, View};
 use dinonat_kernels::cuda::{
-    attention, bf16, conv, elementwise, gemm, layernorm, neighborhood_attention, nvrtc, optim,
-    reduce, select, signature, softmax, GpuDevice,
+    attention, bf16, conv, elementwise, gemm, layernorm, neighborhood_attention,
+    neighborhood_attention_mma, nvrtc, optim, reduce, select, signature, softmax, GpuDevice,
 };
 
 /// The f32 kernels' bound on the relative-norm error against f64.
@@ -636,7 +636,7 @@ fn launches_match_the_ptx_entries() {
         return;
     }
     let (na, att) = (neighborhood_attention::entries(), attention::entries());
-    let tables: [(nvrtc::Source, &[signature::Entry]); 12] = [
+    let tables: [(nvrtc::Source, &[signature::Entry]); 13] = [
         (nvrtc::ELEMENTWISE, elementwise::ENTRIES),
         (nvrtc::REDUCE, reduce::ENTRIES),
         (nvrtc::SOFTMAX, softmax::ENTRIES),
@@ -644,6 +644,10 @@ fn launches_match_the_ptx_entries() {
         (nvrtc::CONV, conv::ENTRIES),
         (nvrtc::ATTENTION, &att),
         (nvrtc::NEIGHBORHOOD_ATTENTION, &na),
+        (
+            nvrtc::NEIGHBORHOOD_ATTENTION_MMA,
+            neighborhood_attention_mma::ENTRIES,
+        ),
         (nvrtc::SELECT, select::ENTRIES),
         (nvrtc::OPTIM, optim::ENTRIES),
         (nvrtc::GEMM_SIMT, gemm::SIMT_ENTRIES),

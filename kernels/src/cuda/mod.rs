@@ -8,6 +8,7 @@
 //! - [`gemm`]: SIMT FP32, TF32 and BF16 tensor-core GEMMs ([`GemmPrecision`]); its dev corner
 //!   (`gemm::dev`, feature `gemm-dev`) forces kernels and takes bf16 / B^T operands.
 //! - [`select`]: max with its positions, index_select, and their backwards.
+//! - [`neighborhood_attention_mma`]: NA on tensor cores (opt-in, `DINONAT_NA_MMA=1`; never run on a GPU).
 //! - [`signature`]: each launch's PTX entry signature (a table beside every family's launches),
 //!   checked against the compiled PTX.
 
@@ -18,6 +19,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod layernorm;
 pub mod neighborhood_attention;
+pub mod neighborhood_attention_mma;
 pub mod nvrtc;
 pub mod optim;
 pub mod reduce;

@@ -7,7 +7,7 @@
 //! Design: docs/gpu-attention.md. Every launch's error is returned, never a panic.
 
 use super::device::GpuDevice;
-use super::nvrtc::NEIGHBORHOOD_ATTENTION;
+use super::nvrtc::{Source, NEIGHBORHOOD_ATTENTION};
 use super::signature::{Entry, Param, Param::*};
 use super::Result;
 use crate::attention::HeadsView;
@@ -137,7 +137,7 @@ struct Plan {
 
 /// The largest halo (rows, cols) of any tile on one axis: the union of the windows of its queries
 /// (`inverse` = false) or of the inverse neighbourhoods of its keys (`inverse` = true).
-fn max_halo(len: usize, kernel: usize, dil: usize, tile: usize, inverse: bool) -> usize {
+pub(crate) fn max_halo(len: usize, kernel: usize, dil: usize, tile: usize, inverse: bool) -> usize {
     let mut best = 0;
     for g in 0..dil.min(len) {
         let n = group_len(len, dil, g);
@@ -271,9 +271,15 @@ pub fn entries() -> Vec<Entry> {
     out
 }
 
-fn function(dev: &GpuDevice, name: &str, smem: usize) -> Result<cudarc::driver::CudaFunction> {
+/// Kernel `name` of `source`, its dynamic shared-memory limit raised to `smem` bytes when above 48 KB.
+pub(crate) fn function(
+    dev: &GpuDevice,
+    source: Source,
+    name: &str,
+    smem: usize,
+) -> Result<cudarc::driver::CudaFunction> {
     let leaked: &'static str = intern(name);
-    let f = dev.function(NEIGHBORHOOD_ATTENTION, leaked)?;
+    let f = dev.function(source, leaked)?;
     if smem > 48 * 1024 {
         dev.context()
             .bind_to_thread()
@@ -368,7 +374,7 @@ pub fn na2d_forward<T: GpuFloat>(
         attn.is_some(),
     )?;
     let name = kernel_name("fwd", T::NAME, dm, pl.use_smem);
-    let f = function(dev, &name, pl.smem)?;
+    let f = function(dev, NEIGHBORHOOD_ATTENTION, &name, pl.smem)?;
     let dummy = dev.zeros::<f32>(1)?;
     let mut dummy_attn = None;
     let attn_buf: &mut CudaSlice<f32> = match attn {
@@ -430,7 +436,7 @@ pub fn na2d_backward<T: GpuFloat>(
     let tiles = prm_q.blocks_x as usize * p.batch * p.heads;
     let mut partial = uninit(dev, if d_rpb.is_some() { tiles * table } else { 1 })?;
     let name = kernel_name("bwd_q", T::NAME, dm, pq.use_smem);
-    let f = function(dev, &name, pq.smem)?;
+    let f = function(dev, NEIGHBORHOOD_ATTENTION, &name, pq.smem)?;
     let mut b = dev.stream().launch_builder(&f);
     b.arg(&prm_q)
         .arg(k.data)
@@ -446,7 +452,7 @@ pub fn na2d_backward<T: GpuFloat>(
     let pk = plan(p, true);
     let prm = params(p, &pk, views, false, true)?;
     let name = kernel_name("bwd_kv", T::NAME, dm, pk.use_smem);
-    let f = function(dev, &name, pk.smem)?;
+    let f = function(dev, NEIGHBORHOOD_ATTENTION, &name, pk.smem)?;
     let mut b = dev.stream().launch_builder(&f);
     b.arg(&prm)
         .arg(q.data)

@@ -38,6 +38,11 @@ pub const NEIGHBORHOOD_ATTENTION: Source = Source {
     name: "neighborhood_attention.cu",
     code: include_str!("../../cuda/neighborhood_attention.cu"),
 };
+/// Tensor-core NA (mma.sync bf16, sm_80+); never run on a GPU yet, opt-in (DINONAT_NA_MMA=1).
+pub const NEIGHBORHOOD_ATTENTION_MMA: Source = Source {
+    name: "neighborhood_attention_mma.cu",
+    code: include_str!("../../cuda/neighborhood_attention_mma.cu"),
+};
 pub const ATTENTION: Source = Source {
     name: "attention.cu",
     code: include_str!("../../cuda/attention.cu"),
@@ -71,12 +76,13 @@ pub const SELECT: Source = Source {
 };
 
 /// Every source, for the compile-check.
-pub const ALL_SOURCES: [Source; 12] = [
+pub const ALL_SOURCES: [Source; 13] = [
     ELEMENTWISE,
     GEMM_SIMT,
     GEMM_MMA,
     GEMM_WGMMA,
     NEIGHBORHOOD_ATTENTION,
+    NEIGHBORHOOD_ATTENTION_MMA,
     ATTENTION,
     REDUCE,
     SOFTMAX,
