@@ -88,7 +88,6 @@ fn tolerance_for(p: GemmPrecision, m: usize, k: usize, n: usize) -> f64 {
 }
 
 /// One GEMM on the GPU vs the f64 reference; returns the relative error over its tolerance.
-#[allow(clippy::too_many_arguments)]
 fn check_gemm(
     dev: &GpuDevice,
     rng: &mut Rng,

@@ -95,7 +95,6 @@ struct NaCase {
     fused: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
 const fn na(
     batch: usize,
     hw: [usize; 2],
@@ -159,7 +158,6 @@ fn problem(c: &NaCase) -> Na2d {
     p
 }
 
-#[allow(clippy::too_many_arguments)]
 fn na_gpu<T: GpuFloat>(
     dev: &GpuDevice,
     c: &NaCase,

@@ -159,7 +159,6 @@ impl Tensor {
 
 /// Runs the forward and records the backward. `fused`: the qkv shape when the three views are
 /// parts of one fused tensor (then the gradient is one fused dQKV).
-#[allow(clippy::too_many_arguments)]
 fn na_op(
     op: &'static str,
     p: Na2d,

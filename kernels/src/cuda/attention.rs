@@ -171,7 +171,6 @@ pub fn attention_forward<T: GpuFloat>(
 
 /// Backward: dQ, dK, dV into `grads` through the views `[dq, dk, dv]` (must not overlap; not
 /// checked here, unlike the CPU kernel).
-#[allow(clippy::too_many_arguments)]
 pub fn attention_backward<T: GpuFloat>(
     dev: &GpuDevice,
     p: &Attention,

@@ -31,7 +31,6 @@ pub const ENTRIES: &[Entry] = &[
 ];
 
 /// Forward: y [rows, cols], mean and rstd [rows] saved for the backward.
-#[allow(clippy::too_many_arguments)]
 pub fn layernorm_forward(
     dev: &GpuDevice,
     rows: usize,
@@ -71,7 +70,6 @@ pub fn layernorm_forward(
 }
 
 /// Backward: dx [rows, cols], dgamma and dbeta [cols].
-#[allow(clippy::too_many_arguments)]
 pub fn layernorm_backward(
     dev: &GpuDevice,
     rows: usize,

@@ -340,7 +340,6 @@ fn check_len(what: &str, need: usize, got: usize) -> Result<()> {
 
 /// Forward: writes `out` (`[B, H, W, heads, d]`) and, when given, `attn` (the probabilities
 /// backward needs; pass `None` for inference). `rpb` optional, f32.
-#[allow(clippy::too_many_arguments)]
 pub fn na2d_forward<T: GpuFloat>(
     dev: &GpuDevice,
     p: &Na2d,
@@ -397,7 +396,6 @@ pub fn na2d_forward<T: GpuFloat>(
 /// through the views `dq`, `dk`, `dv` (fused dQKV or three blocks; must not overlap: unlike the
 /// CPU kernel this is not checked here), `d_rpb`
 /// written (not accumulated) when given. Deterministic: no atomics, fixed summation orders.
-#[allow(clippy::too_many_arguments)]
 pub fn na2d_backward<T: GpuFloat>(
     dev: &GpuDevice,
     p: &Na2d,

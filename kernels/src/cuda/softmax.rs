@@ -41,7 +41,6 @@ pub fn softmax_forward(
 
 /// dx from the forward output y and dy: softmax dx = y (dy - sum(dy y)); log-softmax
 /// dx = dy - exp(y) sum(dy).
-#[allow(clippy::too_many_arguments)]
 pub fn softmax_backward(
     dev: &GpuDevice,
     log: bool,

@@ -12,7 +12,6 @@ use crate::Element;
 
 /// An element type with its CPU kernels.
 pub(crate) trait CpuKernels: Element {
-    #[allow(clippy::too_many_arguments)]
     fn gemm(
         m: usize,
         k: usize,
@@ -26,7 +25,6 @@ pub(crate) trait CpuKernels: Element {
         c: &mut [Self],
         lc: Layout,
     );
-    #[allow(clippy::too_many_arguments)]
     fn gemm_batched(
         batch: BatchStrides,
         m: usize,
@@ -43,7 +41,6 @@ pub(crate) trait CpuKernels: Element {
     fn softmax_backward(y: &[Self], dy: &[Self], dx: &mut [Self], cols: usize);
     fn log_softmax_forward(x: &[Self], y: &mut [Self], cols: usize);
     fn log_softmax_backward(y: &[Self], dy: &[Self], dx: &mut [Self], cols: usize);
-    #[allow(clippy::too_many_arguments)]
     fn layernorm_forward(
         x: &[Self],
         gamma: &[Self],
@@ -54,7 +51,6 @@ pub(crate) trait CpuKernels: Element {
         rstd: &mut [Self],
         cols: usize,
     );
-    #[allow(clippy::too_many_arguments)]
     fn layernorm_backward(
         x: &[Self],
         gamma: &[Self],
@@ -73,7 +69,6 @@ pub(crate) trait CpuKernels: Element {
     /// Sum of all elements, the same for any thread count.
     fn sum(x: &[Self]) -> Self;
 
-    #[allow(clippy::too_many_arguments)]
     fn na_forward(
         p: &Na2d,
         q: HeadsRef<Self>,
@@ -83,7 +78,6 @@ pub(crate) trait CpuKernels: Element {
         out: &mut [Self],
         attn: &mut [Self],
     );
-    #[allow(clippy::too_many_arguments)]
     fn na_backward(
         p: &Na2d,
         q: HeadsRef<Self>,
@@ -102,7 +96,6 @@ pub(crate) trait CpuKernels: Element {
         out: &mut [Self],
         lse: &mut [Self],
     );
-    #[allow(clippy::too_many_arguments)]
     fn attention_backward(
         p: &Attention,
         q: HeadsRef<Self>,

@@ -8,7 +8,6 @@ use super::{run, run_batched, BatchStrides, MatrixLayout, Path};
 use crate::cpu::isa::{self, Bf16Gemm};
 
 /// C = alpha * bf16(op(A)) * bf16(op(B)) + beta * C on the best BF16 path of this process.
-#[allow(clippy::too_many_arguments)]
 pub fn sgemm_bf16(
     m: usize,
     k: usize,
@@ -39,7 +38,6 @@ pub fn sgemm_bf16(
 }
 
 /// [`sgemm_bf16`] on a chosen path. Panics when the processor lacks it.
-#[allow(clippy::too_many_arguments)]
 pub fn sgemm_bf16_with(
     path: Bf16Gemm,
     m: usize,
@@ -58,7 +56,6 @@ pub fn sgemm_bf16_with(
 }
 
 /// A batch of BF16 GEMMs (see [`super::sgemm_batched`]).
-#[allow(clippy::too_many_arguments)]
 pub fn sgemm_bf16_batched(
     batch: BatchStrides,
     m: usize,
@@ -78,7 +75,6 @@ pub fn sgemm_bf16_batched(
 }
 
 /// [`sgemm_bf16_batched`] on a chosen path.
-#[allow(clippy::too_many_arguments)]
 pub fn sgemm_bf16_batched_with(
     path: Bf16Gemm,
     batch: BatchStrides,

@@ -119,7 +119,6 @@ pub(crate) fn with_scratch<R>(
 /// every packed panel is rounded to BF16 (and widened back) before the microkernel reads it, and
 /// neither operand is read in place, so C is the f32 GEMM of the BF16-rounded operands, bit for
 /// bit (the same FMA sequence as without `round`).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm<K: MicroKernel>(
     m: usize,
     k: usize,

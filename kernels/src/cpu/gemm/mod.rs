@@ -42,7 +42,6 @@ pub use crate::gemm::MatrixLayout as Layout;
 pub use crate::gemm::{BatchStrides, MatrixLayout};
 
 /// The plain triple loop every fast GEMM is tested against (accumulates in T).
-#[allow(clippy::too_many_arguments)]
 pub fn gemm_reference<T: Float>(
     m: usize,
     k: usize,
@@ -76,7 +75,6 @@ pub fn gemm_reference<T: Float>(
 /// C = alpha * op(A) * op(B) + beta * C in f32, the fastest path the CPU has.
 ///
 /// Panics (an invariant, not user input) when a buffer is shorter than its layout needs.
-#[allow(clippy::too_many_arguments)]
 pub fn sgemm(
     m: usize,
     k: usize,
@@ -95,7 +93,6 @@ pub fn sgemm(
 
 /// [`sgemm`] on a chosen instruction-set path (tests and benchmarks run every available one).
 /// Panics when the processor lacks `isa`.
-#[allow(clippy::too_many_arguments)]
 pub fn sgemm_with(
     isa: Isa,
     m: usize,
@@ -145,7 +142,6 @@ impl Path {
 }
 
 /// One GEMM on `path`, lengths checked.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     path: Path,
     m: usize,
@@ -170,7 +166,6 @@ pub(crate) fn run(
 ///
 /// Runs the items in parallel (each on one thread) when there are enough of them and their C
 /// matrices provably do not overlap; otherwise one after the other, each parallel inside.
-#[allow(clippy::too_many_arguments)]
 pub fn sgemm_batched(
     batch: BatchStrides,
     m: usize,
@@ -203,7 +198,6 @@ pub fn sgemm_batched(
 }
 
 /// [`sgemm_batched`] on a chosen instruction-set path.
-#[allow(clippy::too_many_arguments)]
 pub fn sgemm_batched_with(
     isa: Isa,
     batch: BatchStrides,
@@ -237,7 +231,6 @@ pub fn sgemm_batched_with(
 }
 
 /// A batch of GEMMs on `path` (see [`sgemm_batched`]).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_batched(
     path: Path,
     batch: BatchStrides,
@@ -291,7 +284,6 @@ fn c_items_disjoint(batch: BatchStrides, m: usize, n: usize, lc: MatrixLayout) -
         || (lc.row_stride == 1 && batch.c >= m && last + m <= lc.col_stride)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn check_lengths(
     count: usize,
     (sa, sb, sc): (usize, usize, usize),
@@ -357,7 +349,6 @@ fn view(x: &[f32], l: MatrixLayout) -> View {
 ///
 /// # Safety
 /// The views must cover m x k, k x n and m x n elements of live buffers; C is written.
-#[allow(clippy::too_many_arguments)]
 unsafe fn gemm_views(
     path: Path,
     m: usize,
@@ -417,7 +408,6 @@ unsafe fn gemm_views(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn dispatch(
     path: Path,
     m: usize,
@@ -455,7 +445,6 @@ fn dispatch(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn dispatch_pairs(
     p: PairPath,
     m: usize,

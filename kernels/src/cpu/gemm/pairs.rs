@@ -93,7 +93,6 @@ pub(crate) fn pack_pairs(
 
 /// C = alpha * A * B + beta * C with both operands rounded to BF16 (pairs of k per step), for an
 /// m x k A, k x n B and m x n C (unit column stride), k >= 1 and m, n >= 1.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm<K: PairKernel>(
     m: usize,
     k: usize,

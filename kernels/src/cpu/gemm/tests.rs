@@ -73,7 +73,6 @@ fn to64(x: &[f32]) -> Vec<f64> {
 }
 
 /// One product on one f32 path; beta == 0 poisons C with NaN.
-#[allow(clippy::too_many_arguments)]
 fn check(
     isa: Isa,
     rng: &mut Rng,
@@ -89,7 +88,6 @@ fn check(
 
 /// One product on any path against the f64 reference (on the BF16-rounded operands for a BF16
 /// path); beta == 0 poisons C with NaN.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn check_path(
     path: Path,
     rng: &mut Rng,

@@ -161,7 +161,6 @@ fn round_while_packing_is_the_f32_gemm_of_rounded_operands_bit_for_bit() {
 
 /// The pair GEMM of the emulated kernel, written as a plain loop per element: pairs of k in
 /// KC = 256 blocks, `vdpbf16ps` per pair, then `alpha * acc + beta * c` (fused) per block.
-#[allow(clippy::too_many_arguments)]
 fn pair_reference(
     (m, k, n): (usize, usize, usize),
     alpha: f32,

@@ -70,7 +70,6 @@ const PACK: &[Param] = &[Ptr, I64, I64, I64, I32, I32, Ptr, I32, I32, I64];
 const MMA_TILE_M: usize = 128;
 const MMA_THREADS: u32 = 256;
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn gemm_tf32(
     dev: &GpuDevice,
     tile: Option<MmaTile>,
@@ -126,7 +125,6 @@ pub(super) fn gemm_tf32(
 
 /// Copy a strided rows x cols operand (per batch matrix) into a zero-padded row-major
 /// rows_pad x cols_pad buffer of T (f32, or bf16 rounded to nearest even).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn pack<T: DeviceRepr>(
     dev: &GpuDevice,
     kernel: &'static str,
@@ -177,7 +175,6 @@ pub(super) fn pack<T: DeviceRepr>(
     Ok(dst)
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn launch_mma<T: DeviceRepr>(
     dev: &GpuDevice,
     tile: Option<MmaTile>,

@@ -108,7 +108,6 @@ pub use wgmma::ENTRIES as WGMMA_ENTRIES;
 
 /// A batch of GEMMs; matrix t of each operand starts at t * stride (see [`BatchStrides`]).
 /// The kernel is chosen automatically (`Route::auto`).
-#[allow(clippy::too_many_arguments)]
 pub fn gemm_batched(
     dev: &GpuDevice,
     precision: GemmPrecision,
@@ -132,7 +131,6 @@ pub fn gemm_batched(
 }
 
 /// [`gemm_batched`] on the tensor-core kernel `route` names (ignored by `Fp32Simt`).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_batched_on(
     dev: &GpuDevice,
     precision: GemmPrecision,
@@ -274,7 +272,6 @@ pub(crate) fn gemm_batched_on(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn gemm_simt(
     dev: &GpuDevice,
     batch: BatchStrides,

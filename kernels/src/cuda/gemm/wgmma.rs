@@ -103,7 +103,6 @@ unsafe impl DeviceRepr for TensorMap {}
 
 /// Operand as the kernel reads it: `rows` rows of `cols` elements (k), row pitch `pitch` and
 /// matrix stride `batch` (elements), `count` matrices; box = 128 bytes of k x `box_rows` rows.
-#[allow(clippy::too_many_arguments)]
 fn tensor_map<T: DeviceRepr>(
     dev: &GpuDevice,
     buf: &CudaSlice<T>,
@@ -160,7 +159,6 @@ fn tensor_map<T: DeviceRepr>(
 
 /// Lay out a rows x cols operand (element (i, j) at i * l.row_stride + j * l.col_stride, matrix t at
 /// t * src_batch) as row-major rows x cols_pad of the kernel's element type, padding with zeros.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn pack<S: DeviceRepr, D: DeviceRepr>(
     dev: &GpuDevice,
     kernel: &'static str,
@@ -208,7 +206,6 @@ pub(super) fn pack<S: DeviceRepr, D: DeviceRepr>(
 }
 
 /// TF32 or BF16 GEMM of f32 operands in any layout; C row-major (ldc).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn gemm_f32(
     dev: &GpuDevice,
     is_bf16: bool,
@@ -290,7 +287,6 @@ pub(super) fn gemm_f32(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn launch<T: DeviceRepr>(
     dev: &GpuDevice,
     is_bf16: bool,

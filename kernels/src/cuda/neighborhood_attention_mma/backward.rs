@@ -23,7 +23,6 @@ fn flat(n: usize, threads: usize) -> LaunchConfig {
 /// Backward from the forward's `out` and `lse`: dQ, dK, dV written into `grads` through the views
 /// `dq`, `dk`, `dv` (must not overlap), `d_rpb` written (not accumulated) when given; `rpb` is the
 /// forward's (the logits are recomputed). Deterministic.
-#[allow(clippy::too_many_arguments)]
 pub fn na2d_mma_backward<T: GpuFloat>(
     dev: &GpuDevice,
     p: &Na2d,

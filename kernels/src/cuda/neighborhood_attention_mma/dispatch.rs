@@ -24,7 +24,6 @@ pub fn uses_mma(p: &Na2d) -> bool {
 }
 
 /// Forward on the kernel family [`uses_mma`] picks; `keep`: return what the backward needs.
-#[allow(clippy::too_many_arguments)]
 pub fn na2d_forward_any<T: GpuFloat>(
     dev: &GpuDevice,
     p: &Na2d,
@@ -50,7 +49,6 @@ pub fn na2d_forward_any<T: GpuFloat>(
 }
 
 /// Backward of [`na2d_forward_any`] from what it saved (`out` and `rpb` are the forward's).
-#[allow(clippy::too_many_arguments)]
 pub fn na2d_backward_any<T: GpuFloat>(
     dev: &GpuDevice,
     p: &Na2d,

@@ -196,7 +196,6 @@ pub fn lse_len(p: &Na2d) -> usize {
 
 /// Forward: `out` (`[B, H, W, heads, d]`) and `lse` (f32, `[B, heads, H, W]`). An error for a
 /// shape [`plan::unsupported`] rejects.
-#[allow(clippy::too_many_arguments)]
 pub fn na2d_mma_forward<T: GpuFloat>(
     dev: &GpuDevice,
     p: &Na2d,

@@ -14,7 +14,6 @@ use half::bf16;
 /// BF16 GEMM on bf16 operands already on the device: A m x k row-major (lda), B k x n row-major
 /// (ldb), C f32 row-major (ldc). Requires k, n, lda, ldb and the A/B batch strides to be
 /// multiples of 8 (16-byte chunks); otherwise use [`gemm`] with f32 operands.
-#[allow(clippy::too_many_arguments)]
 pub fn gemm_bf16(
     dev: &GpuDevice,
     batch: BatchStrides,
@@ -50,7 +49,6 @@ pub fn gemm_bf16(
 
 /// [`gemm_bf16`] with the tensor-core kernel chosen. The wgmma path transposes B to K-major
 /// first (one pass over B); [`gemm_bf16_bt`] takes B already K-major.
-#[allow(clippy::too_many_arguments)]
 pub fn gemm_bf16_kernel(
     dev: &GpuDevice,
     kernel: GemmKernel,
@@ -134,7 +132,6 @@ pub fn gemm_bf16_kernel(
 /// beforehand (e.g. weights once) to get the accuracy of [`GemmPrecision::Tf32`]. Needs compute
 /// capability 9.0; k, lda, ldbt and the A/B batch strides multiples of 4, matrices of a batch not
 /// overlapping.
-#[allow(clippy::too_many_arguments)]
 pub fn gemm_tf32_bt(
     dev: &GpuDevice,
     tile: Option<WgmmaTile>,
@@ -170,7 +167,6 @@ pub fn gemm_tf32_bt(
 /// weight): the wgmma kernel reads both operands in place. A m x k row-major (lda), C f32
 /// row-major (ldc). Needs compute capability 9.0; k, lda, ldbt and the A/B batch strides multiples of
 /// 8, matrices of a batch not overlapping.
-#[allow(clippy::too_many_arguments)]
 pub fn gemm_bf16_bt(
     dev: &GpuDevice,
     tile: Option<WgmmaTile>,
@@ -218,7 +214,6 @@ struct BtProblem {
 
 /// [`gemm_tf32_bt`] and [`gemm_bf16_bt`]: checks (`chunk` elements = 16 bytes), then one wgmma
 /// launch on the operands in place.
-#[allow(clippy::too_many_arguments)]
 fn gemm_bt<T: cudarc::driver::DeviceRepr>(
     what: &str,
     chunk: usize,
@@ -306,7 +301,6 @@ fn direct_ok_chunk(
 }
 
 /// BF16 GEMM with row-major bf16 B (k x n, ldb): B is transposed to K-major first (one pass).
-#[allow(clippy::too_many_arguments)]
 fn gemm_bf16_b_row_major(
     dev: &GpuDevice,
     tile: Option<WgmmaTile>,
@@ -352,7 +346,6 @@ fn gemm_bf16_b_row_major(
 
 /// BF16 GEMM with row-major bf16 B (k x n, ldb) read in place, N-major (imm-trans-b = 1).
 /// The caller checks [`direct_ok`] for A and for B (as an n-wide, k-row operand).
-#[allow(clippy::too_many_arguments)]
 fn gemm_bf16_b_n_major(
     dev: &GpuDevice,
     tile: Option<WgmmaTile>,

@@ -115,7 +115,6 @@ impl GemmKernel {
 
 /// [`super::gemm_batched`] with the tensor-core kernel chosen ([`GemmKernel`]); ignored by
 /// `Fp32Simt`.
-#[allow(clippy::too_many_arguments)]
 pub fn gemm_batched_kernel(
     dev: &GpuDevice,
     precision: GemmPrecision,
