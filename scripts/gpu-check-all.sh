@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The whole GPU check in one lease (docs/gpu.md): the engine-op parity check, the GEMM check and the
 # attention check, then `--device cuda` against `--device cpu` of the CLI commands (tests/cli_device.rs),
-# then the NCCL check (docs/distributed.md), one after the other, each under its own time budget, their
-# tables printed last.
+# then the NCCL check (docs/distributed.md), then DINO training on the GPU (gpu-check-train.sh), one
+# after the other, each under its own time budget, their tables printed last; the logs also in one
+# tarball, <logdir>.tar.gz.
 #
-#   scripts/gpu-check-all.sh --pack <bindir>   here (Rust, no GPU): packs the checks into <bindir>/{ops,gemm,attn,cli,nccl}
-#   <bindir>/gpu-check-all.sh <logdir>         on the GPU host: runs them; logs under <logdir>/{ops,gemm,attn,cli,nccl}
+#   scripts/gpu-check-all.sh --pack <bindir>   here (Rust, no GPU): packs the checks into <bindir>/{ops,gemm,attn,cli,nccl,train}
+#   <bindir>/gpu-check-all.sh <logdir>         on the GPU host: runs them; logs under <logdir>/{ops,gemm,attn,cli,nccl,train}
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/gpu-lib.sh"
@@ -17,6 +18,7 @@ if [ "${1:-}" = "--pack" ]; then
     bash "$here/gpu-check.sh" --pack "$dest/gemm" || exit 1
     bash "$here/gpu-check-attention.sh" --pack "$dest/attn" || exit 1
     bash "$here/gpu-check-nccl.sh" --pack "$dest/nccl" || exit 1
+    bash "$here/gpu-check-train.sh" --pack "$dest/train" || exit 1
     (
         cd "$here/.." || exit 1
         cargo build --release -q --bin dinonat || exit 1
@@ -44,7 +46,9 @@ DINONAT_BIN="$here/cli/dinonat" timeout -k 5 "${CLI_BUDGET_S:-90}" "$here/cli/cl
 echo "cli-device-tests: rc=$?" >"$logdir/cli.out"
 grep -E "device cuda|skipped|test result|panicked" "$logdir/cli/cli-device-tests.log" >>"$logdir/cli.out"
 GPU_CHECK_BUDGET=${NCCL_BUDGET_S:-75} bash "$here/nccl/gpu-check-nccl.sh" "$logdir/nccl" >"$logdir/nccl.out" 2>&1
-for part in ops gemm attn cli nccl; do
+GPU_CHECK_BUDGET=${TRAIN_BUDGET_S:-120} bash "$here/train/gpu-check-train.sh" "$logdir/train" >"$logdir/train.out" 2>&1
+tar -czf "$logdir.tar.gz" -C "$(dirname "$logdir")" "$(basename "$logdir")" 2>/dev/null
+for part in ops gemm attn cli nccl train; do
     echo
     echo "===== $part (last lines of its output; full logs in $logdir/$part)"
     tail -n 40 "$logdir/$part.out"
