@@ -13,7 +13,7 @@
 //! (B heads H W kh kw floats), full attention the log-sum-exp (B heads N floats); a naive full
 //! attention would hold the B heads N^2 probabilities.
 
-use super::AttentionArgs;
+use crate::args::AttentionArgs;
 use crate::timing::{gflop_per_s, median, process_cpu_seconds, random, repeats, wall_ms};
 use dinonat_kernels::cpu::attention::{self as full, Attention};
 use dinonat_kernels::cpu::neighborhood_attention::{
@@ -154,7 +154,7 @@ pub fn run(args: &AttentionArgs) -> Result<(), String> {
 fn measure_all(args: &AttentionArgs, passes: &[Pass], threads: usize) -> Vec<Case> {
     let mut cases = Vec::new();
     let total = args.sizes.len() * (args.kernels.len() + 1) * passes.len();
-    let mut progress = crate::progress::progress("bench attention (cases)");
+    let mut progress = dinonat_report::progress::progress("bench attention (cases)");
     for &size in &args.sizes {
         let mut bench = Buffers::new(args, size);
         for &kernel in &args.kernels {
@@ -612,7 +612,7 @@ fn plot_png(
     series: &[(String, Vec<(f64, f64)>)],
     markers: &[(String, f64)],
 ) -> Result<(), String> {
-    crate::plot::line_chart_loglog(path, title, "tokens (H x W)", y_label, series, markers)
+    dinonat_report::plot::line_chart_loglog(path, title, "tokens (H x W)", y_label, series, markers)
         .map_err(|e| format!("--png {}: {e}", path.display()))
 }
 
@@ -635,7 +635,7 @@ mod tests {
             json: false,
             csv: None,
             png: None,
-            device: crate::Device::Cpu,
+            device: crate::args::Device::Cpu,
             dtype: "f32".into(),
         }
     }

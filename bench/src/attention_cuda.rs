@@ -12,7 +12,7 @@
 //! forward of "fwd+bwd" writes them for the backward, which also computes d(rpb). With fwd+bwd,
 //! two breakdown rows follow for NA: "bwd" (the backward alone) and "bwd-no-drpb" (without d(rpb)).
 
-use super::AttentionArgs;
+use crate::args::AttentionArgs;
 use crate::timing::{gflop_per_s, gpu_batch, gpu_median_ms};
 use dinonat_kernels::cpu::attention::Attention;
 use dinonat_kernels::cpu::neighborhood_attention::{HeadsView, Na2d};

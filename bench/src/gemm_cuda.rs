@@ -9,8 +9,8 @@
 //! and `gemm_bf16_bt` with B already K-major (B^T n x k, as a linear layer's weight is stored).
 //! Built with the feature `gemm-dev` only (the kernels' GEMM dev corner, `cuda::gemm::dev`).
 
-use super::gemm::parse_shape;
-use super::GemmArgs;
+use crate::args::GemmArgs;
+use crate::gemm::parse_shape;
 use crate::timing::{gpu_batch, gpu_median_ms, random};
 use dinonat_kernels::cpu::gemm::{BatchStrides, Layout};
 use dinonat_kernels::cuda::gemm::dev::{self as gemm, GemmKernel, MmaTile, WgmmaTile};

@@ -8,9 +8,10 @@
 //! FLOPs: 2 x the backbone's multiply-adds (`NatConfig::macs`: convs, linears, attention) plus
 //! the head's linears, per view; the student's backward counts twice its forward.
 
-use super::{profile, TrainStepArgs};
-use crate::progress::Progress;
+use crate::args::TrainStepArgs;
+use crate::profile;
 use dinonat_engine::profile as engine_profile;
+use dinonat_report::progress::Progress;
 use dinonat_train::dino::schedule::WarmupFractions;
 use dinonat_train::trainer::config::TrainConfig;
 use dinonat_train::trainer::{StepTimings, Trainer};
@@ -134,11 +135,11 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
         let clock = Instant::now();
         let batch = t.prepare_batch(0, i).map_err(|e| e.to_string())?;
         let data_s = clock.elapsed().as_secs_f64();
-        let cpu0 = super::process_cpu_seconds();
+        let cpu0 = crate::timing::process_cpu_seconds();
         let clock = Instant::now();
         let log = t.train_step(&batch).map_err(|e| e.to_string())?;
         let secs = clock.elapsed().as_secs_f64();
-        let cpu_s = super::process_cpu_seconds()
+        let cpu_s = crate::timing::process_cpu_seconds()
             .zip(cpu0)
             .map(|(b, a)| b - a)
             .unwrap_or(f64::NAN);
