@@ -110,18 +110,8 @@ fn time_na_pass<T: GpuFloat>(
     } else {
         time_ms(dev, || {
             na2d_forward(dev, p, h(0), h(1), h(2), rpb_arg, out, Some(&mut *attn))?;
-            na2d_backward(
-                dev,
-                p,
-                h(0),
-                h(1),
-                h(2),
-                attn,
-                g,
-                grads,
-                views,
-                if with_rpb { Some(&mut *d_rpb) } else { None },
-            )
+            let d_rpb = if with_rpb { Some(&mut *d_rpb) } else { None };
+            na_backward(dev, p, x, views, attn, g, grads, d_rpb)
         })
     }
 }
@@ -142,24 +132,28 @@ fn time_na_backward<T: GpuFloat>(
         d_rpb,
         ..
     } = b;
+    time_ms(dev, || {
+        let d_rpb = if with_drpb { Some(&mut *d_rpb) } else { None };
+        na_backward(dev, p, x, views, attn, g, grads, d_rpb)
+    })
+}
+
+/// The NA backward on q, k, v read from the one buffer `x`.
+fn na_backward<T: GpuFloat>(
+    dev: &GpuDevice,
+    p: &Na2d,
+    x: &CudaSlice<T>,
+    views: [HeadsView; 3],
+    attn: &CudaSlice<f32>,
+    g: &CudaSlice<T>,
+    grads: &mut CudaSlice<T>,
+    d_rpb: Option<&mut CudaSlice<f32>>,
+) -> Result<(), String> {
     let h = |i: usize| GpuHeads {
-        data: &*x,
+        data: x,
         view: views[i],
     };
-    time_ms(dev, || {
-        na2d_backward(
-            dev,
-            p,
-            h(0),
-            h(1),
-            h(2),
-            attn,
-            g,
-            grads,
-            views,
-            if with_drpb { Some(&mut *d_rpb) } else { None },
-        )
-    })
+    na2d_backward(dev, p, h(0), h(1), h(2), attn, g, grads, views, d_rpb)
 }
 
 fn na_case<T: GpuFloat>(

@@ -89,6 +89,13 @@ pub fn flag(param: Param) -> &'static str {
     }
 }
 
+/// The curation library's errors (`dinonat_eval::curate`) with the image size and batch named by
+/// their flags, `--size` and `--batch`, where they lead the message (`embed`, `filter`,
+/// `crossmodal`).
+pub fn curate_flagged(e: impl ToString) -> String {
+    param_flags(e, &[("size", "--size"), ("batch", "--batch")], false)
+}
+
 /// Loads `source` with the one backbone loader, printing notes (ignored head tensors) to stderr.
 pub fn load_backbone(source: &BackboneSource) -> Result<Nat, String> {
     let mut notes = Vec::new();
