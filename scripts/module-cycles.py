@@ -32,7 +32,8 @@ def modules(src):
 def strip(text):
     # inline test modules (`#[cfg(test)] mod tests { use super::*; .. }`, at the end of a file)
     # name their own parent, not this module's
-    text = re.split(r"#\[cfg\(test\)\]\s*mod\s+\w+\s*\{", text)[0]
+    # (also `#[cfg(all(test, target_os = "linux"))] mod tests {`)
+    text = re.split(r"#\[cfg\((?:test|all\([^\]]*\btest\b[^\]]*\))\)\]\s*mod\s+\w+\s*\{", text)[0]
     text = re.sub(r"//[^\n]*", "", text)
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
     return re.sub(r'"(?:\\.|[^"\\])*"', '""', text)

@@ -42,57 +42,68 @@ fn gemm(c: &mut Criterion) {
             })
         });
         #[cfg(feature = "compare")]
-        {
-            group.bench_function(BenchmarkId::new("matrixmultiply", &name), |bch| {
-                // SAFETY: a, b, out hold m x k, k x n and m x n row-major matrices.
-                bch.iter(|| unsafe {
-                    matrixmultiply::sgemm(
-                        m,
-                        k,
-                        n,
-                        1.0,
-                        black_box(a.as_ptr()),
-                        k as isize,
-                        1,
-                        black_box(b.as_ptr()),
-                        n as isize,
-                        1,
-                        0.0,
-                        out.as_mut_ptr(),
-                        n as isize,
-                        1,
-                    )
-                })
-            });
-            group.bench_function(BenchmarkId::new("gemm", &name), |bch| {
-                // SAFETY: as above; gemm's dst := alpha dst + beta lhs rhs, read_dst = false.
-                bch.iter(|| unsafe {
-                    gemm::gemm(
-                        m,
-                        n,
-                        k,
-                        out.as_mut_ptr(),
-                        1,
-                        n as isize,
-                        false,
-                        black_box(a.as_ptr()),
-                        1,
-                        k as isize,
-                        black_box(b.as_ptr()),
-                        1,
-                        n as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::Rayon(rayon::current_num_threads()),
-                    )
-                })
-            });
-        }
+        third_party(&mut group, &name, (m, k, n), &a, &b, &mut out);
     }
     group.finish();
+}
+
+/// `matrixmultiply::sgemm` and `gemm::gemm` on the same shape and buffers (`--features compare`).
+#[cfg(feature = "compare")]
+fn third_party(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+) {
+    group.bench_function(BenchmarkId::new("matrixmultiply", name), |bch| {
+        // SAFETY: a, b, out hold m x k, k x n and m x n row-major matrices.
+        bch.iter(|| unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                black_box(a.as_ptr()),
+                k as isize,
+                1,
+                black_box(b.as_ptr()),
+                n as isize,
+                1,
+                0.0,
+                out.as_mut_ptr(),
+                n as isize,
+                1,
+            )
+        })
+    });
+    group.bench_function(BenchmarkId::new("gemm", name), |bch| {
+        // SAFETY: as above; gemm's dst := alpha dst + beta lhs rhs, read_dst = false.
+        bch.iter(|| unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                black_box(a.as_ptr()),
+                1,
+                k as isize,
+                black_box(b.as_ptr()),
+                1,
+                n as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(rayon::current_num_threads()),
+            )
+        })
+    });
 }
 
 criterion_group!(benches, gemm);

@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo bench -p dinonat-bench --bench ops` (set `DINONAT_ISA=avx2|portable` to time a lower path).
 //! Each kernel runs on 1 thread and on the whole rayon pool; the scalar references on 1 thread.
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use dinonat_bench::timing::random;
 use dinonat_kernels::cpu::{gelu, isa, layernorm, softmax};
 use rayon::prelude::*;
@@ -78,27 +79,39 @@ fn ops(c: &mut Criterion) {
         gelu::gelu_forward(black_box(&x), &mut y)
     });
 
+    references(&mut g, &x, &mut y, &gamma, &beta, (&mut mean, &mut rstd));
+    g.finish();
+}
+
+/// The scalar references of the three kernels, on one thread (the caller's).
+fn references(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    x: &[f32],
+    y: &mut [f32],
+    gamma: &[f32],
+    beta: &[f32],
+    (mean, rstd): (&mut [f32], &mut [f32]),
+) {
     g.bench_function("softmax_forward_reference/1 thread", |b| {
-        b.iter(|| softmax::softmax_forward_reference(black_box(&x), &mut y, COLS))
+        b.iter(|| softmax::softmax_forward_reference(black_box(x), y, COLS))
     });
     g.bench_function("layernorm_forward_reference/1 thread", |b| {
         b.iter(|| {
             layernorm::layernorm_forward_reference(
-                black_box(&x),
-                &gamma,
-                &beta,
+                black_box(x),
+                gamma,
+                beta,
                 1e-5,
-                &mut y,
-                &mut mean,
-                &mut rstd,
+                y,
+                mean,
+                rstd,
                 COLS,
             )
         })
     });
     g.bench_function("gelu_forward_reference/1 thread", |b| {
-        b.iter(|| gelu::gelu_forward_reference(black_box(&x), &mut y))
+        b.iter(|| gelu::gelu_forward_reference(black_box(x), y))
     });
-    g.finish();
 }
 
 criterion_group!(benches, ops);

@@ -12,7 +12,7 @@
 //! forward of "fwd+bwd" writes them for the backward, which also computes d(rpb). With fwd+bwd,
 //! two breakdown rows follow for NA: "bwd" (the backward alone) and "bwd-no-drpb" (without d(rpb)).
 
-use super::AttentionArgs;
+use crate::args::AttentionArgs;
 use crate::timing::{gflop_per_s, gpu_batch, gpu_median_ms};
 use dinonat_kernels::cpu::attention::Attention;
 use dinonat_kernels::cpu::neighborhood_attention::{HeadsView, Na2d};
@@ -55,6 +55,107 @@ fn all_finite<T: GpuFloat>(dev: &GpuDevice, x: &CudaSlice<T>, what: &str) -> Res
     Ok(())
 }
 
+/// The device buffers of one NA case: q, k, v in one buffer, the bias, the output's gradient and
+/// what forward and backward write.
+struct NaBuffers<T> {
+    x: CudaSlice<T>,
+    rpb: CudaSlice<f32>,
+    g: CudaSlice<T>,
+    out: CudaSlice<T>,
+    attn: CudaSlice<f32>,
+    grads: CudaSlice<T>,
+    d_rpb: CudaSlice<f32>,
+}
+
+fn na_buffers<T: GpuFloat>(dev: &GpuDevice, p: &Na2d, size: usize) -> Result<NaBuffers<T>, String> {
+    let n = p.out_len();
+    Ok(NaBuffers {
+        x: dev.upload(&random::<T>(3 * n, 7 + size as u64))?,
+        rpb: dev.upload(&random::<f32>(p.rpb_len(), 3))?,
+        g: dev.upload(&random::<T>(n, 11))?,
+        out: dev.zeros::<T>(n)?,
+        attn: dev.zeros::<f32>(p.attn_len())?,
+        grads: dev.zeros::<T>(3 * n)?,
+        d_rpb: dev.zeros::<f32>(p.rpb_len())?,
+    })
+}
+
+/// Milliseconds of one pass: "fwd" (no probabilities written) or "fwd+bwd".
+fn time_na_pass<T: GpuFloat>(
+    dev: &GpuDevice,
+    p: &Na2d,
+    b: &mut NaBuffers<T>,
+    views: [HeadsView; 3],
+    with_rpb: bool,
+    pass: &str,
+) -> Result<f64, String> {
+    let NaBuffers {
+        x,
+        rpb,
+        g,
+        out,
+        attn,
+        grads,
+        d_rpb,
+    } = b;
+    let h = |i: usize| GpuHeads {
+        data: &*x,
+        view: views[i],
+    };
+    let rpb_arg = with_rpb.then_some(&*rpb);
+    if pass == "fwd" {
+        time_ms(dev, || {
+            na2d_forward(dev, p, h(0), h(1), h(2), rpb_arg, out, None)
+        })
+    } else {
+        time_ms(dev, || {
+            na2d_forward(dev, p, h(0), h(1), h(2), rpb_arg, out, Some(&mut *attn))?;
+            let d_rpb = if with_rpb { Some(&mut *d_rpb) } else { None };
+            na_backward(dev, p, x, views, attn, g, grads, d_rpb)
+        })
+    }
+}
+
+/// Milliseconds of the backward alone (attn from the last forward), with or without d(rpb).
+fn time_na_backward<T: GpuFloat>(
+    dev: &GpuDevice,
+    p: &Na2d,
+    b: &mut NaBuffers<T>,
+    views: [HeadsView; 3],
+    with_drpb: bool,
+) -> Result<f64, String> {
+    let NaBuffers {
+        x,
+        g,
+        attn,
+        grads,
+        d_rpb,
+        ..
+    } = b;
+    time_ms(dev, || {
+        let d_rpb = if with_drpb { Some(&mut *d_rpb) } else { None };
+        na_backward(dev, p, x, views, attn, g, grads, d_rpb)
+    })
+}
+
+/// The NA backward on q, k, v read from the one buffer `x`.
+fn na_backward<T: GpuFloat>(
+    dev: &GpuDevice,
+    p: &Na2d,
+    x: &CudaSlice<T>,
+    views: [HeadsView; 3],
+    attn: &CudaSlice<f32>,
+    g: &CudaSlice<T>,
+    grads: &mut CudaSlice<T>,
+    d_rpb: Option<&mut CudaSlice<f32>>,
+) -> Result<(), String> {
+    let h = |i: usize| GpuHeads {
+        data: x,
+        view: views[i],
+    };
+    na2d_backward(dev, p, h(0), h(1), h(2), attn, g, grads, views, d_rpb)
+}
+
 fn na_case<T: GpuFloat>(
     dev: &GpuDevice,
     args: &AttentionArgs,
@@ -73,58 +174,18 @@ fn na_case<T: GpuFloat>(
     p.dilation = [args.dilation, args.dilation];
     p.check()?;
     let n = p.out_len();
-    let x = dev.upload(&random::<T>(3 * n, 7 + size as u64))?;
-    let rpb = dev.upload(&random::<f32>(p.rpb_len(), 3))?;
-    let g = dev.upload(&random::<T>(n, 11))?;
-    let mut out = dev.zeros::<T>(n)?;
-    let mut attn = dev.zeros::<f32>(p.attn_len())?;
-    let mut grads = dev.zeros::<T>(3 * n)?;
-    let mut d_rpb = dev.zeros::<f32>(p.rpb_len())?;
+    let mut b = na_buffers::<T>(dev, &p, size)?;
     let v = HeadsView::contiguous(size, size, args.heads, args.dim);
     let views = [v, v.with_offset(n), v.with_offset(2 * n)];
-    let h = |i: usize| GpuHeads {
-        data: &x,
-        view: views[i],
-    };
-    let rpb_arg = args.rpb.then_some(&rpb);
     let kk = |l: usize| (kernel.min(l.div_ceil(args.dilation))) as f64;
     let fwd_gflop =
         4.0 * (args.batch * args.heads * size * size * args.dim) as f64 * kk(size) * kk(size) / 1e9;
     let mut rows = Vec::new();
     for &pass in passes {
-        let ms = if pass == "fwd" {
-            time_ms(dev, || {
-                na2d_forward(dev, &p, h(0), h(1), h(2), rpb_arg, &mut out, None)
-            })?
-        } else {
-            time_ms(dev, || {
-                na2d_forward(
-                    dev,
-                    &p,
-                    h(0),
-                    h(1),
-                    h(2),
-                    rpb_arg,
-                    &mut out,
-                    Some(&mut attn),
-                )?;
-                na2d_backward(
-                    dev,
-                    &p,
-                    h(0),
-                    h(1),
-                    h(2),
-                    &attn,
-                    &g,
-                    &mut grads,
-                    views,
-                    if args.rpb { Some(&mut d_rpb) } else { None },
-                )
-            })?
-        };
-        all_finite(dev, &out, "na out")?;
+        let ms = time_na_pass(dev, &p, &mut b, views, args.rpb, pass)?;
+        all_finite(dev, &b.out, "na out")?;
         if pass != "fwd" {
-            all_finite(dev, &grads, "na dqkv")?;
+            all_finite(dev, &b.grads, "na dqkv")?;
         }
         let gflop = if pass == "fwd" {
             fwd_gflop
@@ -148,20 +209,7 @@ fn na_case<T: GpuFloat>(
             &[("bwd", false)]
         };
         for &(pass, with_drpb) in variants {
-            let ms = time_ms(dev, || {
-                na2d_backward(
-                    dev,
-                    &p,
-                    h(0),
-                    h(1),
-                    h(2),
-                    &attn,
-                    &g,
-                    &mut grads,
-                    views,
-                    if with_drpb { Some(&mut d_rpb) } else { None },
-                )
-            })?;
+            let ms = time_na_backward(dev, &p, &mut b, views, with_drpb)?;
             rows.push(Row {
                 op: "na",
                 size,

@@ -3,11 +3,11 @@
 //! (../shared/bench-ref/gemm_numpy_torch.py); absolute numbers on a shared machine drift.
 //! `--dtype bf16` times the BF16 GEMM (`sgemm_bf16`, its path named) right after f32 per shape.
 
-use super::GemmArgs;
-use crate::progress::Progress;
+use crate::args::GemmArgs;
 use crate::timing::{gflop_per_s, median, random, repeats};
 use dinonat_kernels::cpu::gemm::{sgemm, sgemm_bf16, Layout};
 use dinonat_kernels::cpu::isa;
+use dinonat_report::progress::Progress;
 use std::time::Instant;
 
 /// Cubes, then the NAT shapes: qkv, proj, fc2 of a 56x56 stage at batch 8, a 28x28 stage, and an MLP.

@@ -9,8 +9,8 @@
 //! and `gemm_bf16_bt` with B already K-major (B^T n x k, as a linear layer's weight is stored).
 //! Built with the feature `gemm-dev` only (the kernels' GEMM dev corner, `cuda::gemm::dev`).
 
-use super::gemm::parse_shape;
-use super::GemmArgs;
+use crate::args::GemmArgs;
+use crate::gemm::parse_shape;
 use crate::timing::{gpu_batch, gpu_median_ms, random};
 use dinonat_kernels::cpu::gemm::{BatchStrides, Layout};
 use dinonat_kernels::cuda::gemm::dev::{self as gemm, GemmKernel, MmaTile, WgmmaTile};
@@ -219,99 +219,121 @@ pub fn run(args: &GemmArgs) -> Result<(), String> {
     }
     let mut failures = Vec::new();
     for &(m, k, n) in &shapes {
-        let host_a = random(m * k, 1 + m as u64);
-        let host_b = random(k * n, 2 + n as u64);
-        let a = dev.upload(&host_a)?;
-        let b = dev.upload(&host_b)?;
-        let mut a16 = dev.zeros::<bf16>(m * k)?;
-        let mut b16 = dev.zeros::<bf16>(k * n)?;
-        elementwise::f32_to_bf16(dev, m * k, &a, &mut a16)?;
-        elementwise::f32_to_bf16(dev, k * n, &b, &mut b16)?;
-        let (bt16, a32r, bt32r) = if gemm::wgmma_available(dev) {
-            // TF32 rounding to nearest, ties away (cvt.rna), for finite values
-            let rna = |x: f32| f32::from_bits((x.to_bits() + 0x1000) & !0x1fff);
-            let mut t16 = vec![bf16::ZERO; k * n];
-            let mut t32 = vec![0.0f32; k * n];
-            for p in 0..k {
-                for j in 0..n {
-                    t16[j * k + p] = bf16::from_f32(host_b[p * n + j]);
-                    t32[j * k + p] = rna(host_b[p * n + j]);
-                }
-            }
-            let a32: Vec<f32> = host_a.iter().map(|&x| rna(x)).collect();
-            (dev.upload(&t16)?, dev.upload(&a32)?, dev.upload(&t32)?)
-        } else {
-            (
-                dev.zeros::<bf16>(1)?,
-                dev.zeros::<f32>(1)?,
-                dev.zeros::<f32>(1)?,
-            )
-        };
-        let c = dev.upload(&vec![f32::NAN; m * n])?;
-        let mut o = Operands {
-            a,
-            b,
-            a16,
-            b16,
-            bt16,
-            a32r,
-            bt32r,
-            c,
-            host_a,
-            host_b,
-        };
+        let mut o = operands(dev, (m, k, n))?;
         for var in variants(dev) {
-            let p = var.precision;
-            let variant = var.name();
-            if var.b_k_major && p == GemmPrecision::Tf32 && k % 4 != 0 {
-                eprintln!("bench gemm tf32 B^T {m}x{k}x{n}: skipped (k must be a multiple of 4)");
-                continue;
-            }
-            if p == GemmPrecision::Bf16 && (k % 8 != 0 || n % 8 != 0) {
-                eprintln!("bench gemm bf16 {m}x{k}x{n}: skipped (k and n must be multiples of 8)");
-                continue;
-            }
-            o.c = dev.upload(&vec![f32::NAN; m * n])?; // poisoned: each variant must write all of C
-            let timed = time_ms(dev, var, (m, k, n), &mut o)
-                .and_then(|ms| spot_check(dev, (m, k, n), &o).map(|err| (ms, err)));
-            let (ms, err) = match timed {
-                Ok(v) => v,
-                Err(e) => {
-                    eprintln!("bench gemm {} {variant} {m}x{k}x{n}: {e}", p.name());
-                    failures.push(format!("{} {variant} {m}x{k}x{n}: {e}", p.name()));
-                    continue;
-                }
-            };
-            let tflops = 2.0 * m as f64 * k as f64 * n as f64 / (ms * 1e-3) / 1e12;
-            let roof = roofline_tflops(p);
-            if args.json {
-                println!(
-                    "{{\"device\":\"{}\",\"m\":{m},\"k\":{k},\"n\":{n},\"precision\":\"{}\",\"variant\":\"{variant}\",\"ms\":{ms:.5},\"tflops\":{tflops:.2},\"roofline_tflops\":{roof},\"pct_roofline\":{:.1},\"check_rel_err\":{err:.2e}}}",
-                    info.name.replace('"', "'"),
-                    p.name(),
-                    100.0 * tflops / roof
-                );
-            } else {
-                println!(
-                    "{:>16} {:>5} {variant:>17} {ms:>10.4} {tflops:>9.1} {roof:>9.0} {:>6.1}% {err:>10.1e}",
-                    format!("{m}x{k}x{n}"),
-                    p.name(),
-                    100.0 * tflops / roof
-                );
-            }
-            if err > p.tolerance() * 4.0 {
-                failures.push(format!(
-                    "{} {variant} {m}x{k}x{n}: spot-check rel err {err:.2e} (tolerance {:.0e})",
-                    p.name(),
-                    p.tolerance()
-                ));
-            }
+            bench_variant(dev, args, var, (m, k, n), &mut o, &mut failures)?;
         }
     }
     if !failures.is_empty() {
         return Err(format!(
             "bench gemm: wrong results: {}",
             failures.join("; ")
+        ));
+    }
+    Ok(())
+}
+
+/// Random A (m x k) and B (k x n) on the device in every form the variants read (f32, BF16, and
+/// with wgmma B^T in BF16 and A, B^T rounded to TF32), and C poisoned with NaN.
+fn operands(dev: &GpuDevice, (m, k, n): (usize, usize, usize)) -> Result<Operands, String> {
+    let host_a = random(m * k, 1 + m as u64);
+    let host_b = random(k * n, 2 + n as u64);
+    let a = dev.upload(&host_a)?;
+    let b = dev.upload(&host_b)?;
+    let mut a16 = dev.zeros::<bf16>(m * k)?;
+    let mut b16 = dev.zeros::<bf16>(k * n)?;
+    elementwise::f32_to_bf16(dev, m * k, &a, &mut a16)?;
+    elementwise::f32_to_bf16(dev, k * n, &b, &mut b16)?;
+    let (bt16, a32r, bt32r) = if gemm::wgmma_available(dev) {
+        // TF32 rounding to nearest, ties away (cvt.rna), for finite values
+        let rna = |x: f32| f32::from_bits((x.to_bits() + 0x1000) & !0x1fff);
+        let mut t16 = vec![bf16::ZERO; k * n];
+        let mut t32 = vec![0.0f32; k * n];
+        for p in 0..k {
+            for j in 0..n {
+                t16[j * k + p] = bf16::from_f32(host_b[p * n + j]);
+                t32[j * k + p] = rna(host_b[p * n + j]);
+            }
+        }
+        let a32: Vec<f32> = host_a.iter().map(|&x| rna(x)).collect();
+        (dev.upload(&t16)?, dev.upload(&a32)?, dev.upload(&t32)?)
+    } else {
+        (
+            dev.zeros::<bf16>(1)?,
+            dev.zeros::<f32>(1)?,
+            dev.zeros::<f32>(1)?,
+        )
+    };
+    let c = dev.upload(&vec![f32::NAN; m * n])?;
+    Ok(Operands {
+        a,
+        b,
+        a16,
+        b16,
+        bt16,
+        a32r,
+        bt32r,
+        c,
+        host_a,
+        host_b,
+    })
+}
+
+/// Times one variant on one shape and spot-checks its C: prints a row (or a JSON object); a
+/// failure or a result over the tolerance goes into `failures`. A shape the variant cannot run is
+/// skipped with a message.
+fn bench_variant(
+    dev: &GpuDevice,
+    args: &GemmArgs,
+    var: Variant,
+    (m, k, n): (usize, usize, usize),
+    o: &mut Operands,
+    failures: &mut Vec<String>,
+) -> Result<(), String> {
+    let info = dev.info();
+    let p = var.precision;
+    let variant = var.name();
+    if var.b_k_major && p == GemmPrecision::Tf32 && k % 4 != 0 {
+        eprintln!("bench gemm tf32 B^T {m}x{k}x{n}: skipped (k must be a multiple of 4)");
+        return Ok(());
+    }
+    if p == GemmPrecision::Bf16 && (k % 8 != 0 || n % 8 != 0) {
+        eprintln!("bench gemm bf16 {m}x{k}x{n}: skipped (k and n must be multiples of 8)");
+        return Ok(());
+    }
+    o.c = dev.upload(&vec![f32::NAN; m * n])?; // poisoned: each variant must write all of C
+    let timed = time_ms(dev, var, (m, k, n), o)
+        .and_then(|ms| spot_check(dev, (m, k, n), o).map(|err| (ms, err)));
+    let (ms, err) = match timed {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("bench gemm {} {variant} {m}x{k}x{n}: {e}", p.name());
+            failures.push(format!("{} {variant} {m}x{k}x{n}: {e}", p.name()));
+            return Ok(());
+        }
+    };
+    let tflops = 2.0 * m as f64 * k as f64 * n as f64 / (ms * 1e-3) / 1e12;
+    let roof = roofline_tflops(p);
+    if args.json {
+        println!(
+            "{{\"device\":\"{}\",\"m\":{m},\"k\":{k},\"n\":{n},\"precision\":\"{}\",\"variant\":\"{variant}\",\"ms\":{ms:.5},\"tflops\":{tflops:.2},\"roofline_tflops\":{roof},\"pct_roofline\":{:.1},\"check_rel_err\":{err:.2e}}}",
+            info.name.replace('"', "'"),
+            p.name(),
+            100.0 * tflops / roof
+        );
+    } else {
+        println!(
+            "{:>16} {:>5} {variant:>17} {ms:>10.4} {tflops:>9.1} {roof:>9.0} {:>6.1}% {err:>10.1e}",
+            format!("{m}x{k}x{n}"),
+            p.name(),
+            100.0 * tflops / roof
+        );
+    }
+    if err > p.tolerance() * 4.0 {
+        failures.push(format!(
+            "{} {variant} {m}x{k}x{n}: spot-check rel err {err:.2e} (tolerance {:.0e})",
+            p.name(),
+            p.tolerance()
         ));
     }
     Ok(())

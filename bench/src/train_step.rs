@@ -8,9 +8,10 @@
 //! FLOPs: 2 x the backbone's multiply-adds (`NatConfig::macs`: convs, linears, attention) plus
 //! the head's linears, per view; the student's backward counts twice its forward.
 
-use super::{profile, TrainStepArgs};
-use crate::progress::Progress;
+use crate::args::TrainStepArgs;
+use crate::profile;
 use dinonat_engine::profile as engine_profile;
+use dinonat_report::progress::Progress;
 use dinonat_train::dino::schedule::WarmupFractions;
 use dinonat_train::trainer::config::TrainConfig;
 use dinonat_train::trainer::{StepTimings, Trainer};
@@ -46,12 +47,43 @@ pub fn run(args: &TrainStepArgs) -> Result<(), String> {
     }
 }
 
+/// The measured steps' totals: the step's phases, data preparation, step wall time, process CPU time.
+#[derive(Clone, Copy, Default)]
+struct Totals {
+    phases: StepTimings,
+    data: f64,
+    step: f64,
+    cpu: f64,
+}
+
 fn measure(a: &TrainStepArgs) -> Result<(), String> {
     if a.steps == 0 {
         return Err("--steps: must be at least 1".into());
     }
     let total = a.warmup + a.steps;
-    let config = TrainConfig {
+    let config = bench_config(a, total)?;
+    let flops = step_flops(&config)?;
+    let mut t = Trainer::new_on(config, a.device.device())
+        .map_err(|e| dinonat_report::args::device_error(&dinonat_report::args::train_flagged(e)))?;
+    t.set_checkpoint_levels(a.checkpoint_levels);
+    if !a.json {
+        println!("bench train-step: {}", describe(&t, a));
+        println!(
+            "{} warm-up + {} measured steps; {:.2} GFLOP per step",
+            a.warmup,
+            a.steps,
+            flops / 1e9
+        );
+    }
+    let totals = run_steps(&mut t, a, total)?;
+    let cells = a.profile.then(engine_profile::finish);
+    report(&t, a, flops, &totals, cells.as_deref());
+    Ok(())
+}
+
+/// The run a benchmark steps through: the flags' network, crops and batch on procedural images.
+fn bench_config(a: &TrainStepArgs, total: usize) -> Result<TrainConfig, String> {
+    Ok(TrainConfig {
         arch: a.arch.clone(),
         out_dim: a.out_dim,
         head_hidden_dim: a.head_hidden,
@@ -90,41 +122,36 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
         out_dir: std::env::temp_dir(),
         init: None,
         precision: a.precision.resolve(Some(a.device))?,
-    };
-    let flops = step_flops(&config)?;
-    let mut t = Trainer::new_on(config, a.device.device())
-        .map_err(|e| dinonat_report::args::device_error(&dinonat_report::args::train_flagged(e)))?;
-    t.set_checkpoint_levels(a.checkpoint_levels);
+    })
+}
+
+fn describe(t: &Trainer, a: &TrainStepArgs) -> String {
     let c = &t.config;
-    let describe = format!(
-        "{} + head {}-{}-{} -> K {} | {} px images, crops 2 x {} + {} x {} | batch {} | {} threads | {:?}{}",
-        c.arch,
-        c.head_hidden_dim,
-        c.head_hidden_dim,
-        c.head_bottleneck_dim,
-        c.out_dim,
-        c.procedural_size,
-        c.global_size,
-        c.n_local,
-        c.local_size,
-        c.batch_size,
-        rayon::current_num_threads(),
-        t.device(),
-        if a.checkpoint_levels {
-            " | activation checkpointing per level"
-        } else {
-            ""
-        }
-    );
-    if !a.json {
-        println!("bench train-step: {describe}");
-        println!(
-            "{} warm-up + {} measured steps; {:.2} GFLOP per step",
-            a.warmup,
-            a.steps,
-            flops / 1e9
-        );
+    format!(
+    "{} + head {}-{}-{} -> K {} | {} px images, crops 2 x {} + {} x {} | batch {} | {} threads | {:?}{}",
+    c.arch,
+    c.head_hidden_dim,
+    c.head_hidden_dim,
+    c.head_bottleneck_dim,
+    c.out_dim,
+    c.procedural_size,
+    c.global_size,
+    c.n_local,
+    c.local_size,
+    c.batch_size,
+    rayon::current_num_threads(),
+    t.device(),
+    if a.checkpoint_levels {
+        " | activation checkpointing per level"
+    } else {
+        ""
     }
+)
+}
+
+/// Runs the warm-up and measured steps (the engine's profile covers the measured ones), printing
+/// each step, and adds up the measured steps' times.
+fn run_steps(t: &mut Trainer, a: &TrainStepArgs, total: usize) -> Result<Totals, String> {
     let (mut sum, mut data, mut step_s, mut cpu) = (StepTimings::default(), 0.0, 0.0, 0.0);
     let mut bar = Progress::starting_at("bench train-step (steps)", 0);
     for i in 0..total {
@@ -134,11 +161,11 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
         let clock = Instant::now();
         let batch = t.prepare_batch(0, i).map_err(|e| e.to_string())?;
         let data_s = clock.elapsed().as_secs_f64();
-        let cpu0 = super::process_cpu_seconds();
+        let cpu0 = crate::timing::process_cpu_seconds();
         let clock = Instant::now();
         let log = t.train_step(&batch).map_err(|e| e.to_string())?;
         let secs = clock.elapsed().as_secs_f64();
-        let cpu_s = super::process_cpu_seconds()
+        let cpu_s = crate::timing::process_cpu_seconds()
             .zip(cpu0)
             .map(|(b, a)| b - a)
             .unwrap_or(f64::NAN);
@@ -166,7 +193,28 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
             cpu += cpu_s;
         }
     }
-    let cells = a.profile.then(engine_profile::finish);
+    Ok(Totals {
+        phases: sum,
+        data,
+        step: step_s,
+        cpu,
+    })
+}
+
+/// The per-step means: one JSON object, or a line and the profile's table.
+fn report(
+    t: &Trainer,
+    a: &TrainStepArgs,
+    flops: f64,
+    totals: &Totals,
+    cells: Option<&[engine_profile::ProfileCell]>,
+) {
+    let Totals {
+        phases: sum,
+        data,
+        step: step_s,
+        cpu,
+    } = *totals;
     let n = a.steps as f64;
     let step = step_s / n;
     let img_per_s = t.config.batch_size as f64 / step;
@@ -217,7 +265,7 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
                 "cpu_seconds_per_step": cpu_per_step,
                 "gflop_per_step": flops / 1e9,
                 "gflops": gflops,
-                "profile": cells.as_ref().map(|c| profile::to_json(c, &mean, n)),
+                "profile": cells.map(|c| profile::to_json(c, &mean, n)),
             })
         );
     } else {
@@ -226,9 +274,8 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
              optimiser {op:.4} s, EMA {ema:.4} s | data (separate, not in the step) {dt:.3} s | \
              {gflops:.1} GFLOP/s sustained | CPU {cpu_per_step:.2} s per step"
         );
-        if let Some(cells) = &cells {
+        if let Some(cells) = cells {
             profile::print(cells, &mean, step, n);
         }
     }
-    Ok(())
 }

@@ -9,45 +9,17 @@
 //! [`load_tensor_file`] reads safetensors or a PyTorch checkpoint ([`pth`]), chosen by the file's
 //! first bytes, not its extension.
 
+mod error;
 pub mod pth;
+
+pub use error::IoError;
 
 use crate::{DType, Tensor};
 use safetensors::{Dtype as StDtype, SafeTensors, View};
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// A failed read or write of a tensor file.
-#[derive(Clone, Debug, PartialEq)]
-pub struct IoError {
-    pub path: PathBuf,
-    /// The tensor concerned, when the problem is with one tensor.
-    pub tensor: Option<String>,
-    pub message: String,
-}
-
-impl IoError {
-    fn new(path: &Path, tensor: Option<&str>, message: impl Into<String>) -> IoError {
-        IoError {
-            path: path.to_path_buf(),
-            tensor: tensor.map(str::to_string),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for IoError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.tensor {
-            Some(t) => write!(f, "{}: tensor '{t}': {}", self.path.display(), self.message),
-            None => write!(f, "{}: {}", self.path.display(), self.message),
-        }
-    }
-}
-
-impl std::error::Error for IoError {}
 
 /// A tensor's bytes as safetensors wants them (little-endian, row-major).
 struct Bytes {

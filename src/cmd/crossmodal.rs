@@ -62,8 +62,7 @@ pub fn run(args: CrossModalArgs) -> Result<(), String> {
         figure: args.figure,
         figure_pairs: args.figure_pairs,
     };
-    let r = run_crossmodal(&nat, &config, &mut progress("crossmodal (pairs)"))
-        .map_err(|e| e.to_string())?;
+    let r = run_crossmodal(&nat, &config, &mut progress("crossmodal (pairs)")).map_err(flagged)?;
     if args.json {
         println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
         return Ok(());
@@ -123,4 +122,17 @@ pub fn run(args: CrossModalArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The library's parameters as this command's flags: size and batch where they lead the message,
+/// the folders and options wherever they appear.
+fn flagged(e: impl ToString) -> String {
+    let names = [
+        ("rgb", "--rgb"),
+        ("ir", "--ir"),
+        ("figure", "--figure"),
+        ("mass", "--mass"),
+        ("skip_unmatched", "--skip-unmatched"),
+    ];
+    crate::args::param_flags(crate::args::curate_flagged(e), &names, true)
 }

@@ -54,7 +54,7 @@ pub fn run(args: EmbedArgs) -> Result<(), String> {
                 &mut progress("embed (images)"),
             )
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(crate::args::curate_flagged)?;
     let dim = features.len() / paths.len();
     write_embeddings(&args.out, &csv, &features, dim, &paths, &nat.config.name)
         .map_err(|e| e.to_string())?;

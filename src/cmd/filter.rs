@@ -95,8 +95,8 @@ pub fn run(args: FilterArgs) -> Result<(), String> {
         sheet_limit: args.sheet_limit,
         thumbnail: 96,
     };
-    let r =
-        run_filter(&nat, &config, &mut progress("filter (images)")).map_err(|e| e.to_string())?;
+    let r = run_filter(&nat, &config, &mut progress("filter (images)"))
+        .map_err(crate::args::curate_flagged)?;
     println!(
         "{} images: {} near-duplicate groups, {} outliers, {} clusters, {} kept; report in {}",
         r.images,

@@ -180,6 +180,18 @@ pub fn knn_due(every: usize, step: usize, total: usize) -> bool {
     every > 0 && (step + 1).is_multiple_of(every) && step + 1 < total
 }
 
+/// Whether 0-based `step` of `total` prints a progress line: the first step, every `every`-th
+/// (0 counts as 1) and the last.
+pub fn progress_due(every: usize, step: usize, total: usize) -> bool {
+    (step + 1).is_multiple_of(every.max(1)) || step + 1 == total || step == 0
+}
+
+/// The seeds of `n` runs from `first`: first, first + 10, first + 20, ...; None when one would not
+/// fit in a u64.
+pub fn run_seeds(first: u64, n: usize) -> Option<Vec<u64>> {
+    (0..n as u64).map(|i| first.checked_add(10 * i)).collect()
+}
+
 /// A wall-clock limit on a run; the schedules still span all its steps.
 #[derive(Clone, Copy, Debug)]
 pub struct Deadline {
@@ -214,6 +226,20 @@ impl Deadline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_lines_at_the_first_every_nth_and_last_step() {
+        let due: Vec<usize> = (0..23).filter(|&s| progress_due(10, s, 23)).collect();
+        assert_eq!(due, [0, 9, 19, 22]);
+        assert!((0..5).all(|s| progress_due(0, s, 5)));
+    }
+
+    #[test]
+    fn seeds_step_by_ten_and_overflow_is_none() {
+        assert_eq!(run_seeds(3, 3), Some(vec![3, 13, 23]));
+        assert_eq!(run_seeds(u64::MAX - 5, 2), None);
+        assert_eq!(run_seeds(7, 1), Some(vec![7]));
+    }
 
     type Knobs = (usize, usize, usize, f64, Option<f64>, f64, f64);
 

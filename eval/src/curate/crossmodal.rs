@@ -216,8 +216,8 @@ pub fn pair_by_name(
 
 /// The pairs of `config`'s two folders; unmatched names are an error unless `skip_unmatched`.
 fn matched_pairs(config: &CrossModalConfig) -> Result<Pairing> {
-    let rgb = list_images(&config.rgb, "--rgb")?;
-    let ir = list_images(&config.ir, "--ir")?;
+    let rgb = list_images(&config.rgb, "rgb")?;
+    let ir = list_images(&config.ir, "ir")?;
     let (pairs, rgb_only, ir_only) = pair_by_name(&config.rgb, &rgb, &config.ir, &ir);
     if (!rgb_only.is_empty() || !ir_only.is_empty()) && !config.skip_unmatched {
         let list = |v: &[String]| {
@@ -229,7 +229,7 @@ fn matched_pairs(config: &CrossModalConfig) -> Result<Pairing> {
             )
         };
         return err(format!(
-            "unmatched file names ({} only in --rgb: {}; {} only in --ir: {}); pass --skip-unmatched to leave them out",
+            "unmatched file names ({} only in rgb: {}; {} only in ir: {}); pass skip_unmatched to leave them out",
             rgb_only.len(),
             list(&rgb_only),
             ir_only.len(),
@@ -238,7 +238,7 @@ fn matched_pairs(config: &CrossModalConfig) -> Result<Pairing> {
     }
     if pairs.is_empty() {
         return err(format!(
-            "--rgb {} and --ir {} share no file name",
+            "rgb {} and ir {} share no file name",
             config.rgb.display(),
             config.ir.display()
         ));
@@ -251,17 +251,17 @@ type Pairing = (Vec<(PathBuf, PathBuf)>, Vec<String>, Vec<String>);
 
 fn check_config(config: &CrossModalConfig) -> Result<()> {
     if let Some(f) = &config.figure {
-        refuse_inside(f, &config.rgb, "--figure", "--rgb")?;
-        refuse_inside(f, &config.ir, "--figure", "--ir")?;
+        refuse_inside(f, &config.rgb, "figure", "rgb")?;
+        refuse_inside(f, &config.ir, "figure", "ir")?;
     }
     if config.size < 8 {
-        return err(format!("--size {}: must be at least 8 pixels", config.size));
+        return err(format!("size {}: must be at least 8 pixels", config.size));
     }
     if config.batch == 0 {
-        return err("--batch 0: must be at least 1");
+        return err("batch 0: must be at least 1");
     }
     if !(config.mass > 0.0 && config.mass <= 1.0) {
-        return err(format!("--mass {}: must be in (0, 1]", config.mass));
+        return err(format!("mass {}: must be in (0, 1]", config.mass));
     }
     Ok(())
 }

@@ -44,9 +44,9 @@ pub fn embed_paths(
     batch: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<f32>> {
-    dinonat_train::guard::image_side("--size", size, 8).map_err(CurateError)?;
+    dinonat_train::guard::image_side("size", size, 8).map_err(CurateError)?;
     if batch == 0 {
-        return err("--batch 0: must be at least 1");
+        return err("batch 0: must be at least 1");
     }
     let transform = EvalTransform::square(size);
     let _guard = no_grad();

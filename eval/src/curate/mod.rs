@@ -47,7 +47,7 @@ pub fn err<T>(message: impl Into<String>) -> Result<T> {
 }
 
 /// The images of `dir` (flat, or in class sub-folders), sorted by path; `flag` names the
-/// option in errors.
+/// parameter in errors (a library caller passes its parameter, the command line its flag).
 pub fn list_images(dir: &Path, flag: &str) -> Result<Vec<PathBuf>> {
     if !dir.exists() {
         return err(format!("{flag} {}: no such folder", dir.display()));

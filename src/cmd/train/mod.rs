@@ -9,14 +9,21 @@ macro_rules! say {
     };
 }
 
+mod config;
 mod curves;
+mod data_flags;
+mod done;
+mod eval_flags;
 mod flags;
+mod network_flags;
+mod recipe_flags;
 mod report;
 mod run;
+mod steps;
 
 use crate::args::train_flagged as flagged;
 use dinonat_train::dist::{self, Collective};
-use dinonat_train::run_policy::Deadline;
+use dinonat_train::run_policy::{run_seeds, Deadline};
 use dinonat_train::trainer::Trainer;
 pub use flags::TrainArgs;
 use std::rc::Rc;
@@ -53,13 +60,7 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
     if a.resume.is_some() {
         return Err("--seeds N > 1 starts N new runs: it cannot be combined with --resume".into());
     }
-    let seeds: Vec<u64> = (0..a.seeds as u64)
-        .map(|i| {
-            a.seed
-                .checked_add(10 * i)
-                .ok_or("--seed: too large for --seeds")
-        })
-        .collect::<Result<_, _>>()?;
+    let seeds = run_seeds(a.seed, a.seeds).ok_or("--seed: too large for --seeds")?;
     let mut runs = Vec::new();
     for &seed in &seeds {
         let dir = a.out.join(format!("seed-{seed}"));

@@ -4,7 +4,7 @@
 //! rows then columns. DINO blurs with PIL's `GaussianBlur(radius=sigma)`, which approximates the same Gaussian with
 //! repeated box filters; the exact kernel is used here.
 
-use super::Planar;
+use super::planar::Planar;
 
 pub fn gaussian_kernel(sigma: f32) -> Vec<f32> {
     let radius = ((3.0 * sigma).ceil() as usize).max(1);

@@ -1,7 +1,7 @@
 //! Photometric transforms on planar RGB in [0, 1] (docs/augmentation.md, "Colour"): torchvision's ColorJitter
 //! (brightness, contrast, saturation, hue in random order), grayscale, solarize, normalisation.
 
-use super::Planar;
+use super::planar::Planar;
 use crate::data::procedural::hsv_to_rgb;
 use dinonat_engine::SplitMix64;
 

@@ -6,7 +6,7 @@
 //! `filter((j + 0.5 - c) / max(scale, 1))` and normalised to sum 1. Stretching the kernel by the scale when
 //! downscaling is the antialias: every input pixel contributes, nothing aliases. Upscaling is plain interpolation.
 
-use super::Planar;
+use super::planar::Planar;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Filter {

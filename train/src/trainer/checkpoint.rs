@@ -8,13 +8,18 @@
 //! generator of (seed, step), so the step is the whole RNG/data position.
 
 use super::config::TrainConfig;
+use super::error::{Result, TrainError};
 use super::network::{named_tensors, store, DinoNetwork, PARTS};
-use super::{Result, TrainError};
 use dinonat_engine::io::{load_safetensors, save_safetensors, TensorFile};
 use dinonat_engine::optim::AdamW;
 use dinonat_engine::Tensor;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The file a run's checkpoint lives in.
+pub fn checkpoint_path(out_dir: &Path) -> PathBuf {
+    out_dir.join("checkpoint.safetensors")
+}
 
 pub const FORMAT: &str = "dinonat-dino-checkpoint";
 

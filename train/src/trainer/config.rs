@@ -1,7 +1,7 @@
 //! What a run is: every choice that changes the numbers, saved in each checkpoint as JSON so that
 //! `--resume` rebuilds the same run.
 
-use super::{Result, TrainError};
+use super::error::{Result, TrainError};
 use crate::augment::MultiCropConfig;
 use crate::data::{open_dataset, Dataset, Procedural};
 use crate::dino::schedule::{Schedules, WarmupFractions};
@@ -247,8 +247,24 @@ impl TrainConfig {
         }
     }
 
-    /// Every value checked before anything is built; the message names the parameter (the field).
+    /// Every value checked before anything is built, group by group in a fixed order; the message
+    /// names the parameter (the field).
     pub fn validate(&self) -> Result<()> {
+        self.validate_sizes()?;
+        self.validate_input_memory()?;
+        self.validate_rates()?;
+        self.validate_loss_weights()?;
+        self.validate_schedule_ends()?;
+        self.validate_colour()?;
+        self.validate_clip_and_warmups()?;
+        self.backbone()?
+            .validate()
+            .map_err(|e| TrainError::param("arch", e))?;
+        Ok(())
+    }
+
+    /// Counts and sizes: positive, and under the caps that keep memory bounded.
+    fn validate_sizes(&self) -> Result<()> {
         let positive = [
             ("out_dim", self.out_dim),
             ("head_hidden_dim", self.head_hidden_dim),
@@ -296,6 +312,11 @@ impl TrainConfig {
         for (flag, v, max, what) in caps {
             at_most(flag, v, max, what).map_err(TrainError)?;
         }
+        Ok(())
+    }
+
+    /// The crops of one step fit the input cap.
+    fn validate_input_memory(&self) -> Result<()> {
         // The crops of one step, as f32: batch x (2 global + n local views) x 3 x side^2.
         let views = 2 * self.global_size * self.global_size
             + self.n_local * self.local_size * self.local_size;
@@ -310,6 +331,11 @@ impl TrainConfig {
                 (floats * 4) >> 20
             )));
         }
+        Ok(())
+    }
+
+    /// The learning rate, the teacher's temperature and drop path.
+    fn validate_rates(&self) -> Result<()> {
         if !(self.base_lr.is_finite() && self.base_lr > 0.0) {
             return Err(TrainError::param(
                 "base_lr",
@@ -328,6 +354,11 @@ impl TrainConfig {
                 format!("{} must be in [0, 1)", self.drop_path),
             ));
         }
+        Ok(())
+    }
+
+    /// The weights of the DINO and KoLeo terms.
+    fn validate_loss_weights(&self) -> Result<()> {
         if !(self.koleo.is_finite() && self.koleo >= 0.0) {
             return Err(TrainError::param(
                 "koleo",
@@ -355,6 +386,11 @@ impl TrainConfig {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// The teacher momentum's start and end, the learning rate's end.
+    fn validate_schedule_ends(&self) -> Result<()> {
         if !(0.0..1.0).contains(&self.momentum_teacher) {
             return Err(TrainError::param(
                 "momentum_teacher",
@@ -378,6 +414,11 @@ impl TrainConfig {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The colour augmentation's strengths and probabilities.
+    fn validate_colour(&self) -> Result<()> {
         if !(0.0..=0.5).contains(&self.hue) {
             return Err(TrainError::param(
                 "hue",
@@ -396,6 +437,11 @@ impl TrainConfig {
                 format!("{} must be a probability in [0, 1]", self.invert),
             ));
         }
+        Ok(())
+    }
+
+    /// Gradient clipping and the schedules' warm-up fractions.
+    fn validate_clip_and_warmups(&self) -> Result<()> {
         if self.clip_grad.is_nan() || self.clip_grad < 0.0 {
             return Err(TrainError::param("clip_grad", "must be >= 0"));
         }
@@ -412,9 +458,6 @@ impl TrainConfig {
                 ));
             }
         }
-        self.backbone()?
-            .validate()
-            .map_err(|e| TrainError::param("arch", e))?;
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! Per-step diagnostics: one CSV row per step and a progress line every `log_every` steps.
 
-use super::{Result, TrainError};
+use super::error::{Result, TrainError};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! resolution go through the backbone together, the head runs once). This file adds what the
 //! loop needs around them: the optimiser's parameter groups, checkpoint names, batch tensors.
 
-use super::Result;
+use super::error::Result;
 use crate::batch::MultiCropBatch;
 use dinonat_engine::nn::ParamStore;
 use dinonat_engine::optim::ParamGroup;

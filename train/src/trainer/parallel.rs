@@ -6,7 +6,7 @@
 //! EMA then run on the same numbers on every rank, so the networks stay identical. KoLeo stays per
 //! rank (its nearest neighbours are those of the rank's batch, as in DINOv2).
 
-use super::{Result, TrainError};
+use super::error::{Result, TrainError};
 use crate::dino::loss::{row_sums, sinkhorn_knopp};
 use crate::dino::DinoLoss;
 use crate::dist::{all_gather, all_reduce_mean, all_reduce_sum, Collective};

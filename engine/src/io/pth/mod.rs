@@ -16,7 +16,7 @@
 pub mod pickle;
 pub mod zip;
 
-use super::IoError;
+use super::error::IoError;
 use crate::Tensor;
 use pickle::{Object, StorageType, TensorRef, Unpickled};
 use std::collections::HashMap;

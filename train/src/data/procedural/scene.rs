@@ -4,8 +4,9 @@
 //! construction (docs/data.md). The RGB images of every (seed, index) are pinned by checksums in the tests of
 //! `super`.
 
-use super::{inside, SplitMix64};
+use super::shapes::inside;
 use crate::data::RgbImage;
+use dinonat_engine::SplitMix64;
 
 /// Side of the value-noise grid of the background.
 const G: usize = 5;

@@ -12,9 +12,9 @@
 //! untouched: RGB images are the same with or without their twins.
 
 use super::scene::{approx_normal, ObjectMask, Scene};
-use super::SplitMix64;
 use crate::augment::blur::gaussian_kernel;
 use crate::data::RgbImage;
+use dinonat_engine::SplitMix64;
 
 /// Draws the thermal picture of `scene` with the thermal stream `rng`.
 pub(crate) fn render_thermal(scene: &Scene, rng: &mut SplitMix64) -> RgbImage {
