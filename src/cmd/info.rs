@@ -64,8 +64,13 @@ pub fn run() -> Result<(), String> {
     let on = match bf16 {
         isa::Bf16Gemm::RoundPack => format!(" (on the {} f32 kernel)", isa::active().name()),
         isa::Bf16Gemm::DpBf16 => " (vdpbf16ps, 14x32 register tile)".into(),
+        isa::Bf16Gemm::Amx => " (tdpbf16ps, 2x2 tiles of 16x16 f32)".into(),
     };
     println!("cpu bf16 gemm:    {}{on}", bf16.name());
+    match isa::amx_support() {
+        Ok(()) => println!("AMX:              present, opt-in (DINONAT_AMX=1), never verified"),
+        Err(why) => println!("AMX:              absent ({why})"),
+    }
     for (kernel, path) in kernel_paths(isa::active()) {
         println!("  {kernel:<24}{path}");
     }

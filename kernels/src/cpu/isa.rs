@@ -5,9 +5,11 @@
 //! process and can be lowered (never raised) with `DINONAT_ISA=avx2|portable`, which tests and
 //! benchmarks use to exercise every path on one machine.
 //!
-//! The BF16 GEMM has its own choice ([`Bf16Gemm`]): AVX512-BF16 dot products where the processor has
-//! them, else rounding while packing on the f32 path above. `DINONAT_ISA=avx512|avx2|portable`
-//! lowers it to rounding while packing too (so CI covers both on a BF16 machine).
+//! The BF16 GEMM has its own choice ([`Bf16Gemm`]): AMX tiles (opt-in with `DINONAT_AMX=1`: never
+//! run on an AMX machine yet), AVX512-BF16 dot products where the processor has them, else
+//! rounding while packing on the f32 path above. `DINONAT_ISA=avx512bf16` lowers it to the
+//! AVX512-BF16 path, `DINONAT_ISA=avx512|avx2|portable` to rounding while packing (so CI covers
+//! every lower path on a better machine).
 
 use std::sync::OnceLock;
 
@@ -56,13 +58,18 @@ pub fn detected() -> Isa {
     Isa::Portable
 }
 
-/// The f32 path `DINONAT_ISA` asks for; None when unset or naming a BF16 path (`avx512bf16`),
-/// which leaves the f32 path at its best.
+/// The f32 path `DINONAT_ISA` asks for; None when unset or naming a BF16 path (`avx512bf16`,
+/// `amx`), which leaves the f32 path at its best.
 fn requested() -> Option<Isa> {
-    match std::env::var("DINONAT_ISA").ok().as_deref() {
-        Some("portable") => Some(Isa::Portable),
-        Some("avx2") | Some("avx2+fma") => Some(Isa::Avx2Fma),
-        Some("avx512") | Some("avx512f") => Some(Isa::Avx512),
+    requested_from(&std::env::var("DINONAT_ISA").ok()?)
+}
+
+/// The f32 path a `DINONAT_ISA` value names.
+fn requested_from(s: &str) -> Option<Isa> {
+    match s {
+        "portable" => Some(Isa::Portable),
+        "avx2" | "avx2+fma" => Some(Isa::Avx2Fma),
+        "avx512" | "avx512f" => Some(Isa::Avx512),
         _ => None,
     }
 }
@@ -85,6 +92,8 @@ pub enum Bf16Gemm {
     RoundPack,
     /// AVX512-BF16 `vdpbf16ps` on pairs of k packed as BF16 (Zen 4 / Zen 5, Xeon since Cooper Lake).
     DpBf16,
+    /// AMX `tdpbf16ps` on 16 x 16 tiles of f32 (Xeon since Sapphire Rapids; Linux >= 5.16).
+    Amx,
 }
 
 impl Bf16Gemm {
@@ -92,38 +101,133 @@ impl Bf16Gemm {
         match self {
             Bf16Gemm::RoundPack => "round-while-packing",
             Bf16Gemm::DpBf16 => "avx512bf16",
+            Bf16Gemm::Amx => "amx",
         }
     }
 
     /// Every BF16 path this processor can run, best first.
     pub fn available() -> Vec<Bf16Gemm> {
         let best = bf16_gemm_detected();
-        [Bf16Gemm::DpBf16, Bf16Gemm::RoundPack]
+        [Bf16Gemm::Amx, Bf16Gemm::DpBf16, Bf16Gemm::RoundPack]
             .into_iter()
             .filter(|&p| p <= best)
             .collect()
     }
 }
 
-/// The best BF16 GEMM path the processor supports, ignoring `DINONAT_ISA`.
+/// The best BF16 GEMM path the processor supports, ignoring `DINONAT_ISA` and `DINONAT_AMX`.
+/// AMX counts only where [`amx_support`] is `Ok` (it needs AVX512-BF16 too, which every AMX
+/// processor has: its kernel stores through AVX-512).
 pub fn bf16_gemm_detected() -> Bf16Gemm {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bf16")
         {
-            return Bf16Gemm::DpBf16;
+            return if amx_support().is_ok() {
+                Bf16Gemm::Amx
+            } else {
+                Bf16Gemm::DpBf16
+            };
         }
     }
     Bf16Gemm::RoundPack
 }
 
-/// The BF16 GEMM path in use: the detected one; round-while-packing when `DINONAT_ISA` names an
-/// f32 path (`avx512`, `avx2`, `portable`).
+/// The BF16 GEMM path in use (chosen once per process): see [`bf16_gemm_choice`].
 pub fn bf16_gemm_active() -> Bf16Gemm {
     static ACTIVE: OnceLock<Bf16Gemm> = OnceLock::new();
-    *ACTIVE.get_or_init(|| match requested() {
-        Some(_) => Bf16Gemm::RoundPack,
-        None => bf16_gemm_detected(),
+    *ACTIVE.get_or_init(|| {
+        let isa = std::env::var("DINONAT_ISA").ok();
+        let amx = std::env::var("DINONAT_AMX").ok();
+        bf16_gemm_choice(bf16_gemm_detected(), isa.as_deref(), amx.as_deref())
     })
+}
+
+/// The BF16 GEMM path for a processor whose best is `detected`, given `DINONAT_ISA` and
+/// `DINONAT_AMX`: AMX only with `DINONAT_AMX=1` (it has never run on an AMX machine, so it is
+/// never picked by default); `DINONAT_ISA=avx512bf16` caps at AVX512-BF16, an f32 path
+/// (`avx512`, `avx2`, `portable`) at round-while-packing; never above `detected`.
+pub fn bf16_gemm_choice(detected: Bf16Gemm, isa: Option<&str>, amx: Option<&str>) -> Bf16Gemm {
+    let cap = match isa {
+        Some("avx512bf16") => Bf16Gemm::DpBf16,
+        Some(s) if requested_from(s).is_some() => Bf16Gemm::RoundPack,
+        _ => Bf16Gemm::Amx,
+    };
+    let opt_in = if amx == Some("1") {
+        Bf16Gemm::Amx
+    } else {
+        Bf16Gemm::DpBf16
+    };
+    detected.min(cap).min(opt_in)
+}
+
+/// Whether this process may run AMX BF16 tiles, or why not: the processor's AMX-TILE and
+/// AMX-BF16 (CPUID leaf 7, EDX bits 24 and 22), the OS's tile state (XCR0 bits 17 and 18), and
+/// Linux's permission for the tile data (`arch_prctl(ARCH_REQ_XCOMP_PERM, 18)`), requested once
+/// per process. A refusal or an older kernel (before 5.16) makes it unavailable, never a panic.
+pub fn amx_support() -> Result<(), &'static str> {
+    static SUPPORT: OnceLock<Result<(), &'static str>> = OnceLock::new();
+    *SUPPORT.get_or_init(amx_probe)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn amx_probe() -> Result<(), &'static str> {
+    Err("not an x86-64 processor")
+}
+
+#[cfg(target_arch = "x86_64")]
+fn amx_probe() -> Result<(), &'static str> {
+    use std::arch::x86_64::__cpuid_count;
+    // Leaf 7 is read only when the maximum leaf (leaf 0, EAX) reaches it.
+    let max_leaf = __cpuid_count(0, 0).eax;
+    let leaf7 = if max_leaf >= 7 {
+        __cpuid_count(7, 0).edx
+    } else {
+        0
+    };
+    let leaf1 = __cpuid_count(1, 0).ecx;
+    let (amx_bf16, amx_tile) = ((leaf7 >> 22) & 1 == 1, (leaf7 >> 24) & 1 == 1);
+    if max_leaf < 7 || !amx_bf16 || !amx_tile {
+        return Err("the processor has no AMX-BF16 tiles");
+    }
+    if (leaf1 >> 27) & 1 == 0 {
+        return Err("the OS has not enabled XSAVE (CPUID.1:ECX.OSXSAVE = 0)");
+    }
+    let xcr0: u64 = {
+        let (lo, hi): (u32, u32);
+        // SAFETY: XGETBV is available when CPUID reports OSXSAVE (checked above).
+        unsafe {
+            std::arch::asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi,
+                options(nomem, nostack, preserves_flags));
+        }
+        (hi as u64) << 32 | lo as u64
+    };
+    if (xcr0 >> 17) & 3 != 3 {
+        return Err("the OS has not enabled the tile state (XCR0 bits 17, 18)");
+    }
+    request_tile_data()
+}
+
+/// Linux: asks for the AMX tile data state (XFEATURE_XTILEDATA = 18) with the raw
+/// `arch_prctl(ARCH_REQ_XCOMP_PERM = 0x1023, 18)` system call (number 158 on x86-64).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn request_tile_data() -> Result<(), &'static str> {
+    let ret: isize;
+    // SAFETY: arch_prctl only records a permission for this process; the syscall instruction
+    // clobbers rcx and r11.
+    unsafe {
+        std::arch::asm!("syscall", inlateout("rax") 158isize => ret, in("rdi") 0x1023usize,
+            in("rsi") 18usize, lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err("Linux refused the tile data (arch_prctl ARCH_REQ_XCOMP_PERM; needs Linux >= 5.16)")
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", not(target_os = "linux")))]
+fn request_tile_data() -> Result<(), &'static str> {
+    Err("AMX is used only on Linux (the tile data permission request is Linux's)")
 }

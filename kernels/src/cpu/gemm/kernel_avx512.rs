@@ -38,13 +38,40 @@ impl MicroKernel for Avx512 {
 
 /// Lanes 0..n set (n <= 16).
 #[inline(always)]
-fn lanes(n: usize) -> __mmask16 {
+pub(crate) fn lanes(n: usize) -> __mmask16 {
     if n >= 16 {
         0xffff
     } else {
         ((1u32 << n) - 1) as __mmask16
     }
 }
+
+/// C[0..mr, 0..nr] = alpha * acc + beta * C (C not read when beta == 0), masked to the valid
+/// corner, for `acc` rows of two `__m512`. A macro, so that it expands inside each register
+/// kernel (AVX-512 f32 and BF16), whose accumulators then stay in zmm registers; in unsafe code
+/// compiled for avx512f, with C holding mr rows of nr writable floats `c_rs` apart.
+macro_rules! store_rows {
+    ($acc:expr, $c:expr, $c_rs:expr, ($mr:expr, $nr:expr), ($alpha:expr, $beta:expr)) => {{
+        let (c0, c_rs, mr, nr, beta_s) = ($c, $c_rs, $mr, $nr, $beta);
+        let m0 = lanes(nr);
+        let m1 = lanes(nr.saturating_sub(16));
+        let (va, vb) = (_mm512_set1_ps($alpha), _mm512_set1_ps(beta_s));
+        for (i, row) in $acc.iter().enumerate() {
+            if i < mr {
+                let c = c0.add(i * c_rs);
+                let mut v0 = _mm512_mul_ps(va, row[0]);
+                let mut v1 = _mm512_mul_ps(va, row[1]);
+                if beta_s != 0.0 {
+                    v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, c), v0);
+                    v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, c.wrapping_add(16)), v1);
+                }
+                _mm512_mask_storeu_ps(c, m0, v0);
+                _mm512_mask_storeu_ps(c.wrapping_add(16), m1, v1);
+            }
+        }
+    }};
+}
+pub(crate) use store_rows;
 
 #[target_feature(enable = "avx512f")]
 unsafe fn tile<const ROWS: usize, const PACKED: bool>(t: &Tile) {
@@ -88,29 +115,15 @@ unsafe fn tile<const ROWS: usize, const PACKED: bool>(t: &Tile) {
         a = a.wrapping_add(a_step);
         b = b.wrapping_add(t.b_rs);
     }
-    // Stored here, not through `store_tile`: passing the accumulators to a function made the f32
+    // Stored here (a macro, not a function): passing the accumulators to a function made the f32
     // GEMM 2.5x slower (measured: 198 -> 80 GFLOP/s at 1024^3 on 2 Ice Lake cores).
-    let m0 = lanes(t.nr);
-    let m1 = lanes(t.nr.saturating_sub(16));
-    let alpha = _mm512_set1_ps(t.alpha);
-    let beta = _mm512_set1_ps(t.beta);
-    for (i, row) in acc.iter().enumerate() {
-        if i < t.mr {
-            let c = t.c.add(i * t.c_rs);
-            let mut v0 = _mm512_mul_ps(alpha, row[0]);
-            let mut v1 = _mm512_mul_ps(alpha, row[1]);
-            if t.beta != 0.0 {
-                v0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m0, c), v0);
-                v1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m1, c.wrapping_add(16)), v1);
-            }
-            _mm512_mask_storeu_ps(c, m0, v0);
-            _mm512_mask_storeu_ps(c.wrapping_add(16), m1, v1);
-        }
-    }
+    store_rows!(acc, t.c, t.c_rs, (t.mr, t.nr), (t.alpha, t.beta));
 }
 
 /// C[0..mr, 0..nr] = alpha * acc + beta * C (C not read when beta == 0), masked to the valid
-/// corner; shared with the AVX512-BF16 kernel, whose accumulators have the same layout.
+/// corner, for accumulators in memory: the AMX kernel's tiles stored as 32 rows of two zmm.
+/// (The register kernels expand [`store_rows`] instead: through a function their accumulators
+/// spilled.)
 ///
 /// # Safety
 /// C must hold mr rows of nr writable floats, `c_rs` apart.
@@ -123,20 +136,5 @@ pub(crate) unsafe fn store_tile<const ROWS: usize>(
     (mr, nr): (usize, usize),
     (alpha, beta): (f32, f32),
 ) {
-    let m0 = lanes(nr);
-    let m1 = lanes(nr.saturating_sub(16));
-    let (va, vb) = (_mm512_set1_ps(alpha), _mm512_set1_ps(beta));
-    for (i, row) in acc.iter().enumerate() {
-        if i < mr {
-            let c = c.add(i * c_rs);
-            let mut v0 = _mm512_mul_ps(va, row[0]);
-            let mut v1 = _mm512_mul_ps(va, row[1]);
-            if beta != 0.0 {
-                v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, c), v0);
-                v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, c.wrapping_add(16)), v1);
-            }
-            _mm512_mask_storeu_ps(c, m0, v0);
-            _mm512_mask_storeu_ps(c.wrapping_add(16), m1, v1);
-        }
-    }
+    store_rows!(acc, c, c_rs, (mr, nr), (alpha, beta))
 }

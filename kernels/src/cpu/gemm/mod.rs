@@ -15,6 +15,7 @@
 
 mod bf16;
 mod driver;
+mod kernel_amx;
 #[cfg(target_arch = "x86_64")]
 mod kernel_avx2;
 #[cfg(target_arch = "x86_64")]
@@ -28,6 +29,9 @@ mod pairs;
 mod tests;
 #[cfg(test)]
 mod tests_bf16;
+#[cfg(test)]
+mod tests_tiles;
+mod tiles;
 mod view;
 
 pub use bf16::{sgemm_bf16, sgemm_bf16_batched, sgemm_bf16_batched_with, sgemm_bf16_with};
@@ -119,13 +123,18 @@ pub(crate) enum Path {
     Pairs(PairPath),
 }
 
-/// The pair microkernels: the AVX512-BF16 instruction, or its scalar emulation (tests).
+/// The pair microkernels: the AVX512-BF16 instruction or the AMX tiles, or the scalar emulation
+/// of either (tests).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum PairPath {
     #[cfg_attr(not(test), allow(dead_code))]
     Emulated,
     #[cfg(target_arch = "x86_64")]
     Avx512Bf16,
+    #[cfg_attr(not(test), allow(dead_code))]
+    EmulatedTiles,
+    #[cfg(target_arch = "x86_64")]
+    Amx,
 }
 
 impl Path {
@@ -135,8 +144,15 @@ impl Path {
             Bf16Gemm::RoundPack => Path::Round(isa::active()),
             #[cfg(target_arch = "x86_64")]
             Bf16Gemm::DpBf16 => Path::Pairs(PairPath::Avx512Bf16),
+            #[cfg(target_arch = "x86_64")]
+            Bf16Gemm::Amx => Path::Pairs(PairPath::Amx),
             #[cfg(not(target_arch = "x86_64"))]
-            Bf16Gemm::DpBf16 => panic!("sgemm_bf16: avx512bf16 needs an x86-64 processor"),
+            Bf16Gemm::DpBf16 | Bf16Gemm::Amx => {
+                panic!(
+                    "sgemm_bf16: the {} path needs an x86-64 processor",
+                    p.name()
+                )
+            }
         }
     }
 }
@@ -468,6 +484,20 @@ fn dispatch_pairs(
                 "sgemm_bf16: the avx512bf16 path needs an instruction set this processor lacks"
             );
             pairs::gemm::<kernel_avx512bf16::Avx512Bf16>(m, k, n, alpha, a, b, beta, c, parallel)
+        }
+        PairPath::EmulatedTiles => pairs::gemm::<kernel_amx::Amx<tiles::EmulatedTiles>>(
+            m, k, n, alpha, a, b, beta, c, parallel,
+        ),
+        #[cfg(target_arch = "x86_64")]
+        PairPath::Amx => {
+            assert!(
+                isa::bf16_gemm_detected() >= Bf16Gemm::Amx,
+                "sgemm_bf16: the amx path needs AMX tiles this process lacks ({})",
+                isa::amx_support().err().unwrap_or("")
+            );
+            pairs::gemm::<kernel_amx::Amx<kernel_amx::AmxTiles>>(
+                m, k, n, alpha, a, b, beta, c, parallel,
+            )
         }
     }
 }

@@ -7,10 +7,13 @@
 //!
 //! - a pair is one u32: the BF16 (RNE) of the even k in the low half, of the odd k in the high half
 //!   (the lane order of `vdpbf16ps`); an odd k ends with the pair (x, 0);
-//! - A block -> MR-row panels, pair q of row i at `dst[panel * MR * kq + q * MR + i]`;
+//! - A block -> MR-row panels, pair q of row i at `dst[panel * MR * kq + q * MR + i]` (the AMX
+//!   kernel packs its own tile layout, `PairKernel::pack_a`);
 //! - B -> for each KC block of rows, NR-column panels, pair q of column j at
-//!   `dst[pc / 2 * n_pad + panel * kq * NR + q * NR + j]`.
+//!   `dst[pc / 2 * n_pad + panel * kq * NR + q * NR + j]` (rows of 16 columns are AMX's VNNI
+//!   layout of B, so the AMX kernel reads this panel as two tiles).
 //!
+//! kq, the pairs of a KC block, is rounded up to `KQ_ALIGN` (16 for AMX tiles: zero pairs).
 //! Rows and columns past the edge are zero pairs; only the valid corner of a tile is stored.
 
 use rayon::prelude::*;
@@ -36,15 +39,32 @@ pub(crate) struct PairTile {
     pub beta: f32,
 }
 
-/// A pair microkernel and its blocking (KC counts k, not pairs, and is even).
+/// A pair microkernel and its blocking (KC counts k, not pairs, and is a multiple of
+/// 2 * KQ_ALIGN).
 pub(crate) trait PairKernel {
     const MR: usize;
     const NR: usize;
     const KC: usize;
     const MC: usize;
     const NC: usize;
+    /// The pairs of each KC block are padded with zero pairs to a multiple of this.
+    const KQ_ALIGN: usize = 1;
+    /// Packs rows i0..i0+mc, k p0..p0+kc of A into MR-row panels of `kq` pairs (MR * kq each).
+    fn pack_a(a: View, rows: (usize, usize), ks: (usize, usize), kq: usize, dst: &mut [u32]) {
+        pack_pairs(a, rows, ks, Self::MR, kq, dst)
+    }
+    /// Called on a thread before the first tile of a task, and [`PairKernel::end`] after its last
+    /// (the AMX kernel loads and releases its tile configuration there).
+    ///
     /// # Safety
-    /// `t` must describe readable MR x kq and kq x NR packed pairs and a writable mr x nr C.
+    /// The processor must have what the kernel runs on.
+    unsafe fn begin() {}
+    /// # Safety
+    /// As [`PairKernel::begin`].
+    unsafe fn end() {}
+    /// # Safety
+    /// `t` must describe readable MR x kq and kq x NR packed pairs and a writable mr x nr C, on a
+    /// thread between `begin` and `end`.
     unsafe fn tile(t: &PairTile);
 }
 
@@ -63,17 +83,18 @@ unsafe fn at(v: View, r: usize, p: usize) -> f32 {
     *v.ptr.add(r * v.rs + p * v.cs)
 }
 
-/// Packs rows i0..i0+mc, k columns p0..p0+kc of `v` into panels of `w` rows: pair q of row i at
-/// `dst[panel * w * kq + q * w + i]`. A block is packed as it is (w = MR); a B block as its
-/// transpose (rows = columns of B, w = NR), which gives B's panel layout.
+/// Packs rows i0..i0+mc, k columns p0..p0+kc of `v` into panels of `w` rows and `kq` pairs
+/// (kq >= kc / 2; pairs past kc are zero): pair q of row i at `dst[panel * w * kq + q * w + i]`.
+/// A block is packed as it is (w = MR); a B block as its transpose (rows = columns of B,
+/// w = NR), which gives B's panel layout.
 pub(crate) fn pack_pairs(
     v: View,
     (i0, mc): (usize, usize),
     (p0, kc): (usize, usize),
     w: usize,
+    kq: usize,
     dst: &mut [u32],
 ) {
-    let kq = kc.div_ceil(2);
     for (panel, out) in dst.chunks_mut(w * kq).take(mc.div_ceil(w)).enumerate() {
         let i = i0 + panel * w;
         let rows = w.min(i0 + mc - i);
@@ -81,7 +102,7 @@ pub(crate) fn pack_pairs(
             let (p, odd) = (p0 + 2 * q, 2 * q + 1 < kc);
             for (r, o) in out[q * w..(q + 1) * w].iter_mut().enumerate() {
                 // SAFETY: rows i..i+rows, columns p0..p0+kc lie inside `v` (checked by the caller).
-                *o = if r < rows {
+                *o = if r < rows && p < p0 + kc {
                     unsafe { pair(at(v, i + r, p), if odd { at(v, i + r, p + 1) } else { 0.0 }) }
                 } else {
                     0
@@ -117,8 +138,10 @@ pub(crate) fn gemm<K: PairKernel>(
         rs: b.cs,
         cs: b.rs,
     };
-    // The scratch is f32; pairs are u32 of the same size and alignment.
-    with_scratch(&B_BUF, k.div_ceil(2) * n_pad, |bbuf| {
+    let kq_of = |kc: usize| kc.div_ceil(2).next_multiple_of(K::KQ_ALIGN);
+    // The scratch is f32; pairs are u32 of the same size and alignment. Every KC block but the
+    // last has KC / 2 pairs, a multiple of KQ_ALIGN.
+    with_scratch(&B_BUF, kq_of(k) * n_pad, |bbuf| {
         let bp = ViewMut {
             ptr: bbuf.as_mut_ptr(),
             rs: 0,
@@ -127,13 +150,14 @@ pub(crate) fn gemm<K: PairKernel>(
         let pack_piece = |idx: usize| {
             let (pc, jc) = (idx / n_blocks * K::KC, idx % n_blocks * K::NC);
             let (kc, nc) = (K::KC.min(k - pc), K::NC.min(n - jc));
-            let len = nc.div_ceil(K::NR) * K::NR * kc.div_ceil(2);
-            // SAFETY: piece (pc, jc) owns its own range of the k/2 * n_pad pairs.
+            let kq = kq_of(kc);
+            let len = nc.div_ceil(K::NR) * K::NR * kq;
+            // SAFETY: piece (pc, jc) owns its own range of the kq_of(k) * n_pad pairs.
             let out = unsafe {
-                let p = bp.offset(pc / 2 * n_pad + jc * kc.div_ceil(2)) as *mut u32;
+                let p = bp.offset(pc / 2 * n_pad + jc * kq) as *mut u32;
                 std::slice::from_raw_parts_mut(p, len)
             };
-            pack_pairs(bt, (jc, nc), (pc, kc), K::NR, out);
+            pack_pairs(bt, (jc, nc), (pc, kc), K::NR, kq, out);
         };
         if parallel && k * n >= 1 << 16 {
             (0..k_blocks * n_blocks)
@@ -151,12 +175,14 @@ pub(crate) fn gemm<K: PairKernel>(
                 let ablock = unsafe {
                     std::slice::from_raw_parts_mut(abuf.as_mut_ptr() as *mut u32, abuf.len())
                 };
+                // SAFETY: dispatch checked the processor before choosing K.
+                unsafe { K::begin() };
                 for ic in (i0..i1).step_by(K::MC) {
                     let mc = K::MC.min(i1 - ic);
                     for pc in (0..k).step_by(K::KC) {
                         let kc = K::KC.min(k - pc);
-                        let kq = kc.div_ceil(2);
-                        pack_pairs(a, (ic, mc), (pc, kc), K::MR, ablock);
+                        let kq = kq_of(kc);
+                        K::pack_a(a, (ic, mc), (pc, kc), kq, ablock);
                         for jc in (j0..j1).step_by(K::NC) {
                             for ir in (0..mc).step_by(K::MR) {
                                 for jr in (jc..(jc + K::NC).min(j1)).step_by(K::NR) {
@@ -178,6 +204,8 @@ pub(crate) fn gemm<K: PairKernel>(
                         }
                     }
                 }
+                // SAFETY: as begin.
+                unsafe { K::end() };
             })
         };
         let tasks = m.div_ceil(m_step) * nt;
@@ -194,11 +222,28 @@ pub(crate) fn gemm<K: PairKernel>(
 /// as zero and subnormal results are flushed to zero (the instruction's fixed DAZ / FTZ / RNE).
 #[inline(always)]
 pub(crate) fn dpbf16_lane(acc: f32, a: u32, b: u32) -> f32 {
-    let daz = |x: f32| if x.is_subnormal() { 0.0 * x } else { x };
-    let even = |x: u32| daz(f32::from_bits(x << 16));
-    let odd = |x: u32| daz(f32::from_bits(x & 0xFFFF_0000));
-    let t = daz(acc + odd(a) * odd(b));
-    daz(t + even(a) * even(b))
+    let t = ftz(acc + half(a, true) * half(b, true));
+    ftz(t + half(a, false) * half(b, false))
+}
+
+/// The even (low) or odd (high) BF16 of a pair as f32, a subnormal read as zero.
+#[inline(always)]
+pub(crate) fn half(pair: u32, odd: bool) -> f32 {
+    ftz(f32::from_bits(if odd {
+        pair & 0xFFFF_0000
+    } else {
+        pair << 16
+    }))
+}
+
+/// Subnormal -> zero of the same sign (the fixed DAZ / FTZ of the BF16 dot-product instructions).
+#[inline(always)]
+pub(crate) fn ftz(x: f32) -> f32 {
+    if x.is_subnormal() {
+        0.0 * x
+    } else {
+        x
+    }
 }
 
 /// The scalar emulation of the AVX512-BF16 microkernel (same tile and blocking), run on every

@@ -9,6 +9,9 @@
 //!   (|alpha| sum_p |a_ip b_pj| + |beta c_ij|), the f32 bound of tests.rs (products of BF16 values
 //!   are exact in f32, so only the f32 additions round).
 //! - 1 and 2 threads bitwise identical; batched = one call per item, bitwise.
+//!
+//! Every pair path includes the AMX tiles, emulated everywhere and real where present
+//! (`tests_tiles.rs` has the tile emulator's own tests).
 
 use super::pairs::{dpbf16_lane, pair};
 use super::tests::{check_path, matrix, rounded, run_in_pool, Rng, Store, AWKWARD};
@@ -18,25 +21,45 @@ fn round_paths() -> Vec<Path> {
     Isa::available().into_iter().map(Path::Round).collect()
 }
 
-/// The emulated pair kernel, and the real one where the processor has it.
-fn pair_paths() -> Vec<Path> {
-    let mut v = vec![Path::Pairs(PairPath::Emulated)];
+/// The emulated pair and tile kernels, and the real ones where the processor has them: each path
+/// is run by name, so a machine with AMX still tests the AVX512-BF16 kernel below it.
+pub(super) fn pair_paths() -> Vec<Path> {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+    let mut v = vec![
+        Path::Pairs(PairPath::Emulated),
+        Path::Pairs(PairPath::EmulatedTiles),
+    ];
     #[cfg(target_arch = "x86_64")]
-    if isa::bf16_gemm_detected() >= Bf16Gemm::DpBf16 {
-        v.push(Path::Pairs(PairPath::Avx512Bf16));
+    {
+        if isa::bf16_gemm_detected() >= Bf16Gemm::DpBf16 {
+            v.push(Path::Pairs(PairPath::Avx512Bf16));
+        } else {
+            eprintln!(
+                "skip: this CPU has no avx512bf16; the vdpbf16ps kernel is checked only where it runs"
+            );
+        }
+        v.extend(tile_paths().into_iter().skip(1));
     }
-    if v.len() == 1 {
-        eprintln!(
-            "skip: this CPU has no avx512bf16; the vdpbf16ps kernel is checked only where it runs"
-        );
+    v
+}
+
+/// The emulated AMX tiles, and the hardware ones where this process may use them.
+pub(super) fn tile_paths() -> Vec<Path> {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+    let mut v = vec![Path::Pairs(PairPath::EmulatedTiles)];
+    #[cfg(target_arch = "x86_64")]
+    match isa::amx_support() {
+        Ok(()) if isa::bf16_gemm_detected() >= Bf16Gemm::Amx => v.push(Path::Pairs(PairPath::Amx)),
+        Ok(()) => eprintln!("skip: AMX without avx512bf16; the AMX kernel is not run"),
+        Err(why) => eprintln!("skip: {why}; the AMX kernel is checked only where it runs"),
     }
     v
 }
 
 /// m x k x n.
-type Shape = (usize, usize, usize);
+pub(super) type Shape = (usize, usize, usize);
 /// A shape, the stores of A, B and C, alpha and beta.
-type Case = (Shape, Store, Store, Store, f32, f32);
+pub(super) type Case = (Shape, Store, Store, Store, f32, f32);
 
 const TRANSPOSES: [(Store, Store); 4] = [
     (Store::Rows(0), Store::Rows(0)),
@@ -67,7 +90,7 @@ fn bigger_cases() -> Vec<(Shape, Store, Store, Store)> {
 
 /// Every (shape, A, B, C store, alpha, beta) case: the awkward cube over the four transposes
 /// (alternating plain and scaled-accumulate) and the bigger cases both ways.
-fn cases() -> Vec<Case> {
+pub(super) fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     for &m in &AWKWARD {
         for &k in &AWKWARD {
@@ -159,32 +182,25 @@ fn round_while_packing_is_the_f32_gemm_of_rounded_operands_bit_for_bit() {
     assert!(changed > 100, "only {changed} products changed by rounding");
 }
 
-/// The pair GEMM of the emulated kernel, written as a plain loop per element: pairs of k in
-/// KC = 256 blocks, `vdpbf16ps` per pair, then `alpha * acc + beta * c` (fused) per block.
-fn pair_reference(
-    (m, k, n): (usize, usize, usize),
-    alpha: f32,
-    (a, la): (&[f32], MatrixLayout),
-    (b, lb): (&[f32], MatrixLayout),
-    beta: f32,
+/// An operand and its layout.
+pub(super) type Operand<'a> = (&'a [f32], MatrixLayout);
+
+/// The frame of the plain per-element references: for each element of C and each block of `kc`
+/// k, `block(i, j, p0, kc)` is the block's f32 sum, then `alpha * sum + beta * c` (fused; beta
+/// of later blocks 1), as the drivers store it.
+pub(super) fn per_block(
+    (m, k, n): Shape,
+    kc_max: usize,
+    (alpha, beta): (f32, f32),
     (c, lc): (&mut [f32], MatrixLayout),
+    block: impl Fn(usize, usize, usize, usize) -> f32,
 ) {
-    let at =
-        |x: &[f32], l: MatrixLayout, r: usize, s: usize| x[r * l.row_stride + s * l.col_stride];
     for i in 0..m {
         for j in 0..n {
             let ci = i * lc.row_stride + j * lc.col_stride;
-            for pc in (0..k).step_by(256) {
-                let kc = 256.min(k - pc);
-                let mut acc = 0.0f32;
-                for q in 0..kc.div_ceil(2) {
-                    let (p, odd) = (pc + 2 * q, 2 * q + 1 < kc);
-                    let ap = pair(at(a, la, i, p), if odd { at(a, la, i, p + 1) } else { 0.0 });
-                    let bp = pair(at(b, lb, p, j), if odd { at(b, lb, p + 1, j) } else { 0.0 });
-                    acc = dpbf16_lane(acc, ap, bp);
-                }
+            for pc in (0..k).step_by(kc_max) {
+                let v = alpha * block(i, j, pc, kc_max.min(k - pc));
                 let beta = if pc == 0 { beta } else { 1.0 };
-                let v = alpha * acc;
                 c[ci] = if beta == 0.0 {
                     v
                 } else {
@@ -195,25 +211,68 @@ fn pair_reference(
     }
 }
 
-#[test]
-fn pair_driver_with_emulated_kernel_is_the_plain_pair_loop_bit_for_bit() {
-    let mut rng = Rng(12);
-    let path = Path::Pairs(PairPath::Emulated);
-    for ((m, k, n), sa, sb, sc, alpha, beta) in cases() {
-        if matches!(sc, Store::Strided) {
-            continue; // C through a temporary: rounds `v + beta c` apart (checked in tolerance)
+/// The pairs of row i of A and column j of B at k = p, p + 1 (k >= end reads as 0).
+pub(super) fn pairs_at(
+    a: Operand,
+    b: Operand,
+    (i, j): (usize, usize),
+    p: usize,
+    end: usize,
+) -> (u32, u32) {
+    let at = |(x, l): Operand, r: usize, s: usize| x[r * l.row_stride + s * l.col_stride];
+    let ak = |p: usize| if p < end { at(a, i, p) } else { 0.0 };
+    let bk = |p: usize| if p < end { at(b, p, j) } else { 0.0 };
+    (pair(ak(p), ak(p + 1)), pair(bk(p), bk(p + 1)))
+}
+
+/// The pair GEMM of the emulated kernel, written as a plain loop per element: pairs of k in
+/// KC = 256 blocks, `vdpbf16ps` per pair, then `alpha * acc + beta * c` (fused) per block.
+fn pair_reference(
+    mkn: Shape,
+    alpha: f32,
+    a: Operand,
+    b: Operand,
+    beta: f32,
+    c: (&mut [f32], MatrixLayout),
+) {
+    per_block(mkn, 256, (alpha, beta), c, |i, j, pc, kc| {
+        let mut acc = 0.0f32;
+        for q in 0..kc.div_ceil(2) {
+            let (ap, bp) = pairs_at(a, b, (i, j), pc + 2 * q, pc + kc);
+            acc = dpbf16_lane(acc, ap, bp);
         }
-        let ((a, la), (b, lb), (c, lc)) = operands(&mut rng, (m, k, n), (sa, sb, sc), beta);
+        acc
+    })
+}
+
+/// A plain per-element loop: shape, alpha, A, B, beta, C.
+pub(super) type Reference =
+    fn(Shape, f32, (&[f32], MatrixLayout), (&[f32], MatrixLayout), f32, (&mut [f32], MatrixLayout));
+
+/// `path` bit for bit against `reference` on every case (strided C skipped: it goes through a
+/// temporary, which rounds `v + beta c` apart; checked in tolerance).
+pub(super) fn check_bitwise(path: Path, rng: &mut Rng, cases: Vec<Case>, reference: Reference) {
+    for ((m, k, n), sa, sb, sc, alpha, beta) in cases {
+        if matches!(sc, Store::Strided) {
+            continue;
+        }
+        let ((a, la), (b, lb), (c, lc)) = operands(rng, (m, k, n), (sa, sb, sc), beta);
         let mut ours = c.clone();
         run(path, m, k, n, alpha, &a, la, &b, lb, beta, &mut ours, lc);
         let mut want = c.clone();
-        pair_reference((m, k, n), alpha, (&a, la), (&b, lb), beta, (&mut want, lc));
+        reference((m, k, n), alpha, (&a, la), (&b, lb), beta, (&mut want, lc));
         assert!(
             same_bits(&ours, &want),
-            "{m}x{k}x{n} A {sa:?} B {sb:?} C {sc:?} alpha {alpha} beta {beta}: the pair driver \
-             differs from the plain pair loop"
+            "{path:?} {m}x{k}x{n} A {sa:?} B {sb:?} C {sc:?} alpha {alpha} beta {beta}: the \
+             driver differs from the plain per-element loop"
         );
     }
+}
+
+#[test]
+fn pair_driver_with_emulated_kernel_is_the_plain_pair_loop_bit_for_bit() {
+    let path = Path::Pairs(PairPath::Emulated);
+    check_bitwise(path, &mut Rng(12), cases(), pair_reference);
 }
 
 #[test]
