@@ -161,6 +161,7 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
             sum.optimizer += l.optimizer;
             sum.ema += l.ema;
             sum.all_reduce += l.all_reduce;
+            sum.all_reduce_total += l.all_reduce_total;
             data += data_s;
             step_s += secs;
             cpu += cpu_s;
@@ -185,6 +186,7 @@ fn measure(a: &TrainStepArgs) -> Result<(), String> {
         optimizer: op,
         ema,
         all_reduce: sum.all_reduce / n,
+        all_reduce_total: sum.all_reduce_total / n,
     };
     if a.json {
         println!(

@@ -105,6 +105,13 @@ fn open_trainer(
         }
     };
     t.set_checkpoint_levels(a.checkpoint_levels);
+    if !(a.bucket_mb.is_finite() && a.bucket_mb > 0.0) {
+        return Err(format!(
+            "--bucket-mb {}: needs a positive size",
+            a.bucket_mb
+        ));
+    }
+    t.set_overlap((!a.no_overlap).then_some((a.bucket_mb * 1e6) as usize));
     if t.config.data.is_none() && !a.no_eval && a.eval_train.is_none() {
         check_training_seed(t.config.seed).map_err(flagged)?;
     }
@@ -195,6 +202,8 @@ struct Done {
     logs: Vec<StepLog>,
     secs: f64,
     all_reduce_s: f64,
+    /// All of the all-reduce's time, overlapped or not.
+    all_reduce_total_s: f64,
     warnings: usize,
 }
 
@@ -215,9 +224,10 @@ fn train_steps(
         .map_err(flagged)?;
     let start = Instant::now();
     let mut bar = crate::progress::Progress::starting_at("train (steps)", t.step);
-    let mut all_reduce_s = 0.0;
+    let (mut all_reduce_s, mut all_reduce_total_s) = (0.0, 0.0);
     let result = t.run_with(a.stop_at, |tr, l| {
         all_reduce_s += tr.last_timings.all_reduce;
+        all_reduce_total_s += tr.last_timings.all_reduce_total;
         curves.record(l);
         if (l.step + 1) % every == 0 || l.step + 1 == total || l.step == 0 {
             let skipped = tr.bad_samples().errors().len();
@@ -257,6 +267,7 @@ fn train_steps(
         logs,
         secs,
         all_reduce_s,
+        all_reduce_total_s,
         warnings: watch.warnings,
     })
 }
@@ -305,6 +316,8 @@ impl Done {
             "unreadable_files": t.bad_samples().errors().len(),
             "world_size": world,
             "all_reduce_seconds_per_step": per_step,
+            "all_reduce_total_seconds_per_step": self.all_reduce_total_s / logs.len().max(1) as f64,
+            "all_reduce_overlap_bucket_mb": t.overlap().map(|b| b as f64 * 1e-6),
         })
     }
 
@@ -334,10 +347,15 @@ impl Done {
             let numel: usize = params.map(|(_, p)| p.numel()).sum();
             say!(
                 js,
-                "data parallel: gradient all-reduce {:.1} ms per step on average ({} ranks, {:.1} MB of f32 gradients)",
+                "data parallel: gradient all-reduce {:.1} ms per step on average, {:.1} ms of it after the backward ({} ranks, {:.1} MB of f32 gradients, {})",
+                1e3 * self.all_reduce_total_s / n.max(1) as f64,
                 1e3 * self.all_reduce_s / n.max(1) as f64,
                 world,
-                4e-6 * numel as f64
+                4e-6 * numel as f64,
+                match t.overlap() {
+                    Some(b) => format!("overlapped with the backward in buckets of {} MB", b as f64 * 1e-6),
+                    None => "after the backward".into(),
+                }
             );
         }
     }

@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod log;
 pub mod network;
+pub mod overlap;
 pub mod parallel;
 
 use crate::batch::{BatchBuilder, MultiCropBatch, Prefetcher};
@@ -92,6 +93,11 @@ pub struct Trainer {
     comm: Rc<dyn Collective>,
     /// Where the networks, the optimiser state and the centre live ([`Trainer::new_on`]).
     device: Device,
+    /// Data parallel: the all-reduce overlaps the backward in buckets of this many bytes
+    /// (trainer/overlap.rs); None: after the backward.
+    overlap_bucket_bytes: Option<usize>,
+    /// The order the gradients become final in, learnt in the first overlapped step (rank 0's).
+    overlap_order: std::cell::RefCell<Option<Vec<usize>>>,
     /// On a GPU: the most device memory in use after a step so far, and the device's total
     /// (bytes; [`dinonat_engine::device_memory`]). None on the CPU.
     pub peak_device_memory: Option<(usize, usize)>,
@@ -107,8 +113,11 @@ pub struct StepTimings {
     pub optimizer: f64,
     /// Teacher EMA and centre update.
     pub ema: f64,
-    /// Data parallel: averaging the gradients over the ranks (0 in a world of one).
+    /// Data parallel: the time the step waits for the gradients' average over the ranks after
+    /// the backward (0 in a world of one; all of the all-reduce when not overlapped).
     pub all_reduce: f64,
+    /// Data parallel: all the time in the all-reduce, overlapped with the backward or not.
+    pub all_reduce_total: f64,
 }
 
 /// What [`Trainer::run_with`]'s callback asks for after a step.
@@ -208,6 +217,8 @@ impl Trainer {
             last_timings: StepTimings::default(),
             comm: Rc::new(Single),
             device: Device::Cpu,
+            overlap_bucket_bytes: Some(overlap::DEFAULT_BUCKET_BYTES),
+            overlap_order: Default::default(),
             peak_device_memory: None,
         })
     }
@@ -404,15 +415,8 @@ impl Trainer {
             )));
         }
         let forward = lap()?;
-        profile::phase("backward");
-        let mut grads = out.loss.backward()?;
-        drop(out);
-        let backward = lap()?;
-        profile::phase("all-reduce");
-        if world > 1 {
-            parallel::average_gradients(comm, &mut grads, &self.params)?;
-        }
-        let all_reduce = lap()?;
+        // the backward and the gradients' mean over the ranks, overlapped (trainer/overlap.rs)
+        let (mut grads, reduce) = self.backward_averaged(out.loss, &mut lap)?;
         profile::phase("optimiser");
         if self.config.clip_grad > 0.0 {
             clip_grad_norms(&mut grads, &self.params, self.config.clip_grad)?;
@@ -443,10 +447,11 @@ impl Trainer {
         }
         self.last_timings = StepTimings {
             forward,
-            backward,
+            backward: reduce.backward,
             optimizer,
             ema: lap()?,
-            all_reduce,
+            all_reduce: reduce.exposed,
+            all_reduce_total: reduce.total,
         };
         if let Some((used, total)) = dinonat_engine::device_memory(self.device)? {
             let peak = self.peak_device_memory.map_or(0, |p| p.0).max(used);
