@@ -2,6 +2,8 @@
 //! this with `cargo test --release --features mpi --test mpi`). Needs `mpirun` on PATH.
 //! - 2 ranks x 16 images train what 1 rank x 32 trains (KoLeo off): the loss of every step within
 //!   1e-5 relative, the final teacher within 1e-4;
+//! - the all-reduce overlapped with the backward (the default, in small buckets here) and the one
+//!   after the backward (`--no-overlap`) give the same losses and teacher, bit for bit;
 //! - a rank killed with SIGKILL ends the job within seconds, naming the rank; the last checkpoint
 //!   loads and the run resumes on 2 ranks.
 #![cfg(feature = "mpi")]
@@ -123,6 +125,38 @@ fn two_ranks_train_what_one_rank_trains() {
         (d / n).sqrt()
     );
     assert!(a[0] != a[19], "nothing trained");
+}
+
+#[test]
+fn the_overlapped_all_reduce_gives_the_bits_of_the_one_after_the_backward() {
+    let (after, overlapped) = (tmp("after"), tmp("overlapped"));
+    let o = mpirun(2)
+        .arg(BIN)
+        .args(tiny(6, &after))
+        .arg("--no-overlap")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    ok(o, "mpirun -np 2 ... --no-overlap");
+    assert!(stdout.contains("after the backward"), "{stdout}");
+    // 20 kB buckets: nat_pico's 0.1 M parameters in many buckets
+    let o = mpirun(2)
+        .arg(BIN)
+        .args(tiny(6, &overlapped))
+        .args(["--bucket-mb", "0.02"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    ok(o, "mpirun -np 2 ... --bucket-mb 0.02");
+    assert!(
+        stdout.contains("overlapped with the backward in buckets of 0.02 MB"),
+        "{stdout}"
+    );
+    let (a, b) = (losses(&after), losses(&overlapped));
+    assert_eq!(a.len(), 6);
+    assert_eq!(a, b, "losses");
+    assert_eq!(teacher(&after), teacher(&overlapped), "teacher");
+    assert!(a[0] != a[5], "nothing trained");
 }
 
 #[test]

@@ -188,6 +188,7 @@ fn run_steps(t: &mut Trainer, a: &TrainStepArgs, total: usize) -> Result<Totals,
             sum.optimizer += l.optimizer;
             sum.ema += l.ema;
             sum.all_reduce += l.all_reduce;
+            sum.all_reduce_total += l.all_reduce_total;
             data += data_s;
             step_s += secs;
             cpu += cpu_s;
@@ -233,6 +234,7 @@ fn report(
         optimizer: op,
         ema,
         all_reduce: sum.all_reduce / n,
+        all_reduce_total: sum.all_reduce_total / n,
     };
     if a.json {
         println!(

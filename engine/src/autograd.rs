@@ -110,9 +110,43 @@ fn topological_order(root: &Tensor) -> Vec<Tensor> {
     order
 }
 
+/// Called with each leaf and its gradient as soon as that gradient is final ([`Tensor::backward_with`]).
+pub type GradientHook<'a> = dyn FnMut(&Tensor, &Tensor) -> Result<()> + 'a;
+
+/// How many ops of the walk still have to add into each leaf's gradient (docs/autodiff.md,
+/// "Final gradients"): every edge from a node of `order` to a leaf input counts once.
+fn leaf_consumers(order: &[Tensor]) -> HashMap<usize, usize> {
+    let mut count = HashMap::new();
+    for t in order {
+        if let Some(op) = t.op() {
+            for input in op
+                .inputs
+                .iter()
+                .filter(|i| i.requires_grad() && i.op().is_none())
+            {
+                *count.entry(input.id()).or_insert(0) += 1;
+            }
+        }
+    }
+    count
+}
+
 impl Tensor {
     /// Back-propagates from this scalar (one element) and returns the leaves' gradients.
     pub fn backward(&self) -> Result<Gradients> {
+        self.backward_walk(None)
+    }
+
+    /// [`Tensor::backward`] that calls `hook(leaf, gradient)` once per leaf the loss uses, as soon
+    /// as the leaf's gradient is final: right after the last op that uses the leaf has added its
+    /// contribution (docs/autodiff.md, "Final gradients"), while the walk goes on through the
+    /// earlier layers. The gradient is the one the returned [`Gradients`] holds. An error of the
+    /// hook ends the backward with that error.
+    pub fn backward_with(&self, hook: &mut GradientHook<'_>) -> Result<Gradients> {
+        self.backward_walk(Some(hook))
+    }
+
+    fn backward_walk(&self, mut hook: Option<&mut GradientHook<'_>>) -> Result<Gradients> {
         if self.numel() != 1 {
             return Err(EngineError::arg(
                 "backward",
@@ -126,28 +160,56 @@ impl Tensor {
         let seed = Tensor::ones(self.shape(), self.dtype()).to(self.device())?;
         pending.insert(self.id(), seed);
         let mut leaves = Gradients::default();
-        for t in topological_order(self).iter().rev() {
-            let Some(grad) = pending.remove(&t.id()) else {
-                continue;
-            };
+        let order = topological_order(self);
+        // only a hook needs to know when a leaf is done; without one, leaves are stored when reached
+        let mut consumers = match hook {
+            Some(_) => leaf_consumers(&order),
+            None => HashMap::new(),
+        };
+        for t in order.iter().rev() {
+            let grad = pending.remove(&t.id());
             let Some(op) = t.op() else {
-                leaves.map.insert(t.id(), grad);
+                if let Some(grad) = grad {
+                    // a leaf no op uses (the loss itself), or any leaf without a hook
+                    if let Some(hook) = hook.as_mut() {
+                        hook(t, &grad)?;
+                    }
+                    leaves.map.insert(t.id(), grad);
+                }
                 continue;
             };
-            let input_grads = (op.backward)(&grad)?;
-            for (input, g) in op.inputs.iter().zip(input_grads) {
-                let Some(g) = g else { continue };
-                if !input.requires_grad() {
-                    continue;
+            if let Some(grad) = grad {
+                let input_grads = (op.backward)(&grad)?;
+                for (input, g) in op.inputs.iter().zip(input_grads) {
+                    let Some(g) = g else { continue };
+                    if !input.requires_grad() {
+                        continue;
+                    }
+                    if g.shape() != input.shape() {
+                        return Err(EngineError::shape(op.name, g.shape(), input.shape()));
+                    }
+                    let summed = match pending.remove(&input.id()) {
+                        Some(previous) => previous.add(&g)?,
+                        None => g,
+                    };
+                    pending.insert(input.id(), summed);
                 }
-                if g.shape() != input.shape() {
-                    return Err(EngineError::shape(op.name, g.shape(), input.shape()));
+            }
+            let Some(hook) = hook.as_mut() else { continue };
+            // this op (whether or not a gradient reached it) has added all it will to its inputs
+            for input in op
+                .inputs
+                .iter()
+                .filter(|i| i.requires_grad() && i.op().is_none())
+            {
+                let left = consumers.get_mut(&input.id()).expect("counted above");
+                *left -= 1;
+                if *left == 0 {
+                    if let Some(grad) = pending.remove(&input.id()) {
+                        hook(input, &grad)?;
+                        leaves.map.insert(input.id(), grad);
+                    }
                 }
-                let summed = match pending.remove(&input.id()) {
-                    Some(previous) => previous.add(&g)?,
-                    None => g,
-                };
-                pending.insert(input.id(), summed);
             }
         }
         Ok(leaves)

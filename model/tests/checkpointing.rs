@@ -55,3 +55,39 @@ fn checkpointed_levels_give_the_same_features_gradients_and_draws() {
             .checkpoint_levels
     );
 }
+
+#[test]
+fn the_gradient_hook_sees_each_parameter_once_with_checkpointed_levels() {
+    // docs/autodiff.md, "Final gradients": the levels' inner backwards have no hook; the outer
+    // walk hands every parameter over once, with the gradient backward() gives
+    let mut config = NatConfig::nat_pico();
+    config.drop_path = 0.3;
+    let mut nat = Nat::new(&config, DType::F32, 16).unwrap();
+    nat.checkpoint_levels = true;
+    let x = images(17);
+    let loss = || {
+        let f = nat.forward_features(&x, true, &mut Rng::new(18)).unwrap();
+        f.mul(&f).unwrap().sum_all().unwrap()
+    };
+    let plain = loss().backward().unwrap();
+    let mut seen = std::collections::HashMap::new();
+    let hooked = loss()
+        .backward_with(&mut |leaf, grad| {
+            let previous = seen.insert(leaf.id(), grad.to_vec::<f32>()?);
+            assert!(previous.is_none(), "a parameter handed over twice");
+            Ok(())
+        })
+        .unwrap();
+    let params: Vec<_> = nat.params.trainable().collect();
+    assert_eq!(seen.len(), params.len(), "one call per parameter");
+    assert_eq!(hooked.len(), params.len());
+    for (name, t) in params {
+        let want = plain.get(t).unwrap().to_vec::<f32>().unwrap();
+        assert_eq!(seen[&t.id()], want, "{name}: the hook's gradient");
+        assert_eq!(
+            hooked.get(t).unwrap().to_vec::<f32>().unwrap(),
+            want,
+            "{name}: returned"
+        );
+    }
+}

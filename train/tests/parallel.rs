@@ -39,16 +39,20 @@ fn config(name: &str, steps: usize, centering: Centering) -> TrainConfig {
     }
 }
 
-/// Per-step losses and the final teacher's values of a run on `world` ranks.
+/// Per-step losses and the final teacher's values of a run on `world` ranks, the all-reduce
+/// overlapped with the backward in buckets of `overlap` bytes (None: after the backward).
 fn run(
     world: usize,
     name: &str,
     steps: usize,
     centering: Centering,
+    overlap: Option<usize>,
 ) -> (Vec<f64>, Vec<f32>, Vec<f64>) {
     let mut out = ThreadWorld::run(world, |comm| {
         let mut t = Trainer::new(config(name, steps, centering)).unwrap();
         t.set_collective(std::rc::Rc::new(comm)).unwrap();
+        t.set_overlap(overlap);
+        assert_eq!(t.overlap(), overlap.filter(|_| world > 1));
         let losses: Vec<f64> = t
             .run(None, |_| {})
             .unwrap()
@@ -76,14 +80,15 @@ fn rel(a: &[f32], b: &[f32]) -> f64 {
 }
 
 fn check(centering: Centering, steps: usize, tag: &str) {
-    let (l1, t1, c1) = run(1, &format!("{tag}-1"), steps, centering);
+    let bucket = Some(dinonat_train::trainer::overlap::DEFAULT_BUCKET_BYTES);
+    let (l1, t1, c1) = run(1, &format!("{tag}-1"), steps, centering, bucket);
     let worlds: &[usize] = if centering == Centering::Center {
         &[2, 4]
     } else {
         &[2]
     };
     for &world in worlds {
-        let (ln, tn, cn) = run(world, &format!("{tag}-{world}"), steps, centering);
+        let (ln, tn, cn) = run(world, &format!("{tag}-{world}"), steps, centering, bucket);
         assert_eq!(ln.len(), steps);
         for (s, (a, b)) in l1.iter().zip(&ln).enumerate() {
             assert!(
@@ -121,6 +126,26 @@ fn ranks_train_what_one_rank_trains_with_the_running_centre() {
 #[test]
 fn ranks_train_what_one_rank_trains_with_sinkhorn_knopp() {
     check(Centering::SinkhornKnopp, 8, "sk");
+}
+
+#[test]
+fn the_overlapped_all_reduce_gives_the_bits_of_the_one_after_the_backward() {
+    // trainer/overlap.rs: buckets of 20 kB (nat_pico's 0.1 M parameters in many buckets, some
+    // parameters larger than a bucket) vs one all-reduce after the backward
+    for world in [2, 4] {
+        let after = run(world, &format!("after-{world}"), 4, Centering::Center, None);
+        let overlapped = run(
+            world,
+            &format!("overlap-{world}"),
+            4,
+            Centering::Center,
+            Some(20_000),
+        );
+        assert_eq!(overlapped.0, after.0, "{world} ranks: losses");
+        assert_eq!(overlapped.1, after.1, "{world} ranks: teacher");
+        assert_eq!(overlapped.2, after.2, "{world} ranks: centre");
+        assert!(after.0[0] != after.0[3], "nothing trained");
+    }
 }
 
 #[test]

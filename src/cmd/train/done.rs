@@ -9,6 +9,8 @@ pub struct Done {
     pub logs: Vec<StepLog>,
     pub secs: f64,
     pub all_reduce_s: f64,
+    /// All of the all-reduce's time, overlapped or not.
+    pub all_reduce_total_s: f64,
     pub warnings: usize,
 }
 
@@ -40,6 +42,8 @@ impl Done {
             "unreadable_files": t.bad_samples().errors().len(),
             "world_size": world,
             "all_reduce_seconds_per_step": per_step,
+            "all_reduce_total_seconds_per_step": self.all_reduce_total_s / logs.len().max(1) as f64,
+            "all_reduce_overlap_bucket_mb": t.overlap().map(|b| b as f64 * 1e-6),
         })
     }
 
@@ -69,10 +73,15 @@ impl Done {
             let numel: usize = params.map(|(_, p)| p.numel()).sum();
             say!(
                 js,
-                "data parallel: gradient all-reduce {:.1} ms per step on average ({} ranks, {:.1} MB of f32 gradients)",
+                "data parallel: gradient all-reduce {:.1} ms per step on average, {:.1} ms of it after the backward ({} ranks, {:.1} MB of f32 gradients, {})",
+                1e3 * self.all_reduce_total_s / n.max(1) as f64,
                 1e3 * self.all_reduce_s / n.max(1) as f64,
                 world,
-                4e-6 * numel as f64
+                4e-6 * numel as f64,
+                match t.overlap() {
+                    Some(b) => format!("overlapped with the backward in buckets of {} MB", b as f64 * 1e-6),
+                    None => "after the backward".into(),
+                }
             );
         }
     }

@@ -87,4 +87,12 @@ pub struct TrainArgs {
     /// same numbers bit for bit).
     #[arg(long)]
     pub checkpoint_levels: bool,
+    /// Data parallel: all-reduce the gradients after the whole backward instead of overlapping it
+    /// with the backward in buckets (the same numbers bit for bit; docs/distributed.md).
+    #[arg(long)]
+    pub no_overlap: bool,
+    /// Data parallel: the size of a gradient bucket of the overlapped all-reduce, in MB (PyTorch
+    /// DDP's default).
+    #[arg(long, value_name = "MB", default_value_t = 25.0)]
+    pub bucket_mb: f64,
 }

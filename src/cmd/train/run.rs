@@ -109,6 +109,13 @@ fn open_trainer(
         }
     };
     t.set_checkpoint_levels(a.checkpoint_levels);
+    if !(a.bucket_mb.is_finite() && a.bucket_mb > 0.0) {
+        return Err(format!(
+            "--bucket-mb {}: needs a positive size",
+            a.bucket_mb
+        ));
+    }
+    t.set_overlap((!a.no_overlap).then_some((a.bucket_mb * 1e6) as usize));
     if t.config.data.is_none() && !a.eval.no_eval && a.eval.eval_train.is_none() {
         check_training_seed(t.config.seed).map_err(flagged)?;
     }

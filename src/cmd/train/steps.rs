@@ -27,9 +27,10 @@ pub fn train_steps(
         .map_err(flagged)?;
     let start = Instant::now();
     let mut bar = crate::progress::Progress::starting_at("train (steps)", t.step);
-    let mut all_reduce_s = 0.0;
+    let (mut all_reduce_s, mut all_reduce_total_s) = (0.0, 0.0);
     let result = t.run_with(a.stop_at, |tr, l| {
         all_reduce_s += tr.last_timings.all_reduce;
+        all_reduce_total_s += tr.last_timings.all_reduce_total;
         curves.record(l);
         if progress_due(every, l.step, total) {
             let skipped = tr.bad_samples().errors().len();
@@ -69,6 +70,7 @@ pub fn train_steps(
         logs,
         secs,
         all_reduce_s,
+        all_reduce_total_s,
         warnings: watch.warnings,
     })
 }

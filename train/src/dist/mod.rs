@@ -52,6 +52,12 @@ pub trait Collective {
     fn barrier(&self) -> Result<()>;
     /// The backend's name for messages ("single", "threads", "mpi", "nccl").
     fn name(&self) -> &'static str;
+    /// Whether a thread other than the one that made this backend may call it while that one
+    /// makes no call (MPI's `MPI_THREAD_SERIALIZED`): the all-reduce overlapped with the backward
+    /// runs on a communication thread (trainer/overlap.rs) only where this holds.
+    fn serialized_threads(&self) -> bool {
+        false
+    }
     /// The NCCL communicator for buffers on the GPU, where this backend has one
     /// ([`nccl::NcclWorld`]); host-only backends have none.
     #[cfg(feature = "nccl")]
@@ -95,6 +101,9 @@ impl Collective for Single {
     }
     fn name(&self) -> &'static str {
         "single"
+    }
+    fn serialized_threads(&self) -> bool {
+        true
     }
 }
 

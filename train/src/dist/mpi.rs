@@ -3,24 +3,30 @@
 //! rank when one dies, naming it, so a dead peer never leaves the others waiting.
 
 use super::{Collective, DistError, Result};
-use mpi::environment::Universe;
+use mpi::environment::{Threading, Universe};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
 /// `MPI_COMM_WORLD` of this process (MPI is finalised when it is dropped).
 pub struct MpiWorld {
     world: SimpleCommunicator,
+    /// The thread level the library granted ([`MpiWorld::init`] asks for `Serialized`).
+    threading: Threading,
     // dropped last: finalises MPI
     _universe: Universe,
 }
 
 impl MpiWorld {
-    /// Initialises MPI (once per process).
+    /// Initialises MPI (once per process) asking for `MPI_THREAD_SERIALIZED`: the overlapped
+    /// all-reduce calls MPI from its communication thread while the main thread computes the
+    /// backward, never both at once. A library that grants less (Open MPI 4.1 grants it, and
+    /// `MULTIPLE`) makes the trainer all-reduce after the backward instead.
     pub fn init() -> Result<MpiWorld> {
-        let universe = mpi::initialize()
+        let (universe, threading) = mpi::initialize_with_threading(Threading::Serialized)
             .ok_or_else(|| DistError("MPI was already initialised in this process".into()))?;
         Ok(MpiWorld {
             world: universe.world(),
+            threading,
             _universe: universe,
         })
     }
@@ -79,5 +85,8 @@ impl Collective for MpiWorld {
     }
     fn name(&self) -> &'static str {
         "mpi"
+    }
+    fn serialized_threads(&self) -> bool {
+        matches!(self.threading, Threading::Serialized | Threading::Multiple)
     }
 }

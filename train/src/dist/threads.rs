@@ -211,4 +211,7 @@ impl Collective for ThreadWorld {
     fn name(&self) -> &'static str {
         "threads"
     }
+    fn serialized_threads(&self) -> bool {
+        true // the hub is a mutex and a condition variable
+    }
 }

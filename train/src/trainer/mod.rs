@@ -15,6 +15,7 @@ pub mod config;
 mod error;
 pub mod log;
 pub mod network;
+pub mod overlap;
 pub mod parallel;
 mod run;
 mod state;

@@ -14,7 +14,7 @@ use dinonat_engine::autograd::{no_grad, Gradients};
 use dinonat_engine::rng::mix64;
 use dinonat_engine::{Device, RowWindow, Tensor};
 
-fn dist_err(e: crate::dist::DistError) -> TrainError {
+pub(super) fn dist_err(e: crate::dist::DistError) -> TrainError {
     TrainError(format!("data parallel: {e}"))
 }
 

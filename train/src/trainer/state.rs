@@ -37,6 +37,11 @@ pub struct Trainer {
     pub(super) comm: Rc<dyn Collective>,
     /// Where the networks, the optimiser state and the centre live ([`Trainer::new_on`]).
     pub(super) device: Device,
+    /// Data parallel: the all-reduce overlaps the backward in buckets of this many bytes
+    /// (trainer/overlap.rs); None: after the backward.
+    pub(super) overlap_bucket_bytes: Option<usize>,
+    /// The order the gradients become final in, learnt in the first overlapped step (rank 0's).
+    pub(super) overlap_order: std::cell::RefCell<Option<Vec<usize>>>,
     /// On a GPU: the most device memory in use after a step so far, and the device's total
     /// (bytes; [`dinonat_engine::device_memory`]). None on the CPU.
     pub peak_device_memory: Option<(usize, usize)>,
@@ -52,8 +57,11 @@ pub struct StepTimings {
     pub optimizer: f64,
     /// Teacher EMA and centre update.
     pub ema: f64,
-    /// Data parallel: averaging the gradients over the ranks (0 in a world of one).
+    /// Data parallel: the time the step waits for the gradients' average over the ranks after
+    /// the backward (0 in a world of one; all of the all-reduce when not overlapped).
     pub all_reduce: f64,
+    /// Data parallel: all the time in the all-reduce, overlapped with the backward or not.
+    pub all_reduce_total: f64,
 }
 
 /// What [`Trainer::run_with`]'s callback asks for after a step.
@@ -153,6 +161,8 @@ impl Trainer {
             last_timings: StepTimings::default(),
             comm: Rc::new(Single),
             device: Device::Cpu,
+            overlap_bucket_bytes: Some(super::overlap::DEFAULT_BUCKET_BYTES),
+            overlap_order: Default::default(),
             peak_device_memory: None,
         })
     }

@@ -80,13 +80,8 @@ impl Trainer {
             means,
         } = self.forward_loss(batch, &crops, global, s.teacher_temp)?;
         let forward = clock.lap()?;
-        profile::phase("backward");
-        let mut grads = out.loss.backward()?;
-        drop(out);
-        let backward = clock.lap()?;
-        profile::phase("all-reduce");
-        self.all_reduce_gradients(&mut grads)?;
-        let all_reduce = clock.lap()?;
+        // the backward and the gradients' mean over the ranks, overlapped (trainer/overlap.rs)
+        let (grads, reduce) = self.backward_averaged(out.loss, &mut || clock.lap())?;
         profile::phase("optimiser");
         self.optimizer_step(grads, &s)?;
         let optimizer = clock.lap()?;
@@ -94,10 +89,11 @@ impl Trainer {
         self.update_teacher(&teacher_out, s.teacher_momentum)?;
         self.last_timings = StepTimings {
             forward,
-            backward,
+            backward: reduce.backward,
             optimizer,
             ema: clock.lap()?,
-            all_reduce,
+            all_reduce: reduce.exposed,
+            all_reduce_total: reduce.total,
         };
         self.record_device_memory()?;
         profile::phase("other");
@@ -184,15 +180,6 @@ impl Trainer {
             teacher_out,
             means: [loss, teacher_entropy, kl],
         })
-    }
-
-    /// Data parallel: every rank's gradients become their mean over the ranks (trainer/parallel.rs);
-    /// nothing in a world of one.
-    fn all_reduce_gradients(&self, grads: &mut Gradients) -> Result<()> {
-        if self.comm.size() > 1 {
-            parallel::average_gradients(self.comm.as_ref(), grads, &self.params)?;
-        }
-        Ok(())
     }
 
     /// Clipping per tensor, dropping the last layer's gradient while it is frozen, AdamW.
