@@ -6,10 +6,11 @@
 //! benchmarks use to exercise every path on one machine.
 //!
 //! The BF16 GEMM has its own choice ([`Bf16Gemm`]): AMX tiles (opt-in with `DINONAT_AMX=1`: never
-//! run on an AMX machine yet), AVX512-BF16 dot products where the processor has them, else
-//! rounding while packing on the f32 path above. `DINONAT_ISA=avx512bf16` lowers it to the
-//! AVX512-BF16 path, `DINONAT_ISA=avx512|avx2|portable` to rounding while packing (so CI covers
-//! every lower path on a better machine).
+//! run on an AMX machine yet), AVX512-BF16 dot products where the processor has them and runs
+//! them faster than f32 FMAs ([`dpbf16_outruns_f32`]: AMD), else rounding while packing on the
+//! f32 path above. `DINONAT_ISA=avx512bf16` picks the AVX512-BF16 path wherever the processor has
+//! it, `DINONAT_ISA=avx512|avx2|portable` rounding while packing (so CI covers every lower path
+//! on a better machine).
 
 use std::sync::OnceLock;
 
@@ -140,15 +141,28 @@ pub fn bf16_gemm_active() -> Bf16Gemm {
     *ACTIVE.get_or_init(|| {
         let isa = std::env::var("DINONAT_ISA").ok();
         let amx = std::env::var("DINONAT_AMX").ok();
-        bf16_gemm_choice(bf16_gemm_detected(), isa.as_deref(), amx.as_deref())
+        let detected = bf16_gemm_detected();
+        bf16_gemm_choice(
+            detected,
+            dpbf16_outruns_f32(),
+            isa.as_deref(),
+            amx.as_deref(),
+        )
     })
 }
 
-/// The BF16 GEMM path for a processor whose best is `detected`, given `DINONAT_ISA` and
-/// `DINONAT_AMX`: AMX only with `DINONAT_AMX=1` (it has never run on an AMX machine, so it is
-/// never picked by default); `DINONAT_ISA=avx512bf16` caps at AVX512-BF16, an f32 path
-/// (`avx512`, `avx2`, `portable`) at round-while-packing; never above `detected`.
-pub fn bf16_gemm_choice(detected: Bf16Gemm, isa: Option<&str>, amx: Option<&str>) -> Bf16Gemm {
+/// The BF16 GEMM path for a processor whose best is `detected`, given whether its `vdpbf16ps`
+/// outruns its f32 FMAs (`dp_fast`, [`dpbf16_outruns_f32`]), `DINONAT_ISA` and `DINONAT_AMX`:
+/// AMX only with `DINONAT_AMX=1` (it has never run on an AMX machine, so it is never picked by
+/// default); AVX512-BF16 by default only where `dp_fast`, and wherever the processor has it with
+/// `DINONAT_ISA=avx512bf16`; an f32 path (`avx512`, `avx2`, `portable`) gives round-while-packing;
+/// never above `detected`.
+pub fn bf16_gemm_choice(
+    detected: Bf16Gemm,
+    dp_fast: bool,
+    isa: Option<&str>,
+    amx: Option<&str>,
+) -> Bf16Gemm {
     let cap = match isa {
         Some("avx512bf16") => Bf16Gemm::DpBf16,
         Some(s) if requested_from(s).is_some() => Bf16Gemm::RoundPack,
@@ -159,7 +173,35 @@ pub fn bf16_gemm_choice(detected: Bf16Gemm, isa: Option<&str>, amx: Option<&str>
     } else {
         Bf16Gemm::DpBf16
     };
-    detected.min(cap).min(opt_in)
+    let path = detected.min(cap).min(opt_in);
+    if path == Bf16Gemm::DpBf16 && !dp_fast && isa != Some("avx512bf16") {
+        Bf16Gemm::RoundPack
+    } else {
+        path
+    }
+}
+
+/// Whether this processor's `vdpbf16ps` (two BF16 products per f32 lane) does more multiply-adds
+/// per second than its f32 FMAs, so that the AVX512-BF16 path beats rounding while packing. AMD's
+/// Zen 4 / Zen 5 issue it at the FMA rate (twice the multiply-adds); Intel's Xeons do not: on an
+/// Emerald Rapids Xeon (family 6, model 207) one core issued 1.32 G `vdpbf16ps` zmm/s against
+/// 5.33 G `vfmadd231ps` zmm/s, half the f32 rate in multiply-adds (docs/gemm.md, "BF16"), and
+/// their fast BF16 unit is AMX. Decided by the vendor, not timed, so a run's path (and its bits)
+/// never depends on the load of the moment.
+pub fn dpbf16_outruns_f32() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let leaf0 = std::arch::x86_64::__cpuid_count(0, 0);
+        // The vendor string is EBX, EDX, ECX: "Auth" "enti" "cAMD".
+        let vendor = [leaf0.ebx, leaf0.edx, leaf0.ecx]
+            .map(u32::to_le_bytes)
+            .concat();
+        vendor == b"AuthenticAMD"
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// Whether this process may run AMX BF16 tiles, or why not: the processor's AMX-TILE and

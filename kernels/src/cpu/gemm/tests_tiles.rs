@@ -254,22 +254,29 @@ fn tile_paths_match_the_f64_reference_at_awkward_and_nat_shapes() {
 #[test]
 fn bf16_dispatch_picks_amx_only_when_asked_and_lowers_on_request() {
     use Bf16Gemm::*;
-    let choice = |best, isa, amx| bf16_gemm_choice(best, isa, amx);
-    // Never by default, even where AMX is present.
-    assert_eq!(choice(Amx, None, None), DpBf16);
-    assert_eq!(choice(Amx, None, Some("0")), DpBf16);
-    assert_eq!(choice(Amx, None, Some("1")), Amx);
-    assert_eq!(choice(Amx, Some("amx"), Some("1")), Amx);
-    // DINONAT_ISA forces lower paths whatever DINONAT_AMX says.
-    assert_eq!(choice(Amx, Some("avx512bf16"), Some("1")), DpBf16);
-    for f32_path in ["avx512", "avx2", "portable"] {
-        assert_eq!(choice(Amx, Some(f32_path), Some("1")), RoundPack);
-        assert_eq!(choice(DpBf16, Some(f32_path), None), RoundPack);
+    for fast in [true, false] {
+        let choice = |best, isa, amx| bf16_gemm_choice(best, fast, isa, amx);
+        // AVX512-BF16 by default only where it outruns f32 FMAs; on request wherever it exists.
+        let dp = if fast { DpBf16 } else { RoundPack };
+        // AMX never by default, even where it is present.
+        assert_eq!(choice(Amx, None, None), dp);
+        assert_eq!(choice(Amx, None, Some("0")), dp);
+        assert_eq!(choice(Amx, None, Some("1")), Amx);
+        assert_eq!(choice(Amx, Some("amx"), Some("1")), Amx);
+        assert_eq!(choice(DpBf16, None, None), dp);
+        // DINONAT_ISA forces lower paths whatever DINONAT_AMX says.
+        assert_eq!(choice(Amx, Some("avx512bf16"), Some("1")), DpBf16);
+        assert_eq!(choice(DpBf16, Some("avx512bf16"), None), DpBf16);
+        for f32_path in ["avx512", "avx2", "portable"] {
+            assert_eq!(choice(Amx, Some(f32_path), Some("1")), RoundPack);
+            assert_eq!(choice(DpBf16, Some(f32_path), None), RoundPack);
+        }
+        // Never above what the processor has.
+        assert_eq!(choice(DpBf16, None, Some("1")), dp);
+        assert_eq!(choice(RoundPack, Some("avx512bf16"), None), RoundPack);
+        assert_eq!(choice(RoundPack, Some("amx"), Some("1")), RoundPack);
+        assert_eq!(choice(RoundPack, None, None), RoundPack);
     }
-    // Never above what the processor has.
-    assert_eq!(choice(DpBf16, None, Some("1")), DpBf16);
-    assert_eq!(choice(RoundPack, Some("amx"), Some("1")), RoundPack);
-    assert_eq!(choice(RoundPack, None, None), RoundPack);
     // This process: AMX is detected exactly when the OS grants it (and avx512bf16 is there).
     #[cfg(target_arch = "x86_64")]
     assert_eq!(
