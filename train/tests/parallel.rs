@@ -80,7 +80,7 @@ fn rel(a: &[f32], b: &[f32]) -> f64 {
 }
 
 fn check(centering: Centering, steps: usize, tag: &str) {
-    let bucket = Some(dinonat_train::trainer::overlap::DEFAULT_BUCKET_BYTES);
+    let bucket = Some(dinonat_train::trainer::DEFAULT_BUCKET_BYTES);
     let (l1, t1, c1) = run(1, &format!("{tag}-1"), steps, centering, bucket);
     let worlds: &[usize] = if centering == Centering::Center {
         &[2, 4]

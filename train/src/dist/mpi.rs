@@ -2,7 +2,7 @@
 //! MPI's default error handler aborts the whole job on a failed collective, and `mpirun` ends every
 //! rank when one dies, naming it, so a dead peer never leaves the others waiting.
 
-use super::{Collective, DistError, Result};
+use super::collective::{Collective, DistError, Result};
 use mpi::environment::{Threading, Universe};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
@@ -88,5 +88,8 @@ impl Collective for MpiWorld {
     }
     fn serialized_threads(&self) -> bool {
         matches!(self.threading, Threading::Serialized | Threading::Multiple)
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

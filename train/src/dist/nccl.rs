@@ -15,7 +15,7 @@
 //! algorithm, the topology and the NCCL version, and every rank receives the same bits; they do not
 //! add in rank order as [`super::all_reduce_sum`] does (the docs page says what that changes).
 
-use super::{Collective, DistError, Result};
+use super::collective::{Collective, DistError, Result};
 use cudarc::driver::CudaSlice;
 use cudarc::nccl::{result::NcclError, sys, Comm, Id, ReduceOp};
 use dinonat_engine::kernels::cuda::GpuDevice;
@@ -275,7 +275,7 @@ impl Nccl {
 }
 
 /// A GPU rank's collective: `host` (MPI, or [`super::Single`]) for host buffers and NCCL for CUDA
-/// gradients ([`Collective::nccl`]).
+/// gradients ([`of`]).
 pub struct NcclWorld {
     // dropped first: the communicator goes before the host world (MPI may finalise with it)
     nccl: Nccl,
@@ -318,9 +318,24 @@ impl Collective for NcclWorld {
     fn name(&self) -> &'static str {
         "nccl"
     }
-    fn nccl(&self) -> Option<&Nccl> {
-        Some(&self.nccl)
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
+}
+
+impl NcclWorld {
+    /// The NCCL communicator for the GPU buffers.
+    pub fn nccl(&self) -> &Nccl {
+        &self.nccl
+    }
+}
+
+/// The NCCL communicator of `comm` where it is a GPU rank's world ([`NcclWorld`]); host-only
+/// backends have none.
+pub fn of(comm: &dyn Collective) -> Option<&Nccl> {
+    comm.as_any()
+        .downcast_ref::<NcclWorld>()
+        .map(NcclWorld::nccl)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! launcher, and a recipe can be checked at world size n on one machine. A rank that panics or
 //! returns early ends the others' collectives with an error instead of a hang.
 
-use super::{Collective, DistError, Result};
+use super::collective::{Collective, DistError, Result};
 use std::any::Any;
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -213,5 +213,8 @@ impl Collective for ThreadWorld {
     }
     fn serialized_threads(&self) -> bool {
         true // the hub is a mutex and a condition variable
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

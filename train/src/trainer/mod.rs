@@ -23,4 +23,4 @@ mod step;
 
 pub use checkpoint::checkpoint_path;
 pub use error::{Result, TrainError};
-pub use state::{Control, StepTimings, Trainer};
+pub use state::{Control, StepTimings, Trainer, DEFAULT_BUCKET_BYTES};

@@ -18,9 +18,6 @@ use std::collections::HashMap;
 use std::sync::mpsc::{channel, Receiver};
 use std::time::Instant;
 
-/// 25 MB, about PyTorch DDP's default bucket (`bucket_cap_mb` 25, in MiB).
-pub const DEFAULT_BUCKET_BYTES: usize = 25_000_000;
-
 /// Seconds of one step's backward and gradient averaging.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ReduceTimes {
@@ -105,7 +102,7 @@ impl Trainer {
         let comm = self.comm.as_ref();
         let host_only = self.device == Device::Cpu && comm.serialized_threads();
         #[cfg(feature = "nccl")]
-        let host_only = host_only && comm.nccl().is_none();
+        let host_only = host_only && crate::dist::nccl::of(comm).is_none();
         self.overlap_bucket_bytes
             .filter(|_| comm.size() > 1 && host_only)
     }

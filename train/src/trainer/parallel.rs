@@ -107,7 +107,7 @@ struct Bucket {
 /// A gradient on the GPU needs a backend with NCCL.
 fn check_gpu_path(comm: &dyn Collective, name: &str, g: &Tensor) -> Result<()> {
     #[cfg(feature = "nccl")]
-    if comm.nccl().is_some() {
+    if crate::dist::nccl::of(comm).is_some() {
         return Ok(());
     }
     Err(TrainError(format!(
@@ -124,7 +124,7 @@ fn check_gpu_path(comm: &dyn Collective, name: &str, g: &Tensor) -> Result<()> {
 #[cfg(feature = "nccl")]
 fn gpu_mean(comm: &dyn Collective, values: &mut [f32]) -> Result<()> {
     use crate::dist::nccl::Reduce;
-    let nccl = comm.nccl().expect("checked by check_gpu_path");
+    let nccl = crate::dist::nccl::of(comm).expect("checked by check_gpu_path");
     let dev = nccl.device();
     let gpu = |e: String| TrainError(format!("data parallel (NCCL): {e}"));
     let mut bucket = dev.upload(values).map_err(gpu)?;

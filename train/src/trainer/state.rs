@@ -16,6 +16,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
+/// The data-parallel all-reduce's bucket by default (trainer/overlap.rs): 25 MB, about PyTorch
+/// DDP's default (`bucket_cap_mb` 25, in MiB).
+pub const DEFAULT_BUCKET_BYTES: usize = 25_000_000;
+
 pub struct Trainer {
     pub config: TrainConfig,
     pub schedules: Schedules,
@@ -161,7 +165,7 @@ impl Trainer {
             last_timings: StepTimings::default(),
             comm: Rc::new(Single),
             device: Device::Cpu,
-            overlap_bucket_bytes: Some(super::overlap::DEFAULT_BUCKET_BYTES),
+            overlap_bucket_bytes: Some(DEFAULT_BUCKET_BYTES),
             overlap_order: Default::default(),
             peak_device_memory: None,
         })
