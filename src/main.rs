@@ -61,6 +61,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     if !(cli.max_megapixels > 0.0 && cli.max_megapixels <= 1024.0) {
         eprintln!(
@@ -88,8 +89,24 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("error: {message}");
+            // The one parameter every command shares (the decoded-pixel budget of the image reader).
+            let global = [("max_megapixels", "--max-megapixels")];
+            eprintln!("error: {}", args::param_flags(message, &global, true));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `dinonat info | head` ends quietly when the reader goes away, as other Unix tools do, instead of
+/// panicking on the next print (Rust ignores SIGPIPE, so a print to a closed pipe fails). Not under
+/// an MPI launcher: there a write to a dead peer's socket must stay an error that names the rank
+/// (docs/distributed.md, "Faults"), not a silent kill.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    if dinonat_train::dist::launcher().is_none() {
+        // SAFETY: restores the default disposition of one signal at start-up, before any thread.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
 }

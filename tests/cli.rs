@@ -29,6 +29,27 @@ fn info_reports_the_kernel_path_and_threads() {
     );
 }
 
+/// `dinonat info | head -1`: the reader goes away before the output ends; dinonat must end quietly
+/// (SIGPIPE, as other Unix tools), never with a panic message.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_the_command_without_a_panic() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dinonat"))
+        .arg("info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the dinonat binary runs");
+    drop(child.stdout.take()); // the reader is gone before the first line is written
+    let out = child.wait_with_output().expect("dinonat ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "dinonat info on a closed pipe: {stderr}"
+    );
+}
+
 #[test]
 fn bench_gemm_json_reports_each_requested_shape() {
     let (ok, stdout, stderr) = dinonat(&[

@@ -73,6 +73,7 @@ pub fn run(args: BoxesArgs) -> Result<(), String> {
         class_names: class_names.clone(),
     };
     let flags = [
+        ("images", "--images"),
         ("labels", "--labels"),
         ("size", "--size"),
         ("batch", "--batch"),

@@ -95,8 +95,7 @@ pub fn run(args: FilterArgs) -> Result<(), String> {
         sheet_limit: args.sheet_limit,
         thumbnail: 96,
     };
-    let r = run_filter(&nat, &config, &mut progress("filter (images)"))
-        .map_err(crate::args::curate_flagged)?;
+    let r = run_filter(&nat, &config, &mut progress("filter (images)")).map_err(flagged)?;
     println!(
         "{} images: {} near-duplicate groups, {} outliers, {} clusters, {} kept; report in {}",
         r.images,
@@ -107,4 +106,19 @@ pub fn run(args: FilterArgs) -> Result<(), String> {
         config.out.display()
     );
     Ok(())
+}
+
+/// The filter's parameters as this command's flags: a folder or value that leads the message, the
+/// options (names with an underscore) wherever they appear; then size and batch.
+fn flagged(e: impl ToString) -> String {
+    let names = [
+        ("images", "--images"),
+        ("out", "--out"),
+        ("keep_like", "--keep-like"),
+        ("reject_like", "--reject-like"),
+        ("keep_list", "--keep-list"),
+        ("dup_threshold", "--dup-threshold"),
+        ("outlier_percentile", "--outlier-percentile"),
+    ];
+    crate::args::param_flags(crate::args::curate_flagged(e), &names, false)
 }

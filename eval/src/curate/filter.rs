@@ -86,21 +86,21 @@ pub fn run_filter(
     config: &FilterConfig,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<FilterReport> {
-    let paths = list_images(&config.images, "--images")?;
+    let paths = list_images(&config.images, "images")?;
     check_config(config)?;
     let exemplar_paths = match &config.keep_like {
-        Some(d) => list_images(d, "--keep-like")?,
+        Some(d) => list_images(d, "keep_like")?,
         None => Vec::new(),
     };
     let reject_paths = match (&config.reject_like, &config.keep_like) {
-        (Some(d), Some(_)) => list_images(d, "--reject-like")?,
-        (Some(_), None) => return err("--reject-like needs --keep-like".to_string()),
+        (Some(d), Some(_)) => list_images(d, "reject_like")?,
+        (Some(_), None) => return err("reject_like needs keep_like".to_string()),
         (None, _) => Vec::new(),
     };
     let n = paths.len();
     if n < 2 {
         return err(format!(
-            "--images {}: needs at least 2 images, found {n}",
+            "images {}: needs at least 2 images, found {n}",
             config.images.display()
         ));
     }
@@ -156,21 +156,21 @@ pub fn run_filter(
     Ok(report)
 }
 
-/// The flags, CSV checks and `--keep-list` / `--out` placement of `config`.
+/// The parameters, CSV checks and `keep_list` / `out` placement of `config`.
 fn check_config(config: &FilterConfig) -> Result<()> {
-    refuse_inside(&config.out, &config.images, "--out", "--images")?;
+    refuse_inside(&config.out, &config.images, "out", "images")?;
     if let Some(k) = &config.keep_list {
-        refuse_inside(k, &config.images, "--keep-list", "--images")?;
+        refuse_inside(k, &config.images, "keep_list", "images")?;
     }
     if !(-1.0..=1.0).contains(&config.dup_threshold) {
         return err(format!(
-            "--dup-threshold {}: a cosine similarity in [-1, 1]",
+            "dup_threshold {}: a cosine similarity in [-1, 1]",
             config.dup_threshold
         ));
     }
     if !(0.0..=100.0).contains(&config.outlier_percentile) {
         return err(format!(
-            "--outlier-percentile {}: must be in [0, 100]",
+            "outlier_percentile {}: must be in [0, 100]",
             config.outlier_percentile
         ));
     }
@@ -312,12 +312,8 @@ fn write_sheets(
     flagged: &[usize],
     assignment: Option<&[usize]>,
 ) -> Result<Vec<String>> {
-    std::fs::create_dir_all(config.out.join("sheets")).map_err(|e| {
-        CurateError(format!(
-            "--out {}: cannot create: {e}",
-            config.out.display()
-        ))
-    })?;
+    std::fs::create_dir_all(config.out.join("sheets"))
+        .map_err(|e| CurateError(format!("out {}: cannot create: {e}", config.out.display())))?;
     // Thumbnails: the eval crop without normalisation.
     let thumb = EvalTransform {
         mean: [0.0; 3],

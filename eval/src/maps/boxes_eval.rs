@@ -316,7 +316,7 @@ pub fn run_boxes(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<BoxesReport> {
     let level = check_config(nat, config)?;
-    let paths = list_images(&config.images, "--images")?;
+    let paths = list_images(&config.images, "images")?;
     let (work, no_file, no_boxes) = labelled_images(config, &paths)?;
     let transform = EvalTransform::square(config.size);
     let _guard = no_grad();
@@ -343,7 +343,7 @@ pub fn run_boxes(
     }
     if per_image.is_empty() {
         return err(format!(
-            "--images {}: no image with boxes inside the crop ({} images, {no_file} without a label file in --labels {}, {no_boxes} with no boxes, {outside} with boxes outside the crop)",
+            "images {}: no image with boxes inside the crop ({} images, {no_file} without a label file in {}, {no_boxes} with no boxes, {outside} with boxes outside the crop)",
             config.images.display(),
             paths.len(),
             config.labels.display()

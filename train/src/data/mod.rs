@@ -189,7 +189,7 @@ impl BadSamples {
         let mut errors = self.lock();
         if errors.0.insert(i) {
             warn(format!(
-                "{e}; skipped (--strict stops at the first unreadable file)"
+                "{e}; skipped (a strict run stops at the first unreadable file)"
             ));
             errors.1.push(e);
         }

@@ -139,7 +139,7 @@ pub fn decode_image(bytes: &[u8], source_name: &str) -> Result<RgbImage> {
     if pixels > budget {
         return Err(bad(format!(
             "{w} x {h} = {pixels} pixels is over the budget of {budget} pixels per image \
-             (--max-megapixels): refused before decoding"
+             (max_megapixels): refused before decoding"
         )));
     }
     if w == 0 || h == 0 {

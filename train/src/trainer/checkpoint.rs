@@ -77,7 +77,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         .and_then(|s| serde_json::from_str(s).map_err(|e| bad(format!("bad 'config': {e}"))))?;
     if step > config.steps {
         return Err(bad(format!(
-            "step {step} is beyond the run's {} steps (--steps)",
+            "step {step} is beyond the run's {} steps",
             config.steps
         )));
     }
