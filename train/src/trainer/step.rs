@@ -31,6 +31,12 @@ struct Scheduled {
 /// reads it) and the loss's diagnostics averaged over the ranks: [loss, teacher entropy, KL].
 struct Forward {
     out: LossOutput,
+    /// The student's features and head output, held until the step ends so that the graph is
+    /// freed after the optimiser and the EMA, not between the backward and the optimiser: freed
+    /// there, the step ran 4-9 % slower (`bench train-step`, interleaved A/B against 410337b's
+    /// parent on an Emerald Rapids Xeon; twice the memset time in the profile; the
+    /// allocator's reuse of the freed blocks is the likely cause, not established).
+    graph: [Tensor; 2],
     teacher_out: Tensor,
     means: [f64; 3],
 }
@@ -76,6 +82,7 @@ impl Trainer {
         let mut clock = PhaseClock::start(self.device);
         let Forward {
             out,
+            graph,
             teacher_out,
             means,
         } = self.forward_loss(batch, &crops, global, s.teacher_temp)?;
@@ -95,6 +102,7 @@ impl Trainer {
             all_reduce: reduce.exposed,
             all_reduce_total: reduce.total,
         };
+        drop(graph);
         self.record_device_memory()?;
         profile::phase("other");
         let log = self.step_log(batch, &s, means, start.elapsed().as_secs_f64());
@@ -177,6 +185,7 @@ impl Trainer {
         }
         Ok(Forward {
             out,
+            graph: [features, student_out],
             teacher_out,
             means: [loss, teacher_entropy, kl],
         })
