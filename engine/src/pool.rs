@@ -37,30 +37,37 @@ fn with_pool<R>(f: impl FnOnce(&mut Pool) -> R) -> R {
 
 /// A buffer of exactly `len` floats with unspecified (stale) contents.
 pub fn take_f32(len: usize) -> Vec<f32> {
-    if len >= MIN_POOLED_LEN {
-        let reused = with_pool(|p| {
-            let v = p.free.get_mut(&len).and_then(|list| list.pop());
-            match &v {
-                Some(_) => {
-                    p.hits += 1;
-                    p.floats -= len;
-                }
-                None => p.misses += 1,
-            }
-            v
-        });
-        if let Some(v) = reused {
-            return v;
-        }
-    }
-    vec![0.0; len]
+    take_pooled(len).unwrap_or_else(|| vec![0.0; len])
 }
 
-/// A buffer of `len` zeros.
+/// A pooled buffer of `len` floats (stale contents), if the pool has one.
+fn take_pooled(len: usize) -> Option<Vec<f32>> {
+    if len < MIN_POOLED_LEN {
+        return None;
+    }
+    with_pool(|p| {
+        let v = p.free.get_mut(&len).and_then(|list| list.pop());
+        match &v {
+            Some(_) => {
+                p.hits += 1;
+                p.floats -= len;
+            }
+            None => p.misses += 1,
+        }
+        v
+    })
+}
+
+/// A buffer of `len` zeros: a pooled one cleared, else a fresh allocation, which is zero already
+/// (cleared again, its pages would all be touched for nothing).
 pub fn take_f32_zeroed(len: usize) -> Vec<f32> {
-    let mut v = take_f32(len);
-    v.fill(0.0);
-    v
+    match take_pooled(len) {
+        Some(mut v) => {
+            v.fill(0.0);
+            v
+        }
+        None => vec![0.0; len],
+    }
 }
 
 /// Returns a buffer to the pool (dropped if the pool is full).
