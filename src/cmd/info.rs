@@ -62,11 +62,15 @@ pub fn run() -> Result<(), String> {
     println!("threads:          {}", rayon::current_num_threads());
     let bf16 = isa::bf16_gemm_active();
     let on = match bf16 {
-        isa::Bf16Gemm::RoundPack if isa::bf16_gemm_detected() > bf16 => format!(
-            " (on the {} f32 kernel: this vendor's vdpbf16ps does fewer multiply-adds per second \
-             than its f32 FMAs; DINONAT_ISA=avx512bf16 forces it)",
-            isa::active().name()
-        ),
+        isa::Bf16Gemm::RoundPack
+            if isa::bf16_gemm_detected() >= isa::Bf16Gemm::DpBf16 && !isa::dpbf16_outruns_f32() =>
+        {
+            format!(
+                " (on the {} f32 kernel: this vendor's vdpbf16ps does fewer multiply-adds per \
+                 second than its f32 FMAs; DINONAT_ISA=avx512bf16 forces it)",
+                isa::active().name()
+            )
+        }
         isa::Bf16Gemm::RoundPack => format!(" (on the {} f32 kernel)", isa::active().name()),
         isa::Bf16Gemm::DpBf16 => " (vdpbf16ps, 14x32 register tile)".into(),
         isa::Bf16Gemm::Amx => " (tdpbf16ps, 2x2 tiles of 16x16 f32)".into(),
