@@ -404,6 +404,16 @@ impl Conv2d {
             (self.padding, self.padding),
         )
     }
+
+    /// The same convolution on channels-last x [N, H, W, C] -> [N, oh, ow, O].
+    pub fn forward_channels_last(&self, x: &Tensor) -> Result<Tensor> {
+        x.conv2d_channels_last(
+            &self.weight,
+            self.bias.as_ref(),
+            (self.stride, self.stride),
+            (self.padding, self.padding),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -179,8 +179,12 @@ fn matmul_linear_conv_in_bf16_match_f32() {
         t[0].conv2d(&t[1], Some(&t[2]), (4, 4), (0, 0))
     });
     let kw3 = r.tensor(&[4, 3, 3, 3], -1.0, 1.0);
-    check(&mut r, "conv2d 3x3 s2 p1", &[img, kw3], &|t| {
+    check(&mut r, "conv2d 3x3 s2 p1", &[img, kw3.clone()], &|t| {
         t[0].conv2d(&t[1], None, (2, 2), (1, 1))
+    });
+    let img_last = r.tensor(&[2, 17, 19, 3], -1.0, 1.0);
+    check(&mut r, "conv2d channels last", &[img_last, kw3], &|t| {
+        t[0].conv2d_channels_last(&t[1], None, (2, 2), (1, 1))
     });
 }
 

@@ -130,4 +130,16 @@ fn cpu_gemms_in_the_bf16_scope_round_their_operands() {
         &[true, true, false],
         &|t| t[0].conv2d(&t[1], Some(&t[2]), (2, 2), (1, 1)),
     );
+    let img = r.tensor(&[2, 9, 11, 3], -1.0, 1.0);
+    let (kw, kb) = (
+        r.tensor(&[4, 3, 3, 3], -1.0, 1.0),
+        r.tensor(&[4], -1.0, 1.0),
+    );
+    check(
+        &mut r,
+        "conv2d channels last 3x3 s2 p1",
+        &[img, kw, kb],
+        &[true, true, false],
+        &|t| t[0].conv2d_channels_last(&t[1], Some(&t[2]), (2, 2), (1, 1)),
+    );
 }

@@ -172,6 +172,30 @@ fn linear_with_and_without_bias() {
     );
 }
 
+/// Channels last: x [N, H, W, C] with the NCHW weight; stride 2 with padding (the NAT's
+/// downsampler), stride 1, and no bias with an uneven stride.
+#[test]
+fn conv2d_channels_last_cases() {
+    let x = randn(23, &[2, 5, 4, 3]);
+    let w = randn(24, &[4, 3, 3, 2]);
+    let b = randn(25, &[4]);
+    check(
+        "conv2d channels last stride 2 pad 1",
+        |t| t[0].conv2d_channels_last(&t[1], Some(&t[2]), (2, 2), (1, 1)),
+        &[x.clone(), w.clone(), b.clone()],
+    );
+    check(
+        "conv2d channels last stride 1 no pad",
+        |t| t[0].conv2d_channels_last(&t[1], Some(&t[2]), (1, 1), (0, 0)),
+        &[x.clone(), w.clone(), b],
+    );
+    check(
+        "conv2d channels last no bias",
+        |t| t[0].conv2d_channels_last(&t[1], None, (2, 1), (1, 0)),
+        &[x, w],
+    );
+}
+
 #[test]
 fn softmax_layernorm_l2() {
     let x = randn(14, &[2, 3, 5]);

@@ -40,9 +40,12 @@ impl Tokenizer {
         })
     }
 
+    /// Both convolutions run channels-last (the images are permuted once, before the first).
     pub fn forward(&self, images: &Tensor) -> Result<Tensor> {
-        let x = self.proj1.forward(&self.proj0.forward(images)?)?;
-        Ok(self.norm.forward(&x.permute(&[0, 2, 3, 1])?)?)
+        let x = self
+            .proj0
+            .forward_channels_last(&images.permute(&[0, 2, 3, 1])?)?;
+        Ok(self.norm.forward(&self.proj1.forward_channels_last(&x)?)?)
     }
 }
 
@@ -136,7 +139,7 @@ impl NatBlock {
     }
 }
 
-/// Conv 3x3 s2 p1 (D -> 2D, no bias) on channels-first, then LayerNorm(2D).
+/// Conv 3x3 s2 p1 (D -> 2D, no bias), channels-last, then LayerNorm(2D).
 /// [B, H, W, D] -> [B, ceil(H/2), ceil(W/2), 2D].
 #[derive(Clone, Debug)]
 pub struct Downsampler {
@@ -146,8 +149,9 @@ pub struct Downsampler {
 
 impl Downsampler {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.reduction.forward(&x.permute(&[0, 3, 1, 2])?)?;
-        Ok(self.norm.forward(&y.permute(&[0, 2, 3, 1])?)?)
+        Ok(self
+            .norm
+            .forward(&self.reduction.forward_channels_last(x)?)?)
     }
 }
 

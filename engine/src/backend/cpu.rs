@@ -6,6 +6,7 @@
 mod attention;
 pub(crate) mod bf16;
 mod conv;
+mod conv_channels_last;
 mod elementwise;
 mod kernels;
 mod matmul;
@@ -14,6 +15,7 @@ mod shape;
 
 pub(crate) use attention::{attention_backward, attention_forward, na_backward, na_forward};
 pub(crate) use conv::{conv2d_backward, conv2d_forward};
+pub(crate) use conv_channels_last::{conv2d_channels_last_backward, conv2d_channels_last_forward};
 pub(crate) use elementwise::{
     binary, gelu_backward, gelu_forward, l2_normalize_backward, l2_normalize_forward,
     layernorm_backward, layernorm_forward, map, softmax_backward, softmax_forward,

@@ -295,6 +295,50 @@ pub(crate) fn conv2d_backward(
         cuda_bf16 => cuda::bf16::conv2d_backward(x, weight, dy, geom, with_bias))
 }
 
+/// y [N, oh, ow, O] of conv2d on channels-last x [N, H, W, C] (CPU only: on CUDA the op
+/// composes permutes and the NCHW conv2d).
+pub(crate) fn conv2d_channels_last_forward(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    geom: Conv2dGeometry,
+) -> Result<Storage> {
+    let macs = x.shape()[0] * geom.col_cols() * geom.col_rows() * weight.shape()[0];
+    let _profile = profile::kernel(Kind::Conv).flops(2.0 * macs as f64);
+    let mut all = vec![x, weight];
+    all.extend(bias);
+    device_of("conv2d (channels last)", &all)?;
+    on_device!(x, T => cpu::conv2d_channels_last_forward::<T>(x, weight, bias, geom),
+        bf16 => cpu::bf16::conv2d_channels_last_forward(x, weight, bias, geom),
+        cuda => Err(no_cuda_channels_last(x)),
+        cuda_bf16 => Err(no_cuda_channels_last(x)))
+}
+/// [dx (only `need_x`), dW, db (only `with_bias`)] of the channels-last conv2d.
+pub(crate) fn conv2d_channels_last_backward(
+    x: &Tensor,
+    weight: &Tensor,
+    dy: &Tensor,
+    geom: Conv2dGeometry,
+    (need_x, with_bias): (bool, bool),
+) -> Result<(Option<Storage>, Storage, Option<Storage>)> {
+    let macs = x.shape()[0] * geom.col_cols() * geom.col_rows() * weight.shape()[0];
+    let passes = if need_x { 4.0 } else { 2.0 };
+    let _profile = profile::kernel(Kind::Conv).flops(passes * macs as f64);
+    device_of("conv2d (channels last) backward", &[x, weight, dy])?;
+    let needs = (need_x, with_bias);
+    on_device!(x, T => Ok(cpu::conv2d_channels_last_backward::<T>(x, weight, dy, geom, needs)),
+        bf16 => Ok(cpu::bf16::conv2d_channels_last_backward(x, weight, dy, geom, needs)),
+        cuda => Err(no_cuda_channels_last(x)),
+        cuda_bf16 => Err(no_cuda_channels_last(x)))
+}
+fn no_cuda_channels_last(x: &Tensor) -> EngineError {
+    EngineError::arg(
+        "conv2d (channels last)",
+        x.shape(),
+        "no CUDA kernel (Tensor::conv2d_channels_last composes the NCHW conv2d there)",
+    )
+}
+
 // ---- attention --------------------------------------------------------------------------------
 
 /// [out, lse] of full attention (flash style).

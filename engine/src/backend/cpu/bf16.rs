@@ -165,6 +165,28 @@ pub(crate) fn conv2d_backward(
     (narrow(dx), narrow(dw), db.map(narrow))
 }
 
+pub(crate) fn conv2d_channels_last_forward(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    geom: Conv2dGeometry,
+) -> Result<Storage> {
+    let bias = bias.map(widen);
+    super::conv2d_channels_last_forward::<F>(&widen(x), &widen(weight), bias.as_ref(), geom)
+        .map(narrow)
+}
+pub(crate) fn conv2d_channels_last_backward(
+    x: &Tensor,
+    weight: &Tensor,
+    dy: &Tensor,
+    geom: Conv2dGeometry,
+    needs: (bool, bool),
+) -> (Option<Storage>, Storage, Option<Storage>) {
+    let (x, w, dy) = (widen(x), widen(weight), widen(dy));
+    let (dx, dw, db) = super::conv2d_channels_last_backward::<F>(&x, &w, &dy, geom, needs);
+    (dx.map(narrow), narrow(dw), db.map(narrow))
+}
+
 /// [out (BF16), lse (f32)].
 pub(crate) fn attention_forward(p: &Attention, qkv: Heads) -> [Storage; 2] {
     let wide = widen_heads(qkv);

@@ -17,7 +17,7 @@ use crate::{Result, Tensor};
 const COLS_BUDGET: usize = 1 << 22;
 
 /// Images per group for this geometry.
-fn group_size(geom: &Conv2dGeometry) -> usize {
+pub(super) fn group_size(geom: &Conv2dGeometry) -> usize {
     (COLS_BUDGET / (geom.col_rows() * geom.col_cols()).max(1)).max(1)
 }
 

@@ -11,6 +11,8 @@
 //! plane c of every image, so col2im needs no atomics, and since each image element receives its
 //! terms in the reference's order (ki, kj, oy, ox), col2im is bitwise equal to the reference.
 
+pub mod channels_last;
+
 use crate::cpu::elementwise::PAR_MIN_ELEMS;
 use crate::Float;
 use rayon::prelude::*;
@@ -228,7 +230,7 @@ mod tests {
     use super::*;
     use crate::cpu::elementwise::testutil::*;
 
-    fn geometries() -> Vec<Conv2dGeometry> {
+    pub(super) fn geometries() -> Vec<Conv2dGeometry> {
         let mut v = Vec::new();
         // (channels, h, w, kernel, stride, pad): patch embeddings, 3x3 convs, odd sizes, k > h.
         for &(c, h, w, k, s, p) in &[
