@@ -5,7 +5,8 @@ mod cmd;
 
 use clap::{Parser, Subcommand};
 use cmd::{
-    attention, boxes, builtin, convert, crossmodal, embed, export, filter, info, knn, linear, train,
+    attention, boxes, builtin, convert, crossmodal, duplicates, embed, export, filter, info, knn,
+    linear, train,
 };
 use dinonat_report::{plot, progress};
 use std::process::ExitCode;
@@ -48,6 +49,8 @@ enum Command {
     Filter(filter::FilterArgs),
     /// RGB <-> IR retrieval and attention-mask IoU of image pairs with the same file name.
     Crossmodal(crossmodal::CrossModalArgs),
+    /// Near-duplicate detection measured against the clips of video frames (network, pixels, hash).
+    Duplicates(duplicates::DuplicatesArgs),
     /// Attention maps of NAT (pooled query, neighbourhood, PCA) as PNGs.
     Attention(attention::AttentionArgs),
     /// Share of the thresholded attention inside YOLO boxes, against the boxes' area (chance).
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Embed(args) => embed::run(args),
         Command::Filter(args) => filter::run(args),
         Command::Crossmodal(args) => crossmodal::run(args),
+        Command::Duplicates(args) => duplicates::run(args),
         Command::Attention(args) => attention::run(args),
         Command::Boxes(args) => boxes::run(args),
         Command::Builtin(args) => builtin::run(args),

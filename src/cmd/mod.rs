@@ -6,6 +6,7 @@ pub mod boxes;
 pub mod builtin;
 pub mod convert;
 pub mod crossmodal;
+pub mod duplicates;
 pub mod embed;
 pub mod export;
 pub mod filter;

@@ -1,0 +1,363 @@
+//! Near-duplicate detection, measured (docs/curation.md, "Near duplicates, measured"): on a folder
+//! of video frames whose file names carry their clip (the stem before `separator`, e.g.
+//! thermset's `<clip>__<frame>_<n>.png`), two frames are near-duplicates when they come from one
+//! clip. Every pair of images is scored by a similarity; a pair is called a duplicate at or above
+//! a threshold. The threshold of each method is the one with the best F1 on the `tune` folder
+//! (a train split); precision, recall and F1 are reported at it on the `eval` folder, beside the
+//! threshold-free average precision there and the base rate (the precision of calling every pair
+//! a duplicate). Methods:
+//! - `network`: cosine of the backbone's pooled features (what `dinonat filter` groups by);
+//! - `pixels`: cosine of the normalised pixels of the same view (the raw-pixel control of k-NN);
+//! - `dhash`: 64 minus the Hamming distance of 64-bit difference hashes of the view's luma
+//!   (9 x 8 cell means, one bit per horizontally adjacent pair: the classic perceptual hash).
+
+use super::embed::{embed_paths, load_views};
+use super::{err, list_images, Result};
+use crate::maps::priors::{cell_means, luminance};
+use dinonat_engine::Tensor;
+use dinonat_model::Nat;
+use dinonat_train::augment::EvalTransform;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// The run's inputs: the two folders, the view size, the batch of the backbone, the separator.
+#[derive(Clone, Debug)]
+pub struct DuplicatesConfig {
+    pub tune: PathBuf,
+    pub eval: PathBuf,
+    pub size: usize,
+    pub batch: usize,
+    pub separator: String,
+}
+
+/// One method's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct DuplicateScore {
+    pub method: String,
+    /// Chosen on the tune folder (best F1 there).
+    pub threshold: f64,
+    pub tune_f1: f64,
+    /// On the eval folder, at the threshold.
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    /// On the eval folder, over all thresholds.
+    pub average_precision: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DuplicatesReport {
+    pub arch: String,
+    pub size: usize,
+    pub tune_images: usize,
+    pub eval_images: usize,
+    pub tune_clips: usize,
+    pub eval_clips: usize,
+    pub eval_pairs: usize,
+    pub eval_duplicate_pairs: usize,
+    /// Duplicate pairs / all pairs of the eval folder.
+    pub base_rate: f64,
+    pub scores: Vec<DuplicateScore>,
+}
+
+/// The clip of `path`: its file stem up to the last `separator` (an error naming the file when
+/// the stem has none).
+pub fn clip_of(path: &Path, separator: &str) -> Result<String> {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    match stem.rfind(separator) {
+        Some(i) if !separator.is_empty() && i > 0 => Ok(stem[..i].to_string()),
+        _ => err(format!(
+            "{}: no clip in the name (separator {separator:?} not found after its first character)",
+            path.display()
+        )),
+    }
+}
+
+/// Whether each pair (i < j, row by row) of `clips` shares a clip.
+pub fn pair_labels(clips: &[String]) -> Vec<bool> {
+    let n = clips.len();
+    let mut out = Vec::with_capacity(n * n.saturating_sub(1) / 2);
+    for i in 0..n {
+        for j in i + 1..n {
+            out.push(clips[i] == clips[j]);
+        }
+    }
+    out
+}
+
+/// Cosine of every pair (i < j, row by row) of the rows of `x` [n, dim] (a zero row has cosine 0
+/// with everything).
+pub fn pair_cosines(x: &[f32], dim: usize) -> Result<Vec<f64>> {
+    let n = x.len() / dim.max(1);
+    if n * dim != x.len() || dim == 0 {
+        return err(format!("{} values are not rows of {dim}", x.len()));
+    }
+    let mut unit = x.to_vec();
+    for row in unit.chunks_mut(dim) {
+        let norm = row
+            .iter()
+            .map(|&v| (v as f64) * (v as f64))
+            .sum::<f64>()
+            .sqrt();
+        let scale = if norm > 0.0 { (1.0 / norm) as f32 } else { 0.0 };
+        row.iter_mut().for_each(|v| *v *= scale);
+    }
+    let t = Tensor::from_vec(unit, &[n, dim])?;
+    let gram = t.matmul(&t.t()?)?.to_vec::<f32>()?;
+    let mut out = Vec::with_capacity(n * n.saturating_sub(1) / 2);
+    for i in 0..n {
+        out.extend(gram[i * n + i + 1..(i + 1) * n].iter().map(|&v| v as f64));
+    }
+    Ok(out)
+}
+
+/// The 64-bit difference hash of a `w` x `h` luma image: 8 rows of 9 cell means, bit set where a
+/// cell is darker than its right neighbour.
+pub fn dhash(luma: &[f32], w: usize, h: usize) -> u64 {
+    let cells = cell_means(luma, w, h, (8, 9));
+    let mut bits = 0u64;
+    for r in 0..8 {
+        for c in 0..8 {
+            if cells[r * 9 + c] < cells[r * 9 + c + 1] {
+                bits |= 1 << (r * 8 + c);
+            }
+        }
+    }
+    bits
+}
+
+/// 64 minus the Hamming distance of every pair (i < j, row by row) of `hashes`.
+pub fn pair_hash_similarities(hashes: &[u64]) -> Vec<f64> {
+    let n = hashes.len();
+    let mut out = Vec::with_capacity(n * n.saturating_sub(1) / 2);
+    for i in 0..n {
+        for j in i + 1..n {
+            out.push(64.0 - (hashes[i] ^ hashes[j]).count_ones() as f64);
+        }
+    }
+    out
+}
+
+/// Pairs sorted by similarity, highest first, as (similarity, label).
+fn ranked(scores: &[f64], labels: &[bool]) -> Vec<(f64, bool)> {
+    let mut v: Vec<(f64, bool)> = scores.iter().copied().zip(labels.iter().copied()).collect();
+    v.sort_by(|a, b| b.0.total_cmp(&a.0));
+    v
+}
+
+/// (precision, recall, F1) when every pair with a similarity >= `threshold` is called a duplicate
+/// (precision 0 when none is called; recall 0 when there are no duplicates).
+pub fn precision_recall(scores: &[f64], labels: &[bool], threshold: f64) -> (f64, f64, f64) {
+    let (mut tp, mut called) = (0usize, 0usize);
+    for (&s, &l) in scores.iter().zip(labels) {
+        if s >= threshold {
+            called += 1;
+            tp += l as usize;
+        }
+    }
+    let positives = labels.iter().filter(|&&l| l).count();
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let (p, r) = (ratio(tp, called), ratio(tp, positives));
+    (
+        p,
+        r,
+        if p + r > 0.0 {
+            2.0 * p * r / (p + r)
+        } else {
+            0.0
+        },
+    )
+}
+
+/// The threshold with the best F1 (among the distinct similarities; the highest such threshold
+/// on a tie) and that F1.
+pub fn best_f1_threshold(scores: &[f64], labels: &[bool]) -> (f64, f64) {
+    let positives = labels.iter().filter(|&&l| l).count();
+    let pairs = ranked(scores, labels);
+    let (mut best, mut tp) = ((f64::INFINITY, 0.0), 0usize);
+    for (k, &(s, l)) in pairs.iter().enumerate() {
+        tp += l as usize;
+        // A threshold takes every pair of its similarity: only the last of equal ones counts.
+        if pairs.get(k + 1).is_some_and(|next| next.0 == s) || positives == 0 {
+            continue;
+        }
+        let (p, r) = (tp as f64 / (k + 1) as f64, tp as f64 / positives as f64);
+        let f1 = if tp > 0 { 2.0 * p * r / (p + r) } else { 0.0 };
+        if f1 > best.1 {
+            best = (s, f1);
+        }
+    }
+    best
+}
+
+/// Average precision of the ranking (the mean over duplicate pairs of the precision at their
+/// similarity; equal similarities form one step, as a threshold takes them all). 0 without
+/// duplicates.
+pub fn average_precision(scores: &[f64], labels: &[bool]) -> f64 {
+    let positives = labels.iter().filter(|&&l| l).count();
+    if positives == 0 {
+        return 0.0;
+    }
+    let pairs = ranked(scores, labels);
+    let (mut ap, mut tp, mut start) = (0.0, 0usize, 0usize);
+    while start < pairs.len() {
+        let end = start
+            + pairs[start..]
+                .iter()
+                .take_while(|p| p.0 == pairs[start].0)
+                .count();
+        let new = pairs[start..end].iter().filter(|p| p.1).count();
+        tp += new;
+        ap += new as f64 * tp as f64 / end as f64;
+        start = end;
+    }
+    ap / positives as f64
+}
+
+/// The three methods' pair similarities of the images `paths`.
+fn similarities(nat: &Nat, paths: &[PathBuf], c: &DuplicatesConfig) -> Result<[Vec<f64>; 3]> {
+    let features = embed_paths(nat, paths, c.size, c.batch, &mut |_, _| {})?;
+    let network = pair_cosines(&features, features.len() / paths.len().max(1))?;
+    let views = load_views(paths, &EvalTransform::square(c.size))?;
+    let pixels: Vec<f32> = views.iter().flat_map(|v| v.data.iter().copied()).collect();
+    let pixels = pair_cosines(&pixels, 3 * c.size * c.size)?;
+    let hashes: Vec<u64> = views
+        .iter()
+        .map(|v| dhash(&luminance(v), v.width, v.height))
+        .collect();
+    Ok([network, pixels, pair_hash_similarities(&hashes)])
+}
+
+/// The images of `dir` and their clips (at least two images).
+fn clips_of(dir: &Path, flag: &str, separator: &str) -> Result<(Vec<PathBuf>, Vec<String>)> {
+    let paths = list_images(dir, flag)?;
+    if paths.len() < 2 {
+        return err(format!("{flag} {}: fewer than 2 images", dir.display()));
+    }
+    let clips = paths
+        .iter()
+        .map(|p| clip_of(p, separator))
+        .collect::<Result<_>>()?;
+    Ok((paths, clips))
+}
+
+/// Number of distinct clips.
+fn distinct(clips: &[String]) -> usize {
+    clips
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
+
+/// Scores every method: thresholds on `tune`, precision / recall / F1 and AP on `eval`;
+/// `progress(done, total)` after each folder.
+pub fn run_duplicates(
+    nat: &Nat,
+    c: &DuplicatesConfig,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<DuplicatesReport> {
+    let (tune_paths, tune_clips) = clips_of(&c.tune, "tune", &c.separator)?;
+    let (eval_paths, eval_clips) = clips_of(&c.eval, "eval", &c.separator)?;
+    let tune_labels = pair_labels(&tune_clips);
+    if !tune_labels.iter().any(|&l| l) {
+        return err("tune: no two images share a clip, so no threshold can be chosen");
+    }
+    let tune = similarities(nat, &tune_paths, c)?;
+    progress(1, 2);
+    let eval_labels = pair_labels(&eval_clips);
+    let eval = similarities(nat, &eval_paths, c)?;
+    progress(2, 2);
+    let positives = eval_labels.iter().filter(|&&l| l).count();
+    let scores = ["network", "pixels", "dhash"]
+        .iter()
+        .zip(tune.iter().zip(&eval))
+        .map(|(method, (t, e))| {
+            let (threshold, tune_f1) = best_f1_threshold(t, &tune_labels);
+            let (precision, recall, f1) = precision_recall(e, &eval_labels, threshold);
+            DuplicateScore {
+                method: method.to_string(),
+                threshold,
+                tune_f1,
+                precision,
+                recall,
+                f1,
+                average_precision: average_precision(e, &eval_labels),
+            }
+        })
+        .collect();
+    Ok(DuplicatesReport {
+        arch: nat.config.name.clone(),
+        size: c.size,
+        tune_images: tune_paths.len(),
+        eval_images: eval_paths.len(),
+        tune_clips: distinct(&tune_clips),
+        eval_clips: distinct(&eval_clips),
+        eval_pairs: eval_labels.len(),
+        eval_duplicate_pairs: positives,
+        base_rate: positives as f64 / eval_labels.len() as f64,
+        scores,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clips_are_the_stem_before_the_last_separator() {
+        let p = Path::new("/d/standing/Users_a_2016-06-20_13-43-08.000000_2__10_1.png");
+        assert_eq!(
+            clip_of(p, "__").unwrap(),
+            "Users_a_2016-06-20_13-43-08.000000_2"
+        );
+        let e = clip_of(Path::new("/d/x/frame_0001.png"), "__").unwrap_err();
+        assert!(
+            e.0.contains("frame_0001.png") && e.0.contains("no clip"),
+            "{e}"
+        );
+        assert!(
+            clip_of(Path::new("__3.png"), "__").is_err(),
+            "an empty clip"
+        );
+    }
+
+    /// Hand-worked: 4 pairs, scores 0.9 (dup), 0.8 (not), 0.8 (dup), 0.1 (dup).
+    #[test]
+    fn threshold_precision_recall_and_ap_by_hand() {
+        let s = [0.9, 0.8, 0.8, 0.1];
+        let l = [true, false, true, true];
+        // >= 0.9: P 1, R 1/3, F1 0.5; >= 0.8: P 2/3, R 2/3, F1 2/3; >= 0.1: P 3/4, R 1, F1 6/7.
+        let (t, f1) = best_f1_threshold(&s, &l);
+        assert_eq!(t, 0.1);
+        assert!((f1 - 6.0 / 7.0).abs() < 1e-12);
+        let (p, r, f) = precision_recall(&s, &l, 0.8);
+        assert!((p - 2.0 / 3.0).abs() < 1e-12 && (r - 2.0 / 3.0).abs() < 1e-12);
+        assert!((f - 2.0 / 3.0).abs() < 1e-12);
+        // AP: dup at 0.9 -> precision 1; the tie at 0.8 is one step: precision 2/3 for its one
+        // dup; 0.1: 3/4. Mean over 3 dups: (1 + 2/3 + 3/4) / 3.
+        let ap = average_precision(&s, &l);
+        assert!((ap - (1.0 + 2.0 / 3.0 + 0.75) / 3.0).abs() < 1e-12, "{ap}");
+        assert_eq!(precision_recall(&s, &l, 2.0), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn pairs_are_row_by_row_above_the_diagonal() {
+        let clips: Vec<String> = ["a", "b", "a"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(pair_labels(&clips), [false, true, false]);
+        // Rows (1, 0), (0, 2), (2, 0): cosines (0,1) = 0, (0,2) = 1, (1,2) = 0.
+        let c = pair_cosines(&[1.0, 0.0, 0.0, 2.0, 3.0, 0.0], 2).unwrap();
+        assert_eq!(c.len(), 3);
+        assert!(c[0].abs() < 1e-6 && (c[1] - 1.0).abs() < 1e-6 && c[2].abs() < 1e-6);
+        assert_eq!(pair_hash_similarities(&[0, 0b111, 0]), [61.0, 64.0, 61.0]);
+    }
+
+    /// A horizontal ramp (brighter to the right) sets every bit; its mirror none.
+    #[test]
+    fn dhash_of_ramps() {
+        let (w, h) = (18, 16);
+        let ramp: Vec<f32> = (0..w * h).map(|i| (i % w) as f32 + 0.5).collect();
+        assert_eq!(dhash(&ramp, w, h), u64::MAX);
+        let mirror: Vec<f32> = (0..w * h).map(|i| (w - i % w) as f32).collect();
+        assert_eq!(dhash(&mirror, w, h), 0);
+    }
+}
