@@ -86,8 +86,68 @@ unsafe fn at(v: View, r: usize, p: usize) -> f32 {
 /// Packs rows i0..i0+mc, k columns p0..p0+kc of `v` into panels of `w` rows and `kq` pairs
 /// (kq >= kc / 2; pairs past kc are zero): pair q of row i at `dst[panel * w * kq + q * w + i]`.
 /// A block is packed as it is (w = MR); a B block as its transpose (rows = columns of B,
-/// w = NR), which gives B's panel layout.
+/// w = NR), which gives B's panel layout. Two layouts read contiguous memory: rows one apart
+/// (a row-major B, a column-major A: each pair of k is two contiguous runs of rows, stored
+/// contiguously) and k one apart (a row-major A: each row is a contiguous run of pairs); any
+/// other view is read element by element ([`pack_pairs_strided`]). Same pairs in every case.
 pub(crate) fn pack_pairs(
+    v: View,
+    (i0, mc): (usize, usize),
+    (p0, kc): (usize, usize),
+    w: usize,
+    kq: usize,
+    dst: &mut [u32],
+) {
+    if v.rs != 1 && v.cs != 1 {
+        return pack_pairs_strided(v, (i0, mc), (p0, kc), w, kq, dst);
+    }
+    for (panel, out) in dst.chunks_mut(w * kq).take(mc.div_ceil(w)).enumerate() {
+        let i = i0 + panel * w;
+        let rows = w.min(i0 + mc - i);
+        // SAFETY (both arms): rows i..i+rows, columns p0..p0+kc lie inside `v` (checked by the
+        // caller), so every run below is inside the matrix.
+        if v.rs == 1 {
+            for (q, o) in out.chunks_mut(w).take(kq).enumerate() {
+                let p = p0 + 2 * q;
+                if 2 * q >= kc {
+                    o.fill(0);
+                    continue;
+                }
+                let run =
+                    |p: usize| unsafe { std::slice::from_raw_parts(v.ptr.add(p * v.cs + i), rows) };
+                let (even, (o, rest)) = (run(p), o.split_at_mut(rows));
+                if 2 * q + 1 < kc {
+                    let odd = run(p + 1);
+                    o.iter_mut()
+                        .zip(even.iter().zip(odd))
+                        .for_each(|(d, (&e, &x))| *d = pair(e, x));
+                } else {
+                    o.iter_mut().zip(even).for_each(|(d, &e)| *d = pair(e, 0.0));
+                }
+                rest.fill(0);
+            }
+        } else {
+            let full = kc / 2;
+            for r in 0..w {
+                if r >= rows {
+                    (0..kq).for_each(|q| out[q * w + r] = 0);
+                    continue;
+                }
+                let row = unsafe { std::slice::from_raw_parts(v.ptr.add((i + r) * v.rs + p0), kc) };
+                for (q, two) in row.chunks_exact(2).enumerate() {
+                    out[q * w + r] = pair(two[0], two[1]);
+                }
+                if kc % 2 == 1 {
+                    out[full * w + r] = pair(row[kc - 1], 0.0);
+                }
+                (kc.div_ceil(2)..kq).for_each(|q| out[q * w + r] = 0);
+            }
+        }
+    }
+}
+
+/// [`pack_pairs`] element by element, for any view (the reference of its fast layouts).
+pub(crate) fn pack_pairs_strided(
     v: View,
     (i0, mc): (usize, usize),
     (p0, kc): (usize, usize),
@@ -281,6 +341,69 @@ impl PairKernel for Emulated {
                 } else {
                     t.beta.mul_add(*c, v)
                 };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod pack_tests {
+    use super::*;
+
+    /// The fast layouts of [`pack_pairs`] against [`pack_pairs_strided`], bit for bit: row-major,
+    /// column-major and strided views of awkward sizes, odd and even kc, kq padded past kc, panels
+    /// cut short, values including NaN, infinities, subnormals and ties to even; `dst` poisoned.
+    #[test]
+    fn pack_pairs_fast_layouts_equal_the_strided_reference() {
+        let (rows, cols) = (37, 29);
+        let specials = [
+            f32::NAN,
+            f32::INFINITY,
+            -f32::INFINITY,
+            1e-40,
+            -1e-39,
+            f32::from_bits(0x3F80_8000),
+        ];
+        let data: Vec<f32> = (0..rows * cols * 3)
+            .map(|x| match x % 41 {
+                k if k < specials.len() => specials[k],
+                _ => ((x * 7919 % 1000) as f32 - 500.0) * 0.0137,
+            })
+            .collect();
+        let views = [
+            View {
+                ptr: data.as_ptr(),
+                rs: cols,
+                cs: 1,
+            },
+            View {
+                ptr: data.as_ptr(),
+                rs: 1,
+                cs: rows,
+            },
+            View {
+                ptr: data.as_ptr(),
+                rs: 3 * cols,
+                cs: 3,
+            },
+        ];
+        for v in views {
+            for (i0, mc, p0, kc, w, kq) in [
+                (0, rows, 0, cols, 14, 15),
+                (3, 30, 2, 7, 32, 4),
+                (5, 9, 1, 28, 14, 16),
+                (0, 1, 0, 1, 16, 1),
+                (2, 33, 4, 20, 14, 16),
+            ] {
+                let len = mc.div_ceil(w) * w * kq;
+                let (mut got, mut want) = (vec![0xDEAD_BEEFu32; len], vec![0xDEAD_BEEFu32; len]);
+                pack_pairs(v, (i0, mc), (p0, kc), w, kq, &mut got);
+                pack_pairs_strided(v, (i0, mc), (p0, kc), w, kq, &mut want);
+                assert_eq!(
+                    got, want,
+                    "rs {} cs {}, rows {i0}+{mc}, k {p0}+{kc}, w {w}, kq {kq}",
+                    v.rs, v.cs
+                );
             }
         }
     }
