@@ -59,26 +59,10 @@ pub fn col2im<T: Float>(g: &Conv2dGeometry, cols: &[T], images: &mut [T]) {
     }
 }
 
-/// Checks the geometry and buffer sizes; returns the number of images N.
+/// Checks the geometry and buffer sizes (the NCHW check: the same lengths); returns the number of
+/// images N.
 fn check(g: &Conv2dGeometry, images: usize, cols: usize, what: &str) -> usize {
-    assert!(
-        g.stride_h > 0
-            && g.stride_w > 0
-            && g.channels > 0
-            && g.height * g.width > 0
-            && g.height + 2 * g.pad_h >= g.kernel_h
-            && g.width + 2 * g.pad_w >= g.kernel_w,
-        "{what}: invalid geometry {g:?}"
-    );
-    let image_len = g.channels * g.height * g.width;
-    let n = images / image_len;
-    assert_eq!(images, n * image_len, "{what}: image length for {g:?}");
-    assert_eq!(
-        cols,
-        n * g.col_cols() * g.col_rows(),
-        "{what}: column matrix length for {n} images of {g:?}"
-    );
-    n
+    super::check(g, images, cols, what).0
 }
 
 /// The input coordinate under tap `k` of output coordinate `o`, if inside [0, len).
