@@ -25,6 +25,11 @@ def rows(name, d):
            f"{net['average_precision']:.3f}",
            "; ".join(f"{m} {100 * s[m]['precision']:.1f} / {100 * s[m]['recall']:.1f} / {s[m]['average_precision']:.3f}"
                      for m in ("pixels", "dhash")) + f"; base rate {100 * dup['base_rate']:.2f}")
+    ex = {r["features"]: r for r in load(d, "exemplars.json")["scores"]}
+    e = lambda r: (f"AP {r['average_precision']:.3f}, rule {100 * r['rule_precision']:.1f} / {100 * r['rule_recall']:.1f}, "
+                   f"chosen {100 * r['precision']:.1f} / {100 * r['recall']:.1f}")
+    base = load(d, "exemplars.json")["base_rate"]
+    yield (name, "background retrieval (P / R %)", e(ex["network"]), f"pixels {e(ex['pixels'])}; base rate {100 * base:.2f}")
     sc = {r["map"]: r for r in b["all"]["scores"]}
     fmt = lambda r: f"{100 * r['share_masked']:.1f} [{100 * r['interval']['low']:.1f}, {100 * r['interval']['high']:.1f}]"
     yield (name, f"boxes share % (test, level {b['level']}, mass {b['mass']})", fmt(sc["network"]),

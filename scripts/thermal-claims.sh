@@ -7,13 +7,16 @@
 #   knn.json          thermset-mini k-NN (train bank, val queries): top-1 / balanced, majority class, uniform
 #   knn-pixels.json   the same on raw pixels
 #   duplicates.json   near-duplicate frames of one clip (thresholds on train, scored on val) vs pixels and dhash
+#   exemplars.json    val's background frames retrieved by filter's two-sided rule, train's background frames
+#                     as keep-exemplars and its frames with people as reject-exemplars, vs pixels
 #   boxes-choice.tsv  attention-in-boxes share on thermal-dogs-people train + valid for levels 0-3 x masses
 #                     0.4 / 0.6 / 0.8 (the choice: the highest network share there)
 #   boxes-test.json   the chosen level and mass on the test split, with the centre / square / intensity /
 #                     uniform priors
 #   crossmodal.json   RoadScene IR <-> RGB retrieval (pooled and layout) vs the non-learned descriptors
 # No evaluation image (thermset-mini val, thermal-dogs-people valid/test, RoadScene) chooses anything but the
-# boxes' level and mass, which train + valid choose and test reports.
+# boxes' level and mass, which train + valid choose and test reports; the exemplars' threshold is chosen on the
+# exemplars themselves (each without its own clip's).
 set -euo pipefail
 out=$1; size=$2; shift 2
 data=${DATA:-$(dirname "$0")/../../shared/data}
@@ -23,6 +26,14 @@ T=$data/thermset-mini; D=$data/thermal-dogs-people; R=$data/roadscene
 "$bin" knn "$@" --train "$T/train" --val "$T/val" --size "$size" --json > "$out/knn.json"
 "$bin" knn --pixels --train "$T/train" --val "$T/val" --size "$size" --json > "$out/knn-pixels.json"
 "$bin" duplicates "$@" --tune "$T/train" --eval "$T/val" --size "$size" --json > "$out/duplicates.json"
+people=$out/train-with-people    # the reject-exemplars: every train frame outside background/, as links
+rm -rf "$people"; mkdir -p "$people"
+for c in "$T"/train/*/; do
+  [ "$(basename "$c")" = background ] && continue
+  for f in "$c"*; do ln -s "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")" "$people/$(basename "$f")"; done
+done
+"$bin" exemplars "$@" --keep-like "$T/train/background" --reject-like "$people" --images "$T/val" \
+  --positive background --size "$size" --json > "$out/exemplars.json"
 : > "$out/boxes-choice.tsv"
 for level in 0 1 2 3; do
   for mass in 0.4 0.6 0.8; do

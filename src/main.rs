@@ -5,8 +5,8 @@ mod cmd;
 
 use clap::{Parser, Subcommand};
 use cmd::{
-    attention, boxes, builtin, convert, crossmodal, duplicates, embed, export, filter, info, knn,
-    linear, train,
+    attention, boxes, builtin, convert, crossmodal, duplicates, embed, exemplars, export, filter,
+    info, knn, linear, train,
 };
 use dinonat_report::{plot, progress};
 use std::process::ExitCode;
@@ -51,6 +51,8 @@ enum Command {
     Crossmodal(crossmodal::CrossModalArgs),
     /// Near-duplicate detection measured against the clips of video frames (network, pixels, hash).
     Duplicates(duplicates::DuplicatesArgs),
+    /// The filter's two-sided exemplar rule scored as a retrieval of one class (network and pixels).
+    Exemplars(exemplars::ExemplarsArgs),
     /// Attention maps of NAT (pooled query, neighbourhood, PCA) as PNGs.
     Attention(attention::AttentionArgs),
     /// Share of the thresholded attention inside YOLO boxes, against the boxes' area (chance).
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
         Command::Filter(args) => filter::run(args),
         Command::Crossmodal(args) => crossmodal::run(args),
         Command::Duplicates(args) => duplicates::run(args),
+        Command::Exemplars(args) => exemplars::run(args),
         Command::Attention(args) => attention::run(args),
         Command::Boxes(args) => boxes::run(args),
         Command::Builtin(args) => builtin::run(args),

@@ -759,3 +759,63 @@ fn duplicates_scores_clips_of_frames() {
     );
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// `exemplars`: keep-exemplars are pictures 0-2, reject-exemplars pictures 3-5 (two frames of one
+/// clip each); the scored folder holds a frame of each picture, in `pos/` (0-2) and `neg/` (3-5),
+/// so the pixels rank every positive first: AP 1, and the filter's rule keeps exactly them. A
+/// --positive that names no folder is an error naming the flag.
+#[test]
+fn exemplars_scores_the_keep_rule_as_a_retrieval() {
+    let root = temp("exemplars");
+    for (dir, seeds, frames) in [
+        ("keep", 0..3u64, 0..2usize),
+        ("reject", 3..6, 0..2),
+        ("images/pos", 0..3, 2..3),
+        ("images/neg", 3..6, 2..3),
+    ] {
+        let d = root.join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        for s in seeds {
+            for f in frames.clone() {
+                let mut img = picture(s);
+                img.pixels[3 * (5 + f)] ^= 0x40;
+                write_png(&d.join(format!("clip{s}__{f}.png")), &img).unwrap();
+            }
+        }
+    }
+    let path = |d: &str| root.join(d).to_str().unwrap().to_string();
+    let (keep, reject, images) = (path("keep"), path("reject"), path("images"));
+    let base = [
+        "exemplars",
+        "--random-init",
+        "--arch",
+        "nat_pico",
+        "--size",
+        "32",
+        "--keep-like",
+        &keep,
+        "--reject-like",
+        &reject,
+        "--images",
+        &images,
+    ];
+    let (ok, out, err) = dinonat(&[&base[..], &["--positive", "pos", "--json"]].concat());
+    assert!(ok, "exemplars failed: {err}");
+    let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (r["images"].as_u64(), r["positives"].as_u64()),
+        (Some(6), Some(3))
+    );
+    let pixels = r["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["features"] == "pixels")
+        .unwrap();
+    for key in ["average_precision", "rule_precision", "rule_recall"] {
+        assert_eq!(pixels[key].as_f64(), Some(1.0), "pixels {key}: {pixels}");
+    }
+    let (ok, _, err) = dinonat(&[&base[..], &["--positive", "none"]].concat());
+    assert!(!ok && err.contains("--positive"), "{err}");
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -6,9 +6,10 @@
 //! Evaluation of learned features (docs/evaluation.md): k-NN classification ([`knn`]; a training run's held-out
 //! k-NN protocol in [`knn_splits`]; the `knn` / `linear` commands' runs in [`frozen`]), clustering, near-duplicate,
 //! outlier and exemplar search ([`cluster`]), cross-modal retrieval and attention-mask utilities ([`retrieval`]),
-//! a linear probe ([`linear`]), and the metrics every classifier reports beside its controls ([`metrics`]).
+//! a linear probe ([`linear`]), the metrics every classifier reports beside its controls ([`metrics`]), and
+//! the metrics of a ranking against binary labels ([`ranking`]).
 //!
-//! Everything in those five works on plain row-major feature matrices: `features` is `[N, dim]` as a flat `&[f32]`,
+//! Everything in those works on plain row-major feature matrices: `features` is `[N, dim]` as a flat `&[f32]`,
 //! row `i` holding the feature vector of item `i`. No tensor engine is involved, so the evaluations can run on
 //! features cached to disk by any backbone. Every result is deterministic: no step depends on the number of rayon
 //! threads (queries are processed in fixed chunks whose results are written to fixed places), and every ranking
@@ -24,6 +25,7 @@ pub mod knn_splits;
 pub mod linear;
 pub mod maps;
 pub mod metrics;
+pub mod ranking;
 pub mod retrieval;
 
 use dinonat_kernels::cpu::gemm::{sgemm, Layout};

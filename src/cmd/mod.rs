@@ -8,6 +8,7 @@ pub mod convert;
 pub mod crossmodal;
 pub mod duplicates;
 pub mod embed;
+pub mod exemplars;
 pub mod export;
 pub mod filter;
 pub mod info;

@@ -14,7 +14,7 @@
 use super::embed::{embed_paths, load_views};
 use super::{err, list_images, Result};
 use crate::maps::priors::{cell_means, luminance};
-use dinonat_engine::Tensor;
+use crate::ranking::{average_precision, best_f1_threshold, precision_recall};
 use dinonat_model::Nat;
 use dinonat_train::augment::EvalTransform;
 use serde::Serialize;
@@ -88,27 +88,14 @@ pub fn pair_labels(clips: &[String]) -> Vec<bool> {
 /// Cosine of every pair (i < j, row by row) of the rows of `x` [n, dim] (a zero row has cosine 0
 /// with everything).
 pub fn pair_cosines(x: &[f32], dim: usize) -> Result<Vec<f64>> {
-    let n = x.len() / dim.max(1);
-    if n * dim != x.len() || dim == 0 {
-        return err(format!("{} values are not rows of {dim}", x.len()));
-    }
-    let mut unit = x.to_vec();
-    for row in unit.chunks_mut(dim) {
-        let norm = row
-            .iter()
-            .map(|&v| (v as f64) * (v as f64))
-            .sum::<f64>()
-            .sqrt();
-        let scale = if norm > 0.0 { (1.0 / norm) as f32 } else { 0.0 };
-        row.iter_mut().for_each(|v| *v *= scale);
-    }
-    let t = Tensor::from_vec(unit, &[n, dim])?;
-    let gram = t.matmul(&t.t()?)?.to_vec::<f32>()?;
-    let mut out = Vec::with_capacity(n * n.saturating_sub(1) / 2);
-    for i in 0..n {
-        out.extend(gram[i * n + i + 1..(i + 1) * n].iter().map(|&v| v as f64));
-    }
-    Ok(out)
+    let n = crate::rows_of(x, dim, "pair_cosines")?;
+    let unit = crate::l2_normalized(x, dim);
+    let chunks = crate::map_similarity_chunks(&unit, &unit, dim, |first, sims| {
+        let rows = sims.chunks(n).enumerate();
+        rows.flat_map(|(r, row)| row[first + r + 1..].iter().map(|&v| v as f64))
+            .collect::<Vec<_>>()
+    });
+    Ok(chunks.concat())
 }
 
 /// The 64-bit difference hash of a `w` x `h` luma image: 8 rows of 9 cell means, bit set where a
@@ -136,82 +123,6 @@ pub fn pair_hash_similarities(hashes: &[u64]) -> Vec<f64> {
         }
     }
     out
-}
-
-/// Pairs sorted by similarity, highest first, as (similarity, label).
-fn ranked(scores: &[f64], labels: &[bool]) -> Vec<(f64, bool)> {
-    let mut v: Vec<(f64, bool)> = scores.iter().copied().zip(labels.iter().copied()).collect();
-    v.sort_by(|a, b| b.0.total_cmp(&a.0));
-    v
-}
-
-/// (precision, recall, F1) when every pair with a similarity >= `threshold` is called a duplicate
-/// (precision 0 when none is called; recall 0 when there are no duplicates).
-pub fn precision_recall(scores: &[f64], labels: &[bool], threshold: f64) -> (f64, f64, f64) {
-    let (mut tp, mut called) = (0usize, 0usize);
-    for (&s, &l) in scores.iter().zip(labels) {
-        if s >= threshold {
-            called += 1;
-            tp += l as usize;
-        }
-    }
-    let positives = labels.iter().filter(|&&l| l).count();
-    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    let (p, r) = (ratio(tp, called), ratio(tp, positives));
-    (
-        p,
-        r,
-        if p + r > 0.0 {
-            2.0 * p * r / (p + r)
-        } else {
-            0.0
-        },
-    )
-}
-
-/// The threshold with the best F1 (among the distinct similarities; the highest such threshold
-/// on a tie) and that F1.
-pub fn best_f1_threshold(scores: &[f64], labels: &[bool]) -> (f64, f64) {
-    let positives = labels.iter().filter(|&&l| l).count();
-    let pairs = ranked(scores, labels);
-    let (mut best, mut tp) = ((f64::INFINITY, 0.0), 0usize);
-    for (k, &(s, l)) in pairs.iter().enumerate() {
-        tp += l as usize;
-        // A threshold takes every pair of its similarity: only the last of equal ones counts.
-        if pairs.get(k + 1).is_some_and(|next| next.0 == s) || positives == 0 {
-            continue;
-        }
-        let (p, r) = (tp as f64 / (k + 1) as f64, tp as f64 / positives as f64);
-        let f1 = if tp > 0 { 2.0 * p * r / (p + r) } else { 0.0 };
-        if f1 > best.1 {
-            best = (s, f1);
-        }
-    }
-    best
-}
-
-/// Average precision of the ranking (the mean over duplicate pairs of the precision at their
-/// similarity; equal similarities form one step, as a threshold takes them all). 0 without
-/// duplicates.
-pub fn average_precision(scores: &[f64], labels: &[bool]) -> f64 {
-    let positives = labels.iter().filter(|&&l| l).count();
-    if positives == 0 {
-        return 0.0;
-    }
-    let pairs = ranked(scores, labels);
-    let (mut ap, mut tp, mut start) = (0.0, 0usize, 0usize);
-    while start < pairs.len() {
-        let end = start
-            + pairs[start..]
-                .iter()
-                .take_while(|p| p.0 == pairs[start].0)
-                .count();
-        let new = pairs[start..end].iter().filter(|p| p.1).count();
-        tp += new;
-        ap += new as f64 * tp as f64 / end as f64;
-        start = end;
-    }
-    ap / positives as f64
 }
 
 /// The three methods' pair similarities of the images `paths`.
@@ -319,25 +230,6 @@ mod tests {
             clip_of(Path::new("__3.png"), "__").is_err(),
             "an empty clip"
         );
-    }
-
-    /// Hand-worked: 4 pairs, scores 0.9 (dup), 0.8 (not), 0.8 (dup), 0.1 (dup).
-    #[test]
-    fn threshold_precision_recall_and_ap_by_hand() {
-        let s = [0.9, 0.8, 0.8, 0.1];
-        let l = [true, false, true, true];
-        // >= 0.9: P 1, R 1/3, F1 0.5; >= 0.8: P 2/3, R 2/3, F1 2/3; >= 0.1: P 3/4, R 1, F1 6/7.
-        let (t, f1) = best_f1_threshold(&s, &l);
-        assert_eq!(t, 0.1);
-        assert!((f1 - 6.0 / 7.0).abs() < 1e-12);
-        let (p, r, f) = precision_recall(&s, &l, 0.8);
-        assert!((p - 2.0 / 3.0).abs() < 1e-12 && (r - 2.0 / 3.0).abs() < 1e-12);
-        assert!((f - 2.0 / 3.0).abs() < 1e-12);
-        // AP: dup at 0.9 -> precision 1; the tie at 0.8 is one step: precision 2/3 for its one
-        // dup; 0.1: 3/4. Mean over 3 dups: (1 + 2/3 + 3/4) / 3.
-        let ap = average_precision(&s, &l);
-        assert!((ap - (1.0 + 2.0 / 3.0 + 0.75) / 3.0).abs() < 1e-12, "{ap}");
-        assert_eq!(precision_recall(&s, &l, 2.0), (0.0, 0.0, 0.0));
     }
 
     #[test]

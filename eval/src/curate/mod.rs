@@ -1,13 +1,14 @@
 //! Curation pipelines on folders of images (docs/curation.md): embeddings ([`embed`]), filtering
 //! a folder (near-duplicates, outliers, clusters, exemplars: [`filter`]) and the RGB <-> IR
 //! cross-modal evaluation ([`crossmodal`]), near-duplicate detection against the clips of video
-//! frames ([`duplicates`]). Each reads images, runs a NAT backbone (loaded by
+//! frames ([`duplicates`]) and the filter's exemplar rule scored as a retrieval ([`exemplars`]). Each reads images, runs a NAT backbone (loaded by
 //! [`crate::backbone`]) under the eval transform, and hands the features to the evaluations of this crate.
 
 pub mod crossmodal;
 pub mod descriptors;
 pub mod duplicates;
 pub mod embed;
+pub mod exemplars;
 pub mod filter;
 
 use std::fmt;
