@@ -11,7 +11,7 @@
 //! - `dhash`: 64 minus the Hamming distance of 64-bit difference hashes of the view's luma
 //!   (9 x 8 cell means, one bit per horizontally adjacent pair: the classic perceptual hash).
 
-use super::embed::{embed_paths, load_views};
+use super::embed::{embed_views, load_views};
 use super::{err, list_images, Result};
 use crate::maps::priors::{cell_means, luminance};
 use crate::ranking::{average_precision, best_f1_threshold, precision_recall};
@@ -127,9 +127,10 @@ pub fn pair_hash_similarities(hashes: &[u64]) -> Vec<f64> {
 
 /// The three methods' pair similarities of the images `paths`.
 fn similarities(nat: &Nat, paths: &[PathBuf], c: &DuplicatesConfig) -> Result<[Vec<f64>; 3]> {
-    let features = embed_paths(nat, paths, c.size, c.batch, &mut |_, _| {})?;
-    let network = pair_cosines(&features, features.len() / paths.len().max(1))?;
+    dinonat_train::guard::image_side("size", c.size, 8).map_err(super::CurateError)?;
     let views = load_views(paths, &EvalTransform::square(c.size))?;
+    let features = embed_views(nat, &views, c.batch)?;
+    let network = pair_cosines(&features, features.len() / paths.len().max(1))?;
     let pixels: Vec<f32> = views.iter().flat_map(|v| v.data.iter().copied()).collect();
     let pixels = pair_cosines(&pixels, 3 * c.size * c.size)?;
     let hashes: Vec<u64> = views

@@ -49,14 +49,26 @@ pub fn embed_paths(
         return err("batch 0: must be at least 1");
     }
     let transform = EvalTransform::square(size);
+    let mut out = Vec::new();
+    for (i, chunk) in paths.chunks(batch).enumerate() {
+        out.extend(embed_views(nat, &load_views(chunk, &transform)?, batch)?);
+        progress((i * batch + chunk.len()).min(paths.len()), paths.len());
+    }
+    Ok(out)
+}
+
+/// Features `[N, F]` of views already decoded and transformed (one size), `batch` per forward
+/// pass: for callers that also use the views' pixels, so each file is decoded once.
+pub fn embed_views(nat: &Nat, views: &[Planar], batch: usize) -> Result<Vec<f32>> {
+    if batch == 0 {
+        return err("batch 0: must be at least 1");
+    }
     let _guard = no_grad();
     let mut rng = Rng::new(0);
     let mut out = Vec::new();
-    for (i, chunk) in paths.chunks(batch).enumerate() {
-        let views = load_views(chunk, &transform)?;
-        let f = nat.forward_features(&batch_tensor(&views)?, false, &mut rng)?;
+    for chunk in views.chunks(batch) {
+        let f = nat.forward_features(&batch_tensor(chunk)?, false, &mut rng)?;
         out.extend(f.to_vec::<f32>()?);
-        progress((i * batch + chunk.len()).min(paths.len()), paths.len());
     }
     Ok(out)
 }

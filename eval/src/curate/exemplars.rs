@@ -10,7 +10,7 @@
 //! `images` chooses anything. The same for the normalised pixels of the view, the control.
 
 use super::duplicates::clip_of;
-use super::embed::{embed_paths, load_views};
+use super::embed::{embed_views, load_views};
 use super::{err, list_images, Result};
 use crate::ranking::{average_precision, best_precision_at_recall, precision_recall};
 use dinonat_model::Nat;
@@ -131,16 +131,17 @@ fn score(
 
 /// Network and pixel rows of the three lists of images.
 fn features(nat: &Nat, lists: [&[PathBuf]; 3], c: &ExemplarsConfig) -> Result<[Rows; 2]> {
-    let embed = |p: &[PathBuf]| embed_paths(nat, p, c.size, c.batch, &mut |_, _| {});
+    dinonat_train::guard::image_side("size", c.size, 8).map_err(super::CurateError)?;
     let transform = EvalTransform::square(c.size);
-    let pixels = |p: &[PathBuf]| -> Result<Vec<f32>> {
+    // Each file decoded once: its view gives both the network's features and the pixels.
+    let both = |p: &[PathBuf]| -> Result<(Vec<f32>, Vec<f32>)> {
         let views = load_views(p, &transform)?;
-        Ok(views.iter().flat_map(|v| v.data.iter().copied()).collect())
+        let pixels = views.iter().flat_map(|v| v.data.iter().copied()).collect();
+        Ok((embed_views(nat, &views, c.batch)?, pixels))
     };
-    let [q, k, r] = lists;
-    let net = [embed(q)?, embed(k)?, embed(r)?];
-    let dim = net[0].len() / q.len();
-    let px = [pixels(q)?, pixels(k)?, pixels(r)?];
+    let [(nq, pq), (nk, pk), (nr, pr)] = [both(lists[0])?, both(lists[1])?, both(lists[2])?];
+    let dim = nq.len() / lists[0].len();
+    let (net, px) = ([nq, nk, nr], [pq, pk, pr]);
     let rows = |[q, k, r]: [Vec<f32>; 3], dim: usize| Rows {
         queries: crate::l2_normalized(&q, dim),
         keep: crate::l2_normalized(&k, dim),

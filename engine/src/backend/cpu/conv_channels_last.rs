@@ -119,7 +119,8 @@ fn backward_in_groups<T: CpuKernels>(
     let (k, p) = (geom.col_rows(), geom.col_cols());
     let image_len = geom.channels * geom.height * geom.width;
     let group = group.min(n).max(1);
-    let wp = weight.with_contiguous(|ws: &[T]| permute_weight(ws, &geom, false));
+    // Wp is needed only for dcols.
+    let wp = need_x.then(|| weight.with_contiguous(|ws: &[T]| permute_weight(ws, &geom, false)));
     let mut dx = need_x.then(|| T::alloc(n * image_len));
     let mut dwp = T::alloc_zeroed(o * k);
     let mut db = vec![T::ZERO; o];
@@ -148,10 +149,10 @@ fn backward_in_groups<T: CpuKernels>(
                     &mut dwp,
                     rm_k,
                 );
-                if let Some(dx) = dx.as_mut() {
+                if let (Some(dx), Some(wp)) = (dx.as_mut(), wp.as_ref()) {
                     // dcols [G P, K] = dY [G P, O] Wp [O, K]
                     let dcols = &mut dcols[..gp * k];
-                    T::gemm(gp, o, k, T::ONE, dyg, rm_o, &wp, rm_k, T::ZERO, dcols, rm_k);
+                    T::gemm(gp, o, k, T::ONE, dyg, rm_o, wp, rm_k, T::ZERO, dcols, rm_k);
                     let start = i * group * image_len;
                     col2im(&geom, dcols, &mut dx[start..start + imgs.len()]);
                 }
