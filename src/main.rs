@@ -67,7 +67,7 @@ enum Command {
 
 fn main() -> ExitCode {
     quiet_on_closed_pipe();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(train::expand_recipe(std::env::args_os().collect()));
     if !(cli.max_megapixels > 0.0 && cli.max_megapixels <= 1024.0) {
         eprintln!(
             "error: --max-megapixels {}: must be in (0, 1024]",

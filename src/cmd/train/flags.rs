@@ -5,6 +5,7 @@
 use super::data_flags::DataFlags;
 use super::eval_flags::EvalFlags;
 use super::network_flags::NetworkFlags;
+use super::recipe::Recipe;
 use super::recipe_flags::{AugmentFlags, LossFlags, ScheduleFlags};
 use crate::args::{DeviceArg, PrecisionArgs};
 use clap::Args;
@@ -13,6 +14,11 @@ use std::path::PathBuf;
 /// The flags of `dinonat train`, in groups (each group's flags keep their place in --help).
 #[derive(Args, Debug)]
 pub struct TrainArgs {
+    /// A named recipe: its flags are set unless given on the command line (which wins); with
+    /// --data DIR holding train/ and val/ the k-NN runs on DIR's splits (docs/training.md,
+    /// "Recipes").
+    #[arg(long, value_enum, conflicts_with = "resume")]
+    pub recipe: Option<Recipe>,
     #[command(flatten)]
     pub network: NetworkFlags,
     #[command(flatten)]

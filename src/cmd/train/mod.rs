@@ -16,6 +16,7 @@ mod done;
 mod eval_flags;
 mod flags;
 mod network_flags;
+mod recipe;
 mod recipe_flags;
 mod report;
 mod run;
@@ -26,6 +27,7 @@ use dinonat_train::dist::{self, Collective};
 use dinonat_train::run_policy::{run_seeds, Deadline};
 use dinonat_train::trainer::Trainer;
 pub use flags::TrainArgs;
+pub use recipe::expand as expand_recipe;
 use std::rc::Rc;
 
 pub fn train(a: TrainArgs) -> Result<(), String> {

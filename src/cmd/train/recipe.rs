@@ -1,0 +1,194 @@
+//! `dinonat train --recipe NAME`: a named recipe is a list of flags inserted into the command line
+//! before clap reads it, each unless the command line gives that flag itself (so flags on the command
+//! line win, and a repeated flag is still an error). docs/training.md, "Recipes", lists them.
+
+use clap::ValueEnum;
+use std::ffi::OsString;
+use std::path::Path;
+
+/// The named recipes of `--recipe`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Recipe {
+    /// Issue 22's 2-hour Imagenette recipe on a 2-core CPU (docs/notebook/2026-12-07-imagenette-2h-run.md):
+    /// nat_nano, 2 x 64 + 6 x 32 crops, batch 32, 10 400 steps (332 800 images), lr 0.002, K 4096.
+    #[value(name = "imagenette-2h")]
+    Imagenette2h,
+}
+
+impl Recipe {
+    /// The recipe's flags and their values, as `dinonat train` reads them.
+    pub fn flags(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Recipe::Imagenette2h => &[
+                ("--arch", "nat_nano"),
+                ("--crops", "small"),
+                ("--local-crops", "6"),
+                ("--batch-size", "32"),
+                ("--steps", "10400"),
+                ("--lr", "0.002"),
+                ("--lr-end", "0.002"),
+                ("--out-dim", "4096"),
+                ("--head-hidden", "1024"),
+                ("--head-bottleneck", "256"),
+                ("--koleo", "0"),
+                ("--momentum-teacher", "0.996"),
+                ("--momentum-teacher-end", "1"),
+                ("--checkpoint-every", "200"),
+                ("--eval-every", "2600"),
+                ("--eval-size", "64"),
+            ],
+        }
+    }
+}
+
+fn gives(args: &[OsString], flag: &str) -> bool {
+    let prefix = format!("{flag}=");
+    args.iter()
+        .filter_map(|a| a.to_str())
+        .any(|s| s == flag || s.starts_with(&prefix))
+}
+
+/// The value of `flag` in `args` (`--flag V` or `--flag=V`), if given.
+fn flag_value(args: &[OsString], flag: &str) -> Option<OsString> {
+    let prefix = format!("{flag}=");
+    args.iter().enumerate().find_map(|(i, a)| match a.to_str() {
+        Some(s) if s == flag => args.get(i + 1).cloned(),
+        Some(s) => s.strip_prefix(&prefix).map(OsString::from),
+        None => None,
+    })
+}
+
+/// Index of the `train` subcommand in a `dinonat` command line: the first argument that is not the
+/// global `--max-megapixels` or its value.
+fn train_position(argv: &[OsString]) -> Option<usize> {
+    let mut i = 1;
+    while i < argv.len() {
+        match argv[i].to_str() {
+            Some("--max-megapixels") => i += 2,
+            Some(s) if s.starts_with("--max-megapixels=") => i += 1,
+            Some("train") => return Some(i),
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// `argv` with the flags of its `train --recipe NAME` inserted after `train`, each unless given (with
+/// `--no-eval`, none of the k-NN flags). With
+/// `--data DIR` where DIR holds `train/` and `val/` (Imagenette's layout) and no k-NN flags, the
+/// k-NN runs on DIR's splits (`--eval-train DIR --eval-val DIR`). Any other command line, and an
+/// unknown recipe name (clap then names the values), come back unchanged.
+pub fn expand(argv: Vec<OsString>) -> Vec<OsString> {
+    let Some(at) = train_position(&argv) else {
+        return argv;
+    };
+    let own = &argv[at + 1..];
+    let Some(name) = flag_value(own, "--recipe") else {
+        return argv;
+    };
+    let Some(recipe) = name.to_str().and_then(|n| Recipe::from_str(n, false).ok()) else {
+        return argv;
+    };
+    let no_eval = gives(own, "--no-eval");
+    let mut inserted: Vec<OsString> = Vec::new();
+    for (flag, value) in recipe.flags() {
+        if !gives(own, flag) && !(no_eval && flag.starts_with("--eval")) {
+            inserted.extend([OsString::from(*flag), OsString::from(*value)]);
+        }
+    }
+    let eval_given = ["--eval-train", "--eval-val", "--no-eval"]
+        .iter()
+        .any(|f| gives(own, f));
+    if let Some(data) = flag_value(own, "--data").filter(|_| !eval_given) {
+        let dir = Path::new(&data);
+        if dir.join("train").is_dir() && dir.join("val").is_dir() {
+            inserted.extend([
+                "--eval-train".into(),
+                data.clone(),
+                "--eval-val".into(),
+                data,
+            ]);
+        }
+    }
+    let mut out = argv[..=at].to_vec();
+    out.extend(inserted);
+    out.extend_from_slice(own);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    fn strings(v: Vec<OsString>) -> Vec<String> {
+        v.into_iter().map(|s| s.into_string().unwrap()).collect()
+    }
+
+    #[test]
+    fn recipe_flags_come_first_and_given_flags_win() {
+        let argv = os(&[
+            "dinonat",
+            "train",
+            "--recipe",
+            "imagenette-2h",
+            "--lr=0.001",
+            "--steps",
+            "5",
+        ]);
+        let out = strings(expand(argv));
+        assert_eq!(&out[..4], ["dinonat", "train", "--arch", "nat_nano"]);
+        // the command line's own flags are last and not repeated by the recipe
+        assert_eq!(
+            &out[out.len() - 5..],
+            ["--recipe", "imagenette-2h", "--lr=0.001", "--steps", "5"]
+        );
+        assert_eq!(out.iter().filter(|a| a.starts_with("--lr")).count(), 2); // --lr=0.001, --lr-end
+        assert_eq!(out.iter().filter(|a| *a == "--steps").count(), 1);
+        let n = Recipe::Imagenette2h.flags().len();
+        assert_eq!(out.len(), 2 + 2 * (n - 2) + 5);
+    }
+
+    #[test]
+    fn data_with_splits_gets_the_knn_and_others_come_back_unchanged() {
+        let dir = std::env::temp_dir().join(format!("dinonat-recipe-{}", std::process::id()));
+        for s in ["train", "val"] {
+            std::fs::create_dir_all(dir.join(s)).unwrap();
+        }
+        let d = dir.to_str().unwrap();
+        let out = strings(expand(os(&[
+            "dinonat",
+            "--max-megapixels",
+            "8",
+            "train",
+            "--data",
+            d,
+            "--recipe=imagenette-2h",
+        ])));
+        assert_eq!(&out[..4], ["dinonat", "--max-megapixels", "8", "train"]);
+        let at = out.iter().position(|a| a == "--eval-train").unwrap();
+        assert_eq!(&out[at..at + 4], ["--eval-train", d, "--eval-val", d]);
+        let with_eval = os(&[
+            "dinonat",
+            "train",
+            "--recipe",
+            "imagenette-2h",
+            "--data",
+            d,
+            "--no-eval",
+        ]);
+        let out = strings(expand(with_eval));
+        assert!(!out.iter().any(|a| a.starts_with("--eval")), "{out:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        for unchanged in [
+            os(&["dinonat", "knn", "--recipe", "imagenette-2h"]),
+            os(&["dinonat", "train", "--recipe", "no-such-recipe"]),
+            os(&["dinonat", "train", "--steps", "3"]),
+        ] {
+            assert_eq!(expand(unchanged.clone()), unchanged);
+        }
+    }
+}
