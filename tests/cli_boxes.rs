@@ -168,12 +168,38 @@ fn boxes_reports_shares_chance_and_skips() {
         s(&images),
         "--labels",
         s(&labels),
+        "--figure",
+        s(&root.join("out/figure.png")),
     ]);
     assert!(ok, "{err}");
     assert!(
         out.contains("chance") && out.contains("1 without a label file"),
         "{out}"
     );
+    // The figure: both measured images (of 4 asked), five 160 px panels a row (32 px crops enlarged 5x).
+    let fig = image::open(root.join("out/figure.png")).unwrap();
+    assert_eq!(
+        (fig.width(), fig.height()),
+        (5 * 160 + 8 * 4, 2 * (160 + 8) + 12)
+    );
+    assert!(err.contains("row 2:") && !err.contains("row 3:"), "{err}");
+    // Never written over an input.
+    let inside = images.join("figure.png");
+    let (ok, _, err) = dinonat(&[
+        "boxes",
+        "--random-init",
+        "--arch",
+        "nat_pico",
+        "--size",
+        "32",
+        "--images",
+        s(&images),
+        "--labels",
+        s(&labels),
+        "--figure",
+        s(&inside),
+    ]);
+    assert!(!ok && err.contains("--figure") && !inside.exists(), "{err}");
     assert!(
         out.contains("central_square") && out.contains("intensity") && out.contains("bootstrap"),
         "{out}"

@@ -5,7 +5,8 @@
 use crate::args::{BackboneArgs, DeviceArg};
 use crate::progress::progress;
 use clap::Args;
-use dinonat_eval::maps::boxes_eval::{run_boxes, BoxesConfig};
+use dinonat_eval::maps::boxes_eval::{run_boxes, BoxesConfig, PRIORS};
+use dinonat_eval::maps::boxes_figure::{boxes_figure, caption, strongest};
 use dinonat_eval::maps::boxes_report::{text, write_csv, yaml_names};
 use std::path::PathBuf;
 
@@ -37,6 +38,14 @@ pub struct BoxesArgs {
     /// Per-image CSV (must not lie inside --images or --labels).
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
+    /// A PNG of --figure-images images spread over the set: crop with its boxes | network map | its mask |
+    /// the strongest prior's map | its mask (the prior with the highest mean share of this run; must not
+    /// lie inside --images or --labels).
+    #[arg(long, value_name = "FILE")]
+    pub figure: Option<PathBuf>,
+    /// Images in the --figure.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub figure_images: usize,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -47,13 +56,20 @@ pub struct BoxesArgs {
 }
 
 pub fn run(args: BoxesArgs) -> Result<(), String> {
-    if let Some(f) = &args.csv {
+    let outputs: Vec<(&str, &std::path::Path)> = [("--csv", &args.csv), ("--figure", &args.figure)]
+        .into_iter()
+        .filter_map(|(flag, f)| f.as_deref().map(|f| (flag, f)))
+        .collect();
+    if !outputs.is_empty() {
         let mut inputs = args.weights.inputs();
         inputs.extend([
             ("--images", args.images.as_path()),
             ("--labels", &args.labels),
         ]);
-        dinonat_train::guard::check_outputs(&[("--csv", f)], &inputs)?;
+        dinonat_train::guard::check_outputs(&outputs, &inputs)?;
+    }
+    if args.figure.is_some() && args.figure_images == 0 {
+        return Err("--figure-images 0: a figure needs at least one image".into());
     }
     let mut class_names = args.class_names.clone();
     if class_names.is_empty() {
@@ -71,6 +87,11 @@ pub fn run(args: BoxesArgs) -> Result<(), String> {
         level: args.level,
         mass: args.mass,
         class_names: class_names.clone(),
+        figure_images: if args.figure.is_some() {
+            args.figure_images
+        } else {
+            0
+        },
     };
     let flags = [
         ("images", "--images"),
@@ -84,6 +105,21 @@ pub fn run(args: BoxesArgs) -> Result<(), String> {
         .map_err(|e| crate::args::param_flags(e, &flags, false))?;
     if let Some(f) = &args.csv {
         write_csv(f, &r, &class_names).map_err(|e| format!("--{e}"))?;
+    }
+    if let Some(f) = &args.figure {
+        let shares: Vec<f64> = r.all.scores[1..4].iter().map(|s| s.share_masked).collect();
+        let prior = strongest(&[shares[0], shares[1], shares[2]]);
+        let grid = (r.grid[0], r.grid[1]);
+        dinonat_train::grid::write_png(f, &boxes_figure(&r.figure, grid, r.mass, prior))
+            .map_err(|e| format!("--figure {}: {e}", f.display()))?;
+        eprintln!(
+            "figure {}: crop | network | its mask | {} | its mask",
+            f.display(),
+            PRIORS[prior]
+        );
+        caption(&r.figure, prior)
+            .iter()
+            .for_each(|l| eprintln!("  {l}"));
     }
     if args.json {
         println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);

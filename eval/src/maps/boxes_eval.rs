@@ -6,8 +6,8 @@
 //! area, the image's luminance, uniform), each with a 95 % bootstrap interval over the images.
 
 use super::boxes::{box_in_crop, box_share, read_yolo, token_coverage, YoloBox};
+use super::boxes_figure::{prior_maps, FigureInput};
 use super::pooled::{head_mean, pooled_query_attention};
-use super::priors::{cell_means, central_square, centre_gaussian, luminance};
 use super::render::mass_mask;
 use super::{choose_level, forward_with_capture};
 use crate::curate::embed::batch_tensor;
@@ -33,6 +33,8 @@ pub struct BoxesConfig {
     pub mass: f64,
     /// Names of class ids 0, 1, ...; ids beyond the list are shown as numbers.
     pub class_names: Vec<String>,
+    /// Images kept for [`super::boxes_figure`], spread evenly over the labelled images (0: none).
+    pub figure_images: usize,
 }
 
 /// One image's numbers.
@@ -100,6 +102,9 @@ pub struct BoxesReport {
     pub classes: Vec<ShareSummary>,
     #[serde(skip)]
     pub per_image: Vec<ImageShare>,
+    /// The images kept for the figure (`figure_images` of the config, fewer when some had no box in the crop).
+    #[serde(skip)]
+    pub figure: Vec<FigureInput>,
 }
 
 /// The label file of `image` (found under `images`): `labels/<relative path>.txt`, else `labels/<stem>.txt`.
@@ -222,8 +227,6 @@ fn measure_image(
     mass: f64,
 ) -> Option<ImageShare> {
     let cells = grid.0 * grid.1;
-    let bright = cell_means(&luminance(view), view.width, view.height, grid);
-    let gaussian = centre_gaussian(grid);
     let in_crop: Vec<(usize, [f64; 4])> = boxes
         .iter()
         .filter_map(|yb| box_in_crop(yb, transform, w, h).map(|r| (yb.class, r)))
@@ -232,19 +235,19 @@ fn measure_image(
         return None;
     }
     let kept = mass_mask(map, mass).iter().filter(|&&k| k).count();
-    let square = central_square(grid, kept);
+    let priors = prior_maps(view, grid, kept, mass);
     let measure = |rects: &[[f64; 4]]| -> (Measured, usize) {
         let cov = token_coverage(rects, transform.crop, grid);
         let s = box_share(map, &cov, mass);
-        let masked = |m: &[f32], mass: f64| box_share(m, &cov, mass).masked;
+        let masked = |(m, mass): &(Vec<f32>, f64)| box_share(m, &cov, *mass).masked;
         let fraction = cov.iter().sum::<f64>() / cells as f64;
         let v = [
             fraction,
             s.masked,
             s.map,
-            masked(&gaussian, mass),
-            masked(&square, 1.0),
-            masked(&bright, mass),
+            masked(&priors[0]),
+            masked(&priors[1]),
+            masked(&priors[2]),
         ];
         (v, s.kept)
     };
@@ -322,6 +325,8 @@ pub fn run_boxes(
     let _guard = no_grad();
     let mut per_image = Vec::new();
     let (mut outside, mut grid) = (0, (0, 0));
+    let chosen = spread(work.len(), config.figure_images);
+    let mut figure = Vec::new();
     for (ci, chunk) in work.chunks(config.batch).enumerate() {
         let (dims, views) = load_batch(chunk, &transform)?;
         let (_, capture) = forward_with_capture(nat, &batch_tensor(&views)?, level)?;
@@ -331,10 +336,16 @@ pub fn run_boxes(
         let heads = maps.len() / (chunk.len() * cells);
         for (b, (item, &dim)) in chunk.iter().zip(&dims).enumerate() {
             let map = head_mean(&maps[b * heads * cells..(b + 1) * heads * cells], heads);
-            match measure_image(item, dim, &views[b], &map, grid, &transform, config.mass) {
-                Some(share) => per_image.push(share),
-                None => outside += 1,
+            let Some(share) =
+                measure_image(item, dim, &views[b], &map, grid, &transform, config.mass)
+            else {
+                outside += 1;
+                continue;
+            };
+            if chosen.contains(&(ci * config.batch + b)) {
+                figure.push(figure_input(item, dim, &views[b], map, &share, &transform));
             }
+            per_image.push(share);
         }
         progress(
             (ci * config.batch + chunk.len()).min(work.len()),
@@ -364,5 +375,35 @@ pub fn run_boxes(
         all,
         classes,
         per_image,
+        figure,
     })
+}
+
+/// `n` of `len` indices spread evenly (i * len / n), as a sorted set.
+fn spread(len: usize, n: usize) -> std::collections::BTreeSet<usize> {
+    let n = n.min(len);
+    (0..n).map(|i| i * len / n).collect()
+}
+
+/// An image kept for the figure: its view and map, its boxes in crop pixels, its scores.
+fn figure_input(
+    (path, boxes): &Labelled,
+    (w, h): (usize, usize),
+    view: &Planar,
+    map: Vec<f32>,
+    share: &ImageShare,
+    transform: &EvalTransform,
+) -> FigureInput {
+    FigureInput {
+        path: path.clone(),
+        view: view.clone(),
+        map,
+        rects: boxes
+            .iter()
+            .filter_map(|b| box_in_crop(b, transform, w, h))
+            .collect(),
+        kept_tokens: share.kept_tokens,
+        network: share.share_masked,
+        priors: share.priors,
+    }
 }

@@ -43,7 +43,8 @@ pub struct FigureOptions {
     pub pixel: Option<(usize, usize)>,
 }
 
-fn row(panels: &[RgbImage]) -> RgbImage {
+/// Panels side by side, [`PADDING`] apart.
+pub(super) fn row(panels: &[RgbImage]) -> RgbImage {
     image_grid(panels, panels.len(), PADDING, [255, 255, 255])
 }
 

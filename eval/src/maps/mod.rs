@@ -17,6 +17,7 @@
 
 pub mod boxes;
 pub mod boxes_eval;
+pub mod boxes_figure;
 pub mod boxes_report;
 pub mod figure_files;
 pub mod figures;

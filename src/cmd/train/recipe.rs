@@ -92,7 +92,8 @@ pub fn expand(argv: Vec<OsString>) -> Vec<OsString> {
     let no_eval = gives(own, "--no-eval");
     let mut inserted: Vec<OsString> = Vec::new();
     for (flag, value) in recipe.flags() {
-        if !gives(own, flag) && !(no_eval && flag.starts_with("--eval")) {
+        let skipped = no_eval && flag.starts_with("--eval");
+        if !skipped && !gives(own, flag) {
             inserted.extend([OsString::from(*flag), OsString::from(*value)]);
         }
     }
