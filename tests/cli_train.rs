@@ -262,6 +262,53 @@ fn resume_continues_and_max_minutes_stops_with_a_checkpoint() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A resumed run keeps the k-NN flags it was started with (eval.json) and its k-NN points (knn.csv):
+/// the schedule goes on, the final table is printed, the curve holds every segment's points.
+#[test]
+fn resume_keeps_the_knn_schedule_and_curve() {
+    let dir = temp_dir("resume-knn");
+    let out = dir.to_str().unwrap();
+    let mut args = vec!["train"];
+    args.extend(TINY);
+    args.extend([
+        "--eval-builtin",
+        "40",
+        "20",
+        "--eval-size",
+        "16",
+        "--eval-every",
+        "1",
+    ]);
+    args.extend(["--stop-at", "2", "--out", out]);
+    let (ok, stdout, stderr) = dinonat(&args);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("step 2: k-NN top-1"), "{stdout}");
+    let ck = dir.join("checkpoint.safetensors");
+    let (ok, stdout, stderr) = dinonat(&["train", "--resume", ck.to_str().unwrap(), "--json"]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("k-NN flags of the run from"), "{stderr}");
+    assert!(stderr.contains("step 3: k-NN top-1"), "{stderr}");
+    assert!(
+        last_json(&stdout)["knn_top1_trained"].is_number(),
+        "{stdout}"
+    );
+    let knn = std::fs::read_to_string(dir.join("knn.csv")).unwrap();
+    let steps: Vec<&str> = knn
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(steps, ["0", "1", "2", "3", "4"], "{knn}");
+    assert!(dir.join("curve_knn.png").is_file());
+    // flags on the command line win over the record
+    let (ok, stdout, stderr) = dinonat(&["train", "--resume", ck.to_str().unwrap(), "--no-eval"]);
+    assert!(
+        ok && !stdout.contains("k-NN") && !stderr.contains("k-NN flags"),
+        "{stdout}{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     let dir = temp_dir("nan");

@@ -3,7 +3,12 @@
 
 use crate::plot::line_chart;
 use dinonat_train::trainer::log::StepLog;
+use std::io::Write;
 use std::path::Path;
+
+/// The file in a run directory that keeps its k-NN points (`step,top1`), so a resumed run draws the
+/// whole curve.
+pub const KNN_FILE: &str = "knn.csv";
 
 /// The run's curves against the step (1-based: the step just finished).
 #[derive(Default)]
@@ -15,6 +20,58 @@ pub struct Curves {
 }
 
 impl Curves {
+    /// The curves of the steps before `step` of the run in `dir`: log.csv's losses and knn.csv's k-NN
+    /// points. knn.csv is cut back to those points (a killed run may have measured past its last
+    /// checkpoint).
+    pub fn resumed(dir: &Path, step: usize) -> Result<Curves, String> {
+        let mut c = Curves::default();
+        for l in dinonat_train::trainer::log::read_log(&dir.join("log.csv"), step) {
+            c.record(&l);
+        }
+        let file = dir.join(KNN_FILE);
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let mut f = line.split(',').map(|v| v.trim().parse::<f64>());
+            if let (Some(Ok(s)), Some(Ok(top1))) = (f.next(), f.next()) {
+                if s <= step as f64 {
+                    if c.knn.last().is_some_and(|p| p.0 == s) {
+                        c.knn.pop();
+                    }
+                    c.knn.push((s, top1));
+                }
+            }
+        }
+        if !text.is_empty() {
+            let kept: String = c.knn.iter().map(|(s, v)| format!("{s},{v}\n")).collect();
+            std::fs::write(&file, format!("step,top1\n{kept}"))
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+        }
+        Ok(c)
+    }
+
+    /// A k-NN point of the teacher after `step` steps: on the curve (replacing one at the same step)
+    /// and appended to `dir/knn.csv`.
+    pub fn knn_point(&mut self, dir: &Path, step: usize, top1: f64) -> Result<(), String> {
+        let x = step as f64;
+        if self.knn.last().is_some_and(|p| p.0 == x) {
+            self.knn.pop();
+        }
+        self.knn.push((x, top1));
+        let file = dir.join(KNN_FILE);
+        let new = !file.is_file();
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&file)
+            .and_then(|mut f| {
+                if new {
+                    writeln!(f, "step,top1")?;
+                }
+                writeln!(f, "{step},{top1}")
+            })
+            .map_err(|e| format!("{}: {e}", file.display()))
+    }
+
     pub fn record(&mut self, l: &StepLog) {
         let x = (l.step + 1) as f64;
         self.loss.push((x, l.loss));

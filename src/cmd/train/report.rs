@@ -139,7 +139,7 @@ pub fn baselines(
         random.reported()
     );
     if t.step == 0 {
-        curves.knn.push((0.0, random.reported()));
+        curves.knn_point(&t.config.out_dir, 0, random.reported())?;
     }
     Ok(Baselines { pixels, random })
 }

@@ -3,6 +3,7 @@
 //! the curves and the run's JSON object.
 
 use super::curves::Curves;
+use super::eval_flags::EvalFlags;
 use super::flags::TrainArgs;
 use super::report::{baselines, describe, knn_table};
 use super::steps::train_steps;
@@ -23,7 +24,8 @@ pub fn train_run(
     out: &Path,
     comm: &Rc<dyn Collective>,
 ) -> Result<serde_json::Value, String> {
-    let mut t = open_trainer(a, seed, out, comm)?;
+    let (eval, eval_file) = a.eval.of_run(a.resume.as_deref())?;
+    let mut t = open_trainer(a, &eval, seed, out, comm)?;
     let rank = comm.rank();
     if rank != 0 {
         // a follower trains its shard; rank 0 evaluates, prints and writes the run directory
@@ -32,39 +34,38 @@ pub fn train_run(
         return Ok(serde_json::Value::Null);
     }
     describe(&t, comm.as_ref(), a.json);
+    if let Some(f) = eval_file {
+        say!(a.json, "k-NN flags of the run from {}", f.display());
+    }
+    eval.save(&t.config.out_dir)?;
     // k-NN split: --eval-train/--eval-val, else the built-in split when training on built-in data.
-    let split = if a.eval.no_eval {
+    let split = if eval.no_eval {
         None
     } else {
-        let size = a
-            .eval
+        let size = eval
             .eval_size
             .unwrap_or_else(|| eval_image_size(&t.config.arch));
         let builtin = t.config.data.is_none();
         EvalSplit::open(
-            &a.eval.eval_train,
-            &a.eval.eval_val,
+            &eval.eval_train,
+            &eval.eval_val,
             builtin,
-            &a.eval.eval_builtin,
+            &eval.eval_builtin,
             size,
         )
         .map_err(flagged)?
     };
-    if a.eval.eval_every > 0 && split.is_none() {
+    if eval.eval_every > 0 && split.is_none() {
         return Err(
             "--eval-every needs --eval-train DIR --eval-val DIR when training on --data".into(),
         );
     }
-    let mut curves = Curves::default();
-    let log_csv = t.config.out_dir.join("log.csv");
-    for l in dinonat_train::trainer::log::read_log(&log_csv, t.step) {
-        curves.record(&l); // the steps before a resume
-    }
+    let mut curves = Curves::resumed(&t.config.out_dir, t.step)?; // the steps before a resume
     let baselines = match &split {
         Some(s) => Some(baselines(&t, s, a.json, &mut curves)?),
         None => None,
     };
-    let done = train_steps(a, &mut t, split.as_ref(), &mut curves)?;
+    let done = train_steps(a, &mut t, (split.as_ref(), eval.eval_every), &mut curves)?;
     done.print(&t, comm.size(), a.json);
     let mut out = done.json(&t, comm.size());
     if let Some(s) = t.skipped_summary() {
@@ -72,7 +73,7 @@ pub fn train_run(
     }
     if let (Some(s), Some(base)) = (&split, baselines) {
         let trained = s.knn_backbone(&t.teacher.backbone)?;
-        curves.knn.push((t.step as f64, trained.reported()));
+        curves.knn_point(&t.config.out_dir, t.step, trained.reported())?;
         knn_table(&t, s, &trained, &base, a.json, &mut out);
     }
     match curves.write_pngs(&t.config.out_dir) {
@@ -86,6 +87,7 @@ pub fn train_run(
 /// in `out`; its paths checked and its collective set.
 fn open_trainer(
     a: &TrainArgs,
+    eval: &EvalFlags,
     seed: u64,
     out: &Path,
     comm: &Rc<dyn Collective>,
@@ -116,10 +118,10 @@ fn open_trainer(
         ));
     }
     t.set_overlap((!a.no_overlap).then_some((a.bucket_mb * 1e6) as usize));
-    if t.config.data.is_none() && !a.eval.no_eval && a.eval.eval_train.is_none() {
+    if t.config.data.is_none() && !eval.no_eval && eval.eval_train.is_none() {
         check_training_seed(t.config.seed).map_err(flagged)?;
     }
-    check_run_paths(&t.config, a)?;
+    check_run_paths(&t.config, eval, a.resume.as_deref())?;
     if a.strict {
         t.set_error_policy(ErrorPolicy::Stop)
             .map_err(|e| e.to_string())?;
@@ -129,15 +131,15 @@ fn open_trainer(
 }
 
 /// The run directory never is, nor lies inside, a file or folder the run reads.
-fn check_run_paths(c: &TrainConfig, a: &TrainArgs) -> Result<(), String> {
+fn check_run_paths(c: &TrainConfig, eval: &EvalFlags, resume: Option<&Path>) -> Result<(), String> {
     let inputs = [
         ("--data", &c.data),
-        ("--eval-train", &a.eval.eval_train),
-        ("--eval-val", &a.eval.eval_val),
+        ("--eval-train", &eval.eval_train),
+        ("--eval-val", &eval.eval_val),
     ];
     let mut inputs: Vec<_> = (inputs.iter())
         .filter_map(|(f, p)| p.as_deref().map(|p| (*f, p)))
         .collect();
-    inputs.extend(a.resume.as_deref().map(|p| ("--resume", p)));
+    inputs.extend(resume.map(|p| ("--resume", p)));
     dinonat_train::guard::check_outputs(&[("--out", &c.out_dir)], &inputs)
 }

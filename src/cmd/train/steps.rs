@@ -10,11 +10,12 @@ use dinonat_train::run_policy::{knn_due, progress_due, CollapseWatch, Deadline};
 use dinonat_train::trainer::{Control, TrainError, Trainer};
 use std::time::Instant;
 
-/// Runs the steps with progress lines, collapse warnings, the scheduled k-NN and the deadline.
+/// Runs the steps with progress lines, collapse warnings, the k-NN every `eval_every` steps on the
+/// split and the deadline.
 pub fn train_steps(
     a: &TrainArgs,
     t: &mut Trainer,
-    split: Option<&EvalSplit>,
+    (split, eval_every): (Option<&EvalSplit>, usize),
     curves: &mut Curves,
 ) -> Result<Done, String> {
     let js = a.json;
@@ -45,13 +46,15 @@ pub fn train_steps(
         if let Some(w) = watch.check(l.step, l.teacher_entropy) {
             bar.suspend(|| eprintln!("warning: {w}"));
         }
-        if let Some(s) = split.filter(|_| knn_due(a.eval.eval_every, l.step, total)) {
+        if let Some(s) = split.filter(|_| knn_due(eval_every, l.step, total)) {
             let top1 = s
                 .knn_backbone(&tr.teacher.backbone)
                 .map_err(TrainError)?
                 .reported();
             bar.suspend(|| say!(js, "step {}: k-NN top-1 {top1:.2}% (teacher)", l.step + 1));
-            curves.knn.push(((l.step + 1) as f64, top1));
+            curves
+                .knn_point(&tr.config.out_dir, l.step + 1, top1)
+                .map_err(TrainError)?;
         }
         if let Some(d) = deadline.filter(|d| d.passed(l.step, total)) {
             say!(
