@@ -157,20 +157,23 @@ fn boxes_reports_shares_chance_and_skips() {
         .starts_with("image,boxes,box_fraction,share_masked,share_map,kept_tokens,centre_gaussian_share_masked,central_square_share_masked,intensity_share_masked,dog_boxes"));
     assert!(lines[1].contains("a.png\",1,0.250000,"), "{}", lines[1]);
     // The text report names the chance column and the skips.
-    let (ok, out, err) = dinonat(&[
-        "boxes",
-        "--random-init",
-        "--arch",
-        "nat_pico",
-        "--size",
-        "32",
-        "--images",
-        s(&images),
-        "--labels",
-        s(&labels),
-        "--figure",
-        s(&root.join("out/figure.png")),
-    ]);
+    let text_report = |figure: &Path| {
+        dinonat(&[
+            "boxes",
+            "--random-init",
+            "--arch",
+            "nat_pico",
+            "--size",
+            "32",
+            "--images",
+            s(&images),
+            "--labels",
+            s(&labels),
+            "--figure",
+            s(figure),
+        ])
+    };
+    let (ok, out, err) = text_report(&root.join("out/figure.png"));
     assert!(ok, "{err}");
     assert!(
         out.contains("chance") && out.contains("1 without a label file"),
@@ -185,20 +188,7 @@ fn boxes_reports_shares_chance_and_skips() {
     assert!(err.contains("row 2:") && !err.contains("row 3:"), "{err}");
     // Never written over an input.
     let inside = images.join("figure.png");
-    let (ok, _, err) = dinonat(&[
-        "boxes",
-        "--random-init",
-        "--arch",
-        "nat_pico",
-        "--size",
-        "32",
-        "--images",
-        s(&images),
-        "--labels",
-        s(&labels),
-        "--figure",
-        s(&inside),
-    ]);
+    let (ok, _, err) = text_report(&inside);
     assert!(!ok && err.contains("--figure") && !inside.exists(), "{err}");
     assert!(
         out.contains("central_square") && out.contains("intensity") && out.contains("bootstrap"),
