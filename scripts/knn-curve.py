@@ -2,7 +2,7 @@
 """The k-NN curve of a `dinonat train` run split into segments (--resume), as one PNG (needs matplotlib):
 
     python3 scripts/knn-curve.py OUT.png RUN_DIR SEGMENT_LOG [SEGMENT_LOG ...] [--rate IMG_PER_S] [--pixels P]
-                                 [--random R]
+                                 [--random R] [--point STEP=TOP1 ...]
 
 The points are the `step N: k-NN top-1 X%` lines and the final table's teacher line of each segment's stdout; the
 batch comes from RUN_DIR/config.json. The x axis is images seen; the top axis is minutes at --rate (the machine's
@@ -17,6 +17,8 @@ p.add_argument("logs", nargs="+")
 p.add_argument("--rate", type=float, default=None)
 p.add_argument("--pixels", type=float, default=None)
 p.add_argument("--random", type=float, default=None)
+p.add_argument("--point", action="append", default=[], metavar="STEP=TOP1",
+               help="a point measured apart (e.g. `dinonat knn --checkpoint` of a segment that ran without its k-NN)")
 a = p.parse_args()
 
 config = json.load(open(os.path.join(a.run, "config.json")))
@@ -29,6 +31,10 @@ for log in a.logs:
     # the table at a segment's end: "| teacher (step N) | X |" or the stop line
     for m in re.finditer(r"^\| (?:trained|teacher)[^|]*?step (\d+)[^|]*\| ([\d.]+)", text, re.M):
         points[int(m.group(1))] = float(m.group(2))
+
+for pt in a.point:
+    step, value = pt.split("=")
+    points[int(step)] = float(value)
 
 import matplotlib
 
