@@ -6,8 +6,9 @@
 //! area, the image's luminance, uniform), each with a 95 % bootstrap interval over the images.
 
 use super::boxes::{box_in_crop, box_share, read_yolo, token_coverage, YoloBox};
-use super::boxes_figure::{prior_maps, FigureInput};
+use super::boxes_figure::FigureInput;
 use super::pooled::{head_mean, pooled_query_attention};
+use super::priors::prior_maps;
 use super::render::mass_mask;
 use super::{choose_level, forward_with_capture};
 use crate::curate::embed::batch_tensor;
@@ -53,10 +54,7 @@ pub struct ImageShare {
     pub per_class: BTreeMap<usize, (usize, Measured)>,
 }
 
-/// The non-learned maps scored beside the network, in the order of [`ImageShare::priors`]: a centred
-/// Gaussian thresholded to the same mass, a central square of as many tokens as the network's mask, and the
-/// image's luminance per token thresholded to the same mass.
-pub const PRIORS: [&str; 3] = ["centre_gaussian", "central_square", "intensity"];
+pub use super::priors::PRIORS;
 
 /// One image's numbers for one set of boxes: box fraction, network share masked, network share of the map,
 /// then the priors' masked shares ([`PRIORS`]).

@@ -4,9 +4,8 @@
 //! outlined. The prior is the one with the highest mean masked share over all images of the run, so the
 //! figure shows the control that comes closest to (or beats) the network.
 
-use super::boxes_eval::PRIORS;
 use super::figures::{row, PADDING};
-use super::priors::{cell_means, central_square, centre_gaussian, luminance};
+use super::priors::{prior_maps, PRIORS};
 use super::render::{display_factor, enlarge, heatmap, mass_mask, overlay_mask};
 use dinonat_train::augment::{Planar, IMAGENET_MEAN, IMAGENET_STD};
 use dinonat_train::data::RgbImage;
@@ -24,24 +23,6 @@ pub struct FigureInput {
     pub kept_tokens: usize,
     pub network: f64,
     pub priors: [f64; 3],
-}
-
-/// The maps of [`PRIORS`] for one view on `grid`, with the mass each is thresholded at: the centre Gaussian
-/// and the luminance at `mass`, the central square of the network's `kept` tokens whole (mass 1).
-pub fn prior_maps(
-    view: &Planar,
-    grid: (usize, usize),
-    kept: usize,
-    mass: f64,
-) -> [(Vec<f32>, f64); 3] {
-    [
-        (centre_gaussian(grid), mass),
-        (central_square(grid, kept), 1.0),
-        (
-            cell_means(&luminance(view), view.width, view.height, grid),
-            mass,
-        ),
-    ]
 }
 
 /// Index into [`PRIORS`] of the highest of `shares` (the first on a tie).

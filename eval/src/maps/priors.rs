@@ -10,6 +10,29 @@
 
 use dinonat_train::augment::{Planar, IMAGENET_MEAN, IMAGENET_STD};
 
+/// The non-learned maps scored beside the network, in the order of every per-prior array: a centred
+/// Gaussian thresholded to the network's mass, a central square of as many tokens as the network's mask, and
+/// the image's luminance per token thresholded to the same mass.
+pub const PRIORS: [&str; 3] = ["centre_gaussian", "central_square", "intensity"];
+
+/// The maps of [`PRIORS`] for one view on `grid`, with the mass each is thresholded at: the centre Gaussian
+/// and the luminance at `mass`, the central square of the network's `kept` tokens whole (mass 1).
+pub fn prior_maps(
+    view: &Planar,
+    grid: (usize, usize),
+    kept: usize,
+    mass: f64,
+) -> [(Vec<f32>, f64); 3] {
+    [
+        (centre_gaussian(grid), mass),
+        (central_square(grid, kept), 1.0),
+        (
+            cell_means(&luminance(view), view.width, view.height, grid),
+            mass,
+        ),
+    ]
+}
+
 /// Luma Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601) of an eval-transformed view, back in [0, 1] units
 /// (undoing the ImageNet normalisation): `[height * width]`.
 pub fn luminance(view: &Planar) -> Vec<f32> {
