@@ -74,10 +74,10 @@ fn train_position(argv: &[OsString]) -> Option<usize> {
 }
 
 /// `argv` with the flags of its `train --recipe NAME` inserted after `train`, each unless given (with
-/// `--no-eval`, none of the k-NN flags). With
-/// `--data DIR` where DIR holds `train/` and `val/` (Imagenette's layout) and no k-NN flags, the
-/// k-NN runs on DIR's splits (`--eval-train DIR --eval-val DIR`). Any other command line, and an
-/// unknown recipe name (clap then names the values), come back unchanged.
+/// `--no-eval`, none of the k-NN flags). With `--data DIR` where DIR holds `train/` and `val/`
+/// (Imagenette's layout) and no k-NN flags, the k-NN runs on DIR's splits (`--eval-train DIR
+/// --eval-val DIR`). Any other command line, and an unknown recipe name (clap then names the values),
+/// come back unchanged.
 pub fn expand(argv: Vec<OsString>) -> Vec<OsString> {
     let Some(at) = train_position(&argv) else {
         return argv;
