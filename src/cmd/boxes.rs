@@ -107,8 +107,14 @@ pub fn run(args: BoxesArgs) -> Result<(), String> {
         write_csv(f, &r, &class_names).map_err(|e| format!("--{e}"))?;
     }
     if let Some(f) = &args.figure {
-        let shares: Vec<f64> = r.all.scores[1..4].iter().map(|s| s.share_masked).collect();
-        let prior = strongest(&[shares[0], shares[1], shares[2]]);
+        let share = |p: &str| {
+            r.all
+                .scores
+                .iter()
+                .find(|s| s.map == p)
+                .map_or(0.0, |s| s.share_masked)
+        };
+        let prior = strongest(&PRIORS.map(share));
         let grid = (r.grid[0], r.grid[1]);
         dinonat_train::grid::write_png(f, &boxes_figure(&r.figure, grid, r.mass, prior))
             .map_err(|e| format!("--figure {}: {e}", f.display()))?;
