@@ -62,6 +62,8 @@ fn bench_gemm_json_reports_each_requested_shape() {
         "33x17x65",
         "--shape",
         "64x64x64",
+        "--layout",
+        "tn",
     ]);
     assert!(ok, "bench gemm failed: {stderr}");
     let rows: Vec<serde_json::Value> = stdout
@@ -84,12 +86,24 @@ fn bench_gemm_json_reports_each_requested_shape() {
     );
     assert_eq!(rows[1]["m"].as_u64(), Some(64));
     for row in &rows {
+        assert_eq!(row["layout"].as_str(), Some("tn"), "{row}");
         let gflops = row["gflops"].as_f64().expect("gflops is a number");
         assert!(
             gflops.is_finite() && gflops > 0.0,
             "gflops must be a positive measurement: {row}"
         );
     }
+}
+
+#[test]
+fn bench_gemm_rejects_an_unknown_layout_naming_the_flag() {
+    let (ok, _stdout, stderr) = dinonat(&["bench", "gemm", "--layout", "tt"]);
+    assert!(!ok, "--layout tt must fail");
+    assert!(
+        stderr.contains("--layout") && stderr.contains("tn"),
+        "the error must name the flag and the choices: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "must not panic: {stderr}");
 }
 
 #[test]

@@ -124,6 +124,10 @@ pub struct GemmArgs {
     /// `bf16`: also time the BF16 GEMM (CPU) beside f32, shape by shape in the same run.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
+    /// Which operands are read transposed (CPU): `nn` (C = A B), `tn` (C = A^T B, a linear layer's
+    /// weight gradient), `nt` (C = A B^T, its data gradient against a row-major weight).
+    #[arg(long, default_value = "nn")]
+    pub layout: String,
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,

@@ -2,6 +2,7 @@
 //! and the NAT shapes, row-major C = A B. Compare with OpenBLAS through numpy in the same run
 //! (../shared/bench-ref/gemm_numpy_torch.py); absolute numbers on a shared machine drift.
 //! `--dtype bf16` times the BF16 GEMM (`sgemm_bf16`, its path named) right after f32 per shape.
+//! `--layout tn | nt` reads A or B transposed, as a linear layer's weight and data gradients do.
 
 use crate::args::GemmArgs;
 use crate::timing::{gflop_per_s, median, random, repeats};
@@ -37,7 +38,8 @@ pub fn run(args: &GemmArgs) -> Result<(), String> {
         "bf16" => true,
         d => return Err(format!("--dtype {d:?}: expected f32 or bf16")),
     };
-    let measure = || measure_all(&shapes, args.json, bf16);
+    let ops = Ops::parse(&args.layout)?;
+    let measure = || measure_all(&shapes, args.json, bf16, ops);
     match args.threads {
         None => measure(),
         Some(0) => Err("--threads: must be at least 1".into()),
@@ -63,12 +65,69 @@ pub(crate) fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
     }
 }
 
-fn measure_all(shapes: &[(usize, usize, usize)], json: bool, bf16: bool) -> Result<(), String> {
+/// Which operands of C = op(A) op(B) are stored transposed (`--layout`).
+#[derive(Clone, Copy)]
+struct Ops {
+    a_t: bool,
+    b_t: bool,
+}
+
+impl Ops {
+    fn parse(s: &str) -> Result<Ops, String> {
+        match s {
+            "nn" => Ok(Ops {
+                a_t: false,
+                b_t: false,
+            }),
+            "tn" => Ok(Ops {
+                a_t: true,
+                b_t: false,
+            }),
+            "nt" => Ok(Ops {
+                a_t: false,
+                b_t: true,
+            }),
+            _ => Err(format!("--layout {s:?}: expected nn, tn or nt")),
+        }
+    }
+    fn name(self) -> &'static str {
+        match (self.a_t, self.b_t) {
+            (false, false) => "nn",
+            (true, false) => "tn",
+            (false, true) => "nt",
+            (true, true) => "tt",
+        }
+    }
+    /// Layouts of op(A) (m x k) and op(B) (k x n), each stored densely.
+    fn layouts(self, m: usize, k: usize, n: usize) -> (Layout, Layout) {
+        let a = if self.a_t {
+            Layout::col_major(m)
+        } else {
+            Layout::row_major(k)
+        };
+        let b = if self.b_t {
+            Layout::col_major(k)
+        } else {
+            Layout::row_major(n)
+        };
+        (a, b)
+    }
+}
+
+fn measure_all(
+    shapes: &[(usize, usize, usize)],
+    json: bool,
+    bf16: bool,
+    ops: Ops,
+) -> Result<(), String> {
     let threads = rayon::current_num_threads();
     let isa = isa::active().name();
     let path = isa::bf16_gemm_active().name();
     if !json {
-        println!("sgemm, {threads} threads, isa {isa}; median of repeated runs after a warm-up");
+        println!(
+            "sgemm {}, {threads} threads, isa {isa}; median of repeated runs after a warm-up",
+            ops.name()
+        );
         if bf16 {
             println!("bf16 GEMM path {path}, timed right after f32 on each shape");
             let h = (
@@ -89,10 +148,10 @@ fn measure_all(shapes: &[(usize, usize, usize)], json: bool, bf16: bool) -> Resu
     }
     let mut bar = Progress::starting_at("bench gemm (shapes)", 0);
     for (i, &(m, k, n)) in shapes.iter().enumerate() {
-        let ms = median_ms(m, k, n, sgemm);
+        let ms = median_ms(m, k, n, ops, sgemm);
         let gflops = gflop_per_s(2.0 * (m * k * n) as f64 / 1e9, ms);
         let bf_ms = if bf16 {
-            median_ms(m, k, n, sgemm_bf16)
+            median_ms(m, k, n, ops, sgemm_bf16)
         } else {
             f64::NAN
         };
@@ -101,11 +160,12 @@ fn measure_all(shapes: &[(usize, usize, usize)], json: bool, bf16: bool) -> Resu
         let line = match (json, bf16) {
             (true, false) => serde_json::json!({
                 "m": m, "k": k, "n": n, "gflops": gflops, "ms": ms, "threads": threads, "isa": isa,
+                "layout": ops.name(),
             })
             .to_string(),
             (true, true) => serde_json::json!({
                 "m": m, "k": k, "n": n, "gflops": gflops, "ms": ms, "threads": threads, "isa": isa,
-                "bf16_gflops": bf_gflops, "bf16_ms": bf_ms, "bf16_path": path,
+                "layout": ops.name(), "bf16_gflops": bf_gflops, "bf16_ms": bf_ms, "bf16_path": path,
             })
             .to_string(),
             (false, false) => format!("{shape:>20} {ms:>10.3} {gflops:>10.1}"),
@@ -123,10 +183,11 @@ fn measure_all(shapes: &[(usize, usize, usize)], json: bool, bf16: bool) -> Resu
 /// A GEMM with the signature of `sgemm` (f32 or BF16).
 type Gemm = fn(usize, usize, usize, f32, &[f32], Layout, &[f32], Layout, f32, &mut [f32], Layout);
 
-/// Median wall time of C = A B in milliseconds; about half a second of runs, at least 5.
-fn median_ms(m: usize, k: usize, n: usize, gemm: Gemm) -> f64 {
+/// Median wall time of C = op(A) op(B) in milliseconds; about half a second of runs, at least 5.
+fn median_ms(m: usize, k: usize, n: usize, ops: Ops, gemm: Gemm) -> f64 {
     let a = random(m * k, 1);
     let b = random(k * n, 2);
+    let (la, lb) = ops.layouts(m, k, n);
     let mut c = vec![0.0f32; m * n];
     let mut once = || {
         let t = Instant::now();
@@ -136,9 +197,9 @@ fn median_ms(m: usize, k: usize, n: usize, gemm: Gemm) -> f64 {
             n,
             1.0,
             &a,
-            Layout::row_major(k),
+            la,
             &b,
-            Layout::row_major(n),
+            lb,
             0.0,
             &mut c,
             Layout::row_major(n),

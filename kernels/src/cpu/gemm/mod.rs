@@ -10,7 +10,8 @@
 //! with packed panels (`pack.rs`), a blocked loop nest parallel over tiles of C (`driver.rs`) and a
 //! register-tile microkernel per instruction set, chosen at run time ([`crate::cpu::isa::active`]):
 //! AVX-512 14 x 32, AVX2+FMA 6 x 16, portable 4 x 8. The blocking and the measured speed are in
-//! docs/gemm.md. k is never split between threads, so every element of C is the same sequence of
+//! docs/gemm.md. A long k with a small C is cut into chunks fixed by the shape alone
+//! (`split_k.rs`); otherwise k is never split. Every element of C is the same sequence of
 //! operations for any thread count: results are bitwise identical for 1 and N threads.
 
 mod bf16;
@@ -25,10 +26,13 @@ mod kernel_avx512bf16;
 mod kernel_portable;
 mod pack;
 mod pairs;
+mod split_k;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_bf16;
+#[cfg(test)]
+mod tests_split_k;
 #[cfg(test)]
 mod tests_tiles;
 mod tiles;
@@ -425,6 +429,33 @@ unsafe fn gemm_views(
 }
 
 fn dispatch(
+    path: Path,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: View,
+    b: View,
+    beta: f32,
+    c: ViewMut,
+    parallel: bool,
+) {
+    if let Some(ranges) = split_k::chunks(m, k, n) {
+        let part = |p0: usize, p1: usize, p: &mut [f32]| {
+            let (ap, bp) = (split_k::a_cols(a, p0), split_k::b_rows(b, p0));
+            let pv = ViewMut {
+                ptr: p.as_mut_ptr(),
+                rs: n,
+            };
+            dispatch_one(path, m, p1 - p0, n, 1.0, ap, bp, 0.0, pv, false)
+        };
+        return split_k::gemm(m, n, &ranges, alpha, beta, c, parallel, part);
+    }
+    dispatch_one(path, m, k, n, alpha, a, b, beta, c, parallel)
+}
+
+/// One GEMM, k whole, on the driver of `path`.
+fn dispatch_one(
     path: Path,
     m: usize,
     k: usize,
