@@ -68,27 +68,11 @@ fn forward_in_groups<T: CpuKernels>(
             let gp = imgs.len() / image_len * p;
             let cols = &mut cols[..gp * k];
             im2col(&geom, imgs, cols);
-            let beta = match &bias_values {
-                Some(bv) => {
-                    yg.chunks_mut(o).for_each(|row| row.copy_from_slice(bv));
-                    T::ONE
-                }
-                None => T::ZERO,
-            };
-            let (rm_k, rm_o) = (Mat::row_major(k), Mat::row_major(o));
-            T::gemm(
-                gp,
-                k,
-                o,
-                T::ONE,
-                cols,
-                rm_k,
-                &wp,
-                Mat::col_major(k),
-                beta,
-                yg,
-                rm_o,
-            );
+            let (rm_k, rm_o, cm_k) = (Mat::row_major(k), Mat::row_major(o), Mat::col_major(k));
+            match &bias_values {
+                Some(bv) => T::gemm_bias((gp, k, o), (cols, rm_k), (&wp, cm_k), (yg, rm_o), bv),
+                None => T::gemm(gp, k, o, T::ONE, cols, rm_k, &wp, cm_k, T::ZERO, yg, rm_o),
+            }
         }
     });
     T::recycle(cols);

@@ -109,7 +109,7 @@ pub(crate) fn matmul<T: CpuKernels>(
     storage(c)
 }
 
-/// y = x W^T + b: the bias is written into y first and the GEMM adds to it (beta = 1), one pass.
+/// y = x W^T + b: the GEMM adds the bias to each block of y as it completes (C never read).
 pub(crate) fn linear<T: CpuKernels>(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Storage {
     let (out_f, in_f) = (weight.shape()[0], weight.shape()[1]);
     let rows: usize = x.shape()[..x.rank() - 1].iter().product();
@@ -119,16 +119,6 @@ pub(crate) fn linear<T: CpuKernels>(x: &Tensor, weight: &Tensor, bias: Option<&T
         x.detach().contiguous()
     };
     let mut y = T::alloc(rows * out_f);
-    let beta = match bias {
-        Some(b) => {
-            b.with_contiguous(|bs: &[T]| {
-                y.chunks_mut(out_f.max(1))
-                    .for_each(|r| r.copy_from_slice(bs))
-            });
-            T::ONE
-        }
-        None => T::ZERO,
-    };
     if !y.is_empty() {
         xm.with_strided(|sx: &[T], lx| {
             weight.with_strided(|sw: &[T], lw| {
@@ -146,19 +136,25 @@ pub(crate) fn linear<T: CpuKernels>(x: &Tensor, weight: &Tensor, bias: Option<&T
                     col_stride: lw.strides[0],
                 };
                 let (a, w) = (&sx[lx.offset..], &sw[lw.offset..]);
-                T::gemm(
-                    rows,
-                    in_f,
-                    out_f,
-                    T::ONE,
-                    a,
-                    la,
-                    w,
-                    lwt,
-                    beta,
-                    &mut y,
-                    Mat::row_major(out_f),
-                )
+                let ly = Mat::row_major(out_f);
+                match bias {
+                    Some(b) => b.with_contiguous(|bs: &[T]| {
+                        T::gemm_bias((rows, in_f, out_f), (a, la), (w, lwt), (&mut y, ly), bs)
+                    }),
+                    None => T::gemm(
+                        rows,
+                        in_f,
+                        out_f,
+                        T::ONE,
+                        a,
+                        la,
+                        w,
+                        lwt,
+                        T::ZERO,
+                        &mut y,
+                        ly,
+                    ),
+                }
             })
         });
     }

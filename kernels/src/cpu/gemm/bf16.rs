@@ -52,7 +52,40 @@ pub fn sgemm_bf16_with(
     c: &mut [f32],
     lc: MatrixLayout,
 ) {
-    run(Path::bf16(path), m, k, n, alpha, a, la, b, lb, beta, c, lc)
+    run(
+        Path::bf16(path),
+        m,
+        k,
+        n,
+        alpha,
+        a,
+        la,
+        b,
+        lb,
+        beta,
+        c,
+        lc,
+        None,
+    )
+}
+
+/// [`sgemm_bf16`] plus `bias` (n values) on every row of C (see [`super::sgemm_bias`]).
+pub fn sgemm_bf16_bias(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    la: MatrixLayout,
+    b: &[f32],
+    lb: MatrixLayout,
+    beta: f32,
+    c: &mut [f32],
+    lc: MatrixLayout,
+    bias: &[f32],
+) {
+    let path = Path::bf16(isa::bf16_gemm_active());
+    run(path, m, k, n, alpha, a, la, b, lb, beta, c, lc, Some(bias))
 }
 
 /// A batch of BF16 GEMMs (see [`super::sgemm_batched`]).

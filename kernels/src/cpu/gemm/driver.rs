@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use std::cell::Cell;
 
 use super::pack::{pack_a, pack_b_block, pack_b_panel};
-use super::view::{View, ViewMut};
+use super::view::{Bias, View, ViewMut};
 use crate::cpu::bf16::round_to_bf16_in_place;
 
 /// One call of a microkernel: C[0..mr, 0..nr] = alpha * sum_p A[i, p] B[p, j] + beta * C
@@ -118,7 +118,8 @@ pub(crate) fn with_scratch<R>(
 /// k >= 1 and m, n >= 1. `parallel = false` keeps everything on the calling thread. `round`:
 /// every packed panel is rounded to BF16 (and widened back) before the microkernel reads it, and
 /// neither operand is read in place, so C is the f32 GEMM of the BF16-rounded operands, bit for
-/// bit (the same FMA sequence as without `round`).
+/// bit (the same FMA sequence as without `round`). `bias` is added to each block of rows of C as
+/// soon as its product is complete (while the block is in cache).
 pub(crate) fn gemm<K: MicroKernel>(
     m: usize,
     k: usize,
@@ -130,6 +131,7 @@ pub(crate) fn gemm<K: MicroKernel>(
     c: ViewMut,
     parallel: bool,
     round: bool,
+    bias: Bias,
 ) {
     let parallel = parallel && m * n * k > SERIAL_MAX_FMAS && rayon::current_num_threads() > 1;
     let pack_a = round || a.cs != 1 || n > ROWS_A_MAX_N;
@@ -170,6 +172,7 @@ pub(crate) fn gemm<K: MicroKernel>(
             n_pad,
             c,
             round,
+            bias,
         };
         let mt = m.div_ceil(m_step);
         let nt = n.div_ceil(n_step);
@@ -295,6 +298,7 @@ struct Plan {
     c: ViewMut,
     /// Round packed panels to BF16 (see [`gemm`]).
     round: bool,
+    bias: Bias,
 }
 
 impl Plan {
@@ -404,6 +408,8 @@ impl Plan {
                         }
                     }
                 }
+                // SAFETY: rows ic..ic+mc and columns j0..j1 are this task's, now complete.
+                unsafe { self.bias.add(self.c, ic..ic + mc, j0..j1) };
             }
         });
     }

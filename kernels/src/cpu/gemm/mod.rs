@@ -32,18 +32,22 @@ mod tests;
 #[cfg(test)]
 mod tests_bf16;
 #[cfg(test)]
+mod tests_bias;
+#[cfg(test)]
 mod tests_split_k;
 #[cfg(test)]
 mod tests_tiles;
 mod tiles;
 mod view;
 
-pub use bf16::{sgemm_bf16, sgemm_bf16_batched, sgemm_bf16_batched_with, sgemm_bf16_with};
+pub use bf16::{
+    sgemm_bf16, sgemm_bf16_batched, sgemm_bf16_batched_with, sgemm_bf16_bias, sgemm_bf16_with,
+};
 
 use crate::cpu::isa::{self, Bf16Gemm, Isa};
 use crate::Float;
 use rayon::prelude::*;
-use view::{View, ViewMut};
+use view::{Bias, View, ViewMut};
 
 /// The old name of [`MatrixLayout`], kept for callers above the engine.
 pub use crate::gemm::MatrixLayout as Layout;
@@ -115,7 +119,44 @@ pub fn sgemm_with(
     c: &mut [f32],
     lc: MatrixLayout,
 ) {
-    run(Path::F32(isa), m, k, n, alpha, a, la, b, lb, beta, c, lc)
+    run(
+        Path::F32(isa),
+        m,
+        k,
+        n,
+        alpha,
+        a,
+        la,
+        b,
+        lb,
+        beta,
+        c,
+        lc,
+        None,
+    )
+}
+
+/// C = alpha * op(A) * op(B) + beta * C + 1 bias^T: `bias` (n values) added to every row of C, in
+/// the same pass that writes C (a linear layer: y = x W^T + b with beta = 0, C never read).
+///
+/// Panics (an invariant, not user input) when a buffer is shorter than its layout needs or `bias`
+/// is shorter than n.
+pub fn sgemm_bias(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    la: MatrixLayout,
+    b: &[f32],
+    lb: MatrixLayout,
+    beta: f32,
+    c: &mut [f32],
+    lc: MatrixLayout,
+    bias: &[f32],
+) {
+    let path = Path::F32(isa::active());
+    run(path, m, k, n, alpha, a, la, b, lb, beta, c, lc, Some(bias))
 }
 
 /// How a GEMM multiplies: the f32 microkernel of an instruction set, the same with both operands
@@ -161,7 +202,7 @@ impl Path {
     }
 }
 
-/// One GEMM on `path`, lengths checked.
+/// One GEMM on `path` (plus a bias on every row of C), lengths checked.
 pub(crate) fn run(
     path: Path,
     m: usize,
@@ -175,11 +216,35 @@ pub(crate) fn run(
     beta: f32,
     c: &mut [f32],
     lc: MatrixLayout,
+    bias: Option<&[f32]>,
 ) {
     check_lengths(1, (0, 0, 0), m, k, n, a, la, b, lb, c, lc);
+    if let Some(bias) = bias {
+        assert!(
+            bias.len() >= n,
+            "sgemm {m}x{k}x{n}: a bias of {} values for {n} columns",
+            bias.len()
+        );
+    }
     let (a, b) = (view(a, la), view(b, lb));
+    let bias = Bias::of(bias);
     // SAFETY: lengths checked above; `c` is borrowed mutably for the whole call.
-    unsafe { gemm_views(path, m, k, n, alpha, a, b, beta, c.as_mut_ptr(), lc, true) }
+    unsafe {
+        gemm_views(
+            path,
+            m,
+            k,
+            n,
+            alpha,
+            a,
+            b,
+            beta,
+            c.as_mut_ptr(),
+            lc,
+            true,
+            bias,
+        )
+    }
 }
 
 /// A batch of independent SGEMMs; matrix `t` of each operand starts at `t * stride`.
@@ -280,7 +345,22 @@ pub(crate) fn run_batched(
         let (at, bt) = (av.offset(t * batch.a), bv.offset(t * batch.b));
         let ct = cp.offset(t * batch.c);
         // SAFETY: lengths checked above; items write disjoint parts of C when run in parallel.
-        unsafe { gemm_views(path, m, k, n, alpha, at, bt, beta, ct, lc, parallel) }
+        unsafe {
+            gemm_views(
+                path,
+                m,
+                k,
+                n,
+                alpha,
+                at,
+                bt,
+                beta,
+                ct,
+                lc,
+                parallel,
+                Bias::NONE,
+            )
+        }
     };
     let threads = rayon::current_num_threads();
     let small = m * n * k < 1 << 20;
@@ -365,7 +445,7 @@ fn view(x: &[f32], l: MatrixLayout) -> View {
 
 /// Chooses how C is written: unit column stride goes to the driver as is; a column-major C is
 /// computed as C^T = op(B)^T op(A)^T (swap the operands, transpose their views); a general
-/// strided C goes through a row-major temporary.
+/// strided C goes through a row-major temporary. `bias` (n values, or none) is added to every row.
 ///
 /// # Safety
 /// The views must cover m x k, k x n and m x n elements of live buffers; C is written.
@@ -381,15 +461,17 @@ unsafe fn gemm_views(
     c: *mut f32,
     lc: MatrixLayout,
     parallel: bool,
+    bias: Bias,
 ) {
     if m == 0 || n == 0 {
         return;
     }
+    let bias_at = |j: usize| if bias.is_some() { *bias.0.add(j) } else { 0.0 };
     if k == 0 || alpha == 0.0 {
         for i in 0..m {
             for j in 0..n {
                 let x = c.add(i * lc.row_stride + j * lc.col_stride);
-                *x = if beta == 0.0 { 0.0 } else { beta * *x };
+                *x = if beta == 0.0 { 0.0 } else { beta * *x } + bias_at(j);
             }
         }
         return;
@@ -404,25 +486,45 @@ unsafe fn gemm_views(
             ptr: c,
             rs: lc.row_stride,
         };
-        dispatch(path, m, k, n, alpha, a, b, beta, cv, parallel);
+        dispatch(path, m, k, n, alpha, a, b, beta, cv, parallel, bias);
     } else if lc.row_stride == 1 {
         let cv = ViewMut {
             ptr: c,
             rs: lc.col_stride,
         };
-        dispatch(path, n, k, m, alpha, t(b), t(a), beta, cv, parallel);
+        // The bias runs along C's columns, the rows of this C^T: added afterwards.
+        dispatch(
+            path,
+            n,
+            k,
+            m,
+            alpha,
+            t(b),
+            t(a),
+            beta,
+            cv,
+            parallel,
+            Bias::NONE,
+        );
+        if bias.is_some() {
+            for j in 0..n {
+                for i in 0..m {
+                    *c.add(i + j * lc.col_stride) += bias_at(j);
+                }
+            }
+        }
     } else {
         let mut tmp = vec![0.0f32; m * n];
         let cv = ViewMut {
             ptr: tmp.as_mut_ptr(),
             rs: n,
         };
-        dispatch(path, m, k, n, alpha, a, b, 0.0, cv, parallel);
+        dispatch(path, m, k, n, alpha, a, b, 0.0, cv, parallel, Bias::NONE);
         for i in 0..m {
             for j in 0..n {
                 let x = c.add(i * lc.row_stride + j * lc.col_stride);
                 let v = tmp[i * n + j];
-                *x = if beta == 0.0 { v } else { v + beta * *x };
+                *x = if beta == 0.0 { v } else { v + beta * *x } + bias_at(j);
             }
         }
     }
@@ -439,6 +541,7 @@ fn dispatch(
     beta: f32,
     c: ViewMut,
     parallel: bool,
+    bias: Bias,
 ) {
     if let Some(ranges) = split_k::chunks(m, k, n) {
         let part = |p0: usize, p1: usize, p: &mut [f32]| {
@@ -447,11 +550,13 @@ fn dispatch(
                 ptr: p.as_mut_ptr(),
                 rs: n,
             };
-            dispatch_one(path, m, p1 - p0, n, 1.0, ap, bp, 0.0, pv, false)
+            dispatch_one(path, m, p1 - p0, n, 1.0, ap, bp, 0.0, pv, false, Bias::NONE)
         };
-        return split_k::gemm(m, n, &ranges, alpha, beta, c, parallel, part);
+        split_k::gemm(m, n, &ranges, alpha, beta, c, parallel, part);
+        // SAFETY: C is m x n and ours; the caller checked the bias length.
+        return unsafe { bias.add(c, 0..m, 0..n) };
     }
-    dispatch_one(path, m, k, n, alpha, a, b, beta, c, parallel)
+    dispatch_one(path, m, k, n, alpha, a, b, beta, c, parallel, bias)
 }
 
 /// One GEMM, k whole, on the driver of `path`.
@@ -466,11 +571,12 @@ fn dispatch_one(
     beta: f32,
     c: ViewMut,
     parallel: bool,
+    bias: Bias,
 ) {
     let (isa, round) = match path {
         Path::F32(isa) => (isa, false),
         Path::Round(isa) => (isa, true),
-        Path::Pairs(p) => return dispatch_pairs(p, m, k, n, alpha, a, b, beta, c, parallel),
+        Path::Pairs(p) => return dispatch_pairs(p, m, k, n, alpha, a, b, beta, c, parallel, bias),
     };
     assert!(
         isa <= isa::detected(),
@@ -479,15 +585,15 @@ fn dispatch_one(
     );
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => {
-            driver::gemm::<kernel_avx512::Avx512>(m, k, n, alpha, a, b, beta, c, parallel, round)
-        }
+        Isa::Avx512 => driver::gemm::<kernel_avx512::Avx512>(
+            m, k, n, alpha, a, b, beta, c, parallel, round, bias,
+        ),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => {
-            driver::gemm::<kernel_avx2::Avx2Fma>(m, k, n, alpha, a, b, beta, c, parallel, round)
-        }
+        Isa::Avx2Fma => driver::gemm::<kernel_avx2::Avx2Fma>(
+            m, k, n, alpha, a, b, beta, c, parallel, round, bias,
+        ),
         _ => driver::gemm::<kernel_portable::Portable>(
-            m, k, n, alpha, a, b, beta, c, parallel, round,
+            m, k, n, alpha, a, b, beta, c, parallel, round, bias,
         ),
     }
 }
@@ -503,10 +609,11 @@ fn dispatch_pairs(
     beta: f32,
     c: ViewMut,
     parallel: bool,
+    bias: Bias,
 ) {
     match p {
         PairPath::Emulated => {
-            pairs::gemm::<pairs::Emulated>(m, k, n, alpha, a, b, beta, c, parallel)
+            pairs::gemm::<pairs::Emulated>(m, k, n, alpha, a, b, beta, c, parallel, bias)
         }
         #[cfg(target_arch = "x86_64")]
         PairPath::Avx512Bf16 => {
@@ -514,10 +621,12 @@ fn dispatch_pairs(
                 isa::bf16_gemm_detected() >= Bf16Gemm::DpBf16,
                 "sgemm_bf16: the avx512bf16 path needs an instruction set this processor lacks"
             );
-            pairs::gemm::<kernel_avx512bf16::Avx512Bf16>(m, k, n, alpha, a, b, beta, c, parallel)
+            pairs::gemm::<kernel_avx512bf16::Avx512Bf16>(
+                m, k, n, alpha, a, b, beta, c, parallel, bias,
+            )
         }
         PairPath::EmulatedTiles => pairs::gemm::<kernel_amx::Amx<tiles::EmulatedTiles>>(
-            m, k, n, alpha, a, b, beta, c, parallel,
+            m, k, n, alpha, a, b, beta, c, parallel, bias,
         ),
         #[cfg(target_arch = "x86_64")]
         PairPath::Amx => {
@@ -527,7 +636,7 @@ fn dispatch_pairs(
                 isa::amx_support().err().unwrap_or("")
             );
             pairs::gemm::<kernel_amx::Amx<kernel_amx::AmxTiles>>(
-                m, k, n, alpha, a, b, beta, c, parallel,
+                m, k, n, alpha, a, b, beta, c, parallel, bias,
             )
         }
     }

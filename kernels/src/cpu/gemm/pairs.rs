@@ -19,7 +19,7 @@
 use rayon::prelude::*;
 
 use super::driver::{split_tiles, with_scratch, A_BUF, B_BUF, SERIAL_MAX_FMAS};
-use super::view::{View, ViewMut};
+use super::view::{Bias, View, ViewMut};
 use crate::cpu::bf16::bf16_from_f32;
 
 /// One microkernel call: C[0..mr, 0..nr] = alpha * sum_q dot(A pair q, B pair q) + beta * C
@@ -172,8 +172,8 @@ pub(crate) fn pack_pairs_strided(
     }
 }
 
-/// C = alpha * A * B + beta * C with both operands rounded to BF16 (pairs of k per step), for an
-/// m x k A, k x n B and m x n C (unit column stride), k >= 1 and m, n >= 1.
+/// C = alpha * A * B + beta * C (+ `bias` on every row) with both operands rounded to BF16 (pairs
+/// of k per step), for an m x k A, k x n B and m x n C (unit column stride), k >= 1 and m, n >= 1.
 pub(crate) fn gemm<K: PairKernel>(
     m: usize,
     k: usize,
@@ -184,6 +184,7 @@ pub(crate) fn gemm<K: PairKernel>(
     beta: f32,
     c: ViewMut,
     parallel: bool,
+    bias: Bias,
 ) {
     let threads = rayon::current_num_threads();
     let parallel = parallel && m * n * k > SERIAL_MAX_FMAS && threads > 1;
@@ -263,6 +264,8 @@ pub(crate) fn gemm<K: PairKernel>(
                             }
                         }
                     }
+                    // SAFETY: rows ic..ic+mc, columns j0..j1 are this task's, now complete.
+                    unsafe { bias.add(c, ic..ic + mc, j0..j1) };
                 }
                 // SAFETY: as begin.
                 unsafe { K::end() };

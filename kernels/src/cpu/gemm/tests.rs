@@ -91,13 +91,27 @@ fn check(
 pub(super) fn check_path(
     path: Path,
     rng: &mut Rng,
-    (m, k, n): (usize, usize, usize),
+    mkn: (usize, usize, usize),
     sa: Store,
     sb: Store,
     sc: Store,
     alpha: f32,
     beta: f32,
 ) {
+    check_path_bias(path, rng, mkn, (sa, sb, sc), alpha, beta, false)
+}
+
+/// [`check_path`], with a random bias added to every row of C when `with_bias`.
+pub(super) fn check_path_bias(
+    path: Path,
+    rng: &mut Rng,
+    (m, k, n): (usize, usize, usize),
+    (sa, sb, sc): (Store, Store, Store),
+    alpha: f32,
+    beta: f32,
+    with_bias: bool,
+) {
+    let bias: Option<Vec<f32>> = with_bias.then(|| (0..n).map(|_| rng.next()).collect());
     let (a, la) = matrix(rng, m, k, sa);
     let (b, lb) = matrix(rng, k, n, sb);
     let (mut c, lc) = matrix(rng, m, n, sc);
@@ -109,7 +123,21 @@ pub(super) fn check_path(
         }
     }
     let c_in = c.clone();
-    run(path, m, k, n, alpha, &a, la, &b, lb, beta, &mut c, lc);
+    run(
+        path,
+        m,
+        k,
+        n,
+        alpha,
+        &a,
+        la,
+        &b,
+        lb,
+        beta,
+        &mut c,
+        lc,
+        bias.as_deref(),
+    );
     let (a, b) = match path {
         Path::F32(_) => (a, b),
         _ => (rounded(&a), rounded(&b)),
@@ -151,6 +179,13 @@ pub(super) fn check_path(
         &mut scale,
         lc,
     );
+    for (j, &v) in bias.iter().flatten().enumerate() {
+        for i in 0..m {
+            let at = i * lc.row_stride + j * lc.col_stride;
+            exact[at] += v as f64;
+            scale[at] += (v as f64).abs();
+        }
+    }
     let tol = (k as f64 + 4.0) * f32::EPSILON as f64;
     for i in 0..m {
         for j in 0..n {
@@ -158,7 +193,8 @@ pub(super) fn check_path(
             let err = (c[at] as f64 - exact[at]).abs();
             assert!(
                 err <= tol * scale[at] + 1e-30,
-                "{path:?} {m}x{k}x{n} A {sa:?} B {sb:?} C {sc:?} alpha {alpha} beta {beta}: \
+                "{path:?} {m}x{k}x{n} A {sa:?} B {sb:?} C {sc:?} alpha {alpha} beta {beta} \
+                 bias {with_bias}: \
                  C[{i},{j}] = {} expected {} (tol {})",
                 c[at],
                 exact[at],

@@ -162,6 +162,7 @@ fn round_while_packing_is_the_f32_gemm_of_rounded_operands_bit_for_bit() {
                 beta,
                 &mut ours,
                 lc,
+                None,
             );
             let mut want = c.clone();
             let (ar, br) = (rounded(&a), rounded(&b));
@@ -258,7 +259,9 @@ pub(super) fn check_bitwise(path: Path, rng: &mut Rng, cases: Vec<Case>, referen
         }
         let ((a, la), (b, lb), (c, lc)) = operands(rng, (m, k, n), (sa, sb, sc), beta);
         let mut ours = c.clone();
-        run(path, m, k, n, alpha, &a, la, &b, lb, beta, &mut ours, lc);
+        run(
+            path, m, k, n, alpha, &a, la, &b, lb, beta, &mut ours, lc, None,
+        );
         let mut want = c.clone();
         reference((m, k, n), alpha, (&a, la), (&b, lb), beta, (&mut want, lc));
         assert!(
@@ -312,7 +315,7 @@ fn bf16_paths_bitwise_identical_for_1_and_2_threads() {
             let on = |threads| {
                 let mut c = c.clone();
                 run_in_pool(threads, || {
-                    run(path, m, k, n, 1.5, &a, la, &b, lb, 0.5, &mut c, lc)
+                    run(path, m, k, n, 1.5, &a, la, &b, lb, 0.5, &mut c, lc, None)
                 });
                 c
             };
@@ -350,7 +353,7 @@ fn bf16_batched_is_one_call_per_item_bit_for_bit() {
             for t in 0..count {
                 let mut want = vec![f32::NAN; m * n];
                 let (at, bt) = (&a[t * m * k..], &b[t * k * n..]);
-                run(path, m, k, n, 1.0, at, la, bt, lb, 0.0, &mut want, lc);
+                run(path, m, k, n, 1.0, at, la, bt, lb, 0.0, &mut want, lc, None);
                 assert!(
                     same_bits(&c[t * m * n..(t + 1) * m * n], &want),
                     "{path:?} item {t}, {threads} threads"

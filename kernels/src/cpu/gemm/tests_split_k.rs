@@ -79,7 +79,7 @@ fn split_k_bitwise_identical_for_1_2_and_3_threads() {
             let go = |threads: usize| {
                 let mut c = c0.clone();
                 run_in_pool(threads, || {
-                    run(path, m, k, n, 1.5, &a, la, &b, lb, 0.5, &mut c, lc)
+                    run(path, m, k, n, 1.5, &a, la, &b, lb, 0.5, &mut c, lc, None)
                 });
                 c
             };

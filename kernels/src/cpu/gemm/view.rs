@@ -37,3 +37,47 @@ unsafe impl Send for View {}
 unsafe impl Sync for View {}
 unsafe impl Send for ViewMut {}
 unsafe impl Sync for ViewMut {}
+
+/// A row vector added to every row of C once its product is complete (a linear layer's bias:
+/// C = alpha * op(A) op(B) + beta * C + 1 bias^T), or nothing (null). Raw, so tasks share it.
+#[derive(Clone, Copy)]
+pub(crate) struct Bias(pub *const f32);
+
+impl Bias {
+    pub const NONE: Bias = Bias(std::ptr::null());
+
+    pub fn of(bias: Option<&[f32]>) -> Bias {
+        bias.map_or(Bias::NONE, |b| Bias(b.as_ptr()))
+    }
+
+    pub fn is_some(self) -> bool {
+        !self.0.is_null()
+    }
+
+    /// C[rows, cols] += bias[cols], while the block is still in cache (a no-op for none).
+    ///
+    /// # Safety
+    /// The rows and columns must lie inside C, `bias` must hold at least `cols.end` values, and
+    /// no other thread may touch this block.
+    pub unsafe fn add(
+        self,
+        c: ViewMut,
+        rows: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+    ) {
+        if !self.is_some() || cols.is_empty() {
+            return;
+        }
+        let b = std::slice::from_raw_parts(self.0.add(cols.start), cols.len());
+        for i in rows {
+            let row = std::slice::from_raw_parts_mut(c.offset(i * c.rs + cols.start), cols.len());
+            for (x, &v) in row.iter_mut().zip(b) {
+                *x += v;
+            }
+        }
+    }
+}
+
+// SAFETY: read only; the caller keeps the bias alive for the whole GEMM.
+unsafe impl Send for Bias {}
+unsafe impl Sync for Bias {}
