@@ -30,11 +30,17 @@ pub fn gpu_or_skip() -> bool {
 
 pub struct Rng(u64);
 impl Rng {
+    /// A fresh seed from the clock, printed; `DINONAT_TEST_SEED=N` replays a printed seed.
     pub fn new(label: &str) -> Rng {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
+        let t = match std::env::var("DINONAT_TEST_SEED") {
+            Ok(s) => s
+                .parse::<u64>()
+                .unwrap_or_else(|_| panic!("DINONAT_TEST_SEED={s:?}: expected an integer")),
+            Err(_) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64,
+        };
         println!("{label}: seed {}", t | 1);
         Rng(t | 1)
     }
