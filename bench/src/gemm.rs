@@ -65,47 +65,29 @@ pub(crate) fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
     }
 }
 
-/// Which operands of C = op(A) op(B) are stored transposed (`--layout`).
+/// Which operands of C = op(A) op(B) are stored transposed (`--layout`): "nn", "tn" or "nt".
 #[derive(Clone, Copy)]
-struct Ops {
-    a_t: bool,
-    b_t: bool,
-}
+struct Ops(&'static str);
 
 impl Ops {
     fn parse(s: &str) -> Result<Ops, String> {
-        match s {
-            "nn" => Ok(Ops {
-                a_t: false,
-                b_t: false,
-            }),
-            "tn" => Ok(Ops {
-                a_t: true,
-                b_t: false,
-            }),
-            "nt" => Ok(Ops {
-                a_t: false,
-                b_t: true,
-            }),
-            _ => Err(format!("--layout {s:?}: expected nn, tn or nt")),
-        }
+        ["nn", "tn", "nt"]
+            .into_iter()
+            .find(|&o| o == s)
+            .map(Ops)
+            .ok_or_else(|| format!("--layout {s:?}: expected nn, tn or nt"))
     }
     fn name(self) -> &'static str {
-        match (self.a_t, self.b_t) {
-            (false, false) => "nn",
-            (true, false) => "tn",
-            (false, true) => "nt",
-            (true, true) => "tt",
-        }
+        self.0
     }
     /// Layouts of op(A) (m x k) and op(B) (k x n), each stored densely.
     fn layouts(self, m: usize, k: usize, n: usize) -> (Layout, Layout) {
-        let a = if self.a_t {
+        let a = if self.0.starts_with('t') {
             Layout::col_major(m)
         } else {
             Layout::row_major(k)
         };
-        let b = if self.b_t {
+        let b = if self.0.ends_with('t') {
             Layout::col_major(k)
         } else {
             Layout::row_major(n)

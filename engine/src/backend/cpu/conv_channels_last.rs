@@ -69,10 +69,8 @@ fn forward_in_groups<T: CpuKernels>(
             let cols = &mut cols[..gp * k];
             im2col(&geom, imgs, cols);
             let (rm_k, rm_o, cm_k) = (Mat::row_major(k), Mat::row_major(o), Mat::col_major(k));
-            match &bias_values {
-                Some(bv) => T::gemm_bias((gp, k, o), (cols, rm_k), (&wp, cm_k), (yg, rm_o), bv),
-                None => T::gemm(gp, k, o, T::ONE, cols, rm_k, &wp, cm_k, T::ZERO, yg, rm_o),
-            }
+            let bias = bias_values.as_deref();
+            T::gemm_bias((gp, k, o), (cols, rm_k), (&wp, cm_k), (yg, rm_o), bias);
         }
     });
     T::recycle(cols);

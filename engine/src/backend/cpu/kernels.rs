@@ -25,15 +25,18 @@ pub(crate) trait CpuKernels: Element {
         c: &mut [Self],
         lc: Layout,
     );
-    /// C = op(A) op(B) + 1 bias^T (C not read). The default writes the bias into C and adds the
+    /// C = op(A) op(B) (+ 1 bias^T), C not read. The default writes the bias into C and adds the
     /// product to it; f32 adds the bias inside the GEMM, to each block of C as it completes.
     fn gemm_bias(
         (m, k, n): (usize, usize, usize),
         (a, la): (&[Self], Layout),
         (b, lb): (&[Self], Layout),
         (c, lc): (&mut [Self], Layout),
-        bias: &[Self],
+        bias: Option<&[Self]>,
     ) {
+        let Some(bias) = bias else {
+            return Self::gemm(m, k, n, Self::ONE, a, la, b, lb, Self::ZERO, c, lc);
+        };
         for i in 0..m {
             for (j, &v) in bias[..n].iter().enumerate() {
                 c[i * lc.row_stride + j * lc.col_stride] = v;
@@ -154,12 +157,12 @@ impl CpuKernels for f32 {
         (a, la): (&[f32], Layout),
         (b, lb): (&[f32], Layout),
         (c, lc): (&mut [f32], Layout),
-        bias: &[f32],
+        bias: Option<&[f32]>,
     ) {
-        if bf16_gemm() {
-            gemm::sgemm_bf16_bias(m, k, n, 1.0, a, la, b, lb, 0.0, c, lc, bias)
-        } else {
-            gemm::sgemm_bias(m, k, n, 1.0, a, la, b, lb, 0.0, c, lc, bias)
+        match (bias, bf16_gemm()) {
+            (None, _) => Self::gemm(m, k, n, 1.0, a, la, b, lb, 0.0, c, lc),
+            (Some(v), true) => gemm::sgemm_bf16_bias(m, k, n, 1.0, a, la, b, lb, 0.0, c, lc, v),
+            (Some(v), false) => gemm::sgemm_bias(m, k, n, 1.0, a, la, b, lb, 0.0, c, lc, v),
         }
     }
     fn gemm_batched(

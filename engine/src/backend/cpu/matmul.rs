@@ -137,23 +137,12 @@ pub(crate) fn linear<T: CpuKernels>(x: &Tensor, weight: &Tensor, bias: Option<&T
                 };
                 let (a, w) = (&sx[lx.offset..], &sw[lw.offset..]);
                 let ly = Mat::row_major(out_f);
+                let mut gemm = |bs: Option<&[T]>| {
+                    T::gemm_bias((rows, in_f, out_f), (a, la), (w, lwt), (&mut y, ly), bs)
+                };
                 match bias {
-                    Some(b) => b.with_contiguous(|bs: &[T]| {
-                        T::gemm_bias((rows, in_f, out_f), (a, la), (w, lwt), (&mut y, ly), bs)
-                    }),
-                    None => T::gemm(
-                        rows,
-                        in_f,
-                        out_f,
-                        T::ONE,
-                        a,
-                        la,
-                        w,
-                        lwt,
-                        T::ZERO,
-                        &mut y,
-                        ly,
-                    ),
+                    Some(b) => b.with_contiguous(|bs: &[T]| gemm(Some(bs))),
+                    None => gemm(None),
                 }
             })
         });

@@ -119,21 +119,8 @@ pub fn sgemm_with(
     c: &mut [f32],
     lc: MatrixLayout,
 ) {
-    run(
-        Path::F32(isa),
-        m,
-        k,
-        n,
-        alpha,
-        a,
-        la,
-        b,
-        lb,
-        beta,
-        c,
-        lc,
-        None,
-    )
+    let path = Path::F32(isa);
+    run(path, m, k, n, alpha, a, la, b, lb, beta, c, lc, None)
 }
 
 /// C = alpha * op(A) * op(B) + beta * C + 1 bias^T: `bias` (n values) added to every row of C, in
@@ -466,53 +453,32 @@ unsafe fn gemm_views(
     if m == 0 || n == 0 {
         return;
     }
-    let bias_at = |j: usize| if bias.is_some() { *bias.0.add(j) } else { 0.0 };
-    if k == 0 || alpha == 0.0 {
-        for i in 0..m {
-            for j in 0..n {
-                let x = c.add(i * lc.row_stride + j * lc.col_stride);
-                *x = if beta == 0.0 { 0.0 } else { beta * *x } + bias_at(j);
-            }
-        }
-        return;
-    }
     let t = |v: View| View {
         ptr: v.ptr,
         rs: v.cs,
         cs: v.rs,
     };
-    if lc.col_stride == 1 {
+    if k == 0 || alpha == 0.0 {
+        for i in 0..m {
+            for j in 0..n {
+                let x = c.add(i * lc.row_stride + j * lc.col_stride);
+                *x = if beta == 0.0 { 0.0 } else { beta * *x };
+            }
+        }
+    } else if lc.col_stride == 1 {
         let cv = ViewMut {
             ptr: c,
             rs: lc.row_stride,
         };
-        dispatch(path, m, k, n, alpha, a, b, beta, cv, parallel, bias);
+        // The drivers add the bias to each block of rows as it completes.
+        return dispatch(path, m, k, n, alpha, a, b, beta, cv, parallel, bias);
     } else if lc.row_stride == 1 {
         let cv = ViewMut {
             ptr: c,
             rs: lc.col_stride,
         };
-        // The bias runs along C's columns, the rows of this C^T: added afterwards.
-        dispatch(
-            path,
-            n,
-            k,
-            m,
-            alpha,
-            t(b),
-            t(a),
-            beta,
-            cv,
-            parallel,
-            Bias::NONE,
-        );
-        if bias.is_some() {
-            for j in 0..n {
-                for i in 0..m {
-                    *c.add(i + j * lc.col_stride) += bias_at(j);
-                }
-            }
-        }
+        let none = Bias::NONE;
+        dispatch(path, n, k, m, alpha, t(b), t(a), beta, cv, parallel, none);
     } else {
         let mut tmp = vec![0.0f32; m * n];
         let cv = ViewMut {
@@ -524,7 +490,15 @@ unsafe fn gemm_views(
             for j in 0..n {
                 let x = c.add(i * lc.row_stride + j * lc.col_stride);
                 let v = tmp[i * n + j];
-                *x = if beta == 0.0 { v } else { v + beta * *x } + bias_at(j);
+                *x = if beta == 0.0 { v } else { v + beta * *x };
+            }
+        }
+    }
+    // Every other C: the bias after the product (rare layouts; the row-major path returned).
+    if bias.is_some() {
+        for i in 0..m {
+            for j in 0..n {
+                *c.add(i * lc.row_stride + j * lc.col_stride) += *bias.0.add(j);
             }
         }
     }
@@ -552,9 +526,7 @@ fn dispatch(
             };
             dispatch_one(path, m, p1 - p0, n, 1.0, ap, bp, 0.0, pv, false, Bias::NONE)
         };
-        split_k::gemm(m, n, &ranges, alpha, beta, c, parallel, part);
-        // SAFETY: C is m x n and ours; the caller checked the bias length.
-        return unsafe { bias.add(c, 0..m, 0..n) };
+        return split_k::gemm(m, n, &ranges, (alpha, beta, bias), c, parallel, part);
     }
     dispatch_one(path, m, k, n, alpha, a, b, beta, c, parallel, bias)
 }

@@ -17,7 +17,7 @@
 
 use rayon::prelude::*;
 
-use super::view::{View, ViewMut};
+use super::view::{Bias, View, ViewMut};
 
 /// k at least this long, ...
 const MIN_K: usize = 4096;
@@ -46,14 +46,14 @@ pub(crate) fn chunks(m: usize, k: usize, n: usize) -> Option<Vec<(usize, usize)>
     )
 }
 
-/// C = alpha * op(A) op(B) + beta * C over the k-ranges `ranges`; `part(p0, p1, c)` writes the
-/// product of one range into an m x n row-major slice `c` (beta = 0, alpha = 1, one thread).
+/// C = alpha * op(A) op(B) + beta * C (+ bias on every row) over the k-ranges `ranges`;
+/// `part(p0, p1, c)` writes the product of one range into an m x n row-major slice `c` (beta = 0,
+/// alpha = 1, one thread).
 pub(crate) fn gemm(
     m: usize,
     n: usize,
     ranges: &[(usize, usize)],
-    alpha: f32,
-    beta: f32,
+    (alpha, beta, bias): (f32, f32, Bias),
     c: ViewMut,
     parallel: bool,
     part: impl Fn(usize, usize, &mut [f32]) + Sync,
@@ -65,8 +65,8 @@ pub(crate) fn gemm(
     } else {
         partials.chunks_mut(m * n).enumerate().for_each(one);
     }
-    let sum_rows = |i: usize| {
-        // SAFETY: row i of C has n elements at c.ptr + i * c.rs; rows are disjoint.
+    for i in 0..m {
+        // SAFETY: row i of C has n elements at c.ptr + i * c.rs.
         let row = unsafe { std::slice::from_raw_parts_mut(c.offset(i * c.rs), n) };
         for (j, x) in row.iter_mut().enumerate() {
             let mut s = 0.0f32;
@@ -79,8 +79,9 @@ pub(crate) fn gemm(
                 alpha * s + beta * *x
             };
         }
-    };
-    (0..m).for_each(sum_rows);
+    }
+    // SAFETY: C is m x n and the caller checked the bias length.
+    unsafe { bias.add(c, 0..m, 0..n) }
 }
 
 /// A view of the k-range p0.. of op(A) (m x k: columns) or of op(B) (k x n: rows).

@@ -45,39 +45,16 @@ fn public_bias_entry_points_add_the_bias_once() {
         MatrixLayout::col_major(k),
         MatrixLayout::row_major(n),
     );
-    type Plain = fn(
-        usize,
-        usize,
-        usize,
-        f32,
-        &[f32],
-        MatrixLayout,
-        &[f32],
-        MatrixLayout,
-        f32,
-        &mut [f32],
-        MatrixLayout,
-    );
-    type Biased = fn(
-        usize,
-        usize,
-        usize,
-        f32,
-        &[f32],
-        MatrixLayout,
-        &[f32],
-        MatrixLayout,
-        f32,
-        &mut [f32],
-        MatrixLayout,
-        &[f32],
-    );
-    let pairs: [(Plain, Biased); 2] = [(sgemm, sgemm_bias), (sgemm_bf16, sgemm_bf16_bias)];
-    for (plain, biased) in pairs {
-        let mut want = vec![f32::NAN; m * n];
-        plain(m, k, n, 1.0, &x, lx, &w, lwt, 0.0, &mut want, ly);
-        let mut got = vec![f32::NAN; m * n];
-        biased(m, k, n, 1.0, &x, lx, &w, lwt, 0.0, &mut got, ly, &b);
+    for bf16 in [false, true] {
+        let (mut want, mut got) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+        let (x, w, b) = (&x[..], &w[..], &b[..]);
+        if bf16 {
+            sgemm_bf16(m, k, n, 1.0, x, lx, w, lwt, 0.0, &mut want, ly);
+            sgemm_bf16_bias(m, k, n, 1.0, x, lx, w, lwt, 0.0, &mut got, ly, b);
+        } else {
+            sgemm(m, k, n, 1.0, x, lx, w, lwt, 0.0, &mut want, ly);
+            sgemm_bias(m, k, n, 1.0, x, lx, w, lwt, 0.0, &mut got, ly, b);
+        }
         for i in 0..m {
             for j in 0..n {
                 let (g, e) = (got[i * n + j], want[i * n + j] + b[j]);
