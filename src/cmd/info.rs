@@ -15,7 +15,7 @@ fn kernel_paths(active: isa::Isa) -> [(&'static str, String); 5] {
     [
         (
             "sgemm",
-            format!("{name}, {gemm_tile}, packed panels, rayon over C tiles"),
+            format!("{name}, {gemm_tile}, packed panels, rayon over C tiles, split-k for long k"),
         ),
         (
             "softmax/layernorm/gelu",
