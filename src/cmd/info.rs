@@ -77,7 +77,7 @@ pub fn run() -> Result<(), String> {
     };
     println!("cpu bf16 gemm:    {}{on}", bf16.name());
     match isa::amx_support() {
-        Ok(()) => println!("AMX:              present, opt-in (DINONAT_AMX=1), never verified"),
+        Ok(()) => println!("AMX:              present (DINONAT_AMX=0 refuses it)"),
         Err(why) => println!("AMX:              absent ({why})"),
     }
     for (kernel, path) in kernel_paths(isa::active()) {

@@ -5,9 +5,9 @@
 //! process and can be lowered (never raised) with `DINONAT_ISA=avx2|portable`, which tests and
 //! benchmarks use to exercise every path on one machine.
 //!
-//! The BF16 GEMM has its own choice ([`Bf16Gemm`]): AMX tiles (opt-in with `DINONAT_AMX=1`: never
-//! run on an AMX machine yet), AVX512-BF16 dot products where the processor has them and runs
-//! them faster than f32 FMAs ([`dpbf16_outruns_f32`]: AMD), else rounding while packing on the
+//! The BF16 GEMM has its own choice ([`Bf16Gemm`]): AMX tiles where the processor and the OS grant
+//! them (verified on an Emerald Rapids Xeon; `DINONAT_AMX=0` refuses them), AVX512-BF16 dot
+//! products where the processor has them and runs them faster than f32 FMAs ([`dpbf16_outruns_f32`]: AMD), else rounding while packing on the
 //! f32 path above. `DINONAT_ISA=avx512bf16` picks the AVX512-BF16 path wherever the processor has
 //! it, `DINONAT_ISA=avx512|avx2|portable` rounding while packing (so CI covers every lower path
 //! on a better machine).
@@ -153,10 +153,10 @@ pub fn bf16_gemm_active() -> Bf16Gemm {
 
 /// The BF16 GEMM path for a processor whose best is `detected`, given whether its `vdpbf16ps`
 /// outruns its f32 FMAs (`dp_fast`, [`dpbf16_outruns_f32`]), `DINONAT_ISA` and `DINONAT_AMX`:
-/// AMX only with `DINONAT_AMX=1` (it has never run on an AMX machine, so it is never picked by
-/// default); AVX512-BF16 by default only where `dp_fast`, and wherever the processor has it with
-/// `DINONAT_ISA=avx512bf16`; an f32 path (`avx512`, `avx2`, `portable`) gives round-while-packing;
-/// never above `detected`.
+/// AMX wherever detected unless `DINONAT_AMX=0` (its tests passed on an AMX Xeon, family 6
+/// model 207, 2026-12-08); AVX512-BF16 by default only where `dp_fast`, and wherever the
+/// processor has it with `DINONAT_ISA=avx512bf16`; an f32 path (`avx512`, `avx2`, `portable`)
+/// gives round-while-packing; never above `detected`.
 pub fn bf16_gemm_choice(
     detected: Bf16Gemm,
     dp_fast: bool,
@@ -168,12 +168,12 @@ pub fn bf16_gemm_choice(
         Some(s) if requested_from(s).is_some() => Bf16Gemm::RoundPack,
         _ => Bf16Gemm::Amx,
     };
-    let opt_in = if amx == Some("1") {
-        Bf16Gemm::Amx
-    } else {
+    let opt_out = if amx == Some("0") {
         Bf16Gemm::DpBf16
+    } else {
+        Bf16Gemm::Amx
     };
-    let path = detected.min(cap).min(opt_in);
+    let path = detected.min(cap).min(opt_out);
     if path == Bf16Gemm::DpBf16 && !dp_fast && isa != Some("avx512bf16") {
         Bf16Gemm::RoundPack
     } else {

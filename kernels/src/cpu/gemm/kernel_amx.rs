@@ -3,8 +3,10 @@
 //! columns, the VNNI layout), four `tdpbf16ps` per step. Eight tiles is all palette 1 has: 2 x 2
 //! is the only blocking that uses each loaded tile twice (1 x 3 would load 4 tiles for 3 products).
 //! Generic over [`TileOps`]: [`AmxTiles`] is the hardware (`asm!`), `EmulatedTiles` the scalar
-//! model the tests run everywhere. Never run on an AMX processor at the time of writing, hence
-//! opt-in (`DINONAT_AMX=1`, `isa::bf16_gemm_choice`).
+//! model the tests run everywhere. First run on AMX hardware on an Emerald Rapids Xeon (family 6,
+//! model 207), where its tests passed; dispatched by default since (`isa::bf16_gemm_choice`).
+//! Per step, the loads are interleaved with the products that need them (A0 B0, then B1, then
+//! A1), so a product can start while the next tile loads.
 //!
 //! Layouts (kq, the pairs of a KC block, padded to 16 with zero pairs by the pair driver):
 //! - A: 32-row panels, one 16 x 16-pair tile after another: step s, half h (rows 16h..16h+16),
@@ -16,6 +18,8 @@
 //! Edges: rows, columns and k past the matrix are zeros in the packed panels (they add 0); the
 //! tiles go through a 32 x 32 f32 scratch, of which only the valid corner reaches C, as
 //! `alpha * acc + beta * c` (fused, the AVX-512 kernel's store where the processor has AVX-512).
+//! A whole 32 x 32 block with alpha 1 and beta 0 (every KC block of a plain product with k <= KC,
+//! the NAT shapes) is stored from the tiles to C directly: the same values, without the scratch.
 
 use std::marker::PhantomData;
 
@@ -70,15 +74,24 @@ impl<U: TileOps> PairKernel for Amx<U> {
         let (mut a, mut b) = (t.a as *const u8, t.b as *const u8);
         for _ in 0..t.kq / TQ {
             u.load::<4>(a, 64);
-            u.load::<5>(a.add(1024), 64);
             u.load::<6>(b, 128);
-            u.load::<7>(b.add(64), 128);
             u.dpbf16ps::<0, 4, 6>();
+            u.load::<7>(b.add(64), 128);
             u.dpbf16ps::<1, 4, 7>();
+            u.load::<5>(a.add(1024), 64);
             u.dpbf16ps::<2, 5, 6>();
             u.dpbf16ps::<3, 5, 7>();
             a = a.add(2048);
             b = b.add(2048);
+        }
+        if t.mr == MR && t.nr == NR && t.alpha == 1.0 && t.beta == 0.0 {
+            // C = acc: the tiles go straight to C, as they would through the scratch.
+            let (p, s) = (t.c as *mut u8, 4 * t.c_rs);
+            u.store::<0>(p, s);
+            u.store::<1>(p.add(64), s);
+            u.store::<2>(p.add(16 * s), s);
+            u.store::<3>(p.add(16 * s + 64), s);
+            return;
         }
         let mut acc = Acc([[0.0; NR]; MR]);
         let p = acc.0.as_mut_ptr() as *mut u8;
@@ -118,7 +131,66 @@ unsafe fn store(acc: &Acc, t: &PairTile) {
 
 /// Packs rows i0..i0+mc, k p0..p0+kc of `a` as 32-row panels of 16 x 16-pair tiles (module doc),
 /// kq pairs per row (a multiple of 16); rows and k past the block are zero.
-fn pack_a_tiles(
+pub(super) fn pack_a_tiles(
+    a: View,
+    rows: (usize, usize),
+    ks: (usize, usize),
+    kq: usize,
+    dst: &mut [u32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if super::pairs_avx512::available() && (a.rs == 1 || a.cs == 1) {
+        // SAFETY: the processor has AVX-512 BW (checked); the caller's bounds as below.
+        return unsafe { pack_a_tiles_avx512(a, rows, ks, kq, dst) };
+    }
+    pack_a_tiles_scalar(a, rows, ks, kq, dst)
+}
+
+/// [`pack_a_tiles`] sixteen pairs at a time: a row-major A gives a tile row (16 pairs) from 32
+/// consecutive floats; a column-major A gives a tile column (pair q of 16 rows) from two runs,
+/// scattered 16 pairs apart. The same pairs as [`pack_a_tiles_scalar`].
+///
+/// # Safety
+/// The processor must have AVX-512 BW; `a.rs == 1` or `a.cs == 1`; rows i0..i0+mc, k p0..p0+kc
+/// inside `a`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn pack_a_tiles_avx512(
+    a: View,
+    (i0, mc): (usize, usize),
+    (p0, kc): (usize, usize),
+    kq: usize,
+    dst: &mut [u32],
+) {
+    use super::pairs_avx512::{pairs_consecutive, pairs_split, store, store_strided};
+    for (panel, out) in dst.chunks_mut(MR * kq).take(mc.div_ceil(MR)).enumerate() {
+        let i = i0 + panel * MR;
+        let rows = MR.min(i0 + mc - i);
+        for (t, tile) in out.chunks_exact_mut(TQ * TQ).enumerate() {
+            let (s, h) = (t / 2, t % 2);
+            let (k0, valid) = (2 * TQ * s, rows.saturating_sub(h * TQ));
+            let o = tile.as_mut_ptr();
+            if a.cs == 1 {
+                for r in 0..TQ {
+                    let row = a.ptr.wrapping_add((i + h * TQ + r) * a.rs + p0 + k0);
+                    let n = if r < valid { kc.saturating_sub(k0) } else { 0 };
+                    store(o.add(r * TQ), pairs_consecutive(row, n.min(2 * TQ)), TQ);
+                }
+            } else {
+                for q in 0..TQ {
+                    let (e, x) = (k0 + 2 * q, k0 + 2 * q + 1);
+                    let run = |p: usize| a.ptr.wrapping_add((p0 + p) * a.cs + i + h * TQ);
+                    let n_e = if e < kc { valid.min(TQ) } else { 0 };
+                    let n_o = if x < kc { valid.min(TQ) } else { 0 };
+                    store_strided(o.add(q), TQ, pairs_split(run(e), run(x), n_e, n_o), TQ);
+                }
+            }
+        }
+    }
+}
+
+/// [`pack_a_tiles`] element by element, for any view (the reference of its fast layouts).
+pub(super) fn pack_a_tiles_scalar(
     a: View,
     (i0, mc): (usize, usize),
     (p0, kc): (usize, usize),

@@ -26,6 +26,8 @@ mod kernel_avx512bf16;
 mod kernel_portable;
 mod pack;
 mod pairs;
+#[cfg(target_arch = "x86_64")]
+mod pairs_avx512;
 mod split_k;
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,8 @@
 use rayon::prelude::*;
 
 use super::driver::{split_tiles, with_scratch, A_BUF, B_BUF, SERIAL_MAX_FMAS};
+#[cfg(target_arch = "x86_64")]
+use super::pairs_avx512;
 use super::view::{Bias, View, ViewMut};
 use crate::cpu::bf16::bf16_from_f32;
 
@@ -92,6 +94,23 @@ unsafe fn at(v: View, r: usize, p: usize) -> f32 {
 /// other view is read element by element ([`pack_pairs_strided`]). Same pairs in every case.
 pub(crate) fn pack_pairs(
     v: View,
+    rows: (usize, usize),
+    ks: (usize, usize),
+    w: usize,
+    kq: usize,
+    dst: &mut [u32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if pairs_avx512::available() && (v.rs == 1 || v.cs == 1) {
+        // SAFETY: the processor has AVX-512 BW (checked); the caller's bounds as below.
+        return unsafe { pack_pairs_avx512(v, rows, ks, w, kq, dst) };
+    }
+    pack_pairs_scalar(v, rows, ks, w, kq, dst)
+}
+
+/// [`pack_pairs`] with scalar rounding (processors without AVX-512 BW).
+pub(crate) fn pack_pairs_scalar(
+    v: View,
     (i0, mc): (usize, usize),
     (p0, kc): (usize, usize),
     w: usize,
@@ -141,6 +160,52 @@ pub(crate) fn pack_pairs(
                     out[full * w + r] = pair(row[kc - 1], 0.0);
                 }
                 (kc.div_ceil(2)..kq).for_each(|q| out[q * w + r] = 0);
+            }
+        }
+    }
+}
+
+/// The fast layouts of [`pack_pairs`] sixteen pairs at a time (`pairs_avx512`): rows one apart,
+/// a pair of k is two runs, one vector of pairs per 16 rows; k one apart, a row is runs of 32
+/// floats, each vector of 16 pairs scattered `w` apart. Same pairs as the scalar packers.
+///
+/// # Safety
+/// The processor must have AVX-512 BW; `v.rs == 1` or `v.cs == 1`; as [`pack_pairs`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn pack_pairs_avx512(
+    v: View,
+    (i0, mc): (usize, usize),
+    (p0, kc): (usize, usize),
+    w: usize,
+    kq: usize,
+    dst: &mut [u32],
+) {
+    use pairs_avx512::{pairs_consecutive, pairs_split, store, store_strided};
+    for (panel, out) in dst.chunks_mut(w * kq).take(mc.div_ceil(w)).enumerate() {
+        let i = i0 + panel * w;
+        let rows = w.min(i0 + mc - i);
+        let o = out.as_mut_ptr();
+        if v.rs == 1 {
+            for q in 0..kq {
+                let (e, x) = (2 * q, 2 * q + 1);
+                let n_e = if e < kc { rows } else { 0 };
+                let n_o = if x < kc { rows } else { 0 };
+                let run = |p: usize| v.ptr.wrapping_add((p0 + p) * v.cs + i);
+                for r in (0..w).step_by(16) {
+                    let (ne, no) = (n_e.saturating_sub(r), n_o.saturating_sub(r));
+                    let pairs = pairs_split(run(e).wrapping_add(r), run(x).wrapping_add(r), ne, no);
+                    store(o.add(q * w + r), pairs, (w - r).min(16));
+                }
+            }
+        } else {
+            for r in 0..w {
+                let row = v.ptr.wrapping_add((i + r) * v.rs + p0);
+                let n = if r < rows { kc } else { 0 };
+                for q in (0..kq).step_by(16) {
+                    let pairs = pairs_consecutive(row.wrapping_add(2 * q), n.saturating_sub(2 * q));
+                    store_strided(o.add(q * w + r), w, pairs, (kq - q).min(16));
+                }
             }
         }
     }
@@ -353,12 +418,14 @@ impl PairKernel for Emulated {
 mod pack_tests {
     use super::*;
 
+    type Packer = fn(View, (usize, usize), (usize, usize), usize, usize, &mut [u32]);
+
     /// The fast layouts of [`pack_pairs`] against [`pack_pairs_strided`], bit for bit: row-major,
     /// column-major and strided views of awkward sizes, odd and even kc, kq padded past kc, panels
     /// cut short, values including NaN, infinities, subnormals and ties to even; `dst` poisoned.
     #[test]
     fn pack_pairs_fast_layouts_equal_the_strided_reference() {
-        let (rows, cols) = (37, 29);
+        let (rows, cols) = (37, 71);
         let specials = [
             f32::NAN,
             f32::INFINITY,
@@ -392,21 +459,29 @@ mod pack_tests {
         ];
         for v in views {
             for (i0, mc, p0, kc, w, kq) in [
-                (0, rows, 0, cols, 14, 15),
+                (0, rows, 0, cols, 14, 36),
                 (3, 30, 2, 7, 32, 4),
                 (5, 9, 1, 28, 14, 16),
                 (0, 1, 0, 1, 16, 1),
                 (2, 33, 4, 20, 14, 16),
+                (1, 35, 3, 67, 32, 34),
+                (0, rows, 0, cols, 14, 40),
+                (4, 17, 0, 64, 16, 32),
             ] {
                 let len = mc.div_ceil(w) * w * kq;
                 let (mut got, mut want) = (vec![0xDEAD_BEEFu32; len], vec![0xDEAD_BEEFu32; len]);
-                pack_pairs(v, (i0, mc), (p0, kc), w, kq, &mut got);
                 pack_pairs_strided(v, (i0, mc), (p0, kc), w, kq, &mut want);
-                assert_eq!(
-                    got, want,
-                    "rs {} cs {}, rows {i0}+{mc}, k {p0}+{kc}, w {w}, kq {kq}",
-                    v.rs, v.cs
-                );
+                let packers: [(&str, Packer); 2] =
+                    [("dispatched", pack_pairs), ("scalar", pack_pairs_scalar)];
+                for (name, pack) in packers {
+                    got.fill(0xDEAD_BEEF);
+                    pack(v, (i0, mc), (p0, kc), w, kq, &mut got);
+                    assert_eq!(
+                        got, want,
+                        "{name}: rs {} cs {}, rows {i0}+{mc}, k {p0}+{kc}, w {w}, kq {kq}",
+                        v.rs, v.cs
+                    );
+                }
             }
         }
     }

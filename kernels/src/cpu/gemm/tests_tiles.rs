@@ -10,7 +10,7 @@
 //!   against the f64 reference on the BF16-rounded operands at awkward and NAT shapes, with the
 //!   (k + 4) eps_f32 bound of tests.rs. The cube, 1 vs 2 threads and batched run in
 //!   tests_bf16.rs, whose pair paths include these.
-//! - The BF16 dispatch: AMX only with DINONAT_AMX=1, DINONAT_ISA caps it lower.
+//! - The BF16 dispatch: AMX where present unless DINONAT_AMX=0, DINONAT_ISA caps it lower.
 //! - `amx_smoke` (ignored: `cargo test --release -p dinonat-kernels amx_smoke -- --ignored`, on
 //!   an AMX machine): one tile product on the hardware against the emulator.
 
@@ -238,6 +238,68 @@ fn amx_driver_with_emulated_tiles_is_the_plain_tile_loop_bit_for_bit() {
     );
 }
 
+/// The tile packer (vector where the processor has AVX-512 BW) against its scalar reference, bit
+/// for bit: row-major, column-major and strided A, rows and k cut short inside a tile and a
+/// panel, k over several 32-k steps, values with NaN, infinities, subnormals and ties; `dst`
+/// poisoned.
+#[test]
+fn amx_tile_packer_equals_its_scalar_reference() {
+    use super::kernel_amx::{pack_a_tiles, pack_a_tiles_scalar};
+    use super::view::View;
+    let (rows, cols) = (71, 101);
+    let specials = [
+        f32::NAN,
+        f32::INFINITY,
+        -0.0,
+        1e-40,
+        f32::from_bits(0x3F80_8000),
+    ];
+    let data: Vec<f32> = (0..rows * cols * 2)
+        .map(|x| match x % 37 {
+            k if k < specials.len() => specials[k],
+            _ => ((x * 7919 % 1000) as f32 - 500.0) * 0.0137,
+        })
+        .collect();
+    let ptr = data.as_ptr();
+    let views = [
+        View {
+            ptr,
+            rs: cols,
+            cs: 1,
+        },
+        View {
+            ptr,
+            rs: 1,
+            cs: rows,
+        },
+        View {
+            ptr,
+            rs: 2 * cols,
+            cs: 2,
+        },
+    ];
+    for v in views {
+        for (i0, mc, p0, kc) in [
+            (0, rows, 0, cols),
+            (3, 40, 5, 64),
+            (1, 17, 2, 33),
+            (9, 1, 0, 1),
+        ] {
+            let kq = kc.div_ceil(2).next_multiple_of(16);
+            let len = mc.div_ceil(32) * 32 * kq;
+            let (mut got, mut want) = (vec![0xDEAD_BEEFu32; len], vec![0xDEAD_BEEFu32; len]);
+            pack_a_tiles(v, (i0, mc), (p0, kc), kq, &mut got);
+            pack_a_tiles_scalar(v, (i0, mc), (p0, kc), kq, &mut want);
+            assert!(
+                got == want,
+                "rs {} cs {}, rows {i0}+{mc}, k {p0}+{kc}",
+                v.rs,
+                v.cs
+            );
+        }
+    }
+}
+
 #[test]
 fn tile_paths_match_the_f64_reference_at_awkward_and_nat_shapes() {
     let mut rng = Rng(22);
@@ -252,23 +314,24 @@ fn tile_paths_match_the_f64_reference_at_awkward_and_nat_shapes() {
 }
 
 #[test]
-fn bf16_dispatch_picks_amx_only_when_asked_and_lowers_on_request() {
+fn bf16_dispatch_picks_amx_unless_refused_and_lowers_on_request() {
     use Bf16Gemm::*;
     for fast in [true, false] {
         let choice = |best, isa, amx| bf16_gemm_choice(best, fast, isa, amx);
         // AVX512-BF16 by default only where it outruns f32 FMAs; on request wherever it exists.
         let dp = if fast { DpBf16 } else { RoundPack };
-        // AMX never by default, even where it is present.
-        assert_eq!(choice(Amx, None, None), dp);
-        assert_eq!(choice(Amx, None, Some("0")), dp);
+        // AMX by default where present; DINONAT_AMX=0 refuses it.
+        assert_eq!(choice(Amx, None, None), Amx);
         assert_eq!(choice(Amx, None, Some("1")), Amx);
-        assert_eq!(choice(Amx, Some("amx"), Some("1")), Amx);
+        assert_eq!(choice(Amx, None, Some("0")), dp);
+        assert_eq!(choice(Amx, Some("amx"), None), Amx);
         assert_eq!(choice(DpBf16, None, None), dp);
         // DINONAT_ISA forces lower paths whatever DINONAT_AMX says.
+        assert_eq!(choice(Amx, Some("avx512bf16"), None), DpBf16);
         assert_eq!(choice(Amx, Some("avx512bf16"), Some("1")), DpBf16);
         assert_eq!(choice(DpBf16, Some("avx512bf16"), None), DpBf16);
         for f32_path in ["avx512", "avx2", "portable"] {
-            assert_eq!(choice(Amx, Some(f32_path), Some("1")), RoundPack);
+            assert_eq!(choice(Amx, Some(f32_path), None), RoundPack);
             assert_eq!(choice(DpBf16, Some(f32_path), None), RoundPack);
         }
         // Never above what the processor has.
@@ -283,7 +346,7 @@ fn bf16_dispatch_picks_amx_only_when_asked_and_lowers_on_request() {
         isa::bf16_gemm_detected() == Amx,
         isa::amx_support().is_ok() && std::arch::is_x86_feature_detected!("avx512bf16")
     );
-    if std::env::var("DINONAT_AMX").as_deref() != Ok("1") {
+    if std::env::var("DINONAT_AMX").as_deref() == Ok("0") {
         assert!(isa::bf16_gemm_active() < Amx);
     }
 }
