@@ -7,10 +7,11 @@
 //!
 //! The BF16 GEMM has its own choice ([`Bf16Gemm`]): AMX tiles where the processor and the OS grant
 //! them (verified on an Emerald Rapids Xeon; `DINONAT_AMX=0` refuses them), AVX512-BF16 dot
-//! products where the processor has them and runs them faster than f32 FMAs ([`dpbf16_outruns_f32`]: AMD), else rounding while packing on the
-//! f32 path above. `DINONAT_ISA=avx512bf16` picks the AVX512-BF16 path wherever the processor has
-//! it, `DINONAT_ISA=avx512|avx2|portable` rounding while packing (so CI covers every lower path
-//! on a better machine).
+//! products where the processor has them and runs them faster than f32 FMAs
+//! ([`dpbf16_outruns_f32`]: AMD), else rounding while packing on the f32 path above.
+//! `DINONAT_ISA=avx512bf16` picks the AVX512-BF16 path wherever the processor has it,
+//! `DINONAT_ISA=avx512|avx2|portable` rounding while packing (so CI covers every lower path on a
+//! better machine).
 
 use std::sync::OnceLock;
 

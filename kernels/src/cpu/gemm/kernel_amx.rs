@@ -47,7 +47,8 @@ impl<U: TileOps> PairKernel for Amx<U> {
     const MR: usize = MR;
     const NR: usize = NR;
     /// A and B micro-panels of 32 x 512 BF16 are 32 KiB each; the A block 256 KiB and the B
-    /// block 512 KiB stay in a Sapphire Rapids core's 2 MiB L2 (not tuned: never run).
+    /// block 512 KiB stay in a Sapphire Rapids core's 2 MiB L2 (KC 256 / 1024 and MC 128 / 512 were
+    /// not told apart on the noisy AMX machine: docs/gemm.md, "AMX").
     const KC: usize = 512;
     const MC: usize = 256;
     const NC: usize = 512;
@@ -155,14 +156,14 @@ pub(super) fn pack_a_tiles(
 /// inside `a`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn pack_a_tiles_avx512(
+pub(super) unsafe fn pack_a_tiles_avx512(
     a: View,
     (i0, mc): (usize, usize),
     (p0, kc): (usize, usize),
     kq: usize,
     dst: &mut [u32],
 ) {
-    use super::pairs_avx512::{pairs_consecutive, pairs_split, store, store_strided};
+    use super::pairs_avx512::{pairs_consecutive, pairs_split, store_pairs, store_pairs_strided};
     for (panel, out) in dst.chunks_mut(MR * kq).take(mc.div_ceil(MR)).enumerate() {
         let i = i0 + panel * MR;
         let rows = MR.min(i0 + mc - i);
@@ -174,7 +175,7 @@ unsafe fn pack_a_tiles_avx512(
                 for r in 0..TQ {
                     let row = a.ptr.wrapping_add((i + h * TQ + r) * a.rs + p0 + k0);
                     let n = if r < valid { kc.saturating_sub(k0) } else { 0 };
-                    store(o.add(r * TQ), pairs_consecutive(row, n.min(2 * TQ)), TQ);
+                    store_pairs(o.add(r * TQ), pairs_consecutive(row, n.min(2 * TQ)), TQ);
                 }
             } else {
                 for q in 0..TQ {
@@ -182,7 +183,8 @@ unsafe fn pack_a_tiles_avx512(
                     let run = |p: usize| a.ptr.wrapping_add((p0 + p) * a.cs + i + h * TQ);
                     let n_e = if e < kc { valid.min(TQ) } else { 0 };
                     let n_o = if x < kc { valid.min(TQ) } else { 0 };
-                    store_strided(o.add(q), TQ, pairs_split(run(e), run(x), n_e, n_o), TQ);
+                    let pairs = pairs_split(run(e), run(x), n_e, n_o);
+                    store_pairs_strided(o.add(q), TQ, pairs, TQ);
                 }
             }
         }

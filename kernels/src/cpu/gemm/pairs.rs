@@ -100,9 +100,14 @@ pub(crate) fn pack_pairs(
     kq: usize,
     dst: &mut [u32],
 ) {
+    assert!(
+        dst.len() >= rows.1.div_ceil(w) * w * kq,
+        "pack_pairs: dst too short"
+    );
     #[cfg(target_arch = "x86_64")]
     if pairs_avx512::available() && (v.rs == 1 || v.cs == 1) {
-        // SAFETY: the processor has AVX-512 BW (checked); the caller's bounds as below.
+        // SAFETY: the processor has AVX-512 BW (checked), dst holds every panel (asserted); the
+        // caller's bounds on `v` as below.
         return unsafe { pack_pairs_avx512(v, rows, ks, w, kq, dst) };
     }
     pack_pairs_scalar(v, rows, ks, w, kq, dst)
@@ -170,10 +175,11 @@ pub(crate) fn pack_pairs_scalar(
 /// floats, each vector of 16 pairs scattered `w` apart. Same pairs as the scalar packers.
 ///
 /// # Safety
-/// The processor must have AVX-512 BW; `v.rs == 1` or `v.cs == 1`; as [`pack_pairs`].
+/// The processor must have AVX-512 BW; `v.rs == 1` or `v.cs == 1`; rows i0..i0+mc, k p0..p0+kc
+/// inside `v`; `dst` at least `mc.div_ceil(w) * w * kq` long.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn pack_pairs_avx512(
+pub(crate) unsafe fn pack_pairs_avx512(
     v: View,
     (i0, mc): (usize, usize),
     (p0, kc): (usize, usize),
@@ -181,7 +187,7 @@ unsafe fn pack_pairs_avx512(
     kq: usize,
     dst: &mut [u32],
 ) {
-    use pairs_avx512::{pairs_consecutive, pairs_split, store, store_strided};
+    use pairs_avx512::{pairs_consecutive, pairs_split, store_pairs, store_pairs_strided};
     for (panel, out) in dst.chunks_mut(w * kq).take(mc.div_ceil(w)).enumerate() {
         let i = i0 + panel * w;
         let rows = w.min(i0 + mc - i);
@@ -195,7 +201,7 @@ unsafe fn pack_pairs_avx512(
                 for r in (0..w).step_by(16) {
                     let (ne, no) = (n_e.saturating_sub(r), n_o.saturating_sub(r));
                     let pairs = pairs_split(run(e).wrapping_add(r), run(x).wrapping_add(r), ne, no);
-                    store(o.add(q * w + r), pairs, (w - r).min(16));
+                    store_pairs(o.add(q * w + r), pairs, (w - r).min(16));
                 }
             }
         } else {
@@ -204,7 +210,7 @@ unsafe fn pack_pairs_avx512(
                 let n = if r < rows { kc } else { 0 };
                 for q in (0..kq).step_by(16) {
                     let pairs = pairs_consecutive(row.wrapping_add(2 * q), n.saturating_sub(2 * q));
-                    store_strided(o.add(q * w + r), w, pairs, (kq - q).min(16));
+                    store_pairs_strided(o.add(q * w + r), w, pairs, (kq - q).min(16));
                 }
             }
         }
@@ -415,31 +421,45 @@ impl PairKernel for Emulated {
 }
 
 #[cfg(test)]
-mod pack_tests {
+pub(crate) mod pack_tests {
     use super::*;
 
     type Packer = fn(View, (usize, usize), (usize, usize), usize, usize, &mut [u32]);
 
-    /// The fast layouts of [`pack_pairs`] against [`pack_pairs_strided`], bit for bit: row-major,
-    /// column-major and strided views of awkward sizes, odd and even kc, kq padded past kc, panels
-    /// cut short, values including NaN, infinities, subnormals and ties to even; `dst` poisoned.
-    #[test]
-    fn pack_pairs_fast_layouts_equal_the_strided_reference() {
-        let (rows, cols) = (37, 71);
-        let specials = [
-            f32::NAN,
-            f32::INFINITY,
-            -f32::INFINITY,
-            1e-40,
-            -1e-39,
-            f32::from_bits(0x3F80_8000),
-        ];
-        let data: Vec<f32> = (0..rows * cols * 3)
-            .map(|x| match x % 41 {
+    /// The packers to check against a reference: the scalar one, and the AVX-512 one where the
+    /// processor has it (called directly, whatever `DINONAT_ISA` says), else a printed skip.
+    pub(crate) fn packers<P>(scalar: P, simd: P) -> Vec<(&'static str, P)> {
+        let mut v = vec![("scalar", scalar)];
+        #[cfg(target_arch = "x86_64")]
+        if super::pairs_avx512::supported() {
+            v.push(("avx512", simd));
+        } else {
+            eprintln!("skip: no AVX-512 BW; the vector pair packers are not run");
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = simd;
+        v
+    }
+
+    /// Test matrices: awkward values with `cpu::bf16::rounding_cases` (NaN payloads a plain
+    /// rounding would turn into infinity, ties both ways, the carry at MAX) spread among them.
+    pub(crate) fn pair_test_data(len: usize) -> Vec<f32> {
+        let specials = crate::cpu::bf16::rounding_cases();
+        (0..len)
+            .map(|x| match x % (specials.len() + 7) {
                 k if k < specials.len() => specials[k],
                 _ => ((x * 7919 % 1000) as f32 - 500.0) * 0.0137,
             })
-            .collect();
+            .collect()
+    }
+
+    /// The fast layouts of [`pack_pairs`] (scalar and AVX-512) against [`pack_pairs_strided`], bit
+    /// for bit: row-major, column-major and strided views of awkward sizes, odd and even kc, kq
+    /// padded past kc, panels cut short, several 16-pair chunks; `dst` poisoned.
+    #[test]
+    fn pack_pairs_fast_layouts_equal_the_strided_reference() {
+        let (rows, cols) = (37, 71);
+        let data = pair_test_data(rows * cols * 3);
         let views = [
             View {
                 ptr: data.as_ptr(),
@@ -471,9 +491,18 @@ mod pack_tests {
                 let len = mc.div_ceil(w) * w * kq;
                 let (mut got, mut want) = (vec![0xDEAD_BEEFu32; len], vec![0xDEAD_BEEFu32; len]);
                 pack_pairs_strided(v, (i0, mc), (p0, kc), w, kq, &mut want);
-                let packers: [(&str, Packer); 2] =
-                    [("dispatched", pack_pairs), ("scalar", pack_pairs_scalar)];
-                for (name, pack) in packers {
+                #[cfg(target_arch = "x86_64")]
+                let simd: Packer = |v, rows, ks, w, kq, dst| {
+                    if v.rs != 1 && v.cs != 1 {
+                        return pack_pairs_strided(v, rows, ks, w, kq, dst);
+                    }
+                    // SAFETY: run only where supported (packers); a unit stride (checked);
+                    // bounds as pack_pairs.
+                    unsafe { pack_pairs_avx512(v, rows, ks, w, kq, dst) }
+                };
+                #[cfg(not(target_arch = "x86_64"))]
+                let simd: Packer = pack_pairs_scalar;
+                for (name, pack) in packers(pack_pairs_scalar as Packer, simd) {
                     got.fill(0xDEAD_BEEF);
                     pack(v, (i0, mc), (p0, kc), w, kq, &mut got);
                     assert_eq!(

@@ -7,9 +7,15 @@
 
 use std::arch::x86_64::*;
 
-/// Whether this process can run these packers (every processor with AVX512-BF16 can).
-pub(crate) fn available() -> bool {
+/// Whether the processor can run these packers (every processor with AVX512-BF16 can).
+pub(crate) fn supported() -> bool {
     is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
+}
+
+/// Whether the packers use them: [`supported`] and the active ISA is AVX-512 (`DINONAT_ISA=avx2`
+/// or `portable` keeps the scalar packers, as it keeps the other kernels' lower paths).
+pub(crate) fn available() -> bool {
+    crate::cpu::isa::active() >= crate::cpu::isa::Isa::Avx512 && supported()
 }
 
 /// The first `n` of 16 lanes (all for n >= 16).
@@ -97,7 +103,7 @@ pub(crate) unsafe fn pairs_split(
 /// `dst[..n]` must be writable.
 #[inline]
 #[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn store(dst: *mut u32, v: __m512i, n: usize) {
+pub(crate) unsafe fn store_pairs(dst: *mut u32, v: __m512i, n: usize) {
     _mm512_mask_storeu_epi32(dst as *mut _, mask(n), v)
 }
 
@@ -107,7 +113,7 @@ pub(crate) unsafe fn store(dst: *mut u32, v: __m512i, n: usize) {
 /// `dst[j * stride]` must be writable for j < n, and `stride * 16` must fit an i32.
 #[inline]
 #[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn store_strided(dst: *mut u32, stride: usize, v: __m512i, n: usize) {
+pub(crate) unsafe fn store_pairs_strided(dst: *mut u32, stride: usize, v: __m512i, n: usize) {
     let lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     let idx = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(stride as i32));
     _mm512_mask_i32scatter_epi32::<4>(dst as *mut _, mask(n), idx, v)

@@ -238,28 +238,17 @@ fn amx_driver_with_emulated_tiles_is_the_plain_tile_loop_bit_for_bit() {
     );
 }
 
-/// The tile packer (vector where the processor has AVX-512 BW) against its scalar reference, bit
-/// for bit: row-major, column-major and strided A, rows and k cut short inside a tile and a
-/// panel, k over several 32-k steps, values with NaN, infinities, subnormals and ties; `dst`
-/// poisoned.
+/// The tile packer (scalar, and AVX-512 where the processor has it) against the element-by-element
+/// reference, bit for bit: row-major, column-major and strided A, rows and k cut short inside a
+/// tile and a panel, k over several 32-k steps, the rounding cases of `cpu::bf16`; `dst` poisoned.
 #[test]
-fn amx_tile_packer_equals_its_scalar_reference() {
-    use super::kernel_amx::{pack_a_tiles, pack_a_tiles_scalar};
+fn amx_tile_packer_equals_its_reference() {
+    use super::kernel_amx::pack_a_tiles_scalar;
+    use super::pairs::pack_tests::{packers, pair_test_data};
     use super::view::View;
+    type Packer = fn(View, (usize, usize), (usize, usize), usize, &mut [u32]);
     let (rows, cols) = (71, 101);
-    let specials = [
-        f32::NAN,
-        f32::INFINITY,
-        -0.0,
-        1e-40,
-        f32::from_bits(0x3F80_8000),
-    ];
-    let data: Vec<f32> = (0..rows * cols * 2)
-        .map(|x| match x % 37 {
-            k if k < specials.len() => specials[k],
-            _ => ((x * 7919 % 1000) as f32 - 500.0) * 0.0137,
-        })
-        .collect();
+    let data = pair_test_data(rows * cols * 2);
     let ptr = data.as_ptr();
     let views = [
         View {
@@ -278,6 +267,16 @@ fn amx_tile_packer_equals_its_scalar_reference() {
             cs: 2,
         },
     ];
+    #[cfg(target_arch = "x86_64")]
+    let simd: Packer = |a, rows, ks, kq, dst| {
+        if a.rs != 1 && a.cs != 1 {
+            return pack_a_tiles_scalar(a, rows, ks, kq, dst);
+        }
+        // SAFETY: run only where supported (packers); a unit stride (checked); bounds below.
+        unsafe { super::kernel_amx::pack_a_tiles_avx512(a, rows, ks, kq, dst) }
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd: Packer = pack_a_tiles_scalar;
     for v in views {
         for (i0, mc, p0, kc) in [
             (0, rows, 0, cols),
@@ -287,15 +286,46 @@ fn amx_tile_packer_equals_its_scalar_reference() {
         ] {
             let kq = kc.div_ceil(2).next_multiple_of(16);
             let len = mc.div_ceil(32) * 32 * kq;
-            let (mut got, mut want) = (vec![0xDEAD_BEEFu32; len], vec![0xDEAD_BEEFu32; len]);
-            pack_a_tiles(v, (i0, mc), (p0, kc), kq, &mut got);
-            pack_a_tiles_scalar(v, (i0, mc), (p0, kc), kq, &mut want);
-            assert!(
-                got == want,
-                "rs {} cs {}, rows {i0}+{mc}, k {p0}+{kc}",
-                v.rs,
-                v.cs
-            );
+            let mut want = vec![0xDEAD_BEEFu32; len];
+            tile_pack_reference(v, (i0, mc), (p0, kc), kq, &mut want);
+            for (name, pack) in packers(pack_a_tiles_scalar as Packer, simd) {
+                let mut got = vec![0xDEAD_BEEFu32; len];
+                pack(v, (i0, mc), (p0, kc), kq, &mut got);
+                let at = (v.rs, v.cs, i0, mc, p0, kc);
+                assert!(got == want, "{name}: (rs, cs, i0, mc, p0, kc) {at:?}");
+            }
+        }
+    }
+}
+
+/// The tile layout written out per element (module doc of kernel_amx.rs): pair q of row r of
+/// half h at step s is `dst[panel * 32 * kq + (2 s + h) * 256 + r * 16 + q]`.
+fn tile_pack_reference(
+    a: super::view::View,
+    (i0, mc): (usize, usize),
+    (p0, kc): (usize, usize),
+    kq: usize,
+    dst: &mut [u32],
+) {
+    let at = |i: usize, p: usize| {
+        if i < i0 + mc && p < p0 + kc {
+            // SAFETY: inside the matrix the test built.
+            unsafe { *a.ptr.add(i * a.rs + p * a.cs) }
+        } else {
+            0.0
+        }
+    };
+    for panel in 0..mc.div_ceil(32) {
+        for s in 0..kq / 16 {
+            for h in 0..2 {
+                for r in 0..16 {
+                    for q in 0..16 {
+                        let (i, p) = (i0 + panel * 32 + h * 16 + r, p0 + 2 * (s * 16 + q));
+                        dst[panel * 32 * kq + (2 * s + h) * 256 + r * 16 + q] =
+                            pair(at(i, p), at(i, p + 1));
+                    }
+                }
+            }
         }
     }
 }
