@@ -56,6 +56,33 @@ pub(super) fn tile_paths() -> Vec<Path> {
     v
 }
 
+/// The packers to check against a reference: the scalar one, and the AVX-512 one where the
+/// processor has it (called directly, whatever `DINONAT_ISA` says), else a printed skip.
+pub(super) fn packers<P>(scalar: P, simd: P) -> Vec<(&'static str, P)> {
+    let mut v = vec![("scalar", scalar)];
+    #[cfg(target_arch = "x86_64")]
+    if super::pairs_avx512::supported() {
+        v.push(("avx512", simd));
+    } else {
+        eprintln!("skip: no AVX-512 BW; the vector pair packers are not run");
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = simd;
+    v
+}
+
+/// Test matrices: awkward values with `cpu::bf16::rounding_cases` (NaN payloads a plain
+/// rounding would turn into infinity, ties both ways, the carry at MAX) spread among them.
+pub(super) fn pair_test_data(len: usize) -> Vec<f32> {
+    let specials = crate::cpu::bf16::rounding_cases();
+    (0..len)
+        .map(|x| match x % (specials.len() + 7) {
+            k if k < specials.len() => specials[k],
+            _ => ((x * 7919 % 1000) as f32 - 500.0) * 0.0137,
+        })
+        .collect()
+}
+
 /// m x k x n.
 pub(super) type Shape = (usize, usize, usize);
 /// A shape, the stores of A, B and C, alpha and beta.

@@ -244,7 +244,7 @@ fn amx_driver_with_emulated_tiles_is_the_plain_tile_loop_bit_for_bit() {
 #[test]
 fn amx_tile_packer_equals_its_reference() {
     use super::kernel_amx::pack_a_tiles_scalar;
-    use super::pairs::pack_tests::{packers, pair_test_data};
+    use super::tests_bf16::{packers, pair_test_data};
     use super::view::View;
     type Packer = fn(View, (usize, usize), (usize, usize), usize, &mut [u32]);
     let (rows, cols) = (71, 101);
