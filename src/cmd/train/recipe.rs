@@ -10,7 +10,8 @@ use std::path::Path;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Recipe {
     /// Issue 22's 2-hour Imagenette recipe on a 2-core CPU (docs/notebook/2026-12-07-imagenette-2h-run.md):
-    /// nat_nano, 2 x 64 + 6 x 32 crops, batch 32, 10 400 steps (332 800 images), lr 0.002, K 4096.
+    /// nat_nano, 2 x 64 + 6 x 32 crops, batch 32, 10 400 steps (332 800 images), lr 0.002, K 4096,
+    /// teacher temperature 0.01 (chosen on the tuning split, 2026-12-08).
     #[value(name = "imagenette-2h")]
     Imagenette2h,
 }
@@ -33,6 +34,7 @@ impl Recipe {
                 ("--koleo", "0"),
                 ("--momentum-teacher", "0.996"),
                 ("--momentum-teacher-end", "1"),
+                ("--teacher-temp", "0.01"),
                 ("--checkpoint-every", "200"),
                 ("--eval-every", "2600"),
                 ("--eval-size", "64"),
